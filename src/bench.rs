@@ -1,0 +1,49 @@
+//! Throughput measurements shared by `megashtein-gpu bench` and `benches/`.
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use rand::{Rng, SeedableRng, rngs::StdRng};
+
+use crate::embed::Embedder;
+use crate::model::params::MAX_LEN;
+
+/// Printable ASCII strings of random length 1..=80, as the benchmarks embed.
+pub fn random_strings(n: usize, seed: u64) -> Vec<Vec<u8>> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| {
+            let len = rng.random_range(1..=MAX_LEN);
+            (0..len).map(|_| rng.random_range(b' '..=b'~')).collect()
+        })
+        .collect()
+}
+
+/// One row of the embed benchmark.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Throughput {
+    pub batch: usize,
+    pub strings_per_s: f64,
+    pub iterations: u32,
+    pub seconds: f64,
+}
+
+/// Embed batches of `batch` random strings for about `budget` (at least two timed
+/// batches, after one untimed warm-up) and report strings per second, readback included.
+pub fn embed_throughput(embedder: &mut Embedder, batch: usize, budget: Duration) -> Result<Throughput> {
+    let strings = random_strings(batch, batch as u64);
+    let texts: Vec<&[u8]> = strings.iter().map(Vec::as_slice).collect();
+    embedder.embed(&texts)?;
+    let start = Instant::now();
+    let mut iterations = 0;
+    while iterations < 2 || start.elapsed() < budget {
+        embedder.embed(&texts)?;
+        iterations += 1;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(Throughput {
+        batch,
+        strings_per_s: (batch as f64 * f64::from(iterations)) / seconds,
+        iterations,
+        seconds,
+    })
+}

@@ -1,0 +1,57 @@
+//! The `megashtein-gpu` commands: one module per command, each a thin layer over the
+//! library. Every module exposes `Args` (clap) and `run(&Args) -> anyhow::Result<()>`.
+pub mod bench;
+pub mod devices;
+pub mod embed;
+pub mod import;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "megashtein-gpu", version, about = "Fuzzy string search with a learned edit-distance embedding on the GPU")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List every GPU adapter wgpu can see, with its limits and features.
+    Devices(devices::Args),
+    /// Convert a PyTorch state_dict checkpoint (.pth) to safetensors, without Python.
+    Import(import::Args),
+    /// Embed a corpus (one string per line) into a .npy array.
+    Embed(embed::Args),
+    /// Measure throughput.
+    #[command(subcommand)]
+    Bench(bench::Command),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Devices(args) => devices::run(args),
+        Command::Import(args) => import::run(args),
+        Command::Embed(args) => embed::run(args),
+        Command::Bench(cmd) => bench::run(cmd),
+    }
+}
+
+/// A progress bar over input bytes with rate and ETA, or a spinner when the size is
+/// unknown (standard input). Hidden when stderr is not a terminal.
+pub fn progress_bytes(total: Option<u64>, what: &str) -> indicatif::ProgressBar {
+    let bar = match total {
+        Some(n) => indicatif::ProgressBar::new(n).with_style(
+            indicatif::ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        ),
+        None => indicatif::ProgressBar::new_spinner().with_style(
+            indicatif::ProgressStyle::with_template("{prefix} {spinner} {bytes} {bytes_per_sec} {msg}")
+                .expect("valid template"),
+        ),
+    };
+    bar.set_prefix(what.to_string());
+    bar
+}

@@ -1,0 +1,107 @@
+//! WGSL -> compute pipeline, built once; a `Call` is one use of a kernel on fixed
+//! buffers whose uniform's first word is the batch size, so a call made once serves any
+//! batch up to the capacity its buffers were made for.
+use super::{Gpu, uniform_buffer};
+
+/// Threads per workgroup of every kernel (each shader declares `@workgroup_size(64)`).
+pub const WORKGROUP: u32 = 64;
+
+/// A compiled compute pipeline.
+#[derive(Clone)]
+pub struct Kernel {
+    pipeline: wgpu::ComputePipeline,
+    label: &'static str,
+}
+
+impl Kernel {
+    /// Compile `entry` of the WGSL `source`. The bind group layout is taken from the shader.
+    pub fn new(gpu: &Gpu, label: &'static str, source: &str, entry: &str) -> Self {
+        let module = gpu.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(label),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        });
+        let pipeline = gpu.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(label),
+            layout: None,
+            module: &module,
+            entry_point: Some(entry),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        Kernel { pipeline, label }
+    }
+
+    /// Bind `uniform` to binding 0 and `buffers` to bindings 1, 2, ...; `per_item` is the
+    /// number of threads one batch item needs.
+    pub fn call<U: bytemuck::Pod>(
+        &self,
+        gpu: &Gpu,
+        uniform: &U,
+        buffers: &[&wgpu::Buffer],
+        per_item: u32,
+    ) -> Call {
+        let uniform = uniform_buffer(gpu, self.label, std::slice::from_ref(uniform));
+        let entries: Vec<wgpu::BindGroupEntry> = std::iter::once(&uniform)
+            .chain(buffers.iter().copied())
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
+            .collect();
+        let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(self.label),
+            layout: &self.pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        Call { pipeline: self.pipeline.clone(), bind_group, uniform, per_item }
+    }
+}
+
+/// One kernel bound to its buffers, ready to record for any batch size.
+pub struct Call {
+    pipeline: wgpu::ComputePipeline,
+    bind_group: wgpu::BindGroup,
+    uniform: wgpu::Buffer,
+    per_item: u32,
+}
+
+impl Call {
+    /// Set the batch size (the uniform's first word) for the next submit.
+    pub fn set_batch(&self, gpu: &Gpu, batch: u32) {
+        gpu.queue.write_buffer(&self.uniform, 0, bytemuck::bytes_of(&batch));
+    }
+
+    /// Record the dispatch for `batch` items into `pass`.
+    pub fn record(&self, pass: &mut wgpu::ComputePass, gpu: &Gpu, batch: u32) {
+        let threads = u64::from(batch) * u64::from(self.per_item);
+        if threads == 0 {
+            return;
+        }
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        let [x, y] = grid(threads, gpu.limits.max_compute_workgroups_per_dimension);
+        pass.dispatch_workgroups(x, y, 1);
+    }
+}
+
+/// Split `threads` into a 2-D grid of workgroups within the per-dimension limit. Shaders
+/// recover the linear thread id as `gid.x + gid.y * num_workgroups.x * 64`.
+pub fn grid(threads: u64, max_per_dim: u32) -> [u32; 2] {
+    let groups = threads.div_ceil(u64::from(WORKGROUP));
+    let max = u64::from(max_per_dim.max(1));
+    let y = groups.div_ceil(max);
+    let x = groups.div_ceil(y);
+    [x as u32, y as u32]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grid;
+
+    #[test]
+    fn grid_covers_all_threads_within_limits() {
+        for threads in [1u64, 63, 64, 65, 64 * 65_535, 64 * 65_535 + 1, 5_000_000_000] {
+            let [x, y] = grid(threads, 65_535);
+            assert!(x <= 65_535 && y <= 65_535);
+            assert!(u64::from(x) * u64::from(y) * 64 >= threads);
+        }
+    }
+}

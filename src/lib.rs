@@ -1,0 +1,19 @@
+//! megashtein-gpu: a learned edit-distance embedding of ASCII strings, computed by
+//! hand-written WGSL compute shaders through wgpu, for fuzzy string search.
+//!
+//! Floors, each using only the ones below it:
+//! - [`cli`]: one function per command of the `megashtein-gpu` binary;
+//! - [`model`]: the architecture, its weights (safetensors, `.pth` import);
+//! - [`ops`]: one GPU op per file, each beside its shader in `shaders/`;
+//! - [`gpu`]: device, buffers and pipelines;
+//! - [`reference`]: plain CPU versions of every op, the yardstick for tests;
+//! - [`input`] and [`io`]: the input-line rules of CONTRACTS.md and atomic file output.
+pub mod bench;
+pub mod cli;
+pub mod embed;
+pub mod gpu;
+pub mod input;
+pub mod io;
+pub mod model;
+pub mod ops;
+pub mod reference;

@@ -1,0 +1,202 @@
+//! The megashtein architecture on the GPU: which op runs, in which order, on which
+//! buffers. Activations for a fixed batch capacity are allocated once; a forward of any
+//! batch up to that capacity is one encoder, one submit and one readback of the
+//! `[batch, 80]` embeddings.
+use anyhow::{Result, bail};
+
+use super::params::{
+    BN_EPS, CHAR_DIM, CONV_BLOCKS, CONV_CH, EMBED_DIM, FLAT, HIDDEN, MAX_LEN, VOCAB, offset_of,
+};
+use super::weights::Weights;
+use crate::gpu::{Call, Gpu, Readback, storage_buffer, storage_buffer_init};
+use crate::ops::{
+    Ops, batchnorm::BatchNormShape, conv1d::Conv1dShape, embedding::EmbeddingShape,
+    linear::LinearShape,
+};
+
+const F32: u64 = 4;
+
+/// The model's weights on a device, with activations for up to `capacity` strings.
+pub struct Megashtein {
+    capacity: usize,
+    tokens: wgpu::Buffer,
+    output: wgpu::Buffer,
+    calls: Vec<Call>,
+    readback: Readback,
+    // Kept alive for the bind groups in `calls`.
+    _params: wgpu::Buffer,
+    _running: wgpu::Buffer,
+    _activations: Vec<wgpu::Buffer>,
+}
+
+impl Megashtein {
+    /// The largest batch one forward can take on this device: the biggest activation
+    /// (`[batch, 140, 80]` after the embedding) must fit one storage binding.
+    pub fn max_batch(gpu: &Gpu) -> usize {
+        let per_string = (CHAR_DIM * MAX_LEN) as u64 * F32;
+        (gpu.max_binding_bytes() / per_string).max(1) as usize
+    }
+
+    /// Upload `weights` and build the forward pass for batches of up to `capacity`
+    /// strings (clamped to [`Megashtein::max_batch`]).
+    pub fn new(gpu: &Gpu, ops: &Ops, weights: &Weights, capacity: usize) -> Result<Self> {
+        let capacity = capacity.clamp(1, Self::max_batch(gpu));
+        let cap = capacity as u64;
+        let params = storage_buffer_init(gpu, "params", &weights.params);
+        let running: Vec<f32> =
+            weights.running_mean.iter().chain(&weights.running_var).copied().collect();
+        let running = storage_buffer_init(gpu, "bn running stats", &running);
+        let tokens = storage_buffer(gpu, "tokens", cap * MAX_LEN as u64 * F32);
+        let buffer = |label: &str, per_string: usize| {
+            storage_buffer(gpu, label, cap * per_string as u64 * F32)
+        };
+        let at = |name: &str| offset_of(name) as u32;
+
+        let mut activations = Vec::new();
+        let mut calls = Vec::new();
+        let embedded = buffer("embedded", CHAR_DIM * MAX_LEN);
+        calls.push(ops.embedding.forward(
+            gpu,
+            EmbeddingShape {
+                len: MAX_LEN as u32,
+                dim: CHAR_DIM as u32,
+                vocab: VOCAB as u32,
+                table: at("embedding.weight"),
+            },
+            &tokens,
+            &params,
+            &embedded,
+        ));
+        let (mut cin, mut len) = (CHAR_DIM, MAX_LEN);
+        let mut x = embedded;
+        for block in 0..CONV_BLOCKS {
+            let layer = 3 * block;
+            let conv = buffer("conv", CONV_CH * len);
+            let pooled = buffer("pooled", CONV_CH * (len / 2));
+            calls.push(ops.conv1d.forward(
+                gpu,
+                Conv1dShape {
+                    cin: cin as u32,
+                    cout: CONV_CH as u32,
+                    len: len as u32,
+                    weight: at(&format!("conv_layers.{layer}.weight")),
+                    bias: at(&format!("conv_layers.{layer}.bias")),
+                },
+                &x,
+                &params,
+                &conv,
+            ));
+            calls.push(ops.avgpool.forward(gpu, CONV_CH as u32, len as u32, &conv, &pooled));
+            calls.push(ops.relu.forward(gpu, (CONV_CH * (len / 2)) as u32, &pooled));
+            activations.push(std::mem::replace(&mut x, pooled));
+            activations.push(conv);
+            cin = CONV_CH;
+            len /= 2;
+        }
+        // x is now [batch, 64, 2]; flattened channel-major it is [batch, 128] as it lies.
+        let hidden = buffer("hidden", HIDDEN);
+        calls.push(ops.linear.forward(
+            gpu,
+            LinearShape {
+                fan_in: FLAT as u32,
+                fan_out: HIDDEN as u32,
+                weight: at("fc_layers.0.weight"),
+                bias: at("fc_layers.0.bias"),
+                relu: true,
+            },
+            &x,
+            &params,
+            &hidden,
+        ));
+        let projected = buffer("projected", EMBED_DIM);
+        calls.push(ops.linear.forward(
+            gpu,
+            LinearShape {
+                fan_in: HIDDEN as u32,
+                fan_out: EMBED_DIM as u32,
+                weight: at("fc_layers.2.weight"),
+                bias: at("fc_layers.2.bias"),
+                relu: false,
+            },
+            &hidden,
+            &params,
+            &projected,
+        ));
+        let output = buffer("embedding out", EMBED_DIM);
+        calls.push(ops.batchnorm.inference(
+            gpu,
+            BatchNormShape {
+                channels: EMBED_DIM as u32,
+                gamma: at("fc_layers.3.weight"),
+                beta: at("fc_layers.3.bias"),
+                eps: BN_EPS,
+            },
+            &projected,
+            &params,
+            &running,
+            &output,
+        ));
+        activations.extend([x, hidden, projected]);
+        let readback = Readback::new(gpu, cap * EMBED_DIM as u64 * F32);
+        Ok(Megashtein {
+            capacity,
+            tokens,
+            output,
+            calls,
+            readback,
+            _params: params,
+            _running: running,
+            _activations: activations,
+        })
+    }
+
+    /// How many strings one [`Megashtein::forward`] takes at most.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Embed `tokens` (`[batch, 80]`, from [`crate::input::tokenize`]) and return the
+    /// `[batch, 80]` embeddings, row-major.
+    pub fn forward(&self, gpu: &Gpu, tokens: &[u32]) -> Result<Vec<f32>> {
+        let batch = self.submit(gpu, tokens)?;
+        self.collect(gpu, batch)
+    }
+
+    /// Start the forward pass of `tokens` and return the batch size; the CPU is free
+    /// until [`Megashtein::collect`]. At most one batch may be in flight.
+    pub fn submit(&self, gpu: &Gpu, tokens: &[u32]) -> Result<usize> {
+        if tokens.len() % MAX_LEN != 0 {
+            bail!("token buffer of {} is not a multiple of {MAX_LEN}", tokens.len());
+        }
+        let batch = tokens.len() / MAX_LEN;
+        if batch > self.capacity {
+            bail!("batch of {batch} exceeds this model's capacity of {}", self.capacity);
+        }
+        if batch == 0 {
+            return Ok(0);
+        }
+        gpu.queue.write_buffer(&self.tokens, 0, bytemuck::cast_slice(tokens));
+        for call in &self.calls {
+            call.set_batch(gpu, batch as u32);
+        }
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            for call in &self.calls {
+                call.record(&mut pass, gpu, batch as u32);
+            }
+        }
+        self.readback.copy(&mut encoder, &self.output, Self::output_bytes(batch));
+        gpu.queue.submit([encoder.finish()]);
+        Ok(batch)
+    }
+
+    /// Wait for the batch started by [`Megashtein::submit`] and read its embeddings.
+    pub fn collect(&self, gpu: &Gpu, batch: usize) -> Result<Vec<f32>> {
+        self.readback.read(gpu, Self::output_bytes(batch))
+    }
+
+    fn output_bytes(batch: usize) -> u64 {
+        (batch * EMBED_DIM) as u64 * F32
+    }
+}

@@ -1,0 +1,561 @@
+//! The model's weights in memory and on disk.
+//!
+//! On disk a model is one safetensors file whose tensors are named, shaped and typed
+//! exactly as PyTorch's `state_dict` of the reference architecture (so
+//! `model.load_state_dict(safetensors.torch.load_file(path))` accepts it, strictly),
+//! with everything else in the `__metadata__`: `megashtein.arch` and
+//! `megashtein.distance_scale` (see CONTRACTS.md).
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::Path;
+
+use anyhow::{Result, anyhow, bail};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use safetensors::tensor::{Dtype, SafeTensors};
+use sha2::{Digest, Sha256};
+
+use super::params::{
+    NUM_BATCHES_TRACKED, NUM_PARAMS, PARAMS, RUNNING_MEAN, RUNNING_VAR, TensorSpec, offset,
+};
+use super::pth::{DType, StateDict, Tensor};
+
+/// Architecture name and version recorded in every model file.
+pub const ARCH: &str = "megashtein-cnn-v1";
+/// Metadata key of the architecture name.
+pub const META_ARCH: &str = "megashtein.arch";
+/// Metadata key of the distance scale s (d_hat = s * squared embedding distance).
+pub const META_DISTANCE_SCALE: &str = "megashtein.distance_scale";
+/// The scale the released reference checkpoint was trained with: M / (2 * 140), M = 78.6.
+pub const REFERENCE_DISTANCE_SCALE: f32 = 78.6 / 280.0;
+
+/// A model file is about 546 KB; anything far larger is not one.
+const MAX_MODEL_FILE_BYTES: u64 = 64 << 20;
+
+/// All the weights of one model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Weights {
+    /// The trainable tensors back to back, in `PARAMS` order (`NUM_PARAMS` values).
+    pub params: Vec<f32>,
+    /// BatchNorm running mean (80 values).
+    pub running_mean: Vec<f32>,
+    /// BatchNorm running variance (80 values).
+    pub running_var: Vec<f32>,
+    /// BatchNorm's count of training batches (a 0-d int64 in PyTorch).
+    pub num_batches_tracked: i64,
+    /// d_hat = distance_scale * sum((e1 - e2)^2).
+    pub distance_scale: f32,
+    /// Architecture name and version, `ARCH`.
+    pub arch: String,
+}
+
+impl Weights {
+    /// Takes the weights out of a state_dict of the reference architecture. Strict:
+    /// every tensor present with its exact shape and dtype (float32; int64 for
+    /// `num_batches_tracked`) and no other tensor. `source` names where the state_dict
+    /// came from, for error messages. A state_dict carries no distance scale: the
+    /// result has `REFERENCE_DISTANCE_SCALE`, that of the released checkpoint.
+    pub fn from_state_dict(sd: &StateDict, source: &str) -> Result<Self> {
+        let mut problems = Vec::new();
+        let mut params = Vec::with_capacity(NUM_PARAMS);
+        for spec in PARAMS {
+            match f32_tensor(sd, spec) {
+                Ok(values) => params.extend(values),
+                Err(e) => problems.push(e),
+            }
+        }
+        let running_mean = f32_tensor(sd, RUNNING_MEAN).unwrap_or_else(|e| {
+            problems.push(e);
+            Vec::new()
+        });
+        let running_var = f32_tensor(sd, RUNNING_VAR).unwrap_or_else(|e| {
+            problems.push(e);
+            Vec::new()
+        });
+        let num_batches_tracked = match sd.get(NUM_BATCHES_TRACKED) {
+            None => {
+                problems.push(format!("missing tensor {NUM_BATCHES_TRACKED}"));
+                0
+            }
+            Some(t) if t.dtype != DType::I64 || !t.shape.is_empty() => {
+                problems.push(format!(
+                    "tensor {NUM_BATCHES_TRACKED} is {} {:?}, expected a 0-d int64",
+                    t.dtype, t.shape
+                ));
+                0
+            }
+            Some(t) => t.to_i64().and_then(|v| v.first().copied()).unwrap_or(0),
+        };
+        for name in sd.names() {
+            if !is_model_tensor(name) {
+                problems.push(format!("unexpected tensor {}", name.escape_debug()));
+            }
+        }
+        if !problems.is_empty() {
+            bail!(
+                "{source} is not a {ARCH} state_dict: {}",
+                problems.join("; ")
+            );
+        }
+        Ok(Self {
+            params,
+            running_mean,
+            running_var,
+            num_batches_tracked,
+            distance_scale: REFERENCE_DISTANCE_SCALE,
+            arch: ARCH.to_string(),
+        })
+    }
+
+    /// The state_dict of these weights, in PyTorch's order.
+    pub fn to_state_dict(&self) -> StateDict {
+        let mut sd = StateDict::new();
+        for spec in PARAMS {
+            sd.insert(spec.name, f32_to_tensor(self.tensor(spec.name), spec.shape));
+        }
+        sd.insert(
+            RUNNING_MEAN.name,
+            f32_to_tensor(&self.running_mean, RUNNING_MEAN.shape),
+        );
+        sd.insert(
+            RUNNING_VAR.name,
+            f32_to_tensor(&self.running_var, RUNNING_VAR.shape),
+        );
+        sd.insert(
+            NUM_BATCHES_TRACKED,
+            Tensor {
+                dtype: DType::I64,
+                shape: Vec::new(),
+                data: self.num_batches_tracked.to_le_bytes().to_vec(),
+            },
+        );
+        sd
+    }
+
+    /// Reads a model file (safetensors), with the same strict checks as
+    /// `from_state_dict` plus the metadata `megashtein.arch` (must be `ARCH`) and
+    /// `megashtein.distance_scale` (a positive finite number).
+    pub fn load(path: &Path) -> Result<Self> {
+        let source = path.display().to_string();
+        let bytes =
+            read_model_file(path).map_err(|e| anyhow!("cannot read model {source}: {e}"))?;
+        Self::from_safetensors(&bytes, &source)
+    }
+
+    /// Parses the bytes of a model file; `source` names it in error messages.
+    pub fn from_safetensors(bytes: &[u8], source: &str) -> Result<Self> {
+        let st = SafeTensors::deserialize(bytes).map_err(|e| {
+            let hint = if bytes.starts_with(b"PK") {
+                "; it looks like a PyTorch checkpoint: convert it with `megashtein-gpu import`"
+            } else {
+                ""
+            };
+            anyhow!("{source} is not a valid safetensors file ({e}){hint}")
+        })?;
+        let (_, header) = SafeTensors::read_metadata(bytes)
+            .map_err(|e| anyhow!("{source} is not a valid safetensors file ({e})"))?;
+        let mut sd = StateDict::new();
+        let mut bad_dtypes = Vec::new();
+        for (name, view) in st.tensors() {
+            let Some(dtype) = from_safetensors_dtype(view.dtype()) else {
+                bad_dtypes.push(format!(
+                    "tensor {} has dtype {:?}",
+                    name.escape_debug(),
+                    view.dtype()
+                ));
+                continue;
+            };
+            sd.insert(
+                name,
+                Tensor {
+                    dtype,
+                    shape: view.shape().to_vec(),
+                    data: view.data().to_vec(),
+                },
+            );
+        }
+        if !bad_dtypes.is_empty() {
+            bail!("{source} is not a {ARCH} model: {}", bad_dtypes.join("; "));
+        }
+        let mut weights = Self::from_state_dict(&sd, source)?;
+
+        let empty = HashMap::new();
+        let meta = header.metadata().as_ref().unwrap_or(&empty);
+        let hint = "(files written by `megashtein-gpu import` or `train` have it)";
+        match meta.get(META_ARCH) {
+            Some(arch) if arch == ARCH => weights.arch = arch.clone(),
+            Some(arch) => bail!(
+                "{source} is a {} model, this build reads {ARCH}",
+                arch.escape_debug()
+            ),
+            None => bail!("{source} has no {META_ARCH} metadata {hint}"),
+        }
+        let scale = meta
+            .get(META_DISTANCE_SCALE)
+            .ok_or_else(|| anyhow!("{source} has no {META_DISTANCE_SCALE} metadata {hint}"))?;
+        weights.distance_scale = scale
+            .trim()
+            .parse::<f32>()
+            .ok()
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .ok_or_else(|| {
+                anyhow!(
+                    "{source}: {META_DISTANCE_SCALE} is {:?}, expected a positive number",
+                    scale.escape_debug().to_string()
+                )
+            })?;
+        Ok(weights)
+    }
+
+    /// The model file's bytes (safetensors).
+    pub fn to_safetensors(&self) -> Result<Vec<u8>> {
+        if self.params.len() != NUM_PARAMS
+            || self.running_mean.len() != RUNNING_MEAN.len()
+            || self.running_var.len() != RUNNING_VAR.len()
+        {
+            bail!(
+                "weights have {} parameters and {}/{} running statistics, expected {NUM_PARAMS} and {}",
+                self.params.len(),
+                self.running_mean.len(),
+                self.running_var.len(),
+                RUNNING_MEAN.len()
+            );
+        }
+        if !(self.distance_scale.is_finite() && self.distance_scale > 0.0) {
+            bail!(
+                "distance scale {} is not a positive number",
+                self.distance_scale
+            );
+        }
+        let meta = [
+            (META_ARCH, self.arch.clone()),
+            // Rust prints the shortest decimal that parses back to the same f32.
+            (META_DISTANCE_SCALE, self.distance_scale.to_string()),
+        ];
+        serialize_safetensors(&self.to_state_dict(), &meta)
+    }
+
+    /// Writes the model file atomically: the file at `path` is either the old one or the
+    /// complete new one, never a part.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let bytes = self.to_safetensors()?;
+        save_atomic(path, &bytes).map_err(|e| anyhow!("cannot write model {}: {e}", path.display()))
+    }
+
+    /// PyTorch's initialisation of the reference architecture (REFERENCE.md 1):
+    /// xavier-uniform conv and linear weights, zero biases, embedding N(0, 1),
+    /// BatchNorm gamma 1 and beta 0, running mean 0 and variance 1. The same seed always
+    /// gives the same weights (tensors drawn in `PARAMS` order from one `StdRng`).
+    pub fn init(seed: u64) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut params = Vec::with_capacity(NUM_PARAMS);
+        for spec in PARAMS {
+            let n = spec.len();
+            let shape = spec.shape;
+            if spec.name == "embedding.weight" {
+                params.extend((0..n).map(|_| standard_normal(&mut rng)));
+            } else if spec.name.ends_with(".bias") {
+                params.extend(std::iter::repeat_n(0.0, n));
+            } else if shape.len() == 1 {
+                // BatchNorm gamma.
+                params.extend(std::iter::repeat_n(1.0, n));
+            } else {
+                // Conv1d [out, in, k] or Linear [out, in]: fans include the kernel width.
+                let receptive: usize = shape[2..].iter().product();
+                let fan_in = (shape[1] * receptive) as f64;
+                let fan_out = (shape[0] * receptive) as f64;
+                let bound = (6.0 / (fan_in + fan_out)).sqrt();
+                params.extend((0..n).map(|_| rng.random_range(-bound..bound) as f32));
+            }
+        }
+        Self {
+            params,
+            running_mean: vec![0.0; RUNNING_MEAN.len()],
+            running_var: vec![1.0; RUNNING_VAR.len()],
+            num_batches_tracked: 0,
+            distance_scale: REFERENCE_DISTANCE_SCALE,
+            arch: ARCH.to_string(),
+        }
+    }
+
+    /// A named tensor: any of `PARAMS` (a slice of `params`) or the running statistics.
+    ///
+    /// # Panics
+    /// If no such tensor exists (names are the model's own constants).
+    pub fn tensor(&self, name: &str) -> &[f32] {
+        self.try_tensor(name)
+            .unwrap_or_else(|| panic!("no tensor named {name}"))
+    }
+
+    /// Like `tensor`, but `None` for an unknown name.
+    pub fn try_tensor(&self, name: &str) -> Option<&[f32]> {
+        if name == RUNNING_MEAN.name {
+            return Some(&self.running_mean);
+        }
+        if name == RUNNING_VAR.name {
+            return Some(&self.running_var);
+        }
+        let at = offset(name)?;
+        let len = PARAMS.iter().find(|s| s.name == name)?.len();
+        self.params.get(at..at + len)
+    }
+
+    /// Mutable access to a named tensor, as `tensor`.
+    ///
+    /// # Panics
+    /// If no such tensor exists.
+    pub fn tensor_mut(&mut self, name: &str) -> &mut [f32] {
+        if name == RUNNING_MEAN.name {
+            return &mut self.running_mean;
+        }
+        if name == RUNNING_VAR.name {
+            return &mut self.running_var;
+        }
+        let at = offset(name).unwrap_or_else(|| panic!("no tensor named {name}"));
+        let len = PARAMS
+            .iter()
+            .find(|s| s.name == name)
+            .map_or(0, |s| s.len());
+        &mut self.params[at..at + len]
+    }
+}
+
+/// Hex SHA-256 of a file's bytes: the model fingerprint.
+pub fn fingerprint(path: &Path) -> Result<String> {
+    let hash = || -> std::io::Result<String> {
+        let mut file = File::open(path)?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        Ok(hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect())
+    };
+    hash().map_err(|e| anyhow!("cannot fingerprint {}: {e}", path.display()))
+}
+
+fn is_model_tensor(name: &str) -> bool {
+    name == RUNNING_MEAN.name
+        || name == RUNNING_VAR.name
+        || name == NUM_BATCHES_TRACKED
+        || PARAMS.iter().any(|s| s.name == name)
+}
+
+fn f32_tensor(sd: &StateDict, spec: TensorSpec) -> std::result::Result<Vec<f32>, String> {
+    let t = sd
+        .get(spec.name)
+        .ok_or_else(|| format!("missing tensor {}", spec.name))?;
+    if t.shape != spec.shape {
+        return Err(format!(
+            "tensor {} has shape {:?}, expected {:?}",
+            spec.name, t.shape, spec.shape
+        ));
+    }
+    t.to_f32().ok_or_else(|| {
+        format!(
+            "tensor {} has dtype {}, expected float32",
+            spec.name, t.dtype
+        )
+    })
+}
+
+fn f32_to_tensor(values: &[f32], shape: &[usize]) -> Tensor {
+    Tensor {
+        dtype: DType::F32,
+        shape: shape.to_vec(),
+        data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    }
+}
+
+/// The safetensors name of a dtype.
+fn safetensors_dtype_name(d: DType) -> &'static str {
+    match d {
+        DType::F64 => "F64",
+        DType::F32 => "F32",
+        DType::F16 => "F16",
+        DType::BF16 => "BF16",
+        DType::I64 => "I64",
+        DType::I32 => "I32",
+        DType::I16 => "I16",
+        DType::I8 => "I8",
+        DType::U8 => "U8",
+        DType::Bool => "BOOL",
+    }
+}
+
+/// A safetensors file of `sd`, byte for byte the same for the same input. (The
+/// safetensors crate writes its `__metadata__` from a HashMap, in random order, which
+/// would change the fingerprint of an unchanged model.) Tensor data is laid out as the
+/// crate does it: by descending element size, then by name.
+fn serialize_safetensors(sd: &StateDict, meta: &[(&str, String)]) -> Result<Vec<u8>> {
+    use serde_json::{Map, Value, json};
+    let mut tensors: Vec<(&str, &Tensor)> = sd.iter().collect();
+    tensors.sort_by(|a, b| b.1.dtype.size().cmp(&a.1.dtype.size()).then(a.0.cmp(b.0)));
+    let mut meta: Vec<&(&str, String)> = meta.iter().collect();
+    meta.sort();
+    let mut header = Map::new();
+    let meta: Map<String, Value> = meta
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), Value::String(v.clone())))
+        .collect();
+    header.insert("__metadata__".into(), Value::Object(meta));
+    let mut offset = 0usize;
+    for (name, t) in &tensors {
+        let end = offset + t.data.len();
+        let info = json!({
+            "dtype": safetensors_dtype_name(t.dtype),
+            "shape": t.shape,
+            "data_offsets": [offset, end],
+        });
+        header.insert(name.to_string(), info);
+        offset = end;
+    }
+    let mut json = serde_json::to_vec(&Value::Object(header))?;
+    // Pad the header with spaces to a multiple of 8 bytes, as the format recommends.
+    json.resize(json.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + json.len() + offset);
+    out.extend((json.len() as u64).to_le_bytes());
+    out.extend(json);
+    for (_, t) in &tensors {
+        out.extend(&t.data);
+    }
+    SafeTensors::deserialize(&out)
+        .map_err(|e| anyhow!("internal error: wrote an invalid safetensors file ({e})"))?;
+    Ok(out)
+}
+
+fn from_safetensors_dtype(d: Dtype) -> Option<DType> {
+    Some(match d {
+        Dtype::F64 => DType::F64,
+        Dtype::F32 => DType::F32,
+        Dtype::F16 => DType::F16,
+        Dtype::BF16 => DType::BF16,
+        Dtype::I64 => DType::I64,
+        Dtype::I32 => DType::I32,
+        Dtype::I16 => DType::I16,
+        Dtype::I8 => DType::I8,
+        Dtype::U8 => DType::U8,
+        Dtype::BOOL => DType::Bool,
+        _ => return None,
+    })
+}
+
+fn read_model_file(path: &Path) -> Result<Vec<u8>> {
+    let meta = fs::metadata(path)?;
+    if meta.is_dir() {
+        bail!("it is a directory, not a file");
+    }
+    if meta.len() > MAX_MODEL_FILE_BYTES {
+        bail!(
+            "it is {} bytes, far too large for a {ARCH} model",
+            meta.len()
+        );
+    }
+    Ok(fs::read(path)?)
+}
+
+/// One N(0, 1) sample (Box-Muller).
+fn standard_normal(rng: &mut StdRng) -> f32 {
+    let u1 = 1.0 - rng.random::<f64>(); // (0, 1]
+    let u2 = rng.random::<f64>();
+    ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+}
+
+/// Writes `bytes` to a temporary file beside `path`, syncs it and renames it over
+/// `path`; on any error the temporary file is removed and `path` is untouched.
+fn save_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| anyhow!("not a file path"))?
+        .to_string_lossy();
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let tmp = dir.join(format!(".{name}.{}.{nanos}.tmp", std::process::id()));
+    let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+    let written = file
+        .write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| {
+            drop(file);
+            fs::rename(&tmp, path)
+        });
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e.into());
+    }
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_is_deterministic_and_follows_the_reference_recipe() {
+        let a = Weights::init(1);
+        assert_eq!(a, Weights::init(1));
+        assert_ne!(a.params, Weights::init(2).params);
+        assert_eq!(a.params.len(), NUM_PARAMS);
+        assert!(a.tensor("conv_layers.0.bias").iter().all(|&v| v == 0.0));
+        assert!(a.tensor("fc_layers.3.weight").iter().all(|&v| v == 1.0));
+        assert!(a.tensor("fc_layers.3.bias").iter().all(|&v| v == 0.0));
+        assert!(
+            a.running_var.iter().all(|&v| v == 1.0) && a.running_mean.iter().all(|&v| v == 0.0)
+        );
+        // Xavier bounds: conv0 fans 140*3 and 64*3; fc0 fans 128 and 200.
+        let conv0 = a.tensor("conv_layers.0.weight");
+        let b = (6.0f32 / (420.0 + 192.0)).sqrt();
+        assert!(conv0.iter().all(|v| v.abs() <= b));
+        assert!(conv0.iter().any(|v| v.abs() > 0.9 * b));
+        let fc0 = a.tensor("fc_layers.0.weight");
+        let b = (6.0f32 / 328.0).sqrt();
+        assert!(fc0.iter().all(|v| v.abs() <= b) && fc0.iter().any(|v| v.abs() > 0.9 * b));
+        // Embedding ~ N(0, 1).
+        let e = a.tensor("embedding.weight");
+        let mean = e.iter().sum::<f32>() / e.len() as f32;
+        let var = e.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / e.len() as f32;
+        assert!(
+            mean.abs() < 0.03 && (var - 1.0).abs() < 0.05,
+            "{mean} {var}"
+        );
+    }
+
+    #[test]
+    fn model_bytes_are_deterministic() {
+        let w = Weights::init(8);
+        let bytes = w.to_safetensors().unwrap();
+        for _ in 0..20 {
+            assert_eq!(w.to_safetensors().unwrap(), bytes);
+        }
+        assert_eq!(Weights::from_safetensors(&bytes, "x").unwrap(), w);
+    }
+
+    #[test]
+    fn tensor_slices_by_name() {
+        let mut w = Weights::init(3);
+        assert_eq!(w.tensor("embedding.weight").len(), 128 * 140);
+        assert_eq!(w.tensor("fc_layers.2.bias").len(), 80);
+        assert_eq!(w.tensor(RUNNING_VAR.name), &w.running_var[..]);
+        assert!(w.try_tensor("nope").is_none());
+        w.tensor_mut("fc_layers.2.bias")[0] = 5.0;
+        assert_eq!(w.params[offset("fc_layers.2.bias").unwrap()], 5.0);
+    }
+}

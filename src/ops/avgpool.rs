@@ -1,0 +1,35 @@
+//! AvgPool1d with window 2 and stride 2; an odd last position is dropped (floor).
+use crate::gpu::{Call, Gpu, Kernel};
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Shape {
+    batch: u32,
+    channels: u32,
+    len_in: u32,
+    _pad: u32,
+}
+
+pub struct AvgPool {
+    forward: Kernel,
+}
+
+impl AvgPool {
+    pub fn new(gpu: &Gpu) -> Self {
+        let source = include_str!("../../shaders/avgpool.wgsl");
+        AvgPool { forward: Kernel::new(gpu, "avgpool.forward", source, "forward") }
+    }
+
+    /// `x [batch, channels, len_in]` -> `y [batch, channels, len_in / 2]`.
+    pub fn forward(
+        &self,
+        gpu: &Gpu,
+        channels: u32,
+        len_in: u32,
+        x: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+    ) -> Call {
+        let uniform = Shape { batch: 0, channels, len_in, _pad: 0 };
+        self.forward.call(gpu, &uniform, &[x, y], channels * (len_in / 2))
+    }
+}

@@ -1,0 +1,46 @@
+//! Shared test helpers: one GPU per test binary, seeded random data, tolerant comparison.
+#![allow(dead_code)]
+use std::sync::OnceLock;
+
+use megashtein_gpu::gpu::{Gpu, GpuOptions};
+use megashtein_gpu::ops::Ops;
+use rand::{Rng, SeedableRng, rngs::StdRng};
+
+pub struct TestGpu {
+    pub gpu: Gpu,
+    pub ops: Ops,
+}
+
+/// The device every test in this binary shares (lavapipe in CI).
+pub fn gpu() -> &'static TestGpu {
+    static GPU: OnceLock<TestGpu> = OnceLock::new();
+    GPU.get_or_init(|| {
+        let gpu = Gpu::new(&GpuOptions::default()).expect("tests need a GPU adapter");
+        let ops = Ops::new(&gpu);
+        TestGpu { gpu, ops }
+    })
+}
+
+pub fn rng(seed: u64) -> StdRng {
+    StdRng::seed_from_u64(seed)
+}
+
+pub fn uniform(rng: &mut StdRng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+pub fn to_f64(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| f64::from(x)).collect()
+}
+
+/// Assert `|got - want| <= atol + rtol * |want|` elementwise, naming the first offender.
+pub fn assert_close(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let err = (f64::from(g) - w).abs();
+        assert!(
+            err <= atol + rtol * w.abs(),
+            "{what}: element {i}: got {g}, want {w} (error {err:e})"
+        );
+    }
+}

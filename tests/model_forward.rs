@@ -1,0 +1,100 @@
+//! The whole forward pass on the released checkpoint against the PyTorch fixture made by
+//! tools/make_fixture.py (tests/fixtures/forward.safetensors), on the GPU and on the CPU
+//! reference.
+mod common;
+
+use std::path::Path;
+
+use megashtein_gpu::embed::Embedder;
+use megashtein_gpu::input::tokenize_batch;
+use megashtein_gpu::model::params::{EMBED_DIM, MAX_LEN};
+use megashtein_gpu::model::{pth, weights::Weights};
+use megashtein_gpu::reference;
+use safetensors::SafeTensors;
+
+struct Fixture {
+    strings: Vec<Vec<u8>>,
+    tokens: Vec<u32>,
+    embedding: Vec<f32>,
+}
+
+fn fixture() -> Fixture {
+    let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/forward.safetensors"))
+        .expect("fixture");
+    let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
+    let strings: Vec<String> =
+        serde_json::from_str(&meta.metadata().as_ref().unwrap()["strings"]).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let tokens = st.tensor("tokens").unwrap();
+    let tokens: Vec<u32> = tokens
+        .data()
+        .chunks_exact(8)
+        .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as u32)
+        .collect();
+    let embedding: Vec<f32> = st
+        .tensor("embedding")
+        .unwrap()
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    Fixture { strings: strings.into_iter().map(String::into_bytes).collect(), tokens, embedding }
+}
+
+fn released() -> Weights {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/megashtein_trained_model.pth");
+    let sd = pth::read_state_dict(&path).expect("released checkpoint");
+    Weights::from_state_dict(&sd, "released").unwrap()
+}
+
+/// CONTRACTS.md tolerance for the forward pass: 1e-4 * (1 + |ref|).
+fn assert_matches(what: &str, got: &[f32], want: &[f32], strings: &[Vec<u8>]) {
+    assert_eq!(got.len(), want.len());
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let err = (g - w).abs();
+        assert!(
+            err <= 1e-4 * (1.0 + w.abs()),
+            "{what}: string {:?} dim {}: got {g}, PyTorch {w}",
+            String::from_utf8_lossy(&strings[i / EMBED_DIM]),
+            i % EMBED_DIM
+        );
+    }
+}
+
+#[test]
+fn tokenizer_matches_pytorch() {
+    let f = fixture();
+    assert!(f.strings.len() >= 150);
+    assert!(f.strings.iter().any(|s| s.is_empty()));
+    assert!(f.strings.iter().any(|s| s.len() > MAX_LEN));
+    let mut tokens = Vec::new();
+    tokenize_batch(f.strings.iter().map(Vec::as_slice), &mut tokens);
+    assert_eq!(tokens, f.tokens);
+}
+
+#[test]
+fn gpu_forward_matches_pytorch() {
+    let f = fixture();
+    let weights = released();
+    let t = common::gpu();
+    // A batch smaller than the fixture, so several GPU batches and a partial one run.
+    let mut embedder = Embedder::new(&t.gpu, &weights, 64).unwrap();
+    let texts: Vec<&[u8]> = f.strings.iter().map(Vec::as_slice).collect();
+    let got = embedder.embed(&texts).unwrap();
+    assert_matches("GPU", &got, &f.embedding, &f.strings);
+    // Batch 1 gives the same numbers as a big batch (eval mode: no cross-talk).
+    let one = embedder.embed(&texts[..1]).unwrap();
+    assert_eq!(one, got[..EMBED_DIM]);
+}
+
+#[test]
+fn cpu_reference_matches_pytorch() {
+    let f = fixture();
+    let weights = released();
+    let params = common::to_f64(&weights.params);
+    let running: Vec<f64> =
+        weights.running_mean.iter().chain(&weights.running_var).map(|&v| f64::from(v)).collect();
+    let got: Vec<f32> =
+        reference::megashtein_forward(&params, &running, &f.tokens).iter().map(|&v| v as f32).collect();
+    assert_matches("CPU reference", &got, &f.embedding, &f.strings);
+}

@@ -1,0 +1,158 @@
+//! Every forward kernel against its CPU reference, on random shapes including odd
+//! lengths and batch 1.
+mod common;
+
+use common::{assert_close, gpu, rng, to_f64, uniform};
+use megashtein_gpu::gpu::{Call, Gpu, storage_buffer, storage_buffer_init};
+use megashtein_gpu::ops::{
+    batchnorm::BatchNormShape, conv1d::Conv1dShape, embedding::EmbeddingShape,
+    linear::LinearShape,
+};
+use megashtein_gpu::reference;
+use rand::Rng;
+
+const ATOL: f64 = 1e-5;
+const RTOL: f64 = 1e-5;
+
+/// Run `call` for `batch` items and read `count` floats of `out`.
+fn run(gpu: &Gpu, call: &Call, batch: u32, out: &wgpu::Buffer, count: usize) -> Vec<f32> {
+    call.set_batch(gpu, batch);
+    let mut encoder = gpu.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        call.record(&mut pass, gpu, batch);
+    }
+    gpu.queue.submit([encoder.finish()]);
+    gpu.read_buffer(out, count).unwrap()
+}
+
+/// A parameter slab with some padding in front, so offsets are exercised.
+fn slab(parts: &[&[f32]]) -> (Vec<f32>, Vec<u32>) {
+    let mut data = vec![9.0; 7];
+    let mut offsets = Vec::new();
+    for p in parts {
+        offsets.push(data.len() as u32);
+        data.extend_from_slice(p);
+    }
+    (data, offsets)
+}
+
+#[test]
+fn embedding_matches_reference() {
+    let t = gpu();
+    let mut r = rng(1);
+    for &(batch, len, dim, vocab) in &[(1usize, 1usize, 1usize, 2usize), (3, 7, 5, 11), (2, 80, 140, 128)] {
+        let table = uniform(&mut r, vocab * dim);
+        // Include out-of-range tokens: they are clamped to the last row.
+        let tokens: Vec<u32> = (0..batch * len).map(|_| r.random_range(0..vocab as u32 + 3)).collect();
+        let (params, off) = slab(&[&table]);
+        let params = storage_buffer_init(&t.gpu, "params", &params);
+        let tok = storage_buffer_init(&t.gpu, "tokens", &tokens);
+        let out = storage_buffer(&t.gpu, "out", (batch * dim * len * 4) as u64);
+        let shape = EmbeddingShape { len: len as u32, dim: dim as u32, vocab: vocab as u32, table: off[0] };
+        let call = t.ops.embedding.forward(&t.gpu, shape, &tok, &params, &out);
+        let got = run(&t.gpu, &call, batch as u32, &out, batch * dim * len);
+        let want = reference::embedding(&tokens, &to_f64(&table), len, dim, vocab);
+        assert_close("embedding", &got, &want, 0.0, 0.0);
+    }
+}
+
+#[test]
+fn conv1d_matches_reference() {
+    let t = gpu();
+    let mut r = rng(2);
+    for &(batch, cin, cout, len) in &[(1usize, 1usize, 1usize, 1usize), (1, 3, 2, 2), (3, 5, 4, 7), (2, 140, 64, 80), (5, 64, 64, 5)] {
+        let x = uniform(&mut r, batch * cin * len);
+        let w = uniform(&mut r, cout * cin * 3);
+        let b = uniform(&mut r, cout);
+        let (params, off) = slab(&[&w, &b]);
+        let params = storage_buffer_init(&t.gpu, "params", &params);
+        let xb = storage_buffer_init(&t.gpu, "x", &x);
+        let y = storage_buffer(&t.gpu, "y", (batch * cout * len * 4) as u64);
+        let shape = Conv1dShape { cin: cin as u32, cout: cout as u32, len: len as u32, weight: off[0], bias: off[1] };
+        let call = t.ops.conv1d.forward(&t.gpu, shape, &xb, &params, &y);
+        let got = run(&t.gpu, &call, batch as u32, &y, batch * cout * len);
+        let want = reference::conv1d(&to_f64(&x), &to_f64(&w), &to_f64(&b), cin, cout, len);
+        assert_close(&format!("conv1d {batch}x{cin}->{cout}x{len}"), &got, &want, ATOL, RTOL);
+    }
+}
+
+#[test]
+fn avgpool_matches_reference() {
+    let t = gpu();
+    let mut r = rng(3);
+    for &(batch, ch, len) in &[(1usize, 1usize, 2usize), (1, 3, 5), (4, 7, 9), (3, 64, 80)] {
+        let x = uniform(&mut r, batch * ch * len);
+        let xb = storage_buffer_init(&t.gpu, "x", &x);
+        let y = storage_buffer(&t.gpu, "y", (batch * ch * (len / 2) * 4) as u64);
+        let call = t.ops.avgpool.forward(&t.gpu, ch as u32, len as u32, &xb, &y);
+        let got = run(&t.gpu, &call, batch as u32, &y, batch * ch * (len / 2));
+        assert_close("avgpool", &got, &reference::avgpool(&to_f64(&x), len), ATOL, RTOL);
+    }
+}
+
+#[test]
+fn relu_matches_reference() {
+    let t = gpu();
+    let mut r = rng(4);
+    for &(batch, per_item) in &[(1usize, 1usize), (3, 17), (7, 200)] {
+        let x = uniform(&mut r, batch * per_item);
+        let xb = storage_buffer_init(&t.gpu, "x", &x);
+        let call = t.ops.relu.forward(&t.gpu, per_item as u32, &xb);
+        let got = run(&t.gpu, &call, batch as u32, &xb, batch * per_item);
+        assert_close("relu", &got, &reference::relu(&to_f64(&x)), 0.0, 0.0);
+    }
+}
+
+#[test]
+fn linear_matches_reference() {
+    let t = gpu();
+    let mut r = rng(5);
+    for &(batch, fan_in, fan_out, relu) in
+        &[(1usize, 1usize, 1usize, false), (1, 3, 5, true), (7, 13, 9, false), (33, 128, 200, true), (4, 200, 80, false)]
+    {
+        let x = uniform(&mut r, batch * fan_in);
+        let w = uniform(&mut r, fan_out * fan_in);
+        let b = uniform(&mut r, fan_out);
+        let (params, off) = slab(&[&w, &b]);
+        let params = storage_buffer_init(&t.gpu, "params", &params);
+        let xb = storage_buffer_init(&t.gpu, "x", &x);
+        let y = storage_buffer(&t.gpu, "y", (batch * fan_out * 4) as u64);
+        let shape = LinearShape { fan_in: fan_in as u32, fan_out: fan_out as u32, weight: off[0], bias: off[1], relu };
+        let call = t.ops.linear.forward(&t.gpu, shape, &xb, &params, &y);
+        let got = run(&t.gpu, &call, batch as u32, &y, batch * fan_out);
+        let want = reference::linear(&to_f64(&x), &to_f64(&w), &to_f64(&b), fan_in, fan_out, relu);
+        assert_close("linear", &got, &want, ATOL, RTOL);
+    }
+}
+
+#[test]
+fn batchnorm_inference_matches_reference() {
+    let t = gpu();
+    let mut r = rng(6);
+    for &(batch, ch) in &[(1usize, 1usize), (3, 5), (17, 80)] {
+        let x = uniform(&mut r, batch * ch);
+        let gamma = uniform(&mut r, ch);
+        let beta = uniform(&mut r, ch);
+        let mean = uniform(&mut r, ch);
+        let var: Vec<f32> = (0..ch).map(|_| r.random_range(0.01f32..3.0)).collect();
+        let (params, off) = slab(&[&gamma, &beta]);
+        let params = storage_buffer_init(&t.gpu, "params", &params);
+        let running: Vec<f32> = mean.iter().chain(&var).copied().collect();
+        let running = storage_buffer_init(&t.gpu, "running", &running);
+        let xb = storage_buffer_init(&t.gpu, "x", &x);
+        let y = storage_buffer(&t.gpu, "y", (batch * ch * 4) as u64);
+        let shape = BatchNormShape { channels: ch as u32, gamma: off[0], beta: off[1], eps: 1e-5 };
+        let call = t.ops.batchnorm.inference(&t.gpu, shape, &xb, &params, &running, &y);
+        let got = run(&t.gpu, &call, batch as u32, &y, batch * ch);
+        let want = reference::batchnorm_inference(
+            &to_f64(&x),
+            &to_f64(&gamma),
+            &to_f64(&beta),
+            &to_f64(&mean),
+            &to_f64(&var),
+            1e-5,
+        );
+        assert_close("batchnorm", &got, &want, ATOL, RTOL);
+    }
+}
