@@ -115,3 +115,23 @@ pub fn megashtein_forward(params: &[f64], running: &[f64], tokens: &[u32]) -> Ve
     let beta = p("fc_layers.3.bias");
     batchnorm_inference(&e, gamma, beta, mean, var, f64::from(BN_EPS))
 }
+
+/// Squared Euclidean distance, summed in f64.
+pub fn squared_distance(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2)).sum()
+}
+
+/// Brute-force k nearest rows of `data` (`[rows, dim]`) for each query (`[n, dim]`):
+/// `(squared distance, row)`, nearest first, ties by smaller row, `min(k, rows)` each.
+pub fn knn(data: &[f32], queries: &[f32], dim: usize, k: usize) -> Vec<Vec<(f64, usize)>> {
+    queries
+        .chunks_exact(dim)
+        .map(|q| {
+            let mut all: Vec<(f64, usize)> =
+                data.chunks_exact(dim).enumerate().map(|(row, x)| (squared_distance(x, q), row)).collect();
+            all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            all.truncate(k);
+            all
+        })
+        .collect()
+}

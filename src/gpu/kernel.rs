@@ -82,6 +82,19 @@ impl Call {
     }
 }
 
+impl Call {
+    /// Record the dispatch as an explicit grid of workgroups, for kernels that map
+    /// workgroups (not threads) to work items.
+    pub fn record_workgroups(&self, pass: &mut wgpu::ComputePass, x: u32, y: u32) {
+        if x == 0 || y == 0 {
+            return;
+        }
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.dispatch_workgroups(x, y, 1);
+    }
+}
+
 /// Split `threads` into a 2-D grid of workgroups within the per-dimension limit. Shaders
 /// recover the linear thread id as `gid.x + gid.y * num_workgroups.x * 64`.
 pub fn grid(threads: u64, max_per_dim: u32) -> [u32; 2] {

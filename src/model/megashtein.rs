@@ -2,6 +2,16 @@
 //! buffers. Activations for a fixed batch capacity are allocated once; a forward of any
 //! batch up to that capacity is one encoder, one submit and one readback of the
 //! `[batch, 80]` embeddings.
+//!
+//! Inference runs a folded and fused plan ([`Megashtein::new`]), equal to the PyTorch
+//! graph up to f32 rounding:
+//! 1. `tapconv`: embedding + conv0 + avgpool + relu via per-character tap tables folded
+//!    from the embedding and conv0 weights once, when the model is built;
+//! 2. blocks 1-4: `conv1d.forward_pool_relu` (conv + avgpool + relu in one tiled kernel);
+//! 3. fc0 (+relu), fc2, batchnorm (running statistics).
+//!
+//! Training (a later issue) needs every intermediate activation and the unfused
+//! embedding / conv1d / avgpool / relu ops, which stay in [`crate::ops`] for it.
 use anyhow::{Result, bail};
 
 use super::params::{
@@ -10,8 +20,8 @@ use super::params::{
 use super::weights::Weights;
 use crate::gpu::{Call, Gpu, Readback, storage_buffer, storage_buffer_init};
 use crate::ops::{
-    Ops, batchnorm::BatchNormShape, conv1d::Conv1dShape, embedding::EmbeddingShape,
-    linear::LinearShape,
+    Ops, batchnorm::BatchNormShape, conv1d::Conv1dShape, linear::LinearShape,
+    tapconv::TapConvShape,
 };
 
 const F32: u64 = 4;
@@ -26,19 +36,21 @@ pub struct Megashtein {
     // Kept alive for the bind groups in `calls`.
     _params: wgpu::Buffer,
     _running: wgpu::Buffer,
+    _taps: wgpu::Buffer,
     _activations: Vec<wgpu::Buffer>,
 }
 
 impl Megashtein {
-    /// The largest batch one forward can take on this device: the biggest activation
-    /// (`[batch, 140, 80]` after the embedding) must fit one storage binding.
+    /// The largest batch one forward can take on this device: the biggest activation of
+    /// the inference plan (`[batch, 64, 40]` after the folded first block) must fit one
+    /// storage binding.
     pub fn max_batch(gpu: &Gpu) -> usize {
-        let per_string = (CHAR_DIM * MAX_LEN) as u64 * F32;
+        let per_string = (CONV_CH * (MAX_LEN / 2)) as u64 * F32;
         (gpu.max_binding_bytes() / per_string).max(1) as usize
     }
 
-    /// Upload `weights` and build the forward pass for batches of up to `capacity`
-    /// strings (clamped to [`Megashtein::max_batch`]).
+    /// Upload `weights`, fold the first block's tap tables and build the inference plan
+    /// for batches of up to `capacity` strings (clamped to [`Megashtein::max_batch`]).
     pub fn new(gpu: &Gpu, ops: &Ops, weights: &Weights, capacity: usize) -> Result<Self> {
         let capacity = capacity.clamp(1, Self::max_batch(gpu));
         let cap = capacity as u64;
@@ -52,31 +64,40 @@ impl Megashtein {
         };
         let at = |name: &str| offset_of(name) as u32;
 
+        // Block 0, folded: the tap tables are built once, now, from the uploaded slab
+        // (queue order puts this before any forward).
+        let first = TapConvShape {
+            len: MAX_LEN as u32,
+            vocab: VOCAB as u32,
+            dim: CHAR_DIM as u32,
+            cout: CONV_CH as u32,
+            table: at("embedding.weight"),
+            weight: at("conv_layers.0.weight"),
+            bias: at("conv_layers.0.bias"),
+        };
+        let taps = storage_buffer(gpu, "conv0 tap tables", first.taps_len() as u64 * F32);
+        let fold = ops.tapconv.fold(gpu, first, &params, &taps);
+        fold.set_batch(gpu, 1);
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            fold.record(&mut pass, gpu, 1);
+        }
+        gpu.queue.submit([encoder.finish()]);
+
         let mut activations = Vec::new();
         let mut calls = Vec::new();
-        let embedded = buffer("embedded", CHAR_DIM * MAX_LEN);
-        calls.push(ops.embedding.forward(
-            gpu,
-            EmbeddingShape {
-                len: MAX_LEN as u32,
-                dim: CHAR_DIM as u32,
-                vocab: VOCAB as u32,
-                table: at("embedding.weight"),
-            },
-            &tokens,
-            &params,
-            &embedded,
-        ));
-        let (mut cin, mut len) = (CHAR_DIM, MAX_LEN);
-        let mut x = embedded;
-        for block in 0..CONV_BLOCKS {
+        let mut len = MAX_LEN / 2;
+        let mut x = buffer("block 0", CONV_CH * len);
+        calls.push(ops.tapconv.forward(gpu, first, &params, &taps, &tokens, &x));
+        // Blocks 1.., conv + avgpool + relu fused.
+        for block in 1..CONV_BLOCKS {
             let layer = 3 * block;
-            let conv = buffer("conv", CONV_CH * len);
-            let pooled = buffer("pooled", CONV_CH * (len / 2));
-            calls.push(ops.conv1d.forward(
+            let pooled = buffer("block", CONV_CH * (len / 2));
+            calls.push(ops.conv1d.forward_pool_relu(
                 gpu,
                 Conv1dShape {
-                    cin: cin as u32,
+                    cin: CONV_CH as u32,
                     cout: CONV_CH as u32,
                     len: len as u32,
                     weight: at(&format!("conv_layers.{layer}.weight")),
@@ -84,13 +105,9 @@ impl Megashtein {
                 },
                 &x,
                 &params,
-                &conv,
+                &pooled,
             ));
-            calls.push(ops.avgpool.forward(gpu, CONV_CH as u32, len as u32, &conv, &pooled));
-            calls.push(ops.relu.forward(gpu, (CONV_CH * (len / 2)) as u32, &pooled));
             activations.push(std::mem::replace(&mut x, pooled));
-            activations.push(conv);
-            cin = CONV_CH;
             len /= 2;
         }
         // x is now [batch, 64, 2]; flattened channel-major it is [batch, 128] as it lies.
@@ -146,6 +163,7 @@ impl Megashtein {
             readback,
             _params: params,
             _running: running,
+            _taps: taps,
             _activations: activations,
         })
     }

@@ -403,23 +403,25 @@ fn serialize_safetensors(sd: &StateDict, meta: &[(&str, String)]) -> Result<Vec<
     tensors.sort_by(|a, b| b.1.dtype.size().cmp(&a.1.dtype.size()).then(a.0.cmp(b.0)));
     let mut meta: Vec<&(&str, String)> = meta.iter().collect();
     meta.sort();
-    let mut header = Map::new();
+    // Every JSON object is filled in sorted key order, so the bytes are the same whether
+    // serde_json's map sorts its keys or keeps their insertion order (`preserve_order`).
     let meta: Map<String, Value> = meta
         .into_iter()
         .map(|(k, v)| (k.to_string(), Value::String(v.clone())))
         .collect();
-    header.insert("__metadata__".into(), Value::Object(meta));
+    let mut entries = vec![("__metadata__".to_string(), Value::Object(meta))];
     let mut offset = 0usize;
     for (name, t) in &tensors {
         let end = offset + t.data.len();
-        let info = json!({
-            "dtype": safetensors_dtype_name(t.dtype),
-            "shape": t.shape,
-            "data_offsets": [offset, end],
-        });
-        header.insert(name.to_string(), info);
+        let mut info = Map::new();
+        info.insert("data_offsets".into(), json!([offset, end]));
+        info.insert("dtype".into(), json!(safetensors_dtype_name(t.dtype)));
+        info.insert("shape".into(), json!(t.shape));
+        entries.push((name.to_string(), Value::Object(info)));
         offset = end;
     }
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    let header: Map<String, Value> = entries.into_iter().collect();
     let mut json = serde_json::to_vec(&Value::Object(header))?;
     // Pad the header with spaces to a multiple of 8 bytes, as the format recommends.
     json.resize(json.len().next_multiple_of(8), b' ');

@@ -1,4 +1,5 @@
-//! Linear layer with bias and an optional fused ReLU, PyTorch weight layout `[out, in]`.
+//! Linear layer with bias and an optional fused ReLU, PyTorch weight layout `[out, in]`;
+//! tiled through workgroup memory (see `shaders/linear.wgsl`).
 use crate::gpu::{Call, Gpu, Kernel};
 
 #[repr(C)]
@@ -45,6 +46,7 @@ impl Linear {
         let LinearShape { fan_in, fan_out, weight, bias, relu } = shape;
         let uniform =
             Shape { batch: 0, fan_in, fan_out, weight, bias, relu: u32::from(relu), _pad: [0; 2] };
-        self.forward.call(gpu, &uniform, &[x, params, y], fan_out)
+        // One workgroup of 64 threads per 32 rows: 2 threads' worth per row.
+        self.forward.call(gpu, &uniform, &[x, params, y], 2)
     }
 }

@@ -7,8 +7,10 @@ pub mod avgpool;
 pub mod batchnorm;
 pub mod conv1d;
 pub mod embedding;
+pub mod knn;
 pub mod linear;
 pub mod relu;
+pub mod tapconv;
 
 /// Every op, compiled once for a device.
 pub struct Ops {
@@ -18,6 +20,7 @@ pub struct Ops {
     pub relu: relu::Relu,
     pub linear: linear::Linear,
     pub batchnorm: batchnorm::BatchNorm,
+    pub tapconv: tapconv::TapConv,
 }
 
 impl Ops {
@@ -29,6 +32,7 @@ impl Ops {
             relu: relu::Relu::new(gpu),
             linear: linear::Linear::new(gpu),
             batchnorm: batchnorm::BatchNorm::new(gpu),
+            tapconv: tapconv::TapConv::new(gpu),
         }
     }
 }

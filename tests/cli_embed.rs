@@ -1,0 +1,132 @@
+//! `megashtein-gpu embed` end to end through the binary: input rules, errors, atomic output.
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use megashtein_gpu::io::read_npy_f32;
+
+fn embed(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_megashtein-gpu"))
+        .arg("embed")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    pipe.write_all(stdin.unwrap_or_default()).unwrap();
+    drop(pipe);
+    child.wait_with_output().unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn write(dir: &Path, name: &str, data: &[u8]) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, data).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// No file but `keep` in `dir`: no temporary leftovers, no partial output.
+fn assert_only(dir: &Path, keep: &[&str]) {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    let mut want: Vec<String> = keep.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    assert_eq!(names, want);
+}
+
+#[test]
+fn embeds_every_line_in_order_with_empty_and_long_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = "x".repeat(100);
+    let corpus = format!("hello\r\n\nworld\n{long}\n{}\n", &long[..80]);
+    let input = write(dir.path(), "corpus.txt", corpus.as_bytes());
+    let output = dir.path().join("out.npy");
+    let out = embed(&["--input", &input, "--output", output.to_str().unwrap(), "--batch", "2"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("1 line was longer than 80 characters and was cut"), "{}", stderr(&out));
+    let (shape, data) = read_npy_f32(&output).unwrap();
+    assert_eq!(shape, vec![5, 80]);
+    let row = |i: usize| &data[i * 80..(i + 1) * 80];
+    // The over-long line is cut to its 80-character prefix for the model.
+    assert_eq!(row(3), row(4));
+    // "\r\n" is a line ending: "hello" embeds like "hello" from stdin.
+    let stdin_out = dir.path().join("stdin.npy");
+    let out = embed(&["-i", "-", "-o", stdin_out.to_str().unwrap()], Some(b"hello"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (shape, single) = read_npy_f32(&stdin_out).unwrap();
+    assert_eq!(shape, vec![1, 80]);
+    assert_eq!(single, row(0));
+    assert_ne!(row(0), row(1));
+    assert_only(dir.path(), &["corpus.txt", "out.npy", "stdin.npy"]);
+}
+
+#[test]
+fn non_ascii_line_is_an_error_unless_skipped_or_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(dir.path(), "corpus.txt", "caf\u{e9}\nabc\nna\u{ef}ve\n".as_bytes());
+    let output = dir.path().join("out.npy");
+    let out_arg = output.to_str().unwrap();
+    let out = embed(&["-i", &input, "-o", out_arg], None);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("corpus.txt:1:") && err.contains("non-ASCII"), "{err}");
+    assert_only(dir.path(), &["corpus.txt"]);
+
+    let out = embed(&["-i", &input, "-o", out_arg, "--non-ascii", "skip"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(read_npy_f32(&output).unwrap().0, vec![1, 80]);
+
+    let out = embed(&["-i", &input, "-o", out_arg, "--non-ascii", "replace"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (shape, data) = read_npy_f32(&output).unwrap();
+    assert_eq!(shape, vec![3, 80]);
+    let replaced_dir = tempfile::tempdir().unwrap();
+    let plain = write(replaced_dir.path(), "plain.txt", b"caf?\n");
+    let plain_out = replaced_dir.path().join("plain.npy");
+    assert!(embed(&["-i", &plain, "-o", plain_out.to_str().unwrap()], None).status.success());
+    assert_eq!(read_npy_f32(&plain_out).unwrap().1, data[..80]);
+}
+
+#[test]
+fn empty_file_gives_an_empty_array() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(dir.path(), "empty.txt", b"");
+    let output = dir.path().join("out.npy");
+    let out = embed(&["-i", &input, "-o", output.to_str().unwrap()], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(read_npy_f32(&output).unwrap().0, vec![0, 80]);
+}
+
+#[test]
+fn missing_input_and_unwritable_output_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.txt");
+    let output = dir.path().join("out.npy");
+    let out = embed(&["-i", missing.to_str().unwrap(), "-o", output.to_str().unwrap()], None);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("nope.txt") && stderr(&out).contains("No such file"), "{}", stderr(&out));
+
+    let input = write(dir.path(), "corpus.txt", b"abc\n");
+    let bad = dir.path().join("no/such/dir/out.npy");
+    let out = embed(&["-i", &input, "-o", bad.to_str().unwrap()], None);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("cannot create output file"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"));
+
+    let missing_model = dir.path().join("model.safetensors");
+    let out = embed(
+        &["-m", missing_model.to_str().unwrap(), "-i", &input, "-o", output.to_str().unwrap()],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("model.safetensors"), "{}", stderr(&out));
+    assert_only(dir.path(), &["corpus.txt"]);
+}

@@ -1,0 +1,130 @@
+//! The kNN kernel (distances + fused top-k) against a CPU brute force: chunk boundaries,
+//! k > N, N = 0 and 1, duplicates and ties (smaller row first), f32 and packed f16.
+mod common;
+
+use common::{gpu, rng};
+use half::f16;
+use megashtein_gpu::ops::knn::{Database, Knn, MAX_K, Neighbor};
+use megashtein_gpu::reference;
+use rand::Rng;
+
+fn knn() -> &'static Knn {
+    static KNN: std::sync::OnceLock<Knn> = std::sync::OnceLock::new();
+    KNN.get_or_init(|| Knn::new(&gpu().gpu))
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    bytemuck::cast_slice(v).to_vec()
+}
+
+fn f16_bytes(v: &[f32]) -> Vec<u8> {
+    let h: Vec<f16> = v.iter().map(|&x| f16::from_f32(x)).collect();
+    bytemuck::cast_slice(&h).to_vec()
+}
+
+/// Values on a coarse grid: exact in f16 and f32, and their squared distances are exact
+/// sums, so ties are real ties and the order must match the reference exactly.
+fn grid_data(r: &mut impl Rng, n: usize, dim: usize) -> Vec<f32> {
+    (0..n * dim).map(|_| r.random_range(-4i32..=4) as f32 * 0.5).collect()
+}
+
+fn search(db: &Database, queries: &[f32], k: usize) -> Vec<Vec<Neighbor>> {
+    knn().search(&gpu().gpu, db, queries, k).unwrap()
+}
+
+fn assert_exact(got: &[Vec<Neighbor>], want: &[Vec<(f64, usize)>], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: query count");
+    for (q, (g, w)) in got.iter().zip(want).enumerate() {
+        let g: Vec<(f64, usize)> = g.iter().map(|n| (f64::from(n.distance), n.row)).collect();
+        assert_eq!(&g, w, "{what}: query {q}");
+    }
+}
+
+#[test]
+fn exact_top_k_across_chunks_k_and_sizes() {
+    let t = gpu();
+    let mut r = rng(11);
+    let dim = 6;
+    for &(n, queries, k, chunk) in &[
+        (0usize, 3usize, 5usize, None),
+        (1, 2, 1, None),
+        (1, 2, 7, None),
+        (5, 4, 3, Some(2)),
+        (100, 7, 10, Some(37)),
+        (1000, 5, 64, Some(300)),
+        (1000, 3, 65, None),
+        (3000, 9, 200, Some(1024)),
+        (5000, 2, 1, Some(4999)),
+        (1500, 2, MAX_K, Some(700)),
+        // Several slice lists per chunk, merged on the GPU.
+        (6000, 3, 10, None),
+        (9000, 2, 150, Some(8000)),
+    ] {
+        let data = grid_data(&mut r, n, dim);
+        let qs = grid_data(&mut r, queries, dim);
+        for f16 in [false, true] {
+            let bytes = if f16 { f16_bytes(&data) } else { f32_bytes(&data) };
+            let db = Database::upload(&t.gpu, &bytes, dim, f16, chunk).unwrap();
+            let got = search(&db, &qs, k);
+            let want = reference::knn(&data, &qs, dim, k);
+            assert_exact(&got, &want, &format!("n={n} q={queries} k={k} chunk={chunk:?} f16={f16}"));
+        }
+    }
+}
+
+#[test]
+fn duplicates_and_ties_go_to_the_smaller_row() {
+    let t = gpu();
+    let dim = 4;
+    // Row i holds vector (i % 3): many exact duplicates at three distances.
+    let data: Vec<f32> = (0..300).flat_map(|i| [(i % 3) as f32; 4]).collect();
+    let db = Database::upload(&t.gpu, &f32_bytes(&data), dim, false, Some(128)).unwrap();
+    let got = search(&db, &[0.0; 4], 5);
+    let rows: Vec<usize> = got[0].iter().map(|n| n.row).collect();
+    assert_eq!(rows, vec![0, 3, 6, 9, 12]);
+    assert!(got[0].iter().all(|n| n.distance == 0.0));
+    let got = search(&db, &[1.0; 4], 101);
+    assert_eq!(got[0].len(), 101);
+    assert_eq!(got[0][99].row, 298);
+    assert_eq!(got[0][100], Neighbor { distance: 4.0, row: 0 });
+}
+
+#[test]
+fn random_float_data_matches_within_rounding() {
+    let t = gpu();
+    let mut r = rng(12);
+    let (n, dim, k) = (2000, 80, 10);
+    let data: Vec<f32> = (0..n * dim).map(|_| r.random_range(-3.0f32..3.0)).collect();
+    let qs: Vec<f32> = (0..4 * dim).map(|_| r.random_range(-3.0f32..3.0)).collect();
+    for f16 in [false, true] {
+        let bytes = if f16 { f16_bytes(&data) } else { f32_bytes(&data) };
+        // The reference sees exactly the values the GPU sees.
+        let seen: Vec<f32> = if f16 { data.iter().map(|&x| f16::from_f32(x).to_f32()).collect() } else { data.clone() };
+        let db = Database::upload(&t.gpu, &bytes, dim, f16, None).unwrap();
+        let got = search(&db, &qs, k);
+        let want = reference::knn(&seen, &qs, dim, k);
+        for (q, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(g.len(), k);
+            let query = &qs[q * dim..][..dim];
+            for (gn, &(wd, _)) in g.iter().zip(w) {
+                // Each reported distance is right for its row, and the sorted distances
+                // agree with the brute force, up to f32 summation error.
+                let own = reference::squared_distance(&seen[gn.row * dim..][..dim], query);
+                let got = f64::from(gn.distance);
+                assert!((got - own).abs() <= 1e-4 * (1.0 + own), "row {}: {got} vs {own}", gn.row);
+                assert!((got - wd).abs() <= 1e-4 * (1.0 + wd), "{got} vs {wd}");
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_arguments_are_errors() {
+    let t = gpu();
+    let db = Database::upload(&t.gpu, &f32_bytes(&[0.0; 8]), 4, false, None).unwrap();
+    assert!(knn().search(&t.gpu, &db, &[0.0; 4], 0).is_err());
+    assert!(knn().search(&t.gpu, &db, &[0.0; 4], MAX_K + 1).is_err());
+    assert!(knn().search(&t.gpu, &db, &[0.0; 3], 1).is_err());
+    assert!(Database::upload(&t.gpu, &[0u8; 6], 4, false, None).is_err());
+    assert!(Database::upload(&t.gpu, &[0u8; 6], 3, true, None).is_err());
+}
