@@ -17,15 +17,12 @@ use megashtein_gpu::model::weights::{self, REFERENCE_DISTANCE_SCALE, Weights};
 use safetensors::tensor::{Dtype, TensorView};
 use zip::write::SimpleFileOptions;
 
-fn reference_pth() -> Option<PathBuf> {
+/// The released checkpoint; CI lays ../shared beside the repository.
+fn reference_pth() -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/reference/megashtein_trained_model.pth");
-    if path.is_file() {
-        Some(path)
-    } else {
-        eprintln!("skipped: {} is not here", path.display());
-        None
-    }
+    assert!(path.is_file(), "{} is missing: tests need ../shared beside the repository", path.display());
+    path
 }
 
 /// The names of the state_dict, in PyTorch's order.
@@ -200,7 +197,7 @@ fn assert_mentions(message: &str, parts: &[&str]) {
 
 #[test]
 fn reference_checkpoint_imports_bit_for_bit() {
-    let Some(path) = reference_pth() else { return };
+    let path = reference_pth();
     let sd = pth::read_state_dict(&path).unwrap();
     assert_eq!(sd.names().collect::<Vec<_>>(), state_dict_names());
 
@@ -240,17 +237,7 @@ fn reference_checkpoint_imports_bit_for_bit() {
 #[test]
 fn cli_import_writes_a_model_file_that_loads_back() {
     let dir = tempfile::tempdir().unwrap();
-    let input = match reference_pth() {
-        Some(p) => p,
-        None => {
-            let sd = Weights::init(9).to_state_dict();
-            write(
-                dir.path(),
-                "model.pth",
-                &zip_bytes(&checkpoint_entries(&sd, "model")),
-            )
-        }
-    };
+    let input = reference_pth();
     let output = dir.path().join("out.safetensors");
     let args = import::Args {
         input: input.clone(),

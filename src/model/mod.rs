@@ -27,11 +27,10 @@ pub struct LoadedModel {
 /// Load `path`, or the built-in default model when `None`.
 pub fn load(path: Option<&Path>) -> Result<LoadedModel> {
     match path {
-        Some(path) => Ok(LoadedModel {
-            weights: Weights::load(path)?,
-            fingerprint: weights::fingerprint(path)?,
-            source: path.display().to_string(),
-        }),
+        Some(path) => {
+            let (weights, fingerprint) = Weights::load_with_fingerprint(path)?;
+            Ok(LoadedModel { weights, fingerprint, source: path.display().to_string() })
+        }
         None => Ok(LoadedModel {
             weights: Weights::from_safetensors(DEFAULT_MODEL, "the default model")?,
             fingerprint: hex_sha256(DEFAULT_MODEL),

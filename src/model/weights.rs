@@ -8,14 +8,13 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Result, anyhow, bail};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use safetensors::tensor::{Dtype, SafeTensors};
-use sha2::{Digest, Sha256};
 
 use super::params::{
     NUM_BATCHES_TRACKED, NUM_PARAMS, PARAMS, RUNNING_MEAN, RUNNING_VAR, TensorSpec, offset,
@@ -138,10 +137,16 @@ impl Weights {
     /// `from_state_dict` plus the metadata `megashtein.arch` (must be `ARCH`) and
     /// `megashtein.distance_scale` (a positive finite number).
     pub fn load(path: &Path) -> Result<Self> {
+        Ok(Self::load_with_fingerprint(path)?.0)
+    }
+
+    /// [`Weights::load`], also returning the file's fingerprint (hex SHA-256 of the very
+    /// bytes that were parsed).
+    pub fn load_with_fingerprint(path: &Path) -> Result<(Self, String)> {
         let source = path.display().to_string();
         let bytes =
             read_model_file(path).map_err(|e| anyhow!("cannot read model {source}: {e}"))?;
-        Self::from_safetensors(&bytes, &source)
+        Ok((Self::from_safetensors(&bytes, &source)?, super::hex_sha256(&bytes)))
     }
 
     /// Parses the bytes of a model file; `source` names it in error messages.
@@ -324,24 +329,9 @@ impl Weights {
 
 /// Hex SHA-256 of a file's bytes: the model fingerprint.
 pub fn fingerprint(path: &Path) -> Result<String> {
-    let hash = || -> std::io::Result<String> {
-        let mut file = File::open(path)?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            let n = file.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-        }
-        Ok(hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect())
-    };
-    hash().map_err(|e| anyhow!("cannot fingerprint {}: {e}", path.display()))
+    let bytes = std::fs::read(path)
+        .map_err(|e| anyhow!("cannot fingerprint {}: {}", path.display(), crate::io::io_reason(&e)))?;
+    Ok(super::hex_sha256(&bytes))
 }
 
 fn is_model_tensor(name: &str) -> bool {
