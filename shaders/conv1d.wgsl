@@ -34,29 +34,39 @@ const KC: u32 = 16u;  // reduction chunk staged at once
 var<workgroup> ws: array<vec4<f32>, 256>;  // [KC][TO / 4]: 4 consecutive channels per vec4
 var<workgroup> bs: array<vec4<f32>, 128>;  // [KC][TC / 4]: 4 consecutive columns per vec4
 
-// x[b, i, pos], zero outside 0..len (the conv's padding).
-fn x_at(row: u32, pos: i32) -> f32 {
+// x[b, i, pos] with `base` = (b * cin + i) * len, zero outside 0..len (the padding).
+fn x_at(base: u32, pos: i32) -> f32 {
     if pos < 0 || pos >= i32(s.len) {
         return 0.0;
     }
-    return x[row * s.len + u32(pos)];
+    return x[base + u32(pos)];
 }
 
-// B[k, col] for the plain conv (pool == false) or the pooled one (pool == true).
-fn load_b(k: u32, col: u32, ncols: u32, len_out: u32, pool: bool) -> f32 {
-    if k >= s.cin * 3u || col >= ncols {
-        return 0.0;
+// Where B[., col] starts: x's offset of string b, and the input position of tap 0
+// (j - 1, or 2j - 1 pooled); a column past the batch gets a position that always
+// reads the zero padding.
+struct Column {
+    base: u32,
+    start: i32,
+}
+
+fn column(col: u32, ncols: u32, len_out: u32, pool: bool) -> Column {
+    if col >= ncols {
+        return Column(0u, -8);
     }
-    let i = k / 3u;
-    let t = k - 3u * i;
     let b = col / len_out;
     let j = col - b * len_out;
-    let row = b * s.cin + i;
+    return Column(b * s.cin * s.len, i32(select(j, 2u * j, pool)) - 1);
+}
+
+// B[k, col] for k = i * 3 + t < cin * 3.
+fn load_b(c: Column, i: u32, t: u32, pool: bool) -> f32 {
+    let base = c.base + i * s.len;
+    let pos = c.start + i32(t);
     if pool {
-        let m = i32(2u * j + t);
-        return x_at(row, m - 1) + x_at(row, m);
+        return x_at(base, pos) + x_at(base, pos + 1);
     }
-    return x_at(row, i32(j + t) - 1);
+    return x_at(base, pos);
 }
 
 fn load_w(o: u32, k: u32) -> f32 {
@@ -77,6 +87,12 @@ fn run(wid: u32, tid: u32, pool: bool) {
     let kk = s.cin * 3u;
     let og = tid % 16u;  // this thread's channels: o0 + og * 4 + 0..4
     let cg = tid / 16u;  // this thread's columns: c0 + cg * 8 + 0..8
+    // The 4 columns this thread stages into B (the same for every chunk).
+    let sc = c0 + (tid % 8u) * 4u;
+    let col0 = column(sc, ncols, len_out, pool);
+    let col1 = column(sc + 1u, ncols, len_out, pool);
+    let col2 = column(sc + 2u, ncols, len_out, pool);
+    let col3 = column(sc + 3u, ncols, len_out, pool);
     for (var o0 = 0u; o0 < s.cout; o0 += TO) {
         var a0 = vec4<f32>(0.0);
         var a1 = vec4<f32>(0.0);
@@ -92,18 +108,28 @@ fn run(wid: u32, tid: u32, pool: bool) {
                 let v = tid + r * 64u;
                 let k = k0 + v / 16u;
                 let o = o0 + (v % 16u) * 4u;
-                ws[v] = vec4<f32>(load_w(o, k), load_w(o + 1u, k), load_w(o + 2u, k), load_w(o + 3u, k));
+                if o + 3u < s.cout && k < kk {
+                    let at = s.weight + o * kk + k;
+                    ws[v] = vec4<f32>(params[at], params[at + kk], params[at + 2u * kk], params[at + 3u * kk]);
+                } else {
+                    ws[v] = vec4<f32>(load_w(o, k), load_w(o + 1u, k), load_w(o + 2u, k), load_w(o + 3u, k));
+                }
             }
             for (var r = 0u; r < 2u; r++) {
                 let v = tid + r * 64u;
                 let k = k0 + v / 8u;
-                let c = c0 + (v % 8u) * 4u;
-                bs[v] = vec4<f32>(
-                    load_b(k, c, ncols, len_out, pool),
-                    load_b(k, c + 1u, ncols, len_out, pool),
-                    load_b(k, c + 2u, ncols, len_out, pool),
-                    load_b(k, c + 3u, ncols, len_out, pool),
-                );
+                var val = vec4<f32>(0.0);
+                if k < kk {
+                    let i = k / 3u;
+                    let t = k - 3u * i;
+                    val = vec4<f32>(
+                        load_b(col0, i, t, pool),
+                        load_b(col1, i, t, pool),
+                        load_b(col2, i, t, pool),
+                        load_b(col3, i, t, pool),
+                    );
+                }
+                bs[v] = val;
             }
             workgroupBarrier();
             for (var q = 0u; q < KC; q++) {

@@ -40,29 +40,68 @@ fn fold(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     taps[idx] = acc;
 }
 
-// sum_t T[t, tok[l + t - 1], o] for the conv output at position l (no bias).
-fn conv_at(b: u32, o: u32, l: u32) -> f32 {
-    var acc = 0.0;
-    for (var t = 0u; t < 3u; t++) {
-        let pos = i32(l + t) - 1;
-        if pos >= 0 && pos < i32(s.len) {
-            let tok = min(tokens[b * s.len + u32(pos)], s.vocab - 1u);
-            acc += taps[(t * s.vocab + tok) * s.cout + o];
-        }
-    }
-    return acc;
+const TO: u32 = 64u;  // channels per tile: one per thread
+const TJ: u32 = 40u;  // pooled positions per tile (the model's 80 / 2: one tile per string)
+var<workgroup> stage: array<f32, 2560>;  // [TO][TJ] outputs of one tile
+// Table row offsets tok * cout of positions 2 * j0 - 1 .. 2 * (j0 + TJ) + 1, or -1 for
+// the conv's zero padding outside 0..len.
+var<workgroup> rows: array<i32, 82>;
+
+// T[t, row] for channel o, or 0 for a padding position.
+fn tap(t: u32, row: i32, o: u32) -> f32 {
+    let v = taps[t * s.vocab * s.cout + u32(max(row, 0)) + o];
+    return select(0.0, v, row >= 0);
 }
 
+// One workgroup per string. Thread = channel, so the table reads of a tap are 64
+// consecutive floats and the token reads are the same for every thread; the tile is
+// staged in workgroup memory and written out as one contiguous run per channel block.
 @compute @workgroup_size(64)
-fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let len_out = s.len / 2u;
-    let idx = gid.x + gid.y * nwg.x * 64u;
-    if idx >= s.batch * s.cout * len_out {
+fn forward(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) tid: u32,
+) {
+    let b = wg.x + wg.y * nwg.x;
+    if b >= s.batch {
         return;
     }
-    let j = idx % len_out;
-    let o = (idx / len_out) % s.cout;
-    let b = idx / (len_out * s.cout);
-    let pooled = 0.5 * (conv_at(b, o, 2u * j) + conv_at(b, o, 2u * j + 1u));
-    y[idx] = max(params[s.bias + o] + pooled, 0.0);
+    let len_out = s.len / 2u;
+    for (var j0 = 0u; j0 < len_out; j0 += TJ) {
+        let n_j = min(TJ, len_out - j0);
+        // rows[r] is position 2 * j0 - 1 + r.
+        for (var r = tid; r < 2u * n_j + 2u; r += 64u) {
+            let pos = i32(2u * j0 + r) - 1;
+            var row = -1;
+            if pos >= 0 && pos < i32(s.len) {
+                row = i32(min(tokens[b * s.len + u32(pos)], s.vocab - 1u) * s.cout);
+            }
+            rows[r] = row;
+        }
+        workgroupBarrier();
+        for (var o0 = 0u; o0 < s.cout; o0 += TO) {
+            let n_o = min(TO, s.cout - o0);
+            let o = o0 + tid;
+            if tid < n_o {
+                let bias = params[s.bias + o];
+                for (var jj = 0u; jj < n_j; jj++) {
+                    // conv(l) + conv(l + 1), l = 2 (j0 + jj): positions l - 1 .. l + 2.
+                    let r0 = rows[2u * jj];
+                    let r1 = rows[2u * jj + 1u];
+                    let r2 = rows[2u * jj + 2u];
+                    let r3 = rows[2u * jj + 3u];
+                    let pair = tap(0u, r0, o) + tap(1u, r1, o) + tap(2u, r2, o)
+                        + tap(0u, r1, o) + tap(1u, r2, o) + tap(2u, r3, o);
+                    stage[tid * n_j + jj] = max(bias + 0.5 * pair, 0.0);
+                }
+            }
+            workgroupBarrier();
+            for (var e = tid; e < n_o * n_j; e += 64u) {
+                let oo = e / n_j;
+                let jj = e - oo * n_j;
+                y[(b * s.cout + o0 + oo) * len_out + j0 + jj] = stage[e];
+            }
+            workgroupBarrier();
+        }
+    }
 }

@@ -25,15 +25,18 @@ pub fn io_reason(err: &io::Error) -> String {
 }
 
 /// A temporary file beside its destination; removed on drop unless persisted.
-struct TempFile {
+/// Also usable as a scratch (spool) file that is never persisted: create it for the
+/// destination it serves and just drop it.
+pub struct TempFile {
     path: PathBuf,
     dest: PathBuf,
     armed: bool,
 }
 
 impl TempFile {
-    /// Creates `.NAME.tmp-PID-RANDOM` in `dest`'s directory.
-    fn create(dest: &Path) -> Result<(TempFile, File)> {
+    /// Creates `.NAME.tmp-PID-RANDOM` in `dest`'s directory, opened for reading and
+    /// writing. Errors name `dest` ("cannot create output file X: ...").
+    pub fn create(dest: &Path) -> Result<(TempFile, File)> {
         let name = dest.file_name().ok_or_else(|| {
             anyhow!(
                 "cannot create output file {}: not a file name",
@@ -88,7 +91,8 @@ impl TempFile {
         )
     }
 
-    fn write_error(&self, e: &io::Error) -> anyhow::Error {
+    /// "cannot write output file DEST: reason".
+    pub fn write_error(&self, e: &io::Error) -> anyhow::Error {
         anyhow!(
             "cannot write output file {}: {}",
             self.dest.display(),
@@ -98,7 +102,7 @@ impl TempFile {
 
     /// fsyncs `file`, renames the temp file over the destination and fsyncs the
     /// directory (best effort).
-    fn persist(mut self, file: File) -> Result<()> {
+    pub fn persist(mut self, file: File) -> Result<()> {
         file.sync_all().map_err(|e| self.write_error(&e))?;
         drop(file);
         fs::rename(&self.path, &self.dest).map_err(|e| {

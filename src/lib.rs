@@ -3,6 +3,8 @@
 //!
 //! Floors, each using only the ones below it:
 //! - [`cli`]: one function per command of the `megashtein-gpu` binary;
+//! - [`search`]: the index file and fuzzy queries (GPU kNN + exact re-rank);
+//! - [`embed`]: strings to embeddings in GPU batches;
 //! - [`model`]: the architecture, its weights (safetensors, `.pth` import);
 //! - [`ops`]: one GPU op per file, each beside its shader in `shaders/`;
 //! - [`gpu`]: device, buffers and pipelines;
@@ -17,3 +19,4 @@ pub mod io;
 pub mod model;
 pub mod ops;
 pub mod reference;
+pub mod search;

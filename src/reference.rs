@@ -44,6 +44,23 @@ pub fn conv1d(x: &[f64], w: &[f64], bias: &[f64], cin: usize, cout: usize, len: 
     y
 }
 
+/// conv0 of an embedding folded into per-character tap tables (inference only):
+/// `T[t, c, o] = sum_i w[o, i, t] * table[c, i]`, `[3, vocab, cout]`, from the table
+/// `[vocab, dim]` and the conv weight `[cout, dim, 3]`.
+pub fn fold_taps(table: &[f64], w: &[f64], vocab: usize, dim: usize, cout: usize) -> Vec<f64> {
+    let mut taps = vec![0.0; 3 * vocab * cout];
+    for t in 0..3 {
+        for c in 0..vocab {
+            for o in 0..cout {
+                taps[(t * vocab + c) * cout + o] = (0..dim)
+                    .map(|i| w[(o * dim + i) * 3 + t] * table[c * dim + i])
+                    .sum();
+            }
+        }
+    }
+    taps
+}
+
 /// AvgPool1d(2), floor: `x [rows, len_in]` -> `[rows, len_in / 2]` (rows = batch * channels).
 pub fn avgpool(x: &[f64], len_in: usize) -> Vec<f64> {
     let len_out = len_in / 2;
@@ -62,12 +79,21 @@ pub fn relu(x: &[f64]) -> Vec<f64> {
 }
 
 /// `y[b, o] = bias[o] + sum_i w[o, i] x[b, i]`, then ReLU if asked.
-pub fn linear(x: &[f64], w: &[f64], bias: &[f64], fan_in: usize, fan_out: usize, relu: bool) -> Vec<f64> {
+pub fn linear(
+    x: &[f64],
+    w: &[f64],
+    bias: &[f64],
+    fan_in: usize,
+    fan_out: usize,
+    relu: bool,
+) -> Vec<f64> {
     let batch = x.len() / fan_in;
     let mut y = vec![0.0; batch * fan_out];
     for b in 0..batch {
         for o in 0..fan_out {
-            let dot: f64 = (0..fan_in).map(|i| w[o * fan_in + i] * x[b * fan_in + i]).sum();
+            let dot: f64 = (0..fan_in)
+                .map(|i| w[o * fan_in + i] * x[b * fan_in + i])
+                .sum();
             let v = bias[o] + dot;
             y[b * fan_out + o] = if relu { v.max(0.0) } else { v };
         }
@@ -108,8 +134,22 @@ pub fn megashtein_forward(params: &[f64], running: &[f64], tokens: &[u32]) -> Ve
         cin = CONV_CH;
         len /= 2;
     }
-    let h = linear(&x, p("fc_layers.0.weight"), p("fc_layers.0.bias"), FLAT, HIDDEN, true);
-    let e = linear(&h, p("fc_layers.2.weight"), p("fc_layers.2.bias"), HIDDEN, EMBED_DIM, false);
+    let h = linear(
+        &x,
+        p("fc_layers.0.weight"),
+        p("fc_layers.0.bias"),
+        FLAT,
+        HIDDEN,
+        true,
+    );
+    let e = linear(
+        &h,
+        p("fc_layers.2.weight"),
+        p("fc_layers.2.bias"),
+        HIDDEN,
+        EMBED_DIM,
+        false,
+    );
     let (mean, var) = running.split_at(EMBED_DIM);
     let gamma = p("fc_layers.3.weight");
     let beta = p("fc_layers.3.bias");
@@ -118,7 +158,10 @@ pub fn megashtein_forward(params: &[f64], running: &[f64], tokens: &[u32]) -> Ve
 
 /// Squared Euclidean distance, summed in f64.
 pub fn squared_distance(a: &[f32], b: &[f32]) -> f64 {
-    a.iter().zip(b).map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2)).sum()
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
+        .sum()
 }
 
 /// Brute-force k nearest rows of `data` (`[rows, dim]`) for each query (`[n, dim]`):
@@ -127,8 +170,11 @@ pub fn knn(data: &[f32], queries: &[f32], dim: usize, k: usize) -> Vec<Vec<(f64,
     queries
         .chunks_exact(dim)
         .map(|q| {
-            let mut all: Vec<(f64, usize)> =
-                data.chunks_exact(dim).enumerate().map(|(row, x)| (squared_distance(x, q), row)).collect();
+            let mut all: Vec<(f64, usize)> = data
+                .chunks_exact(dim)
+                .enumerate()
+                .map(|(row, x)| (squared_distance(x, q), row))
+                .collect();
             all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
             all.truncate(k);
             all

@@ -5,8 +5,8 @@ mod common;
 use common::{assert_close, gpu, rng, to_f64, uniform};
 use megashtein_gpu::gpu::{Call, Gpu, storage_buffer, storage_buffer_init};
 use megashtein_gpu::ops::{
-    batchnorm::BatchNormShape, conv1d::Conv1dShape, embedding::EmbeddingShape,
-    linear::LinearShape,
+    batchnorm::BatchNormShape, conv1d::Conv1dShape, embedding::EmbeddingShape, linear::LinearShape,
+    tapconv::TapConvShape,
 };
 use megashtein_gpu::reference;
 use rand::Rng;
@@ -41,15 +41,26 @@ fn slab(parts: &[&[f32]]) -> (Vec<f32>, Vec<u32>) {
 fn embedding_matches_reference() {
     let t = gpu();
     let mut r = rng(1);
-    for &(batch, len, dim, vocab) in &[(1usize, 1usize, 1usize, 2usize), (3, 7, 5, 11), (2, 80, 140, 128)] {
+    for &(batch, len, dim, vocab) in &[
+        (1usize, 1usize, 1usize, 2usize),
+        (3, 7, 5, 11),
+        (2, 80, 140, 128),
+    ] {
         let table = uniform(&mut r, vocab * dim);
         // Include out-of-range tokens: they are clamped to the last row.
-        let tokens: Vec<u32> = (0..batch * len).map(|_| r.random_range(0..vocab as u32 + 3)).collect();
+        let tokens: Vec<u32> = (0..batch * len)
+            .map(|_| r.random_range(0..vocab as u32 + 3))
+            .collect();
         let (params, off) = slab(&[&table]);
         let params = storage_buffer_init(&t.gpu, "params", &params);
         let tok = storage_buffer_init(&t.gpu, "tokens", &tokens);
         let out = storage_buffer(&t.gpu, "out", (batch * dim * len * 4) as u64);
-        let shape = EmbeddingShape { len: len as u32, dim: dim as u32, vocab: vocab as u32, table: off[0] };
+        let shape = EmbeddingShape {
+            len: len as u32,
+            dim: dim as u32,
+            vocab: vocab as u32,
+            table: off[0],
+        };
         let call = t.ops.embedding.forward(&t.gpu, shape, &tok, &params, &out);
         let got = run(&t.gpu, &call, batch as u32, &out, batch * dim * len);
         let want = reference::embedding(&tokens, &to_f64(&table), len, dim, vocab);
@@ -61,7 +72,14 @@ fn embedding_matches_reference() {
 fn conv1d_matches_reference() {
     let t = gpu();
     let mut r = rng(2);
-    for &(batch, cin, cout, len) in &[(1usize, 1usize, 1usize, 1usize), (1, 3, 2, 2), (3, 5, 4, 7), (2, 140, 64, 80), (5, 64, 64, 5)] {
+    for &(batch, cin, cout, len) in &[
+        (1usize, 1usize, 1usize, 1usize),
+        (1, 3, 2, 2),
+        (3, 5, 4, 7),
+        (2, 7, 70, 9),
+        (2, 140, 64, 80),
+        (5, 64, 64, 5),
+    ] {
         let x = uniform(&mut r, batch * cin * len);
         let w = uniform(&mut r, cout * cin * 3);
         let b = uniform(&mut r, cout);
@@ -69,11 +87,124 @@ fn conv1d_matches_reference() {
         let params = storage_buffer_init(&t.gpu, "params", &params);
         let xb = storage_buffer_init(&t.gpu, "x", &x);
         let y = storage_buffer(&t.gpu, "y", (batch * cout * len * 4) as u64);
-        let shape = Conv1dShape { cin: cin as u32, cout: cout as u32, len: len as u32, weight: off[0], bias: off[1] };
+        let shape = Conv1dShape {
+            cin: cin as u32,
+            cout: cout as u32,
+            len: len as u32,
+            weight: off[0],
+            bias: off[1],
+        };
         let call = t.ops.conv1d.forward(&t.gpu, shape, &xb, &params, &y);
         let got = run(&t.gpu, &call, batch as u32, &y, batch * cout * len);
         let want = reference::conv1d(&to_f64(&x), &to_f64(&w), &to_f64(&b), cin, cout, len);
-        assert_close(&format!("conv1d {batch}x{cin}->{cout}x{len}"), &got, &want, ATOL, RTOL);
+        assert_close(
+            &format!("conv1d {batch}x{cin}->{cout}x{len}"),
+            &got,
+            &want,
+            ATOL,
+            RTOL,
+        );
+    }
+}
+
+#[test]
+fn conv1d_pool_relu_matches_reference() {
+    let t = gpu();
+    let mut r = rng(7);
+    for &(batch, cin, cout, len) in &[
+        (1usize, 1usize, 1usize, 2usize),
+        (1, 3, 2, 3),
+        (3, 5, 4, 7),
+        (2, 7, 70, 9),
+        (33, 64, 64, 5),
+        (17, 64, 64, 40),
+        (4, 140, 64, 80),
+    ] {
+        let x = uniform(&mut r, batch * cin * len);
+        let w = uniform(&mut r, cout * cin * 3);
+        let b = uniform(&mut r, cout);
+        let (params, off) = slab(&[&w, &b]);
+        let params = storage_buffer_init(&t.gpu, "params", &params);
+        let xb = storage_buffer_init(&t.gpu, "x", &x);
+        let n = batch * cout * (len / 2);
+        let y = storage_buffer(&t.gpu, "y", (n * 4) as u64);
+        let shape = Conv1dShape {
+            cin: cin as u32,
+            cout: cout as u32,
+            len: len as u32,
+            weight: off[0],
+            bias: off[1],
+        };
+        let call = t
+            .ops
+            .conv1d
+            .forward_pool_relu(&t.gpu, shape, &xb, &params, &y);
+        let got = run(&t.gpu, &call, batch as u32, &y, n);
+        let conv = reference::conv1d(&to_f64(&x), &to_f64(&w), &to_f64(&b), cin, cout, len);
+        let want = reference::relu(&reference::avgpool(&conv, len));
+        assert_close(
+            &format!("conv1d+pool+relu {batch}x{cin}->{cout}x{len}"),
+            &got,
+            &want,
+            ATOL,
+            RTOL,
+        );
+    }
+}
+
+#[test]
+fn tapconv_matches_embedding_conv_pool_relu() {
+    let t = gpu();
+    let mut r = rng(8);
+    for &(batch, len, vocab, dim, cout) in &[
+        (1usize, 2usize, 2usize, 1usize, 1usize),
+        (1, 3, 5, 4, 3),
+        (3, 9, 11, 7, 70),
+        (5, 80, 128, 140, 64),
+    ] {
+        let table = uniform(&mut r, vocab * dim);
+        let w = uniform(&mut r, cout * dim * 3);
+        let b = uniform(&mut r, cout);
+        // Token 0 inside the string is a real token; out-of-range tokens are clamped.
+        let mut tokens: Vec<u32> = (0..batch * len)
+            .map(|_| r.random_range(0..vocab as u32 + 3))
+            .collect();
+        tokens[len - 1] = 0;
+        let (params, off) = slab(&[&table, &w, &b]);
+        let params = storage_buffer_init(&t.gpu, "params", &params);
+        let tok = storage_buffer_init(&t.gpu, "tokens", &tokens);
+        let shape = TapConvShape {
+            len: len as u32,
+            vocab: vocab as u32,
+            dim: dim as u32,
+            cout: cout as u32,
+            table: off[0],
+            weight: off[1],
+            bias: off[2],
+        };
+        let taps = storage_buffer(&t.gpu, "taps", (shape.taps_len() * 4) as u64);
+        let fold = t.ops.tapconv.fold(&t.gpu, shape, &params, &taps);
+        let got = run(&t.gpu, &fold, 1, &taps, shape.taps_len());
+        let want = reference::fold_taps(&to_f64(&table), &to_f64(&w), vocab, dim, cout);
+        assert_close("tap tables", &got, &want, ATOL, RTOL);
+
+        let n = batch * cout * (len / 2);
+        let y = storage_buffer(&t.gpu, "y", (n * 4) as u64);
+        let call = t
+            .ops
+            .tapconv
+            .forward(&t.gpu, shape, &params, &taps, &tok, &y);
+        let got = run(&t.gpu, &call, batch as u32, &y, n);
+        let x = reference::embedding(&tokens, &to_f64(&table), len, dim, vocab);
+        let conv = reference::conv1d(&x, &to_f64(&w), &to_f64(&b), dim, cout, len);
+        let want = reference::relu(&reference::avgpool(&conv, len));
+        assert_close(
+            &format!("tapconv {batch}x{len} vocab {vocab} {dim}->{cout}"),
+            &got,
+            &want,
+            ATOL,
+            RTOL,
+        );
     }
 }
 
@@ -85,9 +216,18 @@ fn avgpool_matches_reference() {
         let x = uniform(&mut r, batch * ch * len);
         let xb = storage_buffer_init(&t.gpu, "x", &x);
         let y = storage_buffer(&t.gpu, "y", (batch * ch * (len / 2) * 4) as u64);
-        let call = t.ops.avgpool.forward(&t.gpu, ch as u32, len as u32, &xb, &y);
+        let call = t
+            .ops
+            .avgpool
+            .forward(&t.gpu, ch as u32, len as u32, &xb, &y);
         let got = run(&t.gpu, &call, batch as u32, &y, batch * ch * (len / 2));
-        assert_close("avgpool", &got, &reference::avgpool(&to_f64(&x), len), ATOL, RTOL);
+        assert_close(
+            "avgpool",
+            &got,
+            &reference::avgpool(&to_f64(&x), len),
+            ATOL,
+            RTOL,
+        );
     }
 }
 
@@ -108,9 +248,14 @@ fn relu_matches_reference() {
 fn linear_matches_reference() {
     let t = gpu();
     let mut r = rng(5);
-    for &(batch, fan_in, fan_out, relu) in
-        &[(1usize, 1usize, 1usize, false), (1, 3, 5, true), (7, 13, 9, false), (33, 128, 200, true), (4, 200, 80, false)]
-    {
+    for &(batch, fan_in, fan_out, relu) in &[
+        (1usize, 1usize, 1usize, false),
+        (1, 3, 5, true),
+        (7, 13, 9, false),
+        (33, 128, 200, true),
+        (4, 200, 80, false),
+        (70, 17, 65, true),
+    ] {
         let x = uniform(&mut r, batch * fan_in);
         let w = uniform(&mut r, fan_out * fan_in);
         let b = uniform(&mut r, fan_out);
@@ -118,7 +263,13 @@ fn linear_matches_reference() {
         let params = storage_buffer_init(&t.gpu, "params", &params);
         let xb = storage_buffer_init(&t.gpu, "x", &x);
         let y = storage_buffer(&t.gpu, "y", (batch * fan_out * 4) as u64);
-        let shape = LinearShape { fan_in: fan_in as u32, fan_out: fan_out as u32, weight: off[0], bias: off[1], relu };
+        let shape = LinearShape {
+            fan_in: fan_in as u32,
+            fan_out: fan_out as u32,
+            weight: off[0],
+            bias: off[1],
+            relu,
+        };
         let call = t.ops.linear.forward(&t.gpu, shape, &xb, &params, &y);
         let got = run(&t.gpu, &call, batch as u32, &y, batch * fan_out);
         let want = reference::linear(&to_f64(&x), &to_f64(&w), &to_f64(&b), fan_in, fan_out, relu);
@@ -142,8 +293,16 @@ fn batchnorm_inference_matches_reference() {
         let running = storage_buffer_init(&t.gpu, "running", &running);
         let xb = storage_buffer_init(&t.gpu, "x", &x);
         let y = storage_buffer(&t.gpu, "y", (batch * ch * 4) as u64);
-        let shape = BatchNormShape { channels: ch as u32, gamma: off[0], beta: off[1], eps: 1e-5 };
-        let call = t.ops.batchnorm.inference(&t.gpu, shape, &xb, &params, &running, &y);
+        let shape = BatchNormShape {
+            channels: ch as u32,
+            gamma: off[0],
+            beta: off[1],
+            eps: 1e-5,
+        };
+        let call = t
+            .ops
+            .batchnorm
+            .inference(&t.gpu, shape, &xb, &params, &running, &y);
         let got = run(&t.gpu, &call, batch as u32, &y, batch * ch);
         let want = reference::batchnorm_inference(
             &to_f64(&x),

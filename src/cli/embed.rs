@@ -6,8 +6,10 @@ use anyhow::{Result, bail};
 use crate::embed::{DEFAULT_BATCH, Embedder};
 use crate::gpu::{Gpu, GpuOptions};
 use crate::input::{LineReader, NonAscii};
+use crate::input::Line;
 use crate::io::NpyWriter;
 use crate::model::params::EMBED_DIM;
+use crate::search::index::{IndexWriter, Precision};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -17,9 +19,13 @@ pub struct Args {
     /// Corpus, one string per line; `-` reads standard input.
     #[arg(long, short)]
     pub input: PathBuf,
-    /// Output file; `.npy` gets a float32 [N, 80] array in input order.
+    /// Output file: `.npy` gets a float32 [N, 80] array in input order; any other name
+    /// gets a search index for `megashtein-gpu query`.
     #[arg(long, short)]
     pub output: PathBuf,
+    /// How the index stores embeddings (f16 halves its size); not for .npy output.
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    pub precision: Precision,
     /// What to do with lines holding non-ASCII characters.
     #[arg(long, value_enum, default_value_t = NonAscii::Error)]
     pub non_ascii: NonAscii,
@@ -30,36 +36,61 @@ pub struct Args {
     pub gpu: GpuOptions,
 }
 
-pub fn run(args: &Args) -> Result<()> {
-    if args.output.extension().is_none_or(|e| e != "npy") {
-        bail!(
-            "output {}: only .npy output is supported so far (a float32 [N, 80] array)",
-            args.output.display()
-        );
+/// Where embeddings go: a .npy array or an index.
+enum Sink {
+    Npy(NpyWriter),
+    Index(IndexWriter),
+}
+
+impl Sink {
+    fn push(&mut self, lines: &[Line], embeddings: &[f32]) -> Result<()> {
+        match self {
+            Sink::Npy(w) => w.write_rows(embeddings),
+            Sink::Index(w) => w.push(lines, embeddings),
+        }
     }
+
+    fn finish(self) -> Result<u64> {
+        match self {
+            Sink::Npy(w) => w.finish(),
+            Sink::Index(w) => w.finish(),
+        }
+    }
+}
+
+pub fn run(args: &Args) -> Result<()> {
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
     let model = crate::model::load(args.model.as_deref())?;
     let mut reader = LineReader::open(&args.input, args.non_ascii)?;
     let total_bytes = std::fs::metadata(&args.input).ok().filter(|m| m.is_file()).map(|m| m.len());
+    let npy = args.output.extension().is_some_and(|e| e == "npy");
+    let mut sink = if npy {
+        Sink::Npy(NpyWriter::create(&args.output, EMBED_DIM)?)
+    } else {
+        let scale = model.weights.distance_scale;
+        Sink::Index(IndexWriter::create(&args.output, &model.fingerprint, scale, args.precision)?)
+    };
     let gpu = Gpu::new(&args.gpu)?;
     let mut embedder = Embedder::new(&gpu, &model.weights, args.batch)?;
-    let mut writer = NpyWriter::create(&args.output, EMBED_DIM)?;
     let progress = super::progress_bytes(total_bytes, "embedding");
+    let mut rows = 0u64;
     embedder.embed_stream(&mut reader, |lines, embeddings| {
         // Progress in input bytes: line lengths plus their line endings.
         progress.inc(lines.iter().map(|l| l.text.len() as u64 + 1).sum());
-        progress.set_message(format!("{} strings", writer.rows() + lines.len() as u64));
-        writer.write_rows(embeddings)
+        rows += lines.len() as u64;
+        progress.set_message(format!("{rows} strings"));
+        sink.push(lines, embeddings)
     })?;
-    let rows = writer.finish()?;
+    let rows = sink.finish()?;
     progress.finish_and_clear();
     for warning in reader.stats().warnings() {
         eprintln!("warning: {warning}");
     }
+    let what = if npy { "array".to_string() } else { format!("index ({})", args.precision) };
     eprintln!(
-        "embedded {rows} strings with {} into {} ({} per batch on {})",
+        "embedded {rows} strings with {} into {what} {} ({} per batch on {})",
         model.source,
         args.output.display(),
         embedder.batch(),

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod devices;
 pub mod embed;
 pub mod import;
+pub mod query;
 
 use clap::{Parser, Subcommand};
 
@@ -20,8 +21,10 @@ pub enum Command {
     Devices(devices::Args),
     /// Convert a PyTorch state_dict checkpoint (.pth) to safetensors, without Python.
     Import(import::Args),
-    /// Embed a corpus (one string per line) into a .npy array.
+    /// Embed a corpus (one string per line) into a search index or a .npy array.
     Embed(embed::Args),
+    /// Fuzzy lookup in an index: nearest by embedding, re-ranked by exact distance.
+    Query(query::Args),
     /// Measure throughput.
     #[command(subcommand)]
     Bench(bench::Command),
@@ -32,6 +35,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Devices(args) => devices::run(args),
         Command::Import(args) => import::run(args),
         Command::Embed(args) => embed::run(args),
+        Command::Query(args) => query::run(args),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

@@ -20,8 +20,7 @@ use super::params::{
 use super::weights::Weights;
 use crate::gpu::{Call, Gpu, Readback, storage_buffer, storage_buffer_init};
 use crate::ops::{
-    Ops, batchnorm::BatchNormShape, conv1d::Conv1dShape, linear::LinearShape,
-    tapconv::TapConvShape,
+    Ops, batchnorm::BatchNormShape, conv1d::Conv1dShape, linear::LinearShape, tapconv::TapConvShape,
 };
 
 const F32: u64 = 4;
@@ -55,8 +54,12 @@ impl Megashtein {
         let capacity = capacity.clamp(1, Self::max_batch(gpu));
         let cap = capacity as u64;
         let params = storage_buffer_init(gpu, "params", &weights.params);
-        let running: Vec<f32> =
-            weights.running_mean.iter().chain(&weights.running_var).copied().collect();
+        let running: Vec<f32> = weights
+            .running_mean
+            .iter()
+            .chain(&weights.running_var)
+            .copied()
+            .collect();
         let running = storage_buffer_init(gpu, "bn running stats", &running);
         let tokens = storage_buffer(gpu, "tokens", cap * MAX_LEN as u64 * F32);
         let buffer = |label: &str, per_string: usize| {
@@ -183,17 +186,24 @@ impl Megashtein {
     /// Start the forward pass of `tokens` and return the batch size; the CPU is free
     /// until [`Megashtein::collect`]. At most one batch may be in flight.
     pub fn submit(&self, gpu: &Gpu, tokens: &[u32]) -> Result<usize> {
-        if tokens.len() % MAX_LEN != 0 {
-            bail!("token buffer of {} is not a multiple of {MAX_LEN}", tokens.len());
+        if !tokens.len().is_multiple_of(MAX_LEN) {
+            bail!(
+                "token buffer of {} is not a multiple of {MAX_LEN}",
+                tokens.len()
+            );
         }
         let batch = tokens.len() / MAX_LEN;
         if batch > self.capacity {
-            bail!("batch of {batch} exceeds this model's capacity of {}", self.capacity);
+            bail!(
+                "batch of {batch} exceeds this model's capacity of {}",
+                self.capacity
+            );
         }
         if batch == 0 {
             return Ok(0);
         }
-        gpu.queue.write_buffer(&self.tokens, 0, bytemuck::cast_slice(tokens));
+        gpu.queue
+            .write_buffer(&self.tokens, 0, bytemuck::cast_slice(tokens));
         for call in &self.calls {
             call.set_batch(gpu, batch as u32);
         }
@@ -204,7 +214,8 @@ impl Megashtein {
                 call.record(&mut pass, gpu, batch as u32);
             }
         }
-        self.readback.copy(&mut encoder, &self.output, Self::output_bytes(batch));
+        self.readback
+            .copy(&mut encoder, &self.output, Self::output_bytes(batch));
         gpu.queue.submit([encoder.finish()]);
         Ok(batch)
     }

@@ -40,7 +40,12 @@ impl Conv1d {
         let source = include_str!("../../shaders/conv1d.wgsl");
         Conv1d {
             forward: Kernel::new(gpu, "conv1d.forward", source, "forward"),
-            forward_pool_relu: Kernel::new(gpu, "conv1d.forward_pool_relu", source, "forward_pool_relu"),
+            forward_pool_relu: Kernel::new(
+                gpu,
+                "conv1d.forward_pool_relu",
+                source,
+                "forward_pool_relu",
+            ),
         }
     }
 
@@ -54,7 +59,8 @@ impl Conv1d {
         y: &wgpu::Buffer,
     ) -> Call {
         let uniform = uniform(shape);
-        self.forward.call(gpu, &uniform, &[x, params, y], threads_per_item(shape.len))
+        self.forward
+            .call(gpu, &uniform, &[x, params, y], threads_per_item(shape.len))
     }
 
     /// `x [batch, cin, len]` -> `y [batch, cout, len / 2]` = relu(avgpool(conv1d(x))),
@@ -69,13 +75,32 @@ impl Conv1d {
         y: &wgpu::Buffer,
     ) -> Call {
         let uniform = uniform(shape);
-        self.forward_pool_relu.call(gpu, &uniform, &[x, params, y], threads_per_item(shape.len / 2))
+        self.forward_pool_relu.call(
+            gpu,
+            &uniform,
+            &[x, params, y],
+            threads_per_item(shape.len / 2),
+        )
     }
 }
 
 fn uniform(shape: Conv1dShape) -> Shape {
-    let Conv1dShape { cin, cout, len, weight, bias } = shape;
-    Shape { batch: 0, cin, cout, len, weight, bias, _pad: [0; 2] }
+    let Conv1dShape {
+        cin,
+        cout,
+        len,
+        weight,
+        bias,
+    } = shape;
+    Shape {
+        batch: 0,
+        cin,
+        cout,
+        len,
+        weight,
+        bias,
+        _pad: [0; 2],
+    }
 }
 
 /// A workgroup of 64 threads covers 32 output columns, so each string (`len_out`

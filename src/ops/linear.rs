@@ -31,7 +31,9 @@ pub struct Linear {
 impl Linear {
     pub fn new(gpu: &Gpu) -> Self {
         let source = include_str!("../../shaders/linear.wgsl");
-        Linear { forward: Kernel::new(gpu, "linear.forward", source, "forward") }
+        Linear {
+            forward: Kernel::new(gpu, "linear.forward", source, "forward"),
+        }
     }
 
     /// `x [batch, fan_in]` -> `y [batch, fan_out]`.
@@ -43,9 +45,22 @@ impl Linear {
         params: &wgpu::Buffer,
         y: &wgpu::Buffer,
     ) -> Call {
-        let LinearShape { fan_in, fan_out, weight, bias, relu } = shape;
-        let uniform =
-            Shape { batch: 0, fan_in, fan_out, weight, bias, relu: u32::from(relu), _pad: [0; 2] };
+        let LinearShape {
+            fan_in,
+            fan_out,
+            weight,
+            bias,
+            relu,
+        } = shape;
+        let uniform = Shape {
+            batch: 0,
+            fan_in,
+            fan_out,
+            weight,
+            bias,
+            relu: u32::from(relu),
+            _pad: [0; 2],
+        };
         // One workgroup of 64 threads per 32 rows: 2 threads' worth per row.
         self.forward.call(gpu, &uniform, &[x, params, y], 2)
     }

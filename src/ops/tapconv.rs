@@ -47,8 +47,25 @@ impl TapConvShape {
     }
 
     fn uniform(&self) -> Shape {
-        let TapConvShape { len, vocab, dim, cout, table, weight, bias } = *self;
-        Shape { batch: 0, len, vocab, dim, cout, table, weight, bias }
+        let TapConvShape {
+            len,
+            vocab,
+            dim,
+            cout,
+            table,
+            weight,
+            bias,
+        } = *self;
+        Shape {
+            batch: 0,
+            len,
+            vocab,
+            dim,
+            cout,
+            table,
+            weight,
+            bias,
+        }
     }
 }
 
@@ -68,8 +85,19 @@ impl TapConv {
 
     /// `params` -> `taps [3, vocab, cout]`. Record it with batch 1, once per set of
     /// weights, before the forward passes that read `taps`.
-    pub fn fold(&self, gpu: &Gpu, shape: TapConvShape, params: &wgpu::Buffer, taps: &wgpu::Buffer) -> Call {
-        self.fold.call(gpu, &shape.uniform(), &[params, taps], shape.taps_len() as u32)
+    pub fn fold(
+        &self,
+        gpu: &Gpu,
+        shape: TapConvShape,
+        params: &wgpu::Buffer,
+        taps: &wgpu::Buffer,
+    ) -> Call {
+        self.fold.call(
+            gpu,
+            &shape.uniform(),
+            &[params, taps],
+            shape.taps_len() as u32,
+        )
     }
 
     /// `tokens [batch, len]` (u32) -> `y [batch, cout, len / 2]`
@@ -83,7 +111,9 @@ impl TapConv {
         tokens: &wgpu::Buffer,
         y: &wgpu::Buffer,
     ) -> Call {
-        let per_item = shape.cout * (shape.len / 2);
-        self.forward.call(gpu, &shape.uniform(), &[params, taps, tokens, y], per_item)
+        // One workgroup (64 threads) per string.
+        let per_item = if shape.len >= 2 { 64 } else { 0 };
+        self.forward
+            .call(gpu, &shape.uniform(), &[params, taps, tokens, y], per_item)
     }
 }

@@ -1,0 +1,216 @@
+//! `megashtein-gpu query`: fuzzy lookup in an index, printed as TSV or JSON lines.
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+
+use crate::gpu::{Gpu, GpuOptions};
+use crate::input::{InputStats, Line, LineReader, NonAscii, check_query};
+use crate::search::index::Index;
+use crate::search::query::{
+    Answer, DEFAULT_BLOWUP, DEFAULT_CANDIDATES, QueryOptions, Searcher,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// query number, rank, distance, estimate, id, string (tab-separated).
+    Tsv,
+    /// One JSON object per query.
+    Json,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Index made by `megashtein-gpu embed`.
+    #[arg(long)]
+    pub index: PathBuf,
+    /// Query strings; without them (and without --queries) queries are read from stdin.
+    pub queries: Vec<String>,
+    /// File of queries, one per line (`-` for stdin).
+    #[arg(long = "queries", value_name = "FILE", conflicts_with = "queries")]
+    pub queries_file: Option<PathBuf>,
+    /// Hits per query.
+    #[arg(short, default_value_t = 10)]
+    pub k: usize,
+    /// Rows taken by embedding distance for the exact re-rank.
+    #[arg(long, short = 'C', default_value_t = DEFAULT_CANDIDATES)]
+    pub candidates: usize,
+    /// Threshold search: every string within this exact distance among the candidates.
+    #[arg(long, value_name = "D")]
+    pub max_distance: Option<u32>,
+    /// Threshold search takes candidates with estimate <= blowup * D (`inf` for all).
+    #[arg(long, default_value_t = DEFAULT_BLOWUP)]
+    pub blowup: f32,
+    /// Return raw embedding neighbours without the exact re-rank.
+    #[arg(long)]
+    pub no_rerank: bool,
+    #[arg(long, value_enum, default_value_t = Format::Tsv)]
+    pub format: Format,
+    /// Model file; must be the one that made the index (checked by fingerprint).
+    #[arg(long, short)]
+    pub model: Option<PathBuf>,
+    /// What to do with queries holding non-ASCII characters.
+    #[arg(long, value_enum, default_value_t = NonAscii::Error)]
+    pub non_ascii: NonAscii,
+    /// Queries per GPU batch.
+    #[arg(long, default_value_t = 4096)]
+    pub batch: usize,
+    #[command(flatten)]
+    pub gpu: GpuOptions,
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let opts = QueryOptions {
+        k: args.k,
+        candidates: args.candidates,
+        max_distance: args.max_distance,
+        blowup: args.blowup,
+        rerank: !args.no_rerank,
+    };
+    crate::search::query::check_options(&opts)?;
+    if args.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    let index = Index::open(&args.index)?;
+    let model = crate::model::load(args.model.as_deref())?;
+    if model.fingerprint != index.fingerprint() {
+        let hint = if args.model.is_some() {
+            "pass the model the index was made with"
+        } else {
+            "it was not made with the built-in default model: pass --model FILE"
+        };
+        bail!(
+            "index {} was made by model {}, but {} is {}; {hint}",
+            args.index.display(),
+            short(index.fingerprint()),
+            model.source,
+            short(&model.fingerprint)
+        );
+    }
+    let gpu = Gpu::new(&args.gpu)?;
+    let mut searcher = Searcher::new(&gpu, &index, &model.weights)?;
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let mut stats = InputStats::default();
+    let mut capped = 0u64;
+    let mut answer_batch = |lines: &[Line], out: &mut BufWriter<_>| -> Result<()> {
+        let texts: Vec<&[u8]> = lines.iter().map(|l| l.text.as_slice()).collect();
+        let answers = searcher.search(&texts, &opts)?;
+        for (line, answer) in lines.iter().zip(&answers) {
+            capped += u64::from(answer.capped);
+            write_answer(out, args.format, &index, line, answer)?;
+        }
+        Ok(())
+    };
+    let result = if !args.queries.is_empty() {
+        let mut lines = Vec::new();
+        for (i, q) in args.queries.iter().enumerate() {
+            let number = i as u64 + 1;
+            if let Some(text) = check_query(q.as_bytes(), &format!("query {number}"), args.non_ascii)? {
+                stats.record_line(number, &text, false);
+                lines.push(Line { number, text });
+            } else {
+                stats.record_skipped(number);
+            }
+        }
+        answer_batch(&lines, &mut out)
+    } else {
+        let path = args.queries_file.clone().unwrap_or_else(|| PathBuf::from("-"));
+        let mut reader = LineReader::open(&path, args.non_ascii)?;
+        let mut lines = Vec::new();
+        let mut result = Ok(());
+        while reader.next_batch(args.batch, &mut lines)? > 0 {
+            result = answer_batch(&lines, &mut out).and_then(|()| Ok(out.flush()?));
+            if result.is_err() {
+                break;
+            }
+        }
+        stats = *reader.stats();
+        result
+    };
+    match result.and_then(|()| Ok(out.flush()?)) {
+        Err(e) if is_broken_pipe(&e) => return Ok(()),
+        other => other?,
+    }
+    for warning in stats.warnings() {
+        eprintln!("warning: {}", warning.replace("lines were", "queries were").replace("line was", "query was"));
+    }
+    if capped > 0 {
+        eprintln!(
+            "warning: for {capped} queries every one of the {} candidates was within the threshold, \
+             so the cap may have cut more matches; raise --candidates",
+            args.candidates
+        );
+    }
+    Ok(())
+}
+
+fn short(fingerprint: &str) -> &str {
+    &fingerprint[..fingerprint.len().min(12)]
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// TSV escapes: backslash, tab and newline (and carriage return) as `\\`, `\t`, `\n`, `\r`.
+pub fn escape_tsv(text: &[u8]) -> String {
+    let mut s = String::with_capacity(text.len());
+    for &c in text {
+        match c {
+            b'\\' => s.push_str("\\\\"),
+            b'\t' => s.push_str("\\t"),
+            b'\n' => s.push_str("\\n"),
+            b'\r' => s.push_str("\\r"),
+            _ => s.push(char::from(c)),
+        }
+    }
+    s
+}
+
+fn write_answer(out: &mut impl Write, format: Format, index: &Index, query: &Line, answer: &Answer) -> Result<()> {
+    match format {
+        Format::Tsv => {
+            for (rank, hit) in answer.hits.iter().enumerate() {
+                let distance = hit.distance.map_or("-".to_string(), |d| d.to_string());
+                writeln!(
+                    out,
+                    "{}\t{}\t{distance}\t{}\t{}\t{}",
+                    query.number,
+                    rank + 1,
+                    hit.estimate,
+                    hit.id,
+                    escape_tsv(index.string(hit.id))
+                )?;
+            }
+        }
+        Format::Json => {
+            let hits: Vec<serde_json::Value> = answer
+                .hits
+                .iter()
+                .enumerate()
+                .map(|(rank, hit)| {
+                    serde_json::json!({
+                        "rank": rank + 1,
+                        "id": hit.id,
+                        "line": index.line(hit.id),
+                        "string": ascii(index.string(hit.id)),
+                        "distance": hit.distance,
+                        "estimate": hit.estimate,
+                    })
+                })
+                .collect();
+            let object = serde_json::json!({ "query": ascii(&query.text), "hits": hits });
+            serde_json::to_writer(&mut *out, &object).context("cannot write output")?;
+            writeln!(out)?;
+        }
+    }
+    Ok(())
+}
+
+/// Index strings and queries are ASCII by construction.
+fn ascii(bytes: &[u8]) -> String {
+    bytes.iter().map(|&c| char::from(c)).collect()
+}

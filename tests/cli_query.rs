@@ -1,0 +1,245 @@
+//! `megashtein-gpu embed` into an index, then `query` end to end: exactness with
+//! C = N, threshold search, output formats, and bad input.
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use std::io::Write;
+
+fn bin(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_megashtein-gpu"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn ok(out: Output) -> String {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn err(out: Output) -> String {
+    assert!(!out.status.success(), "expected failure");
+    let e = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!e.contains("panicked"), "{e}");
+    e
+}
+
+/// Plain dynamic-programming Levenshtein distance, independent of the crate used.
+fn levenshtein(a: &[u8], b: &[u8]) -> u32 {
+    let mut row: Vec<u32> = (0..=b.len() as u32).collect();
+    for (i, &ca) in a.iter().enumerate() {
+        let mut diag = row[0];
+        row[0] = i as u32 + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let next = (diag + u32::from(ca != cb)).min(row[j] + 1).min(row[j + 1] + 1);
+            diag = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+struct Corpus {
+    dir: PathBuf,
+    strings: Vec<Vec<u8>>,
+}
+
+impl Corpus {
+    fn index(&self, precision: &str) -> String {
+        self.dir.join(format!("corpus-{precision}.idx")).to_str().unwrap().to_string()
+    }
+}
+
+/// A small corpus with near duplicates, an empty line, tabs, backslashes and an
+/// over-long line, embedded once into an f32 and an f16 index.
+fn corpus() -> &'static Corpus {
+    static CORPUS: OnceLock<Corpus> = OnceLock::new();
+    CORPUS.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let words = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/words.txt")).unwrap();
+        let mut strings: Vec<Vec<u8>> = words.lines().step_by(12).map(|w| w.as_bytes().to_vec()).collect();
+        strings.extend([
+            b"".to_vec(),
+            b"tab\there".to_vec(),
+            b"back\\slash".to_vec(),
+            b"accommodate".to_vec(),
+            b"acommodate".to_vec(),
+            b"accommodated".to_vec(),
+            "x".repeat(120).into_bytes(),
+        ]);
+        let mut text = Vec::new();
+        for s in &strings {
+            text.extend_from_slice(s);
+            text.push(b'\n');
+        }
+        let input = dir.join("corpus.txt");
+        std::fs::write(&input, &text).unwrap();
+        let c = Corpus { dir, strings };
+        for precision in ["f32", "f16"] {
+            ok(bin(
+                &["embed", "-i", input.to_str().unwrap(), "-o", &c.index(precision), "--precision", precision],
+                b"",
+            ));
+        }
+        c
+    })
+}
+
+struct Row {
+    query: u64,
+    rank: usize,
+    distance: u32,
+    estimate: f32,
+    id: usize,
+}
+
+fn parse_tsv(text: &str) -> Vec<Row> {
+    text.lines()
+        .map(|l| {
+            let f: Vec<&str> = l.splitn(6, '\t').collect();
+            Row {
+                query: f[0].parse().unwrap(),
+                rank: f[1].parse().unwrap(),
+                distance: f[2].parse().unwrap(),
+                estimate: f[3].parse().unwrap(),
+                id: f[4].parse().unwrap(),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn with_all_rows_as_candidates_the_answer_is_the_exact_top_k() {
+    let c = corpus();
+    let n = c.strings.len().to_string();
+    let queries = ["acomodate", "", "tab", "zzzzzz", "beleive"];
+    for precision in ["f32", "f16"] {
+        let index = c.index(precision);
+        let mut args = vec!["query", "--index", &index, "-k", "7", "-C", &n];
+        args.extend(queries);
+        let rows = parse_tsv(&ok(bin(&args, b"")));
+        for (q, query) in queries.iter().enumerate() {
+            let got: Vec<&Row> = rows.iter().filter(|r| r.query == q as u64 + 1).collect();
+            assert_eq!(got.len(), 7);
+            let mut exact: Vec<u32> = c.strings.iter().map(|s| levenshtein(query.as_bytes(), s)).collect();
+            for (rank, row) in got.iter().enumerate() {
+                assert_eq!(row.rank, rank + 1);
+                assert_eq!(row.distance, levenshtein(query.as_bytes(), &c.strings[row.id]));
+            }
+            // Ordered by (distance, estimate, id).
+            for w in got.windows(2) {
+                let key = |r: &Row| (r.distance, r.estimate, r.id);
+                assert!(key(w[0]) <= key(w[1]), "hits out of order for {query:?}");
+            }
+            exact.sort();
+            let got_d: Vec<u32> = got.iter().map(|r| r.distance).collect();
+            assert_eq!(got_d, exact[..7], "query {query:?} ({precision})");
+        }
+        // More candidates than the GPU search keeps, covering the index: ranked on the CPU,
+        // same answer.
+        args[6] = "5000";
+        let wide = parse_tsv(&ok(bin(&args, b"")));
+        let key = |r: &Row| (r.query, r.rank, r.distance);
+        assert_eq!(wide.iter().map(key).collect::<Vec<_>>(), rows.iter().map(key).collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn threshold_search_with_all_candidates_returns_exactly_the_strings_within_d() {
+    let c = corpus();
+    let n = c.strings.len().to_string();
+    for d in [0u32, 1, 3] {
+        let ds = d.to_string();
+        let out = ok(bin(
+            &["query", "--index", &c.index("f32"), "--max-distance", &ds, "--blowup", "inf", "-C", &n, "accomodate"],
+            b"",
+        ));
+        let mut got: Vec<usize> = parse_tsv(&out).iter().map(|r| r.id).collect();
+        got.sort();
+        let want: Vec<usize> =
+            (0..c.strings.len()).filter(|&i| levenshtein(b"accomodate", &c.strings[i]) <= d).collect();
+        assert_eq!(got, want, "D = {d}");
+    }
+}
+
+#[test]
+fn json_lines_and_tsv_escapes() {
+    let c = corpus();
+    let out = ok(bin(&["query", "--index", &c.index("f32"), "--format", "json", "-k", "3", "--queries", "-"], b"tab\there\nback\\slash\n"));
+    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["query"], "tab\there");
+    let top = &lines[0]["hits"][0];
+    assert_eq!(top["rank"], 1);
+    assert_eq!(top["string"], "tab\there");
+    assert_eq!(top["distance"], 0);
+    let id = top["id"].as_u64().unwrap() as usize;
+    assert_eq!(top["line"], id as u64 + 1);
+    assert!(top["estimate"].as_f64().unwrap() >= 0.0);
+    let tsv = ok(bin(&["query", "--index", &c.index("f32"), "-k", "1", "tab\there", "back\\slash"], b""));
+    let fields: Vec<Vec<&str>> = tsv.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(fields[0][5], "tab\\there");
+    assert_eq!(fields[1][5], "back\\\\slash");
+    // Without re-rank the distance is absent.
+    let raw = ok(bin(&["query", "--index", &c.index("f32"), "--no-rerank", "--format", "json", "-k", "2", "x"], b""));
+    let v: serde_json::Value = serde_json::from_str(raw.trim()).unwrap();
+    assert!(v["hits"][0]["distance"].is_null());
+}
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    let c = corpus();
+    let index = c.index("f32");
+    let e = err(bin(&["query", "--index", "/nonexistent/x.idx", "abc"], b""));
+    assert!(e.contains("x.idx"), "{e}");
+    let e = err(bin(&["query", "--index", &index, "-k", "0", "abc"], b""));
+    assert!(e.contains("-k"), "{e}");
+    let e = err(bin(&["query", "--index", &index, "caf\u{e9}"], b""));
+    assert!(e.contains("non-ASCII"), "{e}");
+    let out = ok(bin(&["query", "--index", &index, "--non-ascii", "skip", "caf\u{e9}", "cafe"], b""));
+    assert!(out.lines().all(|l| l.starts_with("2\t")), "{out}");
+    let long = "y".repeat(100);
+    let out = bin(&["query", "--index", &index, "-k", "1", &long], b"");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("longer than 80"));
+    ok(out);
+
+    // Truncated and corrupted copies of the index.
+    let bytes = std::fs::read(&index).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cut = dir.path().join("cut.idx");
+    std::fs::write(&cut, &bytes[..bytes.len() - 9]).unwrap();
+    err(bin(&["query", "--index", cut.to_str().unwrap(), "abc"], b""));
+    let mut flipped = bytes.clone();
+    let at = bytes.len() - 5;
+    flipped[at] ^= 0x20;
+    let bad = dir.path().join("bad.idx");
+    std::fs::write(&bad, &flipped).unwrap();
+    let e = err(bin(&["query", "--index", bad.to_str().unwrap(), "abc"], b""));
+    assert!(e.contains("corrupt") || e.contains("checksum"), "{e}");
+
+    // An index made by another model, queried with the default one, and the reverse.
+    let other = make_other_model(dir.path());
+    let other_index = dir.path().join("other.idx");
+    let corpus_txt = c.dir.join("corpus.txt");
+    ok(bin(
+        &["embed", "-m", other.to_str().unwrap(), "-i", corpus_txt.to_str().unwrap(), "-o", other_index.to_str().unwrap()],
+        b"",
+    ));
+    let e = err(bin(&["query", "--index", other_index.to_str().unwrap(), "abc"], b""));
+    assert!(e.contains("--model"), "{e}");
+    let e = err(bin(&["query", "--index", &index, "-m", other.to_str().unwrap(), "abc"], b""));
+    assert!(e.contains("was made by model"), "{e}");
+    ok(bin(&["query", "--index", other_index.to_str().unwrap(), "-m", other.to_str().unwrap(), "abc"], b""));
+}
+
+fn make_other_model(dir: &Path) -> PathBuf {
+    let path = dir.join("random.safetensors");
+    megashtein_gpu::model::weights::Weights::init(7).save(&path).unwrap();
+    path
+}
