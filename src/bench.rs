@@ -29,7 +29,11 @@ pub struct Throughput {
 
 /// Embed batches of `batch` random strings for about `budget` (at least two timed
 /// batches, after one untimed warm-up) and report strings per second, readback included.
-pub fn embed_throughput(embedder: &mut Embedder, batch: usize, budget: Duration) -> Result<Throughput> {
+pub fn embed_throughput(
+    embedder: &mut Embedder,
+    batch: usize,
+    budget: Duration,
+) -> Result<Throughput> {
     let strings = random_strings(batch, batch as u64);
     let texts: Vec<&[u8]> = strings.iter().map(Vec::as_slice).collect();
     embedder.embed(&texts)?;

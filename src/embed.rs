@@ -26,7 +26,11 @@ impl<'g> Embedder<'g> {
     pub fn new(gpu: &'g Gpu, weights: &Weights, batch: usize) -> Result<Self> {
         let ops = Ops::new(gpu);
         let model = Megashtein::new(gpu, &ops, weights, batch)?;
-        Ok(Embedder { gpu, model, tokens: Vec::new() })
+        Ok(Embedder {
+            gpu,
+            model,
+            tokens: Vec::new(),
+        })
     }
 
     /// Strings per GPU batch.
@@ -35,7 +39,7 @@ impl<'g> Embedder<'g> {
     }
 
     /// Embeddings of `texts`, `[texts, 80]` row-major, in order.
-    pub fn embed<'a>(&mut self, texts: &[&'a [u8]]) -> Result<Vec<f32>> {
+    pub fn embed(&mut self, texts: &[&[u8]]) -> Result<Vec<f32>> {
         let mut out = Vec::with_capacity(texts.len() * EMBED_DIM);
         for chunk in texts.chunks(self.model.capacity()) {
             self.tokens.clear();

@@ -49,9 +49,23 @@ fn embeds_every_line_in_order_with_empty_and_long_lines() {
     let corpus = format!("hello\r\n\nworld\n{long}\n{}\n", &long[..80]);
     let input = write(dir.path(), "corpus.txt", corpus.as_bytes());
     let output = dir.path().join("out.npy");
-    let out = embed(&["--input", &input, "--output", output.to_str().unwrap(), "--batch", "2"], None);
+    let out = embed(
+        &[
+            "--input",
+            &input,
+            "--output",
+            output.to_str().unwrap(),
+            "--batch",
+            "2",
+        ],
+        None,
+    );
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("1 line was longer than 80 characters and was cut"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("1 line was longer than 80 characters and was cut"),
+        "{}",
+        stderr(&out)
+    );
     let (shape, data) = read_npy_f32(&output).unwrap();
     assert_eq!(shape, vec![5, 80]);
     let row = |i: usize| &data[i * 80..(i + 1) * 80];
@@ -59,7 +73,10 @@ fn embeds_every_line_in_order_with_empty_and_long_lines() {
     assert_eq!(row(3), row(4));
     // "\r\n" is a line ending: "hello" embeds like "hello" from stdin.
     let stdin_out = dir.path().join("stdin.npy");
-    let out = embed(&["-i", "-", "-o", stdin_out.to_str().unwrap()], Some(b"hello"));
+    let out = embed(
+        &["-i", "-", "-o", stdin_out.to_str().unwrap()],
+        Some(b"hello"),
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let (shape, single) = read_npy_f32(&stdin_out).unwrap();
     assert_eq!(shape, vec![1, 80]);
@@ -71,27 +88,41 @@ fn embeds_every_line_in_order_with_empty_and_long_lines() {
 #[test]
 fn non_ascii_line_is_an_error_unless_skipped_or_replaced() {
     let dir = tempfile::tempdir().unwrap();
-    let input = write(dir.path(), "corpus.txt", "caf\u{e9}\nabc\nna\u{ef}ve\n".as_bytes());
+    let input = write(
+        dir.path(),
+        "corpus.txt",
+        "caf\u{e9}\nabc\nna\u{ef}ve\n".as_bytes(),
+    );
     let output = dir.path().join("out.npy");
     let out_arg = output.to_str().unwrap();
     let out = embed(&["-i", &input, "-o", out_arg], None);
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.contains("corpus.txt:1:") && err.contains("non-ASCII"), "{err}");
+    assert!(
+        err.contains("corpus.txt:1:") && err.contains("non-ASCII"),
+        "{err}"
+    );
     assert_only(dir.path(), &["corpus.txt"]);
 
     let out = embed(&["-i", &input, "-o", out_arg, "--non-ascii", "skip"], None);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(read_npy_f32(&output).unwrap().0, vec![1, 80]);
 
-    let out = embed(&["-i", &input, "-o", out_arg, "--non-ascii", "replace"], None);
+    let out = embed(
+        &["-i", &input, "-o", out_arg, "--non-ascii", "replace"],
+        None,
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let (shape, data) = read_npy_f32(&output).unwrap();
     assert_eq!(shape, vec![3, 80]);
     let replaced_dir = tempfile::tempdir().unwrap();
     let plain = write(replaced_dir.path(), "plain.txt", b"caf?\n");
     let plain_out = replaced_dir.path().join("plain.npy");
-    assert!(embed(&["-i", &plain, "-o", plain_out.to_str().unwrap()], None).status.success());
+    assert!(
+        embed(&["-i", &plain, "-o", plain_out.to_str().unwrap()], None)
+            .status
+            .success()
+    );
     assert_eq!(read_npy_f32(&plain_out).unwrap().1, data[..80]);
 }
 
@@ -110,23 +141,50 @@ fn missing_input_and_unwritable_output_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope.txt");
     let output = dir.path().join("out.npy");
-    let out = embed(&["-i", missing.to_str().unwrap(), "-o", output.to_str().unwrap()], None);
+    let out = embed(
+        &[
+            "-i",
+            missing.to_str().unwrap(),
+            "-o",
+            output.to_str().unwrap(),
+        ],
+        None,
+    );
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("nope.txt") && stderr(&out).contains("No such file"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("nope.txt") && stderr(&out).contains("No such file"),
+        "{}",
+        stderr(&out)
+    );
 
     let input = write(dir.path(), "corpus.txt", b"abc\n");
     let bad = dir.path().join("no/such/dir/out.npy");
     let out = embed(&["-i", &input, "-o", bad.to_str().unwrap()], None);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("cannot create output file"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot create output file"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!stderr(&out).contains("panicked"));
 
     let missing_model = dir.path().join("model.safetensors");
     let out = embed(
-        &["-m", missing_model.to_str().unwrap(), "-i", &input, "-o", output.to_str().unwrap()],
+        &[
+            "-m",
+            missing_model.to_str().unwrap(),
+            "-i",
+            &input,
+            "-o",
+            output.to_str().unwrap(),
+        ],
         None,
     );
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("model.safetensors"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("model.safetensors"),
+        "{}",
+        stderr(&out)
+    );
     assert_only(dir.path(), &["corpus.txt"]);
 }

@@ -19,7 +19,11 @@ fn bin(args: &[&str], stdin: &[u8]) -> Output {
 }
 
 fn ok(out: Output) -> String {
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -37,7 +41,9 @@ fn levenshtein(a: &[u8], b: &[u8]) -> u32 {
         let mut diag = row[0];
         row[0] = i as u32 + 1;
         for (j, &cb) in b.iter().enumerate() {
-            let next = (diag + u32::from(ca != cb)).min(row[j] + 1).min(row[j + 1] + 1);
+            let next = (diag + u32::from(ca != cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
             diag = row[j + 1];
             row[j + 1] = next;
         }
@@ -52,7 +58,11 @@ struct Corpus {
 
 impl Corpus {
     fn index(&self, precision: &str) -> String {
-        self.dir.join(format!("corpus-{precision}.idx")).to_str().unwrap().to_string()
+        self.dir
+            .join(format!("corpus-{precision}.idx"))
+            .to_str()
+            .unwrap()
+            .to_string()
     }
 }
 
@@ -62,8 +72,14 @@ fn corpus() -> &'static Corpus {
     static CORPUS: OnceLock<Corpus> = OnceLock::new();
     CORPUS.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap().keep();
-        let words = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/words.txt")).unwrap();
-        let mut strings: Vec<Vec<u8>> = words.lines().step_by(12).map(|w| w.as_bytes().to_vec()).collect();
+        let words =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/words.txt"))
+                .unwrap();
+        let mut strings: Vec<Vec<u8>> = words
+            .lines()
+            .step_by(12)
+            .map(|w| w.as_bytes().to_vec())
+            .collect();
         strings.extend([
             b"".to_vec(),
             b"tab\there".to_vec(),
@@ -83,7 +99,15 @@ fn corpus() -> &'static Corpus {
         let c = Corpus { dir, strings };
         for precision in ["f32", "f16"] {
             ok(bin(
-                &["embed", "-i", input.to_str().unwrap(), "-o", &c.index(precision), "--precision", precision],
+                &[
+                    "embed",
+                    "-i",
+                    input.to_str().unwrap(),
+                    "-o",
+                    &c.index(precision),
+                    "--precision",
+                    precision,
+                ],
                 b"",
             ));
         }
@@ -127,10 +151,17 @@ fn with_all_rows_as_candidates_the_answer_is_the_exact_top_k() {
         for (q, query) in queries.iter().enumerate() {
             let got: Vec<&Row> = rows.iter().filter(|r| r.query == q as u64 + 1).collect();
             assert_eq!(got.len(), 7);
-            let mut exact: Vec<u32> = c.strings.iter().map(|s| levenshtein(query.as_bytes(), s)).collect();
+            let mut exact: Vec<u32> = c
+                .strings
+                .iter()
+                .map(|s| levenshtein(query.as_bytes(), s))
+                .collect();
             for (rank, row) in got.iter().enumerate() {
                 assert_eq!(row.rank, rank + 1);
-                assert_eq!(row.distance, levenshtein(query.as_bytes(), &c.strings[row.id]));
+                assert_eq!(
+                    row.distance,
+                    levenshtein(query.as_bytes(), &c.strings[row.id])
+                );
             }
             // Ordered by (distance, estimate, id).
             for w in got.windows(2) {
@@ -146,7 +177,10 @@ fn with_all_rows_as_candidates_the_answer_is_the_exact_top_k() {
         args[6] = "5000";
         let wide = parse_tsv(&ok(bin(&args, b"")));
         let key = |r: &Row| (r.query, r.rank, r.distance);
-        assert_eq!(wide.iter().map(key).collect::<Vec<_>>(), rows.iter().map(key).collect::<Vec<_>>());
+        assert_eq!(
+            wide.iter().map(key).collect::<Vec<_>>(),
+            rows.iter().map(key).collect::<Vec<_>>()
+        );
     }
 }
 
@@ -157,13 +191,25 @@ fn threshold_search_with_all_candidates_returns_exactly_the_strings_within_d() {
     for d in [0u32, 1, 3] {
         let ds = d.to_string();
         let out = ok(bin(
-            &["query", "--index", &c.index("f32"), "--max-distance", &ds, "--blowup", "inf", "-C", &n, "accomodate"],
+            &[
+                "query",
+                "--index",
+                &c.index("f32"),
+                "--max-distance",
+                &ds,
+                "--blowup",
+                "inf",
+                "-C",
+                &n,
+                "accomodate",
+            ],
             b"",
         ));
         let mut got: Vec<usize> = parse_tsv(&out).iter().map(|r| r.id).collect();
         got.sort();
-        let want: Vec<usize> =
-            (0..c.strings.len()).filter(|&i| levenshtein(b"accomodate", &c.strings[i]) <= d).collect();
+        let want: Vec<usize> = (0..c.strings.len())
+            .filter(|&i| levenshtein(b"accomodate", &c.strings[i]) <= d)
+            .collect();
         assert_eq!(got, want, "D = {d}");
     }
 }
@@ -171,8 +217,24 @@ fn threshold_search_with_all_candidates_returns_exactly_the_strings_within_d() {
 #[test]
 fn json_lines_and_tsv_escapes() {
     let c = corpus();
-    let out = ok(bin(&["query", "--index", &c.index("f32"), "--format", "json", "-k", "3", "--queries", "-"], b"tab\there\nback\\slash\n"));
-    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let out = ok(bin(
+        &[
+            "query",
+            "--index",
+            &c.index("f32"),
+            "--format",
+            "json",
+            "-k",
+            "3",
+            "--queries",
+            "-",
+        ],
+        b"tab\there\nback\\slash\n",
+    ));
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["query"], "tab\there");
     let top = &lines[0]["hits"][0];
@@ -182,12 +244,36 @@ fn json_lines_and_tsv_escapes() {
     let id = top["id"].as_u64().unwrap() as usize;
     assert_eq!(top["line"], id as u64 + 1);
     assert!(top["estimate"].as_f64().unwrap() >= 0.0);
-    let tsv = ok(bin(&["query", "--index", &c.index("f32"), "-k", "1", "tab\there", "back\\slash"], b""));
+    let tsv = ok(bin(
+        &[
+            "query",
+            "--index",
+            &c.index("f32"),
+            "-k",
+            "1",
+            "tab\there",
+            "back\\slash",
+        ],
+        b"",
+    ));
     let fields: Vec<Vec<&str>> = tsv.lines().map(|l| l.split('\t').collect()).collect();
     assert_eq!(fields[0][5], "tab\\there");
     assert_eq!(fields[1][5], "back\\\\slash");
     // Without re-rank the distance is absent.
-    let raw = ok(bin(&["query", "--index", &c.index("f32"), "--no-rerank", "--format", "json", "-k", "2", "x"], b""));
+    let raw = ok(bin(
+        &[
+            "query",
+            "--index",
+            &c.index("f32"),
+            "--no-rerank",
+            "--format",
+            "json",
+            "-k",
+            "2",
+            "x",
+        ],
+        b"",
+    ));
     let v: serde_json::Value = serde_json::from_str(raw.trim()).unwrap();
     assert!(v["hits"][0]["distance"].is_null());
 }
@@ -202,7 +288,18 @@ fn bad_input_gives_clear_errors() {
     assert!(e.contains("-k"), "{e}");
     let e = err(bin(&["query", "--index", &index, "caf\u{e9}"], b""));
     assert!(e.contains("non-ASCII"), "{e}");
-    let out = ok(bin(&["query", "--index", &index, "--non-ascii", "skip", "caf\u{e9}", "cafe"], b""));
+    let out = ok(bin(
+        &[
+            "query",
+            "--index",
+            &index,
+            "--non-ascii",
+            "skip",
+            "caf\u{e9}",
+            "cafe",
+        ],
+        b"",
+    ));
     assert!(out.lines().all(|l| l.starts_with("2\t")), "{out}");
     let long = "y".repeat(100);
     let out = bin(&["query", "--index", &index, "-k", "1", &long], b"");
@@ -214,13 +311,19 @@ fn bad_input_gives_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let cut = dir.path().join("cut.idx");
     std::fs::write(&cut, &bytes[..bytes.len() - 9]).unwrap();
-    err(bin(&["query", "--index", cut.to_str().unwrap(), "abc"], b""));
+    err(bin(
+        &["query", "--index", cut.to_str().unwrap(), "abc"],
+        b"",
+    ));
     let mut flipped = bytes.clone();
     let at = bytes.len() - 5;
     flipped[at] ^= 0x20;
     let bad = dir.path().join("bad.idx");
     std::fs::write(&bad, &flipped).unwrap();
-    let e = err(bin(&["query", "--index", bad.to_str().unwrap(), "abc"], b""));
+    let e = err(bin(
+        &["query", "--index", bad.to_str().unwrap(), "abc"],
+        b"",
+    ));
     assert!(e.contains("corrupt") || e.contains("checksum"), "{e}");
 
     // An index made by another model, queried with the default one, and the reverse.
@@ -228,18 +331,51 @@ fn bad_input_gives_clear_errors() {
     let other_index = dir.path().join("other.idx");
     let corpus_txt = c.dir.join("corpus.txt");
     ok(bin(
-        &["embed", "-m", other.to_str().unwrap(), "-i", corpus_txt.to_str().unwrap(), "-o", other_index.to_str().unwrap()],
+        &[
+            "embed",
+            "-m",
+            other.to_str().unwrap(),
+            "-i",
+            corpus_txt.to_str().unwrap(),
+            "-o",
+            other_index.to_str().unwrap(),
+        ],
         b"",
     ));
-    let e = err(bin(&["query", "--index", other_index.to_str().unwrap(), "abc"], b""));
+    let e = err(bin(
+        &["query", "--index", other_index.to_str().unwrap(), "abc"],
+        b"",
+    ));
     assert!(e.contains("--model"), "{e}");
-    let e = err(bin(&["query", "--index", &index, "-m", other.to_str().unwrap(), "abc"], b""));
+    let e = err(bin(
+        &[
+            "query",
+            "--index",
+            &index,
+            "-m",
+            other.to_str().unwrap(),
+            "abc",
+        ],
+        b"",
+    ));
     assert!(e.contains("was made by model"), "{e}");
-    ok(bin(&["query", "--index", other_index.to_str().unwrap(), "-m", other.to_str().unwrap(), "abc"], b""));
+    ok(bin(
+        &[
+            "query",
+            "--index",
+            other_index.to_str().unwrap(),
+            "-m",
+            other.to_str().unwrap(),
+            "abc",
+        ],
+        b"",
+    ));
 }
 
 fn make_other_model(dir: &Path) -> PathBuf {
     let path = dir.join("random.safetensors");
-    megashtein_gpu::model::weights::Weights::init(7).save(&path).unwrap();
+    megashtein_gpu::model::weights::Weights::init(7)
+        .save(&path)
+        .unwrap();
     path
 }

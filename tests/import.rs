@@ -21,7 +21,11 @@ use zip::write::SimpleFileOptions;
 fn reference_pth() -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/reference/megashtein_trained_model.pth");
-    assert!(path.is_file(), "{} is missing: tests need ../shared beside the repository", path.display());
+    assert!(
+        path.is_file(),
+        "{} is missing: tests need ../shared beside the repository",
+        path.display()
+    );
     path
 }
 

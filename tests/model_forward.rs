@@ -19,8 +19,11 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/forward.safetensors"))
-        .expect("fixture");
+    let bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/forward.safetensors"
+    ))
+    .expect("fixture");
     let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
     let strings: Vec<String> =
         serde_json::from_str(&meta.metadata().as_ref().unwrap()["strings"]).unwrap();
@@ -38,11 +41,16 @@ fn fixture() -> Fixture {
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
         .collect();
-    Fixture { strings: strings.into_iter().map(String::into_bytes).collect(), tokens, embedding }
+    Fixture {
+        strings: strings.into_iter().map(String::into_bytes).collect(),
+        tokens,
+        embedding,
+    }
 }
 
 fn released() -> Weights {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/megashtein_trained_model.pth");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/reference/megashtein_trained_model.pth");
     let sd = pth::read_state_dict(&path).expect("released checkpoint");
     Weights::from_state_dict(&sd, "released").unwrap()
 }
@@ -92,9 +100,15 @@ fn cpu_reference_matches_pytorch() {
     let f = fixture();
     let weights = released();
     let params = common::to_f64(&weights.params);
-    let running: Vec<f64> =
-        weights.running_mean.iter().chain(&weights.running_var).map(|&v| f64::from(v)).collect();
-    let got: Vec<f32> =
-        reference::megashtein_forward(&params, &running, &f.tokens).iter().map(|&v| v as f32).collect();
+    let running: Vec<f64> = weights
+        .running_mean
+        .iter()
+        .chain(&weights.running_var)
+        .map(|&v| f64::from(v))
+        .collect();
+    let got: Vec<f32> = reference::megashtein_forward(&params, &running, &f.tokens)
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
     assert_matches("CPU reference", &got, &f.embedding, &f.strings);
 }

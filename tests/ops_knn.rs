@@ -25,7 +25,9 @@ fn f16_bytes(v: &[f32]) -> Vec<u8> {
 /// Values on a coarse grid: exact in f16 and f32, and their squared distances are exact
 /// sums, so ties are real ties and the order must match the reference exactly.
 fn grid_data(r: &mut impl Rng, n: usize, dim: usize) -> Vec<f32> {
-    (0..n * dim).map(|_| r.random_range(-4i32..=4) as f32 * 0.5).collect()
+    (0..n * dim)
+        .map(|_| r.random_range(-4i32..=4) as f32 * 0.5)
+        .collect()
 }
 
 fn search(db: &Database, queries: &[f32], k: usize) -> Vec<Vec<Neighbor>> {
@@ -63,11 +65,19 @@ fn exact_top_k_across_chunks_k_and_sizes() {
         let data = grid_data(&mut r, n, dim);
         let qs = grid_data(&mut r, queries, dim);
         for f16 in [false, true] {
-            let bytes = if f16 { f16_bytes(&data) } else { f32_bytes(&data) };
+            let bytes = if f16 {
+                f16_bytes(&data)
+            } else {
+                f32_bytes(&data)
+            };
             let db = Database::upload(&t.gpu, &bytes, dim, f16, chunk).unwrap();
             let got = search(&db, &qs, k);
             let want = reference::knn(&data, &qs, dim, k);
-            assert_exact(&got, &want, &format!("n={n} q={queries} k={k} chunk={chunk:?} f16={f16}"));
+            assert_exact(
+                &got,
+                &want,
+                &format!("n={n} q={queries} k={k} chunk={chunk:?} f16={f16}"),
+            );
         }
     }
 }
@@ -86,7 +96,13 @@ fn duplicates_and_ties_go_to_the_smaller_row() {
     let got = search(&db, &[1.0; 4], 101);
     assert_eq!(got[0].len(), 101);
     assert_eq!(got[0][99].row, 298);
-    assert_eq!(got[0][100], Neighbor { distance: 4.0, row: 0 });
+    assert_eq!(
+        got[0][100],
+        Neighbor {
+            distance: 4.0,
+            row: 0
+        }
+    );
 }
 
 #[test]
@@ -97,9 +113,17 @@ fn random_float_data_matches_within_rounding() {
     let data: Vec<f32> = (0..n * dim).map(|_| r.random_range(-3.0f32..3.0)).collect();
     let qs: Vec<f32> = (0..4 * dim).map(|_| r.random_range(-3.0f32..3.0)).collect();
     for f16 in [false, true] {
-        let bytes = if f16 { f16_bytes(&data) } else { f32_bytes(&data) };
+        let bytes = if f16 {
+            f16_bytes(&data)
+        } else {
+            f32_bytes(&data)
+        };
         // The reference sees exactly the values the GPU sees.
-        let seen: Vec<f32> = if f16 { data.iter().map(|&x| f16::from_f32(x).to_f32()).collect() } else { data.clone() };
+        let seen: Vec<f32> = if f16 {
+            data.iter().map(|&x| f16::from_f32(x).to_f32()).collect()
+        } else {
+            data.clone()
+        };
         let db = Database::upload(&t.gpu, &bytes, dim, f16, None).unwrap();
         let got = search(&db, &qs, k);
         let want = reference::knn(&seen, &qs, dim, k);
@@ -111,7 +135,11 @@ fn random_float_data_matches_within_rounding() {
                 // agree with the brute force, up to f32 summation error.
                 let own = reference::squared_distance(&seen[gn.row * dim..][..dim], query);
                 let got = f64::from(gn.distance);
-                assert!((got - own).abs() <= 1e-4 * (1.0 + own), "row {}: {got} vs {own}", gn.row);
+                assert!(
+                    (got - own).abs() <= 1e-4 * (1.0 + own),
+                    "row {}: {got} vs {own}",
+                    gn.row
+                );
                 assert!((got - wd).abs() <= 1e-4 * (1.0 + wd), "{got} vs {wd}");
             }
         }

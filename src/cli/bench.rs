@@ -52,7 +52,12 @@ fn bench_embed(args: &EmbedArgs) -> Result<()> {
     let largest = args.batch_sizes.iter().copied().max().unwrap_or(1);
     let mut embedder = Embedder::new(&gpu, &model.weights, largest)?;
     println!("device: {}", gpu.describe());
-    println!("model: {} ({}), GPU batch capacity {}", model.source, &model.fingerprint[..12], embedder.batch());
+    println!(
+        "model: {} ({}), GPU batch capacity {}",
+        model.source,
+        &model.fingerprint[..12],
+        embedder.batch()
+    );
     let budget = Duration::from_secs_f64(args.seconds);
     let ours: Vec<Throughput> = args
         .batch_sizes
@@ -67,10 +72,15 @@ fn bench_embed(args: &EmbedArgs) -> Result<()> {
         Some((name, _)) => println!("peer: {name}"),
         None => println!("peer: none (pass --torch PYTHON to run tools/bench_torch.py beside it)"),
     }
-    println!("{:>8} {:>16} {:>16} {:>8}", "batch", "ours str/s", "torch str/s", "ratio");
+    println!(
+        "{:>8} {:>16} {:>16} {:>8}",
+        "batch", "ours str/s", "torch str/s", "ratio"
+    );
     for t in &ours {
         let theirs = peer.as_ref().and_then(|(_, rows)| {
-            rows.iter().find(|(b, _)| *b == t.batch).map(|&(_, rate)| rate)
+            rows.iter()
+                .find(|(b, _)| *b == t.batch)
+                .map(|&(_, rate)| rate)
         });
         match theirs {
             Some(rate) => println!(
@@ -80,7 +90,10 @@ fn bench_embed(args: &EmbedArgs) -> Result<()> {
                 rate,
                 t.strings_per_s / rate
             ),
-            None => println!("{:>8} {:>16.0} {:>16} {:>8}", t.batch, t.strings_per_s, "-", "-"),
+            None => println!(
+                "{:>8} {:>16.0} {:>16} {:>8}",
+                t.batch, t.strings_per_s, "-", "-"
+            ),
         }
     }
     Ok(())
@@ -88,20 +101,32 @@ fn bench_embed(args: &EmbedArgs) -> Result<()> {
 
 /// Run the PyTorch peer and return its description and (batch, strings/s) rows.
 fn torch_peer(python: &PathBuf, args: &EmbedArgs) -> Result<(String, Vec<(usize, f64)>)> {
-    let script = ["tools/bench_torch.py", concat!(env!("CARGO_MANIFEST_DIR"), "/tools/bench_torch.py")]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-        .context("cannot find tools/bench_torch.py (run from the repository root)")?;
+    let script = [
+        "tools/bench_torch.py",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tools/bench_torch.py"),
+    ]
+    .into_iter()
+    .map(PathBuf::from)
+    .find(|p| p.is_file())
+    .context("cannot find tools/bench_torch.py (run from the repository root)")?;
     let sizes: Vec<String> = args.batch_sizes.iter().map(ToString::to_string).collect();
     let out = Process::new(python)
         .arg(&script)
-        .args(["--batch-sizes", &sizes.join(","), "--seconds", &args.seconds.to_string()])
+        .args([
+            "--batch-sizes",
+            &sizes.join(","),
+            "--seconds",
+            &args.seconds.to_string(),
+        ])
         .args(["--device", &args.torch_device])
         .output()
         .with_context(|| format!("cannot run {}", python.display()))?;
     if !out.status.success() {
-        bail!("{} failed: {}", script.display(), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{} failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     let mut rows = Vec::new();
     let mut name = String::new();
@@ -111,7 +136,10 @@ fn torch_peer(python: &PathBuf, args: &EmbedArgs) -> Result<(String, Vec<(usize,
         let (Some(batch), Some(rate)) = (v["batch"].as_u64(), v["strings_per_s"].as_f64()) else {
             bail!("unexpected output from {}: {line}", script.display());
         };
-        name = format!("PyTorch {} on {}, {} threads", v["torch"], v["device"], v["threads"]);
+        name = format!(
+            "PyTorch {} on {}, {} threads",
+            v["torch"], v["device"], v["threads"]
+        );
         rows.push((batch as usize, rate));
     }
     Ok((name, rows))

@@ -23,7 +23,10 @@ pub fn run(args: &Args) -> Result<()> {
         let info = &a.info;
         let l = &a.limits;
         println!("[{i}] {}", info.name);
-        println!("    backend: {:?}, type: {:?}", info.backend, info.device_type);
+        println!(
+            "    backend: {:?}, type: {:?}",
+            info.backend, info.device_type
+        );
         println!("    driver: {} {}", info.driver, info.driver_info);
         println!(
             "    max storage binding: {}, max buffer: {}, workgroup storage: {} KiB",
@@ -36,11 +39,17 @@ pub fn run(args: &Args) -> Result<()> {
             l.max_compute_workgroups_per_dimension, l.max_compute_invocations_per_workgroup
         );
         let subgroups = if a.has_subgroups() {
-            format!("yes (size {}-{})", info.subgroup_min_size, info.subgroup_max_size)
+            format!(
+                "yes (size {}-{})",
+                info.subgroup_min_size, info.subgroup_max_size
+            )
         } else {
             "no".to_string()
         };
-        println!("    f16: {}, subgroups: {subgroups}", if a.has_f16() { "yes" } else { "no" });
+        println!(
+            "    f16: {}, subgroups: {subgroups}",
+            if a.has_f16() { "yes" } else { "no" }
+        );
     }
     let chosen = Gpu::new(&args.gpu)?;
     println!("selected: {}", chosen.describe());

@@ -5,8 +5,8 @@ use anyhow::{Result, bail};
 
 use crate::embed::{DEFAULT_BATCH, Embedder};
 use crate::gpu::{Gpu, GpuOptions};
-use crate::input::{LineReader, NonAscii};
 use crate::input::Line;
+use crate::input::{LineReader, NonAscii};
 use crate::io::NpyWriter;
 use crate::model::params::EMBED_DIM;
 use crate::search::index::{IndexWriter, Precision};
@@ -39,7 +39,7 @@ pub struct Args {
 /// Where embeddings go: a .npy array or an index.
 enum Sink {
     Npy(NpyWriter),
-    Index(IndexWriter),
+    Index(Box<IndexWriter>),
 }
 
 impl Sink {
@@ -64,13 +64,17 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let model = crate::model::load(args.model.as_deref())?;
     let mut reader = LineReader::open(&args.input, args.non_ascii)?;
-    let total_bytes = std::fs::metadata(&args.input).ok().filter(|m| m.is_file()).map(|m| m.len());
+    let total_bytes = std::fs::metadata(&args.input)
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len());
     let npy = args.output.extension().is_some_and(|e| e == "npy");
     let mut sink = if npy {
         Sink::Npy(NpyWriter::create(&args.output, EMBED_DIM)?)
     } else {
         let scale = model.weights.distance_scale;
-        Sink::Index(IndexWriter::create(&args.output, &model.fingerprint, scale, args.precision)?)
+        let writer = IndexWriter::create(&args.output, &model.fingerprint, scale, args.precision)?;
+        Sink::Index(Box::new(writer))
     };
     let gpu = Gpu::new(&args.gpu)?;
     let mut embedder = Embedder::new(&gpu, &model.weights, args.batch)?;
@@ -88,7 +92,11 @@ pub fn run(args: &Args) -> Result<()> {
     for warning in reader.stats().warnings() {
         eprintln!("warning: {warning}");
     }
-    let what = if npy { "array".to_string() } else { format!("index ({})", args.precision) };
+    let what = if npy {
+        "array".to_string()
+    } else {
+        format!("index ({})", args.precision)
+    };
     eprintln!(
         "embedded {rows} strings with {} into {what} {} ({} per batch on {})",
         model.source,

@@ -9,7 +9,11 @@ pub mod query;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "megashtein-gpu", version, about = "Fuzzy string search with a learned edit-distance embedding on the GPU")]
+#[command(
+    name = "megashtein-gpu",
+    version,
+    about = "Fuzzy string search with a learned edit-distance embedding on the GPU"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -52,8 +56,10 @@ pub fn progress_bytes(total: Option<u64>, what: &str) -> indicatif::ProgressBar 
             .progress_chars("=> "),
         ),
         None => indicatif::ProgressBar::new_spinner().with_style(
-            indicatif::ProgressStyle::with_template("{prefix} {spinner} {bytes} {bytes_per_sec} {msg}")
-                .expect("valid template"),
+            indicatif::ProgressStyle::with_template(
+                "{prefix} {spinner} {bytes} {bytes_per_sec} {msg}",
+            )
+            .expect("valid template"),
         ),
     };
     bar.set_prefix(what.to_string());

@@ -7,9 +7,7 @@ use anyhow::{Context, Result, bail};
 use crate::gpu::{Gpu, GpuOptions};
 use crate::input::{InputStats, Line, LineReader, NonAscii, check_query};
 use crate::search::index::Index;
-use crate::search::query::{
-    Answer, DEFAULT_BLOWUP, DEFAULT_CANDIDATES, QueryOptions, Searcher,
-};
+use crate::search::query::{Answer, DEFAULT_BLOWUP, DEFAULT_CANDIDATES, QueryOptions, Searcher};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -106,7 +104,9 @@ pub fn run(args: &Args) -> Result<()> {
         let mut lines = Vec::new();
         for (i, q) in args.queries.iter().enumerate() {
             let number = i as u64 + 1;
-            if let Some(text) = check_query(q.as_bytes(), &format!("query {number}"), args.non_ascii)? {
+            if let Some(text) =
+                check_query(q.as_bytes(), &format!("query {number}"), args.non_ascii)?
+            {
                 stats.record_line(number, &text, false);
                 lines.push(Line { number, text });
             } else {
@@ -115,7 +115,10 @@ pub fn run(args: &Args) -> Result<()> {
         }
         answer_batch(&lines, &mut out)
     } else {
-        let path = args.queries_file.clone().unwrap_or_else(|| PathBuf::from("-"));
+        let path = args
+            .queries_file
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("-"));
         let mut reader = LineReader::open(&path, args.non_ascii)?;
         let mut lines = Vec::new();
         let mut result = Ok(());
@@ -133,7 +136,12 @@ pub fn run(args: &Args) -> Result<()> {
         other => other?,
     }
     for warning in stats.warnings() {
-        eprintln!("warning: {}", warning.replace("lines were", "queries were").replace("line was", "query was"));
+        eprintln!(
+            "warning: {}",
+            warning
+                .replace("lines were", "queries were")
+                .replace("line was", "query was")
+        );
     }
     if capped > 0 {
         eprintln!(
@@ -151,7 +159,8 @@ fn short(fingerprint: &str) -> &str {
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|e| {
-        e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
     })
 }
 
@@ -170,7 +179,13 @@ pub fn escape_tsv(text: &[u8]) -> String {
     s
 }
 
-fn write_answer(out: &mut impl Write, format: Format, index: &Index, query: &Line, answer: &Answer) -> Result<()> {
+fn write_answer(
+    out: &mut impl Write,
+    format: Format,
+    index: &Index,
+    query: &Line,
+    answer: &Answer,
+) -> Result<()> {
     match format {
         Format::Tsv => {
             for (rank, hit) in answer.hits.iter().enumerate() {

@@ -22,29 +22,33 @@ pub fn storage_buffer(gpu: &Gpu, label: &str, bytes: u64) -> wgpu::Buffer {
 /// A storage buffer holding `data` (padded to at least 4 bytes).
 pub fn storage_buffer_init<T: bytemuck::Pod>(gpu: &Gpu, label: &str, data: &[T]) -> wgpu::Buffer {
     let bytes: &[u8] = bytemuck::cast_slice(data);
-    if bytes.len() < 4 || bytes.len() % 4 != 0 {
+    if bytes.len() < 4 || !bytes.len().is_multiple_of(4) {
         let mut padded = bytes.to_vec();
         padded.resize(bytes.len().max(4).next_multiple_of(4), 0);
-        return gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: &padded,
-            usage: STORAGE,
-        });
+        return gpu
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: &padded,
+                usage: STORAGE,
+            });
     }
-    gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-        label: Some(label),
-        contents: bytes,
-        usage: STORAGE,
-    })
+    gpu.device
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytes,
+            usage: STORAGE,
+        })
 }
 
 /// A uniform buffer holding `data`; ops rewrite it with `queue.write_buffer`.
 pub fn uniform_buffer<T: bytemuck::Pod>(gpu: &Gpu, label: &str, data: &[T]) -> wgpu::Buffer {
-    gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-        label: Some(label),
-        contents: bytemuck::cast_slice(data),
-        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-    })
+    gpu.device
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytemuck::cast_slice(data),
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        })
 }
 
 /// A reusable staging buffer for copying results back to the CPU.
@@ -97,7 +101,11 @@ impl Readback {
 impl Gpu {
     /// Copy a whole buffer (or its first `bytes`) back to the CPU. For tests and one-off
     /// reads; hot loops keep a [`Readback`].
-    pub fn read_buffer<T: bytemuck::Pod>(&self, src: &wgpu::Buffer, count: usize) -> Result<Vec<T>> {
+    pub fn read_buffer<T: bytemuck::Pod>(
+        &self,
+        src: &wgpu::Buffer,
+        count: usize,
+    ) -> Result<Vec<T>> {
         let bytes = (count * std::mem::size_of::<T>()) as u64;
         let readback = Readback::new(self, bytes);
         let mut encoder = self.device.create_command_encoder(&Default::default());

@@ -84,7 +84,11 @@ pub fn list_adapters(choice: BackendChoice) -> Vec<AdapterReport> {
     let instance = instance(choice.backends());
     pollster::block_on(instance.enumerate_adapters(choice.backends()))
         .into_iter()
-        .map(|a| AdapterReport { info: a.get_info(), limits: a.limits(), features: a.features() })
+        .map(|a| AdapterReport {
+            info: a.get_info(),
+            limits: a.limits(),
+            features: a.features(),
+        })
         .collect()
 }
 
@@ -115,7 +119,10 @@ impl Gpu {
         if adapters.is_empty() {
             bail!("{NO_ADAPTER_HELP}");
         }
-        let wanted = opts.adapter.clone().or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok());
+        let wanted = opts
+            .adapter
+            .clone()
+            .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok());
         let adapter = match wanted {
             Some(name) => {
                 let needle = name.to_lowercase();
@@ -130,7 +137,10 @@ impl Gpu {
                     .iter()
                     .position(|a| a.get_info().name.to_lowercase().contains(&needle))
                     .ok_or_else(|| {
-                        anyhow!("no adapter matches {name:?}; available: {}", names.join(", "))
+                        anyhow!(
+                            "no adapter matches {name:?}; available: {}",
+                            names.join(", ")
+                        )
                     })?;
                 adapters.swap_remove(pos)
             }
@@ -152,20 +162,31 @@ impl Gpu {
             trace: wgpu::Trace::Off,
         }))
         .with_context(|| format!("cannot open a device on adapter {:?}", info.name))?;
-        Ok(Gpu { device, queue, info, limits, features })
+        Ok(Gpu {
+            device,
+            queue,
+            info,
+            limits,
+            features,
+        })
     }
 
     /// Block until all submitted work is done, or fail after [`POLL_TIMEOUT`].
     pub fn wait(&self) -> Result<()> {
         self.device
-            .poll(wgpu::PollType::Wait { submission_index: None, timeout: Some(POLL_TIMEOUT) })
+            .poll(wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: Some(POLL_TIMEOUT),
+            })
             .map(|_| ())
             .map_err(|e| anyhow!("GPU did not finish its work: {e}"))
     }
 
     /// Largest storage buffer a single binding may cover, in bytes.
     pub fn max_binding_bytes(&self) -> u64 {
-        self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
     }
 
     pub fn has_f16(&self) -> bool {

@@ -16,18 +16,22 @@ pub struct Kernel {
 impl Kernel {
     /// Compile `entry` of the WGSL `source`. The bind group layout is taken from the shader.
     pub fn new(gpu: &Gpu, label: &'static str, source: &str, entry: &str) -> Self {
-        let module = gpu.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(label),
-            source: wgpu::ShaderSource::Wgsl(source.into()),
-        });
-        let pipeline = gpu.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(label),
-            layout: None,
-            module: &module,
-            entry_point: Some(entry),
-            compilation_options: Default::default(),
-            cache: None,
-        });
+        let module = gpu
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(label),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            });
+        let pipeline = gpu
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(label),
+                layout: None,
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            });
         Kernel { pipeline, label }
     }
 
@@ -44,14 +48,22 @@ impl Kernel {
         let entries: Vec<wgpu::BindGroupEntry> = std::iter::once(&uniform)
             .chain(buffers.iter().copied())
             .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
             .collect();
         let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(self.label),
             layout: &self.pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
-        Call { pipeline: self.pipeline.clone(), bind_group, uniform, per_item }
+        Call {
+            pipeline: self.pipeline.clone(),
+            bind_group,
+            uniform,
+            per_item,
+        }
     }
 }
 
@@ -66,7 +78,8 @@ pub struct Call {
 impl Call {
     /// Set the batch size (the uniform's first word) for the next submit.
     pub fn set_batch(&self, gpu: &Gpu, batch: u32) {
-        gpu.queue.write_buffer(&self.uniform, 0, bytemuck::bytes_of(&batch));
+        gpu.queue
+            .write_buffer(&self.uniform, 0, bytemuck::bytes_of(&batch));
     }
 
     /// Record the dispatch for `batch` items into `pass`.
@@ -111,7 +124,15 @@ mod tests {
 
     #[test]
     fn grid_covers_all_threads_within_limits() {
-        for threads in [1u64, 63, 64, 65, 64 * 65_535, 64 * 65_535 + 1, 5_000_000_000] {
+        for threads in [
+            1u64,
+            63,
+            64,
+            65,
+            64 * 65_535,
+            64 * 65_535 + 1,
+            5_000_000_000,
+        ] {
             let [x, y] = grid(threads, 65_535);
             assert!(x <= 65_535 && y <= 65_535);
             assert!(u64::from(x) * u64::from(y) * 64 >= threads);

@@ -29,7 +29,11 @@ pub fn load(path: Option<&Path>) -> Result<LoadedModel> {
     match path {
         Some(path) => {
             let (weights, fingerprint) = Weights::load_with_fingerprint(path)?;
-            Ok(LoadedModel { weights, fingerprint, source: path.display().to_string() })
+            Ok(LoadedModel {
+                weights,
+                fingerprint,
+                source: path.display().to_string(),
+            })
         }
         None => Ok(LoadedModel {
             weights: Weights::from_safetensors(DEFAULT_MODEL, "the default model")?,
@@ -41,5 +45,8 @@ pub fn load(path: Option<&Path>) -> Result<LoadedModel> {
 
 /// Lower-case hex SHA-256 of `bytes`.
 pub fn hex_sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

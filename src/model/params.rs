@@ -43,30 +43,85 @@ impl TensorSpec {
 
 /// The trainable tensors, in state_dict order. Their concatenation is the parameter slab.
 pub const PARAMS: [TensorSpec; 17] = [
-    TensorSpec { name: "embedding.weight", shape: &[VOCAB, CHAR_DIM] },
-    TensorSpec { name: "conv_layers.0.weight", shape: &[CONV_CH, CHAR_DIM, 3] },
-    TensorSpec { name: "conv_layers.0.bias", shape: &[CONV_CH] },
-    TensorSpec { name: "conv_layers.3.weight", shape: &[CONV_CH, CONV_CH, 3] },
-    TensorSpec { name: "conv_layers.3.bias", shape: &[CONV_CH] },
-    TensorSpec { name: "conv_layers.6.weight", shape: &[CONV_CH, CONV_CH, 3] },
-    TensorSpec { name: "conv_layers.6.bias", shape: &[CONV_CH] },
-    TensorSpec { name: "conv_layers.9.weight", shape: &[CONV_CH, CONV_CH, 3] },
-    TensorSpec { name: "conv_layers.9.bias", shape: &[CONV_CH] },
-    TensorSpec { name: "conv_layers.12.weight", shape: &[CONV_CH, CONV_CH, 3] },
-    TensorSpec { name: "conv_layers.12.bias", shape: &[CONV_CH] },
-    TensorSpec { name: "fc_layers.0.weight", shape: &[HIDDEN, FLAT] },
-    TensorSpec { name: "fc_layers.0.bias", shape: &[HIDDEN] },
-    TensorSpec { name: "fc_layers.2.weight", shape: &[EMBED_DIM, HIDDEN] },
-    TensorSpec { name: "fc_layers.2.bias", shape: &[EMBED_DIM] },
-    TensorSpec { name: "fc_layers.3.weight", shape: &[EMBED_DIM] },
-    TensorSpec { name: "fc_layers.3.bias", shape: &[EMBED_DIM] },
+    TensorSpec {
+        name: "embedding.weight",
+        shape: &[VOCAB, CHAR_DIM],
+    },
+    TensorSpec {
+        name: "conv_layers.0.weight",
+        shape: &[CONV_CH, CHAR_DIM, 3],
+    },
+    TensorSpec {
+        name: "conv_layers.0.bias",
+        shape: &[CONV_CH],
+    },
+    TensorSpec {
+        name: "conv_layers.3.weight",
+        shape: &[CONV_CH, CONV_CH, 3],
+    },
+    TensorSpec {
+        name: "conv_layers.3.bias",
+        shape: &[CONV_CH],
+    },
+    TensorSpec {
+        name: "conv_layers.6.weight",
+        shape: &[CONV_CH, CONV_CH, 3],
+    },
+    TensorSpec {
+        name: "conv_layers.6.bias",
+        shape: &[CONV_CH],
+    },
+    TensorSpec {
+        name: "conv_layers.9.weight",
+        shape: &[CONV_CH, CONV_CH, 3],
+    },
+    TensorSpec {
+        name: "conv_layers.9.bias",
+        shape: &[CONV_CH],
+    },
+    TensorSpec {
+        name: "conv_layers.12.weight",
+        shape: &[CONV_CH, CONV_CH, 3],
+    },
+    TensorSpec {
+        name: "conv_layers.12.bias",
+        shape: &[CONV_CH],
+    },
+    TensorSpec {
+        name: "fc_layers.0.weight",
+        shape: &[HIDDEN, FLAT],
+    },
+    TensorSpec {
+        name: "fc_layers.0.bias",
+        shape: &[HIDDEN],
+    },
+    TensorSpec {
+        name: "fc_layers.2.weight",
+        shape: &[EMBED_DIM, HIDDEN],
+    },
+    TensorSpec {
+        name: "fc_layers.2.bias",
+        shape: &[EMBED_DIM],
+    },
+    TensorSpec {
+        name: "fc_layers.3.weight",
+        shape: &[EMBED_DIM],
+    },
+    TensorSpec {
+        name: "fc_layers.3.bias",
+        shape: &[EMBED_DIM],
+    },
 ];
 
 /// Non-trainable state of the final BatchNorm (state_dict buffers).
-pub const RUNNING_MEAN: TensorSpec =
-    TensorSpec { name: "fc_layers.3.running_mean", shape: &[EMBED_DIM] };
-pub const RUNNING_VAR: TensorSpec =
-    TensorSpec { name: "fc_layers.3.running_var", shape: &[EMBED_DIM] };
+pub const RUNNING_MEAN: TensorSpec = TensorSpec {
+    name: "fc_layers.3.running_mean",
+    shape: &[EMBED_DIM],
+};
+pub const RUNNING_VAR: TensorSpec = TensorSpec {
+    name: "fc_layers.3.running_var",
+    shape: &[EMBED_DIM],
+};
 /// A 0-d int64 tensor in PyTorch.
 pub const NUM_BATCHES_TRACKED: &str = "fc_layers.3.num_batches_tracked";
 
@@ -108,7 +163,10 @@ pub fn offset_of(name: &str) -> usize {
 /// Element range of a tensor that is known to exist, for slicing the slab.
 pub fn range_of(name: &str) -> std::ops::Range<usize> {
     let at = offset_of(name);
-    let len = PARAMS.iter().find(|s| s.name == name).map_or(0, TensorSpec::len);
+    let len = PARAMS
+        .iter()
+        .find(|s| s.name == name)
+        .map_or(0, TensorSpec::len);
     at..at + len
 }
 

@@ -146,7 +146,10 @@ impl Weights {
         let source = path.display().to_string();
         let bytes =
             read_model_file(path).map_err(|e| anyhow!("cannot read model {source}: {e}"))?;
-        Ok((Self::from_safetensors(&bytes, &source)?, super::hex_sha256(&bytes)))
+        Ok((
+            Self::from_safetensors(&bytes, &source)?,
+            super::hex_sha256(&bytes),
+        ))
     }
 
     /// Parses the bytes of a model file; `source` names it in error messages.
@@ -329,8 +332,13 @@ impl Weights {
 
 /// Hex SHA-256 of a file's bytes: the model fingerprint.
 pub fn fingerprint(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| anyhow!("cannot fingerprint {}: {}", path.display(), crate::io::io_reason(&e)))?;
+    let bytes = std::fs::read(path).map_err(|e| {
+        anyhow!(
+            "cannot fingerprint {}: {}",
+            path.display(),
+            crate::io::io_reason(&e)
+        )
+    })?;
     Ok(super::hex_sha256(&bytes))
 }
 

@@ -17,7 +17,9 @@ pub struct AvgPool {
 impl AvgPool {
     pub fn new(gpu: &Gpu) -> Self {
         let source = include_str!("../../shaders/avgpool.wgsl");
-        AvgPool { forward: Kernel::new(gpu, "avgpool.forward", source, "forward") }
+        AvgPool {
+            forward: Kernel::new(gpu, "avgpool.forward", source, "forward"),
+        }
     }
 
     /// `x [batch, channels, len_in]` -> `y [batch, channels, len_in / 2]`.
@@ -29,7 +31,13 @@ impl AvgPool {
         x: &wgpu::Buffer,
         y: &wgpu::Buffer,
     ) -> Call {
-        let uniform = Shape { batch: 0, channels, len_in, _pad: 0 };
-        self.forward.call(gpu, &uniform, &[x, y], channels * (len_in / 2))
+        let uniform = Shape {
+            batch: 0,
+            channels,
+            len_in,
+            _pad: 0,
+        };
+        self.forward
+            .call(gpu, &uniform, &[x, y], channels * (len_in / 2))
     }
 }

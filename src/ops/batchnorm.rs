@@ -28,7 +28,9 @@ pub struct BatchNorm {
 impl BatchNorm {
     pub fn new(gpu: &Gpu) -> Self {
         let source = include_str!("../../shaders/batchnorm.wgsl");
-        BatchNorm { inference: Kernel::new(gpu, "batchnorm.inference", source, "inference") }
+        BatchNorm {
+            inference: Kernel::new(gpu, "batchnorm.inference", source, "inference"),
+        }
     }
 
     /// `x [batch, channels]` -> `y`, with `stats` = running_mean ++ running_var.
@@ -41,8 +43,21 @@ impl BatchNorm {
         stats: &wgpu::Buffer,
         y: &wgpu::Buffer,
     ) -> Call {
-        let BatchNormShape { channels, gamma, beta, eps } = shape;
-        let uniform = Shape { batch: 0, channels, gamma, beta, eps, _pad: [0; 3] };
-        self.inference.call(gpu, &uniform, &[x, params, stats, y], channels)
+        let BatchNormShape {
+            channels,
+            gamma,
+            beta,
+            eps,
+        } = shape;
+        let uniform = Shape {
+            batch: 0,
+            channels,
+            gamma,
+            beta,
+            eps,
+            _pad: [0; 3],
+        };
+        self.inference
+            .call(gpu, &uniform, &[x, params, stats, y], channels)
     }
 }

@@ -28,7 +28,9 @@ pub struct Embedding {
 impl Embedding {
     pub fn new(gpu: &Gpu) -> Self {
         let source = include_str!("../../shaders/embedding.wgsl");
-        Embedding { forward: Kernel::new(gpu, "embedding.forward", source, "forward") }
+        Embedding {
+            forward: Kernel::new(gpu, "embedding.forward", source, "forward"),
+        }
     }
 
     /// `tokens [batch, len]` (u32) -> `out [batch, dim, len]`.
@@ -40,8 +42,21 @@ impl Embedding {
         params: &wgpu::Buffer,
         out: &wgpu::Buffer,
     ) -> Call {
-        let EmbeddingShape { len, dim, vocab, table } = shape;
-        let uniform = Shape { batch: 0, len, dim, vocab, table, _pad: [0; 3] };
-        self.forward.call(gpu, &uniform, &[tokens, params, out], dim * len)
+        let EmbeddingShape {
+            len,
+            dim,
+            vocab,
+            table,
+        } = shape;
+        let uniform = Shape {
+            batch: 0,
+            len,
+            dim,
+            vocab,
+            table,
+            _pad: [0; 3],
+        };
+        self.forward
+            .call(gpu, &uniform, &[tokens, params, out], dim * len)
     }
 }

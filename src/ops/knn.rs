@@ -48,27 +48,47 @@ impl Database {
     /// Upload `data`: `rows x dim` little-endian f32, or IEEE f16 when `f16`. Chunks hold
     /// at most `max_chunk_rows` rows (tests force small chunks) and never exceed the
     /// device's storage-binding limit.
-    pub fn upload(gpu: &Gpu, data: &[u8], dim: usize, f16: bool, max_chunk_rows: Option<usize>) -> Result<Self> {
-        if dim == 0 || dim > MAX_DIM || (f16 && dim % 2 != 0) {
+    pub fn upload(
+        gpu: &Gpu,
+        data: &[u8],
+        dim: usize,
+        f16: bool,
+        max_chunk_rows: Option<usize>,
+    ) -> Result<Self> {
+        if dim == 0 || dim > MAX_DIM || (f16 && !dim.is_multiple_of(2)) {
             bail!("unsupported vector width {dim} (1..={MAX_DIM}, even for f16)");
         }
         let row_bytes = dim * if f16 { 2 } else { 4 };
-        if data.len() % row_bytes != 0 {
-            bail!("database of {} bytes is not a whole number of {row_bytes}-byte rows", data.len());
+        if !data.len().is_multiple_of(row_bytes) {
+            bail!(
+                "database of {} bytes is not a whole number of {row_bytes}-byte rows",
+                data.len()
+            );
         }
         let rows = data.len() / row_bytes;
         let by_binding = (gpu.max_binding_bytes() as usize / row_bytes).max(1);
         // Row numbers within a chunk must stay clear of the kernel's sentinels.
-        let chunk_rows = by_binding.min(max_chunk_rows.unwrap_or(usize::MAX)).clamp(1, 1 << 30);
+        let chunk_rows = by_binding
+            .min(max_chunk_rows.unwrap_or(usize::MAX))
+            .clamp(1, 1 << 30);
         let chunks = (0..rows)
             .step_by(chunk_rows)
             .map(|start| {
                 let n = chunk_rows.min(rows - start);
                 let bytes = &data[start * row_bytes..(start + n) * row_bytes];
-                Chunk { words: storage_buffer_init(gpu, "knn database", bytes), start, rows: n }
+                Chunk {
+                    words: storage_buffer_init(gpu, "knn database", bytes),
+                    start,
+                    rows: n,
+                }
             })
             .collect();
-        Ok(Database { chunks, rows, dim, f16 })
+        Ok(Database {
+            chunks,
+            rows,
+            dim,
+            f16,
+        })
     }
 
     pub fn rows(&self) -> usize {
@@ -105,11 +125,17 @@ impl Knn {
 
     /// The `min(k, rows)` nearest rows of `db` to each of the `queries` (`[n, dim]`),
     /// nearest first, ties by smaller row.
-    pub fn search(&self, gpu: &Gpu, db: &Database, queries: &[f32], k: usize) -> Result<Vec<Vec<Neighbor>>> {
+    pub fn search(
+        &self,
+        gpu: &Gpu,
+        db: &Database,
+        queries: &[f32],
+        k: usize,
+    ) -> Result<Vec<Vec<Neighbor>>> {
         if k == 0 || k > MAX_K {
             bail!("k must be between 1 and {MAX_K}, not {k}");
         }
-        if queries.len() % db.dim != 0 {
+        if !queries.len().is_multiple_of(db.dim) {
             bail!("queries are not a whole number of {}-wide vectors", db.dim);
         }
         let n_queries = queries.len() / db.dim;
@@ -118,7 +144,9 @@ impl Knn {
             let k_chunk = k.min(chunk.rows);
             // Slices big enough that merging their lists stays cheap, small enough that
             // a single query still spreads over many workgroups.
-            let slice = (16 * k_chunk).max(2048).min(chunk.rows.next_multiple_of(64));
+            let slice = (16 * k_chunk)
+                .max(2048)
+                .min(chunk.rows.next_multiple_of(64));
             let lists = chunk.rows.div_ceil(slice);
             let scratch_per_query = (lists * k_chunk * 8) as u64;
             let per_dispatch = ((gpu.max_binding_bytes() / scratch_per_query) as usize)
@@ -130,7 +158,9 @@ impl Knn {
                     let all = &mut results[first_query + q];
                     all.extend(neighbors);
                     if db.chunks.len() > 1 {
-                        all.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.row.cmp(&b.row)));
+                        all.sort_by(|a, b| {
+                            a.distance.total_cmp(&b.distance).then(a.row.cmp(&b.row))
+                        });
                         all.truncate(k);
                     }
                 }
@@ -165,7 +195,9 @@ impl Knn {
         let list_buf = storage_buffer(gpu, "knn slice lists", (batch * lists * k * 8) as u64);
         let best_bytes = (batch * k * 8) as u64;
         let best_buf = storage_buffer(gpu, "knn best", best_bytes);
-        let slices = self.slices.call(gpu, &params, &[&query_buf, &chunk.words, &list_buf], 0);
+        let slices = self
+            .slices
+            .call(gpu, &params, &[&query_buf, &chunk.words, &list_buf], 0);
         let merge = self.merge.call(gpu, &params, &[&list_buf, &best_buf], 0);
         let readback = Readback::new(gpu, best_bytes);
         let mut encoder = gpu.device.create_command_encoder(&Default::default());

@@ -16,12 +16,18 @@ pub struct Relu {
 impl Relu {
     pub fn new(gpu: &Gpu) -> Self {
         let source = include_str!("../../shaders/relu.wgsl");
-        Relu { forward: Kernel::new(gpu, "relu.forward", source, "forward") }
+        Relu {
+            forward: Kernel::new(gpu, "relu.forward", source, "forward"),
+        }
     }
 
     /// `x = max(x, 0)` over `batch * per_item` elements.
     pub fn forward(&self, gpu: &Gpu, per_item: u32, x: &wgpu::Buffer) -> Call {
-        let uniform = Shape { batch: 0, per_item, _pad: [0; 2] };
+        let uniform = Shape {
+            batch: 0,
+            per_item,
+            _pad: [0; 2],
+        };
         self.forward.call(gpu, &uniform, &[x], per_item)
     }
 }

@@ -65,7 +65,14 @@ impl<'a> Searcher<'a> {
         let knn = Knn::new(gpu);
         let f16 = index.precision() == Precision::F16;
         let database = Database::upload(gpu, index.embedding_bytes(), index.dim(), f16, None)?;
-        Ok(Searcher { gpu, index, embedder, knn, database, scale: index.distance_scale() })
+        Ok(Searcher {
+            gpu,
+            index,
+            embedder,
+            knn,
+            database,
+            scale: index.distance_scale(),
+        })
     }
 
     /// Answer `queries` (full strings; cut to 80 only for the model).
@@ -87,7 +94,8 @@ impl<'a> Searcher<'a> {
         }
         let embeddings = self.embedder.embed(queries)?;
         let candidates = if opts.candidates <= MAX_GPU_CANDIDATES {
-            self.knn.search(self.gpu, &self.database, &embeddings, opts.candidates)?
+            self.knn
+                .search(self.gpu, &self.database, &embeddings, opts.candidates)?
         } else {
             // More candidates than the GPU search keeps, covering every row: rank them all.
             let all = self.index.embeddings_f32();
@@ -98,7 +106,10 @@ impl<'a> Searcher<'a> {
                     let mut rows: Vec<Neighbor> = all
                         .chunks_exact(dim)
                         .enumerate()
-                        .map(|(row, x)| Neighbor { distance: squared_distance(q, x), row })
+                        .map(|(row, x)| Neighbor {
+                            distance: squared_distance(q, x),
+                            row,
+                        })
                         .collect();
                     rows.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.row.cmp(&b.row)));
                     rows
@@ -121,16 +132,26 @@ pub fn check_options(opts: &QueryOptions) -> Result<()> {
         bail!("-k must be at least 1");
     }
     if opts.candidates < opts.k {
-        bail!("--candidates ({}) must be at least -k ({})", opts.candidates, opts.k);
+        bail!(
+            "--candidates ({}) must be at least -k ({})",
+            opts.candidates,
+            opts.k
+        );
     }
-    if !(opts.blowup >= 0.0) {
+    if opts.blowup.is_nan() || opts.blowup < 0.0 {
         bail!("--blowup must be a non-negative number or inf");
     }
     Ok(())
 }
 
 /// Re-rank one query's candidates (nearest by embedding first).
-fn answer(index: &Index, scale: f32, query: &[u8], found: &[Neighbor], opts: &QueryOptions) -> Answer {
+fn answer(
+    index: &Index,
+    scale: f32,
+    query: &[u8],
+    found: &[Neighbor],
+    opts: &QueryOptions,
+) -> Answer {
     let estimate = |n: &Neighbor| scale * n.distance;
     let capped;
     let pool: Vec<&Neighbor> = match opts.max_distance {
@@ -147,11 +168,19 @@ fn answer(index: &Index, scale: f32, query: &[u8], found: &[Neighbor], opts: &Qu
         }
     };
     if !opts.rerank {
-        let take = if opts.max_distance.is_some() { pool.len() } else { opts.k };
+        let take = if opts.max_distance.is_some() {
+            pool.len()
+        } else {
+            opts.k
+        };
         let hits = pool
             .into_iter()
             .take(take)
-            .map(|n| Hit { id: n.row, distance: None, estimate: estimate(n) })
+            .map(|n| Hit {
+                id: n.row,
+                distance: None,
+                estimate: estimate(n),
+            })
             .collect();
         return Answer { hits, capped };
     }
@@ -168,7 +197,10 @@ fn answer(index: &Index, scale: f32, query: &[u8], found: &[Neighbor], opts: &Qu
         hits.retain(|h| h.distance.is_some_and(|x| x <= d));
     }
     hits.sort_by(|a, b| {
-        a.distance.cmp(&b.distance).then(a.estimate.total_cmp(&b.estimate)).then(a.id.cmp(&b.id))
+        a.distance
+            .cmp(&b.distance)
+            .then(a.estimate.total_cmp(&b.estimate))
+            .then(a.id.cmp(&b.id))
     });
     if opts.max_distance.is_none() {
         hits.truncate(opts.k);
