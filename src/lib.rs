@@ -13,6 +13,7 @@
 pub mod bench;
 pub mod cli;
 pub mod embed;
+pub mod eval;
 pub mod gpu;
 pub mod input;
 pub mod io;

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod devices;
 pub mod embed;
+pub mod eval;
 pub mod import;
 pub mod query;
 
@@ -29,6 +30,8 @@ pub enum Command {
     Embed(embed::Args),
     /// Fuzzy lookup in an index: nearest by embedding, re-ranked by exact distance.
     Query(query::Args),
+    /// Accuracy report: the papers' metrics with plots, and the baselines.
+    Eval(eval::Args),
     /// Measure throughput.
     #[command(subcommand)]
     Bench(bench::Command),
@@ -40,6 +43,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import(args) => import::run(args),
         Command::Embed(args) => embed::run(args),
         Command::Query(args) => query::run(args),
+        Command::Eval(args) => eval::run(args),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }
