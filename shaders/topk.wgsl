@@ -2,11 +2,11 @@
 // side prepends this file to each). A workgroup keeps a sorted list of its k best
 // (distance, row) pairs; `offer` merges in up to 64 new pairs at a time. Order is
 // (distance, row) ascending, so ties go to the smaller row. Empty places hold sentinels
-// (INF, 0xffffffff - place) so that every key is distinct and merging by rank is exact.
+// (INF, NONE - KMAX + place), ascending like the rest, and candidates that are not kept
+// (INF, NONE - 2 KMAX - thread), so that every key is distinct and merging by rank is exact.
 
 const WG: u32 = 64u;
 const KMAX: u32 = 1024u;
-const PER_THREAD: u32 = KMAX / WG;
 const DMAX: u32 = 256u;
 const NONE: u32 = 0xffffffffu;
 const INF: f32 = 0x1.fffffep+127f;  // largest f32: above any real distance
@@ -26,6 +26,8 @@ struct Params {
 
 var<workgroup> top_d: array<f32, KMAX>;
 var<workgroup> top_i: array<u32, KMAX>;
+var<workgroup> next_d: array<f32, KMAX>;
+var<workgroup> next_i: array<u32, KMAX>;
 var<workgroup> cand_d: array<f32, WG>;
 var<workgroup> cand_i: array<u32, WG>;
 var<workgroup> query: array<f32, DMAX>;
@@ -39,7 +41,7 @@ fn less(ad: f32, ai: u32, bd: f32, bi: u32) -> bool {
 fn reset_top(t: u32) {
     for (var j = t; j < p.k; j += WG) {
         top_d[j] = INF;
-        top_i[j] = NONE - j;
+        top_i[j] = NONE - KMAX + j;
     }
     if t == 0u {
         atomicStore(&kept, 0u);
@@ -63,7 +65,7 @@ fn offer(t: u32, d: f32, i: u32) {
         return;
     }
     cand_d[t] = select(INF, d, keep);
-    cand_i[t] = select(NONE - KMAX - t, i, keep);
+    cand_i[t] = select(NONE - 2u * KMAX - t, i, keep);
 
     // Bitonic sort of the 64 candidates, ascending.
     for (var size = 2u; size <= WG; size <<= 1u) {
@@ -87,12 +89,9 @@ fn offer(t: u32, d: f32, i: u32) {
     }
     workgroupBarrier();
 
-    // Merge by rank: each element's place in the merged order is its own index plus the
-    // number of elements of the other list before it. Keys are distinct, so places are too.
-    var old_d: array<f32, PER_THREAD>;
-    var old_i: array<u32, PER_THREAD>;
-    var old_at: array<u32, PER_THREAD>;
-    var n = 0u;
+    // Merge by rank into `next`: each element's place in the merged order is its own
+    // index plus the number of elements of the other list before it. Keys are distinct,
+    // so places are too; places past k fall off.
     for (var j = t; j < p.k; j += WG) {
         let d = top_d[j];
         let i = top_i[j];
@@ -102,10 +101,10 @@ fn offer(t: u32, d: f32, i: u32) {
             let mid = (lo + hi) / 2u;
             if less(cand_d[mid], cand_i[mid], d, i) { lo = mid + 1u; } else { hi = mid; }
         }
-        old_d[n] = d;
-        old_i[n] = i;
-        old_at[n] = j + lo;
-        n += 1u;
+        if j + lo < p.k {
+            next_d[j + lo] = d;
+            next_i[j + lo] = i;
+        }
     }
     let c_d = cand_d[t];
     let c_i = cand_i[t];
@@ -115,17 +114,14 @@ fn offer(t: u32, d: f32, i: u32) {
         let mid = (lo + hi) / 2u;
         if less(top_d[mid], top_i[mid], c_d, c_i) { lo = mid + 1u; } else { hi = mid; }
     }
-    let c_at = t + lo;
-    workgroupBarrier();
-    for (var m = 0u; m < n; m++) {
-        if old_at[m] < p.k {
-            top_d[old_at[m]] = old_d[m];
-            top_i[old_at[m]] = old_i[m];
-        }
+    if t + lo < p.k {
+        next_d[t + lo] = c_d;
+        next_i[t + lo] = c_i;
     }
-    if c_at < p.k {
-        top_d[c_at] = c_d;
-        top_i[c_at] = c_i;
+    workgroupBarrier();
+    for (var j = t; j < p.k; j += WG) {
+        top_d[j] = next_d[j];
+        top_i[j] = next_i[j];
     }
     workgroupBarrier();
 }

@@ -156,3 +156,23 @@ fn bad_arguments_are_errors() {
     assert!(Database::upload(&t.gpu, &[0u8; 6], 4, false, None).is_err());
     assert!(Database::upload(&t.gpu, &[0u8; 6], 3, true, None).is_err());
 }
+
+/// k near the 1,024 limit with long slices: slices of more than ~10,000 rows at k > 960
+/// once came back unwritten on lavapipe, so slices are capped at 8 k rows; keep this case.
+#[test]
+fn large_k_over_several_slices() {
+    let t = gpu();
+    let mut r = rng(13);
+    for &(n, k, dim) in &[
+        (16_000usize, 961usize, 80usize),
+        (40_000, MAX_K, 80),
+        (20_000, 1000, 4),
+    ] {
+        let data = grid_data(&mut r, n, dim);
+        let qs = grid_data(&mut r, 2, dim);
+        let db = Database::upload(&t.gpu, &f32_bytes(&data), dim, false, None).unwrap();
+        let got = search(&db, &qs, k);
+        let want = reference::knn(&data, &qs, dim, k);
+        assert_exact(&got, &want, &format!("n={n} k={k} dim={dim}"));
+    }
+}

@@ -144,9 +144,7 @@ impl Knn {
             let k_chunk = k.min(chunk.rows);
             // Slices big enough that merging their lists stays cheap, small enough that
             // a single query still spreads over many workgroups.
-            let slice = (16 * k_chunk)
-                .max(2048)
-                .min(chunk.rows.next_multiple_of(64));
+            let slice = (8 * k_chunk).max(2048).min(chunk.rows.next_multiple_of(64));
             let lists = chunk.rows.div_ceil(slice);
             let scratch_per_query = (lists * k_chunk * 8) as u64;
             let per_dispatch = ((gpu.max_binding_bytes() / scratch_per_query) as usize)
