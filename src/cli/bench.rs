@@ -1,19 +1,30 @@
-//! `megashtein-gpu bench`: throughput on the chosen adapter, optionally beside the same
-//! model in PyTorch (`tools/bench_torch.py`) as a ratio.
-use std::path::PathBuf;
-use std::process::Command as Process;
+//! `megashtein-gpu bench`: throughput on the chosen adapter, optionally beside a peer
+//! (PyTorch for the forward pass and kNN, rapidfuzz for the exact scan) as a ratio.
+//! The measuring lives in [`crate::bench`]; this module parses flags and prints.
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
+use crate::bench::knn::{KnnGrid, KnnThroughput, flops_per_pair, knn_grid};
+use crate::bench::peer::run_json_lines;
+use crate::bench::query::{
+    CandidateRow, candidate_sweep, exact_scan, rapidfuzz_peer, sample_queries,
+};
 use crate::bench::{Throughput, embed_throughput};
 use crate::embed::Embedder;
 use crate::gpu::{Gpu, GpuOptions};
+use crate::search::index::Index;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
     /// Strings per second of the forward pass for several batch sizes.
     Embed(EmbedArgs),
+    /// Queries per second of the GPU kNN kernel on random vectors (d = 80).
+    Knn(KnnArgs),
+    /// End-to-end fuzzy search on real misspellings: queries/s and recall against an
+    /// exhaustive exact scan, for several candidate counts.
+    Query(QueryArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -37,14 +48,86 @@ pub struct EmbedArgs {
     pub gpu: GpuOptions,
 }
 
+#[derive(clap::Args, Debug)]
+pub struct KnnArgs {
+    /// Database sizes (rows of 80 random values).
+    #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
+    pub rows: Vec<usize>,
+    /// Neighbours per query.
+    #[arg(short, long, value_delimiter = ',', default_value = "10,100")]
+    pub k: Vec<usize>,
+    /// Database storage: f32 and/or f16.
+    #[arg(long, value_delimiter = ',', default_value = "f32,f16")]
+    pub precision: Vec<crate::search::index::Precision>,
+    /// Queries per search call (one timed step).
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Time budget per case, in seconds (at least one timed batch).
+    #[arg(long, default_value_t = 2.0)]
+    pub seconds: f64,
+    /// Python with torch: also run tools/bench_knn_torch.py with it and print the ratio.
+    #[arg(long, value_name = "PYTHON")]
+    pub torch: Option<PathBuf>,
+    /// Device for the PyTorch peer.
+    #[arg(long, default_value = "cpu")]
+    pub torch_device: String,
+    /// One JSON object per case instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub gpu: GpuOptions,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct QueryArgs {
+    /// Index made by `megashtein-gpu embed` (the base searched).
+    #[arg(long)]
+    pub index: PathBuf,
+    /// Lines `misspelling<TAB>correct`; the misspellings are the queries.
+    #[arg(long)]
+    pub pairs: PathBuf,
+    /// Queries sampled from the pairs (distinct, ASCII, not strings of the index).
+    #[arg(long, default_value_t = 1000)]
+    pub queries: usize,
+    /// Seed of the sample.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Candidate counts C to measure (the grid stops at 900: see BENCHMARKS.md on C above
+    /// 960).
+    #[arg(
+        long,
+        short = 'C',
+        value_delimiter = ',',
+        default_value = "10,20,50,100,200,500,900"
+    )]
+    pub candidates: Vec<usize>,
+    /// Hits per query (recall@k).
+    #[arg(short, default_value_t = 10)]
+    pub k: usize,
+    /// Model file; must be the one that made the index (checked by fingerprint).
+    #[arg(long, short)]
+    pub model: Option<PathBuf>,
+    /// Python with rapidfuzz: also time tools/bench_rapidfuzz.py (process.cdist) on the
+    /// same queries and strings and print the ratio.
+    #[arg(long, value_name = "PYTHON")]
+    pub python: Option<PathBuf>,
+    /// One JSON object with everything instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub gpu: GpuOptions,
+}
+
 pub fn run(cmd: &Command) -> Result<()> {
     match cmd {
         Command::Embed(args) => bench_embed(args),
+        Command::Knn(args) => bench_knn(args),
+        Command::Query(args) => bench_query(args),
     }
 }
 
 fn bench_embed(args: &EmbedArgs) -> Result<()> {
-    if args.batch_sizes.contains(&0) || !(args.seconds > 0.0) {
+    if args.batch_sizes.contains(&0) || args.seconds.is_nan() || args.seconds <= 0.0 {
         bail!("batch sizes must be at least 1 and --seconds positive");
     }
     let model = crate::model::load(args.model.as_deref())?;
@@ -64,8 +147,9 @@ fn bench_embed(args: &EmbedArgs) -> Result<()> {
         .iter()
         .map(|&b| embed_throughput(&mut embedder, b, budget))
         .collect::<Result<_>>()?;
+    drop(embedder);
     let peer = match &args.torch {
-        Some(python) => Some(torch_peer(python, args)?),
+        Some(python) => Some(torch_embed_peer(python, args)?),
         None => None,
     };
     match &peer {
@@ -82,65 +166,370 @@ fn bench_embed(args: &EmbedArgs) -> Result<()> {
                 .find(|(b, _)| *b == t.batch)
                 .map(|&(_, rate)| rate)
         });
-        match theirs {
-            Some(rate) => println!(
-                "{:>8} {:>16.0} {:>16.0} {:>8.2}",
-                t.batch,
-                t.strings_per_s,
-                rate,
-                t.strings_per_s / rate
-            ),
-            None => println!(
-                "{:>8} {:>16.0} {:>16} {:>8}",
-                t.batch, t.strings_per_s, "-", "-"
-            ),
+        let (rate, ratio) = peer_columns(t.strings_per_s, theirs);
+        println!(
+            "{:>8} {:>16.0} {rate:>16} {ratio:>8}",
+            t.batch, t.strings_per_s
+        );
+    }
+    Ok(())
+}
+
+/// The peer's rate and ours/theirs, or dashes.
+fn peer_columns(ours: f64, theirs: Option<f64>) -> (String, String) {
+    match theirs {
+        Some(rate) if rate > 0.0 => (rate_text(rate), ratio_text(ours / rate)),
+        _ => ("-".to_string(), "-".to_string()),
+    }
+}
+
+/// A rate with at least 3 significant digits for small values, whole units otherwise.
+fn rate_text(x: f64) -> String {
+    match x {
+        x if x < 10.0 => format!("{x:.2}"),
+        x if x < 100.0 => format!("{x:.1}"),
+        x => format!("{x:.0}"),
+    }
+}
+
+/// A ratio with 2 decimals, or 2 significant digits below 0.1.
+fn ratio_text(x: f64) -> String {
+    if x < 0.1 {
+        format!("{x:.2e}")
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+/// Run tools/bench_torch.py and return its description and (batch, strings/s) rows.
+fn torch_embed_peer(python: &Path, args: &EmbedArgs) -> Result<(String, Vec<(usize, f64)>)> {
+    let sizes: Vec<String> = args.batch_sizes.iter().map(ToString::to_string).collect();
+    let values = run_json_lines(
+        python,
+        "bench_torch.py",
+        [
+            "--batch-sizes",
+            &sizes.join(","),
+            "--seconds",
+            &args.seconds.to_string(),
+            "--device",
+            &args.torch_device,
+        ],
+    )?;
+    let mut rows = Vec::new();
+    let mut name = String::new();
+    for v in &values {
+        let (Some(batch), Some(rate)) = (v["batch"].as_u64(), v["strings_per_s"].as_f64()) else {
+            bail!("unexpected output from tools/bench_torch.py: {v}");
+        };
+        name = torch_name(v);
+        rows.push((batch as usize, rate));
+    }
+    Ok((name, rows))
+}
+
+fn torch_name(v: &serde_json::Value) -> String {
+    format!(
+        "PyTorch {} on {}, {} threads",
+        v["torch"].as_str().unwrap_or("?"),
+        v["device"].as_str().unwrap_or("?"),
+        v["threads"]
+    )
+}
+
+fn bench_knn(args: &KnnArgs) -> Result<()> {
+    if args.rows.contains(&0) || args.k.contains(&0) || args.batch == 0 {
+        bail!("--rows, -k and --batch must be at least 1");
+    }
+    if args.seconds.is_nan() || args.seconds <= 0.0 {
+        bail!("--seconds must be positive");
+    }
+    if let Some(&k) = args.k.iter().find(|&&k| k > crate::ops::knn::MAX_K) {
+        bail!(
+            "-k {k} is above the kernel's limit of {}",
+            crate::ops::knn::MAX_K
+        );
+    }
+    let gpu = Gpu::new(&args.gpu)?;
+    let grid = KnnGrid {
+        rows: args.rows.clone(),
+        ks: args.k.clone(),
+        precisions: args
+            .precision
+            .iter()
+            .map(|&p| p == crate::search::index::Precision::F16)
+            .collect(),
+        batch: args.batch,
+        budget: Duration::from_secs_f64(args.seconds),
+    };
+    if !args.json {
+        println!("device: {}", gpu.describe());
+        println!(
+            "dim {}, {} queries per search call (upload + kernel + readback timed, database \
+             upload not), {} flops per query-row pair",
+            crate::bench::knn::DIM,
+            args.batch,
+            flops_per_pair(crate::bench::knn::DIM)
+        );
+        eprintln!("measuring ours...");
+    }
+    let ours = knn_grid(&gpu, &grid, |row| {
+        if args.json {
+            println!("{}", serde_json::json!({ "impl": "ours", "result": row }));
+        } else {
+            eprintln!(
+                "  rows {} {} k {}: {:.0} queries/s",
+                row.rows, row.precision, row.k, row.queries_per_s
+            );
+        }
+    })?;
+    let peer = match &args.torch {
+        Some(python) => {
+            if !args.json {
+                eprintln!("measuring the PyTorch peer...");
+            }
+            Some(torch_knn_peer(python, args)?)
+        }
+        None => None,
+    };
+    if args.json {
+        for v in peer.iter().flatten() {
+            println!("{}", serde_json::json!({ "impl": "torch", "result": v }));
+        }
+        return Ok(());
+    }
+    match peer.as_ref().and_then(|p| p.first()) {
+        Some(v) => println!("peer: {} (q @ db.T + norms + torch.topk)", torch_name(v)),
+        None => {
+            println!("peer: none (pass --torch PYTHON to run tools/bench_knn_torch.py beside it)")
+        }
+    }
+    println!(
+        "{:>9} {:>5} {:>5} {:>12} {:>9} {:>12} {:>9} {:>8}",
+        "rows", "prec", "k", "ours q/s", "GFLOP/s", "torch q/s", "GFLOP/s", "ratio"
+    );
+    for row in &ours {
+        let theirs = peer.iter().flatten().find(|v| same_case(v, row));
+        let rate = theirs.and_then(|v| v["queries_per_s"].as_f64());
+        let (rate_s, ratio) = peer_columns(row.queries_per_s, rate);
+        let gflops = theirs
+            .and_then(|v| v["gflops"].as_f64())
+            .map_or("-".to_string(), |g| format!("{g:.2}"));
+        let rate_s = match theirs.and_then(|v| v["error"].as_str()) {
+            Some(_) => "error".to_string(),
+            None => rate_s,
+        };
+        println!(
+            "{:>9} {:>5} {:>5} {:>12} {:>9.2} {rate_s:>12} {gflops:>9} {ratio:>8}",
+            row.rows,
+            row.precision,
+            row.k,
+            rate_text(row.queries_per_s),
+            row.gflops
+        );
+    }
+    for v in peer.iter().flatten() {
+        if let Some(e) = v["error"].as_str() {
+            println!(
+                "torch failed for rows {} {} k {}: {e}",
+                v["rows"], v["precision"], v["k"]
+            );
         }
     }
     Ok(())
 }
 
-/// Run the PyTorch peer and return its description and (batch, strings/s) rows.
-fn torch_peer(python: &PathBuf, args: &EmbedArgs) -> Result<(String, Vec<(usize, f64)>)> {
-    let script = [
-        "tools/bench_torch.py",
-        concat!(env!("CARGO_MANIFEST_DIR"), "/tools/bench_torch.py"),
-    ]
-    .into_iter()
-    .map(PathBuf::from)
-    .find(|p| p.is_file())
-    .context("cannot find tools/bench_torch.py (run from the repository root)")?;
-    let sizes: Vec<String> = args.batch_sizes.iter().map(ToString::to_string).collect();
-    let out = Process::new(python)
-        .arg(&script)
-        .args([
-            "--batch-sizes",
-            &sizes.join(","),
+fn same_case(v: &serde_json::Value, row: &KnnThroughput) -> bool {
+    v["rows"].as_u64() == Some(row.rows as u64)
+        && v["k"].as_u64() == Some(row.k as u64)
+        && v["precision"].as_str() == Some(row.precision)
+}
+
+fn torch_knn_peer(python: &Path, args: &KnnArgs) -> Result<Vec<serde_json::Value>> {
+    let list = |v: &[usize]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
+    let precisions: Vec<&str> = args.precision.iter().map(|p| p.name()).collect();
+    run_json_lines(
+        python,
+        "bench_knn_torch.py",
+        [
+            "--rows",
+            &list(&args.rows).join(","),
+            "--k",
+            &list(&args.k).join(","),
+            "--precision",
+            &precisions.join(","),
+            "--batch",
+            &args.batch.to_string(),
             "--seconds",
             &args.seconds.to_string(),
-        ])
-        .args(["--device", &args.torch_device])
-        .output()
-        .with_context(|| format!("cannot run {}", python.display()))?;
-    if !out.status.success() {
+            "--device",
+            &args.torch_device,
+        ],
+    )
+}
+
+fn bench_query(args: &QueryArgs) -> Result<()> {
+    if args.queries == 0 || args.k == 0 || args.candidates.is_empty() {
+        bail!("--queries, -k and --candidates must be at least 1");
+    }
+    let index = Index::open(&args.index)?;
+    if index.is_empty() {
+        bail!("index {} is empty", args.index.display());
+    }
+    let model = crate::model::load(args.model.as_deref())?;
+    if model.fingerprint != index.fingerprint() {
         bail!(
-            "{} failed: {}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
+            "index {} was made by model {}, but {} is {}; pass --model FILE of the index",
+            args.index.display(),
+            &index.fingerprint()[..12],
+            model.source,
+            &model.fingerprint[..12]
         );
     }
-    let mut rows = Vec::new();
-    let mut name = String::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let v: serde_json::Value = serde_json::from_str(line)
-            .with_context(|| format!("unexpected output from {}: {line}", script.display()))?;
-        let (Some(batch), Some(rate)) = (v["batch"].as_u64(), v["strings_per_s"].as_f64()) else {
-            bail!("unexpected output from {}: {line}", script.display());
-        };
-        name = format!(
-            "PyTorch {} on {}, {} threads",
-            v["torch"], v["device"], v["threads"]
-        );
-        rows.push((batch as usize, rate));
+    let gpu = Gpu::new(&args.gpu)?;
+    let sample = sample_queries(&args.pairs, &index, args.queries, args.seed)?;
+    if sample.queries.is_empty() {
+        bail!("no usable queries in {}", args.pairs.display());
     }
-    Ok((name, rows))
+    let queries: Vec<&[u8]> = sample.queries.iter().map(Vec::as_slice).collect();
+    let choices: Vec<&[u8]> = (0..index.len()).map(|i| index.string(i)).collect();
+    let say = |s: String| {
+        if !args.json {
+            eprintln!("{s}");
+        }
+    };
+    say(format!(
+        "{} queries sampled (seed {}) from {} eligible misspellings of {} ({} non-ASCII and \
+         {} already in the index left out); exact scan of {} strings...",
+        queries.len(),
+        args.seed,
+        sample.eligible,
+        args.pairs.display(),
+        sample.skipped_non_ascii,
+        sample.skipped_in_index,
+        choices.len()
+    ));
+    let exact = exact_scan(&choices, &queries, args.k);
+    say(format!(
+        "  exact scan: {:.0} queries/s; measuring C = {:?}...",
+        exact.queries_per_s, args.candidates
+    ));
+    let sweep = candidate_sweep(
+        &gpu,
+        &index,
+        &model.weights,
+        &queries,
+        &exact,
+        &args.candidates,
+        |row: &CandidateRow| {
+            say(format!(
+                "  C {}: {:.0} queries/s, recall@1 {:.3}",
+                row.candidates, row.queries_per_s, row.recall_at_1
+            ))
+        },
+    )?;
+    let peer = match &args.python {
+        Some(python) => {
+            say("running tools/bench_rapidfuzz.py...".to_string());
+            Some(rapidfuzz_peer(python, &choices, &queries, &exact)?)
+        }
+        None => None,
+    };
+    if args.json {
+        let report = serde_json::json!({
+            "device": gpu.describe(),
+            "index": args.index.display().to_string(),
+            "rows": index.len(),
+            "precision": index.precision().name(),
+            "model": model.source,
+            "fingerprint": index.fingerprint(),
+            "pairs": args.pairs.display().to_string(),
+            "queries": queries.len(),
+            "sample": sample,
+            "k": exact.k,
+            "exact_scan": exact,
+            "embed_seconds": sweep.embed_seconds,
+            "breakdown_queries": sweep.breakdown_queries,
+            "candidates": sweep.rows,
+            "rapidfuzz": peer,
+        });
+        println!("{report}");
+        return Ok(());
+    }
+    println!("device: {}", gpu.describe());
+    println!(
+        "index: {} ({} strings, {}, model {} {}); queries: {} misspellings from {} (seed {})",
+        args.index.display(),
+        index.len(),
+        index.precision(),
+        model.source,
+        &index.fingerprint()[..12],
+        queries.len(),
+        args.pairs.display(),
+        args.seed
+    );
+    println!(
+        "exact scan (rapidfuzz crate, {} threads): {:.3} s, {:.0} queries/s, {:.3e} pairs/s",
+        exact.threads, exact.seconds, exact.queries_per_s, exact.pairs_per_s
+    );
+    if let Some(p) = &peer {
+        println!(
+            "peer: {}: {:.3} s, {:.0} queries/s, {:.3e} pairs/s{}",
+            p.name,
+            p.seconds,
+            p.queries_per_s,
+            p.pairs_per_s,
+            if p.disagreements == 0 {
+                ", same minima as our scan".to_string()
+            } else {
+                format!(", DIFFERENT minimum for {} queries", p.disagreements)
+            }
+        );
+    }
+    println!(
+        "embedding the {} queries alone: {:.3} s; knn s = Knn::search alone on {} of them, \
+         scaled; rerank s = total - embedding - knn",
+        queries.len(),
+        sweep.embed_seconds,
+        sweep.breakdown_queries
+    );
+    let k = exact.k;
+    println!(
+        "{:>6} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "C",
+        "queries/s",
+        "total s",
+        "knn s",
+        "rerank s",
+        "recall@1",
+        format!("recall@{k}"),
+        "/exact",
+        "/rapidfz"
+    );
+    for row in &sweep.rows {
+        let vs_peer = peer.as_ref().map_or("-".to_string(), |p| {
+            ratio_text(row.queries_per_s / p.queries_per_s)
+        });
+        let seconds = |s: Option<f64>| s.map_or("-".to_string(), |s| format!("{s:.3}"));
+        println!(
+            "{:>6} {:>10} {:>9.3} {:>9} {:>9} {:>9.3} {:>9.3} {:>9} {vs_peer:>9}",
+            row.candidates,
+            rate_text(row.queries_per_s),
+            row.seconds,
+            seconds(row.knn_seconds),
+            seconds(row.rerank_seconds),
+            row.recall_at_1,
+            row.recall_at_k,
+            ratio_text(row.queries_per_s / exact.queries_per_s)
+        );
+    }
+    let reaching = sweep.rows.iter().filter(|r| r.recall_at_1 >= 0.95);
+    match reaching.min_by_key(|r| r.candidates) {
+        Some(r) => println!(
+            "smallest C measured with recall@1 >= 0.95: {}",
+            r.candidates
+        ),
+        None => println!("no C measured reaches recall@1 >= 0.95"),
+    }
+    Ok(())
 }

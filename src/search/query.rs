@@ -11,7 +11,7 @@ use crate::model::weights::Weights;
 use crate::ops::knn::{Database, Knn, MAX_K, Neighbor};
 
 /// Default `--candidates`: see README.md and BENCHMARKS.md for how it was measured.
-pub const DEFAULT_CANDIDATES: usize = 100;
+pub const DEFAULT_CANDIDATES: usize = 900;
 /// Default `--blowup` for threshold search.
 pub const DEFAULT_BLOWUP: f32 = 2.0;
 

@@ -1,4 +1,15 @@
 //! Throughput measurements shared by `megashtein-gpu bench` and `benches/`.
+//!
+//! - [`embed_throughput`]: strings per second of the forward pass;
+//! - [`knn`]: queries per second of the GPU k-nearest-neighbour kernel on random data;
+//! - [`query`]: end-to-end fuzzy search against an exact scan (recall and queries/s);
+//! - [`peer`]: running the Python peers in `tools/` and reading their JSON lines.
+//!
+//! Benchmarks are measured and printed, never asserted.
+pub mod knn;
+pub mod peer;
+pub mod query;
+
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -37,17 +48,27 @@ pub fn embed_throughput(
     let strings = random_strings(batch, batch as u64);
     let texts: Vec<&[u8]> = strings.iter().map(Vec::as_slice).collect();
     embedder.embed(&texts)?;
-    let start = Instant::now();
-    let mut iterations = 0;
-    while iterations < 2 || start.elapsed() < budget {
-        embedder.embed(&texts)?;
-        iterations += 1;
-    }
-    let seconds = start.elapsed().as_secs_f64();
+    let (iterations, seconds) = repeat_for(budget, 2, || embedder.embed(&texts).map(drop))?;
     Ok(Throughput {
         batch,
         strings_per_s: (batch as f64 * f64::from(iterations)) / seconds,
         iterations,
         seconds,
     })
+}
+
+/// Run `step` until `budget` has passed and it ran at least `min_iterations` times;
+/// returns the iterations and the seconds they took.
+pub fn repeat_for(
+    budget: Duration,
+    min_iterations: u32,
+    mut step: impl FnMut() -> Result<()>,
+) -> Result<(u32, f64)> {
+    let start = Instant::now();
+    let mut iterations = 0;
+    while iterations < min_iterations || start.elapsed() < budget {
+        step()?;
+        iterations += 1;
+    }
+    Ok((iterations, start.elapsed().as_secs_f64()))
 }
