@@ -92,13 +92,12 @@ pub struct QueryArgs {
     /// Seed of the sample.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Candidate counts C to measure (the grid stops at 900: see BENCHMARKS.md on C above
-    /// 960).
+    /// Candidate counts C to measure (at most 1,024, the GPU search's limit).
     #[arg(
         long,
         short = 'C',
         value_delimiter = ',',
-        default_value = "10,20,50,100,200,500,900"
+        default_value = "10,20,50,100,200,500,1024"
     )]
     pub candidates: Vec<usize>,
     /// Hits per query (recall@k).

@@ -10,8 +10,10 @@ use crate::gpu::Gpu;
 use crate::model::weights::Weights;
 use crate::ops::knn::{Database, Knn, MAX_K, Neighbor};
 
-/// Default `--candidates`: see README.md and BENCHMARKS.md for how it was measured.
-pub const DEFAULT_CANDIDATES: usize = 900;
+/// Default `--candidates`: the smallest C reaching recall@1 >= 0.95 on codespell
+/// misspellings against wamerican-huge, or the GPU search's limit when none does (as with
+/// the released checkpoint: 0.874 at 1,024). See BENCHMARKS.md.
+pub const DEFAULT_CANDIDATES: usize = MAX_GPU_CANDIDATES;
 /// Default `--blowup` for threshold search.
 pub const DEFAULT_BLOWUP: f32 = 2.0;
 
