@@ -1,5 +1,8 @@
 //! `megashtein-gpu embed` into an index, then `query` end to end: exactness with
 //! C = N, threshold search, output formats, and bad input.
+mod common;
+
+use common::levenshtein;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -32,23 +35,6 @@ fn err(out: Output) -> String {
     let e = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!e.contains("panicked"), "{e}");
     e
-}
-
-/// Plain dynamic-programming Levenshtein distance, independent of the crate used.
-fn levenshtein(a: &[u8], b: &[u8]) -> u32 {
-    let mut row: Vec<u32> = (0..=b.len() as u32).collect();
-    for (i, &ca) in a.iter().enumerate() {
-        let mut diag = row[0];
-        row[0] = i as u32 + 1;
-        for (j, &cb) in b.iter().enumerate() {
-            let next = (diag + u32::from(ca != cb))
-                .min(row[j] + 1)
-                .min(row[j + 1] + 1);
-            diag = row[j + 1];
-            row[j + 1] = next;
-        }
-    }
-    row[b.len()]
 }
 
 struct Corpus {

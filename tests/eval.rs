@@ -1,5 +1,8 @@
 //! `eval`: every metric on hand-made cases worked out here, CGK against a plain
 //! implementation of its definition and its lower bound, and the command end to end.
+mod common;
+
+use common::levenshtein;
 use std::io::Cursor;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -245,22 +248,6 @@ fn random_pairs(seed: u64, n: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
             (a, b)
         })
         .collect()
-}
-
-fn levenshtein(a: &[u8], b: &[u8]) -> u32 {
-    let mut row: Vec<u32> = (0..=b.len() as u32).collect();
-    for (i, &ca) in a.iter().enumerate() {
-        let mut diag = row[0];
-        row[0] = i as u32 + 1;
-        for (j, &cb) in b.iter().enumerate() {
-            let next = (diag + u32::from(ca != cb))
-                .min(row[j] + 1)
-                .min(row[j + 1] + 1);
-            diag = row[j + 1];
-            row[j + 1] = next;
-        }
-    }
-    row[b.len()]
 }
 
 #[test]
