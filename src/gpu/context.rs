@@ -117,6 +117,12 @@ impl Gpu {
         let instance = instance(backends);
         let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
         if adapters.is_empty() {
+            if opts.backend != BackendChoice::Auto {
+                bail!(
+                    "no adapter on the {:?} backend; try --backend auto",
+                    opts.backend
+                );
+            }
             bail!("{NO_ADAPTER_HELP}");
         }
         let wanted = opts
