@@ -1,23 +1,16 @@
 //! `megashtein-gpu embed` end to end through the binary: input rules, errors, atomic output.
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use megashtein_gpu::io::read_npy_f32;
 
+mod common;
+
 fn embed(args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_megashtein-gpu"))
-        .arg("embed")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut pipe = child.stdin.take().unwrap();
-    pipe.write_all(stdin.unwrap_or_default()).unwrap();
-    drop(pipe);
-    child.wait_with_output().unwrap()
+    let args: Vec<&str> = std::iter::once("embed")
+        .chain(args.iter().copied())
+        .collect();
+    common::run_bin(&args, stdin.unwrap_or_default())
 }
 
 fn stderr(out: &Output) -> String {

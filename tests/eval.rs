@@ -2,10 +2,9 @@
 //! implementation of its definition and its lower bound, and the command end to end.
 mod common;
 
-use common::levenshtein;
+use common::{err, levenshtein, ok};
 use std::io::Cursor;
 use std::path::Path;
-use std::process::{Command, Output};
 
 use megashtein_gpu::eval::cgk::{self, Cgk, PAD};
 use megashtein_gpu::eval::data;
@@ -342,29 +341,6 @@ fn builtin_set_and_held_out_queries() {
 
 // ---------------------------------------------------------------- end to end
 
-fn bin(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_megashtein-gpu"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn err(out: Output) -> String {
-    assert!(!out.status.success(), "expected failure");
-    let e = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!e.contains("panicked"), "{e}");
-    e
-}
-
 fn report(dir: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap()
 }
@@ -597,4 +573,8 @@ fn cpu_ranking_agrees_with_the_gpu_search() {
             );
         }
     }
+}
+
+fn bin(args: &[&str]) -> std::process::Output {
+    common::run_bin(args, b"")
 }

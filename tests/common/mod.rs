@@ -62,3 +62,36 @@ pub fn levenshtein(a: &[u8], b: &[u8]) -> u32 {
     }
     row[b.len()]
 }
+
+/// Run the `megashtein-gpu` binary with `args`, feeding it `stdin`.
+pub fn run_bin(args: &[&str], stdin: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_megashtein-gpu"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Stdout of a run that must succeed.
+pub fn ok(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Stderr of a run that must fail cleanly (no panic).
+pub fn err(out: std::process::Output) -> String {
+    assert!(!out.status.success(), "expected failure");
+    let e = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!e.contains("panicked"), "{e}");
+    e
+}
