@@ -3,6 +3,7 @@
 //!
 //! Floors, each using only the ones below it:
 //! - [`cli`]: one function per command of the `megashtein-gpu` binary;
+//! - [`train`]: training (so far the CPU-side generator of labelled pairs);
 //! - [`search`]: the index file and fuzzy queries (GPU kNN + exact re-rank);
 //! - [`embed`]: strings to embeddings in GPU batches;
 //! - [`model`]: the architecture, its weights (safetensors, `.pth` import);
@@ -21,3 +22,4 @@ pub mod model;
 pub mod ops;
 pub mod reference;
 pub mod search;
+pub mod train;

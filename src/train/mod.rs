@@ -1,0 +1,2 @@
+//! Training: data generation.
+pub mod data;
