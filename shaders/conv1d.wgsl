@@ -5,7 +5,11 @@
 //     with p[b, i, m] = x[b, i, m - 1] + x[b, i, m] (zero outside 0..len), i.e. the pool
 //     is folded into the conv as a stride-2 conv over pair sums: half the multiply-adds.
 //
-// Both are one tiled matrix product  Y[o, col] = sum_k W[o, k] * B[k, col]  with
+//   flip_weight:       w'[i, o, t] = w[o, i, 2 - t] and a zero bias, written to a scratch
+//     buffer, so that `forward` over (w', cin <-> cout) is the input gradient of the conv:
+//     dx[b, i, m] = sum_{o, t} w[o, i, t] * dy[b, o, m - t + 1] (ops/conv1d.rs `backward`).
+//
+// Both forwards are one tiled matrix product  Y[o, col] = sum_k W[o, k] * B[k, col]  with
 // k = i * 3 + t (W is the weight as it lies, [cout, cin * 3]) and col = b * len_out + j
 // running over every output position of every string in the batch. A workgroup owns
 // TC consecutive columns and loops over tiles of TO output channels; per chunk of KC
@@ -186,4 +190,24 @@ fn forward_pool_relu(
     @builtin(local_invocation_index) tid: u32,
 ) {
     run(wg.x + wg.y * nwg.x, tid, true);
+}
+
+@group(0) @binding(1) var<storage, read> weights: array<f32>;           // the parameter slab
+@group(0) @binding(2) var<storage, read_write> flipped: array<f32>;     // [cin, cout, 3] ++ [cin] zeros
+
+@compute @workgroup_size(64)
+fn flip_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = gid.x + gid.y * nwg.x * 64u;
+    let n = s.cin * s.cout * 3u;
+    if idx >= n + s.cin {
+        return;
+    }
+    if idx >= n {
+        flipped[idx] = 0.0;
+        return;
+    }
+    let t = idx % 3u;
+    let o = (idx / 3u) % s.cout;
+    let i = idx / (3u * s.cout);
+    flipped[idx] = weights[s.weight + (o * s.cin + i) * 3u + 2u - t];
 }

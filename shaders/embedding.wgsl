@@ -1,14 +1,22 @@
 // Embedding lookup, written channel-major as the convolution wants it:
-// out[b, c, l] = table[tok[b, l], c]   (PyTorch: embedding(x).permute(0, 2, 1))
+//   forward:  out[b, c, l] = table[tok[b, l], c]   (PyTorch: embedding(x).permute(0, 2, 1))
+//   backward: dtable[v, c] = sum over positions (b, l) holding token v of dout[b, c, l]
+// The backward pass gathers instead of scattering (WGSL has no float atomics): the CPU
+// groups the positions by token (a counting sort, `positions`), and one thread sums the
+// gradient of one table entry over its token's positions in a fixed order, so the
+// result is deterministic. With `taps` = 3 and `shift` = 1 the same kernel gives the
+// gradient of conv0's folded tap tables (ops/tapconv.rs): tap t of token v at position
+// l feeds output position l + shift - t, so
+//   dT[t, v, c] = sum over positions (b, l) holding v of dout[b, c, l + shift - t].
 struct Shape {
     batch: u32,
     len: u32,     // positions per string
     dim: u32,     // embedding width
     vocab: u32,   // rows of the table; out-of-range tokens are clamped
-    table: u32,   // offset of the table in the parameter slab
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    table: u32,   // offset of the table in the parameter slab (backward: in `grads`)
+    taps: u32,    // backward: tables to fill, [taps, vocab, dim]
+    shift: u32,   // backward: output position offset (see above)
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> s: Shape;
@@ -27,4 +35,31 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     let b = i / (s.len * s.dim);
     let tok = min(tokens[b * s.len + l], s.vocab - 1u);
     out[i] = params[s.table + tok * s.dim + c];
+}
+
+// [vocab + 1] start offsets into the list that follows, then b * len + l of every
+// position, grouped by token in ascending order.
+@group(0) @binding(1) var<storage, read> positions: array<u32>;
+@group(0) @binding(2) var<storage, read> dout: array<f32>;  // [batch, dim, len]
+@group(0) @binding(3) var<storage, read_write> grads: array<f32>;
+
+@compute @workgroup_size(64)
+fn backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 64u;
+    if i >= s.taps * s.vocab * s.dim {
+        return;
+    }
+    let c = i % s.dim;
+    let v = (i / s.dim) % s.vocab;
+    let t = i / (s.dim * s.vocab);
+    var acc = 0.0;
+    for (var k = positions[v]; k < positions[v + 1u]; k++) {
+        let p = positions[s.vocab + 1u + k];
+        let b = p / s.len;
+        let l = i32(p - b * s.len) + i32(s.shift) - i32(t);
+        if l >= 0 && l < i32(s.len) {
+            acc += dout[(b * s.dim + c) * s.len + u32(l)];
+        }
+    }
+    grads[s.table + i] = acc;
 }

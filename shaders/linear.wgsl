@@ -1,5 +1,7 @@
 // Linear with bias (PyTorch layout, w is [out, in]), optionally followed by ReLU:
 // y[b, o] = act(bias[o] + sum_i w[o, i] * x[b, i])
+// transpose_weight: w^T [in, out] and a zero bias into a scratch buffer, so that
+// `forward` over (w^T, in <-> out) is the input gradient dx[b, i] = sum_o dy[b, o] w[o, i].
 //
 // Tiled: a workgroup owns TB consecutive rows of x and loops over tiles of TO outputs;
 // per chunk of KC inputs it stages w[o-tile, chunk] and x[rows, chunk] in workgroup
@@ -111,4 +113,23 @@ fn forward(
             }
         }
     }
+}
+
+@group(0) @binding(1) var<storage, read> weights: array<f32>;           // the parameter slab
+@group(0) @binding(2) var<storage, read_write> transposed: array<f32>;  // [in, out] ++ [in] zeros
+
+@compute @workgroup_size(64)
+fn transpose_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = gid.x + gid.y * nwg.x * 64u;
+    let n = s.fan_in * s.fan_out;
+    if idx >= n + s.fan_in {
+        return;
+    }
+    if idx >= n {
+        transposed[idx] = 0.0;
+        return;
+    }
+    let o = idx % s.fan_out;
+    let i = idx / s.fan_out;
+    transposed[idx] = weights[s.weight + o * s.fan_in + i];
 }

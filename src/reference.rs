@@ -181,3 +181,240 @@ pub fn knn(data: &[f32], queries: &[f32], dim: usize, k: usize) -> Vec<Vec<(f64,
         })
         .collect()
 }
+
+// ---------------------------------------------------------------------------------------
+// Training: backward passes (each the exact derivative of the forward above), batch norm
+// in training mode, the PNLL pair loss and AdamW. Finite differences in
+// tests/ops_backward.rs check these; the GPU kernels are checked against them.
+
+/// Gradient of [`embedding`]: `dtable[v, c] = sum over positions holding token v of
+/// dout[b, c, l]`, `[vocab, dim]`.
+pub fn embedding_backward(
+    tokens: &[u32],
+    dout: &[f64],
+    len: usize,
+    dim: usize,
+    vocab: usize,
+) -> Vec<f64> {
+    let mut dtable = vec![0.0; vocab * dim];
+    for (p, &t) in tokens.iter().enumerate() {
+        let (b, l) = (p / len, p % len);
+        let v = (t as usize).min(vocab - 1);
+        for c in 0..dim {
+            dtable[v * dim + c] += dout[(b * dim + c) * len + l];
+        }
+    }
+    dtable
+}
+
+/// Gradients of [`conv1d`] given the output gradient `dy [batch, cout, len]`:
+/// `(dx [batch, cin, len], dw [cout, cin, 3], db [cout])`.
+pub fn conv1d_backward(
+    x: &[f64],
+    w: &[f64],
+    dy: &[f64],
+    cin: usize,
+    cout: usize,
+    len: usize,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let batch = x.len() / (cin * len);
+    let mut dx = vec![0.0; x.len()];
+    let mut dw = vec![0.0; w.len()];
+    let mut db = vec![0.0; cout];
+    for b in 0..batch {
+        for o in 0..cout {
+            for l in 0..len {
+                let g = dy[(b * cout + o) * len + l];
+                db[o] += g;
+                for i in 0..cin {
+                    for t in 0..3 {
+                        let pos = l as isize + t as isize - 1;
+                        if pos >= 0 && (pos as usize) < len {
+                            let xi = (b * cin + i) * len + pos as usize;
+                            dw[(o * cin + i) * 3 + t] += g * x[xi];
+                            dx[xi] += g * w[(o * cin + i) * 3 + t];
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (dx, dw, db)
+}
+
+/// Gradient of [`avgpool`]: `dy [rows, len_in / 2]` -> `dx [rows, len_in]`.
+pub fn avgpool_backward(dy: &[f64], len_in: usize) -> Vec<f64> {
+    let len_out = len_in / 2;
+    let rows = dy.len() / len_out.max(1);
+    let mut dx = vec![0.0; rows * len_in];
+    for r in 0..rows {
+        for j in 0..len_out {
+            dx[r * len_in + 2 * j] = 0.5 * dy[r * len_out + j];
+            dx[r * len_in + 2 * j + 1] = 0.5 * dy[r * len_out + j];
+        }
+    }
+    dx
+}
+
+/// Gradient of [`relu`] from its output `y`: `dy` where `y > 0`, else 0.
+pub fn relu_backward(y: &[f64], dy: &[f64]) -> Vec<f64> {
+    y.iter()
+        .zip(dy)
+        .map(|(&y, &g)| if y > 0.0 { g } else { 0.0 })
+        .collect()
+}
+
+/// Gradients of [`linear`] (without the ReLU) given `dy [batch, fan_out]`:
+/// `(dx [batch, fan_in], dw [fan_out, fan_in], db [fan_out])`.
+pub fn linear_backward(
+    x: &[f64],
+    w: &[f64],
+    dy: &[f64],
+    fan_in: usize,
+    fan_out: usize,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let batch = x.len() / fan_in;
+    let mut dx = vec![0.0; x.len()];
+    let mut dw = vec![0.0; w.len()];
+    let mut db = vec![0.0; fan_out];
+    for b in 0..batch {
+        for o in 0..fan_out {
+            let g = dy[b * fan_out + o];
+            db[o] += g;
+            for i in 0..fan_in {
+                dw[o * fan_in + i] += g * x[b * fan_in + i];
+                dx[b * fan_in + i] += g * w[o * fan_in + i];
+            }
+        }
+    }
+    (dx, dw, db)
+}
+
+/// BatchNorm1d in training mode over `[batch, channels]`: `(y, mean, biased variance)`.
+pub fn batchnorm_train(
+    x: &[f64],
+    gamma: &[f64],
+    beta: &[f64],
+    eps: f64,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let ch = gamma.len();
+    let n = (x.len() / ch) as f64;
+    let mut mean = vec![0.0; ch];
+    let mut var = vec![0.0; ch];
+    for (i, &v) in x.iter().enumerate() {
+        mean[i % ch] += v / n;
+    }
+    for (i, &v) in x.iter().enumerate() {
+        var[i % ch] += (v - mean[i % ch]).powi(2) / n;
+    }
+    let y = x
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let c = i % ch;
+            (v - mean[c]) / (var[c] + eps).sqrt() * gamma[c] + beta[c]
+        })
+        .collect();
+    (y, mean, var)
+}
+
+/// PyTorch's running-statistics update after a training batch (`var` biased, as
+/// [`batchnorm_train`] returns it; the running variance takes the unbiased one).
+pub fn batchnorm_running(
+    running_mean: &mut [f64],
+    running_var: &mut [f64],
+    mean: &[f64],
+    var: &[f64],
+    batch: usize,
+    momentum: f64,
+) {
+    let unbiased = batch as f64 / (batch as f64 - 1.0);
+    for c in 0..mean.len() {
+        running_mean[c] = (1.0 - momentum) * running_mean[c] + momentum * mean[c];
+        running_var[c] = (1.0 - momentum) * running_var[c] + momentum * var[c] * unbiased;
+    }
+}
+
+/// Gradients of [`batchnorm_train`] given `dy`: `(dx, dgamma, dbeta)`.
+pub fn batchnorm_backward(
+    x: &[f64],
+    gamma: &[f64],
+    dy: &[f64],
+    eps: f64,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let ch = gamma.len();
+    let (_, mean, var) = batchnorm_train(x, gamma, &vec![0.0; ch], eps);
+    let n = (x.len() / ch) as f64;
+    let inv_std: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+    let xhat = |i: usize| (x[i] - mean[i % ch]) * inv_std[i % ch];
+    let mut dgamma = vec![0.0; ch];
+    let mut dbeta = vec![0.0; ch];
+    for (i, &g) in dy.iter().enumerate() {
+        dgamma[i % ch] += g * xhat(i);
+        dbeta[i % ch] += g;
+    }
+    let dx = dy
+        .iter()
+        .enumerate()
+        .map(|(i, &g)| {
+            let c = i % ch;
+            gamma[c] * inv_std[c] / n * (n * g - dbeta[c] - xhat(i) * dgamma[c])
+        })
+        .collect();
+    (dx, dgamma, dbeta)
+}
+
+/// The pair head and PNLL loss: rows `0..pairs` of `e [2 * pairs, dim]` against rows
+/// `pairs..`; `d_hat = exp(log_s) * ||e1 - e2||^2`,
+/// `loss = mean(d_hat - d * log(d_hat + eps))`. Returns `(loss, d_hat, de, dlog_s)`.
+pub fn pnll(
+    e: &[f64],
+    labels: &[f64],
+    log_s: f64,
+    dim: usize,
+    eps: f64,
+) -> (f64, Vec<f64>, Vec<f64>, f64) {
+    let pairs = labels.len();
+    let s = log_s.exp();
+    let mut loss = 0.0;
+    let mut d_hat = vec![0.0; pairs];
+    let mut de = vec![0.0; e.len()];
+    let mut dlog_s = 0.0;
+    for p in 0..pairs {
+        let (a, b) = (p * dim, (pairs + p) * dim);
+        let sq: f64 = (0..dim).map(|k| (e[a + k] - e[b + k]).powi(2)).sum();
+        let dh = s * sq;
+        d_hat[p] = dh;
+        loss += (dh - labels[p] * (dh + eps).ln()) / pairs as f64;
+        let g = (1.0 - labels[p] / (dh + eps)) / pairs as f64;
+        dlog_s += g * dh;
+        for k in 0..dim {
+            let v = 2.0 * s * g * (e[a + k] - e[b + k]);
+            de[a + k] = v;
+            de[b + k] = -v;
+        }
+    }
+    (loss, d_hat, de, dlog_s)
+}
+
+/// One AdamW step as torch.optim.AdamW takes it (`step` is 1-based), in place.
+#[allow(clippy::too_many_arguments)]
+pub fn adamw(
+    p: &mut [f64],
+    g: &[f64],
+    m: &mut [f64],
+    v: &mut [f64],
+    lr: f64,
+    weight_decay: f64,
+    (beta1, beta2, eps): (f64, f64, f64),
+    step: u64,
+) {
+    let bc1 = 1.0 - beta1.powf(step as f64);
+    let bc2 = 1.0 - beta2.powf(step as f64);
+    for i in 0..p.len() {
+        p[i] *= 1.0 - lr * weight_decay;
+        m[i] = beta1 * m[i] + (1.0 - beta1) * g[i];
+        v[i] = beta2 * v[i] + (1.0 - beta2) * g[i] * g[i];
+        p[i] -= lr / bc1 * m[i] / (v[i].sqrt() / bc2.sqrt() + eps);
+    }
+}

@@ -298,6 +298,7 @@ fn batchnorm_inference_matches_reference() {
             gamma: off[0],
             beta: off[1],
             eps: 1e-5,
+            momentum: 0.1,
         };
         let call = t
             .ops

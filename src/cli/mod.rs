@@ -6,6 +6,7 @@ pub mod embed;
 pub mod eval;
 pub mod import;
 pub mod query;
+pub mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -28,6 +29,8 @@ pub enum Command {
     Import(import::Args),
     /// Embed a corpus (one string per line) into a search index or a .npy array.
     Embed(embed::Args),
+    /// Train or fine-tune a model on the GPU (synthetic pairs or your own corpus).
+    Train(train::Args),
     /// Fuzzy lookup in an index: nearest by embedding, re-ranked by exact distance.
     Query(query::Args),
     /// Accuracy report: the papers' metrics with plots, and the baselines.
@@ -42,6 +45,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Devices(args) => devices::run(args),
         Command::Import(args) => import::run(args),
         Command::Embed(args) => embed::run(args),
+        Command::Train(args) => train::run(args),
         Command::Query(args) => query::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Bench(cmd) => bench::run(cmd),

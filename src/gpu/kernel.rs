@@ -3,7 +3,8 @@
 //! batch up to the capacity its buffers were made for.
 use super::{Gpu, uniform_buffer};
 
-/// Threads per workgroup of every kernel (each shader declares `@workgroup_size(64)`).
+/// Threads per workgroup of the kernels dispatched per item (each declares
+/// `@workgroup_size(64)`); kernels with a fixed grid ([`Kernel::call_fixed`]) may differ.
 pub const WORKGROUP: u32 = 64;
 
 /// A compiled compute pipeline.
@@ -44,6 +45,28 @@ impl Kernel {
         buffers: &[&wgpu::Buffer],
         per_item: u32,
     ) -> Call {
+        self.bind(gpu, uniform, buffers, Dispatch::PerItem(per_item))
+    }
+
+    /// Like [`Kernel::call`], for a kernel that always runs the same `[x, y]` grid of
+    /// workgroups whatever the batch (reductions sized for the buffers' capacity).
+    pub fn call_fixed<U: bytemuck::Pod>(
+        &self,
+        gpu: &Gpu,
+        uniform: &U,
+        buffers: &[&wgpu::Buffer],
+        grid: [u32; 2],
+    ) -> Call {
+        self.bind(gpu, uniform, buffers, Dispatch::Fixed(grid))
+    }
+
+    fn bind<U: bytemuck::Pod>(
+        &self,
+        gpu: &Gpu,
+        uniform: &U,
+        buffers: &[&wgpu::Buffer],
+        dispatch: Dispatch,
+    ) -> Call {
         let uniform = uniform_buffer(gpu, self.label, std::slice::from_ref(uniform));
         let entries: Vec<wgpu::BindGroupEntry> = std::iter::once(&uniform)
             .chain(buffers.iter().copied())
@@ -62,7 +85,7 @@ impl Kernel {
             pipeline: self.pipeline.clone(),
             bind_group,
             uniform,
-            per_item,
+            dispatch,
         }
     }
 }
@@ -72,7 +95,15 @@ pub struct Call {
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
     uniform: wgpu::Buffer,
-    per_item: u32,
+    dispatch: Dispatch,
+}
+
+#[derive(Clone, Copy)]
+enum Dispatch {
+    /// `per_item` threads of 64-thread workgroups per batch item.
+    PerItem(u32),
+    /// A fixed grid of workgroups.
+    Fixed([u32; 2]),
 }
 
 impl Call {
@@ -82,16 +113,25 @@ impl Call {
             .write_buffer(&self.uniform, 0, bytemuck::bytes_of(&batch));
     }
 
+    /// Replace the whole uniform (ops whose per-step values live there: AdamW, the loss).
+    pub fn set_uniform<U: bytemuck::Pod>(&self, gpu: &Gpu, uniform: &U) {
+        gpu.queue
+            .write_buffer(&self.uniform, 0, bytemuck::bytes_of(uniform));
+    }
+
     /// Record the dispatch for `batch` items into `pass`.
     pub fn record(&self, pass: &mut wgpu::ComputePass, gpu: &Gpu, batch: u32) {
-        let threads = u64::from(batch) * u64::from(self.per_item);
-        if threads == 0 {
-            return;
-        }
-        pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, &self.bind_group, &[]);
-        let [x, y] = grid(threads, gpu.limits.max_compute_workgroups_per_dimension);
-        pass.dispatch_workgroups(x, y, 1);
+        let [x, y] = match self.dispatch {
+            Dispatch::PerItem(per_item) => {
+                let threads = u64::from(batch) * u64::from(per_item);
+                if threads == 0 {
+                    return;
+                }
+                grid(threads, gpu.limits.max_compute_workgroups_per_dimension)
+            }
+            Dispatch::Fixed(grid) => grid,
+        };
+        self.record_workgroups(pass, x, y);
     }
 }
 
@@ -105,6 +145,51 @@ impl Call {
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &self.bind_group, &[]);
         pass.dispatch_workgroups(x, y, 1);
+    }
+}
+
+/// Calls recorded one after another, with the scratch buffers only they use: a layer's
+/// backward pass, or a whole training step.
+#[derive(Default)]
+pub struct Calls {
+    calls: Vec<Call>,
+    scratch: Vec<wgpu::Buffer>,
+}
+
+impl Calls {
+    pub fn push(&mut self, call: Call) {
+        self.calls.push(call);
+    }
+
+    /// Keep `buffer` alive as long as these calls.
+    pub fn keep(&mut self, buffer: wgpu::Buffer) {
+        self.scratch.push(buffer);
+    }
+
+    pub fn extend(&mut self, other: Calls) {
+        self.calls.extend(other.calls);
+        self.scratch.extend(other.scratch);
+    }
+
+    pub fn set_batch(&self, gpu: &Gpu, batch: u32) {
+        for call in &self.calls {
+            call.set_batch(gpu, batch);
+        }
+    }
+
+    pub fn record(&self, pass: &mut wgpu::ComputePass, gpu: &Gpu, batch: u32) {
+        for call in &self.calls {
+            call.record(pass, gpu, batch);
+        }
+    }
+}
+
+impl From<Call> for Calls {
+    fn from(call: Call) -> Self {
+        Calls {
+            calls: vec![call],
+            scratch: Vec::new(),
+        }
     }
 }
 

@@ -15,7 +15,8 @@
 use anyhow::{Result, bail};
 
 use super::params::{
-    BN_EPS, CHAR_DIM, CONV_BLOCKS, CONV_CH, EMBED_DIM, FLAT, HIDDEN, MAX_LEN, VOCAB, offset_of,
+    BN_EPS, BN_MOMENTUM, CHAR_DIM, CONV_BLOCKS, CONV_CH, EMBED_DIM, FLAT, HIDDEN, MAX_LEN, VOCAB,
+    offset_of,
 };
 use super::weights::Weights;
 use crate::gpu::{Call, Gpu, Readback, storage_buffer, storage_buffer_init};
@@ -150,6 +151,7 @@ impl Megashtein {
                 gamma: at("fc_layers.3.weight"),
                 beta: at("fc_layers.3.bias"),
                 eps: BN_EPS,
+                momentum: BN_MOMENTUM,
             },
             &projected,
             &params,

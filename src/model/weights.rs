@@ -21,6 +21,9 @@ use super::params::{
 };
 use super::pth::{DType, StateDict, Tensor};
 
+/// Float32 tensors beside the model's own in a file (by name, flattened).
+pub type ExtraTensors = HashMap<String, Vec<f32>>;
+
 /// Architecture name and version recorded in every model file.
 pub const ARCH: &str = "megashtein-cnn-v1";
 /// Metadata key of the architecture name.
@@ -154,6 +157,17 @@ impl Weights {
 
     /// Parses the bytes of a model file; `source` names it in error messages.
     pub fn from_safetensors(bytes: &[u8], source: &str) -> Result<Self> {
+        Ok(Self::from_safetensors_with(bytes, source, &[])?.0)
+    }
+
+    /// Parses a model file that may also hold the float32 tensors named in `extra`
+    /// (a training checkpoint: optimizer moments and the like). Returns the weights, the
+    /// extra tensors present (flattened) and the file's metadata.
+    pub fn from_safetensors_with(
+        bytes: &[u8],
+        source: &str,
+        extra: &[&str],
+    ) -> Result<(Self, ExtraTensors, HashMap<String, String>)> {
         let st = SafeTensors::deserialize(bytes).map_err(|e| {
             let hint = if bytes.starts_with(b"PK") {
                 "; it looks like a PyTorch checkpoint: convert it with `megashtein-gpu import`"
@@ -165,6 +179,7 @@ impl Weights {
         let (_, header) = SafeTensors::read_metadata(bytes)
             .map_err(|e| anyhow!("{source} is not a valid safetensors file ({e})"))?;
         let mut sd = StateDict::new();
+        let mut extras = HashMap::new();
         let mut bad_dtypes = Vec::new();
         for (name, view) in st.tensors() {
             let Some(dtype) = from_safetensors_dtype(view.dtype()) else {
@@ -175,6 +190,18 @@ impl Weights {
                 ));
                 continue;
             };
+            if extra.contains(&name.as_str()) {
+                let tensor = Tensor {
+                    dtype,
+                    shape: view.shape().to_vec(),
+                    data: view.data().to_vec(),
+                };
+                let values = tensor
+                    .to_f32()
+                    .ok_or_else(|| anyhow!("{source}: tensor {name} is not float32"))?;
+                extras.insert(name, values);
+                continue;
+            }
             sd.insert(
                 name,
                 Tensor {
@@ -214,11 +241,22 @@ impl Weights {
                     scale.escape_debug().to_string()
                 )
             })?;
-        Ok(weights)
+        Ok((weights, extras, meta.clone()))
     }
 
     /// The model file's bytes (safetensors).
     pub fn to_safetensors(&self) -> Result<Vec<u8>> {
+        self.to_safetensors_with(&[], &[])
+    }
+
+    /// The model file's bytes with `extra` float32 tensors (1-D) and metadata beside the
+    /// model's own: a training checkpoint that still loads as a model in PyTorch with
+    /// `strict=False`.
+    pub fn to_safetensors_with(
+        &self,
+        extra: &[(&str, &[f32])],
+        extra_meta: &[(&str, String)],
+    ) -> Result<Vec<u8>> {
         if self.params.len() != NUM_PARAMS
             || self.running_mean.len() != RUNNING_MEAN.len()
             || self.running_var.len() != RUNNING_VAR.len()
@@ -237,12 +275,17 @@ impl Weights {
                 self.distance_scale
             );
         }
-        let meta = [
+        let mut meta = vec![
             (META_ARCH, self.arch.clone()),
             // Rust prints the shortest decimal that parses back to the same f32.
             (META_DISTANCE_SCALE, self.distance_scale.to_string()),
         ];
-        serialize_safetensors(&self.to_state_dict(), &meta)
+        meta.extend(extra_meta.iter().cloned());
+        let mut sd = self.to_state_dict();
+        for (name, values) in extra {
+            sd.insert(*name, f32_to_tensor(values, &[values.len()]));
+        }
+        serialize_safetensors(&sd, &meta)
     }
 
     /// Writes the model file atomically: the file at `path` is either the old one or the

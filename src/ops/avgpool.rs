@@ -12,6 +12,7 @@ struct Shape {
 
 pub struct AvgPool {
     forward: Kernel,
+    backward: Kernel,
 }
 
 impl AvgPool {
@@ -19,6 +20,7 @@ impl AvgPool {
         let source = include_str!("../../shaders/avgpool.wgsl");
         AvgPool {
             forward: Kernel::new(gpu, "avgpool.forward", source, "forward"),
+            backward: Kernel::new(gpu, "avgpool.backward", source, "backward"),
         }
     }
 
@@ -39,5 +41,24 @@ impl AvgPool {
         };
         self.forward
             .call(gpu, &uniform, &[x, y], channels * (len_in / 2))
+    }
+
+    /// `dy [batch, channels, len_in / 2]` -> `dx [batch, channels, len_in]`.
+    pub fn backward(
+        &self,
+        gpu: &Gpu,
+        channels: u32,
+        len_in: u32,
+        dy: &wgpu::Buffer,
+        dx: &wgpu::Buffer,
+    ) -> Call {
+        let uniform = Shape {
+            batch: 0,
+            channels,
+            len_in,
+            _pad: 0,
+        };
+        self.backward
+            .call(gpu, &uniform, &[dy, dx], channels * len_in)
     }
 }

@@ -1,7 +1,10 @@
 //! Conv1d with kernel 3, stride 1, padding 1 and bias, on `[batch, channels, len]`, and
 //! the same conv fused with the AvgPool1d(2) + ReLU that follow it in the model (the
-//! inference path). Both are one tiled matrix product in `shaders/conv1d.wgsl`.
-use crate::gpu::{Call, Gpu, Kernel};
+//! inference path). Both are one tiled matrix product in `shaders/conv1d.wgsl`. The
+//! backward pass reuses that product for the input gradient (a conv with flipped,
+//! transposed weights) and `weight_grad` for the weight and bias gradients.
+use super::weight_grad::{WeightGrad, WeightGradShape};
+use crate::gpu::{Call, Calls, Gpu, Kernel, storage_buffer};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -33,6 +36,20 @@ const COLUMNS_PER_GROUP: u32 = 32;
 pub struct Conv1d {
     forward: Kernel,
     forward_pool_relu: Kernel,
+    flip_weight: Kernel,
+}
+
+/// The buffers of one conv backward pass.
+pub struct Conv1dGrads<'a> {
+    /// The forward's input `[batch, cin, len]`.
+    pub x: &'a wgpu::Buffer,
+    /// The gradient of the conv output `[batch, cout, len]`.
+    pub dy: &'a wgpu::Buffer,
+    /// The parameter slab (read) and the gradient slab (dw, db written at the layer's offsets).
+    pub params: &'a wgpu::Buffer,
+    pub grads: &'a wgpu::Buffer,
+    /// The input gradient `[batch, cin, len]`, written.
+    pub dx: &'a wgpu::Buffer,
 }
 
 impl Conv1d {
@@ -46,6 +63,7 @@ impl Conv1d {
                 source,
                 "forward_pool_relu",
             ),
+            flip_weight: Kernel::new(gpu, "conv1d.flip_weight", source, "flip_weight"),
         }
     }
 
@@ -81,6 +99,63 @@ impl Conv1d {
             &[x, params, y],
             threads_per_item(shape.len / 2),
         )
+    }
+
+    /// The backward pass of [`Conv1d::forward`] for batches up to `capacity`: dx, dw and
+    /// db, each overwritten. dx is the forward product over the weights flipped and
+    /// transposed into a scratch buffer by this pass's first call.
+    pub fn backward(
+        &self,
+        gpu: &Gpu,
+        weight_grad: &WeightGrad,
+        shape: Conv1dShape,
+        capacity: usize,
+        b: Conv1dGrads,
+    ) -> Calls {
+        let weights = shape.cin * shape.cout * 3;
+        let flipped = storage_buffer(
+            gpu,
+            "flipped conv weight",
+            u64::from(weights + shape.cin) * 4,
+        );
+        let flip = self.flip_weight.call_fixed(
+            gpu,
+            &uniform(shape),
+            &[b.params, &flipped],
+            [(weights + shape.cin).div_ceil(64), 1],
+        );
+        let transposed = Conv1dShape {
+            cin: shape.cout,
+            cout: shape.cin,
+            len: shape.len,
+            weight: 0,
+            bias: weights,
+        };
+        let mut calls = Calls::from(flip);
+        calls.push(self.forward.call(
+            gpu,
+            &uniform(transposed),
+            &[b.dy, &flipped, b.dx],
+            threads_per_item(shape.len),
+        ));
+        calls.extend(weight_grad.calls(
+            gpu,
+            WeightGradShape {
+                cin: shape.cin,
+                cout: shape.cout,
+                len: shape.len,
+                taps: 3,
+                pad: 1,
+                weight: shape.weight,
+                bias: shape.bias,
+            },
+            capacity,
+            b.dy,
+            b.x,
+            b.grads,
+        ));
+        calls.keep(flipped);
+        calls
     }
 }
 

@@ -2,15 +2,19 @@
 //! (built once per device) and hands out [`Call`](crate::gpu::Call)s: the op bound to
 //! fixed buffers, recorded for any batch size up to what the buffers hold. Shapes travel
 //! in a small uniform whose first word is the batch size; parameters are read from the
-//! model's flat slab at offsets given in that uniform.
+//! model's flat slab at offsets given in that uniform, and gradients are written to a
+//! slab of the same layout (each gradient overwritten by exactly one call per step).
+pub mod adamw;
 pub mod avgpool;
 pub mod batchnorm;
 pub mod conv1d;
 pub mod embedding;
 pub mod knn;
 pub mod linear;
+pub mod pnll;
 pub mod relu;
 pub mod tapconv;
+pub mod weight_grad;
 
 /// Every op, compiled once for a device.
 pub struct Ops {
@@ -21,6 +25,9 @@ pub struct Ops {
     pub linear: linear::Linear,
     pub batchnorm: batchnorm::BatchNorm,
     pub tapconv: tapconv::TapConv,
+    pub weight_grad: weight_grad::WeightGrad,
+    pub pnll: pnll::Pnll,
+    pub adamw: adamw::AdamW,
 }
 
 impl Ops {
@@ -33,6 +40,9 @@ impl Ops {
             linear: linear::Linear::new(gpu),
             batchnorm: batchnorm::BatchNorm::new(gpu),
             tapconv: tapconv::TapConv::new(gpu),
+            weight_grad: weight_grad::WeightGrad::new(gpu),
+            pnll: pnll::Pnll::new(gpu),
+            adamw: adamw::AdamW::new(gpu),
         }
     }
 }

@@ -1,4 +1,4 @@
-//! ReLU, in place.
+//! ReLU in place, and its backward pass in place on the gradient.
 use crate::gpu::{Call, Gpu, Kernel};
 
 #[repr(C)]
@@ -11,6 +11,7 @@ struct Shape {
 
 pub struct Relu {
     forward: Kernel,
+    backward: Kernel,
 }
 
 impl Relu {
@@ -18,6 +19,7 @@ impl Relu {
         let source = include_str!("../../shaders/relu.wgsl");
         Relu {
             forward: Kernel::new(gpu, "relu.forward", source, "forward"),
+            backward: Kernel::new(gpu, "relu.backward", source, "backward"),
         }
     }
 
@@ -29,5 +31,21 @@ impl Relu {
             _pad: [0; 2],
         };
         self.forward.call(gpu, &uniform, &[x], per_item)
+    }
+
+    /// `grad = grad * (y > 0)` over `batch * per_item` elements, `y` the forward's output.
+    pub fn backward(
+        &self,
+        gpu: &Gpu,
+        per_item: u32,
+        y: &wgpu::Buffer,
+        grad: &wgpu::Buffer,
+    ) -> Call {
+        let uniform = Shape {
+            batch: 0,
+            per_item,
+            _pad: [0; 2],
+        };
+        self.backward.call(gpu, &uniform, &[y, grad], per_item)
     }
 }

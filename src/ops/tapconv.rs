@@ -12,7 +12,11 @@
 //! trainer's validation passes) refolds with one dispatch and no round trip, and the
 //! cost (3.4 M multiply-adds, once per set of weights) is negligible. f32 accumulation
 //! over 140 terms keeps the tables within ~1e-6 relative of an f64 fold.
-use crate::gpu::{Call, Gpu, Kernel};
+//!
+//! The trainer uses the fold too: its backward pass gathers the gradient of the tables
+//! (`Embedding::backward_taps`) and maps it back onto the conv weight, bias and
+//! embedding table ([`TapConv::backward`]), a per-step cost independent of the batch.
+use crate::gpu::{Call, Calls, Gpu, Kernel};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -72,6 +76,8 @@ impl TapConvShape {
 pub struct TapConv {
     fold: Kernel,
     forward: Kernel,
+    backward_weight: Kernel,
+    backward_table: Kernel,
 }
 
 impl TapConv {
@@ -80,6 +86,8 @@ impl TapConv {
         TapConv {
             fold: Kernel::new(gpu, "tapconv.fold", source, "fold"),
             forward: Kernel::new(gpu, "tapconv.forward", source, "forward"),
+            backward_weight: Kernel::new(gpu, "tapconv.backward_weight", source, "backward_weight"),
+            backward_table: Kernel::new(gpu, "tapconv.backward_table", source, "backward_table"),
         }
     }
 
@@ -115,5 +123,33 @@ impl TapConv {
         let per_item = if shape.len >= 2 { 64 } else { 0 };
         self.forward
             .call(gpu, &shape.uniform(), &[params, taps, tokens, y], per_item)
+    }
+
+    /// From the tap-table gradient `dtaps [3, vocab, cout]`: the conv weight and bias
+    /// gradients and the embedding table gradient, into `grads` at the parameter
+    /// offsets, overwritten. Two calls with fixed grids.
+    pub fn backward(
+        &self,
+        gpu: &Gpu,
+        shape: TapConvShape,
+        params: &wgpu::Buffer,
+        dtaps: &wgpu::Buffer,
+        grads: &wgpu::Buffer,
+    ) -> Calls {
+        let weight_outputs = shape.cout * (shape.dim * 3 + 1);
+        let table_outputs = shape.vocab * shape.dim;
+        let mut calls = Calls::from(self.backward_weight.call_fixed(
+            gpu,
+            &shape.uniform(),
+            &[params, dtaps, grads],
+            [weight_outputs.div_ceil(64), 1],
+        ));
+        calls.push(self.backward_table.call_fixed(
+            gpu,
+            &shape.uniform(),
+            &[params, dtaps, grads],
+            [table_outputs.div_ceil(64), 1],
+        ));
+        calls
     }
 }

@@ -1,0 +1,351 @@
+//! `megashtein-gpu train`: train (or fine-tune) a model on the GPU, with validation,
+//! a JSON-lines log, checkpoints and resume.
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Result, anyhow, bail};
+
+use crate::gpu::{Gpu, GpuOptions};
+use crate::input::{LineReader, NonAscii};
+use crate::model::weights::Weights;
+use crate::ops::Ops;
+use crate::train::checkpoint::{Checkpoint, DataConfig, Schedule, TrainConfig};
+use crate::train::data::{PRINTABLE, PairGenerator, parse_alphabet};
+use crate::train::run::{Outcome, RunOptions, ValidationSet, run as run_training};
+use crate::train::trainer::{TrainState, Trainer};
+
+/// Distance scale a model trained from scratch starts from: with batch norm, each of the
+/// 80 output dimensions of two unrelated strings differs by about sqrt(2) standard
+/// deviations, so ||e1 - e2||^2 is about 160 and 0.25 puts their d_hat near 40, the
+/// typical distance of two random strings of random lengths. log_s is learned from there.
+const SCRATCH_SCALE: f32 = 0.25;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Where the trained model goes (safetensors, written when the run completes).
+    #[arg(long, short)]
+    pub output: PathBuf,
+    /// Continue the run saved in this checkpoint (its settings are used; only --output,
+    /// --checkpoint, --log, --stop-after and the GPU options may be given with it).
+    #[arg(long, conflicts_with_all = ["steps", "batch", "lr", "schedule", "warmup", "weight_decay", "clip", "seed", "scale", "init", "corpus", "alphabet", "val_pairs", "val_every", "checkpoint_every"])]
+    pub resume: Option<PathBuf>,
+    /// Checkpoint file, written atomically every --checkpoint-every steps, at
+    /// --stop-after and on Ctrl-C [default: OUTPUT.ckpt].
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// JSON-lines metrics log, appended to [default: OUTPUT.log.jsonl].
+    #[arg(long)]
+    pub log: Option<PathBuf>,
+    /// Training steps.
+    #[arg(long, default_value_t = 2000)]
+    pub steps: u64,
+    /// Pairs per step (both strings of each pair go through one batched forward).
+    #[arg(long, default_value_t = 256)]
+    pub batch: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    #[arg(long, value_enum, default_value_t = Schedule::Cosine)]
+    pub schedule: Schedule,
+    /// Steps of linear learning-rate warm-up.
+    #[arg(long, default_value_t = 100)]
+    pub warmup: u64,
+    /// AdamW's decoupled weight decay.
+    #[arg(long, default_value_t = 1e-5)]
+    pub weight_decay: f64,
+    /// Clip the gradient norm to this value; 0 disables clipping.
+    #[arg(long, default_value_t = 1.0)]
+    pub clip: f64,
+    /// Seed of the initial weights and of the data (step t draws from (seed, t)).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// The distance scale s: `learned` (log s is trained) or a fixed positive number.
+    #[arg(long, default_value = "learned")]
+    pub scale: String,
+    /// Starting weights: `scratch`, `default` (the built-in model) or a model file.
+    #[arg(long, default_value = "scratch")]
+    pub init: String,
+    /// Train on your own strings (one per line): anchors from the file, partners from a
+    /// typo model and from the file itself. Without it, synthetic pairs.
+    #[arg(long)]
+    pub corpus: Option<PathBuf>,
+    /// What to do with corpus lines holding non-ASCII characters.
+    #[arg(long, value_enum, default_value_t = NonAscii::Error)]
+    pub non_ascii: NonAscii,
+    /// Characters of random strings and edits: printable, lower, alnum, dna or chars:XYZ.
+    #[arg(long, default_value = "printable")]
+    pub alphabet: String,
+    /// Held-out pairs per validation set.
+    #[arg(long, default_value_t = 2000)]
+    pub val_pairs: usize,
+    /// Validate and log every this many steps.
+    #[arg(long, default_value_t = 100)]
+    pub val_every: u64,
+    /// Write the checkpoint every this many steps.
+    #[arg(long, default_value_t = 500)]
+    pub checkpoint_every: u64,
+    /// Stop after this many steps of the run (with a checkpoint to resume from).
+    #[arg(long)]
+    pub stop_after: Option<u64>,
+    #[command(flatten)]
+    pub gpu: GpuOptions,
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let with_suffix = |suffix: &str| {
+        let mut name = args.output.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    let options = RunOptions {
+        output: args.output.clone(),
+        checkpoint: args
+            .checkpoint
+            .clone()
+            .unwrap_or_else(|| with_suffix(".ckpt")),
+        log: args
+            .log
+            .clone()
+            .unwrap_or_else(|| with_suffix(".log.jsonl")),
+        stop_after: args.stop_after,
+        show_progress: true,
+    };
+    // Everything that can fail on bad input fails before the GPU starts.
+    let start = match &args.resume {
+        Some(path) => Checkpoint::load(path)?,
+        None => fresh_start(args)?,
+    };
+    let generator = Arc::new(generator(&start.config.data)?);
+    let gpu = Gpu::new(&args.gpu)?;
+    if start.config.pairs > Trainer::max_pairs(&gpu) {
+        bail!(
+            "--batch {} does not fit {}: at most {} pairs per step",
+            start.config.pairs,
+            gpu.info.name,
+            Trainer::max_pairs(&gpu)
+        );
+    }
+    let ops = Ops::new(&gpu);
+    let validation = validation_sets(&start.config, &generator);
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let flag = interrupted.clone();
+        // A second Ctrl-C while the checkpoint is written kills the process as usual;
+        // the checkpoint is atomic, so the previous one stays intact.
+        let _ = ctrlc::set_handler(move || {
+            if flag.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+        });
+    }
+    let from = start.step;
+    eprintln!(
+        "training on {}: steps {}..{} of {}, {} pairs per step, log {}",
+        gpu.info.name,
+        from,
+        options
+            .stop_after
+            .map_or(start.config.steps, |s| s.min(start.config.steps)),
+        start.config.steps,
+        start.config.pairs,
+        options.log.display()
+    );
+    let outcome = run_training(
+        &gpu,
+        &ops,
+        generator,
+        &validation,
+        start,
+        &options,
+        &interrupted,
+    )?;
+    let resume = format!(
+        "megashtein-gpu train --output {} --resume {}",
+        args.output.display(),
+        options.checkpoint.display()
+    );
+    match outcome {
+        Outcome::Finished { step } => {
+            eprintln!(
+                "trained {step} steps; model written to {}",
+                args.output.display()
+            );
+            Ok(())
+        }
+        Outcome::Stopped { step, interrupted } => {
+            eprintln!(
+                "{} at step {step}; checkpoint {}. Continue with:\n  {resume}",
+                if interrupted {
+                    "interrupted"
+                } else {
+                    "stopped"
+                },
+                options.checkpoint.display()
+            );
+            if interrupted {
+                std::process::exit(130);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn fresh_start(args: &Args) -> Result<Checkpoint> {
+    for (name, value) in [
+        ("--steps", args.steps as f64),
+        ("--batch", args.batch as f64),
+        ("--val-pairs", args.val_pairs as f64),
+        ("--val-every", args.val_every as f64),
+        ("--checkpoint-every", args.checkpoint_every as f64),
+    ] {
+        if value < 1.0 {
+            bail!("{name} must be at least 1");
+        }
+    }
+    if !(args.lr.is_finite() && args.lr > 0.0) {
+        bail!("--lr must be a positive number, got {}", args.lr);
+    }
+    if !(args.weight_decay.is_finite() && args.weight_decay >= 0.0) {
+        bail!(
+            "--weight-decay must be 0 or more, got {}",
+            args.weight_decay
+        );
+    }
+    if !(args.clip.is_finite() && args.clip >= 0.0) {
+        bail!(
+            "--clip must be 0 (off) or a positive number, got {}",
+            args.clip
+        );
+    }
+    let fixed_scale = match args.scale.as_str() {
+        "learned" => None,
+        s => Some(
+            s.parse::<f32>()
+                .ok()
+                .filter(|v| v.is_finite() && *v > 0.0)
+                .ok_or_else(|| {
+                    anyhow!("--scale must be `learned` or a positive number, got {s:?}")
+                })?,
+        ),
+    };
+    parse_alphabet(&args.alphabet)?;
+    let (weights, init, model_scale) = match args.init.as_str() {
+        "scratch" => (
+            Weights::init(args.seed),
+            "scratch".to_string(),
+            SCRATCH_SCALE,
+        ),
+        spec => {
+            let path = (spec != "default").then(|| Path::new(spec));
+            let model = crate::model::load(path)?;
+            let scale = model.weights.distance_scale;
+            (
+                model.weights,
+                format!("{} (sha256 {})", model.source, model.fingerprint),
+                scale,
+            )
+        }
+    };
+    let data = match &args.corpus {
+        None => DataConfig::Synthetic {
+            alphabet: args.alphabet.clone(),
+        },
+        Some(path) => {
+            let sha256 = crate::model::weights::fingerprint(path)
+                .map_err(|_| anyhow!("cannot read corpus {}", path.display()))?;
+            // Read now, so a bad corpus fails before anything starts.
+            read_corpus(path, args.non_ascii)?;
+            DataConfig::Corpus {
+                path: path.display().to_string(),
+                sha256,
+                alphabet: args.alphabet.clone(),
+                non_ascii: format!("{:?}", args.non_ascii).to_lowercase(),
+            }
+        }
+    };
+    let config = TrainConfig {
+        steps: args.steps,
+        pairs: args.batch,
+        lr: args.lr,
+        schedule: args.schedule,
+        warmup: args.warmup,
+        weight_decay: args.weight_decay,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        clip: args.clip,
+        seed: args.seed,
+        learn_scale: fixed_scale.is_none(),
+        data,
+        val_pairs: args.val_pairs,
+        val_every: args.val_every,
+        checkpoint_every: args.checkpoint_every,
+        init,
+    };
+    let scale = fixed_scale.unwrap_or(model_scale);
+    Ok(Checkpoint {
+        config,
+        step: 0,
+        num_batches_tracked: weights.num_batches_tracked,
+        state: TrainState::new(&weights, scale),
+    })
+}
+
+fn read_corpus(path: &Path, non_ascii: NonAscii) -> Result<Vec<Vec<u8>>> {
+    let (lines, stats) = LineReader::open(path, non_ascii)?.read_all()?;
+    for warning in stats.warnings() {
+        eprintln!("warning: {warning}");
+    }
+    if lines.is_empty() {
+        bail!("corpus {} has no strings to train on", path.display());
+    }
+    Ok(lines.into_iter().map(|l| l.text).collect())
+}
+
+fn generator(data: &DataConfig) -> Result<PairGenerator> {
+    match data {
+        DataConfig::Synthetic { alphabet } => {
+            Ok(PairGenerator::synthetic(parse_alphabet(alphabet)?))
+        }
+        DataConfig::Corpus {
+            path,
+            sha256,
+            alphabet,
+            non_ascii,
+        } => {
+            let path = Path::new(path);
+            let now = crate::model::weights::fingerprint(path)
+                .map_err(|_| anyhow!("cannot read corpus {}", path.display()))?;
+            if &now != sha256 {
+                bail!(
+                    "corpus {} has changed since the run started (sha256 {now}, was {sha256})",
+                    path.display()
+                );
+            }
+            let mode = match non_ascii.as_str() {
+                "skip" => NonAscii::Skip,
+                "replace" => NonAscii::Replace,
+                _ => NonAscii::Error,
+            };
+            PairGenerator::corpus(read_corpus(path, mode)?, parse_alphabet(alphabet)?)
+        }
+    }
+}
+
+/// Synthetic pairs of all lengths always (over printable ASCII, so models compare on
+/// one yardstick); in corpus mode also held-out pairs of the corpus.
+fn validation_sets(config: &TrainConfig, generator: &PairGenerator) -> Vec<ValidationSet> {
+    let mut sets = vec![ValidationSet {
+        name: "synthetic",
+        pairs: PairGenerator::synthetic(PRINTABLE.to_vec())
+            .validation(config.seed, config.val_pairs),
+    }];
+    if let DataConfig::Corpus { .. } = config.data {
+        sets.push(ValidationSet {
+            name: "corpus",
+            pairs: generator.validation(config.seed, config.val_pairs),
+        });
+    }
+    sets
+}

@@ -1,0 +1,195 @@
+//! Training checkpoints: one safetensors file holding the model's tensors under their
+//! PyTorch names (so it still loads as a model), the AdamW moments, log_s, the step and
+//! the run's configuration. The data generator needs no state of its own: the pairs of
+//! step t are a pure function of (seed, t). Written atomically (temp file + rename).
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::{Deserialize, Serialize};
+
+use super::trainer::{LOG_SCALE, SLAB, TrainState};
+use crate::model::params::NUM_PARAMS;
+use crate::model::weights::Weights;
+
+/// Format name recorded in every checkpoint.
+pub const FORMAT: &str = "megashtein-train-checkpoint-v1";
+const META_FORMAT: &str = "train.format";
+const META_STEP: &str = "train.step";
+const META_CONFIG: &str = "train.config";
+const EXP_AVG: &str = "train.exp_avg";
+const EXP_AVG_SQ: &str = "train.exp_avg_sq";
+const LOG_S: &str = "train.log_scale";
+
+/// Where the pairs come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataConfig {
+    Synthetic {
+        alphabet: String,
+    },
+    Corpus {
+        path: String,
+        /// Hex SHA-256 of the corpus file, so a resumed run sees the same strings.
+        sha256: String,
+        alphabet: String,
+        non_ascii: String,
+    },
+}
+
+/// Learning-rate schedule over the run's steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    /// Linear warm-up, then cosine decay to zero at the last step.
+    Cosine,
+    /// Linear warm-up, then constant.
+    Constant,
+}
+
+/// Everything that defines a run; a resumed run takes it from the checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub steps: u64,
+    pub pairs: usize,
+    pub lr: f64,
+    pub schedule: Schedule,
+    pub warmup: u64,
+    pub weight_decay: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// Gradient-norm clipping threshold; 0 disables it.
+    pub clip: f64,
+    pub seed: u64,
+    pub learn_scale: bool,
+    pub data: DataConfig,
+    pub val_pairs: usize,
+    pub val_every: u64,
+    pub checkpoint_every: u64,
+    /// Where the starting weights came from ("scratch" or a model file and fingerprint).
+    pub init: String,
+}
+
+impl TrainConfig {
+    /// The learning rate of 1-based step `t`.
+    pub fn lr_at(&self, t: u64) -> f64 {
+        let warmup = self.warmup.min(self.steps);
+        if t <= warmup {
+            return self.lr * t as f64 / warmup.max(1) as f64;
+        }
+        match self.schedule {
+            Schedule::Constant => self.lr,
+            Schedule::Cosine => {
+                let span = (self.steps - warmup).max(1) as f64;
+                let progress = (t - warmup) as f64 / span;
+                0.5 * self.lr * (1.0 + (std::f64::consts::PI * progress).cos())
+            }
+        }
+    }
+}
+
+/// A run stopped after `step` steps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    pub config: TrainConfig,
+    pub step: u64,
+    pub state: TrainState,
+    /// BatchNorm's batch count (PyTorch's num_batches_tracked).
+    pub num_batches_tracked: i64,
+}
+
+impl Checkpoint {
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let weights = self.state.weights(self.num_batches_tracked);
+        let config = serde_json::to_string(&self.config)?;
+        let log_s = [self.state.params[LOG_SCALE]];
+        let bytes = weights.to_safetensors_with(
+            &[
+                (EXP_AVG, &self.state.exp_avg),
+                (EXP_AVG_SQ, &self.state.exp_avg_sq),
+                (LOG_S, &log_s),
+            ],
+            &[
+                (META_FORMAT, FORMAT.to_string()),
+                (META_STEP, self.step.to_string()),
+                (META_CONFIG, config),
+            ],
+        )?;
+        crate::io::write_atomic(path, |out| {
+            std::io::Write::write_all(out, &bytes)?;
+            Ok(())
+        })
+        .with_context(|| format!("cannot write checkpoint {}", path.display()))
+    }
+
+    pub fn load(path: &Path) -> Result<Self> {
+        let source = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| {
+            anyhow!(
+                "cannot read checkpoint {source}: {}",
+                crate::io::io_reason(&e)
+            )
+        })?;
+        let (weights, extra, meta) =
+            Weights::from_safetensors_with(&bytes, &source, &[EXP_AVG, EXP_AVG_SQ, LOG_S])?;
+        let not_one = |what: &str| {
+            anyhow!(
+                "{source} is a model file, not a training checkpoint ({what}); \
+                 to fine-tune it, pass it to --init"
+            )
+        };
+        match meta.get(META_FORMAT) {
+            Some(f) if f == FORMAT => {}
+            Some(f) => bail!("{source} is a {f:?} checkpoint, this build reads {FORMAT}"),
+            None => return Err(not_one("no train.format metadata")),
+        }
+        let step = meta
+            .get(META_STEP)
+            .and_then(|s| s.parse::<u64>().ok())
+            .ok_or_else(|| anyhow!("{source}: train.step metadata is missing or not a number"))?;
+        let config: TrainConfig = meta
+            .get(META_CONFIG)
+            .ok_or_else(|| anyhow!("{source}: train.config metadata is missing"))
+            .and_then(|c| {
+                serde_json::from_str(c)
+                    .map_err(|e| anyhow!("{source}: train.config metadata is not valid: {e}"))
+            })?;
+        let tensor = |name: &str, len: usize| -> Result<Vec<f32>> {
+            let v = extra
+                .get(name)
+                .ok_or_else(|| anyhow!("{source}: tensor {name} is missing"))?;
+            if v.len() != len {
+                bail!(
+                    "{source}: tensor {name} has {} values, expected {len}",
+                    v.len()
+                );
+            }
+            Ok(v.clone())
+        };
+        let mut params = weights.params.clone();
+        params.push(tensor(LOG_S, 1)?[0]);
+        let state = TrainState {
+            params,
+            exp_avg: tensor(EXP_AVG, SLAB)?,
+            exp_avg_sq: tensor(EXP_AVG_SQ, SLAB)?,
+            running: [weights.running_mean.as_slice(), &weights.running_var].concat(),
+        };
+        if step > config.steps {
+            bail!(
+                "{source}: step {step} is past the run's {} steps",
+                config.steps
+            );
+        }
+        let finite = |v: &[f32]| v.iter().all(|x| x.is_finite());
+        if !(finite(&state.params) && finite(&state.exp_avg) && finite(&state.exp_avg_sq)) {
+            bail!("{source}: the checkpoint holds non-finite values");
+        }
+        debug_assert_eq!(state.params.len(), NUM_PARAMS + 1);
+        Ok(Checkpoint {
+            config,
+            step,
+            state,
+            num_batches_tracked: weights.num_batches_tracked,
+        })
+    }
+}

@@ -1,0 +1,304 @@
+//! The training loop: pairs from CPU threads, one GPU step each, validation and a
+//! JSON-lines log at intervals, checkpoints at intervals, at `stop_after` and on
+//! interrupt, and the final model.
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use serde_json::json;
+
+use super::checkpoint::Checkpoint;
+use super::data::{PairBatch, PairGenerator, Prefetch};
+use super::trainer::Trainer;
+use crate::eval::metrics::spearman;
+use crate::gpu::Gpu;
+use crate::input::tokenize_batch;
+use crate::model::megashtein::Megashtein;
+use crate::model::params::EMBED_DIM;
+use crate::model::weights::Weights;
+use crate::ops::Ops;
+use crate::ops::adamw::AdamWStep;
+
+/// Batches the data thread may run ahead of the GPU.
+const PREFETCH_DEPTH: usize = 4;
+
+/// Accuracy of d_hat against the exact distance on one held-out set.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Accuracy {
+    /// Mean |d_hat - d|.
+    pub mae: f64,
+    /// Mean |d_hat - d| / d over pairs with d > 0.
+    pub mre: f64,
+    pub spearman: f64,
+}
+
+/// A fixed, named set of held-out pairs.
+pub struct ValidationSet {
+    pub name: &'static str,
+    pub pairs: PairBatch,
+}
+
+/// d_hat (eval mode, the model's own scale) for every pair of `pairs`.
+pub fn estimate(gpu: &Gpu, ops: &Ops, weights: &Weights, pairs: &PairBatch) -> Result<Vec<f64>> {
+    let model = Megashtein::new(gpu, ops, weights, 2 * pairs.len())?;
+    let mut e = Vec::with_capacity(2 * pairs.len() * EMBED_DIM);
+    let mut tokens = Vec::new();
+    let texts: Vec<&[u8]> = pairs.a.iter().chain(&pairs.b).map(Vec::as_slice).collect();
+    for chunk in texts.chunks(model.capacity()) {
+        tokens.clear();
+        tokenize_batch(chunk.iter().copied(), &mut tokens);
+        e.extend(model.forward(gpu, &tokens)?);
+    }
+    let n = pairs.len();
+    Ok((0..n)
+        .map(|p| {
+            let a = &e[p * EMBED_DIM..(p + 1) * EMBED_DIM];
+            let b = &e[(n + p) * EMBED_DIM..(n + p + 1) * EMBED_DIM];
+            f64::from(weights.distance_scale) * crate::reference::squared_distance(a, b)
+        })
+        .collect())
+}
+
+pub fn accuracy(d_hat: &[f64], labels: &[u32]) -> Accuracy {
+    let d: Vec<f64> = labels.iter().map(|&x| f64::from(x)).collect();
+    let n = d.len().max(1) as f64;
+    let mae = d_hat
+        .iter()
+        .zip(&d)
+        .map(|(e, t)| (e - t).abs())
+        .sum::<f64>()
+        / n;
+    let positive: Vec<f64> = d_hat
+        .iter()
+        .zip(&d)
+        .filter(|(_, t)| **t > 0.0)
+        .map(|(e, t)| (e - t).abs() / t)
+        .collect();
+    let mre = positive.iter().sum::<f64>() / positive.len().max(1) as f64;
+    Accuracy {
+        mae,
+        mre,
+        spearman: spearman(d_hat, &d).unwrap_or(0.0),
+    }
+}
+
+/// Where a run writes, and when it stops early.
+pub struct RunOptions {
+    pub output: PathBuf,
+    pub checkpoint: PathBuf,
+    pub log: PathBuf,
+    /// Stop (with a checkpoint) after this many steps of the run, before its end.
+    pub stop_after: Option<u64>,
+    pub show_progress: bool,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// All steps done; the model is at `output`.
+    Finished { step: u64 },
+    /// Stopped early (stop_after or interrupt); resume from the checkpoint.
+    Stopped { step: u64, interrupted: bool },
+}
+
+/// Runs `start.config` from `start.step` to its end (or `stop_after`).
+pub fn run(
+    gpu: &Gpu,
+    ops: &Ops,
+    generator: Arc<PairGenerator>,
+    validation: &[ValidationSet],
+    start: Checkpoint,
+    options: &RunOptions,
+    interrupted: &AtomicBool,
+) -> Result<Outcome> {
+    let config = start.config.clone();
+    let mut trainer = Trainer::new(gpu, ops, &start.state, config.pairs, config.learn_scale)?;
+    let end = options
+        .stop_after
+        .map_or(config.steps, |s| s.min(config.steps))
+        .max(start.step);
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&options.log)
+        .with_context(|| format!("cannot open training log {}", options.log.display()))?;
+    let bar = progress(config.steps, start.step, options.show_progress);
+    // PyTorch counts BatchNorm's training batches in the model: one per step.
+    let tracked_base = start.num_batches_tracked - start.step as i64;
+    let mut checkpoint = start;
+    let mut interval_start = (checkpoint.step, Instant::now());
+    let mut prefetch = Prefetch::spawn(
+        generator,
+        config.seed,
+        checkpoint.step..end,
+        config.pairs,
+        PREFETCH_DEPTH,
+    );
+    let mut waited_before = prefetch.waited();
+    if checkpoint.step == 0 {
+        let line = report(gpu, ops, &trainer, &checkpoint, validation, None)?;
+        write_log(&mut log, &line, &options.log)?;
+        bar.set_message(summary(&line));
+    }
+    let mut step = checkpoint.step;
+    let mut stopped_by_signal = false;
+    while step < end {
+        if interrupted.load(Ordering::SeqCst) {
+            stopped_by_signal = true;
+            break;
+        }
+        let Some((t, batch)) = prefetch.next() else {
+            break;
+        };
+        debug_assert_eq!(t, step);
+        let hyper = AdamWStep {
+            lr: config.lr_at(step + 1),
+            weight_decay: config.weight_decay,
+            beta1: config.beta1,
+            beta2: config.beta2,
+            eps: config.eps,
+            step: step + 1,
+            clip: config.clip,
+        };
+        trainer.step(&batch, &hyper)?;
+        gpu.wait()?;
+        step += 1;
+        bar.set_position(step);
+        let validate = step.is_multiple_of(config.val_every.max(1)) || step == config.steps;
+        let save = step.is_multiple_of(config.checkpoint_every.max(1)) || step == end;
+        if validate || save {
+            checkpoint.step = step;
+            checkpoint.state = trainer.state()?;
+            checkpoint.num_batches_tracked = tracked_base + step as i64;
+        }
+        if validate {
+            let (from, since) = interval_start;
+            let seconds = since.elapsed().as_secs_f64();
+            let waited = prefetch.waited() - waited_before;
+            waited_before = prefetch.waited();
+            let rate = Rate {
+                losses: trainer.losses(from, step)?,
+                pairs_per_s: ((step - from) as usize * config.pairs) as f64 / seconds.max(1e-9),
+                data_wait_s: waited.as_secs_f64(),
+                lr: hyper.lr,
+                grad_norm: trainer.grad_norm()?,
+            };
+            let line = report(gpu, ops, &trainer, &checkpoint, validation, Some(rate))?;
+            write_log(&mut log, &line, &options.log)?;
+            bar.set_message(summary(&line));
+            interval_start = (step, Instant::now());
+        }
+        if save {
+            checkpoint.save(&options.checkpoint)?;
+        }
+    }
+    bar.finish_and_clear();
+    if step < config.steps || stopped_by_signal {
+        checkpoint.step = step;
+        checkpoint.state = trainer.state()?;
+        checkpoint.num_batches_tracked = tracked_base + step as i64;
+        checkpoint.save(&options.checkpoint)?;
+        return Ok(Outcome::Stopped {
+            step,
+            interrupted: stopped_by_signal,
+        });
+    }
+    let weights = checkpoint.state.weights(checkpoint.num_batches_tracked);
+    weights.save(&options.output)?;
+    Ok(Outcome::Finished { step })
+}
+
+struct Rate {
+    losses: Vec<f32>,
+    pairs_per_s: f64,
+    data_wait_s: f64,
+    lr: f64,
+    grad_norm: f32,
+}
+
+fn report(
+    gpu: &Gpu,
+    ops: &Ops,
+    trainer: &Trainer,
+    checkpoint: &Checkpoint,
+    validation: &[ValidationSet],
+    rate: Option<Rate>,
+) -> Result<serde_json::Value> {
+    let state = if checkpoint.step == 0 {
+        trainer.state()?
+    } else {
+        checkpoint.state.clone()
+    };
+    let weights = state.weights(checkpoint.num_batches_tracked);
+    let mut val = serde_json::Map::new();
+    for set in validation {
+        let d_hat = estimate(gpu, ops, &weights, &set.pairs)?;
+        let a = accuracy(&d_hat, &set.pairs.labels);
+        val.insert(
+            set.name.to_string(),
+            json!({"mae": a.mae, "mre": a.mre, "spearman": a.spearman}),
+        );
+    }
+    let mut line = json!({
+        "step": checkpoint.step,
+        "scale": state.scale(),
+        "val": val,
+    });
+    if let Some(r) = rate {
+        let mean =
+            r.losses.iter().map(|&l| f64::from(l)).sum::<f64>() / r.losses.len().max(1) as f64;
+        line["loss"] = json!(mean);
+        line["lr"] = json!(r.lr);
+        line["grad_norm"] = json!(r.grad_norm);
+        line["pairs_per_s"] = json!(r.pairs_per_s);
+        line["data_wait_s"] = json!(r.data_wait_s);
+    }
+    Ok(line)
+}
+
+fn summary(line: &serde_json::Value) -> String {
+    let mut parts = Vec::new();
+    if let Some(loss) = line["loss"].as_f64() {
+        parts.push(format!("loss {loss:.3}"));
+    }
+    if let Some(val) = line["val"].as_object() {
+        for (name, m) in val {
+            parts.push(format!(
+                "{name} MAE {:.2} MRE {:.3} rho {:.3}",
+                m["mae"].as_f64().unwrap_or(f64::NAN),
+                m["mre"].as_f64().unwrap_or(f64::NAN),
+                m["spearman"].as_f64().unwrap_or(f64::NAN)
+            ));
+        }
+    }
+    if let Some(rate) = line["pairs_per_s"].as_f64() {
+        parts.push(format!("{rate:.0} pairs/s"));
+    }
+    parts.join(" | ")
+}
+
+fn write_log(
+    log: &mut std::fs::File,
+    line: &serde_json::Value,
+    path: &std::path::Path,
+) -> Result<()> {
+    writeln!(log, "{line}").with_context(|| format!("cannot write training log {}", path.display()))
+}
+
+fn progress(steps: u64, at: u64, show: bool) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(steps).with_style(
+        indicatif::ProgressStyle::with_template(
+            "train [{bar:25}] {pos}/{len} steps {per_sec} ETA {eta} {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_position(at);
+    bar
+}

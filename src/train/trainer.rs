@@ -1,0 +1,543 @@
+//! The explicit training step on the GPU: forward of both sides of every pair as one
+//! batch, the PNLL pair loss, every layer's backward pass in reverse order, AdamW. No
+//! autograd: the order of the calls below is the chain rule.
+//!
+//! Parameters, gradients and both AdamW moments are four slabs of one layout: the
+//! model's `NUM_PARAMS` values ([`crate::model::params`]) followed by `log_s`, the log of
+//! the distance scale. Every gradient is overwritten by exactly one call per step, so
+//! nothing accumulates across steps (the reference's missing `zero_grad`). Every kernel
+//! sums in a fixed order, so a step is a pure function of the slabs and the batch: a
+//! resumed run reproduces an uninterrupted one bit for bit.
+//!
+//! Block 0 stays folded as in inference (ops/tapconv.rs): the tap tables are refolded
+//! from the slab each step, and the backward pass gathers the tables' gradient per
+//! character and maps it back onto conv0 and the embedding. That removes the unfolded
+//! conv0 (70% of the model's arithmetic) from both passes.
+use anyhow::{Result, bail};
+
+use crate::gpu::{Call, Calls, Gpu, Readback, storage_buffer, storage_buffer_init};
+use crate::model::params::{
+    BN_EPS, BN_MOMENTUM, CHAR_DIM, CONV_BLOCKS, CONV_CH, EMBED_DIM, FLAT, HIDDEN, MAX_LEN,
+    NUM_PARAMS, VOCAB, offset_of,
+};
+use crate::model::weights::Weights;
+use crate::ops::adamw::{AdamWBuffers, AdamWCalls, AdamWStep};
+use crate::ops::conv1d::{Conv1dGrads, Conv1dShape};
+use crate::ops::embedding::{EmbeddingShape, positions_by_token};
+use crate::ops::linear::{LinearGrads, LinearShape};
+use crate::ops::pnll::{PnllCall, PnllShape};
+use crate::ops::{Ops, batchnorm::BatchNormShape, tapconv::TapConvShape};
+
+use super::data::PairBatch;
+
+/// Where `log_s` sits in the slabs.
+pub const LOG_SCALE: usize = NUM_PARAMS;
+/// Length of the parameter, gradient and moment slabs.
+pub const SLAB: usize = NUM_PARAMS + 1;
+/// Loss values kept on the GPU between readbacks (one per step, cyclic).
+pub const LOSS_SLOTS: usize = 4096;
+
+const F32: u64 = 4;
+
+/// Everything a checkpoint needs from the GPU.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainState {
+    /// `SLAB` values: the model's parameters, then log_s.
+    pub params: Vec<f32>,
+    pub exp_avg: Vec<f32>,
+    pub exp_avg_sq: Vec<f32>,
+    /// BatchNorm running mean ++ running variance.
+    pub running: Vec<f32>,
+}
+
+impl TrainState {
+    /// A fresh optimizer state for `weights` with distance scale `scale`.
+    pub fn new(weights: &Weights, scale: f32) -> Self {
+        let mut params = weights.params.clone();
+        params.push(scale.ln());
+        TrainState {
+            params,
+            exp_avg: vec![0.0; SLAB],
+            exp_avg_sq: vec![0.0; SLAB],
+            running: [weights.running_mean.as_slice(), &weights.running_var].concat(),
+        }
+    }
+
+    pub fn scale(&self) -> f32 {
+        self.params[LOG_SCALE].exp()
+    }
+
+    /// The model in these slabs (BN's batch count is the caller's to set).
+    pub fn weights(&self, num_batches_tracked: i64) -> Weights {
+        let mut w = Weights::init(0);
+        w.params.copy_from_slice(&self.params[..NUM_PARAMS]);
+        w.running_mean.copy_from_slice(&self.running[..EMBED_DIM]);
+        w.running_var.copy_from_slice(&self.running[EMBED_DIM..]);
+        w.num_batches_tracked = num_batches_tracked;
+        w.distance_scale = self.scale();
+        w
+    }
+}
+
+pub struct Trainer<'g> {
+    gpu: &'g Gpu,
+    pairs: usize,
+    slabs: Slabs,
+    tokens: wgpu::Buffer,
+    positions: wgpu::Buffer,
+    labels: wgpu::Buffer,
+    embeddings: wgpu::Buffer,
+    fold: Call,
+    forward: Calls,
+    loss: PnllCall,
+    backward: Calls,
+    adamw: AdamWCalls,
+}
+
+struct Slabs {
+    params: wgpu::Buffer,
+    grads: wgpu::Buffer,
+    exp_avg: wgpu::Buffer,
+    exp_avg_sq: wgpu::Buffer,
+    running: wgpu::Buffer,
+    norm: wgpu::Buffer,
+    losses: wgpu::Buffer,
+}
+
+impl<'g> Trainer<'g> {
+    /// The most pairs one step can take on this device (the largest activation, the
+    /// conv0 output gradient of both sides, must fit one storage binding).
+    pub fn max_pairs(gpu: &Gpu) -> usize {
+        let per_pair = 2 * (CONV_CH * MAX_LEN) as u64 * F32;
+        (gpu.max_binding_bytes() / per_pair).max(1) as usize
+    }
+
+    /// A trainer for steps of exactly `pairs` pairs, starting from `state`. With
+    /// `learn_scale` false, log_s stays at its value in `state`.
+    pub fn new(
+        gpu: &'g Gpu,
+        ops: &Ops,
+        state: &TrainState,
+        pairs: usize,
+        learn_scale: bool,
+    ) -> Result<Self> {
+        if pairs == 0 || pairs > Self::max_pairs(gpu) {
+            bail!(
+                "a batch of {pairs} pairs does not fit this device: use 1 to {} pairs",
+                Self::max_pairs(gpu)
+            );
+        }
+        check_state(state)?;
+        let rows = 2 * pairs;
+        let slabs = Slabs {
+            params: storage_buffer_init(gpu, "params", &state.params),
+            grads: storage_buffer(gpu, "grads", SLAB as u64 * F32),
+            exp_avg: storage_buffer_init(gpu, "exp_avg", &state.exp_avg),
+            exp_avg_sq: storage_buffer_init(gpu, "exp_avg_sq", &state.exp_avg_sq),
+            running: storage_buffer_init(gpu, "bn running stats", &state.running),
+            norm: storage_buffer_init(gpu, "grad norm", &[0.0f32, 1.0]),
+            losses: storage_buffer(gpu, "losses", LOSS_SLOTS as u64 * F32),
+        };
+        let buffer =
+            |label: &str, per_row: usize| storage_buffer(gpu, label, (rows * per_row) as u64 * F32);
+        let tokens = buffer("tokens", MAX_LEN);
+        let positions = storage_buffer(gpu, "positions", (VOCAB + 1 + rows * MAX_LEN) as u64 * 4);
+        let labels = storage_buffer(gpu, "labels", pairs as u64 * F32);
+        let at = |name: &str| offset_of(name) as u32;
+        let params = &slabs.params;
+        let grads = &slabs.grads;
+
+        // Forward, keeping each block's output (relu(pool(conv))): a[0] .. a[4].
+        let first = TapConvShape {
+            len: MAX_LEN as u32,
+            vocab: VOCAB as u32,
+            dim: CHAR_DIM as u32,
+            cout: CONV_CH as u32,
+            table: at("embedding.weight"),
+            weight: at("conv_layers.0.weight"),
+            bias: at("conv_layers.0.bias"),
+        };
+        let taps = storage_buffer(gpu, "conv0 tap tables", first.taps_len() as u64 * F32);
+        let fold = ops.tapconv.fold(gpu, first, params, &taps);
+        let mut forward = Calls::default();
+        let lens: Vec<usize> = (0..CONV_BLOCKS).map(|k| MAX_LEN >> (k + 1)).collect();
+        let a: Vec<wgpu::Buffer> = lens
+            .iter()
+            .map(|&len| buffer("block output", CONV_CH * len))
+            .collect();
+        forward.push(
+            ops.tapconv
+                .forward(gpu, first, params, &taps, &tokens, &a[0]),
+        );
+        let conv = |block: usize| Conv1dShape {
+            cin: CONV_CH as u32,
+            cout: CONV_CH as u32,
+            len: lens[block - 1] as u32,
+            weight: at(&format!("conv_layers.{}.weight", 3 * block)),
+            bias: at(&format!("conv_layers.{}.bias", 3 * block)),
+        };
+        for block in 1..CONV_BLOCKS {
+            forward.push(ops.conv1d.forward_pool_relu(
+                gpu,
+                conv(block),
+                &a[block - 1],
+                params,
+                &a[block],
+            ));
+        }
+        let fc0 = LinearShape {
+            fan_in: FLAT as u32,
+            fan_out: HIDDEN as u32,
+            weight: at("fc_layers.0.weight"),
+            bias: at("fc_layers.0.bias"),
+            relu: true,
+        };
+        let fc2 = LinearShape {
+            fan_in: HIDDEN as u32,
+            fan_out: EMBED_DIM as u32,
+            weight: at("fc_layers.2.weight"),
+            bias: at("fc_layers.2.bias"),
+            relu: false,
+        };
+        let bn = BatchNormShape {
+            channels: EMBED_DIM as u32,
+            gamma: at("fc_layers.3.weight"),
+            beta: at("fc_layers.3.bias"),
+            eps: BN_EPS,
+            momentum: BN_MOMENTUM,
+        };
+        let hidden = buffer("hidden", HIDDEN);
+        let projected = buffer("projected", EMBED_DIM);
+        let embeddings = buffer("embeddings", EMBED_DIM);
+        let bn_saved = storage_buffer(gpu, "bn batch stats", 2 * EMBED_DIM as u64 * F32);
+        let last = &a[CONV_BLOCKS - 1];
+        forward.push(ops.linear.forward(gpu, fc0, last, params, &hidden));
+        forward.push(ops.linear.forward(gpu, fc2, &hidden, params, &projected));
+        forward.push(ops.batchnorm.train_forward(
+            gpu,
+            bn,
+            &projected,
+            params,
+            &slabs.running,
+            &embeddings,
+            &bn_saved,
+        ));
+
+        let d_embeddings = buffer("d embeddings", EMBED_DIM);
+        let loss = ops.pnll.forward_backward(
+            gpu,
+            PnllShape {
+                dim: EMBED_DIM as u32,
+                log_scale: LOG_SCALE as u32,
+                learn: learn_scale,
+            },
+            &embeddings,
+            &labels,
+            params,
+            &d_embeddings,
+            grads,
+            &slabs.losses,
+        );
+
+        // Backward, in reverse.
+        let mut backward = Calls::default();
+        let d_projected = buffer("d projected", EMBED_DIM);
+        backward.push(ops.batchnorm.backward(
+            gpu,
+            bn,
+            &projected,
+            params,
+            &bn_saved,
+            &d_embeddings,
+            &d_projected,
+            grads,
+        ));
+        let d_hidden = buffer("d hidden", HIDDEN);
+        backward.extend(ops.linear.backward(
+            gpu,
+            &ops.weight_grad,
+            fc2,
+            rows,
+            LinearGrads {
+                x: &hidden,
+                dy: &d_projected,
+                params,
+                grads,
+                dx: &d_hidden,
+            },
+        ));
+        backward.push(ops.relu.backward(gpu, HIDDEN as u32, &hidden, &d_hidden));
+        let da: Vec<wgpu::Buffer> = lens
+            .iter()
+            .map(|&len| buffer("d block output", CONV_CH * len))
+            .collect();
+        backward.extend(ops.linear.backward(
+            gpu,
+            &ops.weight_grad,
+            fc0,
+            rows,
+            LinearGrads {
+                x: last,
+                dy: &d_hidden,
+                params,
+                grads,
+                dx: &da[CONV_BLOCKS - 1],
+            },
+        ));
+        for block in (1..CONV_BLOCKS).rev() {
+            let len_in = lens[block - 1];
+            let per_row = (CONV_CH * lens[block]) as u32;
+            backward.push(ops.relu.backward(gpu, per_row, &a[block], &da[block]));
+            let d_conv = buffer("d conv output", CONV_CH * len_in);
+            backward.push(ops.avgpool.backward(
+                gpu,
+                CONV_CH as u32,
+                len_in as u32,
+                &da[block],
+                &d_conv,
+            ));
+            backward.extend(ops.conv1d.backward(
+                gpu,
+                &ops.weight_grad,
+                conv(block),
+                rows,
+                Conv1dGrads {
+                    x: &a[block - 1],
+                    dy: &d_conv,
+                    params,
+                    grads,
+                    dx: &da[block - 1],
+                },
+            ));
+            backward.keep(d_conv);
+        }
+        // Block 0 through the fold.
+        backward.push(
+            ops.relu
+                .backward(gpu, (CONV_CH * lens[0]) as u32, &a[0], &da[0]),
+        );
+        let d_conv0 = buffer("d conv0 output", CONV_CH * MAX_LEN);
+        backward.push(
+            ops.avgpool
+                .backward(gpu, CONV_CH as u32, MAX_LEN as u32, &da[0], &d_conv0),
+        );
+        let d_taps = storage_buffer(gpu, "d tap tables", first.taps_len() as u64 * F32);
+        backward.push(ops.embedding.backward_taps(
+            gpu,
+            EmbeddingShape {
+                len: MAX_LEN as u32,
+                dim: CONV_CH as u32,
+                vocab: VOCAB as u32,
+                table: 0,
+            },
+            &positions,
+            &d_conv0,
+            &d_taps,
+        ));
+        backward.extend(ops.tapconv.backward(gpu, first, params, &d_taps, grads));
+
+        let mut ranges = vec![(0..NUM_PARAMS, true)];
+        if learn_scale {
+            ranges.push((LOG_SCALE..SLAB, false));
+        }
+        let adamw = ops.adamw.calls(
+            gpu,
+            AdamWBuffers {
+                params,
+                grads,
+                m: &slabs.exp_avg,
+                v: &slabs.exp_avg_sq,
+                norm: &slabs.norm,
+            },
+            &ranges,
+        );
+
+        for buffer in a.into_iter().chain(da) {
+            forward.keep(buffer);
+        }
+        for buffer in [
+            taps,
+            hidden,
+            projected,
+            bn_saved,
+            d_embeddings,
+            d_projected,
+            d_hidden,
+        ] {
+            forward.keep(buffer);
+        }
+        backward.keep(d_conv0);
+        backward.keep(d_taps);
+        let mut trainer = Trainer {
+            gpu,
+            pairs,
+            slabs,
+            tokens,
+            positions,
+            labels,
+            embeddings,
+            fold,
+            forward,
+            loss,
+            backward,
+            adamw,
+        };
+        trainer.set_pairs(pairs);
+        Ok(trainer)
+    }
+
+    pub fn pairs(&self) -> usize {
+        self.pairs
+    }
+
+    fn set_pairs(&mut self, pairs: usize) {
+        let rows = (2 * pairs) as u32;
+        self.forward.set_batch(self.gpu, rows);
+        self.backward.set_batch(self.gpu, rows);
+        self.loss.set(self.gpu, pairs as u32, 0);
+    }
+
+    /// Uploads a batch of exactly `pairs()` pairs.
+    fn upload(&mut self, batch: &PairBatch, slot: usize) -> Result<()> {
+        if batch.len() != self.pairs {
+            bail!(
+                "batch of {} pairs given to a trainer of {}",
+                batch.len(),
+                self.pairs
+            );
+        }
+        let tokens = batch.tokens();
+        let positions = positions_by_token(&tokens, VOCAB);
+        let labels: Vec<f32> = batch.labels.iter().map(|&d| d as f32).collect();
+        let queue = &self.gpu.queue;
+        queue.write_buffer(&self.tokens, 0, bytemuck::cast_slice(&tokens));
+        queue.write_buffer(&self.positions, 0, bytemuck::cast_slice(&positions));
+        queue.write_buffer(&self.labels, 0, bytemuck::cast_slice(&labels));
+        self.loss
+            .set(self.gpu, self.pairs as u32, (slot % LOSS_SLOTS) as u32);
+        Ok(())
+    }
+
+    /// Records forward, loss and backward: the gradient slab holds this batch's gradients.
+    fn record_gradients(&self, pass: &mut wgpu::ComputePass) {
+        let rows = (2 * self.pairs) as u32;
+        self.fold.record(pass, self.gpu, 1);
+        self.forward.record(pass, self.gpu, rows);
+        self.loss.record(pass, self.gpu);
+        self.backward.record(pass, self.gpu, rows);
+    }
+
+    /// One training step (gradients, then AdamW), submitted without waiting; the loss
+    /// lands in slot `step % LOSS_SLOTS` of [`Trainer::losses`].
+    pub fn step(&mut self, batch: &PairBatch, hyper: &AdamWStep) -> Result<()> {
+        self.upload(batch, hyper.step as usize)?;
+        self.adamw.set(self.gpu, hyper);
+        let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            self.record_gradients(&mut pass);
+            self.adamw.record(&mut pass, self.gpu);
+        }
+        self.gpu.queue.submit([encoder.finish()]);
+        Ok(())
+    }
+
+    /// Forward, loss and backward only (no update); waits for the GPU.
+    pub fn gradients(&mut self, batch: &PairBatch) -> Result<()> {
+        self.upload(batch, 0)?;
+        let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            self.record_gradients(&mut pass);
+        }
+        self.gpu.queue.submit([encoder.finish()]);
+        self.gpu.wait()
+    }
+
+    /// One AdamW update from the gradient slab as it stands (tests feed it gradients
+    /// with [`Trainer::write_grads`]).
+    pub fn update(&mut self, hyper: &AdamWStep) -> Result<()> {
+        self.adamw.set(self.gpu, hyper);
+        let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            self.adamw.record(&mut pass, self.gpu);
+        }
+        self.gpu.queue.submit([encoder.finish()]);
+        self.gpu.wait()
+    }
+
+    /// The loss slots `from..to` (step numbers, cyclic in `LOSS_SLOTS`), waiting for the GPU.
+    pub fn losses(&self, from: u64, to: u64) -> Result<Vec<f32>> {
+        let all: Vec<f32> = self.gpu.read_buffer(&self.slabs.losses, LOSS_SLOTS)?;
+        Ok((from..to).map(|s| all[s as usize % LOSS_SLOTS]).collect())
+    }
+
+    /// `[norm, clip factor]` of the last step's gradient.
+    pub fn grad_norm(&self) -> Result<f32> {
+        Ok(self.gpu.read_buffer::<f32>(&self.slabs.norm, 2)?[0])
+    }
+
+    pub fn read_grads(&self) -> Result<Vec<f32>> {
+        self.gpu.read_buffer(&self.slabs.grads, SLAB)
+    }
+
+    pub fn write_grads(&self, grads: &[f32]) {
+        self.gpu
+            .queue
+            .write_buffer(&self.slabs.grads, 0, bytemuck::cast_slice(grads));
+    }
+
+    /// The train-mode embeddings of the last forward, `[2 * pairs, 80]`.
+    pub fn read_embeddings(&self) -> Result<Vec<f32>> {
+        self.gpu
+            .read_buffer(&self.embeddings, 2 * self.pairs * EMBED_DIM)
+    }
+
+    /// Everything a checkpoint holds, read back in one submit.
+    pub fn state(&self) -> Result<TrainState> {
+        let s = &self.slabs;
+        let slab_bytes = SLAB as u64 * F32;
+        let running_bytes = 2 * EMBED_DIM as u64 * F32;
+        let readbacks: Vec<(Readback, &wgpu::Buffer, u64)> = [
+            (&s.params, slab_bytes),
+            (&s.exp_avg, slab_bytes),
+            (&s.exp_avg_sq, slab_bytes),
+            (&s.running, running_bytes),
+        ]
+        .into_iter()
+        .map(|(b, bytes)| (Readback::new(self.gpu, bytes), b, bytes))
+        .collect();
+        let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
+        for (r, b, bytes) in &readbacks {
+            r.copy(&mut encoder, b, *bytes);
+        }
+        self.gpu.queue.submit([encoder.finish()]);
+        let mut values = readbacks
+            .iter()
+            .map(|(r, _, bytes)| r.read::<f32>(self.gpu, *bytes));
+        let mut next = || values.next().expect("four readbacks");
+        Ok(TrainState {
+            params: next()?,
+            exp_avg: next()?,
+            exp_avg_sq: next()?,
+            running: next()?,
+        })
+    }
+}
+
+fn check_state(state: &TrainState) -> Result<()> {
+    let lens = [
+        state.params.len(),
+        state.exp_avg.len(),
+        state.exp_avg_sq.len(),
+    ];
+    if lens.iter().any(|&n| n != SLAB) || state.running.len() != 2 * EMBED_DIM {
+        bail!(
+            "training state has slabs of {lens:?} and {} running statistics, expected {SLAB} and {}",
+            state.running.len(),
+            2 * EMBED_DIM
+        );
+    }
+    Ok(())
+}
