@@ -1,0 +1,221 @@
+//! `megashtein-gpu train` end to end on tiny configurations: it learns, a run split by
+//! a checkpoint equals the run done in one go, and bad input fails clearly.
+mod common;
+
+use std::path::Path;
+
+use common::{err, ok, run_bin};
+use megashtein_gpu::model::weights::Weights;
+
+/// Small, fast settings (each step takes milliseconds on lavapipe).
+const TINY: &[&str] = &["--batch", "8", "--val-pairs", "40", "--warmup", "2"];
+
+fn train(dir: &Path, args: &[&str]) -> std::process::Output {
+    let output = dir.join("m.safetensors");
+    let mut all = vec!["train", "--output", output.to_str().unwrap()];
+    all.extend_from_slice(args);
+    run_bin(&all, b"")
+}
+
+fn log_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn validation_error_falls_at_least_twofold() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(train(
+        dir.path(),
+        &[
+            "--steps", "150", "--batch", "32", "--lr", "3e-3", "--warmup", "10", "--val-every",
+            "50", "--val-pairs", "200",
+        ],
+    ));
+    let log = log_lines(&dir.path().join("m.safetensors.log.jsonl"));
+    assert_eq!(log.len(), 4, "validation at steps 0, 50, 100, 150");
+    let mae = |i: usize| log[i]["val"]["synthetic"]["mae"].as_f64().unwrap();
+    assert!(
+        mae(3) * 2.0 <= mae(0),
+        "validation MAE went from {} to {}",
+        mae(0),
+        mae(3)
+    );
+    for line in &log[1..] {
+        assert!(line["loss"].as_f64().unwrap().is_finite());
+        assert!(line["pairs_per_s"].as_f64().unwrap() > 0.0);
+    }
+    // The model records the learned scale; it loads as a model.
+    let model = Weights::load(&dir.path().join("m.safetensors")).unwrap();
+    let scale = log[3]["scale"].as_f64().unwrap() as f32;
+    assert_eq!(model.distance_scale, scale);
+    assert_eq!(model.num_batches_tracked, 150);
+}
+
+#[test]
+fn resumed_run_equals_uninterrupted_run() {
+    let whole = tempfile::tempdir().unwrap();
+    let split = tempfile::tempdir().unwrap();
+    let mut args = vec!["--steps", "6", "--val-every", "3", "--checkpoint-every", "2"];
+    args.extend_from_slice(TINY);
+    ok(train(whole.path(), &args));
+
+    let mut first = args.clone();
+    first.extend_from_slice(&["--stop-after", "3"]);
+    let out = ok(train(split.path(), &first));
+    assert!(out.is_empty());
+    assert!(!split.path().join("m.safetensors").exists());
+    let ckpt = split.path().join("m.safetensors.ckpt");
+    let out = ok(train(split.path(), &["--resume", ckpt.to_str().unwrap()]));
+    assert!(out.is_empty());
+
+    let a = std::fs::read(whole.path().join("m.safetensors")).unwrap();
+    let b = std::fs::read(split.path().join("m.safetensors")).unwrap();
+    assert!(a == b, "the resumed run's model differs from the uninterrupted run's");
+    let ca = std::fs::read(whole.path().join("m.safetensors.ckpt")).unwrap();
+    let cb = std::fs::read(&ckpt).unwrap();
+    assert!(ca == cb, "final checkpoints differ");
+    // The split run's log has the same validation lines (steps 0, 3, 6).
+    let steps = |d: &Path| -> Vec<u64> {
+        log_lines(&d.join("m.safetensors.log.jsonl"))
+            .iter()
+            .map(|l| l["step"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(steps(whole.path()), vec![0, 3, 6]);
+    assert_eq!(steps(split.path()), vec![0, 3, 6]);
+}
+
+#[test]
+fn corpus_mode_trains_and_validates_on_the_corpus() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("words.txt");
+    std::fs::write(&corpus, "apple\nbanana\ncherry\n\ndate\nelderberry\r\nfig\n").unwrap();
+    let mut args = vec!["--steps", "2", "--corpus", corpus.to_str().unwrap()];
+    args.extend_from_slice(TINY);
+    ok(train(dir.path(), &args));
+    let log = log_lines(&dir.path().join("m.safetensors.log.jsonl"));
+    assert!(log[1]["val"]["corpus"]["mae"].as_f64().unwrap().is_finite());
+    assert!(log[1]["val"]["synthetic"]["mae"].as_f64().unwrap().is_finite());
+}
+
+#[test]
+fn bad_options_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, expect) in [
+        (&["--schedule", "bogus"][..], "invalid value 'bogus'"),
+        (&["--scale=-1"], "--scale must be `learned` or a positive number"),
+        (&["--alphabet", "greek"], "expected printable, lower, alnum, dna or chars:"),
+        (&["--batch", "0"], "--batch must be at least 1"),
+        (&["--steps", "0"], "--steps must be at least 1"),
+        (&["--lr", "nan"], "--lr must be a positive number"),
+        (&["--batch", "100000000"], "does not fit"),
+        (&["--init", "nope.safetensors"], "nope.safetensors"),
+    ] {
+        let e = err(train(dir.path(), args));
+        assert!(e.contains(expect), "{args:?}: {e}");
+    }
+    assert!(!dir.path().join("m.safetensors").exists());
+}
+
+#[test]
+fn bad_corpus_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.txt");
+    let e = err(train(dir.path(), &["--corpus", missing.to_str().unwrap()]));
+    assert!(e.contains("missing.txt"), "{e}");
+
+    let bad = dir.path().join("bad.txt");
+    std::fs::write(&bad, "fine\ncaf\u{e9}\n").unwrap();
+    let e = err(train(dir.path(), &["--corpus", bad.to_str().unwrap()]));
+    assert!(e.contains("bad.txt:2"), "{e}");
+    // ... unless told to skip such lines.
+    let mut args = vec!["--steps", "1", "--corpus", bad.to_str().unwrap(), "--non-ascii", "skip"];
+    args.extend_from_slice(TINY);
+    ok(train(dir.path(), &args));
+
+    let empty = dir.path().join("empty.txt");
+    std::fs::write(&empty, "").unwrap();
+    let e = err(train(dir.path(), &["--corpus", empty.to_str().unwrap()]));
+    assert!(e.contains("no strings"), "{e}");
+}
+
+#[test]
+fn bad_checkpoints_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let resume = |path: &Path| err(train(dir.path(), &["--resume", path.to_str().unwrap()]));
+
+    let garbage = dir.path().join("garbage.ckpt");
+    std::fs::write(&garbage, b"not a checkpoint at all").unwrap();
+    assert!(resume(&garbage).contains("not a valid safetensors file"));
+    assert!(resume(&dir.path().join("missing.ckpt")).contains("missing.ckpt"));
+
+    // A model file is not a checkpoint.
+    let model = dir.path().join("model.safetensors");
+    Weights::init(1).save(&model).unwrap();
+    assert!(resume(&model).contains("not a training checkpoint"));
+
+    // A real checkpoint, cut short, then with a mismatched moment tensor.
+    let mut args = vec!["--steps", "2", "--stop-after", "1"];
+    args.extend_from_slice(TINY);
+    ok(train(dir.path(), &args));
+    let ckpt = dir.path().join("m.safetensors.ckpt");
+    let bytes = std::fs::read(&ckpt).unwrap();
+    let cut = dir.path().join("cut.ckpt");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    assert!(resume(&cut).contains("not a valid safetensors file"));
+
+    // Resume options that would change the run are refused.
+    let e = err(train(
+        dir.path(),
+        &["--resume", ckpt.to_str().unwrap(), "--lr", "1"],
+    ));
+    assert!(e.contains("cannot be used with"), "{e}");
+
+    // Nothing half-written is left beside the checkpoint.
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.contains(".tmp")), "{names:?}");
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_writes_a_checkpoint_that_resumes() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("m.safetensors");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_megashtein-gpu"))
+        .args(["train", "--output", output.to_str().unwrap(), "--steps", "100000"])
+        .args(TINY)
+        .args(["--val-every", "100000", "--checkpoint-every", "100000"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the first log line (the run is under way), then interrupt.
+    let log = dir.path().join("m.safetensors.log.jsonl");
+    let started = std::time::Instant::now();
+    while !std::fs::read_to_string(&log).is_ok_and(|s| s.ends_with('\n')) {
+        assert!(started.elapsed().as_secs() < 120, "training never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted at step"), "{stderr}");
+    assert!(stderr.contains("--resume"), "{stderr}");
+    assert!(!output.exists());
+    let ckpt = dir.path().join("m.safetensors.ckpt");
+    let checkpoint = megashtein_gpu::train::checkpoint::Checkpoint::load(&ckpt).unwrap();
+    assert!(checkpoint.step > 0 && checkpoint.step < 100_000);
+}
