@@ -11,6 +11,7 @@ use crate::bench::peer::run_json_lines;
 use crate::bench::query::{
     CandidateRow, candidate_sweep, exact_scan, rapidfuzz_peer, sample_queries,
 };
+use crate::bench::train::{TrainThroughput, train_throughput};
 use crate::bench::{Throughput, embed_throughput};
 use crate::embed::Embedder;
 use crate::gpu::{Gpu, GpuOptions};
@@ -22,6 +23,9 @@ pub enum Command {
     Embed(EmbedArgs),
     /// Queries per second of the GPU kNN kernel on random vectors (d = 80).
     Knn(KnnArgs),
+    /// Training pairs per second (full step: forward, loss, backward, AdamW), the time
+    /// the GPU waits for data, and the data generator's own rate.
+    Train(TrainArgs),
     /// End-to-end fuzzy search on real misspellings: queries/s and recall against an
     /// exhaustive exact scan, for several candidate counts.
     Query(QueryArgs),
@@ -39,6 +43,25 @@ pub struct EmbedArgs {
     #[arg(long, default_value_t = 2.0)]
     pub seconds: f64,
     /// Python with torch: also run tools/bench_torch.py with it and print the ratio.
+    #[arg(long, value_name = "PYTHON")]
+    pub torch: Option<PathBuf>,
+    /// Device for the PyTorch peer.
+    #[arg(long, default_value = "cpu")]
+    pub torch_device: String,
+    #[command(flatten)]
+    pub gpu: GpuOptions,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    /// Pairs per step to measure.
+    #[arg(long, value_delimiter = ',', default_value = "64,256,1024")]
+    pub pairs: Vec<usize>,
+    /// Time budget per size, in seconds.
+    #[arg(long, default_value_t = 3.0)]
+    pub seconds: f64,
+    /// Python with torch: also run tools/bench_train_torch.py (the reference training
+    /// step) with it and print the ratio.
     #[arg(long, value_name = "PYTHON")]
     pub torch: Option<PathBuf>,
     /// Device for the PyTorch peer.
@@ -121,8 +144,81 @@ pub fn run(cmd: &Command) -> Result<()> {
     match cmd {
         Command::Embed(args) => bench_embed(args),
         Command::Knn(args) => bench_knn(args),
+        Command::Train(args) => bench_train(args),
         Command::Query(args) => bench_query(args),
     }
+}
+
+fn bench_train(args: &TrainArgs) -> Result<()> {
+    if args.pairs.iter().any(|&p| p == 0) || !(args.seconds > 0.0) {
+        bail!("--pairs must be at least 1 and --seconds positive");
+    }
+    let gpu = Gpu::new(&args.gpu)?;
+    let ops = crate::ops::Ops::new(&gpu);
+    println!("device: {}", gpu.describe());
+    let budget = Duration::from_secs_f64(args.seconds);
+    let ours: Vec<TrainThroughput> = args
+        .pairs
+        .iter()
+        .map(|&p| train_throughput(&gpu, &ops, p, budget))
+        .collect::<Result<_>>()?;
+    let peer = match &args.torch {
+        Some(python) => Some(torch_train_peer(python, args)?),
+        None => None,
+    };
+    match &peer {
+        Some((name, _)) => println!("peer: {name}"),
+        None => println!(
+            "peer: none (pass --torch PYTHON to run tools/bench_train_torch.py beside it)"
+        ),
+    }
+    println!(
+        "{:>6} {:>13} {:>13} {:>7} {:>10} {:>16}",
+        "pairs", "ours pairs/s", "torch pairs/s", "ratio", "data wait", "generator pairs/s"
+    );
+    for t in &ours {
+        let theirs = peer.as_ref().and_then(|(_, rows)| {
+            rows.iter()
+                .find(|(p, _)| *p == t.pairs)
+                .map(|&(_, rate)| rate)
+        });
+        let (rate, ratio) = peer_columns(t.pairs_per_s, theirs);
+        println!(
+            "{:>6} {:>13.0} {rate:>13} {ratio:>7} {:>9.1}% {:>16.0}",
+            t.pairs,
+            t.pairs_per_s,
+            100.0 * t.data_wait_fraction,
+            t.generator_pairs_per_s
+        );
+    }
+    Ok(())
+}
+
+/// Run tools/bench_train_torch.py and return its description and (pairs, pairs/s) rows.
+fn torch_train_peer(python: &Path, args: &TrainArgs) -> Result<(String, Vec<(usize, f64)>)> {
+    let sizes: Vec<String> = args.pairs.iter().map(ToString::to_string).collect();
+    let values = run_json_lines(
+        python,
+        "bench_train_torch.py",
+        [
+            "--pairs",
+            &sizes.join(","),
+            "--seconds",
+            &args.seconds.to_string(),
+            "--device",
+            &args.torch_device,
+        ],
+    )?;
+    let mut rows = Vec::new();
+    let mut name = String::new();
+    for v in &values {
+        let (Some(pairs), Some(rate)) = (v["pairs"].as_u64(), v["pairs_per_s"].as_f64()) else {
+            bail!("unexpected output from tools/bench_train_torch.py: {v}");
+        };
+        name = torch_name(v);
+        rows.push((pairs as usize, rate));
+    }
+    Ok((name, rows))
 }
 
 fn bench_embed(args: &EmbedArgs) -> Result<()> {
