@@ -31,8 +31,18 @@ fn validation_error_falls_at_least_twofold() {
     ok(train(
         dir.path(),
         &[
-            "--steps", "150", "--batch", "32", "--lr", "3e-3", "--warmup", "10", "--val-every",
-            "50", "--val-pairs", "200",
+            "--steps",
+            "150",
+            "--batch",
+            "32",
+            "--lr",
+            "3e-3",
+            "--warmup",
+            "10",
+            "--val-every",
+            "50",
+            "--val-pairs",
+            "200",
         ],
     ));
     let log = log_lines(&dir.path().join("m.safetensors.log.jsonl"));
@@ -59,7 +69,14 @@ fn validation_error_falls_at_least_twofold() {
 fn resumed_run_equals_uninterrupted_run() {
     let whole = tempfile::tempdir().unwrap();
     let split = tempfile::tempdir().unwrap();
-    let mut args = vec!["--steps", "6", "--val-every", "3", "--checkpoint-every", "2"];
+    let mut args = vec![
+        "--steps",
+        "6",
+        "--val-every",
+        "3",
+        "--checkpoint-every",
+        "2",
+    ];
     args.extend_from_slice(TINY);
     ok(train(whole.path(), &args));
 
@@ -74,7 +91,10 @@ fn resumed_run_equals_uninterrupted_run() {
 
     let a = std::fs::read(whole.path().join("m.safetensors")).unwrap();
     let b = std::fs::read(split.path().join("m.safetensors")).unwrap();
-    assert!(a == b, "the resumed run's model differs from the uninterrupted run's");
+    assert!(
+        a == b,
+        "the resumed run's model differs from the uninterrupted run's"
+    );
     let ca = std::fs::read(whole.path().join("m.safetensors.ckpt")).unwrap();
     let cb = std::fs::read(&ckpt).unwrap();
     assert!(ca == cb, "final checkpoints differ");
@@ -93,13 +113,22 @@ fn resumed_run_equals_uninterrupted_run() {
 fn corpus_mode_trains_and_validates_on_the_corpus() {
     let dir = tempfile::tempdir().unwrap();
     let corpus = dir.path().join("words.txt");
-    std::fs::write(&corpus, "apple\nbanana\ncherry\n\ndate\nelderberry\r\nfig\n").unwrap();
+    std::fs::write(
+        &corpus,
+        "apple\nbanana\ncherry\n\ndate\nelderberry\r\nfig\n",
+    )
+    .unwrap();
     let mut args = vec!["--steps", "2", "--corpus", corpus.to_str().unwrap()];
     args.extend_from_slice(TINY);
     ok(train(dir.path(), &args));
     let log = log_lines(&dir.path().join("m.safetensors.log.jsonl"));
     assert!(log[1]["val"]["corpus"]["mae"].as_f64().unwrap().is_finite());
-    assert!(log[1]["val"]["synthetic"]["mae"].as_f64().unwrap().is_finite());
+    assert!(
+        log[1]["val"]["synthetic"]["mae"]
+            .as_f64()
+            .unwrap()
+            .is_finite()
+    );
 }
 
 #[test]
@@ -107,8 +136,14 @@ fn bad_options_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     for (args, expect) in [
         (&["--schedule", "bogus"][..], "invalid value 'bogus'"),
-        (&["--scale=-1"], "--scale must be `learned` or a positive number"),
-        (&["--alphabet", "greek"], "expected printable, lower, alnum, dna or chars:"),
+        (
+            &["--scale=-1"],
+            "--scale must be `learned` or a positive number",
+        ),
+        (
+            &["--alphabet", "greek"],
+            "expected printable, lower, alnum, dna or chars:",
+        ),
         (&["--batch", "0"], "--batch must be at least 1"),
         (&["--steps", "0"], "--steps must be at least 1"),
         (&["--lr", "nan"], "--lr must be a positive number"),
@@ -133,7 +168,14 @@ fn bad_corpus_is_a_clear_error() {
     let e = err(train(dir.path(), &["--corpus", bad.to_str().unwrap()]));
     assert!(e.contains("bad.txt:2"), "{e}");
     // ... unless told to skip such lines.
-    let mut args = vec!["--steps", "1", "--corpus", bad.to_str().unwrap(), "--non-ascii", "skip"];
+    let mut args = vec![
+        "--steps",
+        "1",
+        "--corpus",
+        bad.to_str().unwrap(),
+        "--non-ascii",
+        "skip",
+    ];
     args.extend_from_slice(TINY);
     ok(train(dir.path(), &args));
 
@@ -190,7 +232,13 @@ fn ctrl_c_writes_a_checkpoint_that_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("m.safetensors");
     let mut child = Command::new(env!("CARGO_BIN_EXE_megashtein-gpu"))
-        .args(["train", "--output", output.to_str().unwrap(), "--steps", "100000"])
+        .args([
+            "train",
+            "--output",
+            output.to_str().unwrap(),
+            "--steps",
+            "100000",
+        ])
         .args(TINY)
         .args(["--val-every", "100000", "--checkpoint-every", "100000"])
         .stderr(Stdio::piped())

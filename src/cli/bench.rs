@@ -150,7 +150,7 @@ pub fn run(cmd: &Command) -> Result<()> {
 }
 
 fn bench_train(args: &TrainArgs) -> Result<()> {
-    if args.pairs.iter().any(|&p| p == 0) || !(args.seconds > 0.0) {
+    if args.pairs.contains(&0) || args.seconds.is_nan() || args.seconds <= 0.0 {
         bail!("--pairs must be at least 1 and --seconds positive");
     }
     let gpu = Gpu::new(&args.gpu)?;
@@ -163,26 +163,28 @@ fn bench_train(args: &TrainArgs) -> Result<()> {
         .map(|&p| train_throughput(&gpu, &ops, p, budget))
         .collect::<Result<_>>()?;
     let peer = match &args.torch {
-        Some(python) => Some(torch_train_peer(python, args)?),
+        Some(python) => Some(torch_peer(
+            python,
+            "bench_train_torch.py",
+            ("--pairs", "pairs", "pairs_per_s"),
+            &args.pairs,
+            args.seconds,
+            &args.torch_device,
+        )?),
         None => None,
     };
     match &peer {
         Some((name, _)) => println!("peer: {name}"),
-        None => println!(
-            "peer: none (pass --torch PYTHON to run tools/bench_train_torch.py beside it)"
-        ),
+        None => {
+            println!("peer: none (pass --torch PYTHON to run tools/bench_train_torch.py beside it)")
+        }
     }
     println!(
         "{:>6} {:>13} {:>13} {:>7} {:>10} {:>16}",
         "pairs", "ours pairs/s", "torch pairs/s", "ratio", "data wait", "generator pairs/s"
     );
     for t in &ours {
-        let theirs = peer.as_ref().and_then(|(_, rows)| {
-            rows.iter()
-                .find(|(p, _)| *p == t.pairs)
-                .map(|&(_, rate)| rate)
-        });
-        let (rate, ratio) = peer_columns(t.pairs_per_s, theirs);
+        let (rate, ratio) = peer_columns(t.pairs_per_s, peer_rate(&peer, t.pairs));
         println!(
             "{:>6} {:>13.0} {rate:>13} {ratio:>7} {:>9.1}% {:>16.0}",
             t.pairs,
@@ -192,33 +194,6 @@ fn bench_train(args: &TrainArgs) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// Run tools/bench_train_torch.py and return its description and (pairs, pairs/s) rows.
-fn torch_train_peer(python: &Path, args: &TrainArgs) -> Result<(String, Vec<(usize, f64)>)> {
-    let sizes: Vec<String> = args.pairs.iter().map(ToString::to_string).collect();
-    let values = run_json_lines(
-        python,
-        "bench_train_torch.py",
-        [
-            "--pairs",
-            &sizes.join(","),
-            "--seconds",
-            &args.seconds.to_string(),
-            "--device",
-            &args.torch_device,
-        ],
-    )?;
-    let mut rows = Vec::new();
-    let mut name = String::new();
-    for v in &values {
-        let (Some(pairs), Some(rate)) = (v["pairs"].as_u64(), v["pairs_per_s"].as_f64()) else {
-            bail!("unexpected output from tools/bench_train_torch.py: {v}");
-        };
-        name = torch_name(v);
-        rows.push((pairs as usize, rate));
-    }
-    Ok((name, rows))
 }
 
 fn bench_embed(args: &EmbedArgs) -> Result<()> {
@@ -244,7 +219,14 @@ fn bench_embed(args: &EmbedArgs) -> Result<()> {
         .collect::<Result<_>>()?;
     drop(embedder);
     let peer = match &args.torch {
-        Some(python) => Some(torch_embed_peer(python, args)?),
+        Some(python) => Some(torch_peer(
+            python,
+            "bench_torch.py",
+            ("--batch-sizes", "batch", "strings_per_s"),
+            &args.batch_sizes,
+            args.seconds,
+            &args.torch_device,
+        )?),
         None => None,
     };
     match &peer {
@@ -256,12 +238,7 @@ fn bench_embed(args: &EmbedArgs) -> Result<()> {
         "batch", "ours str/s", "torch str/s", "ratio"
     );
     for t in &ours {
-        let theirs = peer.as_ref().and_then(|(_, rows)| {
-            rows.iter()
-                .find(|(b, _)| *b == t.batch)
-                .map(|&(_, rate)| rate)
-        });
-        let (rate, ratio) = peer_columns(t.strings_per_s, theirs);
+        let (rate, ratio) = peer_columns(t.strings_per_s, peer_rate(&peer, t.batch));
         println!(
             "{:>8} {:>16.0} {rate:>16} {ratio:>8}",
             t.batch, t.strings_per_s
@@ -296,31 +273,48 @@ fn ratio_text(x: f64) -> String {
     }
 }
 
-/// Run tools/bench_torch.py and return its description and (batch, strings/s) rows.
-fn torch_embed_peer(python: &Path, args: &EmbedArgs) -> Result<(String, Vec<(usize, f64)>)> {
-    let sizes: Vec<String> = args.batch_sizes.iter().map(ToString::to_string).collect();
+/// A PyTorch peer's description and (size, rate) rows.
+type PeerRows = (String, Vec<(usize, f64)>);
+
+/// Run `tools/SCRIPT` with `SIZE_FLAG sizes --seconds --device` and read its
+/// (`size_key`, `rate_key`) rows.
+fn torch_peer(
+    python: &Path,
+    script: &str,
+    (size_flag, size_key, rate_key): (&str, &str, &str),
+    sizes: &[usize],
+    seconds: f64,
+    device: &str,
+) -> Result<PeerRows> {
+    let sizes: Vec<String> = sizes.iter().map(ToString::to_string).collect();
     let values = run_json_lines(
         python,
-        "bench_torch.py",
+        script,
         [
-            "--batch-sizes",
+            size_flag,
             &sizes.join(","),
             "--seconds",
-            &args.seconds.to_string(),
+            &seconds.to_string(),
             "--device",
-            &args.torch_device,
+            device,
         ],
     )?;
     let mut rows = Vec::new();
     let mut name = String::new();
     for v in &values {
-        let (Some(batch), Some(rate)) = (v["batch"].as_u64(), v["strings_per_s"].as_f64()) else {
-            bail!("unexpected output from tools/bench_torch.py: {v}");
+        let (Some(size), Some(rate)) = (v[size_key].as_u64(), v[rate_key].as_f64()) else {
+            bail!("unexpected output from tools/{script}: {v}");
         };
         name = torch_name(v);
-        rows.push((batch as usize, rate));
+        rows.push((size as usize, rate));
     }
     Ok((name, rows))
+}
+
+/// The peer's rate for `size`, if it measured one.
+fn peer_rate(peer: &Option<PeerRows>, size: usize) -> Option<f64> {
+    peer.as_ref()
+        .and_then(|(_, rows)| rows.iter().find(|(s, _)| *s == size).map(|&(_, r)| r))
 }
 
 fn torch_name(v: &serde_json::Value) -> String {
