@@ -231,7 +231,7 @@ fn ctrl_c_writes_a_checkpoint_that_resumes() {
     use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("m.safetensors");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_megashtein-gpu"))
+    let child = Command::new(env!("CARGO_BIN_EXE_megashtein-gpu"))
         .args([
             "train",
             "--output",
