@@ -46,6 +46,10 @@ fn recall_when_the_base_is_smaller_than_k_and_t() {
     let r = metrics::recall_at(&[1, 0], &[0, 1], 10, &[1, 2, 4, 8]).unwrap();
     assert_eq!(r, vec![0.5, 1.0, 1.0, 1.0]);
     assert_eq!(metrics::candidate_steps(5), vec![1, 2, 4, 5]);
+    assert_eq!(
+        metrics::candidate_steps(300),
+        vec![1, 2, 4, 8, 10, 16, 32, 64, 100, 128, 256, 300]
+    );
     assert_eq!(metrics::candidate_steps(4), vec![1, 2, 4]);
     assert_eq!(metrics::candidate_steps(1), vec![1]);
     assert_eq!(metrics::candidate_steps(0), vec![1]);

@@ -222,7 +222,9 @@ pub fn pair_stats(estimates: &[f64], truth: &[f64], g: &LinearFit) -> PairStats 
     }
 }
 
-/// Powers of two 1, 2, 4, ... below `n`, then `n` itself (just `[1]` for n <= 1).
+/// Powers of two 1, 2, 4, ... and powers of ten 10, 100, ... below `n`, in order, then
+/// `n` itself (just `[1]` for n <= 1). The powers of ten make the reported Rk@10 and
+/// Rk@100 exact points of the curve.
 pub fn candidate_steps(n: usize) -> Vec<usize> {
     let mut ts = Vec::new();
     let mut t = 1;
@@ -230,6 +232,12 @@ pub fn candidate_steps(n: usize) -> Vec<usize> {
         ts.push(t);
         t *= 2;
     }
+    let mut t = 10;
+    while t < n {
+        ts.push(t);
+        t *= 10;
+    }
+    ts.sort_unstable();
     ts.push(n.max(1));
     ts
 }
