@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Result, anyhow, bail};
+use clap::ValueEnum;
 
 use crate::gpu::{Gpu, GpuOptions};
 use crate::input::{LineReader, NonAscii};
@@ -260,7 +261,12 @@ fn fresh_start(args: &Args) -> Result<Checkpoint> {
                 path: path.display().to_string(),
                 sha256,
                 alphabet: args.alphabet.clone(),
-                non_ascii: format!("{:?}", args.non_ascii).to_lowercase(),
+                non_ascii: args
+                    .non_ascii
+                    .to_possible_value()
+                    .expect("every mode has a name")
+                    .get_name()
+                    .to_string(),
             }
         }
     };
@@ -323,11 +329,8 @@ fn generator(data: &DataConfig) -> Result<PairGenerator> {
                     path.display()
                 );
             }
-            let mode = match non_ascii.as_str() {
-                "skip" => NonAscii::Skip,
-                "replace" => NonAscii::Replace,
-                _ => NonAscii::Error,
-            };
+            let mode = NonAscii::from_str(non_ascii, false)
+                .map_err(|e| anyhow!("checkpoint names non-ASCII mode {non_ascii:?}: {e}"))?;
             PairGenerator::corpus(read_corpus(path, mode)?, parse_alphabet(alphabet)?)
         }
     }

@@ -20,7 +20,7 @@ use crate::model::params::{
     BN_EPS, BN_MOMENTUM, CHAR_DIM, CONV_BLOCKS, CONV_CH, EMBED_DIM, FLAT, HIDDEN, MAX_LEN,
     NUM_PARAMS, VOCAB, offset_of,
 };
-use crate::model::weights::Weights;
+use crate::model::weights::{ARCH, Weights};
 use crate::ops::adamw::{AdamWBuffers, AdamWCalls, AdamWStep};
 use crate::ops::conv1d::{Conv1dGrads, Conv1dShape};
 use crate::ops::embedding::{EmbeddingShape, positions_by_token};
@@ -69,13 +69,14 @@ impl TrainState {
 
     /// The model in these slabs (BN's batch count is the caller's to set).
     pub fn weights(&self, num_batches_tracked: i64) -> Weights {
-        let mut w = Weights::init(0);
-        w.params.copy_from_slice(&self.params[..NUM_PARAMS]);
-        w.running_mean.copy_from_slice(&self.running[..EMBED_DIM]);
-        w.running_var.copy_from_slice(&self.running[EMBED_DIM..]);
-        w.num_batches_tracked = num_batches_tracked;
-        w.distance_scale = self.scale();
-        w
+        Weights {
+            params: self.params[..NUM_PARAMS].to_vec(),
+            running_mean: self.running[..EMBED_DIM].to_vec(),
+            running_var: self.running[EMBED_DIM..].to_vec(),
+            num_batches_tracked,
+            distance_scale: self.scale(),
+            arch: ARCH.to_string(),
+        }
     }
 }
 
