@@ -4,6 +4,8 @@
 //   p = p * (1 - lr * wd)
 //   m = m + (1 - beta1) * (g - m)           (torch: exp_avg.lerp_(grad, 1 - beta1))
 //   v = beta2 * v + (1 - beta2) * g * g
+// (1 - beta1 and 1 - beta2 come rounded once from the CPU, as torch's Python floats do:
+// 1 - 0.999 in f32 arithmetic would be off by 1.3e-5 relative)
 //   p = p - step_size * m / (sqrt(v) / bc2_sqrt + eps)
 // with step_size = lr / (1 - beta1^t) and bc2_sqrt = sqrt(1 - beta2^t) from the CPU.
 //   grad_norm: one workgroup; norm[0] = ||g|| over the range, summed in a fixed tree
@@ -19,9 +21,9 @@ struct Shape {
     beta2: f32,
     eps: f32,
     clip: f32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    one_minus_beta1: f32,
+    one_minus_beta2: f32,
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> s: Shape;
@@ -40,8 +42,8 @@ fn step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let i = s.offset + idx;
     let g = grads[i] * norm[1];
     let p = params[i] * s.decay;
-    let mi = m[i] + (1.0 - s.beta1) * (g - m[i]);
-    let vi = s.beta2 * v[i] + (1.0 - s.beta2) * g * g;
+    let mi = m[i] + s.one_minus_beta1 * (g - m[i]);
+    let vi = s.beta2 * v[i] + s.one_minus_beta2 * g * g;
     m[i] = mi;
     v[i] = vi;
     params[i] = p - s.step_size * mi / (sqrt(vi) / s.bc2_sqrt + s.eps);

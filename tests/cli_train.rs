@@ -149,6 +149,7 @@ fn bad_options_are_clear_errors() {
         (&["--lr", "nan"], "--lr must be a positive number"),
         (&["--batch", "100000000"], "does not fit"),
         (&["--init", "nope.safetensors"], "nope.safetensors"),
+        (&["--val-every", "5000"], "--val-every must be at most 4096"),
     ] {
         let e = err(train(dir.path(), args));
         assert!(e.contains(expect), "{args:?}: {e}");
@@ -240,7 +241,7 @@ fn ctrl_c_writes_a_checkpoint_that_resumes() {
             "100000",
         ])
         .args(TINY)
-        .args(["--val-every", "100000", "--checkpoint-every", "100000"])
+        .args(["--val-every", "4096", "--checkpoint-every", "100000"])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

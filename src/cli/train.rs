@@ -14,7 +14,7 @@ use crate::ops::Ops;
 use crate::train::checkpoint::{Checkpoint, DataConfig, Schedule, TrainConfig};
 use crate::train::data::{PRINTABLE, PairGenerator, parse_alphabet};
 use crate::train::run::{Outcome, RunOptions, ValidationSet, run as run_training};
-use crate::train::trainer::{TrainState, Trainer};
+use crate::train::trainer::{LOSS_SLOTS, TrainState, Trainer};
 
 /// Distance scale a model trained from scratch starts from: with batch norm, each of the
 /// 80 output dimensions of two unrelated strings differs by about sqrt(2) standard
@@ -29,7 +29,7 @@ pub struct Args {
     pub output: PathBuf,
     /// Continue the run saved in this checkpoint (its settings are used; only --output,
     /// --checkpoint, --log, --stop-after and the GPU options may be given with it).
-    #[arg(long, conflicts_with_all = ["steps", "batch", "lr", "schedule", "warmup", "weight_decay", "clip", "seed", "scale", "init", "corpus", "alphabet", "val_pairs", "val_every", "checkpoint_every"])]
+    #[arg(long, conflicts_with_all = ["steps", "batch", "lr", "schedule", "warmup", "weight_decay", "clip", "seed", "scale", "init", "corpus", "non_ascii", "alphabet", "val_pairs", "val_every", "checkpoint_every"])]
     pub resume: Option<PathBuf>,
     /// Checkpoint file, written atomically every --checkpoint-every steps, at
     /// --stop-after and on Ctrl-C [default: OUTPUT.ckpt].
@@ -80,13 +80,14 @@ pub struct Args {
     /// Held-out pairs per validation set.
     #[arg(long, default_value_t = 2000)]
     pub val_pairs: usize,
-    /// Validate and log every this many steps.
+    /// Validate and log every this many steps (at most 4,096).
     #[arg(long, default_value_t = 100)]
     pub val_every: u64,
     /// Write the checkpoint every this many steps.
     #[arg(long, default_value_t = 500)]
     pub checkpoint_every: u64,
-    /// Stop after this many steps of the run (with a checkpoint to resume from).
+    /// Stop once the run reaches step N (with a checkpoint to resume from), before its
+    /// end; the learning-rate schedule still spans --steps.
     #[arg(long)]
     pub stop_after: Option<u64>,
     #[command(flatten)]
@@ -147,7 +148,8 @@ pub fn run(args: &Args) -> Result<()> {
         from,
         options
             .stop_after
-            .map_or(start.config.steps, |s| s.min(start.config.steps)),
+            .map_or(start.config.steps, |s| s.min(start.config.steps))
+            .max(from),
         start.config.steps,
         start.config.pairs,
         options.log.display()
@@ -161,11 +163,14 @@ pub fn run(args: &Args) -> Result<()> {
         &options,
         &interrupted,
     )?;
-    let resume = format!(
+    let mut resume = format!(
         "megashtein-gpu train --output {} --resume {}",
         args.output.display(),
         options.checkpoint.display()
     );
+    if let Some(log) = &args.log {
+        resume.push_str(&format!(" --log {}", log.display()));
+    }
     match outcome {
         Outcome::Finished { step } => {
             eprintln!(
@@ -203,6 +208,9 @@ fn fresh_start(args: &Args) -> Result<Checkpoint> {
         if value < 1.0 {
             bail!("{name} must be at least 1");
         }
+    }
+    if args.val_every > LOSS_SLOTS as u64 {
+        bail!("--val-every must be at most {LOSS_SLOTS}");
     }
     if !(args.lr.is_finite() && args.lr > 0.0) {
         bail!("--lr must be a positive number, got {}", args.lr);
@@ -253,10 +261,11 @@ fn fresh_start(args: &Args) -> Result<Checkpoint> {
             alphabet: args.alphabet.clone(),
         },
         Some(path) => {
-            let sha256 = crate::model::weights::fingerprint(path)
-                .map_err(|_| anyhow!("cannot read corpus {}", path.display()))?;
             // Read now, so a bad corpus fails before anything starts.
             read_corpus(path, args.non_ascii)?;
+            let sha256 = crate::model::weights::fingerprint(path)?;
+            // Absolute, so --resume works from any directory.
+            let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
             DataConfig::Corpus {
                 path: path.display().to_string(),
                 sha256,
@@ -336,18 +345,24 @@ fn generator(data: &DataConfig) -> Result<PairGenerator> {
     }
 }
 
-/// Synthetic pairs of all lengths always (over printable ASCII, so models compare on
-/// one yardstick); in corpus mode also held-out pairs of the corpus.
+/// Seed of the validation sets: the same pairs for every run, so runs compare on one
+/// yardstick (validation draws never coincide with training draws: the generator
+/// separates the two by a domain constant).
+const VALIDATION_SEED: u64 = 0;
+
+/// Synthetic pairs of all lengths always (over printable ASCII); in corpus mode also
+/// pairs of the corpus: anchors from the corpus itself (the base the model will search),
+/// partners from the validation draws.
 fn validation_sets(config: &TrainConfig, generator: &PairGenerator) -> Vec<ValidationSet> {
     let mut sets = vec![ValidationSet {
         name: "synthetic",
         pairs: PairGenerator::synthetic(PRINTABLE.to_vec())
-            .validation(config.seed, config.val_pairs),
+            .validation(VALIDATION_SEED, config.val_pairs),
     }];
     if let DataConfig::Corpus { .. } = config.data {
         sets.push(ValidationSet {
             name: "corpus",
-            pairs: generator.validation(config.seed, config.val_pairs),
+            pairs: generator.validation(VALIDATION_SEED, config.val_pairs),
         });
     }
     sets

@@ -15,7 +15,9 @@ struct Shape {
     beta2: f32,
     eps: f32,
     clip: f32,
-    _pad: [u32; 3],
+    one_minus_beta1: f32,
+    one_minus_beta2: f32,
+    _pad: u32,
 }
 
 /// The hyper-parameters of one step.
@@ -47,7 +49,9 @@ impl AdamWStep {
             beta2: self.beta2 as f32,
             eps: self.eps as f32,
             clip: self.clip as f32,
-            _pad: [0; 3],
+            one_minus_beta1: (1.0 - self.beta1) as f32,
+            one_minus_beta2: (1.0 - self.beta2) as f32,
+            _pad: 0,
         }
     }
 }

@@ -120,9 +120,12 @@ pub fn run(
         .stop_after
         .map_or(config.steps, |s| s.min(config.steps))
         .max(start.step);
+    // A fresh run starts a fresh log; a resumed one appends to it.
     let mut log = std::fs::OpenOptions::new()
         .create(true)
-        .append(true)
+        .write(true)
+        .append(start.step > 0)
+        .truncate(start.step == 0)
         .open(&options.log)
         .with_context(|| format!("cannot open training log {}", options.log.display()))?;
     let bar = progress(config.steps, start.step, options.show_progress);
@@ -144,6 +147,7 @@ pub fn run(
         bar.set_message(summary(&line));
     }
     let mut step = checkpoint.step;
+    let mut saved_at = step;
     let mut stopped_by_signal = false;
     while step < end {
         if interrupted.load(Ordering::SeqCst) {
@@ -191,16 +195,23 @@ pub fn run(
             bar.set_message(summary(&line));
             interval_start = (step, Instant::now());
         }
+        if validate || save {
+            check_finite(&checkpoint, &trainer)?;
+        }
         if save {
             checkpoint.save(&options.checkpoint)?;
+            saved_at = step;
         }
     }
     bar.finish_and_clear();
     if step < config.steps || stopped_by_signal {
-        checkpoint.step = step;
-        checkpoint.state = trainer.state()?;
-        checkpoint.num_batches_tracked = tracked_base + step as i64;
-        checkpoint.save(&options.checkpoint)?;
+        if saved_at != step {
+            checkpoint.step = step;
+            checkpoint.state = trainer.state()?;
+            checkpoint.num_batches_tracked = tracked_base + step as i64;
+            check_finite(&checkpoint, &trainer)?;
+            checkpoint.save(&options.checkpoint)?;
+        }
         return Ok(Outcome::Stopped {
             step,
             interrupted: stopped_by_signal,
@@ -209,6 +220,21 @@ pub fn run(
     let weights = checkpoint.state.weights(checkpoint.num_batches_tracked);
     weights.save(&options.output)?;
     Ok(Outcome::Finished { step })
+}
+
+/// Refuses to save a diverged run over the last good checkpoint.
+fn check_finite(checkpoint: &Checkpoint, trainer: &Trainer) -> Result<()> {
+    let s = &checkpoint.state;
+    let finite = |v: &[f32]| v.iter().all(|x| x.is_finite());
+    if finite(&s.params) && finite(&s.exp_avg) && finite(&s.exp_avg_sq) && finite(&s.running) {
+        return Ok(());
+    }
+    let norm = trainer.grad_norm().unwrap_or(f32::NAN);
+    anyhow::bail!(
+        "training diverged by step {} (non-finite weights; last gradient norm {norm}); \
+         the previous checkpoint is kept. Try a lower --lr or --clip",
+        checkpoint.step
+    )
 }
 
 struct Rate {
@@ -292,13 +318,15 @@ fn progress(steps: u64, at: u64, show: bool) -> indicatif::ProgressBar {
     if !show {
         return indicatif::ProgressBar::hidden();
     }
-    let bar = indicatif::ProgressBar::new(steps).with_style(
-        indicatif::ProgressStyle::with_template(
-            "train [{bar:25}] {pos}/{len} steps {per_sec} ETA {eta} {msg}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar.set_position(at);
+    let bar = indicatif::ProgressBar::new(steps)
+        .with_position(at)
+        .with_style(
+            indicatif::ProgressStyle::with_template(
+                "train [{bar:25}] {pos}/{len} steps {per_sec} ETA {eta} {msg}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+    bar.reset_eta();
     bar
 }

@@ -110,7 +110,15 @@ impl<'g> Trainer<'g> {
     /// conv0 output gradient of both sides, must fit one storage binding).
     pub fn max_pairs(gpu: &Gpu) -> usize {
         let per_pair = 2 * (CONV_CH * MAX_LEN) as u64 * F32;
-        (gpu.max_binding_bytes() / per_pair).max(1) as usize
+        // Shader indices are u32, and a weight gradient's segments (1,024 positions
+        // each) are one grid dimension of at most 65,535 workgroups.
+        let index_limit = (u64::from(u32::MAX) / 4) / per_pair;
+        let longest_conv_input = (MAX_LEN / 2) as u64;
+        let grid_limit = 65_535 * 1024 / (2 * longest_conv_input);
+        (gpu.max_binding_bytes() / per_pair)
+            .min(index_limit)
+            .min(grid_limit)
+            .max(1) as usize
     }
 
     /// A trainer for steps of exactly `pairs` pairs, starting from `state`. With
@@ -428,10 +436,10 @@ impl<'g> Trainer<'g> {
         self.backward.record(pass, self.gpu, rows);
     }
 
-    /// One training step (gradients, then AdamW), submitted without waiting; the loss
-    /// lands in slot `step % LOSS_SLOTS` of [`Trainer::losses`].
+    /// One training step (gradients, then AdamW), submitted without waiting; the loss of
+    /// 1-based step t lands in slot `(t - 1) % LOSS_SLOTS` of [`Trainer::losses`].
     pub fn step(&mut self, batch: &PairBatch, hyper: &AdamWStep) -> Result<()> {
-        self.upload(batch, hyper.step as usize)?;
+        self.upload(batch, hyper.step.saturating_sub(1) as usize)?;
         self.adamw.set(self.gpu, hyper);
         let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
         {
@@ -443,7 +451,8 @@ impl<'g> Trainer<'g> {
         Ok(())
     }
 
-    /// Forward, loss and backward only (no update); waits for the GPU.
+    /// Forward, loss and backward only (no update; batch norm's running statistics do
+    /// move, as in any training-mode forward); waits for the GPU.
     pub fn gradients(&mut self, batch: &PairBatch) -> Result<()> {
         self.upload(batch, 0)?;
         let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
@@ -468,13 +477,14 @@ impl<'g> Trainer<'g> {
         self.gpu.wait()
     }
 
-    /// The loss slots `from..to` (step numbers, cyclic in `LOSS_SLOTS`), waiting for the GPU.
+    /// The losses of steps `from + 1 ..= to` (1-based; at most `LOSS_SLOTS` of them),
+    /// waiting for the GPU.
     pub fn losses(&self, from: u64, to: u64) -> Result<Vec<f32>> {
         let all: Vec<f32> = self.gpu.read_buffer(&self.slabs.losses, LOSS_SLOTS)?;
         Ok((from..to).map(|s| all[s as usize % LOSS_SLOTS]).collect())
     }
 
-    /// `[norm, clip factor]` of the last step's gradient.
+    /// The norm of the last step's gradient, before clipping.
     pub fn grad_norm(&self) -> Result<f32> {
         Ok(self.gpu.read_buffer::<f32>(&self.slabs.norm, 2)?[0])
     }
