@@ -9,18 +9,12 @@ use clap::ValueEnum;
 
 use crate::gpu::{Gpu, GpuOptions};
 use crate::input::{LineReader, NonAscii};
-use crate::model::weights::Weights;
+use crate::model::weights::{REFERENCE_DISTANCE_SCALE, Weights};
 use crate::ops::Ops;
 use crate::train::checkpoint::{Checkpoint, DataConfig, Schedule, TrainConfig};
 use crate::train::data::{PRINTABLE, PairGenerator, parse_alphabet};
 use crate::train::run::{Outcome, RunOptions, ValidationSet, run as run_training};
 use crate::train::trainer::{LOSS_SLOTS, TrainState, Trainer};
-
-/// Distance scale a model trained from scratch starts from: with batch norm, each of the
-/// 80 output dimensions of two unrelated strings differs by about sqrt(2) standard
-/// deviations, so ||e1 - e2||^2 is about 160 and 0.25 puts their d_hat near 40, the
-/// typical distance of two random strings of random lengths. log_s is learned from there.
-const SCRATCH_SCALE: f32 = 0.25;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -239,11 +233,13 @@ fn fresh_start(args: &Args) -> Result<Checkpoint> {
         ),
     };
     parse_alphabet(&args.alphabet)?;
+    // A learned scale starts from the first batch's PNLL-optimal value
+    // (`train::run::calibrated_scale`); the model's own scale is only the fallback.
     let (weights, init, model_scale) = match args.init.as_str() {
         "scratch" => (
             Weights::init(args.seed),
             "scratch".to_string(),
-            SCRATCH_SCALE,
+            REFERENCE_DISTANCE_SCALE,
         ),
         spec => {
             let path = (spec != "default").then(|| Path::new(spec));

@@ -11,9 +11,9 @@ use crate::model::weights::Weights;
 use crate::ops::knn::{Database, Knn, MAX_K, Neighbor};
 
 /// Default `--candidates`: the smallest C reaching recall@1 >= 0.95 on codespell
-/// misspellings against wamerican-huge, or the GPU search's limit when none does (as with
-/// the released checkpoint: 0.874 at 1,024). See BENCHMARKS.md.
-pub const DEFAULT_CANDIDATES: usize = MAX_GPU_CANDIDATES;
+/// misspellings against wamerican-huge with the default model (0.957 at C = 200 of the
+/// grid 10, 20, 50, 100, 200, 500, 1,024; 0.933 at 100). See BENCHMARKS.md.
+pub const DEFAULT_CANDIDATES: usize = 200;
 /// Default `--blowup` for threshold search.
 pub const DEFAULT_BLOWUP: f32 = 2.0;
 

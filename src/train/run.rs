@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::checkpoint::Checkpoint;
 use super::data::{PairBatch, PairGenerator, Prefetch};
-use super::trainer::Trainer;
+use super::trainer::{LOG_SCALE, TrainState, Trainer};
 use crate::eval::metrics::spearman;
 use crate::gpu::Gpu;
 use crate::input::tokenize_batch;
@@ -115,6 +115,12 @@ pub fn run(
     interrupted: &AtomicBool,
 ) -> Result<Outcome> {
     let config = start.config.clone();
+    let mut start = start;
+    if start.step == 0 && config.learn_scale {
+        let first = generator.batch(config.seed, 0, config.pairs);
+        let scale = calibrated_scale(gpu, ops, &start.state, &first)?;
+        start.state.params[LOG_SCALE] = scale.ln();
+    }
     let mut trainer = Trainer::new(gpu, ops, &start.state, config.pairs, config.learn_scale)?;
     let end = options
         .stop_after
@@ -220,6 +226,42 @@ pub fn run(
     let weights = checkpoint.state.weights(checkpoint.num_batches_tracked);
     weights.save(&options.output)?;
     Ok(Outcome::Finished { step })
+}
+
+/// The distance scale that minimises the PNLL loss of `batch` for the embeddings of
+/// `state` as training sees them (batch norm on the batch's own statistics):
+/// d/ds sum(s D - d log(s D)) = 0 gives s = sum d / sum D, D = ||e1 - e2||^2.
+///
+/// A run with a learned scale starts from it: batch statistics depend on the data, so a
+/// model fine-tuned on a narrow corpus (short, similar words: a few times smaller
+/// variance before batch norm than synthetic pairs) would otherwise start with every
+/// distance inflated several-fold, and log s learns at the learning rate, far too slowly
+/// to catch up; the weights would be wrecked compensating. Nothing of `state` changes
+/// but log s (the batch-norm statistics of this pass are thrown away).
+pub fn calibrated_scale(
+    gpu: &Gpu,
+    ops: &Ops,
+    state: &TrainState,
+    batch: &PairBatch,
+) -> Result<f32> {
+    let mut probe = Trainer::new(gpu, ops, state, batch.len(), false)?;
+    probe.gradients(batch)?;
+    let e = probe.read_embeddings()?;
+    let n = batch.len();
+    let sum_d: f64 = batch.labels.iter().map(|&d| f64::from(d)).sum();
+    let sum_sq: f64 = (0..n)
+        .map(|p| {
+            let a = &e[p * EMBED_DIM..(p + 1) * EMBED_DIM];
+            let b = &e[(n + p) * EMBED_DIM..(n + p + 1) * EMBED_DIM];
+            crate::reference::squared_distance(a, b)
+        })
+        .sum();
+    let scale = (sum_d / sum_sq) as f32;
+    Ok(if scale.is_finite() && scale > 0.0 {
+        scale
+    } else {
+        state.scale()
+    })
 }
 
 /// Refuses to save a diverged run over the last good checkpoint.
