@@ -3,7 +3,8 @@
 //!
 //! Floors, each using only the ones below it:
 //! - [`cli`]: one function per command of the `megashtein-gpu` binary;
-//! - [`train`]: training (so far the CPU-side generator of labelled pairs);
+//! - [`train`]: training: labelled pairs on CPU threads, the explicit GPU step (forward,
+//!   loss, backward, AdamW), checkpoints, and the loop with validation and logging;
 //! - [`search`]: the index file and fuzzy queries (GPU kNN + exact re-rank);
 //! - [`embed`]: strings to embeddings in GPU batches;
 //! - [`model`]: the architecture, its weights (safetensors, `.pth` import);
