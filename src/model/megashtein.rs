@@ -14,19 +14,92 @@
 //! embedding / conv1d / avgpool / relu ops, which stay in [`crate::ops`] for it.
 use anyhow::{Result, bail};
 
-use super::params::{
-    BN_EPS, BN_MOMENTUM, CHAR_DIM, CONV_BLOCKS, CONV_CH, EMBED_DIM, FLAT, HIDDEN, MAX_LEN, VOCAB,
-    offset_of,
-};
+use super::params::{CONV_BLOCKS, CONV_CH, EMBED_DIM, HIDDEN, MAX_LEN};
 use super::weights::Weights;
 use crate::gpu::{Call, Gpu, Readback, storage_buffer, storage_buffer_init};
-use crate::ops::{
-    Ops, batchnorm::BatchNormShape, conv1d::Conv1dShape, linear::LinearShape, tapconv::TapConvShape,
-};
+use crate::ops::Ops;
 
 const F32: u64 = 4;
 
 /// The model's weights on a device, with activations for up to `capacity` strings.
+/// The shapes of the architecture's layers over the parameter slab, shared by the
+/// inference plan below and the trainer (`crate::train::trainer`).
+pub mod layers {
+    use super::super::params::{
+        BN_EPS, BN_MOMENTUM, CHAR_DIM, CONV_CH, EMBED_DIM, FLAT, HIDDEN, MAX_LEN, VOCAB, offset_of,
+    };
+    use crate::ops::{
+        batchnorm::BatchNormShape, conv1d::Conv1dShape, linear::LinearShape, tapconv::TapConvShape,
+    };
+
+    fn at(name: &str) -> u32 {
+        offset_of(name) as u32
+    }
+
+    /// Embedding + conv0 (+ pool + relu), folded into tap tables.
+    pub fn block0() -> TapConvShape {
+        TapConvShape {
+            len: MAX_LEN as u32,
+            vocab: VOCAB as u32,
+            dim: CHAR_DIM as u32,
+            cout: CONV_CH as u32,
+            table: at("embedding.weight"),
+            weight: at("conv_layers.0.weight"),
+            bias: at("conv_layers.0.bias"),
+        }
+    }
+
+    /// Input length of conv block `block` (80, 40, 20, 10, 5).
+    pub fn block_len(block: usize) -> usize {
+        MAX_LEN >> block
+    }
+
+    /// Conv block `block` >= 1 (PyTorch layer 3 * block).
+    pub fn conv_block(block: usize) -> Conv1dShape {
+        let layer = 3 * block;
+        Conv1dShape {
+            cin: CONV_CH as u32,
+            cout: CONV_CH as u32,
+            len: block_len(block) as u32,
+            weight: at(&format!("conv_layers.{layer}.weight")),
+            bias: at(&format!("conv_layers.{layer}.bias")),
+        }
+    }
+
+    /// fc_layers.0 with its ReLU: the flattened [batch, 64, 2] -> [batch, 200].
+    pub fn fc0() -> LinearShape {
+        LinearShape {
+            fan_in: FLAT as u32,
+            fan_out: HIDDEN as u32,
+            weight: at("fc_layers.0.weight"),
+            bias: at("fc_layers.0.bias"),
+            relu: true,
+        }
+    }
+
+    /// fc_layers.2: [batch, 200] -> [batch, 80].
+    pub fn fc2() -> LinearShape {
+        LinearShape {
+            fan_in: HIDDEN as u32,
+            fan_out: EMBED_DIM as u32,
+            weight: at("fc_layers.2.weight"),
+            bias: at("fc_layers.2.bias"),
+            relu: false,
+        }
+    }
+
+    /// fc_layers.3, the batch norm that gives the embedding.
+    pub fn batchnorm() -> BatchNormShape {
+        BatchNormShape {
+            channels: EMBED_DIM as u32,
+            gamma: at("fc_layers.3.weight"),
+            beta: at("fc_layers.3.bias"),
+            eps: BN_EPS,
+            momentum: BN_MOMENTUM,
+        }
+    }
+}
+
 pub struct Megashtein {
     capacity: usize,
     tokens: wgpu::Buffer,
@@ -66,19 +139,9 @@ impl Megashtein {
         let buffer = |label: &str, per_string: usize| {
             storage_buffer(gpu, label, cap * per_string as u64 * F32)
         };
-        let at = |name: &str| offset_of(name) as u32;
-
         // Block 0, folded: the tap tables are built once, now, from the uploaded slab
         // (queue order puts this before any forward).
-        let first = TapConvShape {
-            len: MAX_LEN as u32,
-            vocab: VOCAB as u32,
-            dim: CHAR_DIM as u32,
-            cout: CONV_CH as u32,
-            table: at("embedding.weight"),
-            weight: at("conv_layers.0.weight"),
-            bias: at("conv_layers.0.bias"),
-        };
+        let first = layers::block0();
         let taps = storage_buffer(gpu, "conv0 tap tables", first.taps_len() as u64 * F32);
         let fold = ops.tapconv.fold(gpu, first, &params, &taps);
         fold.set_batch(gpu, 1);
@@ -96,17 +159,10 @@ impl Megashtein {
         calls.push(ops.tapconv.forward(gpu, first, &params, &taps, &tokens, &x));
         // Blocks 1.., conv + avgpool + relu fused.
         for block in 1..CONV_BLOCKS {
-            let layer = 3 * block;
             let pooled = buffer("block", CONV_CH * (len / 2));
             calls.push(ops.conv1d.forward_pool_relu(
                 gpu,
-                Conv1dShape {
-                    cin: CONV_CH as u32,
-                    cout: CONV_CH as u32,
-                    len: len as u32,
-                    weight: at(&format!("conv_layers.{layer}.weight")),
-                    bias: at(&format!("conv_layers.{layer}.bias")),
-                },
+                layers::conv_block(block),
                 &x,
                 &params,
                 &pooled,
@@ -116,43 +172,16 @@ impl Megashtein {
         }
         // x is now [batch, 64, 2]; flattened channel-major it is [batch, 128] as it lies.
         let hidden = buffer("hidden", HIDDEN);
-        calls.push(ops.linear.forward(
-            gpu,
-            LinearShape {
-                fan_in: FLAT as u32,
-                fan_out: HIDDEN as u32,
-                weight: at("fc_layers.0.weight"),
-                bias: at("fc_layers.0.bias"),
-                relu: true,
-            },
-            &x,
-            &params,
-            &hidden,
-        ));
+        calls.push(ops.linear.forward(gpu, layers::fc0(), &x, &params, &hidden));
         let projected = buffer("projected", EMBED_DIM);
-        calls.push(ops.linear.forward(
-            gpu,
-            LinearShape {
-                fan_in: HIDDEN as u32,
-                fan_out: EMBED_DIM as u32,
-                weight: at("fc_layers.2.weight"),
-                bias: at("fc_layers.2.bias"),
-                relu: false,
-            },
-            &hidden,
-            &params,
-            &projected,
-        ));
+        calls.push(
+            ops.linear
+                .forward(gpu, layers::fc2(), &hidden, &params, &projected),
+        );
         let output = buffer("embedding out", EMBED_DIM);
         calls.push(ops.batchnorm.inference(
             gpu,
-            BatchNormShape {
-                channels: EMBED_DIM as u32,
-                gamma: at("fc_layers.3.weight"),
-                beta: at("fc_layers.3.bias"),
-                eps: BN_EPS,
-                momentum: BN_MOMENTUM,
-            },
+            layers::batchnorm(),
             &projected,
             &params,
             &running,

@@ -16,17 +16,15 @@
 use anyhow::{Result, bail};
 
 use crate::gpu::{Call, Calls, Gpu, Readback, storage_buffer, storage_buffer_init};
-use crate::model::params::{
-    BN_EPS, BN_MOMENTUM, CHAR_DIM, CONV_BLOCKS, CONV_CH, EMBED_DIM, FLAT, HIDDEN, MAX_LEN,
-    NUM_PARAMS, VOCAB, offset_of,
-};
+use crate::model::megashtein::layers;
+use crate::model::params::{CONV_BLOCKS, CONV_CH, EMBED_DIM, HIDDEN, MAX_LEN, NUM_PARAMS, VOCAB};
 use crate::model::weights::{ARCH, Weights};
+use crate::ops::Ops;
 use crate::ops::adamw::{AdamWBuffers, AdamWCalls, AdamWStep};
-use crate::ops::conv1d::{Conv1dGrads, Conv1dShape};
+use crate::ops::conv1d::Conv1dGrads;
 use crate::ops::embedding::{EmbeddingShape, positions_by_token};
-use crate::ops::linear::{LinearGrads, LinearShape};
+use crate::ops::linear::LinearGrads;
 use crate::ops::pnll::{PnllCall, PnllShape};
-use crate::ops::{Ops, batchnorm::BatchNormShape, tapconv::TapConvShape};
 
 use super::data::PairBatch;
 
@@ -152,20 +150,11 @@ impl<'g> Trainer<'g> {
         let tokens = buffer("tokens", MAX_LEN);
         let positions = storage_buffer(gpu, "positions", (VOCAB + 1 + rows * MAX_LEN) as u64 * 4);
         let labels = storage_buffer(gpu, "labels", pairs as u64 * F32);
-        let at = |name: &str| offset_of(name) as u32;
         let params = &slabs.params;
         let grads = &slabs.grads;
 
         // Forward, keeping each block's output (relu(pool(conv))): a[0] .. a[4].
-        let first = TapConvShape {
-            len: MAX_LEN as u32,
-            vocab: VOCAB as u32,
-            dim: CHAR_DIM as u32,
-            cout: CONV_CH as u32,
-            table: at("embedding.weight"),
-            weight: at("conv_layers.0.weight"),
-            bias: at("conv_layers.0.bias"),
-        };
+        let first = layers::block0();
         let taps = storage_buffer(gpu, "conv0 tap tables", first.taps_len() as u64 * F32);
         let fold = ops.tapconv.fold(gpu, first, params, &taps);
         let mut forward = Calls::default();
@@ -178,13 +167,7 @@ impl<'g> Trainer<'g> {
             ops.tapconv
                 .forward(gpu, first, params, &taps, &tokens, &a[0]),
         );
-        let conv = |block: usize| Conv1dShape {
-            cin: CONV_CH as u32,
-            cout: CONV_CH as u32,
-            len: lens[block - 1] as u32,
-            weight: at(&format!("conv_layers.{}.weight", 3 * block)),
-            bias: at(&format!("conv_layers.{}.bias", 3 * block)),
-        };
+        let conv = layers::conv_block;
         for block in 1..CONV_BLOCKS {
             forward.push(ops.conv1d.forward_pool_relu(
                 gpu,
@@ -194,27 +177,7 @@ impl<'g> Trainer<'g> {
                 &a[block],
             ));
         }
-        let fc0 = LinearShape {
-            fan_in: FLAT as u32,
-            fan_out: HIDDEN as u32,
-            weight: at("fc_layers.0.weight"),
-            bias: at("fc_layers.0.bias"),
-            relu: true,
-        };
-        let fc2 = LinearShape {
-            fan_in: HIDDEN as u32,
-            fan_out: EMBED_DIM as u32,
-            weight: at("fc_layers.2.weight"),
-            bias: at("fc_layers.2.bias"),
-            relu: false,
-        };
-        let bn = BatchNormShape {
-            channels: EMBED_DIM as u32,
-            gamma: at("fc_layers.3.weight"),
-            beta: at("fc_layers.3.bias"),
-            eps: BN_EPS,
-            momentum: BN_MOMENTUM,
-        };
+        let (fc0, fc2, bn) = (layers::fc0(), layers::fc2(), layers::batchnorm());
         let hidden = buffer("hidden", HIDDEN);
         let projected = buffer("projected", EMBED_DIM);
         let embeddings = buffer("embeddings", EMBED_DIM);
