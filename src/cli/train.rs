@@ -257,9 +257,8 @@ fn fresh_start(args: &Args) -> Result<Checkpoint> {
             alphabet: args.alphabet.clone(),
         },
         Some(path) => {
-            // Read now, so a bad corpus fails before anything starts.
-            read_corpus(path, args.non_ascii)?;
-            let sha256 = crate::model::weights::fingerprint(path)?;
+            // The strings are read once, by `generator`, still before the GPU starts.
+            let sha256 = corpus_fingerprint(path)?;
             // Absolute, so --resume works from any directory.
             let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
             DataConfig::Corpus {
@@ -314,6 +313,17 @@ fn read_corpus(path: &Path, non_ascii: NonAscii) -> Result<Vec<Vec<u8>>> {
     Ok(lines.into_iter().map(|l| l.text).collect())
 }
 
+fn corpus_fingerprint(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        anyhow!(
+            "cannot read corpus {}: {}",
+            path.display(),
+            crate::io::io_reason(&e)
+        )
+    })?;
+    Ok(crate::model::hex_sha256(&bytes))
+}
+
 fn generator(data: &DataConfig) -> Result<PairGenerator> {
     match data {
         DataConfig::Synthetic { alphabet } => {
@@ -326,8 +336,7 @@ fn generator(data: &DataConfig) -> Result<PairGenerator> {
             non_ascii,
         } => {
             let path = Path::new(path);
-            let now = crate::model::weights::fingerprint(path)
-                .map_err(|_| anyhow!("cannot read corpus {}", path.display()))?;
+            let now = corpus_fingerprint(path)?;
             if &now != sha256 {
                 bail!(
                     "corpus {} has changed since the run started (sha256 {now}, was {sha256})",
