@@ -42,14 +42,22 @@ pub struct EmbedArgs {
     /// Time budget per batch size, in seconds.
     #[arg(long, default_value_t = 2.0)]
     pub seconds: f64,
-    /// Python with torch: also run tools/bench_torch.py with it and print the ratio.
+    #[command(flatten)]
+    pub peer: TorchPeer,
+    #[command(flatten)]
+    pub gpu: GpuOptions,
+}
+
+/// The PyTorch peer of a benchmark (`tools/bench_*torch.py`), run beside ours.
+#[derive(clap::Args, Debug)]
+pub struct TorchPeer {
+    /// Python with torch: also run this benchmark's PyTorch peer (tools/bench_torch.py,
+    /// bench_knn_torch.py or bench_train_torch.py) with it and print the ratio.
     #[arg(long, value_name = "PYTHON")]
     pub torch: Option<PathBuf>,
     /// Device for the PyTorch peer.
     #[arg(long, default_value = "cpu")]
     pub torch_device: String,
-    #[command(flatten)]
-    pub gpu: GpuOptions,
 }
 
 #[derive(clap::Args, Debug)]
@@ -60,13 +68,8 @@ pub struct TrainArgs {
     /// Time budget per size, in seconds.
     #[arg(long, default_value_t = 3.0)]
     pub seconds: f64,
-    /// Python with torch: also run tools/bench_train_torch.py (the reference training
-    /// step) with it and print the ratio.
-    #[arg(long, value_name = "PYTHON")]
-    pub torch: Option<PathBuf>,
-    /// Device for the PyTorch peer.
-    #[arg(long, default_value = "cpu")]
-    pub torch_device: String,
+    #[command(flatten)]
+    pub peer: TorchPeer,
     #[command(flatten)]
     pub gpu: GpuOptions,
 }
@@ -88,12 +91,8 @@ pub struct KnnArgs {
     /// Time budget per case, in seconds (at least one timed batch).
     #[arg(long, default_value_t = 2.0)]
     pub seconds: f64,
-    /// Python with torch: also run tools/bench_knn_torch.py with it and print the ratio.
-    #[arg(long, value_name = "PYTHON")]
-    pub torch: Option<PathBuf>,
-    /// Device for the PyTorch peer.
-    #[arg(long, default_value = "cpu")]
-    pub torch_device: String,
+    #[command(flatten)]
+    pub peer: TorchPeer,
     /// One JSON object per case instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -162,23 +161,13 @@ fn bench_train(args: &TrainArgs) -> Result<()> {
         .iter()
         .map(|&p| train_throughput(&gpu, &ops, p, budget))
         .collect::<Result<_>>()?;
-    let peer = match &args.torch {
-        Some(python) => Some(torch_peer(
-            python,
-            "bench_train_torch.py",
-            ("--pairs", "pairs", "pairs_per_s"),
-            &args.pairs,
-            args.seconds,
-            &args.torch_device,
-        )?),
-        None => None,
-    };
-    match &peer {
-        Some((name, _)) => println!("peer: {name}"),
-        None => {
-            println!("peer: none (pass --torch PYTHON to run tools/bench_train_torch.py beside it)")
-        }
-    }
+    let peer = sized_peer(
+        &args.peer,
+        "bench_train_torch.py",
+        ("--pairs", "pairs", "pairs_per_s"),
+        &args.pairs,
+        args.seconds,
+    )?;
     println!(
         "{:>6} {:>13} {:>13} {:>7} {:>10} {:>16}",
         "pairs", "ours pairs/s", "torch pairs/s", "ratio", "data wait", "generator pairs/s"
@@ -218,21 +207,13 @@ fn bench_embed(args: &EmbedArgs) -> Result<()> {
         .map(|&b| embed_throughput(&mut embedder, b, budget))
         .collect::<Result<_>>()?;
     drop(embedder);
-    let peer = match &args.torch {
-        Some(python) => Some(torch_peer(
-            python,
-            "bench_torch.py",
-            ("--batch-sizes", "batch", "strings_per_s"),
-            &args.batch_sizes,
-            args.seconds,
-            &args.torch_device,
-        )?),
-        None => None,
-    };
-    match &peer {
-        Some((name, _)) => println!("peer: {name}"),
-        None => println!("peer: none (pass --torch PYTHON to run tools/bench_torch.py beside it)"),
-    }
+    let peer = sized_peer(
+        &args.peer,
+        "bench_torch.py",
+        ("--batch-sizes", "batch", "strings_per_s"),
+        &args.batch_sizes,
+        args.seconds,
+    )?;
     println!(
         "{:>8} {:>16} {:>16} {:>8}",
         "batch", "ours str/s", "torch str/s", "ratio"
@@ -276,16 +257,19 @@ fn ratio_text(x: f64) -> String {
 /// A PyTorch peer's description and (size, rate) rows.
 type PeerRows = (String, Vec<(usize, f64)>);
 
-/// Run `tools/SCRIPT` with `SIZE_FLAG sizes --seconds --device` and read its
-/// (`size_key`, `rate_key`) rows.
-fn torch_peer(
-    python: &Path,
+/// With `--torch`, run `tools/SCRIPT` with `SIZE_FLAG sizes --seconds --device` and read
+/// its (`size_key`, `rate_key`) rows; prints which peer ran (or how to run one).
+fn sized_peer(
+    peer: &TorchPeer,
     script: &str,
     (size_flag, size_key, rate_key): (&str, &str, &str),
     sizes: &[usize],
     seconds: f64,
-    device: &str,
-) -> Result<PeerRows> {
+) -> Result<Option<PeerRows>> {
+    let Some(python) = &peer.torch else {
+        println!("peer: none (pass --torch PYTHON to run tools/{script} beside it)");
+        return Ok(None);
+    };
     let sizes: Vec<String> = sizes.iter().map(ToString::to_string).collect();
     let values = run_json_lines(
         python,
@@ -296,7 +280,7 @@ fn torch_peer(
             "--seconds",
             &seconds.to_string(),
             "--device",
-            device,
+            &peer.torch_device,
         ],
     )?;
     let mut rows = Vec::new();
@@ -308,7 +292,8 @@ fn torch_peer(
         name = torch_name(v);
         rows.push((size as usize, rate));
     }
-    Ok((name, rows))
+    println!("peer: {name}");
+    Ok(Some((name, rows)))
 }
 
 /// The peer's rate for `size`, if it measured one.
@@ -372,7 +357,7 @@ fn bench_knn(args: &KnnArgs) -> Result<()> {
             );
         }
     })?;
-    let peer = match &args.torch {
+    let peer = match &args.peer.torch {
         Some(python) => {
             if !args.json {
                 eprintln!("measuring the PyTorch peer...");
@@ -452,7 +437,7 @@ fn torch_knn_peer(python: &Path, args: &KnnArgs) -> Result<Vec<serde_json::Value
             "--seconds",
             &args.seconds.to_string(),
             "--device",
-            &args.torch_device,
+            &args.peer.torch_device,
         ],
     )
 }
