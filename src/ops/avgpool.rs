@@ -33,14 +33,12 @@ impl AvgPool {
         x: &wgpu::Buffer,
         y: &wgpu::Buffer,
     ) -> Call {
-        let uniform = Shape {
-            batch: 0,
-            channels,
-            len_in,
-            _pad: 0,
-        };
-        self.forward
-            .call(gpu, &uniform, &[x, y], channels * (len_in / 2))
+        self.forward.call(
+            gpu,
+            &uniform(channels, len_in),
+            &[x, y],
+            channels * (len_in / 2),
+        )
     }
 
     /// `dy [batch, channels, len_in / 2]` -> `dx [batch, channels, len_in]`.
@@ -52,13 +50,20 @@ impl AvgPool {
         dy: &wgpu::Buffer,
         dx: &wgpu::Buffer,
     ) -> Call {
-        let uniform = Shape {
-            batch: 0,
-            channels,
-            len_in,
-            _pad: 0,
-        };
-        self.backward
-            .call(gpu, &uniform, &[dy, dx], channels * len_in)
+        self.backward.call(
+            gpu,
+            &uniform(channels, len_in),
+            &[dy, dx],
+            channels * len_in,
+        )
+    }
+}
+
+fn uniform(channels: u32, len_in: u32) -> Shape {
+    Shape {
+        batch: 0,
+        channels,
+        len_in,
+        _pad: 0,
     }
 }

@@ -25,6 +25,21 @@ pub struct EmbeddingShape {
     pub table: u32,
 }
 
+impl EmbeddingShape {
+    fn uniform(&self, taps: u32, shift: u32) -> Shape {
+        Shape {
+            batch: 0,
+            len: self.len,
+            dim: self.dim,
+            vocab: self.vocab,
+            table: self.table,
+            taps,
+            shift,
+            _pad: 0,
+        }
+    }
+}
+
 pub struct Embedding {
     forward: Kernel,
     backward: Kernel,
@@ -48,24 +63,12 @@ impl Embedding {
         params: &wgpu::Buffer,
         out: &wgpu::Buffer,
     ) -> Call {
-        let EmbeddingShape {
-            len,
-            dim,
-            vocab,
-            table,
-        } = shape;
-        let uniform = Shape {
-            batch: 0,
-            len,
-            dim,
-            vocab,
-            table,
-            taps: 1,
-            shift: 0,
-            _pad: 0,
-        };
-        self.forward
-            .call(gpu, &uniform, &[tokens, params, out], dim * len)
+        self.forward.call(
+            gpu,
+            &shape.uniform(1, 0),
+            &[tokens, params, out],
+            shape.dim * shape.len,
+        )
     }
 
     /// `dout [batch, dim, len]` -> `grads[table..]` = dtable `[vocab, dim]`, overwritten.
@@ -106,28 +109,12 @@ impl Embedding {
         dout: &wgpu::Buffer,
         out: &wgpu::Buffer,
     ) -> Call {
-        let EmbeddingShape {
-            len,
-            dim,
-            vocab,
-            table,
-        } = shape;
-        let uniform = Shape {
-            batch: 0,
-            len,
-            dim,
-            vocab,
-            table,
-            taps,
-            shift,
-            _pad: 0,
-        };
         // One thread per table entry, whatever the batch.
         self.backward.call_fixed(
             gpu,
-            &uniform,
+            &shape.uniform(taps, shift),
             &[positions, dout, out],
-            [(taps * vocab * dim).div_ceil(64), 1],
+            [(taps * shape.vocab * shape.dim).div_ceil(64), 1],
         )
     }
 }
