@@ -45,8 +45,6 @@ pub fn train_throughput(
     let state = TrainState::new(&Weights::init(0), 0.25);
     let mut trainer = Trainer::new(gpu, ops, &state, pairs, true)?;
     let mut prefetch = Prefetch::spawn(generator, 0, 0..u64::MAX, pairs, 4);
-    // As in `train::run`: the next step is uploaded while the previous one runs.
-    let mut in_flight = None;
     let mut step = |t: u64, prefetch: &mut Prefetch| -> Result<()> {
         let (_, batch) = prefetch.next().expect("endless prefetch");
         let hyper = AdamWStep {
@@ -58,11 +56,8 @@ pub fn train_throughput(
             step: t + 1,
             clip: 1.0,
         };
-        let submitted = trainer.step(&batch, &hyper)?;
-        match in_flight.replace(submitted) {
-            Some(previous) => gpu.wait_for(previous),
-            None => Ok(()),
-        }
+        trainer.step(&batch, &hyper)?;
+        gpu.wait()
     };
     for t in 0..2 {
         step(t, &mut prefetch)?;
@@ -74,7 +69,6 @@ pub fn train_throughput(
         step(2 + steps, &mut prefetch)?;
         steps += 1;
     }
-    gpu.wait()?;
     let seconds = start.elapsed().as_secs_f64();
     let waited = (prefetch.waited() - waited_before).as_secs_f64();
     Ok(TrainThroughput {

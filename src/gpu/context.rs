@@ -179,19 +179,9 @@ impl Gpu {
 
     /// Block until all submitted work is done, or fail after [`POLL_TIMEOUT`].
     pub fn wait(&self) -> Result<()> {
-        self.poll(None)
-    }
-
-    /// Block until `submission` (and all work submitted before it) is done, so the CPU
-    /// can prepare the next submission while later ones run.
-    pub fn wait_for(&self, submission: wgpu::SubmissionIndex) -> Result<()> {
-        self.poll(Some(submission))
-    }
-
-    fn poll(&self, submission_index: Option<wgpu::SubmissionIndex>) -> Result<()> {
         self.device
             .poll(wgpu::PollType::Wait {
-                submission_index,
+                submission_index: None,
                 timeout: Some(POLL_TIMEOUT),
             })
             .map(|_| ())

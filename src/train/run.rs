@@ -154,7 +154,6 @@ pub fn run(
     }
     let mut step = checkpoint.step;
     let mut saved_at = step;
-    let mut in_flight = None;
     let mut stopped_by_signal = false;
     while step < end {
         if interrupted.load(Ordering::SeqCst) {
@@ -174,11 +173,8 @@ pub fn run(
             step: step + 1,
             clip: config.clip,
         };
-        // At most two steps in flight: the CPU uploads step t + 1 while the GPU runs t.
-        let submitted = trainer.step(&batch, &hyper)?;
-        if let Some(previous) = in_flight.replace(submitted) {
-            gpu.wait_for(previous)?;
-        }
+        trainer.step(&batch, &hyper)?;
+        gpu.wait()?;
         step += 1;
         bar.set_position(step);
         let validate = step.is_multiple_of(config.val_every.max(1)) || step == config.steps;

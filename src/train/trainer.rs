@@ -158,8 +158,7 @@ impl<'g> Trainer<'g> {
         let taps = storage_buffer(gpu, "conv0 tap tables", first.taps_len() as u64 * F32);
         let fold = ops.tapconv.fold(gpu, first, params, &taps);
         let mut forward = Calls::default();
-        // Output length of each block (40, 20, 10, 5, 2).
-        let lens: Vec<usize> = (1..=CONV_BLOCKS).map(layers::block_len).collect();
+        let lens: Vec<usize> = (0..CONV_BLOCKS).map(|k| MAX_LEN >> (k + 1)).collect();
         let a: Vec<wgpu::Buffer> = lens
             .iter()
             .map(|&len| buffer("block output", CONV_CH * len))
@@ -402,9 +401,7 @@ impl<'g> Trainer<'g> {
 
     /// One training step (gradients, then AdamW), submitted without waiting; the loss of
     /// 1-based step t lands in slot `(t - 1) % LOSS_SLOTS` of [`Trainer::losses`].
-    /// Uploads for the next step may follow at once (the queue orders them after this
-    /// step's reads); wait for the returned submission to bound the work in flight.
-    pub fn step(&mut self, batch: &PairBatch, hyper: &AdamWStep) -> Result<wgpu::SubmissionIndex> {
+    pub fn step(&mut self, batch: &PairBatch, hyper: &AdamWStep) -> Result<()> {
         self.upload(batch, hyper.step.saturating_sub(1) as usize)?;
         self.adamw.set(self.gpu, hyper);
         let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
@@ -413,7 +410,8 @@ impl<'g> Trainer<'g> {
             self.record_gradients(&mut pass);
             self.adamw.record(&mut pass, self.gpu);
         }
-        Ok(self.gpu.queue.submit([encoder.finish()]))
+        self.gpu.queue.submit([encoder.finish()]);
+        Ok(())
     }
 
     /// Forward, loss and backward only (no update; batch norm's running statistics do
