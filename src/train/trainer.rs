@@ -158,7 +158,8 @@ impl<'g> Trainer<'g> {
         let taps = storage_buffer(gpu, "conv0 tap tables", first.taps_len() as u64 * F32);
         let fold = ops.tapconv.fold(gpu, first, params, &taps);
         let mut forward = Calls::default();
-        let lens: Vec<usize> = (0..CONV_BLOCKS).map(|k| MAX_LEN >> (k + 1)).collect();
+        // Output length of each block (40, 20, 10, 5, 2).
+        let lens: Vec<usize> = (1..=CONV_BLOCKS).map(layers::block_len).collect();
         let a: Vec<wgpu::Buffer> = lens
             .iter()
             .map(|&len| buffer("block output", CONV_CH * len))
