@@ -1,7 +1,7 @@
 //! Importing PyTorch checkpoints and reading / writing model files, through the library.
 //!
-//! The released reference checkpoint (../shared/reference/megashtein_trained_model.pth)
-//! is used where it exists; every other test builds its own checkpoints by hand, in the
+//! The released reference checkpoint (models/reference/megashtein_trained_model.pth, in
+//! the repository) is used where a test needs it; every other test builds its own checkpoints by hand, in the
 //! byte format `torch.save` writes (a zip of a protocol-2 pickle and raw storages).
 
 use std::collections::HashMap;
@@ -17,16 +17,9 @@ use megashtein_gpu::model::weights::{self, REFERENCE_DISTANCE_SCALE, Weights};
 use safetensors::tensor::{Dtype, TensorView};
 use zip::write::SimpleFileOptions;
 
-/// The released checkpoint; CI lays ../shared beside the repository.
+/// The released checkpoint, shipped in the repository.
 fn reference_pth() -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/reference/megashtein_trained_model.pth");
-    assert!(
-        path.is_file(),
-        "{} is missing: tests need ../shared beside the repository",
-        path.display()
-    );
-    path
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(megashtein_gpu::model::RELEASED_CHECKPOINT_PATH)
 }
 
 /// The names of the state_dict, in PyTorch's order.
@@ -277,12 +270,40 @@ fn cli_import_writes_a_model_file_that_loads_back() {
         "{files:?}"
     );
 
-    // Refuses to overwrite its input.
+    // Refuses to overwrite its input (a copy, so that a regression cannot clobber the
+    // shipped checkpoint).
+    let copy = dir.path().join("model.pth");
+    std::fs::copy(&input, &copy).unwrap();
     let same = import::Args {
-        input: input.clone(),
-        output: input.clone(),
+        input: copy.clone(),
+        output: copy.clone(),
     };
     assert_mentions(&error_of(import::run(&same)), &["replace the input"]);
+    assert_eq!(
+        std::fs::read(&copy).unwrap(),
+        std::fs::read(&input).unwrap()
+    );
+}
+
+#[test]
+fn built_in_released_checkpoint_is_the_shipped_file() {
+    let path = reference_pth();
+    assert_eq!(
+        megashtein_gpu::model::RELEASED_CHECKPOINT,
+        std::fs::read(&path).unwrap().as_slice()
+    );
+    let built_in = megashtein_gpu::model::released().unwrap();
+    let from_file =
+        Weights::from_state_dict(&pth::read_state_dict(&path).unwrap(), "file").unwrap();
+    assert_same_weights(&built_in.weights, &from_file);
+    assert_eq!(built_in.fingerprint, weights::fingerprint(&path).unwrap());
+    assert_eq!(built_in.weights.distance_scale, REFERENCE_DISTANCE_SCALE);
+
+    // In-memory checkpoints are refused for the same reasons as files, naming the source.
+    let e = error_of(pth::read_state_dict_bytes(b"", "in memory"));
+    assert_mentions(&e, &["in memory", "empty"]);
+    let e = error_of(pth::read_state_dict_bytes(b"hello", "in memory"));
+    assert_mentions(&e, &["in memory", "not a zip"]);
 }
 
 // --- hand-made checkpoints --------------------------------------------------------------

@@ -49,8 +49,8 @@ fn fixture() -> Fixture {
 }
 
 fn released() -> Weights {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/reference/megashtein_trained_model.pth");
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("models/reference/megashtein_trained_model.pth");
     let sd = pth::read_state_dict(&path).expect("released checkpoint");
     Weights::from_state_dict(&sd, "released").unwrap()
 }

@@ -77,8 +77,8 @@ fn fixture() -> Fixture {
 }
 
 fn released() -> Weights {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/reference/megashtein_trained_model.pth");
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("models/reference/megashtein_trained_model.pth");
     Weights::from_state_dict(&pth::read_state_dict(&path).unwrap(), "released").unwrap()
 }
 

@@ -6,7 +6,7 @@ Usage (from the repo root):
 
     python tools/make_fixture.py [--checkpoint PATH] [--out PATH]
 
-Defaults: the released checkpoint ../shared/reference/megashtein_trained_model.pth
+Defaults: the released checkpoint models/reference/megashtein_trained_model.pth
 (relative to the repo root) and tests/fixtures/forward.safetensors.
 
 Output format (safetensors):

@@ -6,7 +6,7 @@ Usage (from the repo root):
 
     python tools/make_train_fixture.py [--checkpoint PATH] [--out PATH]
 
-Defaults: the released checkpoint ../shared/reference/megashtein_trained_model.pth
+Defaults: the released checkpoint models/reference/megashtein_trained_model.pth
 (relative to the repo root) and tests/fixtures/train_step.safetensors.
 
 The step, exactly as the Rust trainer does it (released checkpoint, train mode, float32,

@@ -50,7 +50,7 @@ CONV_CHANNELS = 64
 OUT_DIM = 80
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_CHECKPOINT = "../shared/reference/megashtein_trained_model.pth"
+DEFAULT_CHECKPOINT = "models/reference/megashtein_trained_model.pth"
 
 
 class EditDistanceModel(nn.Module):

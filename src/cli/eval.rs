@@ -20,8 +20,8 @@ pub struct Args {
     /// whose misspelling is, are skipped and counted in the report.
     #[arg(long, value_name = "FILE.tsv")]
     pub pairs: Option<PathBuf>,
-    /// The released checkpoint for its baseline row (.pth or .safetensors; default:
-    /// ../shared/reference/megashtein_trained_model.pth when present).
+    /// The released checkpoint for its baseline row (.pth or .safetensors; default: the
+    /// copy built into the binary, models/reference/megashtein_trained_model.pth).
     #[arg(long, value_name = "FILE")]
     pub reference: Option<PathBuf>,
     /// Output directory for report.json and the PNG plots.

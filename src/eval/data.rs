@@ -10,7 +10,8 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use crate::input::{LineReader, NonAscii};
 use crate::model::params::MAX_LEN;
 
-/// Built-in base: 3,000 words of ../shared/data/cnned_word.txt.
+/// Built-in base: 3,000 words of the CNN-ED word list (`cnned_word.txt`, shipped with the
+/// CNN-ED code).
 pub const BUILTIN_BASE: &str = include_str!("../../tests/data/eval_base.txt");
 /// Built-in misspellings: 300 codespell pairs whose correct word is in the base and whose
 /// misspelling is not.

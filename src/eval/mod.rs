@@ -33,9 +33,6 @@ use metrics::{LinearFit, PairStats, ThresholdCount};
 
 /// Seed of the untrained network's weights.
 pub const RANDOM_SEED: u64 = 0x5EED;
-/// Where the released checkpoint is looked for when `--reference` is not given
-/// (relative to the working directory, then to the crate's source directory).
-pub const REFERENCE_PATH: &str = "../shared/reference/megashtein_trained_model.pth";
 /// k of the recall-item curves.
 pub const KS: [usize; 3] = [1, 10, 50];
 /// Thresholds D of threshold search.
@@ -51,8 +48,8 @@ pub fn mus() -> Vec<f64> {
 pub struct Options {
     /// The model under test; `None`: the built-in default model.
     pub model: Option<PathBuf>,
-    /// The released checkpoint (`.pth` or `.safetensors`); `None`: [`REFERENCE_PATH`] if
-    /// it exists, else the row is left out (with a note).
+    /// The released checkpoint (`.pth` or `.safetensors`); `None`: the copy built into
+    /// the binary ([`crate::model::RELEASED_CHECKPOINT`]).
     pub reference: Option<PathBuf>,
     /// Base strings (one a line); `None`: the built-in base.
     pub base: Option<PathBuf>,
@@ -484,23 +481,26 @@ pub fn run(gpu: &Gpu, opts: &Options) -> Result<Report> {
         Some(loaded.fingerprint.clone()),
     )?);
     if !opts.no_baselines {
-        match reference_path(opts.reference.as_deref()) {
+        let released = match &opts.reference {
             Some(path) => {
-                let (weights, fingerprint) = load_reference(&path)?;
-                models.push(cnn_row(
-                    gpu,
-                    &ctx,
-                    opts,
-                    "released",
-                    &weights,
-                    path.display().to_string(),
-                    Some(fingerprint),
-                )?);
+                let (weights, fingerprint) = load_reference(path)?;
+                crate::model::LoadedModel {
+                    weights,
+                    fingerprint,
+                    source: path.display().to_string(),
+                }
             }
-            None => notes.push(format!(
-                "released checkpoint not found at {REFERENCE_PATH}; give --reference FILE for that row"
-            )),
-        }
+            None => crate::model::released()?,
+        };
+        models.push(cnn_row(
+            gpu,
+            &ctx,
+            opts,
+            "released",
+            &released.weights,
+            released.source,
+            Some(released.fingerprint),
+        )?);
         let random = Weights::init(RANDOM_SEED);
         models.push(cnn_row(
             gpu,
@@ -567,19 +567,6 @@ pub fn run(gpu: &Gpu, opts: &Options) -> Result<Report> {
         write_outputs(&report, dir)?;
     }
     Ok(report)
-}
-
-/// The reference checkpoint to use: `explicit`, else [`REFERENCE_PATH`] from the working
-/// directory or the crate's directory, when present.
-fn reference_path(explicit: Option<&Path>) -> Option<PathBuf> {
-    if let Some(p) = explicit {
-        return Some(p.to_path_buf());
-    }
-    let candidates = [
-        PathBuf::from(REFERENCE_PATH),
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(REFERENCE_PATH),
-    ];
-    candidates.into_iter().find(|p| p.is_file())
 }
 
 /// A `.pth` through import, anything else as a model file.

@@ -15,6 +15,14 @@ use weights::Weights;
 /// that it works from any directory.
 pub const DEFAULT_MODEL: &[u8] = include_bytes!("../../models/default.safetensors");
 
+/// The released reference checkpoint of the PyTorch megashtein model, a `torch.save`
+/// state_dict (`models/reference/megashtein_trained_model.pth`, MIT, licence beside it),
+/// built into the binary so that `eval` compares against it from any directory.
+pub const RELEASED_CHECKPOINT: &[u8] =
+    include_bytes!("../../models/reference/megashtein_trained_model.pth");
+/// Where [`RELEASED_CHECKPOINT`] comes from, relative to the repository root.
+pub const RELEASED_CHECKPOINT_PATH: &str = "models/reference/megashtein_trained_model.pth";
+
 /// Weights with where they came from.
 pub struct LoadedModel {
     pub weights: Weights,
@@ -41,6 +49,18 @@ pub fn load(path: Option<&Path>) -> Result<LoadedModel> {
             source: "the default model".to_string(),
         }),
     }
+}
+
+/// The released checkpoint built into the binary ([`RELEASED_CHECKPOINT`]), imported
+/// (with its distance scale 78.6/280); the fingerprint is that of the `.pth` bytes.
+pub fn released() -> Result<LoadedModel> {
+    let source = format!("{RELEASED_CHECKPOINT_PATH} (built in)");
+    let sd = pth::read_state_dict_bytes(RELEASED_CHECKPOINT, &source)?;
+    Ok(LoadedModel {
+        weights: Weights::from_state_dict(&sd, &source)?,
+        fingerprint: hex_sha256(RELEASED_CHECKPOINT),
+        source,
+    })
 }
 
 /// Lower-case hex SHA-256 of `bytes`.

@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::{BufReader, Cursor, Read, Seek, SeekFrom};
 use std::path::Path;
 use std::rc::Rc;
 
@@ -192,6 +192,14 @@ pub fn read_state_dict(path: &Path) -> Result<StateDict> {
         .map_err(|e| anyhow!("cannot read PyTorch checkpoint {}: {e:#}", path.display()))
 }
 
+/// [`read_state_dict`] of a checkpoint held in memory (such as the released checkpoint
+/// compiled into the binary); `source` names it in errors.
+pub fn read_state_dict_bytes(bytes: &[u8], source: &str) -> Result<StateDict> {
+    check_magic(&bytes[..bytes.len().min(4)])
+        .and_then(|()| read_zip(Cursor::new(bytes)))
+        .map_err(|e| anyhow!("cannot read PyTorch checkpoint {source}: {e:#}"))
+}
+
 fn read_checkpoint(path: &Path) -> Result<StateDict> {
     let meta = std::fs::metadata(path).map_err(|e| anyhow!("{e}"))?;
     if meta.is_dir() {
@@ -207,20 +215,26 @@ fn read_checkpoint(path: &Path) -> Result<StateDict> {
         }
         got += n;
     }
-    if got == 0 {
+    check_magic(&magic[..got])?;
+    file.seek(SeekFrom::Start(0)).map_err(|e| anyhow!("{e}"))?;
+    read_zip(BufReader::new(file))
+}
+
+/// Refuses what is not a zip archive by its first (up to 4) bytes, naming what it is.
+fn check_magic(magic: &[u8]) -> Result<()> {
+    if magic.is_empty() {
         bail!("the file is empty");
     }
-    if magic[0] == 0x80 && got >= 2 && magic[1] <= 5 {
+    if magic[0] == 0x80 && magic.len() >= 2 && magic[1] <= 5 {
         bail!(
             "this is a legacy (pre-1.6) torch.save file, not the zip format; re-save it in \
              PyTorch with torch.save(torch.load(path), path)"
         );
     }
-    if &magic[..got.min(2)] != b"PK" {
+    if &magic[..magic.len().min(2)] != b"PK" {
         bail!("not a zip archive, so not a torch.save checkpoint");
     }
-    file.seek(SeekFrom::Start(0)).map_err(|e| anyhow!("{e}"))?;
-    read_zip(BufReader::new(file))
+    Ok(())
 }
 
 /// Reads a checkpoint from any seekable source of zip bytes.

@@ -388,10 +388,10 @@ impl Iterator for Prefetch {
         let start = Instant::now();
         let got = self.rx.as_ref()?.recv().ok();
         self.waited += start.elapsed();
-        if got.is_none() {
-            if let Some(Err(panic)) = self.producer.take().map(JoinHandle::join) {
-                std::panic::resume_unwind(panic);
-            }
+        if got.is_none()
+            && let Some(Err(panic)) = self.producer.take().map(JoinHandle::join)
+        {
+            std::panic::resume_unwind(panic);
         }
         got
     }
