@@ -1,36 +1,26 @@
-// Top-k selection in workgroup memory, shared by knn.wgsl and knn_merge.wgsl (the Rust
-// side prepends this file to each). A workgroup keeps a sorted list of its k best
-// (distance, row) pairs; `offer` merges in up to 64 new pairs at a time. Order is
-// (distance, row) ascending, so ties go to the smaller row. Empty places hold sentinels
-// (INF, NONE - KMAX + place), ascending like the rest, and candidates that are not kept
-// (INF, NONE - 2 KMAX - thread), so that every key is distinct and merging by rank is exact.
+// Top-k selection in workgroup memory (prepended to knn_select.wgsl, after
+// knn_common.wgsl). A workgroup keeps
+// a sorted list of its k best (distance, row) pairs; `offer` merges in up to 64 new pairs
+// at a time. Order is (distance, row) ascending, so ties go to the smaller row. Empty
+// places hold sentinels (INF, NONE - KMAX + place), ascending like the rest, and offered
+// pairs that are not kept (INF, NONE - 2 KMAX - thread), so that every key is distinct
+// and merging by rank is exact.
+//
+// The including shader declares the uniform `p` with the list length `p.k` <= KMAX;
+// the Rust side prepends `const KMAX` (the list-size bucket the pipeline is built for).
+//
+// On lavapipe (llvmpipe) every loop iteration of an invocation counts against one budget
+// of 65,535 (LP_MAX_TGSI_LOOP_ITERATIONS, "shared between every loop in a shader"); past
+// it, loops silently stop early. One `offer` costs ~170 iterations at KMAX = 1,024, so a
+// caller must bound the offers per invocation (knn.rs caps them at SLICE / 64).
 
 const WG: u32 = 64u;
-const KMAX: u32 = 1024u;
-const DMAX: u32 = 256u;
-const NONE: u32 = 0xffffffffu;
-const INF: f32 = 0x1.fffffep+127f;  // largest f32: above any real distance
-
-struct Params {
-    batch: u32,   // queries in this dispatch
-    rows: u32,    // database rows in this chunk
-    dim: u32,     // floats per row (even when f16 = 1)
-    k: u32,       // list length, 1..=KMAX
-    slice: u32,   // rows per workgroup in `slices`
-    lists: u32,   // slice lists per query (for `merge`)
-    f16: u32,     // 1: database words hold two halves each
-    _pad: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
+const PER_THREAD: u32 = max(KMAX / WG, 1u);
 
 var<workgroup> top_d: array<f32, KMAX>;
 var<workgroup> top_i: array<u32, KMAX>;
-var<workgroup> next_d: array<f32, KMAX>;
-var<workgroup> next_i: array<u32, KMAX>;
 var<workgroup> cand_d: array<f32, WG>;
 var<workgroup> cand_i: array<u32, WG>;
-var<workgroup> query: array<f32, DMAX>;
 var<workgroup> kept: atomic<u32>;
 var<workgroup> kept_count: u32;
 
@@ -50,29 +40,40 @@ fn reset_top(t: u32) {
 }
 
 // Every thread offers one (distance, row); those that beat the current k-th are merged
-// into the sorted top list. Must be reached by all threads of the workgroup.
+// into the sorted top list. Must be reached by all threads of the workgroup. The kept
+// pairs are gathered into the first m candidate places and only the next power of two
+// >= m is sorted, so the usual offer (a handful kept, or none) costs a few barriers.
 fn offer(t: u32, d: f32, i: u32) {
     let keep = less(d, i, top_d[p.k - 1u], top_i[p.k - 1u]);
     if keep {
-        atomicAdd(&kept, 1u);
+        let at = atomicAdd(&kept, 1u);
+        cand_d[at] = d;
+        cand_i[at] = i;
     }
     workgroupBarrier();
     if t == 0u {
         kept_count = atomicLoad(&kept);
         atomicStore(&kept, 0u);
     }
-    if workgroupUniformLoad(&kept_count) == 0u {
+    let m = workgroupUniformLoad(&kept_count);
+    if m == 0u {
         return;
     }
-    cand_d[t] = select(INF, d, keep);
-    cand_i[t] = select(NONE - 2u * KMAX - t, i, keep);
+    var width = 1u;
+    while width < m {
+        width <<= 1u;
+    }
+    if t >= m && t < width {
+        cand_d[t] = INF;
+        cand_i[t] = NONE - 2u * KMAX - t;
+    }
 
-    // Bitonic sort of the 64 candidates, ascending.
-    for (var size = 2u; size <= WG; size <<= 1u) {
+    // Bitonic sort of the first `width` candidates, ascending.
+    for (var size = 2u; size <= width; size <<= 1u) {
         for (var stride = size >> 1u; stride > 0u; stride >>= 1u) {
             workgroupBarrier();
             let other = t ^ stride;
-            if other > t {
+            if other > t && other < width {
                 let ascending = (t & size) == 0u;
                 let a_d = cand_d[t];
                 let a_i = cand_i[t];
@@ -89,40 +90,46 @@ fn offer(t: u32, d: f32, i: u32) {
     }
     workgroupBarrier();
 
-    // Merge by rank into `next`: each element's place in the merged order is its own
-    // index plus the number of elements of the other list before it. Keys are distinct,
-    // so places are too; places past k fall off.
+    // Merge by rank: each element's place in the merged order is its own index plus the
+    // number of elements of the other list before it. Keys are distinct, so places are
+    // too; places past k fall off. Every thread finds the places of its elements first
+    // and writes them after a barrier, so the list is merged in place.
+    var old_d: array<f32, PER_THREAD>;
+    var old_i: array<u32, PER_THREAD>;
+    var old_at: array<u32, PER_THREAD>;
+    var n = 0u;
     for (var j = t; j < p.k; j += WG) {
         let d = top_d[j];
         let i = top_i[j];
         var lo = 0u;
-        var hi = WG;
+        var hi = m;
         while lo < hi {
             let mid = (lo + hi) / 2u;
             if less(cand_d[mid], cand_i[mid], d, i) { lo = mid + 1u; } else { hi = mid; }
         }
-        if j + lo < p.k {
-            next_d[j + lo] = d;
-            next_i[j + lo] = i;
-        }
+        old_d[n] = d;
+        old_i[n] = i;
+        old_at[n] = j + lo;
+        n += 1u;
     }
     let c_d = cand_d[t];
     let c_i = cand_i[t];
     var lo = 0u;
-    var hi = p.k;
+    var hi = select(0u, p.k, t < m);
     while lo < hi {
         let mid = (lo + hi) / 2u;
         if less(top_d[mid], top_i[mid], c_d, c_i) { lo = mid + 1u; } else { hi = mid; }
     }
-    if t + lo < p.k {
-        next_d[t + lo] = c_d;
-        next_i[t + lo] = c_i;
-    }
     workgroupBarrier();
-    for (var j = t; j < p.k; j += WG) {
-        top_d[j] = next_d[j];
-        top_i[j] = next_i[j];
+    for (var e = 0u; e < n; e++) {
+        if old_at[e] < p.k {
+            top_d[old_at[e]] = old_d[e];
+            top_i[old_at[e]] = old_i[e];
+        }
+    }
+    if t < m && t + lo < p.k {
+        top_d[t + lo] = c_d;
+        top_i[t + lo] = c_i;
     }
     workgroupBarrier();
 }
-

@@ -542,6 +542,45 @@ pub fn tokenize_lines(lines: &[Line], out: &mut Vec<u32>) {
     tokenize_batch(lines.iter().map(|l| l.text.as_slice()), out);
 }
 
+/// Read `path` (`-` for stdin) on a thread and hand `answer` batches of the accepted
+/// lines that have arrived: it waits for one line, then takes the ones already read, up
+/// to `max`. A pipe fed one line at a time gets each line answered as it comes; a file
+/// comes in full batches. Returns the input's statistics.
+pub fn stream_batches(
+    path: &Path,
+    mode: NonAscii,
+    max: usize,
+    mut answer: impl FnMut(&[Line]) -> Result<()>,
+) -> Result<InputStats> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Line>>(max.max(1) * 2);
+    let path = path.to_path_buf();
+    let reader = std::thread::spawn(move || -> Result<InputStats> {
+        let mut lines = LineReader::open(&path, mode)?;
+        while let Some(line) = lines.next_line().transpose() {
+            let failed = line.is_err();
+            if tx.send(line).is_err() || failed {
+                break;
+            }
+        }
+        Ok(*lines.stats())
+    });
+    let mut batch = Vec::with_capacity(max);
+    while let Ok(first) = rx.recv() {
+        batch.clear();
+        batch.push(first?);
+        while batch.len() < max {
+            match rx.try_recv() {
+                Ok(line) => batch.push(line?),
+                Err(_) => break,
+            }
+        }
+        answer(&batch)?;
+    }
+    reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("the input reader thread panicked"))?
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

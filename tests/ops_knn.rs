@@ -1,10 +1,11 @@
-//! The kNN kernel (distances + fused top-k) against a CPU brute force: chunk boundaries,
-//! k > N, N = 0 and 1, duplicates and ties (smaller row first), f32 and packed f16.
+//! The kNN kernels (tiled screen + exact merge) against a CPU brute force: chunk, tile
+//! and slice boundaries, every k bucket edge, k > N, N = 0 and 1, duplicates and ties
+//! (smaller row first), the overflow rerun, plan reuse, f32 and packed f16.
 mod common;
 
 use common::{gpu, rng};
 use half::f16;
-use megashtein_gpu::ops::knn::{Database, Knn, MAX_K, Neighbor};
+use megashtein_gpu::ops::knn::{Database, Knn, KnnPlan, MAX_K, Neighbor};
 use megashtein_gpu::reference;
 use rand::Rng;
 
@@ -157,8 +158,11 @@ fn bad_arguments_are_errors() {
     assert!(Database::upload(&t.gpu, &[0u8; 6], 3, true, None).is_err());
 }
 
-/// k near the 1,024 limit with long slices: slices of more than ~10,000 rows at k > 960
-/// once came back unwritten on lavapipe, so slices are capped at 8 k rows; keep this case.
+/// k near the 1,024 limit over long databases. The old kernel's lists came back unwritten
+/// on lavapipe at k > 960 over slices of ~10,000+ rows: llvmpipe stops every loop of an
+/// invocation once their iterations together pass 65,535 (LP_MAX_TGSI_LOOP_ITERATIONS,
+/// shared by all loops of a shader), and that shape needed ~61,000 per invocation plus
+/// its setup. Today's select pass is bounded far below (topk.wgsl); keep the shapes.
 #[test]
 fn large_k_over_several_slices() {
     let t = gpu();
@@ -174,5 +178,89 @@ fn large_k_over_several_slices() {
         let got = search(&db, &qs, k);
         let want = reference::knn(&data, &qs, dim, k);
         assert_exact(&got, &want, &format!("n={n} k={k} dim={dim}"));
+    }
+}
+
+/// The same queries through the packed-f16 and f32 paths of `data`, against the brute
+/// force on the values the GPU sees (grid values are exact in both).
+fn check_both_precisions(data: &[f32], qs: &[f32], dim: usize, k: usize, chunk: Option<usize>) {
+    let t = gpu();
+    let want = reference::knn(data, qs, dim, k);
+    for f16 in [false, true] {
+        let bytes = if f16 {
+            f16_bytes(data)
+        } else {
+            f32_bytes(data)
+        };
+        let db = Database::upload(&t.gpu, &bytes, dim, f16, chunk).unwrap();
+        let got = search(&db, qs, k);
+        let what = format!(
+            "n={} q={} k={k} dim={dim} chunk={chunk:?} f16={f16}",
+            data.len() / dim,
+            qs.len() / dim
+        );
+        assert_exact(&got, &want, &what);
+    }
+}
+
+/// Query counts around the 32-query tile, row counts around the 256-row tile and the
+/// slices (which double after the first), several chunks, odd widths.
+#[test]
+fn tile_and_slice_edges() {
+    let mut r = rng(14);
+    for &(n, queries, k, dim, chunk) in &[
+        (255usize, 31usize, 5usize, 6usize, None),
+        (256, 32, 16, 80, None),
+        (257, 33, 17, 80, Some(256)),
+        (513, 65, 3, 2, Some(257)),
+        (1_279, 1, 40, 8, Some(500)),
+        (3_000, 64, 10, 80, Some(1_024)),
+    ] {
+        let data = grid_data(&mut r, n, dim);
+        let qs = grid_data(&mut r, queries, dim);
+        check_both_precisions(&data, &qs, dim, k, chunk);
+    }
+}
+
+/// k at every list-size bucket edge (16, 64, 256, 1,024) and one past it.
+#[test]
+fn every_k_bucket_edge() {
+    let mut r = rng(15);
+    let (n, dim) = (2_600, 6);
+    let data = grid_data(&mut r, n, dim);
+    let qs = grid_data(&mut r, 3, dim);
+    for k in [1, 16, 17, 64, 65, 256, 257, MAX_K] {
+        check_both_precisions(&data, &qs, dim, k, Some(1_700));
+    }
+}
+
+/// Thousands of rows tied at a query's k-th distance overflow a slice's candidate slots;
+/// the batch is searched again in short slices and the answer is still exact.
+#[test]
+fn tied_duplicates_overflowing_the_slots() {
+    let dim = 4;
+    // 20,000 copies of one vector and a few others; ties go to the smaller row.
+    let mut data: Vec<f32> = (0..20_000).flat_map(|_| [1.0; 4]).collect();
+    data.extend([0.0, 0.0, 0.0, 0.5, 3.0, 3.0, 3.0, 3.0]);
+    let qs = [1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0];
+    check_both_precisions(&data, &qs, dim, 10, None);
+}
+
+/// One plan serves many searches: batches below its capacity, more queries than it holds
+/// (several submits), and the same answers as a fresh search every time.
+#[test]
+fn a_plan_is_reused_across_batches() {
+    let t = gpu();
+    let mut r = rng(16);
+    let (n, dim, k) = (5_000, 8, 20);
+    let data = grid_data(&mut r, n, dim);
+    let db = Database::upload(&t.gpu, &f32_bytes(&data), dim, false, None).unwrap();
+    let plan = KnnPlan::new(&t.gpu, knn(), &db, k, 7, None).unwrap();
+    assert_eq!(plan.capacity(), 7);
+    for queries in [7, 3, 19, 1] {
+        let qs = grid_data(&mut r, queries, dim);
+        let got = plan.search(&t.gpu, &qs).unwrap();
+        let want = reference::knn(&data, &qs, dim, k);
+        assert_exact(&got, &want, &format!("{queries} queries through one plan"));
     }
 }

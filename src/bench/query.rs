@@ -19,11 +19,10 @@ use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
 use rapidfuzz::distance::levenshtein::BatchComparator;
 use rayon::prelude::*;
 
-use crate::embed::Embedder;
+use crate::embed::DEFAULT_BATCH;
 use crate::gpu::Gpu;
 use crate::model::weights::Weights;
-use crate::ops::knn::{Database, Knn};
-use crate::search::index::{Index, Precision};
+use crate::search::index::Index;
 use crate::search::query::{Answer, MAX_GPU_CANDIDATES, QueryOptions, Searcher};
 
 /// Queries drawn from a pairs file.
@@ -162,34 +161,20 @@ pub struct CandidateRow {
     /// `Searcher::search` over the whole sample, one call: embedding + kNN + re-rank.
     pub seconds: f64,
     pub queries_per_s: f64,
-    /// The kNN search alone (`Knn::search` with C on the same embeddings), timed on the
-    /// first [`BREAKDOWN_QUERIES`] queries and scaled to the whole sample; `None` where
-    /// C covers the index and the Searcher ranks every row on the CPU instead.
-    pub knn_seconds: Option<f64>,
-    /// What is left of `seconds` after the embedding and the kNN: the exact re-rank of
-    /// C candidates per query (plus bookkeeping); `None` without `knn_seconds`.
-    pub rerank_seconds: Option<f64>,
+    /// Of `seconds`: embedding the queries on the GPU.
+    pub embed_seconds: f64,
+    /// Of `seconds`: the GPU kNN with its readback (the CPU ranking of every row where
+    /// C covers the index).
+    pub knn_seconds: f64,
+    /// Of `seconds`: the exact re-rank of C candidates per query on CPU threads.
+    pub rerank_seconds: f64,
     pub recall_at_1: f64,
     pub recall_at_k: f64,
 }
 
-/// Queries of the sample that the kNN-alone timing of the breakdown uses (it would
-/// otherwise double the benchmark's run time where the kNN dominates).
-pub const BREAKDOWN_QUERIES: usize = 200;
-
-/// What [`candidate_sweep`] measured.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Sweep {
-    /// Embedding the whole sample alone (`Embedder::embed`, capacity as the Searcher's).
-    pub embed_seconds: f64,
-    /// Queries the kNN-alone timing ran on (scaled to the sample).
-    pub breakdown_queries: usize,
-    pub rows: Vec<CandidateRow>,
-}
-
 /// Answer `queries` with `Searcher::search` for each of `candidates` (one untimed
-/// warm-up first), score each against `exact`, and time the embedding (whole sample)
-/// and the kNN (first [`BREAKDOWN_QUERIES`] queries, scaled) alone for the breakdown. `report` sees each row as soon as it is measured.
+/// warm-up first), timing embedding, kNN and re-rank apart, and score each against
+/// `exact`. `report` sees each row as soon as it is measured.
 pub fn candidate_sweep(
     gpu: &Gpu,
     index: &Index,
@@ -198,7 +183,7 @@ pub fn candidate_sweep(
     exact: &ExactScan,
     candidates: &[usize],
     mut report: impl FnMut(&CandidateRow),
-) -> Result<Sweep> {
+) -> Result<Vec<CandidateRow>> {
     if index.is_empty() || queries.is_empty() {
         bail!("the benchmark needs a non-empty index and at least one query");
     }
@@ -221,55 +206,32 @@ pub fn candidate_sweep(
         blowup: crate::search::query::DEFAULT_BLOWUP,
         rerank: true,
     };
-    let mut searcher = Searcher::new(gpu, index, weights)?;
-    let warm = &queries[..queries.len().min(16)];
-    searcher.search(warm, &opts(candidates.first().copied().unwrap_or(exact.k)))?;
-
-    // The breakdown: the same embedding and kNN, outside the Searcher.
-    let mut embedder = Embedder::new(gpu, weights, 1024)?;
-    embedder.embed(warm)?;
-    let start = Instant::now();
-    let embeddings = embedder.embed(queries)?;
-    let embed_seconds = start.elapsed().as_secs_f64();
-    drop(embedder);
-    let knn = Knn::new(gpu);
-    let f16 = index.precision() == Precision::F16;
-    let database = Database::upload(gpu, index.embedding_bytes(), index.dim(), f16, None)?;
-    knn.search(gpu, &database, &embeddings[..index.dim()], exact.k)?;
-
-    let breakdown_queries = queries.len().min(BREAKDOWN_QUERIES);
-    let breakdown = &embeddings[..breakdown_queries * index.dim()];
-    let scale = queries.len() as f64 / breakdown_queries as f64;
+    let mut searcher = Searcher::new(gpu, index, weights, DEFAULT_BATCH)?;
+    searcher.set_timed(true);
     let mut rows = Vec::new();
     for &c in candidates {
+        let warm = &queries[..queries.len().min(16)];
+        searcher.search(warm, &opts(c))?;
+        let before = searcher.timings();
         let start = Instant::now();
         let answers = searcher.search(queries, &opts(c))?;
         let seconds = start.elapsed().as_secs_f64();
-        let knn_seconds = if c <= MAX_GPU_CANDIDATES {
-            let start = Instant::now();
-            knn.search(gpu, &database, breakdown, c)?;
-            Some(start.elapsed().as_secs_f64() * scale)
-        } else {
-            None
-        };
+        let after = searcher.timings();
         let (recall_at_1, recall_at_k) = recall(&answers, exact);
         let row = CandidateRow {
             candidates: c,
             seconds,
             queries_per_s: queries.len() as f64 / seconds,
-            knn_seconds,
-            rerank_seconds: knn_seconds.map(|knn| (seconds - embed_seconds - knn).max(0.0)),
+            embed_seconds: (after.embed - before.embed).as_secs_f64(),
+            knn_seconds: (after.knn - before.knn).as_secs_f64(),
+            rerank_seconds: (after.rerank - before.rerank).as_secs_f64(),
             recall_at_1,
             recall_at_k,
         };
         report(&row);
         rows.push(row);
     }
-    Ok(Sweep {
-        embed_seconds,
-        breakdown_queries,
-        rows,
-    })
+    Ok(rows)
 }
 
 /// `tools/bench_rapidfuzz.py`: `rapidfuzz.process.cdist` of the queries against the

@@ -488,7 +488,7 @@ fn bench_query(args: &QueryArgs) -> Result<()> {
         "  exact scan: {:.0} queries/s; measuring C = {:?}...",
         exact.queries_per_s, args.candidates
     ));
-    let sweep = candidate_sweep(
+    let rows = candidate_sweep(
         &gpu,
         &index,
         &model.weights,
@@ -522,9 +522,7 @@ fn bench_query(args: &QueryArgs) -> Result<()> {
             "sample": sample,
             "k": exact.k,
             "exact_scan": exact,
-            "embed_seconds": sweep.embed_seconds,
-            "breakdown_queries": sweep.breakdown_queries,
-            "candidates": sweep.rows,
+            "candidates": rows,
             "rapidfuzz": peer,
         });
         println!("{report}");
@@ -560,19 +558,13 @@ fn bench_query(args: &QueryArgs) -> Result<()> {
             }
         );
     }
-    println!(
-        "embedding the {} queries alone: {:.3} s; knn s = Knn::search alone on {} of them, \
-         scaled; rerank s = total - embedding - knn",
-        queries.len(),
-        sweep.embed_seconds,
-        sweep.breakdown_queries
-    );
     let k = exact.k;
     println!(
-        "{:>6} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "{:>6} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
         "C",
         "queries/s",
         "total s",
+        "embed s",
         "knn s",
         "rerank s",
         "recall@1",
@@ -580,24 +572,24 @@ fn bench_query(args: &QueryArgs) -> Result<()> {
         "/exact",
         "/rapidfz"
     );
-    for row in &sweep.rows {
+    for row in &rows {
         let vs_peer = peer.as_ref().map_or("-".to_string(), |p| {
             ratio_text(row.queries_per_s / p.queries_per_s)
         });
-        let seconds = |s: Option<f64>| s.map_or("-".to_string(), |s| format!("{s:.3}"));
         println!(
-            "{:>6} {:>10} {:>9.3} {:>9} {:>9} {:>9.3} {:>9.3} {:>9} {vs_peer:>9}",
+            "{:>6} {:>10} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9} {vs_peer:>9}",
             row.candidates,
             rate_text(row.queries_per_s),
             row.seconds,
-            seconds(row.knn_seconds),
-            seconds(row.rerank_seconds),
+            row.embed_seconds,
+            row.knn_seconds,
+            row.rerank_seconds,
             row.recall_at_1,
             row.recall_at_k,
             ratio_text(row.queries_per_s / exact.queries_per_s)
         );
     }
-    let reaching = sweep.rows.iter().filter(|r| r.recall_at_1 >= 0.95);
+    let reaching = rows.iter().filter(|r| r.recall_at_1 >= 0.95);
     match reaching.min_by_key(|r| r.candidates) {
         Some(r) => println!(
             "smallest C measured with recall@1 >= 0.95: {}",

@@ -1,11 +1,12 @@
 //! `megashtein-gpu query`: fuzzy lookup in an index, printed as TSV or JSON lines.
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
 use crate::gpu::{Gpu, GpuOptions};
-use crate::input::{InputStats, Line, LineReader, NonAscii, check_query};
+use crate::input::{InputStats, Line, NonAscii, check_query, stream_batches};
 use crate::search::index::Index;
 use crate::search::query::{Answer, DEFAULT_BLOWUP, DEFAULT_CANDIDATES, QueryOptions, Searcher};
 
@@ -50,9 +51,13 @@ pub struct Args {
     /// What to do with queries holding non-ASCII characters.
     #[arg(long, value_enum, default_value_t = NonAscii::Error)]
     pub non_ascii: NonAscii,
-    /// Queries per GPU batch.
+    /// Most queries per GPU batch (queries from a pipe are answered as they arrive).
     #[arg(long, default_value_t = 4096)]
     pub batch: usize,
+    /// Print start-up, embedding, kNN, re-rank and output time to stderr (embedding and
+    /// kNN then go in two GPU submits per batch instead of one, to be timed apart).
+    #[arg(long)]
+    pub timings: bool,
     #[command(flatten)]
     pub gpu: GpuOptions,
 }
@@ -69,6 +74,7 @@ pub fn run(args: &Args) -> Result<()> {
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
+    let started = Instant::now();
     let index = Index::open(&args.index)?;
     let model = crate::model::load(args.model.as_deref())?;
     if model.fingerprint != index.fingerprint() {
@@ -86,7 +92,9 @@ pub fn run(args: &Args) -> Result<()> {
         );
     }
     let gpu = Gpu::new(&args.gpu)?;
-    let mut searcher = Searcher::new(&gpu, &index, &model.weights)?;
+    let mut searcher = Searcher::new(&gpu, &index, &model.weights, args.batch)?;
+    searcher.set_timed(args.timings);
+    let startup = started.elapsed();
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut stats = InputStats::default();
@@ -119,17 +127,11 @@ pub fn run(args: &Args) -> Result<()> {
             .queries_file
             .clone()
             .unwrap_or_else(|| PathBuf::from("-"));
-        let mut reader = LineReader::open(&path, args.non_ascii)?;
-        let mut lines = Vec::new();
-        let mut result = Ok(());
-        while reader.next_batch(args.batch, &mut lines)? > 0 {
-            result = answer_batch(&lines, &mut out).and_then(|()| Ok(out.flush()?));
-            if result.is_err() {
-                break;
-            }
-        }
-        stats = *reader.stats();
-        result
+        stream_batches(&path, args.non_ascii, args.batch, |lines| {
+            answer_batch(lines, &mut out)?;
+            Ok(out.flush()?)
+        })
+        .map(|read| stats = read)
     };
     match result.and_then(|()| Ok(out.flush()?)) {
         Err(e) if is_broken_pipe(&e) => return Ok(()),
@@ -148,6 +150,22 @@ pub fn run(args: &Args) -> Result<()> {
             "warning: for {capped} queries every one of the {} candidates was within the threshold, \
              so the cap may have cut more matches; raise --candidates",
             args.candidates
+        );
+    }
+    if args.timings {
+        let t = searcher.timings();
+        let total = started.elapsed().as_secs_f64();
+        let (startup, embed, knn, rerank) = (
+            startup.as_secs_f64(),
+            t.embed.as_secs_f64(),
+            t.knn.as_secs_f64(),
+            t.rerank.as_secs_f64(),
+        );
+        eprintln!(
+            "timings: start-up {startup:.3} s (index, model, device, upload), embedding \
+             {embed:.3} s, kNN {knn:.3} s, re-rank {rerank:.3} s, input and output {:.3} s, \
+             total {total:.3} s",
+            (total - startup - embed - knn - rerank).max(0.0)
         );
     }
     Ok(())

@@ -69,8 +69,19 @@ impl Readback {
 
     /// Record a copy of the first `bytes` bytes of `src` into the staging buffer.
     pub fn copy(&self, encoder: &mut wgpu::CommandEncoder, src: &wgpu::Buffer, bytes: u64) {
+        self.copy_from(encoder, src, 0, bytes);
+    }
+
+    /// Record a copy of `bytes` bytes of `src` from `offset` into the staging buffer.
+    pub fn copy_from(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        src: &wgpu::Buffer,
+        offset: u64,
+        bytes: u64,
+    ) {
         if bytes > 0 {
-            encoder.copy_buffer_to_buffer(src, 0, &self.staging, 0, bytes);
+            encoder.copy_buffer_to_buffer(src, offset, &self.staging, 0, bytes);
         }
     }
 

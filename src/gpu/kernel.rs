@@ -1,39 +1,53 @@
-//! WGSL -> compute pipeline, built once; a `Call` is one use of a kernel on fixed
-//! buffers whose uniform's first word is the batch size, so a call made once serves any
-//! batch up to the capacity its buffers were made for.
+//! WGSL -> compute pipeline, built once, on first use (so a command compiles only the
+//! kernels it runs); a `Call` is one use of a kernel on fixed buffers whose uniform's
+//! first word is the batch size, so a call made once serves any batch up to the
+//! capacity its buffers were made for.
+use std::sync::{Arc, OnceLock};
+
 use super::{Gpu, uniform_buffer};
 
 /// Threads per workgroup of the kernels dispatched per item (each declares
 /// `@workgroup_size(64)`); kernels with a fixed grid ([`Kernel::call_fixed`]) may differ.
 pub const WORKGROUP: u32 = 64;
 
-/// A compiled compute pipeline.
+/// A compute pipeline, compiled when it is first bound.
 #[derive(Clone)]
 pub struct Kernel {
-    pipeline: wgpu::ComputePipeline,
+    source: Arc<str>,
+    entry: &'static str,
     label: &'static str,
+    pipeline: Arc<OnceLock<wgpu::ComputePipeline>>,
 }
 
 impl Kernel {
-    /// Compile `entry` of the WGSL `source`. The bind group layout is taken from the shader.
-    pub fn new(gpu: &Gpu, label: &'static str, source: &str, entry: &str) -> Self {
-        let module = gpu
-            .device
-            .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(label),
-                source: wgpu::ShaderSource::Wgsl(source.into()),
-            });
-        let pipeline = gpu
-            .device
-            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(label),
-                layout: None,
-                module: &module,
-                entry_point: Some(entry),
-                compilation_options: Default::default(),
-                cache: None,
-            });
-        Kernel { pipeline, label }
+    /// `entry` of the WGSL `source`; the bind group layout is taken from the shader.
+    pub fn new(_gpu: &Gpu, label: &'static str, source: &str, entry: &'static str) -> Self {
+        Kernel {
+            source: source.into(),
+            entry,
+            label,
+            pipeline: Arc::default(),
+        }
+    }
+
+    fn pipeline(&self, gpu: &Gpu) -> &wgpu::ComputePipeline {
+        self.pipeline.get_or_init(|| {
+            let module = gpu
+                .device
+                .create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(self.label),
+                    source: wgpu::ShaderSource::Wgsl(self.source.as_ref().into()),
+                });
+            gpu.device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(self.label),
+                    layout: None,
+                    module: &module,
+                    entry_point: Some(self.entry),
+                    compilation_options: Default::default(),
+                    cache: None,
+                })
+        })
     }
 
     /// Bind `uniform` to binding 0 and `buffers` to bindings 1, 2, ...; `per_item` is the
@@ -76,13 +90,14 @@ impl Kernel {
                 resource: b.as_entire_binding(),
             })
             .collect();
+        let pipeline = self.pipeline(gpu);
         let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(self.label),
-            layout: &self.pipeline.get_bind_group_layout(0),
+            layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
         Call {
-            pipeline: self.pipeline.clone(),
+            pipeline: pipeline.clone(),
             bind_group,
             uniform,
             dispatch,

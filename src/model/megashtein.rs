@@ -217,6 +217,22 @@ impl Megashtein {
     /// Start the forward pass of `tokens` and return the batch size; the CPU is free
     /// until [`Megashtein::collect`]. At most one batch may be in flight.
     pub fn submit(&self, gpu: &Gpu, tokens: &[u32]) -> Result<usize> {
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        let batch = self.record(gpu, &mut encoder, tokens)?;
+        self.readback
+            .copy(&mut encoder, &self.output, Self::output_bytes(batch));
+        gpu.queue.submit([encoder.finish()]);
+        Ok(batch)
+    }
+
+    /// Upload `tokens` and record their forward pass into `encoder`; the embeddings land
+    /// in [`Megashtein::output`]. Returns the batch size.
+    pub fn record(
+        &self,
+        gpu: &Gpu,
+        encoder: &mut wgpu::CommandEncoder,
+        tokens: &[u32],
+    ) -> Result<usize> {
         if !tokens.len().is_multiple_of(MAX_LEN) {
             bail!(
                 "token buffer of {} is not a multiple of {MAX_LEN}",
@@ -238,17 +254,16 @@ impl Megashtein {
         for call in &self.calls {
             call.set_batch(gpu, batch as u32);
         }
-        let mut encoder = gpu.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            for call in &self.calls {
-                call.record(&mut pass, gpu, batch as u32);
-            }
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        for call in &self.calls {
+            call.record(&mut pass, gpu, batch as u32);
         }
-        self.readback
-            .copy(&mut encoder, &self.output, Self::output_bytes(batch));
-        gpu.queue.submit([encoder.finish()]);
         Ok(batch)
+    }
+
+    /// `[capacity, 80]` f32: the embeddings of the last recorded batch.
+    pub fn output(&self) -> &wgpu::Buffer {
+        &self.output
     }
 
     /// Wait for the batch started by [`Megashtein::submit`] and read its embeddings.

@@ -1,36 +1,73 @@
-//! k nearest neighbours by squared Euclidean distance with fused top-k selection
-//! (`shaders/topk.wgsl` + `knn.wgsl` + `knn_merge.wgsl`).
+//! k nearest neighbours by squared Euclidean distance, as a tiled matrix product fused
+//! with a threshold filter (`shaders/knn_scan.wgsl`), then an exact merge into sorted
+//! per-query lists (`shaders/knn_select.wgsl` after `topk.wgsl`).
 //!
-//! The database lives on the GPU in chunks that respect the storage-binding limit. For
-//! each chunk, one pass finds the k best rows of every slice of the chunk per query, a
-//! second pass merges the slice lists; chunk results are merged on the CPU. Ties go to
-//! the smaller row. Rows are f32, or f16 read as packed u32 pairs (no f16 shader support
-//! needed); distances are summed in f32.
+//! The database is stored in chunks that fit one storage binding, by dimension for the
+//! scan and by row for exact distances, with each row's squared norm, in a fixed
+//! shuffled order (so that any slice is a fair sample of the whole, whatever order the
+//! caller's rows are in). A search walks the database in slices, one after another in a
+//! single submit: for each slice the scan screens every (query, row) pair with
+//! `|x|^2 - 2 q.x + |q|^2` against the query's current k-th distance and appends the
+//! rows that may beat it to the query's candidate slots; the select pass computes their
+//! exact distances and merges them into the query's list, which sets the next slice's
+//! threshold. The first slice is short (about 4 k rows, all candidates); after it each
+//! slice is as long as all rows before it, so about k rows of each pass the screen
+//! (the k-th of n shuffled rows is beaten by a new row with probability k / n), and the
+//! search costs the product plus O(k log n) exact distances per query.
+//!
+//! A slice whose candidates overflow the slots (many rows tied at a query's k-th
+//! distance, such as duplicates) sets a flag, and the batch is searched again in slices
+//! no longer than the slots, which cannot overflow.
+//!
+//! Results are exact: every row whose exact distance could make the list passes the
+//! screen (its rounding error is bounded), and lists are ordered by (exact distance,
+//! row), so ties go to the smaller row. Rows are f32, or f16 read as packed u32 pairs
+//! (no f16 shader support needed); sums are f32.
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
 use anyhow::{Result, bail};
+use half::f16;
+use rand::seq::SliceRandom;
+use rand::{SeedableRng, rngs::StdRng};
 
-use crate::gpu::{Gpu, Kernel, Readback, storage_buffer, storage_buffer_init};
+use crate::gpu::{Call, Gpu, Kernel, Readback, storage_buffer, storage_buffer_init};
 
-/// Largest k the kernel supports (its workgroup list length).
+/// Largest k the kernel supports (its largest list bucket).
 pub const MAX_K: usize = 1024;
-/// Widest row the kernel supports (its workgroup copy of the query).
-pub const MAX_DIM: usize = 256;
-/// Queries per dispatch are at most this (one workgroup column each).
-const MAX_QUERIES_PER_DISPATCH: usize = 65_535;
+/// Widest vector the kernel supports (the select pass keeps a query in workgroup memory).
+pub const MAX_DIM: usize = 128;
+/// List sizes a select pipeline is built for; a search uses the smallest that holds k.
+const K_BUCKETS: [usize; 4] = [16, 64, 256, MAX_K];
+/// Queries and rows of one scan workgroup's tile (`QT`, `RT` in knn_scan.wgsl).
+const QUERY_TILE: usize = 32;
+const ROW_TILE: usize = 256;
+/// Candidate slots per query (and the slice length of the overflow rerun). Bounds the
+/// work of one select invocation: at most SLOTS / 64 = 64 merges, ~15,000 loop
+/// iterations, well inside lavapipe's budget of 65,535 per invocation (see topk.wgsl).
+const SLOTS: usize = 4096;
+/// Longest slice: its row tiles must fit one grid dimension.
+const MAX_SLICE: usize = MAX_GROUPS * ROW_TILE;
+/// Workgroups per grid dimension (WebGPU's guaranteed limit).
+const MAX_GROUPS: usize = 65_535;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
     batch: u32,
     rows: u32,
+    stride: u32,
     dim: u32,
     k: u32,
-    slice: u32,
-    lists: u32,
-    f16: u32,
-    _pad: u32,
+    cap: u32,
+    slice_start: u32,
+    slice_end: u32,
+    first_slice: u32,
+    _pad: [u32; 3],
 }
 
-/// A database of `rows` vectors of `dim` on the GPU.
+/// A database of `rows` vectors of `dim` on the GPU (cloning shares the buffers).
+#[derive(Clone)]
 pub struct Database {
     chunks: Vec<Chunk>,
     rows: usize,
@@ -38,16 +75,24 @@ pub struct Database {
     f16: bool,
 }
 
+#[derive(Clone)]
 struct Chunk {
+    /// `[words per row, stride]`: word w of row r at `w * stride + r`, for the scan.
     words: wgpu::Buffer,
-    start: usize,
+    /// `[rows, words per row]`, for the exact distances of candidates.
+    by_row: wgpu::Buffer,
+    /// `[stride]` squared norms.
+    norms: wgpu::Buffer,
+    /// `[rows]` the caller's row number of each stored row.
+    ids: wgpu::Buffer,
     rows: usize,
+    stride: usize,
 }
 
 impl Database {
-    /// Upload `data`: `rows x dim` little-endian f32, or IEEE f16 when `f16`. Chunks hold
-    /// at most `max_chunk_rows` rows (tests force small chunks) and never exceed the
-    /// device's storage-binding limit.
+    /// Upload `data`: `rows x dim` little-endian f32, or IEEE f16 when `f16`, row-major.
+    /// Chunks hold at most `max_chunk_rows` rows (tests force small chunks) and never
+    /// exceed the device's storage-binding limit.
     pub fn upload(
         gpu: &Gpu,
         data: &[u8],
@@ -66,22 +111,22 @@ impl Database {
             );
         }
         let rows = data.len() / row_bytes;
-        let by_binding = (gpu.max_binding_bytes() as usize / row_bytes).max(1);
-        // Row numbers within a chunk must stay clear of the kernel's sentinels.
-        let chunk_rows = by_binding
-            .min(max_chunk_rows.unwrap_or(usize::MAX))
-            .clamp(1, 1 << 30);
-        let chunks = (0..rows)
-            .step_by(chunk_rows)
-            .map(|start| {
-                let n = chunk_rows.min(rows - start);
-                let bytes = &data[start * row_bytes..(start + n) * row_bytes];
-                Chunk {
-                    words: storage_buffer_init(gpu, "knn database", bytes),
-                    start,
-                    rows: n,
-                }
-            })
+        // Row numbers must stay clear of the lists' sentinels (topk.wgsl).
+        if rows > (u32::MAX as usize) - 4 * MAX_K {
+            bail!("database of {rows} rows is too large for 32-bit row numbers");
+        }
+        let words_per_row = row_bytes / 4;
+        let by_binding =
+            (gpu.max_binding_bytes() as usize / (words_per_row * 4)) / ROW_TILE * ROW_TILE;
+        if by_binding == 0 {
+            bail!("the device's storage bindings cannot hold {ROW_TILE} rows of {dim}");
+        }
+        let chunk_rows = by_binding.min(max_chunk_rows.unwrap_or(usize::MAX).max(1));
+        let mut order: Vec<u32> = (0..rows as u32).collect();
+        order.shuffle(&mut StdRng::seed_from_u64(0x6b6e6e));
+        let chunks = order
+            .chunks(chunk_rows)
+            .map(|ids| Chunk::upload(gpu, data, ids, words_per_row, f16))
             .collect();
         Ok(Database {
             chunks,
@@ -100,6 +145,42 @@ impl Database {
     }
 }
 
+impl Chunk {
+    /// Store the rows `ids` of `data` (rows of `words_per_row` little-endian words) in
+    /// both layouts, with their squared norms.
+    fn upload(gpu: &Gpu, data: &[u8], ids: &[u32], words_per_row: usize, f16: bool) -> Chunk {
+        let rows = ids.len();
+        let stride = rows.next_multiple_of(ROW_TILE);
+        let mut by_dim = vec![0u32; words_per_row * stride];
+        let mut by_row = Vec::with_capacity(words_per_row * rows);
+        let mut norms = vec![0f32; stride];
+        for (r, &id) in ids.iter().enumerate() {
+            let row = &data[id as usize * words_per_row * 4..][..words_per_row * 4];
+            let mut norm = 0f32;
+            for (w, bytes) in row.chunks_exact(4).enumerate() {
+                let word = u32::from_le_bytes(bytes.try_into().unwrap());
+                by_dim[w * stride + r] = word;
+                by_row.push(word);
+                let values = if f16 {
+                    [word as u16, (word >> 16) as u16].map(|h| f16::from_bits(h).to_f32())
+                } else {
+                    [f32::from_bits(word), 0.0]
+                };
+                norm += values[0] * values[0] + values[1] * values[1];
+            }
+            norms[r] = norm;
+        }
+        Chunk {
+            words: storage_buffer_init(gpu, "knn database", &by_dim),
+            by_row: storage_buffer_init(gpu, "knn database rows", &by_row),
+            norms: storage_buffer_init(gpu, "knn database norms", &norms),
+            ids: storage_buffer_init(gpu, "knn database ids", ids),
+            rows,
+            stride,
+        }
+    }
+}
+
 /// One neighbour: squared Euclidean distance and database row.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Neighbor {
@@ -107,24 +188,87 @@ pub struct Neighbor {
     pub row: usize,
 }
 
+/// The kNN pipelines of a device, each compiled on first use: one scan per storage type
+/// and width, one select per storage type, width and k bucket.
 pub struct Knn {
-    slices: Kernel,
-    merge: Kernel,
+    kernels: Mutex<HashMap<KernelKey, Kernel>>,
 }
 
-impl Knn {
-    pub fn new(gpu: &Gpu) -> Self {
-        let topk = include_str!("../../shaders/topk.wgsl");
-        let slices = format!("{topk}\n{}", include_str!("../../shaders/knn.wgsl"));
-        let merge = format!("{topk}\n{}", include_str!("../../shaders/knn_merge.wgsl"));
-        Knn {
-            slices: Kernel::new(gpu, "knn.slices", &slices, "slices"),
-            merge: Kernel::new(gpu, "knn.merge", &merge, "merge"),
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum KernelKey {
+    Scan { f16: bool, dmax: usize },
+    Select { f16: bool, dmax: usize, kmax: usize },
+}
+
+impl KernelKey {
+    fn entry(self) -> (&'static str, &'static str) {
+        match self {
+            KernelKey::Scan { .. } => ("knn.scan", "scan"),
+            KernelKey::Select { .. } => ("knn.select", "select_candidates"),
         }
     }
 
+    /// The WGSL of this variant: its constants, then the shared snippets, then the pass.
+    fn source(self) -> String {
+        let common = include_str!("../../shaders/knn_common.wgsl");
+        match self {
+            KernelKey::Scan { f16, dmax } => format!(
+                "const F16: bool = {f16};\nconst DMAX: u32 = {dmax}u;\n{common}\n{}",
+                include_str!("../../shaders/knn_scan.wgsl")
+            ),
+            KernelKey::Select { f16, dmax, kmax } => format!(
+                "const F16: bool = {f16};\nconst DMAX: u32 = {dmax}u;\nconst KMAX: u32 = {kmax}u;\n\
+                 {common}\n{}\n{}",
+                include_str!("../../shaders/topk.wgsl"),
+                include_str!("../../shaders/knn_select.wgsl")
+            ),
+        }
+    }
+}
+
+/// Every kNN shader variant a search of `dim`-wide vectors may build, as (label, entry
+/// point, WGSL source): for checks that translate all shaders without running them.
+pub fn shader_variants(dim: usize) -> Vec<(String, &'static str, String)> {
+    let dmax = dim.next_multiple_of(4);
+    let mut keys = Vec::new();
+    for f16 in [false, true] {
+        keys.push(KernelKey::Scan { f16, dmax });
+        for kmax in K_BUCKETS {
+            keys.push(KernelKey::Select { f16, dmax, kmax });
+        }
+    }
+    keys.into_iter()
+        .map(|key| {
+            let (label, entry) = key.entry();
+            let detail = match key {
+                KernelKey::Scan { f16, .. } => format!("f16={f16}"),
+                KernelKey::Select { f16, kmax, .. } => format!("f16={f16} kmax={kmax}"),
+            };
+            (format!("{label} dim={dim} {detail}"), entry, key.source())
+        })
+        .collect()
+}
+
+impl Knn {
+    pub fn new(_gpu: &Gpu) -> Self {
+        Knn {
+            kernels: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn kernel(&self, gpu: &Gpu, key: KernelKey) -> Kernel {
+        let mut kernels = self.kernels.lock().unwrap_or_else(|e| e.into_inner());
+        kernels
+            .entry(key)
+            .or_insert_with(|| {
+                let (label, entry) = key.entry();
+                Kernel::new(gpu, label, &key.source(), entry)
+            })
+            .clone()
+    }
     /// The `min(k, rows)` nearest rows of `db` to each of the `queries` (`[n, dim]`),
-    /// nearest first, ties by smaller row.
+    /// nearest first, ties by smaller row. Builds a [`KnnPlan`] for this call; callers
+    /// that search repeatedly keep one instead.
     pub fn search(
         &self,
         gpu: &Gpu,
@@ -132,92 +276,271 @@ impl Knn {
         queries: &[f32],
         k: usize,
     ) -> Result<Vec<Vec<Neighbor>>> {
+        let n = queries.len() / db.dim.max(1);
+        KnnPlan::new(gpu, self, db, k, n.max(1), None)?.search(gpu, queries)
+    }
+}
+
+/// The most queries one search of `dim`-wide vectors at `k` can take on `gpu`: its
+/// query, list and candidate buffers must each fit one storage binding.
+pub fn max_batch(gpu: &Gpu, dim: usize, k: usize) -> usize {
+    let max_binding = gpu.max_binding_bytes() as usize;
+    (max_binding / (SLOTS * 4))
+        .min(max_binding / (k.max(1) * 8))
+        .min(max_binding / (dim.max(1) * 4))
+        .max(1)
+}
+
+/// Everything one search of up to `capacity` queries at one k needs, made once and
+/// reused: the query, list, candidate and readback buffers and the bound calls of
+/// every slice.
+pub struct KnnPlan {
+    db: Database,
+    k: usize,
+    capacity: usize,
+    queries: wgpu::Buffer,
+    lists: wgpu::Buffer,
+    /// `[capacity + 1]`: candidates per query, then the overflow flag.
+    counts: wgpu::Buffer,
+    candidates: wgpu::Buffer,
+    scan: Kernel,
+    select: Kernel,
+    /// Slices that double in length: the search.
+    growing: Vec<Slice>,
+    /// Slices of at most [`SLOTS`] rows, bound on the first overflow: the rerun.
+    short: OnceLock<Vec<Slice>>,
+    lists_readback: Readback,
+    flag_readback: Readback,
+}
+
+/// One slice's two passes, bound to the plan's buffers.
+struct Slice {
+    scan: Call,
+    select: Call,
+    row_tiles: u32,
+}
+
+impl KnnPlan {
+    /// Buffers and calls for batches of up to `capacity` queries at `k` (capacity is
+    /// clamped to what one storage binding holds). `queries` may be a buffer another
+    /// pass writes (`[capacity, dim]` f32), such as a model's output; otherwise the plan
+    /// makes its own, filled by [`KnnPlan::search`].
+    pub fn new(
+        gpu: &Gpu,
+        knn: &Knn,
+        db: &Database,
+        k: usize,
+        capacity: usize,
+        queries: Option<&wgpu::Buffer>,
+    ) -> Result<Self> {
         if k == 0 || k > MAX_K {
             bail!("k must be between 1 and {MAX_K}, not {k}");
         }
-        if !queries.len().is_multiple_of(db.dim) {
-            bail!("queries are not a whole number of {}-wide vectors", db.dim);
+        let dmax = db.dim.next_multiple_of(4);
+        // The scan's query tile: 2 x dmax 4x4 matrices, plus norms and thresholds.
+        let tile_bytes = 2 * dmax * 64 + 2 * 8 * 16;
+        let available = gpu.limits.max_compute_workgroup_storage_size as usize;
+        if tile_bytes > available {
+            bail!(
+                "this adapter has {available} bytes of workgroup memory; the kNN of \
+                 {}-wide vectors needs {tile_bytes}",
+                db.dim
+            );
         }
-        let n_queries = queries.len() / db.dim;
-        let mut results: Vec<Vec<Neighbor>> = vec![Vec::new(); n_queries];
-        for chunk in &db.chunks {
-            let k_chunk = k.min(chunk.rows);
-            // Slices big enough that merging their lists stays cheap, small enough that
-            // a single query still spreads over many workgroups.
-            let slice = (8 * k_chunk).max(2048).min(chunk.rows.next_multiple_of(64));
-            let lists = chunk.rows.div_ceil(slice);
-            let scratch_per_query = (lists * k_chunk * 8) as u64;
-            let per_dispatch = ((gpu.max_binding_bytes() / scratch_per_query) as usize)
-                .clamp(1, MAX_QUERIES_PER_DISPATCH);
-            for (batch_no, batch) in queries.chunks(per_dispatch * db.dim).enumerate() {
-                let first_query = batch_no * per_dispatch;
-                let found = self.search_chunk(gpu, db, chunk, batch, k_chunk, slice, lists)?;
-                for (q, neighbors) in found.into_iter().enumerate() {
-                    let all = &mut results[first_query + q];
-                    all.extend(neighbors);
-                    if db.chunks.len() > 1 {
-                        all.sort_by(|a, b| {
-                            a.distance.total_cmp(&b.distance).then(a.row.cmp(&b.row))
-                        });
-                        all.truncate(k);
-                    }
-                }
-            }
-        }
-        Ok(results)
+        let capacity = capacity.min(max_batch(gpu, db.dim, k)).max(1);
+        let queries = match queries {
+            Some(buffer) => buffer.clone(),
+            None => storage_buffer(gpu, "knn queries", (capacity * db.dim * 4) as u64),
+        };
+        let list_bytes = (capacity * k * 8) as u64;
+        let f16 = db.f16;
+        let kmax = *K_BUCKETS.iter().find(|&&b| b >= k).unwrap();
+        let mut plan = KnnPlan {
+            db: db.clone(),
+            k,
+            capacity,
+            queries,
+            lists: storage_buffer(gpu, "knn lists", list_bytes),
+            counts: storage_buffer(gpu, "knn candidate counts", (capacity as u64 + 1) * 4),
+            candidates: storage_buffer(gpu, "knn candidates", (capacity * SLOTS * 4) as u64),
+            scan: knn.kernel(gpu, KernelKey::Scan { f16, dmax }),
+            select: knn.kernel(gpu, KernelKey::Select { f16, dmax, kmax }),
+            growing: Vec::new(),
+            short: OnceLock::new(),
+            lists_readback: Readback::new(gpu, list_bytes),
+            flag_readback: Readback::new(gpu, 4),
+        };
+        plan.growing = plan.bind_slices(gpu, true);
+        Ok(plan)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn search_chunk(
+    /// The slices of every chunk, bound to this plan's buffers. The first holds about
+    /// 4 k rows (all of them candidates); after it, `growing` slices are as long as all
+    /// rows before them, otherwise at most [`SLOTS`] rows.
+    fn bind_slices(&self, gpu: &Gpu, growing: bool) -> Vec<Slice> {
+        let first_len = (4 * self.k).next_multiple_of(ROW_TILE).min(SLOTS);
+        let mut slices = Vec::new();
+        let mut seen = 0usize;
+        for chunk in &self.db.chunks {
+            let mut start = 0;
+            while start < chunk.rows {
+                let len = match (seen, growing) {
+                    (0, _) => first_len,
+                    (_, true) => seen.next_multiple_of(ROW_TILE).min(MAX_SLICE),
+                    (_, false) => SLOTS,
+                };
+                let end = (start + len).min(chunk.rows);
+                let params = Params {
+                    batch: 0,
+                    rows: chunk.rows as u32,
+                    stride: chunk.stride as u32,
+                    dim: self.db.dim as u32,
+                    k: self.k as u32,
+                    cap: SLOTS as u32,
+                    slice_start: start as u32,
+                    slice_end: end as u32,
+                    first_slice: u32::from(seen == 0),
+                    _pad: [0; 3],
+                };
+                let (queries, lists, counts, candidates) =
+                    (&self.queries, &self.lists, &self.counts, &self.candidates);
+                let scan_buffers = [
+                    queries,
+                    &chunk.words,
+                    &chunk.norms,
+                    lists,
+                    counts,
+                    candidates,
+                ];
+                let select_buffers = [
+                    queries,
+                    &chunk.by_row,
+                    lists,
+                    counts,
+                    candidates,
+                    &chunk.ids,
+                ];
+                slices.push(Slice {
+                    scan: self.scan.call(gpu, &params, &scan_buffers, 0),
+                    select: self.select.call(gpu, &params, &select_buffers, 0),
+                    row_tiles: (end - start).div_ceil(ROW_TILE) as u32,
+                });
+                seen += end - start;
+                start = end;
+            }
+        }
+        slices
+    }
+
+    /// The list length this plan searches for.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Most queries one [`KnnPlan::record`] takes.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The `[capacity, dim]` query buffer the search reads.
+    pub fn queries(&self) -> &wgpu::Buffer {
+        &self.queries
+    }
+
+    /// Record the search of the first `batch` queries of the query buffer (every slice
+    /// of every chunk) and the copy of its lists for [`KnnPlan::read`].
+    pub fn record(&self, gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, batch: usize) {
+        self.record_slices(gpu, encoder, batch, &self.growing);
+    }
+
+    fn record_slices(
         &self,
         gpu: &Gpu,
-        db: &Database,
-        chunk: &Chunk,
-        queries: &[f32],
-        k: usize,
-        slice: usize,
-        lists: usize,
-    ) -> Result<Vec<Vec<Neighbor>>> {
-        let batch = queries.len() / db.dim;
-        let params = Params {
-            batch: batch as u32,
-            rows: chunk.rows as u32,
-            dim: db.dim as u32,
-            k: k as u32,
-            slice: slice as u32,
-            lists: lists as u32,
-            f16: u32::from(db.f16),
-            _pad: 0,
-        };
-        let query_buf = storage_buffer_init(gpu, "knn queries", queries);
-        let list_buf = storage_buffer(gpu, "knn slice lists", (batch * lists * k * 8) as u64);
-        let best_bytes = (batch * k * 8) as u64;
-        let best_buf = storage_buffer(gpu, "knn best", best_bytes);
-        let slices = self
-            .slices
-            .call(gpu, &params, &[&query_buf, &chunk.words, &list_buf], 0);
-        let merge = self.merge.call(gpu, &params, &[&list_buf, &best_buf], 0);
-        let readback = Readback::new(gpu, best_bytes);
-        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        encoder: &mut wgpu::CommandEncoder,
+        batch: usize,
+        slices: &[Slice],
+    ) {
+        assert!(
+            batch <= self.capacity,
+            "kNN batch above the plan's capacity"
+        );
+        if batch == 0 || slices.is_empty() {
+            return;
+        }
+        for slice in slices {
+            slice.scan.set_batch(gpu, batch as u32);
+            slice.select.set_batch(gpu, batch as u32);
+        }
+        encoder.clear_buffer(&self.counts, 0, None);
+        let query_tiles = batch.div_ceil(QUERY_TILE) as u32;
+        let select_x = batch.min(MAX_GROUPS);
+        let select_y = batch.div_ceil(select_x) as u32;
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
-            slices.record_workgroups(&mut pass, batch as u32, lists as u32);
-            merge.record_workgroups(&mut pass, batch as u32, 1);
+            for slice in slices {
+                slice
+                    .scan
+                    .record_workgroups(&mut pass, slice.row_tiles, query_tiles);
+                slice
+                    .select
+                    .record_workgroups(&mut pass, select_x as u32, select_y);
+            }
         }
-        readback.copy(&mut encoder, &best_buf, best_bytes);
-        gpu.queue.submit([encoder.finish()]);
-        let words: Vec<u32> = readback.read(gpu, best_bytes)?;
+        self.lists_readback
+            .copy(encoder, &self.lists, (batch * self.k * 8) as u64);
+        let flag_at = self.capacity as u64 * 4;
+        self.flag_readback
+            .copy_from(encoder, &self.counts, flag_at, 4);
+    }
+
+    /// Wait for the search recorded by [`KnnPlan::record`] and return its lists. If a
+    /// slice overflowed its candidate slots, search the batch again in short slices.
+    pub fn read(&self, gpu: &Gpu, batch: usize) -> Result<Vec<Vec<Neighbor>>> {
+        if batch == 0 || self.growing.is_empty() {
+            return Ok(vec![Vec::new(); batch]);
+        }
+        let overflowed = self.flag_readback.read::<u32>(gpu, 4)?[0] != 0;
+        if overflowed {
+            let short = self.short.get_or_init(|| self.bind_slices(gpu, false));
+            let mut encoder = gpu.device.create_command_encoder(&Default::default());
+            self.record_slices(gpu, &mut encoder, batch, short);
+            gpu.queue.submit([encoder.finish()]);
+            self.flag_readback.read::<u32>(gpu, 4)?;
+        }
+        let words: Vec<u32> = self.lists_readback.read(gpu, (batch * self.k * 8) as u64)?;
+        let rows = self.db.rows;
         Ok(words
-            .chunks_exact(2 * k)
+            .chunks_exact(2 * self.k)
             .map(|list| {
                 list.chunks_exact(2)
-                    .filter(|pair| (pair[1] as usize) < chunk.rows)
+                    .filter(|pair| (pair[1] as usize) < rows)
                     .map(|pair| Neighbor {
                         distance: f32::from_bits(pair[0]),
-                        row: chunk.start + pair[1] as usize,
+                        row: pair[1] as usize,
                     })
                     .collect()
             })
             .collect())
+    }
+
+    /// The `min(k, rows)` nearest rows to each of `queries` (`[n, dim]`), nearest first,
+    /// ties by smaller row: uploads, searches and reads back in batches of the capacity,
+    /// one submit each.
+    pub fn search(&self, gpu: &Gpu, queries: &[f32]) -> Result<Vec<Vec<Neighbor>>> {
+        let dim = self.db.dim;
+        if !queries.len().is_multiple_of(dim) {
+            bail!("queries are not a whole number of {dim}-wide vectors");
+        }
+        let mut results = Vec::with_capacity(queries.len() / dim);
+        for batch in queries.chunks(self.capacity * dim) {
+            let n = batch.len() / dim;
+            gpu.queue
+                .write_buffer(&self.queries, 0, bytemuck::cast_slice(batch));
+            let mut encoder = gpu.device.create_command_encoder(&Default::default());
+            self.record(gpu, &mut encoder, n);
+            gpu.queue.submit([encoder.finish()]);
+            results.extend(self.read(gpu, n)?);
+        }
+        Ok(results)
     }
 }

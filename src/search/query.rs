@@ -1,14 +1,20 @@
 //! Fuzzy lookup: embed the queries, take the nearest rows by embedding distance on the
-//! GPU, re-rank them by exact Levenshtein distance on CPU threads.
+//! GPU, re-rank them by exact Levenshtein distance on CPU threads. Embedding and kNN of
+//! a batch are one submit: the kNN reads the model's output buffer, so embeddings never
+//! travel to the CPU.
+use std::time::{Duration, Instant};
+
 use anyhow::{Result, bail};
 use rapidfuzz::distance::levenshtein::BatchComparator;
 use rayon::prelude::*;
 
 use super::index::{Index, Precision};
-use crate::embed::Embedder;
 use crate::gpu::Gpu;
+use crate::input::tokenize_batch;
+use crate::model::megashtein::Megashtein;
 use crate::model::weights::Weights;
-use crate::ops::knn::{Database, Knn, MAX_K, Neighbor};
+use crate::ops::Ops;
+use crate::ops::knn::{self, Database, Knn, KnnPlan, MAX_K, Neighbor};
 
 /// Default `--candidates`: the smallest C reaching recall@1 >= 0.95 on codespell
 /// misspellings against wamerican-huge with the default model (0.957 at C = 200 of the
@@ -50,31 +56,65 @@ pub struct Answer {
     pub capped: bool,
 }
 
+/// Where a [`Searcher`]'s time went, summed over its calls.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timings {
+    /// Embedding the queries (GPU), including the token upload.
+    pub embed: Duration,
+    /// The kNN on the GPU, with the readback of the candidates.
+    pub knn: Duration,
+    /// The exact re-rank on CPU threads.
+    pub rerank: Duration,
+}
+
 /// An index loaded on a device with its model, ready for queries.
 pub struct Searcher<'a> {
     gpu: &'a Gpu,
     index: &'a Index,
-    embedder: Embedder<'a>,
+    model: Megashtein,
     knn: Knn,
     database: Database,
+    /// The kNN plan of the last candidate count, reading the model's output.
+    plan: Option<KnnPlan>,
+    tokens: Vec<u32>,
     scale: f32,
+    /// Time embedding and kNN apart (two submits per batch instead of one).
+    timed: bool,
+    timings: Timings,
 }
 
 impl<'a> Searcher<'a> {
-    /// Upload `index`'s embeddings and build `weights` (which must be the index's model).
-    pub fn new(gpu: &'a Gpu, index: &'a Index, weights: &Weights) -> Result<Self> {
-        let embedder = Embedder::new(gpu, weights, 1024)?;
-        let knn = Knn::new(gpu);
+    /// Upload `index`'s embeddings and build `weights` (which must be the index's model)
+    /// for batches of up to `batch` queries (clamped to what the device holds).
+    pub fn new(gpu: &'a Gpu, index: &'a Index, weights: &Weights, batch: usize) -> Result<Self> {
+        // Any kNN plan must take a whole batch of the model's output.
+        let batch = batch.min(knn::max_batch(gpu, index.dim(), MAX_K));
+        let model = Megashtein::new(gpu, &Ops::new(gpu), weights, batch)?;
         let f16 = index.precision() == Precision::F16;
         let database = Database::upload(gpu, index.embedding_bytes(), index.dim(), f16, None)?;
         Ok(Searcher {
             gpu,
             index,
-            embedder,
-            knn,
+            model,
+            knn: Knn::new(gpu),
             database,
+            plan: None,
+            tokens: Vec::new(),
             scale: index.distance_scale(),
+            timed: false,
+            timings: Timings::default(),
         })
+    }
+
+    /// Measure embedding and kNN separately from now on (see [`Searcher::timings`]).
+    pub fn set_timed(&mut self, timed: bool) {
+        self.timed = timed;
+    }
+
+    /// Time spent so far; embedding and kNN are told apart only while timed (otherwise
+    /// both count as kNN).
+    pub fn timings(&self) -> Timings {
+        self.timings
     }
 
     /// Answer `queries` (full strings; cut to 80 only for the model).
@@ -94,38 +134,78 @@ impl<'a> Searcher<'a> {
                 opts.candidates
             );
         }
-        let embeddings = self.embedder.embed(queries)?;
-        let candidates = if opts.candidates <= MAX_GPU_CANDIDATES {
-            self.knn
-                .search(self.gpu, &self.database, &embeddings, opts.candidates)?
-        } else {
-            // More candidates than the GPU search keeps, covering every row: rank them all.
-            let all = self.index.embeddings_f32();
-            let dim = self.index.dim();
-            embeddings
-                .par_chunks(dim)
-                .map(|q| {
-                    let mut rows: Vec<Neighbor> = all
-                        .chunks_exact(dim)
-                        .enumerate()
-                        .map(|(row, x)| Neighbor {
-                            distance: squared_distance(q, x),
-                            row,
-                        })
-                        .collect();
-                    rows.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.row.cmp(&b.row)));
-                    rows
-                })
-                .collect()
-        };
-        let index = self.index;
-        let scale = self.scale;
-        Ok(queries
-            .par_iter()
-            .zip(candidates)
-            .map(|(query, found)| answer(index, scale, query, &found, opts))
-            .collect())
+        let mut answers = Vec::with_capacity(queries.len());
+        for chunk in queries.chunks(self.model.capacity()) {
+            let found = self.candidates(chunk, opts.candidates)?;
+            let start = Instant::now();
+            let (index, scale) = (self.index, self.scale);
+            answers.par_extend(
+                chunk
+                    .par_iter()
+                    .zip(found)
+                    .map(|(query, found)| answer(index, scale, query, &found, opts)),
+            );
+            self.timings.rerank += start.elapsed();
+        }
+        Ok(answers)
     }
+
+    /// The `candidates` nearest rows of each query by embedding distance.
+    fn candidates(&mut self, queries: &[&[u8]], candidates: usize) -> Result<Vec<Vec<Neighbor>>> {
+        let gpu = self.gpu;
+        let start = Instant::now();
+        self.tokens.clear();
+        tokenize_batch(queries.iter().copied(), &mut self.tokens);
+        if candidates > MAX_GPU_CANDIDATES {
+            // More candidates than the GPU search keeps, covering every row: rank them all.
+            let embeddings = self.model.forward(gpu, &self.tokens)?;
+            self.timings.embed += start.elapsed();
+            return Ok(rank_all(self.index, &embeddings));
+        }
+        if self.plan.as_ref().is_none_or(|plan| plan.k() != candidates) {
+            let capacity = self.model.capacity();
+            let output = Some(self.model.output());
+            let plan = KnnPlan::new(gpu, &self.knn, &self.database, candidates, capacity, output)?;
+            self.plan = Some(plan);
+        }
+        let plan = self.plan.as_ref().unwrap();
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        let batch = self.model.record(gpu, &mut encoder, &self.tokens)?;
+        if self.timed {
+            gpu.queue.submit([encoder.finish()]);
+            gpu.wait()?;
+            encoder = gpu.device.create_command_encoder(&Default::default());
+        }
+        let embedded = Instant::now();
+        plan.record(gpu, &mut encoder, batch);
+        gpu.queue.submit([encoder.finish()]);
+        let found = plan.read(gpu, batch)?;
+        self.timings.embed += embedded - start;
+        self.timings.knn += embedded.elapsed();
+        Ok(found)
+    }
+}
+
+/// Every row of `index` for each query embedding, nearest first (ties by row), on CPU
+/// threads: the exhaustive search behind `--candidates` >= the index size.
+fn rank_all(index: &Index, embeddings: &[f32]) -> Vec<Vec<Neighbor>> {
+    let all = index.embeddings_f32();
+    let dim = index.dim();
+    embeddings
+        .par_chunks(dim)
+        .map(|q| {
+            let mut rows: Vec<Neighbor> = all
+                .chunks_exact(dim)
+                .enumerate()
+                .map(|(row, x)| Neighbor {
+                    distance: squared_distance(q, x),
+                    row,
+                })
+                .collect();
+            rows.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.row.cmp(&b.row)));
+            rows
+        })
+        .collect()
 }
 
 /// Reject option combinations that make no sense, before any work is done.

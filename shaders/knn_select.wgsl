@@ -1,0 +1,87 @@
+// kNN, second pass over one slice (after knn_common.wgsl and topk.wgsl): workgroup q
+// recomputes the exact squared distance of each candidate knn_scan.wgsl found for query
+// q and merges them into the query's sorted list of its k best (distance, row) so far,
+// which lives in `lists` between slices. It then clears the query's candidate count for
+// the next slice. Places that hold no row yet carry sentinel rows (>= every real row).
+// Lists hold the caller's row numbers (`ids`): chunks store rows in shuffled order.
+
+@group(0) @binding(1) var<storage, read> queries: array<f32>;        // [batch, dim]
+@group(0) @binding(2) var<storage, read> by_row: array<u32>;         // [rows, words]
+@group(0) @binding(3) var<storage, read_write> lists: array<u32>;    // [batch, k] x (distance bits, row)
+@group(0) @binding(4) var<storage, read_write> counts: array<atomic<u32>>;  // [capacity + 1]; last: overflow flag
+@group(0) @binding(5) var<storage, read> candidates: array<u32>;     // [batch, cap] chunk rows
+@group(0) @binding(6) var<storage, read> ids: array<u32>;            // [rows] row numbers of chunk rows
+
+var<workgroup> query: array<f32, DMAX>;
+var<workgroup> found: u32;
+
+// Sum over dimensions in order, as the CPU reference does.
+fn squared_distance(row: u32) -> f32 {
+    let words = p.dim / DIMS_PER_WORD;
+    var acc = 0.0;
+    for (var w = 0u; w < words; w++) {
+        let word = by_row[row * words + w];
+        if F16 {
+            let x = unpack2x16float(word);
+            let a = x.x - query[2u * w];
+            let b = x.y - query[2u * w + 1u];
+            acc += a * a;
+            acc += b * b;
+        } else {
+            let a = bitcast<f32>(word) - query[w];
+            acc += a * a;
+        }
+    }
+    return acc;
+}
+
+@compute @workgroup_size(64)
+fn select_candidates(@builtin(local_invocation_index) t: u32,
+                     @builtin(workgroup_id) wg: vec3<u32>,
+                     @builtin(num_workgroups) groups: vec3<u32>) {
+    let q = wg.x + wg.y * groups.x;
+    if q >= p.batch {
+        return;
+    }
+    if t == 0u {
+        let count = atomicLoad(&counts[q]);
+        found = min(count, p.cap);
+        if count > p.cap {
+            // Candidates were dropped: flag the search for a rerun in slices of `cap` rows.
+            atomicStore(&counts[arrayLength(&counts) - 1u], 1u);
+        }
+    }
+    let n = workgroupUniformLoad(&found);
+    if n == 0u && p.first_slice == 0u {
+        return;  // nothing beat the list: it stays as it is
+    }
+    for (var d = t; d < p.dim; d += WG) {
+        query[d] = queries[q * p.dim + d];
+    }
+    if p.first_slice == 1u {
+        reset_top(t);
+    } else {
+        for (var j = t; j < p.k; j += WG) {
+            top_d[j] = bitcast<f32>(lists[2u * (q * p.k + j)]);
+            top_i[j] = lists[2u * (q * p.k + j) + 1u];
+        }
+        workgroupBarrier();
+    }
+    for (var base = 0u; base < n; base += WG) {
+        var d = INF;
+        var i = NONE;
+        if base + t < n {
+            let row = candidates[q * p.cap + base + t];
+            d = squared_distance(row);
+            i = ids[row];
+        }
+        offer(t, d, i);
+    }
+    for (var j = t; j < p.k; j += WG) {
+        lists[2u * (q * p.k + j)] = bitcast<u32>(top_d[j]);
+        lists[2u * (q * p.k + j) + 1u] = top_i[j];
+    }
+    if t == 0u {
+        atomicStore(&counts[q], 0u);
+    }
+}
