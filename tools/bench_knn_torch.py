@@ -20,8 +20,8 @@ seed) are put on the device and their squared norms computed once, outside the t
 in the database's dtype (f16 matmuls on the CPU are slow or missing in some builds: a
 failing precision prints an "error" line instead). A warm-up (at least 1 step and about
 20% of the budget, capped at 1 s) runs first and is not counted; then steps repeat until
---seconds have passed (at least 2 steps). Work is counted as 3 * dim flops per
-(query, row) pair, as megashtein-gpu counts it.
+--seconds have passed (at least 2 steps). Work is counted as 2 * dim flops per
+(query, row) pair (one multiply-add per coordinate), as megashtein-gpu counts it.
 
 Prints one JSON object per (rows, precision, k), one line each:
     {"rows": N, "dim": D, "k": K, "precision": "f32" | "f16", "batch": B,
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                 row.update(
                     {
                         "queries_per_s": qps,
-                        "gflops": qps * n * 3 * args.dim / 1e9,
+                        "gflops": qps * n * 2 * args.dim / 1e9,
                         "device": dev_name,
                         "threads": threads,
                         "torch": torch.__version__,

@@ -30,6 +30,7 @@ use anyhow::{Result, bail};
 use half::f16;
 use rand::seq::SliceRandom;
 use rand::{SeedableRng, rngs::StdRng};
+use rayon::prelude::*;
 
 use crate::gpu::{Call, Gpu, Kernel, Readback, storage_buffer, storage_buffer_init};
 
@@ -151,25 +152,41 @@ impl Chunk {
     fn upload(gpu: &Gpu, data: &[u8], ids: &[u32], words_per_row: usize, f16: bool) -> Chunk {
         let rows = ids.len();
         let stride = rows.next_multiple_of(ROW_TILE);
+        let row_bytes = words_per_row * 4;
+        let word = |id: u32, w: usize| {
+            let at = id as usize * row_bytes + 4 * w;
+            u32::from_le_bytes(data[at..at + 4].try_into().unwrap())
+        };
+        // On CPU threads: this runs when an index is opened for search.
+        let by_row: Vec<u32> = ids
+            .par_iter()
+            .flat_map_iter(|&id| (0..words_per_row).map(move |w| word(id, w)))
+            .collect();
         let mut by_dim = vec![0u32; words_per_row * stride];
-        let mut by_row = Vec::with_capacity(words_per_row * rows);
-        let mut norms = vec![0f32; stride];
-        for (r, &id) in ids.iter().enumerate() {
-            let row = &data[id as usize * words_per_row * 4..][..words_per_row * 4];
-            let mut norm = 0f32;
-            for (w, bytes) in row.chunks_exact(4).enumerate() {
-                let word = u32::from_le_bytes(bytes.try_into().unwrap());
-                by_dim[w * stride + r] = word;
-                by_row.push(word);
-                let values = if f16 {
-                    [word as u16, (word >> 16) as u16].map(|h| f16::from_bits(h).to_f32())
-                } else {
-                    [f32::from_bits(word), 0.0]
-                };
-                norm += values[0] * values[0] + values[1] * values[1];
-            }
-            norms[r] = norm;
-        }
+        by_dim
+            .par_chunks_mut(stride)
+            .enumerate()
+            .for_each(|(w, line)| {
+                for (slot, &id) in line.iter_mut().zip(ids) {
+                    *slot = word(id, w);
+                }
+            });
+        let mut norms: Vec<f32> = by_row
+            .par_chunks(words_per_row)
+            .map(|row| {
+                row.iter()
+                    .map(|&word| {
+                        let [a, b] = if f16 {
+                            [word as u16, (word >> 16) as u16].map(|h| f16::from_bits(h).to_f32())
+                        } else {
+                            [f32::from_bits(word), 0.0]
+                        };
+                        a * a + b * b
+                    })
+                    .sum()
+            })
+            .collect();
+        norms.resize(stride, 0.0);
         Chunk {
             words: storage_buffer_init(gpu, "knn database", &by_dim),
             by_row: storage_buffer_init(gpu, "knn database rows", &by_row),
