@@ -17,8 +17,9 @@ use crate::ops::Ops;
 use crate::ops::knn::{self, Database, Knn, KnnPlan, MAX_K, Neighbor};
 
 /// Default `--candidates`: the smallest C reaching recall@1 >= 0.95 on codespell
-/// misspellings against wamerican-huge with the default model (0.957 at C = 200 of the
-/// grid 10, 20, 50, 100, 200, 500, 1,024; 0.933 at 100). See BENCHMARKS.md.
+/// misspellings against wamerican-huge with the default model (0.951 at C = 200 of the
+/// grid 10, 20, 50, 100, 200, 500, 1,024 on 1,000 queries; 0.924 at 100). See
+/// BENCHMARKS.md.
 pub const DEFAULT_CANDIDATES: usize = 200;
 /// Default `--blowup` for threshold search.
 pub const DEFAULT_BLOWUP: f32 = 2.0;
