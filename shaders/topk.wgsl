@@ -12,7 +12,7 @@
 // On lavapipe (llvmpipe) every loop iteration of an invocation counts against one budget
 // of 65,535 (LP_MAX_TGSI_LOOP_ITERATIONS, "shared between every loop in a shader"); past
 // it, loops silently stop early. One `offer` costs ~170 iterations at KMAX = 1,024, so a
-// caller must bound the offers per invocation (knn.rs caps them at SLICE / 64).
+// caller must bound the offers per invocation (knn.rs: at most SLOTS / 64 = 64).
 
 const WG: u32 = 64u;
 const PER_THREAD: u32 = max(KMAX / WG, 1u);
