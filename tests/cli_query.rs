@@ -297,11 +297,47 @@ fn bad_input_gives_clear_errors() {
         ],
         b"",
     ));
-    let e = err(bin(
+    // The index holds its model (format 2): no --model needed, the same answers.
+    let stored = ok(bin(
         &["query", "--index", other_index.to_str().unwrap(), "abc"],
         b"",
     ));
-    assert!(e.contains("--model"), "{e}");
+    let named = ok(bin(
+        &[
+            "query",
+            "--index",
+            other_index.to_str().unwrap(),
+            "-m",
+            other.to_str().unwrap(),
+            "abc",
+        ],
+        b"",
+    ));
+    assert_eq!(stored, named);
+    // A format-1 index of another model holds none: the default model is refused.
+    let old_index = dir.path().join("old.idx");
+    std::fs::write(
+        &old_index,
+        common::as_format_1(&std::fs::read(&other_index).unwrap()),
+    )
+    .unwrap();
+    let e = err(bin(
+        &["query", "--index", old_index.to_str().unwrap(), "abc"],
+        b"",
+    ));
+    assert!(e.contains("--model") && e.contains("format 1"), "{e}");
+    let named_old = ok(bin(
+        &[
+            "query",
+            "--index",
+            old_index.to_str().unwrap(),
+            "-m",
+            other.to_str().unwrap(),
+            "abc",
+        ],
+        b"",
+    ));
+    assert_eq!(named_old, named);
     let e = err(bin(
         &[
             "query",

@@ -1,6 +1,8 @@
 //! The index file: round trips, layout, and every way a bad file or path must fail
 //! cleanly (an error naming the file, no panic, no temporary file left behind).
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -370,18 +372,20 @@ fn bad_header_fields_are_refused() {
     let path = dir.path().join("bad.idx");
     let name = path.display().to_string();
 
-    let err = open_err(&path, &patch(&good, 8, &2u32.to_le_bytes()));
+    let err = open_err(&path, &patch(&good, 8, &3u32.to_le_bytes()));
     assert_eq!(
         err,
         format!(
-            "index {name} has format version 2, newer than this megashtein-gpu reads \
-             (version 1); upgrade megashtein-gpu or rebuild the index with it"
+            "index {name} has format version 3, newer than this megashtein-gpu reads \
+             (version 2); upgrade megashtein-gpu or rebuild the index with it"
         )
     );
     let err = open_err(&path, &patch(&good, 8, &0u32.to_le_bytes()));
     assert!(err.contains("corrupt (format version 0"), "{err}");
 
-    let cases: [(usize, Vec<u8>, &str); 9] = [
+    let cases: [(usize, Vec<u8>, &str); 11] = [
+        (200, vec![1], "reserved bytes"),
+        (172, 64u64.to_le_bytes().to_vec(), "section table"),
         (12, 128u32.to_le_bytes().to_vec(), "header length"),
         (16, b"G".to_vec(), "fingerprint"),
         (80, 0f32.to_le_bytes().to_vec(), "distance scale"),
@@ -614,4 +618,64 @@ fn embedding_section_alignment() {
         assert_eq!(lo, f16::from_f32(emb[0]));
         assert_eq!(hi, f16::from_f32(emb[1]));
     }
+}
+
+/// An index can carry the model file that made it (format 2): stored and read back
+/// byte for byte, checked against the fingerprint when written and when opened.
+#[test]
+fn the_model_is_stored_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("with_model.idx");
+    let model = megashtein_gpu::model::DEFAULT_MODEL.to_vec();
+    let fingerprint = megashtein_gpu::model::hex_sha256(&model);
+    let mut w = IndexWriter::create(&path, &fingerprint, SCALE, Precision::F32).unwrap();
+    assert!(w.store_model(b"not the model".to_vec()).is_err());
+    w.store_model(model.clone()).unwrap();
+    w.push(&[line(1, b"abc")], &[0.5; DIM]).unwrap();
+    w.finish().unwrap();
+    let index = Index::open(&path).unwrap();
+    assert_eq!(index.model_bytes(), Some(&model[..]));
+    assert_eq!(index.header().model_offset % 64, 0);
+    assert_eq!(
+        index.header().file_len,
+        index.header().model_offset + model.len() as u64
+    );
+
+    // A flipped model byte with valid checksums is still caught by the fingerprint.
+    let good = std::fs::read(&path).unwrap();
+    let h = IndexHeader::parse(&good).unwrap();
+    let mut b = good.clone();
+    b[h.model_offset as usize + 100] ^= 1;
+    let fixed = IndexHeader {
+        body_crc: crc32fast::hash(&b[HEADER_LEN..]),
+        ..h.clone()
+    };
+    b[..HEADER_LEN].copy_from_slice(&fixed.to_bytes());
+    let err = open_err(&dir.path().join("flipped.idx"), &b);
+    assert!(
+        err.contains("its model does not match its fingerprint"),
+        "{err}"
+    );
+}
+
+/// Indexes of format version 1 (no model section) still open, rows and all.
+#[test]
+fn version_1_files_still_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (good_path, good) = sample(dir.path());
+    let old = common::as_format_1(&good);
+    let path = dir.path().join("v1.idx");
+    std::fs::write(&path, &old).unwrap();
+    let v1 = Index::open(&path).unwrap();
+    let v2 = Index::open(&good_path).unwrap();
+    assert_eq!(v1.header().version, 1);
+    assert_eq!(v1.model_bytes(), None);
+    assert_eq!(v1.len(), v2.len());
+    for i in 0..v1.len() {
+        assert_eq!(v1.string(i), v2.string(i));
+        assert_eq!(v1.embedding(i), v2.embedding(i));
+    }
+    // Version 1 with model fields set is corrupt.
+    let err = open_err(&path, &patch(&old, 172, &64u64.to_le_bytes()));
+    assert!(err.contains("reserved bytes"), "{err}");
 }

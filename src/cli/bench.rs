@@ -450,16 +450,7 @@ fn bench_query(args: &QueryArgs) -> Result<()> {
     if index.is_empty() {
         bail!("index {} is empty", args.index.display());
     }
-    let model = crate::model::load(args.model.as_deref())?;
-    if model.fingerprint != index.fingerprint() {
-        bail!(
-            "index {} was made by model {}, but {} is {}; pass --model FILE of the index",
-            args.index.display(),
-            &index.fingerprint()[..12],
-            model.source,
-            &model.fingerprint[..12]
-        );
-    }
+    let model = super::model_for_index(&index, args.model.as_deref())?;
     let gpu = Gpu::new(&args.gpu)?;
     let sample = sample_queries(&args.pairs, &index, args.queries, args.seed)?;
     if sample.queries.is_empty() {

@@ -62,7 +62,7 @@ pub fn run(args: &Args) -> Result<()> {
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
-    let model = crate::model::load(args.model.as_deref())?;
+    let (model, model_bytes) = crate::model::load_with_bytes(args.model.as_deref())?;
     let mut reader = LineReader::open(&args.input, args.non_ascii)?;
     let total_bytes = std::fs::metadata(&args.input)
         .ok()
@@ -73,7 +73,10 @@ pub fn run(args: &Args) -> Result<()> {
         Sink::Npy(NpyWriter::create(&args.output, EMBED_DIM)?)
     } else {
         let scale = model.weights.distance_scale;
-        let writer = IndexWriter::create(&args.output, &model.fingerprint, scale, args.precision)?;
+        let mut writer =
+            IndexWriter::create(&args.output, &model.fingerprint, scale, args.precision)?;
+        // The index carries its model, so `query` needs no --model.
+        writer.store_model(model_bytes)?;
         Sink::Index(Box::new(writer))
     };
     let gpu = Gpu::new(&args.gpu)?;

@@ -73,3 +73,36 @@ pub fn progress_bytes(total: Option<u64>, what: &str) -> indicatif::ProgressBar 
     bar.set_prefix(what.to_string());
     bar
 }
+
+/// The model to search `index` with: `--model FILE` when given (it must be the one that
+/// made the index), else the model stored in the index, else the built-in default.
+pub(crate) fn model_for_index(
+    index: &crate::search::index::Index,
+    path: Option<&std::path::Path>,
+) -> anyhow::Result<crate::model::LoadedModel> {
+    let short = |fingerprint: &str| fingerprint[..fingerprint.len().min(12)].to_string();
+    let model = match (path, index.model_bytes()) {
+        (None, Some(bytes)) => {
+            let source = format!("the model stored in {}", index.path().display());
+            return crate::model::load_bytes(bytes, source);
+        }
+        (path, _) => crate::model::load(path)?,
+    };
+    if model.fingerprint != index.fingerprint() {
+        let hint = if path.is_some() {
+            "pass the model the index was made with, or none: indexes made by `embed` since \
+             format 2 hold their model"
+        } else {
+            "it holds no model (an index of format 1): pass --model FILE, or rebuild it with \
+             `megashtein-gpu embed` to store the model in it"
+        };
+        anyhow::bail!(
+            "index {} was made by model {}, but {} is {}; {hint}",
+            index.path().display(),
+            short(index.fingerprint()),
+            model.source,
+            short(&model.fingerprint)
+        );
+    }
+    Ok(model)
+}

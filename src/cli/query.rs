@@ -45,7 +45,8 @@ pub struct Args {
     pub no_rerank: bool,
     #[arg(long, value_enum, default_value_t = Format::Tsv)]
     pub format: Format,
-    /// Model file; must be the one that made the index (checked by fingerprint).
+    /// Model file; must be the one that made the index (checked by fingerprint). By
+    /// default the model stored in the index, or the built-in one for older indexes.
     #[arg(long, short)]
     pub model: Option<PathBuf>,
     /// What to do with queries holding non-ASCII characters.
@@ -76,21 +77,7 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let started = Instant::now();
     let index = Index::open(&args.index)?;
-    let model = crate::model::load(args.model.as_deref())?;
-    if model.fingerprint != index.fingerprint() {
-        let hint = if args.model.is_some() {
-            "pass the model the index was made with"
-        } else {
-            "it was not made with the built-in default model: pass --model FILE"
-        };
-        bail!(
-            "index {} was made by model {}, but {} is {}; {hint}",
-            args.index.display(),
-            short(index.fingerprint()),
-            model.source,
-            short(&model.fingerprint)
-        );
-    }
+    let model = super::model_for_index(&index, args.model.as_deref())?;
     let gpu = Gpu::new(&args.gpu)?;
     let mut searcher = Searcher::new(&gpu, &index, &model.weights, args.batch)?;
     searcher.set_timed(args.timings);
@@ -169,10 +156,6 @@ pub fn run(args: &Args) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn short(fingerprint: &str) -> &str {
-    &fingerprint[..fingerprint.len().min(12)]
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {

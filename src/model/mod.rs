@@ -34,21 +34,30 @@ pub struct LoadedModel {
 
 /// Load `path`, or the built-in default model when `None`.
 pub fn load(path: Option<&Path>) -> Result<LoadedModel> {
-    match path {
+    Ok(load_with_bytes(path)?.0)
+}
+
+/// [`load`], also returning the model file's bytes (what an index stores).
+pub fn load_with_bytes(path: Option<&Path>) -> Result<(LoadedModel, Vec<u8>)> {
+    let (bytes, source) = match path {
         Some(path) => {
-            let (weights, fingerprint) = Weights::load_with_fingerprint(path)?;
-            Ok(LoadedModel {
-                weights,
-                fingerprint,
-                source: path.display().to_string(),
-            })
+            let source = path.display().to_string();
+            let bytes = weights::read_model_file(path)
+                .map_err(|e| anyhow::anyhow!("cannot read model {source}: {e}"))?;
+            (bytes, source)
         }
-        None => Ok(LoadedModel {
-            weights: Weights::from_safetensors(DEFAULT_MODEL, "the default model")?,
-            fingerprint: hex_sha256(DEFAULT_MODEL),
-            source: "the default model".to_string(),
-        }),
-    }
+        None => (DEFAULT_MODEL.to_vec(), "the default model".to_string()),
+    };
+    Ok((load_bytes(&bytes, source)?, bytes))
+}
+
+/// A model from the bytes of a model file; `source` names it in messages.
+pub fn load_bytes(bytes: &[u8], source: String) -> Result<LoadedModel> {
+    Ok(LoadedModel {
+        weights: Weights::from_safetensors(bytes, &source)?,
+        fingerprint: hex_sha256(bytes),
+        source,
+    })
 }
 
 /// The released checkpoint built into the binary ([`RELEASED_CHECKPOINT`]), imported

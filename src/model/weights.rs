@@ -493,7 +493,8 @@ fn from_safetensors_dtype(d: Dtype) -> Option<DType> {
     })
 }
 
-fn read_model_file(path: &Path) -> Result<Vec<u8>> {
+/// The bytes of a model file, refusing directories and files far too large to be one.
+pub(crate) fn read_model_file(path: &Path) -> Result<Vec<u8>> {
     let meta = fs::metadata(path)?;
     if meta.is_dir() {
         bail!("it is a directory, not a file");

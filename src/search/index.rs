@@ -1,7 +1,7 @@
 //! The index file: embeddings of a corpus, with its strings and line numbers, in one
 //! versioned, checksummed file that is read by memory-mapping it.
 //!
-//! # Layout (format version 1)
+//! # Layout (format version 2)
 //!
 //! All integers are little-endian; every checksum is CRC-32 (IEEE, as zlib's `crc32`
 //! and Python's `zlib.crc32`). The file is a fixed 256-byte header followed by four
@@ -10,7 +10,7 @@
 //! | Offset | Size | Type    | Field |
 //! |-------:|-----:|---------|-------|
 //! |      0 |    8 | bytes   | magic `MGSHTIDX` |
-//! |      8 |    4 | u32     | format version, 1 |
+//! |      8 |    4 | u32     | format version, 2 (version 1 files are read too) |
 //! |     12 |    4 | u32     | header length, 256 |
 //! |     16 |   64 | ASCII   | model fingerprint: lowercase hex SHA-256 of the model file |
 //! |     80 |    4 | f32     | distance scale s (d_hat = s * squared embedding distance) |
@@ -26,7 +26,9 @@
 //! |    144 |    8 | u64     | string-data size |
 //! |    152 |    8 | u64     | file length |
 //! |    160 |    4 | u32     | body checksum: CRC-32 of bytes [256, file length) |
-//! |    164 |   88 | bytes   | reserved, 0 |
+//! |    164 |    8 | u64     | model offset (0 when the index holds no model) |
+//! |    172 |    8 | u64     | model size (0 when the index holds no model) |
+//! |    180 |   72 | bytes   | reserved, 0 |
 //! |    252 |    4 | u32     | header checksum: CRC-32 of bytes [0, 252) |
 //!
 //! | Section | Starts at | Contents |
@@ -34,7 +36,11 @@
 //! | embeddings | 256 | N x dim values, row-major, in input order: f32, or IEEE half (`half::f16::to_bits`), then zero padding to a multiple of 4 bytes (so f16 data reads as packed u32 pairs) |
 //! | line numbers | next multiple of 64 | N x u64: each row's 1-based source line number |
 //! | string offsets | next multiple of 64 | N + 1 x u64: string i is bytes [off\[i\], off\[i+1\]) of the string data; off\[0\] = 0, non-decreasing, off\[N\] = string-data size |
-//! | string data | next multiple of 64 | the strings in full (not cut to 80 characters), back to back, no separators; the file ends right after them |
+//! | string data | next multiple of 64 | the strings in full (not cut to 80 characters), back to back, no separators; without a model the file ends right after them |
+//! | model | next multiple of 64 (only if its size is not 0) | the bytes of the model file that made the index (its SHA-256 is the fingerprint), so that searching needs no model file; the file ends right after them |
+//!
+//! Version 1 is the same without the model section (bytes 164..252 are 0); such files
+//! are read as indexes without a model.
 //!
 //! The section offsets are fixed by N, dim, precision and the string-data size; the
 //! header states them anyway so other readers need not recompute them, and
@@ -67,8 +73,8 @@ use crate::model::params::EMBED_DIM;
 
 /// The magic bytes at offset 0.
 pub const MAGIC: [u8; 8] = *b"MGSHTIDX";
-/// The format version this build writes and reads.
-pub const VERSION: u32 = 1;
+/// The format version this build writes; it reads this one and version 1.
+pub const VERSION: u32 = 2;
 /// Length of the fixed header; the body checksum covers everything after it.
 pub const HEADER_LEN: usize = 256;
 /// Every section starts at a multiple of this.
@@ -160,6 +166,10 @@ pub struct IndexHeader {
     pub file_len: u64,
     /// CRC-32 of bytes `[HEADER_LEN, file_len)`.
     pub body_crc: u32,
+    /// Byte offset of the model file's bytes (0 without a model).
+    pub model_offset: u64,
+    /// Bytes of the model file (0 without a model).
+    pub model_size: u64,
 }
 
 /// The section table that N, dim, precision and the string-data size imply.
@@ -170,6 +180,7 @@ struct Layout {
     lines_offset: u64,
     offsets_offset: u64,
     strings_offset: u64,
+    model_offset: u64,
     file_len: u64,
 }
 
@@ -179,7 +190,13 @@ fn align_up(x: u64, to: u64) -> Option<u64> {
 
 impl Layout {
     /// `None` when the sizes overflow u64.
-    fn new(len: u64, dim: u64, precision: Precision, strings_size: u64) -> Option<Layout> {
+    fn new(
+        len: u64,
+        dim: u64,
+        precision: Precision,
+        strings_size: u64,
+        model_size: u64,
+    ) -> Option<Layout> {
         let embeddings_offset = HEADER_LEN as u64;
         let raw = len
             .checked_mul(dim)?
@@ -195,13 +212,20 @@ impl Layout {
         )?;
         let offsets_size = len.checked_add(1)?.checked_mul(8)?;
         let strings_offset = align_up(offsets_offset.checked_add(offsets_size)?, SECTION_ALIGN)?;
-        let file_len = strings_offset.checked_add(strings_size)?;
+        let strings_end = strings_offset.checked_add(strings_size)?;
+        let (model_offset, file_len) = if model_size == 0 {
+            (0, strings_end)
+        } else {
+            let at = align_up(strings_end, SECTION_ALIGN)?;
+            (at, at.checked_add(model_size)?)
+        };
         Some(Layout {
             embeddings_offset,
             embeddings_size,
             lines_offset,
             offsets_offset,
             strings_offset,
+            model_offset,
             file_len,
         })
     }
@@ -241,6 +265,8 @@ impl IndexHeader {
         b[144..152].copy_from_slice(&self.strings_size.to_le_bytes());
         b[152..160].copy_from_slice(&self.file_len.to_le_bytes());
         b[160..164].copy_from_slice(&self.body_crc.to_le_bytes());
+        b[164..172].copy_from_slice(&self.model_offset.to_le_bytes());
+        b[172..180].copy_from_slice(&self.model_size.to_le_bytes());
         let crc = crc32fast::hash(&b[..HEADER_CRC_AT]);
         b[HEADER_CRC_AT..].copy_from_slice(&crc.to_le_bytes());
         b
@@ -267,9 +293,9 @@ impl IndexHeader {
                  (version {VERSION}); upgrade megashtein-gpu or rebuild the index with it"
             ));
         }
-        if version != VERSION {
+        if version == 0 {
             return Err(format!(
-                "corrupt (format version {version}; this megashtein-gpu reads version {VERSION})"
+                "corrupt (format version {version}; this megashtein-gpu reads versions 1 to {VERSION})"
             ));
         }
         if b.len() < HEADER_LEN {
@@ -316,8 +342,15 @@ impl IndexHeader {
             strings_size: u64_at(b, 144),
             file_len: u64_at(b, 152),
             body_crc: u32_at(b, 160),
+            model_offset: u64_at(b, 164),
+            model_size: u64_at(b, 172),
         };
-        match Layout::new(h.len, dim as u64, precision, h.strings_size) {
+        if b[180..HEADER_CRC_AT].iter().any(|&x| x != 0)
+            || (version == 1 && (h.model_offset != 0 || h.model_size != 0))
+        {
+            return bad("reserved bytes are not 0");
+        }
+        match Layout::new(h.len, dim as u64, precision, h.strings_size, h.model_size) {
             Some(l) if l == h.layout() => Ok(h),
             Some(_) => bad("section table"),
             None => bad("section sizes overflow"),
@@ -331,6 +364,7 @@ impl IndexHeader {
             lines_offset: self.lines_offset,
             offsets_offset: self.offsets_offset,
             strings_offset: self.strings_offset,
+            model_offset: self.model_offset,
             file_len: self.file_len,
         }
     }
@@ -420,6 +454,8 @@ pub struct IndexWriter {
     precision: Precision,
     rows: u64,
     strings_size: u64,
+    /// The model file's bytes, stored at the end ([`IndexWriter::store_model`]).
+    model: Vec<u8>,
     /// Set after a failed write: the temporary files are no longer trustworthy.
     failed: bool,
     body: Body,
@@ -475,6 +511,7 @@ impl IndexWriter {
             precision,
             rows: 0,
             strings_size: 0,
+            model: Vec::new(),
             failed: false,
             body,
             lines,
@@ -489,6 +526,19 @@ impl IndexWriter {
     /// The destination path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Store the model file's `bytes` in the index, so that searching it needs no model
+    /// file. They must be the file the fingerprint was taken of.
+    pub fn store_model(&mut self, bytes: Vec<u8>) -> Result<()> {
+        if crate::model::hex_sha256(&bytes) != self.fingerprint {
+            bail!(
+                "cannot store the model in index {}: its bytes do not match the fingerprint",
+                self.path.display()
+            );
+        }
+        self.model = bytes;
+        Ok(())
     }
 
     /// Rows written so far.
@@ -601,6 +651,7 @@ impl IndexWriter {
             precision,
             rows,
             strings_size,
+            model,
             failed: _,
             mut body,
             lines,
@@ -610,7 +661,8 @@ impl IndexWriter {
             half: _,
             temp,
         } = self;
-        let layout = Layout::new(rows, DIM as u64, precision, strings_size)
+        let model_size = model.len() as u64;
+        let layout = Layout::new(rows, DIM as u64, precision, strings_size, model_size)
             .ok_or_else(|| anyhow!("cannot write index {}: too large", path.display()))?;
         let werr = |e: io::Error| temp.write_error(&e);
         let section = |body: &mut Body, at: u64, spool: Spool, size: u64| -> Result<()> {
@@ -634,17 +686,23 @@ impl IndexWriter {
         debug_assert_eq!(body.pos, layout.offsets_offset);
         body.write(&0u64.to_le_bytes()).map_err(werr)?;
         section(&mut body, layout.offsets_offset + 8, offsets, rows * 8)?;
-        // The string data ends the file: no padding after it.
+        // The string data, then the model if there is one; the file ends right after.
         debug_assert_eq!(body.pos, layout.strings_offset);
         let (spool_temp, file) = strings.rewind()?;
         let copied = body.append(file).map_err(werr)?;
         drop(spool_temp);
-        if copied != strings_size || body.pos != layout.file_len {
+        if copied != strings_size {
             bail!(
                 "cannot write index {}: a temporary file holds {copied} bytes, expected {strings_size}",
                 path.display()
             );
         }
+        if !model.is_empty() {
+            body.pad_to(SECTION_ALIGN).map_err(werr)?;
+            debug_assert_eq!(body.pos, layout.model_offset);
+            body.write(&model).map_err(werr)?;
+        }
+        debug_assert_eq!(body.pos, layout.file_len);
         let header = IndexHeader {
             version: VERSION,
             fingerprint,
@@ -660,6 +718,8 @@ impl IndexWriter {
             strings_size,
             file_len: layout.file_len,
             body_crc: body.crc.finalize(),
+            model_offset: layout.model_offset,
+            model_size,
         };
         let mut file = body
             .out
@@ -684,6 +744,8 @@ pub struct Index {
     lines_at: usize,
     offsets_at: usize,
     strings_at: usize,
+    /// The stored model file's bytes (empty without one).
+    model: Range<usize>,
 }
 
 impl std::fmt::Debug for Index {
@@ -774,6 +836,11 @@ impl Index {
         if prev != header.strings_size {
             bail!("index {name} is corrupt (bad string offsets)");
         }
+        let model_at = usz(header.model_offset)?;
+        let model = model_at..model_at + usz(header.model_size)?;
+        if !model.is_empty() && crate::model::hex_sha256(&b[model.clone()]) != header.fingerprint {
+            bail!("index {name} is corrupt (its model does not match its fingerprint)");
+        }
         Ok(Index {
             path: path.to_path_buf(),
             header,
@@ -783,6 +850,7 @@ impl Index {
             lines_at,
             offsets_at,
             strings_at,
+            model,
             map,
         })
     }
@@ -795,6 +863,12 @@ impl Index {
     /// The checked header.
     pub fn header(&self) -> &IndexHeader {
         &self.header
+    }
+
+    /// The bytes of the model file that made the index, when it holds them (format
+    /// version 2 written by `embed`); their SHA-256 is [`Index::fingerprint`].
+    pub fn model_bytes(&self) -> Option<&[u8]> {
+        (!self.model.is_empty()).then(|| &self.map[self.model.clone()])
     }
 
     /// Rows.

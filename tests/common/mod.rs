@@ -95,3 +95,19 @@ pub fn err(out: std::process::Output) -> String {
     assert!(!e.contains("panicked"), "{e}");
     e
 }
+
+/// The same index in format version 1: the stored model cut off, version 1, no model
+/// fields, checksums recomputed (what older megashtein-gpu builds wrote).
+pub fn as_format_1(index: &[u8]) -> Vec<u8> {
+    use megashtein_gpu::search::index::{HEADER_LEN, IndexHeader};
+    let mut header = IndexHeader::parse(index).expect("a valid index");
+    let end = (header.strings_offset + header.strings_size) as usize;
+    let mut out = index[..end].to_vec();
+    header.version = 1;
+    header.model_offset = 0;
+    header.model_size = 0;
+    header.file_len = end as u64;
+    header.body_crc = crc32fast::hash(&out[HEADER_LEN..]);
+    out[..HEADER_LEN].copy_from_slice(&header.to_bytes());
+    out
+}
