@@ -297,23 +297,17 @@ fn bad_input_gives_clear_errors() {
         ],
         b"",
     ));
+    // Query "abc" in `index`, with `--model model` when given.
+    let query = |index: &Path, model: Option<&Path>| {
+        let mut args = vec!["query", "--index", index.to_str().unwrap(), "abc"];
+        if let Some(model) = model {
+            args.extend(["-m", model.to_str().unwrap()]);
+        }
+        bin(&args, b"")
+    };
     // The index holds its model (format 2): no --model needed, the same answers.
-    let stored = ok(bin(
-        &["query", "--index", other_index.to_str().unwrap(), "abc"],
-        b"",
-    ));
-    let named = ok(bin(
-        &[
-            "query",
-            "--index",
-            other_index.to_str().unwrap(),
-            "-m",
-            other.to_str().unwrap(),
-            "abc",
-        ],
-        b"",
-    ));
-    assert_eq!(stored, named);
+    let named = ok(query(&other_index, Some(&other)));
+    assert_eq!(ok(query(&other_index, None)), named);
     // A format-1 index of another model holds none: the default model is refused.
     let old_index = dir.path().join("old.idx");
     std::fs::write(
@@ -321,46 +315,12 @@ fn bad_input_gives_clear_errors() {
         common::as_format_1(&std::fs::read(&other_index).unwrap()),
     )
     .unwrap();
-    let e = err(bin(
-        &["query", "--index", old_index.to_str().unwrap(), "abc"],
-        b"",
-    ));
+    let e = err(query(&old_index, None));
     assert!(e.contains("--model") && e.contains("format 1"), "{e}");
-    let named_old = ok(bin(
-        &[
-            "query",
-            "--index",
-            old_index.to_str().unwrap(),
-            "-m",
-            other.to_str().unwrap(),
-            "abc",
-        ],
-        b"",
-    ));
-    assert_eq!(named_old, named);
-    let e = err(bin(
-        &[
-            "query",
-            "--index",
-            &index,
-            "-m",
-            other.to_str().unwrap(),
-            "abc",
-        ],
-        b"",
-    ));
+    assert_eq!(ok(query(&old_index, Some(&other))), named);
+    // Another model than the index's is refused.
+    let e = err(query(Path::new(&index), Some(&other)));
     assert!(e.contains("was made by model"), "{e}");
-    ok(bin(
-        &[
-            "query",
-            "--index",
-            other_index.to_str().unwrap(),
-            "-m",
-            other.to_str().unwrap(),
-            "abc",
-        ],
-        b"",
-    ));
 }
 
 fn make_other_model(dir: &Path) -> PathBuf {

@@ -522,7 +522,6 @@ impl KnnPlan {
             let mut encoder = gpu.device.create_command_encoder(&Default::default());
             self.record_slices(gpu, &mut encoder, batch, short);
             gpu.queue.submit([encoder.finish()]);
-            self.flag_readback.read::<u32>(gpu, 4)?;
         }
         let words: Vec<u32> = self.lists_readback.read(gpu, (batch * self.k * 8) as u64)?;
         let rows = self.db.rows;
