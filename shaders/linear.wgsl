@@ -1,11 +1,11 @@
-// Linear with bias (PyTorch layout, w is [out, in]), optionally followed by ReLU:
-// y[b, o] = act(bias[o] + sum_i w[o, i] * x[b, i])
-// transpose_weight: w^T [in, out] and a zero bias into a scratch buffer, so that
-// `forward` over (w^T, in <-> out) is the input gradient dx[b, i] = sum_o dy[b, o] w[o, i].
-//
-// Tiled: a workgroup owns TB consecutive rows of x and loops over tiles of TO outputs;
-// per chunk of KC inputs it stages w[o-tile, chunk] and x[rows, chunk] in workgroup
-// memory, and each of its 64 threads accumulates a 4 (outputs) x 8 (rows) register tile.
+// Linear with bias (PyTorch layout, w is [out, in]), optionally followed by ReLU, after
+// gemm_tile.wgsl:
+//   forward:     y[b, o] = act(bias[o] + sum_i w[o, i] * x[b, i]), the tile's product
+//                with k = i and one column per row b of the batch;
+//   pack_weight: W[i, o] = w[o, i], [fan_in][rows], zero for o >= fan_out. TRANSPOSE
+//                packs W[o, i] = w[o, i] ([fan_out][rows over fan_in]), so that
+//                `forward` over it (fan_in <-> fan_out, no bias) is the input gradient
+//                dx[b, i] = sum_o dy[b, o] w[o, i] (ops/linear.rs `backward`).
 struct Shape {
     batch: u32,
     fan_in: u32,
@@ -13,123 +13,81 @@ struct Shape {
     weight: u32,  // offset of w [fan_out, fan_in] in the parameter slab
     bias: u32,    // offset of bias [fan_out]
     relu: u32,    // 1: fused ReLU
-    _pad0: u32,
-    _pad1: u32,
+    rows: u32,    // rows of the packed weight: fan_out rounded up to 64
+    flags: u32,
 }
+
+const TRANSPOSE: u32 = 2u;  // pack_weight: the input gradient's weight
+const NO_BIAS: u32 = 4u;    // forward: no bias (the input gradient)
 
 @group(0) @binding(0) var<uniform> s: Shape;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> params: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<storage, read> packed: array<f32>;   // [fan_in][rows]
+@group(0) @binding(3) var<storage, read> params: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
-const TO: u32 = 64u;  // outputs per tile (16 threads x 4)
-const TB: u32 = 32u;  // rows per workgroup (4 threads x 8)
-const KC: u32 = 16u;  // inputs staged at once
-
-var<workgroup> ws: array<vec4<f32>, 256>;  // [KC][TO / 4]
-var<workgroup> xs: array<vec4<f32>, 128>;  // [KC][TB / 4]
-
-fn load_w(o: u32, k: u32) -> f32 {
-    if o >= s.fan_out || k >= s.fan_in {
-        return 0.0;
-    }
-    return params[s.weight + o * s.fan_in + k];
+fn tile_weight(k: u32, o: u32) -> f32 {
+    return packed[k * s.rows + o];
 }
 
-fn load_x(b: u32, k: u32) -> f32 {
-    if b >= s.batch || k >= s.fan_in {
-        return 0.0;
+fn tile_store(o: u32, b: u32, v: f32) {
+    if o >= s.fan_out || b >= s.batch {
+        return;
     }
-    return x[b * s.fan_in + k];
+    var value = v;
+    if (s.flags & NO_BIAS) == 0u {
+        value += params[s.bias + o];
+    }
+    if s.relu == 1u {
+        value = max(value, 0.0);
+    }
+    y[b * s.fan_out + o] = value;
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(16)
 fn forward(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) tid: u32,
+    @builtin(local_invocation_index) lane: u32,
 ) {
-    let r0 = (wg.x + wg.y * nwg.x) * TB;
-    if r0 >= s.batch {
+    let b0 = (wg.x + wg.y * nwg.x) * TILE_COLS;
+    if b0 >= s.batch {
         return;
     }
-    let og = tid % 16u;  // outputs o0 + og * 4 + 0..4
-    let rg = tid / 16u;  // rows r0 + rg * 8 + 0..8
-    for (var o0 = 0u; o0 < s.fan_out; o0 += TO) {
-        var a0 = vec4<f32>(0.0);
-        var a1 = vec4<f32>(0.0);
-        var a2 = vec4<f32>(0.0);
-        var a3 = vec4<f32>(0.0);
-        var a4 = vec4<f32>(0.0);
-        var a5 = vec4<f32>(0.0);
-        var a6 = vec4<f32>(0.0);
-        var a7 = vec4<f32>(0.0);
-        for (var k0 = 0u; k0 < s.fan_in; k0 += KC) {
-            for (var r = 0u; r < 4u; r++) {
-                let v = tid + r * 64u;
-                let k = k0 + v / 16u;
-                let o = o0 + (v % 16u) * 4u;
-                ws[v] = vec4<f32>(load_w(o, k), load_w(o + 1u, k), load_w(o + 2u, k), load_w(o + 3u, k));
+    // Invocation `lane` stages rows b0 + lane and b0 + lane + 16 (zeros past the batch).
+    for (var c = lane; c < TILE_COLS; c += TILE_LANES) {
+        let b = b0 + c;
+        for (var i = 0u; i < s.fan_in; i++) {
+            var v = 0.0;
+            if b < s.batch {
+                v = x[b * s.fan_in + i];
             }
-            // Consecutive threads read consecutive k of one row (coalesced).
-            for (var r = 0u; r < 2u; r++) {
-                let v = tid + r * 64u;
-                let k = k0 + v % KC;
-                let b = r0 + (v / KC) * 4u;
-                xs[(v % KC) * 8u + v / KC] =
-                    vec4<f32>(load_x(b, k), load_x(b + 1u, k), load_x(b + 2u, k), load_x(b + 3u, k));
-            }
-            workgroupBarrier();
-            for (var q = 0u; q < KC; q++) {
-                let w = ws[q * 16u + og];
-                let b0 = xs[q * 8u + rg * 2u];
-                let b1 = xs[q * 8u + rg * 2u + 1u];
-                a0 += w * b0.x;
-                a1 += w * b0.y;
-                a2 += w * b0.z;
-                a3 += w * b0.w;
-                a4 += w * b1.x;
-                a5 += w * b1.y;
-                a6 += w * b1.z;
-                a7 += w * b1.w;
-            }
-            workgroupBarrier();
+            tile_put(i, c, v);
         }
-        var acc = array<vec4<f32>, 8>(a0, a1, a2, a3, a4, a5, a6, a7);
-        for (var q = 0u; q < 8u; q++) {
-            let b = r0 + rg * 8u + q;
-            if b >= s.batch {
-                break;
-            }
-            for (var r = 0u; r < 4u; r++) {
-                let o = o0 + og * 4u + r;
-                if o < s.fan_out {
-                    var v = params[s.bias + o] + acc[q][r];
-                    if s.relu == 1u {
-                        v = max(v, 0.0);
-                    }
-                    y[b * s.fan_out + o] = v;
-                }
-            }
-        }
+    }
+    workgroupBarrier();
+    for (var o0 = 0u; o0 < s.rows; o0 += TILE_ROWS) {
+        tile_multiply(lane, o0, b0, s.fan_in);
     }
 }
 
-@group(0) @binding(1) var<storage, read> weights: array<f32>;           // the parameter slab
-@group(0) @binding(2) var<storage, read_write> transposed: array<f32>;  // [in, out] ++ [in] zeros
+@group(0) @binding(1) var<storage, read> weights: array<f32>;        // the parameter slab
+@group(0) @binding(2) var<storage, read_write> packing: array<f32>;  // [k][rows]
 
 @compute @workgroup_size(64)
-fn transpose_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn pack_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = gid.x + gid.y * nwg.x * 64u;
-    let n = s.fan_in * s.fan_out;
-    if idx >= n + s.fan_in {
+    let transpose = (s.flags & TRANSPOSE) != 0u;
+    let outs = select(s.fan_out, s.fan_in, transpose);
+    let ins = select(s.fan_in, s.fan_out, transpose);
+    if idx >= ins * s.rows {
         return;
     }
-    if idx >= n {
-        transposed[idx] = 0.0;
-        return;
+    let o = idx % s.rows;
+    let k = idx / s.rows;
+    var v = 0.0;
+    if o < outs {
+        v = weights[s.weight + select(o * s.fan_in + k, k * s.fan_in + o, transpose)];
     }
-    let o = idx % s.fan_out;
-    let i = idx / s.fan_out;
-    transposed[idx] = weights[s.weight + o * s.fan_in + i];
+    packing[idx] = v;
 }

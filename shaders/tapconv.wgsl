@@ -2,11 +2,15 @@
 //
 // The embedding is a lookup, so conv0(embedding(tok)) at position l is
 //   bias[o] + sum_t T[t, tok[l + t - 1], o]   (taps at positions outside 0..len add 0)
-// with the tap tables T[t, c, o] = sum_i w[o, i, t] * table[c, i], [3, vocab, cout].
-// A padding token 0 inside the string is a real token (row 0 of the table); only the
-// conv's zero padding outside 0..len contributes nothing.
-//   fold:    builds T from the parameter slab (run once per set of weights).
-//   forward: y[b, o, j] = relu(0.5 * (conv(2j) + conv(2j + 1))), [batch, cout, len / 2].
+// with the tap tables T[t, c, o] = sum_i w[o, i, t] * table[c, i]. A padding token 0
+// inside the string is a real token (row 0 of the table); only the conv's zero padding
+// outside 0..len contributes nothing. The pooled output j reads positions 2j - 1 .. 2j + 2:
+//   0.5 (conv(2j) + conv(2j + 1)) = bias + P0[tok(2j - 1)] + P1[tok(2j)] + P2[tok(2j + 1)]
+//                                        + P3[tok(2j + 2)]
+// with the pair tables P = 0.5 [T0, T0 + T1, T1 + T2, T2], [4, vocab + 1, cout], whose
+// last row (index vocab) is zero: the conv's padding.
+//   fold:    builds P from the parameter slab (once per set of weights).
+//   forward: y[b, o, j] = relu(bias[o] + four table reads), [batch, cout, len / 2].
 // Training goes back through the fold: given dT, the gradient of the tap tables
 // (ops/embedding.rs `backward` with three taps gathers it from the conv output gradient),
 //   backward_weight: dw[o, i, t] = sum_c dT[t, c, o] * table[c, i];
@@ -27,42 +31,53 @@ struct Shape {
 
 @group(0) @binding(0) var<uniform> s: Shape;
 @group(0) @binding(1) var<storage, read> params: array<f32>;
-@group(0) @binding(2) var<storage, read_write> taps: array<f32>;  // [3, vocab, cout]
+@group(0) @binding(2) var<storage, read> taps: array<f32>;  // P [4, vocab + 1, cout]
 @group(0) @binding(3) var<storage, read> tokens: array<u32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
-@compute @workgroup_size(64)
-fn fold(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let idx = gid.x + gid.y * nwg.x * 64u;
-    if idx >= 3u * s.vocab * s.cout {
-        return;
-    }
-    let o = idx % s.cout;
-    let c = (idx / s.cout) % s.vocab;
-    let t = idx / (s.cout * s.vocab);
+// T[t, c, o].
+fn tap_value(t: u32, c: u32, o: u32) -> f32 {
     var acc = 0.0;
     for (var i = 0u; i < s.dim; i++) {
         acc += params[s.weight + (o * s.dim + i) * 3u + t] * params[s.table + c * s.dim + i];
     }
-    taps[idx] = acc;
+    return acc;
 }
 
-const TO: u32 = 64u;  // channels per tile: one per thread
+@group(0) @binding(2) var<storage, read_write> folded: array<f32>;  // P, written
+
+@compute @workgroup_size(64)
+fn fold(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = gid.x + gid.y * nwg.x * 64u;
+    let rows = s.vocab + 1u;
+    if idx >= 4u * rows * s.cout {
+        return;
+    }
+    let o = idx % s.cout;
+    let c = (idx / s.cout) % rows;
+    let q = idx / (s.cout * rows);
+    var v = 0.0;
+    if c < s.vocab {
+        // P_q = T_{q - 1} + T_q, with T_{-1} = T_3 = 0.
+        if q > 0u {
+            v += tap_value(q - 1u, c, o);
+        }
+        if q < 3u {
+            v += tap_value(q, c, o);
+        }
+    }
+    folded[idx] = 0.5 * v;
+}
+
 const TJ: u32 = 40u;  // pooled positions per tile (the model's 80 / 2: one tile per string)
-var<workgroup> stage: array<f32, 2560>;  // [TO][TJ] outputs of one tile
-// Table row offsets tok * cout of positions 2 * j0 - 1 .. 2 * (j0 + TJ) + 1, or -1 for
-// the conv's zero padding outside 0..len.
-var<workgroup> rows: array<i32, 82>;
+var<workgroup> stage: array<f32, 2560>;  // [cout tile of 64][TJ] outputs of one tile
+// Row offsets tok * cout in a pair table of positions 2 * j0 - 1 + r, or vocab * cout
+// (the zero row) outside 0..len.
+var<workgroup> rows: array<u32, 82>;
 
-// T[t, row] for channel o, or 0 for a padding position.
-fn tap(t: u32, row: i32, o: u32) -> f32 {
-    let v = taps[t * s.vocab * s.cout + u32(max(row, 0)) + o];
-    return select(0.0, v, row >= 0);
-}
-
-// One workgroup per string. Thread = channel, so the table reads of a tap are 64
-// consecutive floats and the token reads are the same for every thread; the tile is
-// staged in workgroup memory and written out as one contiguous run per channel block.
+// One workgroup per string, one thread per channel: a table read is 64 consecutive
+// floats, and the token rows are the same for every thread. The tile is staged in
+// workgroup memory and written out as one contiguous run per channel block.
 @compute @workgroup_size(64)
 fn forward(
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -74,41 +89,31 @@ fn forward(
         return;
     }
     let len_out = s.len / 2u;
+    let table = (s.vocab + 1u) * s.cout;
     for (var j0 = 0u; j0 < len_out; j0 += TJ) {
         let n_j = min(TJ, len_out - j0);
         // rows[r] is position 2 * j0 - 1 + r.
         for (var r = tid; r < 2u * n_j + 2u; r += 64u) {
             let pos = i32(2u * j0 + r) - 1;
-            var row = -1;
+            var row = s.vocab;
             if pos >= 0 && pos < i32(s.len) {
-                row = i32(min(tokens[b * s.len + u32(pos)], s.vocab - 1u) * s.cout);
+                row = min(tokens[b * s.len + u32(pos)], s.vocab - 1u);
             }
-            rows[r] = row;
+            rows[r] = row * s.cout;
         }
         workgroupBarrier();
-        for (var o0 = 0u; o0 < s.cout; o0 += TO) {
-            let n_o = min(TO, s.cout - o0);
+        for (var o0 = 0u; o0 < s.cout; o0 += 64u) {
+            let n_o = min(64u, s.cout - o0);
             let o = o0 + tid;
             if tid < n_o {
                 let bias = params[s.bias + o];
                 for (var jj = 0u; jj < n_j; jj++) {
-                    // conv(l) + conv(l + 1), l = 2 (j0 + jj): positions l - 1 .. l + 2.
-                    let r0 = rows[2u * jj];
-                    let r1 = rows[2u * jj + 1u];
-                    let r2 = rows[2u * jj + 2u];
-                    let r3 = rows[2u * jj + 3u];
-                    let pair = tap(0u, r0, o) + tap(1u, r1, o) + tap(2u, r2, o)
-                        + tap(0u, r1, o) + tap(1u, r2, o) + tap(2u, r3, o);
-                    stage[tid * n_j + jj] = max(bias + 0.5 * pair, 0.0);
+                    let pair = taps[rows[2u * jj] + o] + taps[table + rows[2u * jj + 1u] + o]
+                        + taps[2u * table + rows[2u * jj + 2u] + o]
+                        + taps[3u * table + rows[2u * jj + 3u] + o];
+                    y[(b * s.cout + o) * len_out + j0 + jj] = max(bias + pair, 0.0);
                 }
             }
-            workgroupBarrier();
-            for (var e = tid; e < n_o * n_j; e += 64u) {
-                let oo = e / n_j;
-                let jj = e - oo * n_j;
-                y[(b * s.cout + o0 + oo) * len_out + j0 + jj] = stage[e];
-            }
-            workgroupBarrier();
         }
     }
 }

@@ -5,7 +5,11 @@ mod common;
 use common::{assert_close, gpu, rng, to_f64, uniform};
 use megashtein_gpu::gpu::{Call, Gpu, storage_buffer, storage_buffer_init};
 use megashtein_gpu::ops::{
-    batchnorm::BatchNormShape, conv1d::Conv1dShape, embedding::EmbeddingShape, linear::LinearShape,
+    PackedWeight,
+    batchnorm::BatchNormShape,
+    conv1d::{Conv1dShape, Packing},
+    embedding::EmbeddingShape,
+    linear::LinearShape,
     tapconv::TapConvShape,
 };
 use megashtein_gpu::reference;
@@ -24,6 +28,16 @@ fn run(gpu: &Gpu, call: &Call, batch: u32, out: &wgpu::Buffer, count: usize) -> 
     }
     gpu.queue.submit([encoder.finish()]);
     gpu.read_buffer(out, count).unwrap()
+}
+
+/// Record a packed weight's packing call.
+fn pack(gpu: &Gpu, packed: &PackedWeight) {
+    let mut encoder = gpu.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        packed.pack.record(&mut pass, gpu, 1);
+    }
+    gpu.queue.submit([encoder.finish()]);
 }
 
 /// A parameter slab with some padding in front, so offsets are exercised.
@@ -77,7 +91,8 @@ fn conv1d_matches_reference() {
         (1, 3, 2, 2),
         (3, 5, 4, 7),
         (2, 7, 70, 9),
-        (2, 140, 64, 80),
+        (2, 64, 64, 80),
+        (3, 64, 5, 9),
         (5, 64, 64, 5),
     ] {
         let x = uniform(&mut r, batch * cin * len);
@@ -94,7 +109,12 @@ fn conv1d_matches_reference() {
             weight: off[0],
             bias: off[1],
         };
-        let call = t.ops.conv1d.forward(&t.gpu, shape, &xb, &params, &y);
+        let packed = t.ops.conv1d.pack(&t.gpu, shape, &params, Packing::Conv);
+        pack(&t.gpu, &packed);
+        let call = t
+            .ops
+            .conv1d
+            .forward(&t.gpu, shape, &xb, &packed, &params, &y);
         let got = run(&t.gpu, &call, batch as u32, &y, batch * cout * len);
         let want = reference::conv1d(&to_f64(&x), &to_f64(&w), &to_f64(&b), cin, cout, len);
         assert_close(
@@ -118,7 +138,8 @@ fn conv1d_pool_relu_matches_reference() {
         (2, 7, 70, 9),
         (33, 64, 64, 5),
         (17, 64, 64, 40),
-        (4, 140, 64, 80),
+        (4, 64, 64, 80),
+        (1, 64, 64, 80),
     ] {
         let x = uniform(&mut r, batch * cin * len);
         let w = uniform(&mut r, cout * cin * 3);
@@ -135,10 +156,12 @@ fn conv1d_pool_relu_matches_reference() {
             weight: off[0],
             bias: off[1],
         };
+        let packed = t.ops.conv1d.pack(&t.gpu, shape, &params, Packing::Pooled);
+        pack(&t.gpu, &packed);
         let call = t
             .ops
             .conv1d
-            .forward_pool_relu(&t.gpu, shape, &xb, &params, &y);
+            .forward_pool_relu(&t.gpu, shape, &xb, &packed, &params, &y);
         let got = run(&t.gpu, &call, batch as u32, &y, n);
         let conv = reference::conv1d(&to_f64(&x), &to_f64(&w), &to_f64(&b), cin, cout, len);
         let want = reference::relu(&reference::avgpool(&conv, len));
@@ -185,8 +208,9 @@ fn tapconv_matches_embedding_conv_pool_relu() {
         let taps = storage_buffer(&t.gpu, "taps", (shape.taps_len() * 4) as u64);
         let fold = t.ops.tapconv.fold(&t.gpu, shape, &params, &taps);
         let got = run(&t.gpu, &fold, 1, &taps, shape.taps_len());
-        let want = reference::fold_taps(&to_f64(&table), &to_f64(&w), vocab, dim, cout);
-        assert_close("tap tables", &got, &want, ATOL, RTOL);
+        let taps64 = reference::fold_taps(&to_f64(&table), &to_f64(&w), vocab, dim, cout);
+        let want = reference::pair_tables(&taps64, vocab, cout);
+        assert_close("pair tables", &got, &want, ATOL, RTOL);
 
         let n = batch * cout * (len / 2);
         let y = storage_buffer(&t.gpu, "y", (n * 4) as u64);
@@ -270,7 +294,12 @@ fn linear_matches_reference() {
             bias: off[1],
             relu,
         };
-        let call = t.ops.linear.forward(&t.gpu, shape, &xb, &params, &y);
+        let packed = t.ops.linear.pack(&t.gpu, shape, &params);
+        pack(&t.gpu, &packed);
+        let call = t
+            .ops
+            .linear
+            .forward(&t.gpu, shape, &xb, &packed, &params, &y);
         let got = run(&t.gpu, &call, batch as u32, &y, batch * fan_out);
         let want = reference::linear(&to_f64(&x), &to_f64(&w), &to_f64(&b), fan_in, fan_out, relu);
         assert_close("linear", &got, &want, ATOL, RTOL);

@@ -97,6 +97,7 @@ impl Kernel {
             entries: &entries,
         });
         Call {
+            label: self.label,
             pipeline: pipeline.clone(),
             bind_group,
             uniform,
@@ -105,8 +106,11 @@ impl Kernel {
     }
 }
 
-/// One kernel bound to its buffers, ready to record for any batch size.
+/// One kernel bound to its buffers, ready to record for any batch size. A clone shares
+/// the buffers and the uniform.
+#[derive(Clone)]
 pub struct Call {
+    label: &'static str,
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
     uniform: wgpu::Buffer,
@@ -196,6 +200,33 @@ impl Calls {
         for call in &self.calls {
             call.record(pass, gpu, batch);
         }
+    }
+
+    /// Each call's label and its fastest of `runs` runs alone for `batch` items (a
+    /// submit and a wait each): where a pass spends its time, for benchmarks.
+    pub fn time_each(
+        &self,
+        gpu: &Gpu,
+        batch: u32,
+        runs: usize,
+    ) -> anyhow::Result<Vec<(&'static str, f64)>> {
+        let mut times = Vec::with_capacity(self.calls.len());
+        for call in &self.calls {
+            let mut fastest = f64::INFINITY;
+            for _ in 0..runs {
+                let mut encoder = gpu.device.create_command_encoder(&Default::default());
+                {
+                    let mut pass = encoder.begin_compute_pass(&Default::default());
+                    call.record(&mut pass, gpu, batch);
+                }
+                let start = std::time::Instant::now();
+                gpu.queue.submit([encoder.finish()]);
+                gpu.wait()?;
+                fastest = fastest.min(start.elapsed().as_secs_f64());
+            }
+            times.push((call.label, fastest));
+        }
+        Ok(times)
     }
 }
 

@@ -16,8 +16,10 @@ use anyhow::{Result, bail};
 
 use super::params::{CONV_BLOCKS, CONV_CH, EMBED_DIM, HIDDEN, MAX_LEN};
 use super::weights::Weights;
-use crate::gpu::{Call, Gpu, Readback, storage_buffer, storage_buffer_init};
+use crate::gpu::{Calls, Gpu, Readback, storage_buffer, storage_buffer_init};
 use crate::ops::Ops;
+use crate::ops::PackedWeight;
+use crate::ops::conv1d::Packing;
 
 const F32: u64 = 4;
 
@@ -104,12 +106,13 @@ pub struct Megashtein {
     capacity: usize,
     tokens: wgpu::Buffer,
     output: wgpu::Buffer,
-    calls: Vec<Call>,
+    calls: Calls,
     readback: Readback,
     // Kept alive for the bind groups in `calls`.
     _params: wgpu::Buffer,
     _running: wgpu::Buffer,
     _taps: wgpu::Buffer,
+    _packed: Vec<wgpu::Buffer>,
     _activations: Vec<wgpu::Buffer>,
 }
 
@@ -139,31 +142,44 @@ impl Megashtein {
         let buffer = |label: &str, per_string: usize| {
             storage_buffer(gpu, label, cap * per_string as u64 * F32)
         };
-        // Block 0, folded: the tap tables are built once, now, from the uploaded slab
-        // (queue order puts this before any forward).
+        // Weights prepared once, now, from the uploaded slab (queue order puts this before
+        // any forward): block 0's tap tables, and the packed weights of blocks 1...
         let first = layers::block0();
         let taps = storage_buffer(gpu, "conv0 tap tables", first.taps_len() as u64 * F32);
-        let fold = ops.tapconv.fold(gpu, first, &params, &taps);
-        fold.set_batch(gpu, 1);
+        let mut prepare = Calls::from(ops.tapconv.fold(gpu, first, &params, &taps));
+        let packed: Vec<PackedWeight> = (1..CONV_BLOCKS)
+            .map(|block| {
+                ops.conv1d
+                    .pack(gpu, layers::conv_block(block), &params, Packing::Pooled)
+            })
+            .collect();
+        let (fc0, fc2) = (layers::fc0(), layers::fc2());
+        let packed_fc0 = ops.linear.pack(gpu, fc0, &params);
+        let packed_fc2 = ops.linear.pack(gpu, fc2, &params);
+        for p in packed.iter().chain([&packed_fc0, &packed_fc2]) {
+            prepare.push(p.pack.clone());
+        }
+        prepare.set_batch(gpu, 1);
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
-            fold.record(&mut pass, gpu, 1);
+            prepare.record(&mut pass, gpu, 1);
         }
         gpu.queue.submit([encoder.finish()]);
 
         let mut activations = Vec::new();
-        let mut calls = Vec::new();
+        let mut calls = Calls::default();
         let mut len = MAX_LEN / 2;
         let mut x = buffer("block 0", CONV_CH * len);
         calls.push(ops.tapconv.forward(gpu, first, &params, &taps, &tokens, &x));
         // Blocks 1.., conv + avgpool + relu fused.
-        for block in 1..CONV_BLOCKS {
+        for (block, weight) in (1..CONV_BLOCKS).zip(&packed) {
             let pooled = buffer("block", CONV_CH * (len / 2));
             calls.push(ops.conv1d.forward_pool_relu(
                 gpu,
                 layers::conv_block(block),
                 &x,
+                weight,
                 &params,
                 &pooled,
             ));
@@ -172,11 +188,14 @@ impl Megashtein {
         }
         // x is now [batch, 64, 2]; flattened channel-major it is [batch, 128] as it lies.
         let hidden = buffer("hidden", HIDDEN);
-        calls.push(ops.linear.forward(gpu, layers::fc0(), &x, &params, &hidden));
+        calls.push(
+            ops.linear
+                .forward(gpu, fc0, &x, &packed_fc0, &params, &hidden),
+        );
         let projected = buffer("projected", EMBED_DIM);
         calls.push(
             ops.linear
-                .forward(gpu, layers::fc2(), &hidden, &params, &projected),
+                .forward(gpu, fc2, &hidden, &packed_fc2, &params, &projected),
         );
         let output = buffer("embedding out", EMBED_DIM);
         calls.push(ops.batchnorm.inference(
@@ -198,6 +217,11 @@ impl Megashtein {
             _params: params,
             _running: running,
             _taps: taps,
+            _packed: packed
+                .into_iter()
+                .chain([packed_fc0, packed_fc2])
+                .map(PackedWeight::into_buffer)
+                .collect(),
             _activations: activations,
         })
     }
@@ -251,14 +275,18 @@ impl Megashtein {
         }
         gpu.queue
             .write_buffer(&self.tokens, 0, bytemuck::cast_slice(tokens));
-        for call in &self.calls {
-            call.set_batch(gpu, batch as u32);
-        }
+        self.calls.set_batch(gpu, batch as u32);
         let mut pass = encoder.begin_compute_pass(&Default::default());
-        for call in &self.calls {
-            call.record(&mut pass, gpu, batch as u32);
-        }
+        self.calls.record(&mut pass, gpu, batch as u32);
         Ok(batch)
+    }
+
+    /// Time each kernel of the forward pass of `tokens` on its own.
+    pub fn profile(&self, gpu: &Gpu, tokens: &[u32]) -> Result<Vec<(&'static str, f64)>> {
+        let batch = tokens.len() / MAX_LEN;
+        self.submit(gpu, tokens)?;
+        gpu.wait()?;
+        self.calls.time_each(gpu, batch as u32, 5)
     }
 
     /// `[capacity, 80]` f32: the embeddings of the last recorded batch.

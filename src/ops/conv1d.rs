@@ -1,10 +1,16 @@
 //! Conv1d with kernel 3, stride 1, padding 1 and bias, on `[batch, channels, len]`, and
-//! the same conv fused with the AvgPool1d(2) + ReLU that follow it in the model (the
-//! inference path). Both are one tiled matrix product in `shaders/conv1d.wgsl`. The
-//! backward pass reuses that product for the input gradient (a conv with flipped,
-//! transposed weights) and `weight_grad` for the weight and bias gradients.
+//! the same conv fused with the AvgPool1d(2) + ReLU that follow it in the model. Both
+//! are the register-tiled product of `shaders/gemm_tile.wgsl` over a weight packed
+//! `[cin * 3][cout]` ([`Conv1d::pack`]: once per set of weights, at model build or per
+//! training step). The backward pass reuses the product for the input gradient (a conv
+//! with flipped, transposed weights) and `weight_grad` for the weight and bias gradients.
+use super::PackedWeight;
 use super::weight_grad::{WeightGrad, WeightGradShape};
 use crate::gpu::{Call, Calls, Gpu, Kernel, storage_buffer};
+
+/// The largest reduction (`cin * 3`, and `cout * 3` for the input gradient) the tile
+/// stages in workgroup memory: 2 x 192 4x4 f32 matrices, 24 KiB.
+pub const KMAX: u32 = 192;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -15,8 +21,14 @@ struct Shape {
     len: u32,
     weight: u32,
     bias: u32,
-    _pad: [u32; 2],
+    rows: u32,
+    flags: u32,
 }
+
+// `flags` bits, as in the shader.
+const HALVE: u32 = 1;
+const TRANSPOSE: u32 = 2;
+const NO_BIAS: u32 = 4;
 
 /// Sizes of one conv layer; `weight` and `bias` are offsets in the parameter slab.
 #[derive(Debug, Clone, Copy)]
@@ -28,15 +40,36 @@ pub struct Conv1dShape {
     pub bias: u32,
 }
 
-/// Threads per workgroup, and output columns (positions of all strings) one workgroup
-/// computes (`TC` in the shader).
-const WORKGROUP: u32 = 64;
-const COLUMNS_PER_GROUP: u32 = 32;
+impl Conv1dShape {
+    fn uniform(&self, flags: u32) -> Shape {
+        let transpose = flags & TRANSPOSE != 0;
+        let outs = if transpose { self.cin } else { self.cout };
+        Shape {
+            batch: 0,
+            cin: self.cin,
+            cout: self.cout,
+            len: self.len,
+            weight: self.weight,
+            bias: self.bias,
+            rows: outs.div_ceil(64) * 64,
+            flags,
+        }
+    }
+}
+
+/// Which product a packed weight serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Packing {
+    /// [`Conv1d::forward`].
+    Conv,
+    /// [`Conv1d::forward_pool_relu`] (the weight halved: the pool's mean).
+    Pooled,
+}
 
 pub struct Conv1d {
     forward: Kernel,
     forward_pool_relu: Kernel,
-    flip_weight: Kernel,
+    pack_weight: Kernel,
 }
 
 /// The buffers of one conv backward pass.
@@ -54,49 +87,97 @@ pub struct Conv1dGrads<'a> {
 
 impl Conv1d {
     pub fn new(gpu: &Gpu) -> Self {
-        let source = include_str!("../../shaders/conv1d.wgsl");
+        let source = |pool: bool| {
+            format!(
+                "const KMAX: u32 = {KMAX}u;\nconst POOL: bool = {pool};\n{}{}",
+                include_str!("../../shaders/gemm_tile.wgsl"),
+                include_str!("../../shaders/conv1d.wgsl")
+            )
+        };
         Conv1d {
-            forward: Kernel::new(gpu, "conv1d.forward", source, "forward"),
+            forward: Kernel::new(gpu, "conv1d.forward", &source(false), "forward"),
             forward_pool_relu: Kernel::new(
                 gpu,
                 "conv1d.forward_pool_relu",
-                source,
-                "forward_pool_relu",
+                &source(true),
+                "forward",
             ),
-            flip_weight: Kernel::new(gpu, "conv1d.flip_weight", source, "flip_weight"),
+            pack_weight: Kernel::new(gpu, "conv1d.pack_weight", &source(false), "pack_weight"),
         }
     }
 
-    /// `x [batch, cin, len]` -> `y [batch, cout, len]`.
+    /// The weight of `shape` packed from `params` for `packing`.
+    pub fn pack(
+        &self,
+        gpu: &Gpu,
+        shape: Conv1dShape,
+        params: &wgpu::Buffer,
+        packing: Packing,
+    ) -> PackedWeight {
+        let flags = if packing == Packing::Pooled { HALVE } else { 0 };
+        self.pack_flags(gpu, shape, params, flags)
+    }
+
+    fn pack_flags(
+        &self,
+        gpu: &Gpu,
+        shape: Conv1dShape,
+        params: &wgpu::Buffer,
+        flags: u32,
+    ) -> PackedWeight {
+        let uniform = shape.uniform(flags);
+        let ins = if flags & TRANSPOSE != 0 {
+            shape.cout
+        } else {
+            shape.cin
+        };
+        assert!(
+            3 * ins <= KMAX,
+            "conv1d reduces over at most {KMAX} values (3 x {ins} given)"
+        );
+        let len = 3 * ins * uniform.rows;
+        let weight = storage_buffer(gpu, "packed conv weight", u64::from(len) * 4);
+        let pack =
+            self.pack_weight
+                .call_fixed(gpu, &uniform, &[params, &weight], [len.div_ceil(64), 1]);
+        PackedWeight { pack, weight }
+    }
+
+    /// `x [batch, cin, len]` -> `y [batch, cout, len]`, with `packed` from
+    /// [`Packing::Conv`] (recorded before).
     pub fn forward(
         &self,
         gpu: &Gpu,
         shape: Conv1dShape,
         x: &wgpu::Buffer,
+        packed: &PackedWeight,
         params: &wgpu::Buffer,
         y: &wgpu::Buffer,
     ) -> Call {
-        let uniform = uniform(shape);
-        self.forward
-            .call(gpu, &uniform, &[x, params, y], threads_per_item(shape.len))
+        self.forward.call(
+            gpu,
+            &shape.uniform(0),
+            &[x, &packed.weight, params, y],
+            threads_per_item(shape.len),
+        )
     }
 
     /// `x [batch, cin, len]` -> `y [batch, cout, len / 2]` = relu(avgpool(conv1d(x))),
-    /// the inference form of one conv block (the pool is folded into the conv: half the
-    /// work, and neither the conv nor the pool output is written out).
+    /// one conv block (the pool is folded into the conv: half the work, and neither the
+    /// conv nor the pool output is written out), with `packed` from [`Packing::Pooled`].
     pub fn forward_pool_relu(
         &self,
         gpu: &Gpu,
         shape: Conv1dShape,
         x: &wgpu::Buffer,
+        packed: &PackedWeight,
         params: &wgpu::Buffer,
         y: &wgpu::Buffer,
     ) -> Call {
-        let uniform = uniform(shape);
         self.forward_pool_relu.call(
             gpu,
-            &uniform,
-            &[x, params, y],
+            &shape.uniform(0),
+            &[x, &packed.weight, params, y],
             threads_per_item(shape.len / 2),
         )
     }
@@ -112,30 +193,18 @@ impl Conv1d {
         capacity: usize,
         b: Conv1dGrads,
     ) -> Calls {
-        let weights = shape.cin * shape.cout * 3;
-        let flipped = storage_buffer(
-            gpu,
-            "flipped conv weight",
-            u64::from(weights + shape.cin) * 4,
-        );
-        let flip = self.flip_weight.call_fixed(
-            gpu,
-            &uniform(shape),
-            &[b.params, &flipped],
-            [(weights + shape.cin).div_ceil(64), 1],
-        );
+        // dx is the forward conv of dy over the flipped, transposed weight, no bias.
+        let flipped = self.pack_flags(gpu, shape, b.params, TRANSPOSE);
         let transposed = Conv1dShape {
             cin: shape.cout,
             cout: shape.cin,
-            len: shape.len,
-            weight: 0,
-            bias: weights,
+            ..shape
         };
-        let mut calls = Calls::from(flip);
+        let mut calls = Calls::from(flipped.pack);
         calls.push(self.forward.call(
             gpu,
-            &uniform(transposed),
-            &[b.dy, &flipped, b.dx],
+            &transposed.uniform(NO_BIAS),
+            &[b.dy, &flipped.weight, b.params, b.dx],
             threads_per_item(shape.len),
         ));
         calls.extend(weight_grad.calls(
@@ -154,32 +223,13 @@ impl Conv1d {
             b.x,
             b.grads,
         ));
-        calls.keep(flipped);
+        calls.keep(flipped.weight);
         calls
     }
 }
 
-fn uniform(shape: Conv1dShape) -> Shape {
-    let Conv1dShape {
-        cin,
-        cout,
-        len,
-        weight,
-        bias,
-    } = shape;
-    Shape {
-        batch: 0,
-        cin,
-        cout,
-        len,
-        weight,
-        bias,
-        _pad: [0; 2],
-    }
-}
-
-/// A workgroup of 64 threads covers 32 output columns, so each string (`len_out`
-/// columns) needs `2 * len_out` threads' worth of workgroups.
+/// A workgroup covers 32 output columns, and a call's grid counts workgroups of 64
+/// threads, so each string (`len_out` columns) asks for `2 * len_out` threads.
 fn threads_per_item(len_out: u32) -> u32 {
-    len_out * (WORKGROUP / COLUMNS_PER_GROUP)
+    len_out * 2
 }

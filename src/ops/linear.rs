@@ -1,8 +1,14 @@
-//! Linear layer with bias and an optional fused ReLU, PyTorch weight layout `[out, in]`;
-//! tiled through workgroup memory (see `shaders/linear.wgsl`). The backward pass reuses
-//! the forward product over the transposed weight for dx, and `weight_grad` for dw, db.
+//! Linear layer with bias and an optional fused ReLU, PyTorch weight layout `[out, in]`:
+//! the register-tiled product of `shaders/gemm_tile.wgsl` over a weight packed
+//! `[in][out]` ([`Linear::pack`]). The backward pass reuses the product for dx (over the
+//! weight as it lies) and `weight_grad` for dw, db.
+use super::PackedWeight;
 use super::weight_grad::{WeightGrad, WeightGradShape};
 use crate::gpu::{Call, Calls, Gpu, Kernel, storage_buffer};
+
+/// The largest reduction (`fan_in`, and `fan_out` for the input gradient) the tile
+/// stages in workgroup memory: 2 x 200 4x4 f32 matrices, 25 KiB.
+pub const KMAX: u32 = 200;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -13,8 +19,13 @@ struct Shape {
     weight: u32,
     bias: u32,
     relu: u32,
-    _pad: [u32; 2],
+    rows: u32,
+    flags: u32,
 }
+
+// `flags` bits, as in the shader.
+const TRANSPOSE: u32 = 2;
+const NO_BIAS: u32 = 4;
 
 /// Sizes of one linear layer; `weight` and `bias` are offsets in the parameter slab.
 #[derive(Debug, Clone, Copy)]
@@ -26,9 +37,29 @@ pub struct LinearShape {
     pub relu: bool,
 }
 
+impl LinearShape {
+    fn uniform(&self, flags: u32) -> Shape {
+        let outs = if flags & TRANSPOSE != 0 {
+            self.fan_in
+        } else {
+            self.fan_out
+        };
+        Shape {
+            batch: 0,
+            fan_in: self.fan_in,
+            fan_out: self.fan_out,
+            weight: self.weight,
+            bias: self.bias,
+            relu: u32::from(self.relu),
+            rows: outs.div_ceil(64) * 64,
+            flags,
+        }
+    }
+}
+
 pub struct Linear {
     forward: Kernel,
-    transpose_weight: Kernel,
+    pack_weight: Kernel,
 }
 
 /// The buffers of one linear backward pass.
@@ -45,45 +76,64 @@ pub struct LinearGrads<'a> {
 
 impl Linear {
     pub fn new(gpu: &Gpu) -> Self {
-        let source = include_str!("../../shaders/linear.wgsl");
+        let source = format!(
+            "const KMAX: u32 = {KMAX}u;\n{}{}",
+            include_str!("../../shaders/gemm_tile.wgsl"),
+            include_str!("../../shaders/linear.wgsl")
+        );
         Linear {
-            forward: Kernel::new(gpu, "linear.forward", source, "forward"),
-            transpose_weight: Kernel::new(
-                gpu,
-                "linear.transpose_weight",
-                source,
-                "transpose_weight",
-            ),
+            forward: Kernel::new(gpu, "linear.forward", &source, "forward"),
+            pack_weight: Kernel::new(gpu, "linear.pack_weight", &source, "pack_weight"),
         }
     }
 
-    /// `x [batch, fan_in]` -> `y [batch, fan_out]`.
+    /// The weight of `shape` packed from `params` for [`Linear::forward`].
+    pub fn pack(&self, gpu: &Gpu, shape: LinearShape, params: &wgpu::Buffer) -> PackedWeight {
+        self.pack_flags(gpu, shape, params, 0)
+    }
+
+    fn pack_flags(
+        &self,
+        gpu: &Gpu,
+        shape: LinearShape,
+        params: &wgpu::Buffer,
+        flags: u32,
+    ) -> PackedWeight {
+        let uniform = shape.uniform(flags);
+        let ins = if flags & TRANSPOSE != 0 {
+            shape.fan_out
+        } else {
+            shape.fan_in
+        };
+        assert!(
+            ins <= KMAX,
+            "linear reduces over at most {KMAX} values ({ins} given)"
+        );
+        let len = ins * uniform.rows;
+        let weight = storage_buffer(gpu, "packed linear weight", u64::from(len) * 4);
+        let pack =
+            self.pack_weight
+                .call_fixed(gpu, &uniform, &[params, &weight], [len.div_ceil(64), 1]);
+        PackedWeight { pack, weight }
+    }
+
+    /// `x [batch, fan_in]` -> `y [batch, fan_out]`, with `packed` from [`Linear::pack`]
+    /// (recorded before).
     pub fn forward(
         &self,
         gpu: &Gpu,
         shape: LinearShape,
         x: &wgpu::Buffer,
+        packed: &PackedWeight,
         params: &wgpu::Buffer,
         y: &wgpu::Buffer,
     ) -> Call {
-        let LinearShape {
-            fan_in,
-            fan_out,
-            weight,
-            bias,
-            relu,
-        } = shape;
-        let uniform = Shape {
-            batch: 0,
-            fan_in,
-            fan_out,
-            weight,
-            bias,
-            relu: u32::from(relu),
-            _pad: [0; 2],
-        };
-        // One workgroup of 64 threads per 32 rows: 2 threads' worth per row.
-        self.forward.call(gpu, &uniform, &[x, params, y], 2)
+        self.forward.call(
+            gpu,
+            &shape.uniform(0),
+            &[x, &packed.weight, params, y],
+            THREADS_PER_ROW,
+        )
     }
 
     /// The backward pass for batches up to `capacity`: dx, dw and db, overwritten. A fused
@@ -96,32 +146,19 @@ impl Linear {
         capacity: usize,
         b: LinearGrads,
     ) -> Calls {
-        let weights = shape.fan_in * shape.fan_out;
-        let transposed = storage_buffer(
-            gpu,
-            "transposed linear weight",
-            u64::from(weights + shape.fan_in) * 4,
-        );
-        let uniform = |fan_in, fan_out, weight, bias| Shape {
-            batch: 0,
-            fan_in,
-            fan_out,
-            weight,
-            bias,
-            relu: 0,
-            _pad: [0; 2],
+        let transposed_weight = self.pack_flags(gpu, shape, b.params, TRANSPOSE);
+        let transposed = LinearShape {
+            fan_in: shape.fan_out,
+            fan_out: shape.fan_in,
+            relu: false,
+            ..shape
         };
-        let mut calls = Calls::from(self.transpose_weight.call_fixed(
-            gpu,
-            &uniform(shape.fan_in, shape.fan_out, shape.weight, shape.bias),
-            &[b.params, &transposed],
-            [(weights + shape.fan_in).div_ceil(64), 1],
-        ));
+        let mut calls = Calls::from(transposed_weight.pack);
         calls.push(self.forward.call(
             gpu,
-            &uniform(shape.fan_out, shape.fan_in, 0, weights),
-            &[b.dy, &transposed, b.dx],
-            2,
+            &transposed.uniform(NO_BIAS),
+            &[b.dy, &transposed_weight.weight, b.params, b.dx],
+            THREADS_PER_ROW,
         ));
         calls.extend(weight_grad.calls(
             gpu,
@@ -139,7 +176,11 @@ impl Linear {
             b.x,
             b.grads,
         ));
-        calls.keep(transposed);
+        calls.keep(transposed_weight.weight);
         calls
     }
 }
+
+/// A workgroup covers 32 rows of the batch, and a call's grid counts workgroups of 64
+/// threads: 2 threads' worth per row.
+const THREADS_PER_ROW: u32 = 2;

@@ -16,6 +16,21 @@ pub mod relu;
 pub mod tapconv;
 pub mod weight_grad;
 
+/// A layer's weight packed for the register tile (`shaders/gemm_tile.wgsl`:
+/// `[reduction][rows]`, rows padded to 64), and the call that packs it from the slab:
+/// recorded once per set of weights, before the calls that read it.
+pub struct PackedWeight {
+    pub pack: crate::gpu::Call,
+    weight: wgpu::Buffer,
+}
+
+impl PackedWeight {
+    /// The packed weight, to keep alive as long as the calls that read it.
+    pub fn into_buffer(self) -> wgpu::Buffer {
+        self.weight
+    }
+}
+
 /// Every op, compiled once for a device.
 pub struct Ops {
     pub embedding: embedding::Embedding,

@@ -45,8 +45,13 @@ pub struct TapConvShape {
 }
 
 impl TapConvShape {
-    /// Floats in the tap tables `[3, vocab, cout]`.
+    /// Floats in the folded pair tables `[4, vocab + 1, cout]` the forward reads.
     pub fn taps_len(&self) -> usize {
+        4 * (self.vocab as usize + 1) * self.cout as usize
+    }
+
+    /// Floats in the tap tables' gradient `[3, vocab, cout]` the backward reads.
+    pub fn tap_grads_len(&self) -> usize {
         3 * self.vocab as usize * self.cout as usize
     }
 
@@ -91,7 +96,7 @@ impl TapConv {
         }
     }
 
-    /// `params` -> `taps [3, vocab, cout]`. Record it with batch 1, once per set of
+    /// `params` -> the pair tables `taps [4, vocab + 1, cout]`. Record it with batch 1, once per set of
     /// weights, before the forward passes that read `taps`.
     pub fn fold(
         &self,

@@ -21,7 +21,7 @@ use crate::model::params::{CONV_BLOCKS, CONV_CH, EMBED_DIM, HIDDEN, MAX_LEN, NUM
 use crate::model::weights::{ARCH, Weights};
 use crate::ops::Ops;
 use crate::ops::adamw::{AdamWBuffers, AdamWCalls, AdamWStep};
-use crate::ops::conv1d::Conv1dGrads;
+use crate::ops::conv1d::{Conv1dGrads, Packing};
 use crate::ops::embedding::{EmbeddingShape, positions_by_token};
 use crate::ops::linear::LinearGrads;
 use crate::ops::pnll::{PnllCall, PnllShape};
@@ -170,13 +170,18 @@ impl<'g> Trainer<'g> {
         );
         let conv = layers::conv_block;
         for block in 1..CONV_BLOCKS {
+            // The weights change every step: packed again before each forward.
+            let packed = ops.conv1d.pack(gpu, conv(block), params, Packing::Pooled);
+            forward.push(packed.pack.clone());
             forward.push(ops.conv1d.forward_pool_relu(
                 gpu,
                 conv(block),
                 &a[block - 1],
+                &packed,
                 params,
                 &a[block],
             ));
+            forward.keep(packed.into_buffer());
         }
         let (fc0, fc2, bn) = (layers::fc0(), layers::fc2(), layers::batchnorm());
         let hidden = buffer("hidden", HIDDEN);
@@ -184,8 +189,12 @@ impl<'g> Trainer<'g> {
         let embeddings = buffer("embeddings", EMBED_DIM);
         let bn_saved = storage_buffer(gpu, "bn batch stats", 2 * EMBED_DIM as u64 * F32);
         let last = &a[CONV_BLOCKS - 1];
-        forward.push(ops.linear.forward(gpu, fc0, last, params, &hidden));
-        forward.push(ops.linear.forward(gpu, fc2, &hidden, params, &projected));
+        for (shape, x, y) in [(fc0, last, &hidden), (fc2, &hidden, &projected)] {
+            let packed = ops.linear.pack(gpu, shape, params);
+            forward.push(packed.pack.clone());
+            forward.push(ops.linear.forward(gpu, shape, x, &packed, params, y));
+            forward.keep(packed.into_buffer());
+        }
         forward.push(ops.batchnorm.train_forward(
             gpu,
             bn,
@@ -294,7 +303,7 @@ impl<'g> Trainer<'g> {
             ops.avgpool
                 .backward(gpu, CONV_CH as u32, MAX_LEN as u32, &da[0], &d_conv0),
         );
-        let d_taps = storage_buffer(gpu, "d tap tables", first.taps_len() as u64 * F32);
+        let d_taps = storage_buffer(gpu, "d tap tables", first.tap_grads_len() as u64 * F32);
         backward.push(ops.embedding.backward_taps(
             gpu,
             EmbeddingShape {
@@ -413,6 +422,16 @@ impl<'g> Trainer<'g> {
         }
         self.gpu.queue.submit([encoder.finish()]);
         Ok(())
+    }
+
+    /// Time each kernel of one step on `batch` on its own (forward, backward; the loss
+    /// and AdamW are small).
+    pub fn profile(&mut self, batch: &PairBatch) -> Result<Vec<(&'static str, f64)>> {
+        self.gradients(batch)?;
+        let rows = (2 * self.pairs) as u32;
+        let mut times = self.forward.time_each(self.gpu, rows, 5)?;
+        times.extend(self.backward.time_each(self.gpu, rows, 5)?);
+        Ok(times)
     }
 
     /// Forward, loss and backward only (no update; batch norm's running statistics do

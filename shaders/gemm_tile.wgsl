@@ -1,0 +1,57 @@
+// The register tile of conv1d and linear (prepended to their sources after a line
+// `const KMAX: u32 = ...;`): one workgroup of 16 invocations computes the product
+//   Y[o, col] = sum_{k < K} W[k, o] * B[k, col]      (K <= KMAX)
+// for every row o and 32 columns col0 .. col0 + 31.
+//   - B's 32 columns are staged whole in workgroup memory by the including shader
+//     (`tile_put`), once, behind a single barrier: every later read is a broadcast.
+//   - W comes packed [K][rows] (rows a multiple of 64, zero past the layer) from the
+//     including shader's `tile_weight(k, o)`, so the 16 invocations read 16
+//     consecutive words.
+//   - Each invocation holds rows o0 + lane + 16 r (r = 0..3) x 32 columns as eight
+//     4x4 matrices: named values, which lavapipe keeps in registers (arrays it keeps in
+//     memory, at a third of the speed).
+// The including shader also provides `tile_store(o, col, value)` for each result.
+
+const TILE_COLS: u32 = 32u;
+const TILE_ROWS: u32 = 64u;
+const TILE_LANES: u32 = 16u;
+
+// cols[h * KMAX + k] column c holds B[k, col0 + 16 h + 4 c .. + 3].
+var<workgroup> tile_b: array<mat4x4<f32>, 2u * KMAX>;
+
+// B[k, col0 + c] = v, for c < 32.
+fn tile_put(k: u32, c: u32, v: f32) {
+    tile_b[(c / 16u) * KMAX + k][(c / 4u) % 4u][c % 4u] = v;
+}
+
+// After staging and a barrier: multiply, for rows o0 .. o0 + 63, and store.
+fn tile_multiply(lane: u32, o0: u32, col0: u32, k_len: u32) {
+    let o = o0 + lane;
+    var a00 = mat4x4<f32>(); var a01 = mat4x4<f32>();
+    var a10 = mat4x4<f32>(); var a11 = mat4x4<f32>();
+    var a20 = mat4x4<f32>(); var a21 = mat4x4<f32>();
+    var a30 = mat4x4<f32>(); var a31 = mat4x4<f32>();
+    for (var k = 0u; k < k_len; k++) {
+        let w = vec4(tile_weight(k, o), tile_weight(k, o + 16u),
+                     tile_weight(k, o + 32u), tile_weight(k, o + 48u));
+        let lo = tile_b[k];
+        let hi = tile_b[KMAX + k];
+        a00 += lo * w.x; a01 += hi * w.x;
+        a10 += lo * w.y; a11 += hi * w.y;
+        a20 += lo * w.z; a21 += hi * w.z;
+        a30 += lo * w.w; a31 += hi * w.w;
+    }
+    tile_store_row(o, col0, a00, a01);
+    tile_store_row(o + 16u, col0, a10, a11);
+    tile_store_row(o + 32u, col0, a20, a21);
+    tile_store_row(o + 48u, col0, a30, a31);
+}
+
+fn tile_store_row(o: u32, col0: u32, lo: mat4x4<f32>, hi: mat4x4<f32>) {
+    for (var c = 0u; c < 4u; c++) {
+        for (var l = 0u; l < 4u; l++) {
+            tile_store(o, col0 + 4u * c + l, lo[c][l]);
+            tile_store(o, col0 + 16u + 4u * c + l, hi[c][l]);
+        }
+    }
+}
