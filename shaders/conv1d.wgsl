@@ -12,7 +12,11 @@
 //     dx[b, i, m] = sum_{o, t} w[o, i, t] * dy[b, o, m - t + 1] (ops/conv1d.rs `backward`).
 //
 // Both forwards are the tile's product with col = b * len_out + j running over every
-// output position of every string in the batch.
+// output position of every string in the batch. MODE (prepended) says what the columns
+// read: CONV the input as it is, POOL its pair sums (forward_pool_relu), UNPOOL the
+// gradient at a pooled output [batch, cin, len / 2] spread over the pool's pairs,
+// 0.5 dz[b, i, m / 2] at conv position m (zero past the last pair): the input gradient
+// of a pooled block straight from dz, with no unpooled buffer.
 struct Shape {
     batch: u32,
     cin: u32,
@@ -23,6 +27,10 @@ struct Shape {
     rows: u32,    // rows of the packed weight: cout rounded up to 64
     flags: u32,
 }
+
+const CONV: u32 = 0u;
+const POOL: u32 = 1u;
+const UNPOOL: u32 = 2u;
 
 const HALVE: u32 = 1u;      // pack_weight: halve (the pooled forward)
 const TRANSPOSE: u32 = 2u;  // pack_weight: flip and transpose (the input gradient)
@@ -38,8 +46,13 @@ fn tile_weight(k: u32, o: u32) -> f32 {
     return packed[k * s.rows + o];
 }
 
+// Output positions per string.
+fn len_out() -> u32 {
+    return select(s.len, s.len / 2u, MODE == POOL);
+}
+
 fn tile_store(o: u32, col: u32, v: f32) {
-    let len_out = select(s.len, s.len / 2u, POOL);
+    let len_out = len_out();
     if o >= s.cout || col >= s.batch * len_out {
         return;
     }
@@ -47,41 +60,48 @@ fn tile_store(o: u32, col: u32, v: f32) {
     if (s.flags & NO_BIAS) == 0u {
         value += params[s.bias + o];
     }
-    if POOL {
+    if MODE == POOL {
         value = max(value, 0.0);
     }
     let b = col / len_out;
     y[(b * s.cout + o) * len_out + col - b * len_out] = value;
 }
 
-// x[b, i, pos] at `row` = (b * cin + i) * len, zero outside 0..len (the padding).
-fn x_at(row: u32, pos: i32) -> f32 {
+// Input channel i of string b at conv position pos, zero outside 0..len (the padding).
+fn input_at(b: u32, i: u32, pos: i32) -> f32 {
     if pos < 0 || pos >= i32(s.len) {
         return 0.0;
     }
-    return x[row + u32(pos)];
+    if MODE == UNPOOL {
+        let pairs = s.len / 2u;
+        let m = u32(pos) / 2u;
+        if m >= pairs {
+            return 0.0;
+        }
+        return 0.5 * x[(b * s.cin + i) * pairs + m];
+    }
+    return x[(b * s.cin + i) * s.len + u32(pos)];
 }
 
 // Invocation `lane` stages columns col0 + lane and col0 + lane + 16: for each input
 // channel, the 3 (4 pooled) input values a column's taps read, as B[i * 3 + t, col].
 fn stage(lane: u32, col0: u32) {
-    let len_out = select(s.len, s.len / 2u, POOL);
+    let len_out = len_out();
     for (var c = lane; c < TILE_COLS; c += TILE_LANES) {
         let col = col0 + c;
         let b = col / len_out;
         let j = col - b * len_out;
         // A column past the batch reads only padding.
-        var start = select(i32(j), 2 * i32(j), POOL) - 1;
+        var start = select(i32(j), 2 * i32(j), MODE == POOL) - 1;
         if col >= s.batch * len_out {
             start = -8;
         }
         for (var i = 0u; i < s.cin; i++) {
-            let row = (b * s.cin + i) * s.len;
-            let v0 = x_at(row, start);
-            let v1 = x_at(row, start + 1);
-            let v2 = x_at(row, start + 2);
-            if POOL {
-                let v3 = x_at(row, start + 3);
+            let v0 = input_at(b, i, start);
+            let v1 = input_at(b, i, start + 1);
+            let v2 = input_at(b, i, start + 2);
+            if MODE == POOL {
+                let v3 = input_at(b, i, start + 3);
                 tile_put(3u * i, c, v0 + v1);
                 tile_put(3u * i + 1u, c, v1 + v2);
                 tile_put(3u * i + 2u, c, v2 + v3);
@@ -101,8 +121,7 @@ fn forward(
     @builtin(local_invocation_index) lane: u32,
 ) {
     let col0 = (wg.x + wg.y * nwg.x) * TILE_COLS;
-    let len_out = select(s.len, s.len / 2u, POOL);
-    if col0 >= s.batch * len_out {
+    if col0 >= s.batch * len_out() {
         return;
     }
     stage(lane, col0);

@@ -2,11 +2,13 @@
 //   forward:  out[b, c, l] = table[tok[b, l], c]   (PyTorch: embedding(x).permute(0, 2, 1))
 //   backward: dtable[v, c] = sum over positions (b, l) holding token v of dout[b, c, l]
 // The backward pass gathers instead of scattering (WGSL has no float atomics): the CPU
-// groups the positions by token (a counting sort, `positions`), and one thread sums the
-// gradient of one table entry over its token's positions in a fixed order, so the
-// result is deterministic. With `taps` = 3 and `shift` = 1 the same kernel gives the
-// gradient of conv0's folded tap tables (ops/tapconv.rs): tap t of token v at position
-// l feeds output position l + shift - t, so
+// groups the positions by token (a counting sort, `positions`) and cuts each token's
+// run into pieces of at most PIECE positions; `sum_piece` sums one piece per workgroup,
+// in parallel, and `sum_token` adds a token's pieces in order. Fixed-order sums, so the
+// result is the same on every run, and no thread loops over all the padding positions.
+// With `taps` = 3 and `shift` = 1 the same kernels give the gradient of conv0's folded
+// tap tables (ops/tapconv.rs): tap t of token v at position l feeds output position
+// l + shift - t, so
 //   dT[t, v, c] = sum over positions (b, l) holding v of dout[b, c, l + shift - t].
 struct Shape {
     batch: u32,
@@ -37,14 +39,55 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     out[i] = params[s.table + tok * s.dim + c];
 }
 
-// [vocab + 1] start offsets into the list that follows, then b * len + l of every
-// position, grouped by token in ascending order.
+// Token-grouped positions (ops/embedding.rs `positions_by_token`), for n = batch * len:
+//   [vocab + 1] start of each token's run in the list, then the n positions b * len + l,
+//   then [vocab + 1] first piece of each token, then the token of each piece.
 @group(0) @binding(1) var<storage, read> positions: array<u32>;
-@group(0) @binding(2) var<storage, read> dout: array<f32>;  // [batch, dim, len]
+@group(0) @binding(2) var<storage, read> dout: array<f32>;            // [batch, dim, len]
+@group(0) @binding(3) var<storage, read_write> pieces: array<f32>;    // [piece, taps, dim]
+
+const PIECE: u32 = 64u;
+
+// Where the piece tables start.
+fn piece_starts() -> u32 {
+    return s.vocab + 1u + s.batch * s.len;
+}
+
+@compute @workgroup_size(64)
+fn sum_piece(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) tid: u32,
+) {
+    let piece = wg.x + wg.y * nwg.x;
+    let starts = piece_starts();
+    if piece >= positions[starts + s.vocab] {
+        return;
+    }
+    let v = positions[starts + s.vocab + 1u + piece];
+    let first = positions[v] + (piece - positions[starts + v]) * PIECE;
+    let end = min(first + PIECE, positions[v + 1u]);
+    for (var c = tid; c < s.dim; c += 64u) {
+        for (var t = 0u; t < s.taps; t++) {
+            var acc = 0.0;
+            for (var k = first; k < end; k++) {
+                let p = positions[s.vocab + 1u + k];
+                let b = p / s.len;
+                let l = i32(p - b * s.len) + i32(s.shift) - i32(t);
+                if l >= 0 && l < i32(s.len) {
+                    acc += dout[(b * s.dim + c) * s.len + u32(l)];
+                }
+            }
+            pieces[(piece * s.taps + t) * s.dim + c] = acc;
+        }
+    }
+}
+
+@group(0) @binding(2) var<storage, read> piece_sums: array<f32>;
 @group(0) @binding(3) var<storage, read_write> grads: array<f32>;
 
 @compute @workgroup_size(64)
-fn backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn sum_token(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * 64u;
     if i >= s.taps * s.vocab * s.dim {
         return;
@@ -52,14 +95,10 @@ fn backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     let c = i % s.dim;
     let v = (i / s.dim) % s.vocab;
     let t = i / (s.dim * s.vocab);
+    let starts = piece_starts();
     var acc = 0.0;
-    for (var k = positions[v]; k < positions[v + 1u]; k++) {
-        let p = positions[s.vocab + 1u + k];
-        let b = p / s.len;
-        let l = i32(p - b * s.len) + i32(s.shift) - i32(t);
-        if l >= 0 && l < i32(s.len) {
-            acc += dout[(b * s.dim + c) * s.len + u32(l)];
-        }
+    for (var piece = positions[starts + v]; piece < positions[starts + v + 1u]; piece++) {
+        acc += piece_sums[(piece * s.taps + t) * s.dim + c];
     }
     grads[s.table + i] = acc;
 }

@@ -49,6 +49,15 @@ impl<'g> Embedder<'g> {
         Ok(out)
     }
 
+    /// Each kernel's time in the forward pass of `texts` (at most one batch), for
+    /// `bench embed --profile`.
+    pub fn profile(&mut self, texts: &[&[u8]]) -> Result<Vec<(&'static str, f64)>> {
+        self.tokens.clear();
+        let batch = texts.len().min(self.model.capacity());
+        tokenize_batch(texts[..batch].iter().copied(), &mut self.tokens);
+        self.model.profile(self.gpu, &self.tokens)
+    }
+
     /// Stream every line of `reader` through the model; `sink` gets each batch of lines
     /// with its `[lines, 80]` embeddings, in input order. Reading the next batch overlaps
     /// with the GPU's work on the current one.

@@ -11,7 +11,8 @@
 //! - [`ops`]: one GPU op per file, each beside its shader in `shaders/`;
 //! - [`gpu`]: device, buffers and pipelines;
 //! - [`reference`]: plain CPU versions of every op, the yardstick for tests;
-//! - [`input`] and [`io`]: the input-line rules of CONTRACTS.md and atomic file output.
+//! - [`input`] and [`io`]: the input-line rules of CONTRACTS.md and atomic file output;
+//! - [`stats`]: rank correlation and embedding distance, for validation and reports.
 pub mod bench;
 pub mod cli;
 pub mod embed;
@@ -23,4 +24,5 @@ pub mod model;
 pub mod ops;
 pub mod reference;
 pub mod search;
+pub mod stats;
 pub mod train;

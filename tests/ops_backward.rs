@@ -74,6 +74,8 @@ fn embedding_backward_matches_reference_and_finite_differences() {
         (1usize, 1usize, 1usize, 2usize),
         (3, 7, 5, 11),
         (4, 80, 64, 128),
+        // Runs of ~1,300 positions per token: many pieces each.
+        (50, 80, 70, 3),
     ] {
         let tokens: Vec<u32> = (0..batch * len)
             .map(|_| r.random_range(0..vocab as u32 + 2))
@@ -92,8 +94,8 @@ fn embedding_backward_matches_reference_and_finite_differences() {
         let call = t
             .ops
             .embedding
-            .backward(&t.gpu, shape, &positions, &dout_b, &grads);
-        submit(&t.gpu, &call.into(), batch as u32);
+            .backward(&t.gpu, shape, batch, &positions, &dout_b, &grads);
+        submit(&t.gpu, &call, batch as u32);
         let got = read(&t.gpu, &grads, 3 + vocab * dim);
         let want = reference::embedding_backward(&tokens, &to_f64(&dout), len, dim, vocab);
         assert_close("embedding backward", &got[3..], &want, ATOL, RTOL);
@@ -145,6 +147,7 @@ fn folded_conv0_backward_matches_embedding_then_conv() {
                 vocab: vocab as u32,
                 table: 0,
             },
+            batch,
             &positions,
             &dy_b,
             &dtaps,
@@ -239,6 +242,78 @@ fn conv1d_backward_matches_reference_and_finite_differences() {
             finite_differences("conv1d dx", &mut r, &x64, &dx, |v| f(v, &w64, &bias));
             finite_differences("conv1d dw", &mut r, &w64, &dw, |v| f(&x64, v, &bias));
             finite_differences("conv1d db", &mut r, &bias, &db, |v| f(&x64, &w64, v));
+        }
+    }
+}
+
+#[test]
+fn conv1d_pool_backward_matches_reference_and_finite_differences() {
+    let t = gpu();
+    let mut r = rng(26);
+    // Odd lengths drop the last position; the last two shapes span several segments.
+    for &(batch, cin, cout, len) in &[
+        (1usize, 1usize, 1usize, 2usize),
+        (3, 5, 4, 7),
+        (2, 7, 60, 9),
+        (1, 64, 64, 80),
+        (40, 64, 64, 40),
+        (4100, 3, 2, 5),
+    ] {
+        let pooled = len / 2;
+        let x = uniform(&mut r, batch * cin * len);
+        let w = uniform(&mut r, cout * cin * 3);
+        let dz = uniform(&mut r, batch * cout * pooled);
+        let params: Vec<f32> = [&[5.0f32][..], &w, &vec![0.0; cout]].concat();
+        let params_b = storage_buffer_init(&t.gpu, "params", &params);
+        let x_b = storage_buffer_init(&t.gpu, "x", &x);
+        let dz_b = storage_buffer_init(&t.gpu, "dz", &dz);
+        let dx_b = storage_buffer(&t.gpu, "dx", (x.len() * 4) as u64);
+        let grads = grad_slab(&t.gpu, params.len());
+        let shape = Conv1dShape {
+            cin: cin as u32,
+            cout: cout as u32,
+            len: len as u32,
+            weight: 1,
+            bias: (1 + w.len()) as u32,
+        };
+        let calls = t.ops.conv1d.backward_pool(
+            &t.gpu,
+            &t.ops.weight_grad,
+            shape,
+            batch,
+            Conv1dGrads {
+                x: &x_b,
+                dy: &dz_b,
+                params: &params_b,
+                grads: &grads,
+                dx: &dx_b,
+            },
+        );
+        submit(&t.gpu, &calls, batch as u32);
+        let (x64, w64, dz64) = (to_f64(&x), to_f64(&w), to_f64(&dz));
+        let d_conv = reference::avgpool_backward(&dz64, len);
+        let (dx, dw, db) = reference::conv1d_backward(&x64, &w64, &d_conv, cin, cout, len);
+        let what = format!("conv1d pool backward {batch}x{cin}->{cout}x{len}");
+        assert_close(
+            &format!("{what} dx"),
+            &read(&t.gpu, &dx_b, x.len()),
+            &dx,
+            ATOL,
+            RTOL,
+        );
+        let g = read(&t.gpu, &grads, params.len());
+        assert_close(&format!("{what} dw"), &g[1..1 + w.len()], &dw, 1e-4, RTOL);
+        assert_close(&format!("{what} db"), &g[1 + w.len()..], &db, 1e-4, RTOL);
+
+        if batch * len <= 64 {
+            let bias = vec![0.0; cout];
+            let f = |x: &[f64], w: &[f64], b: &[f64]| {
+                let conv = reference::conv1d(x, w, b, cin, cout, len);
+                dot(&dz64, &reference::avgpool(&conv, len))
+            };
+            finite_differences("pool dx", &mut r, &x64, &dx, |v| f(v, &w64, &bias));
+            finite_differences("pool dw", &mut r, &w64, &dw, |v| f(&x64, v, &bias));
+            finite_differences("pool db", &mut r, &bias, &db, |v| f(&x64, &w64, v));
         }
     }
 }

@@ -140,6 +140,8 @@ fn conv1d_pool_relu_matches_reference() {
         (17, 64, 64, 40),
         (4, 64, 64, 80),
         (1, 64, 64, 80),
+        // 2.1 M columns: more workgroups than one grid dimension holds (65,535).
+        (2_100_000, 1, 2, 3),
     ] {
         let x = uniform(&mut r, batch * cin * len);
         let w = uniform(&mut r, cout * cin * 3);
@@ -184,6 +186,8 @@ fn tapconv_matches_embedding_conv_pool_relu() {
         (1, 3, 5, 4, 3),
         (3, 9, 11, 7, 70),
         (5, 80, 128, 140, 64),
+        // One workgroup per string: the grid wraps into its second dimension.
+        (70_000, 2, 3, 1, 1),
     ] {
         let table = uniform(&mut r, vocab * dim);
         let w = uniform(&mut r, cout * dim * 3);
@@ -279,6 +283,8 @@ fn linear_matches_reference() {
         (33, 128, 200, true),
         (4, 200, 80, false),
         (70, 17, 65, true),
+        // 2.1 M rows: the grid wraps into its second dimension.
+        (2_100_000, 1, 2, true),
     ] {
         let x = uniform(&mut r, batch * fan_in);
         let w = uniform(&mut r, fan_out * fan_in);

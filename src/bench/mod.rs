@@ -59,6 +59,13 @@ pub fn embed_throughput(
     })
 }
 
+/// Each kernel's fastest time in the forward pass of `batch` random strings.
+pub fn embed_profile(embedder: &mut Embedder, batch: usize) -> Result<Vec<(&'static str, f64)>> {
+    let strings = random_strings(batch, batch as u64);
+    let texts: Vec<&[u8]> = strings.iter().map(Vec::as_slice).collect();
+    embedder.profile(&texts)
+}
+
 /// Run `step` until `budget` has passed and it ran at least `min_iterations` times;
 /// returns the iterations and the seconds they took.
 pub fn repeat_for(

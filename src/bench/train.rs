@@ -26,6 +26,14 @@ pub struct TrainThroughput {
     pub seconds: f64,
 }
 
+/// Each kernel's fastest time in one training step of `pairs` synthetic pairs.
+pub fn train_profile(gpu: &Gpu, ops: &Ops, pairs: usize) -> Result<Vec<(&'static str, f64)>> {
+    let generator = PairGenerator::synthetic(PRINTABLE.to_vec());
+    let state = TrainState::new(&Weights::init(0), 0.25);
+    let mut trainer = Trainer::new(gpu, ops, &state, pairs, true)?;
+    trainer.profile(&generator.batch(7, 0, pairs))
+}
+
 /// Train a fresh model on synthetic pairs, `pairs` per step, for about `budget` (at
 /// least 3 timed steps after 2 untimed ones).
 pub fn train_throughput(

@@ -11,10 +11,11 @@ use crate::bench::peer::run_json_lines;
 use crate::bench::query::{
     CandidateRow, candidate_sweep, exact_scan, rapidfuzz_peer, sample_queries,
 };
-use crate::bench::train::{TrainThroughput, train_throughput};
-use crate::bench::{Throughput, embed_throughput};
+use crate::bench::train::{TrainThroughput, train_profile, train_throughput};
+use crate::bench::{Throughput, embed_profile, embed_throughput};
 use crate::embed::Embedder;
 use crate::gpu::{Gpu, GpuOptions};
+use crate::model::megashtein::Megashtein;
 use crate::search::index::Index;
 
 #[derive(clap::Subcommand, Debug)]
@@ -45,7 +46,20 @@ pub struct EmbedArgs {
     #[command(flatten)]
     pub peer: TorchPeer,
     #[command(flatten)]
+    pub report: Report,
+    #[command(flatten)]
     pub gpu: GpuOptions,
+}
+
+/// How a throughput benchmark reports.
+#[derive(clap::Args, Debug)]
+pub struct Report {
+    /// One JSON object per case instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also time each kernel alone (fastest of 5 runs) at the largest size.
+    #[arg(long)]
+    pub profile: bool,
 }
 
 /// The PyTorch peer of a benchmark (`tools/bench_*torch.py`), run beside ours.
@@ -70,6 +84,8 @@ pub struct TrainArgs {
     pub seconds: f64,
     #[command(flatten)]
     pub peer: TorchPeer,
+    #[command(flatten)]
+    pub report: Report,
     #[command(flatten)]
     pub gpu: GpuOptions,
 }
@@ -154,20 +170,37 @@ fn bench_train(args: &TrainArgs) -> Result<()> {
     }
     let gpu = Gpu::new(&args.gpu)?;
     let ops = crate::ops::Ops::new(&gpu);
-    println!("device: {}", gpu.describe());
+    let json = args.report.json;
+    if !json {
+        println!("device: {}", gpu.describe());
+    }
     let budget = Duration::from_secs_f64(args.seconds);
     let ours: Vec<TrainThroughput> = args
         .pairs
         .iter()
         .map(|&p| train_throughput(&gpu, &ops, p, budget))
         .collect::<Result<_>>()?;
+    let largest = args.pairs.iter().copied().max().unwrap_or(1);
+    let profile = match args.report.profile {
+        true => Some(train_profile(&gpu, &ops, largest)?),
+        false => None,
+    };
     let peer = sized_peer(
         &args.peer,
         "bench_train_torch.py",
         ("--pairs", "pairs", "pairs_per_s"),
         &args.pairs,
         args.seconds,
+        json,
     )?;
+    if json {
+        let source = provenance(&gpu);
+        for t in &ours {
+            print_json("ours", t, &source)?;
+        }
+        print_peer_json(&peer);
+        return Ok(());
+    }
     println!(
         "{:>6} {:>13} {:>13} {:>7} {:>10} {:>16}",
         "pairs", "ours pairs/s", "torch pairs/s", "ratio", "data wait", "generator pairs/s"
@@ -182,6 +215,9 @@ fn bench_train(args: &TrainArgs) -> Result<()> {
             t.generator_pairs_per_s
         );
     }
+    if let Some(times) = profile {
+        print_profile(&format!("one step of {largest} pairs"), &times);
+    }
     Ok(())
 }
 
@@ -193,19 +229,26 @@ fn bench_embed(args: &EmbedArgs) -> Result<()> {
     let gpu = Gpu::new(&args.gpu)?;
     let largest = args.batch_sizes.iter().copied().max().unwrap_or(1);
     let mut embedder = Embedder::new(&gpu, &model.weights, largest)?;
-    println!("device: {}", gpu.describe());
-    println!(
-        "model: {} ({}), GPU batch capacity {}",
-        model.source,
-        &model.fingerprint[..12],
-        embedder.batch()
-    );
+    let json = args.report.json;
+    if !json {
+        println!("device: {}", gpu.describe());
+        println!(
+            "model: {} ({}), GPU batch capacity {}",
+            model.source,
+            &model.fingerprint[..12],
+            embedder.batch()
+        );
+    }
     let budget = Duration::from_secs_f64(args.seconds);
     let ours: Vec<Throughput> = args
         .batch_sizes
         .iter()
         .map(|&b| embed_throughput(&mut embedder, b, budget))
         .collect::<Result<_>>()?;
+    let profile = match args.report.profile {
+        true => Some(embed_profile(&mut embedder, largest)?),
+        false => None,
+    };
     drop(embedder);
     let peer = sized_peer(
         &args.peer,
@@ -213,7 +256,16 @@ fn bench_embed(args: &EmbedArgs) -> Result<()> {
         ("--batch-sizes", "batch", "strings_per_s"),
         &args.batch_sizes,
         args.seconds,
+        json,
     )?;
+    if json {
+        let source = provenance(&gpu);
+        for t in &ours {
+            print_json("ours", t, &source)?;
+        }
+        print_peer_json(&peer);
+        return Ok(());
+    }
     println!(
         "{:>8} {:>16} {:>16} {:>8}",
         "batch", "ours str/s", "torch str/s", "ratio"
@@ -225,7 +277,71 @@ fn bench_embed(args: &EmbedArgs) -> Result<()> {
             t.batch, t.strings_per_s
         );
     }
+    if let Some(times) = profile {
+        print_profile(
+            &format!(
+                "the forward pass of {} strings",
+                largest.min(Megashtein::max_batch(&gpu))
+            ),
+            &times,
+        );
+    }
     Ok(())
+}
+
+/// Where a JSON result was measured: device, backend and commit (CONTRACTS.md).
+fn provenance(gpu: &Gpu) -> serde_json::Value {
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map_or("unknown".to_string(), |out| {
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        });
+    serde_json::json!({
+        "device": gpu.info.name,
+        "backend": format!("{:?}", gpu.info.backend),
+        "commit": commit,
+    })
+}
+
+/// One `{"impl": ..., "result": {...}}` line: `result`'s fields and `source`'s.
+fn print_json(
+    which: &str,
+    result: &impl serde::Serialize,
+    source: &serde_json::Value,
+) -> Result<()> {
+    let mut value = serde_json::to_value(result)?;
+    if let (Some(fields), Some(extra)) = (value.as_object_mut(), source.as_object()) {
+        fields.extend(extra.clone());
+    }
+    println!("{}", serde_json::json!({ "impl": which, "result": value }));
+    Ok(())
+}
+
+fn print_peer_json(peer: &Option<PeerRows>) {
+    for v in peer.iter().flat_map(|(_, rows)| &rows.1) {
+        println!("{}", serde_json::json!({ "impl": "torch", "result": v }));
+    }
+}
+
+/// A per-kernel profile, slowest first, with each kernel's share.
+fn print_profile(what: &str, times: &[(&str, f64)]) {
+    let total: f64 = times.iter().map(|(_, s)| s).sum();
+    println!(
+        "kernels of {what}, each alone (fastest of 5), {:.1} ms in all:",
+        total * 1e3
+    );
+    let mut sorted = times.to_vec();
+    sorted.sort_by(|a, b| b.1.total_cmp(&a.1));
+    for (label, seconds) in sorted {
+        println!(
+            "  {label:<32} {:>9.2} ms {:>5.1}%",
+            seconds * 1e3,
+            100.0 * seconds / total
+        );
+    }
 }
 
 /// The peer's rate and ours/theirs, or dashes.
@@ -254,8 +370,8 @@ fn ratio_text(x: f64) -> String {
     }
 }
 
-/// A PyTorch peer's description and (size, rate) rows.
-type PeerRows = (String, Vec<(usize, f64)>);
+/// A PyTorch peer's description, (size, rate) rows, and its JSON lines as printed.
+type PeerRows = (String, (Vec<(usize, f64)>, Vec<serde_json::Value>));
 
 /// With `--torch`, run `tools/SCRIPT` with `SIZE_FLAG sizes --seconds --device` and read
 /// its (`size_key`, `rate_key`) rows; prints which peer ran (or how to run one).
@@ -265,9 +381,12 @@ fn sized_peer(
     (size_flag, size_key, rate_key): (&str, &str, &str),
     sizes: &[usize],
     seconds: f64,
+    quiet: bool,
 ) -> Result<Option<PeerRows>> {
     let Some(python) = &peer.torch else {
-        println!("peer: none (pass --torch PYTHON to run tools/{script} beside it)");
+        if !quiet {
+            println!("peer: none (pass --torch PYTHON to run tools/{script} beside it)");
+        }
         return Ok(None);
     };
     let sizes: Vec<String> = sizes.iter().map(ToString::to_string).collect();
@@ -292,14 +411,16 @@ fn sized_peer(
         name = torch_name(v);
         rows.push((size as usize, rate));
     }
-    println!("peer: {name}");
-    Ok(Some((name, rows)))
+    if !quiet {
+        println!("peer: {name}");
+    }
+    Ok(Some((name, (rows, values))))
 }
 
 /// The peer's rate for `size`, if it measured one.
 fn peer_rate(peer: &Option<PeerRows>, size: usize) -> Option<f64> {
     peer.as_ref()
-        .and_then(|(_, rows)| rows.iter().find(|(s, _)| *s == size).map(|&(_, r)| r))
+        .and_then(|(_, (rows, _))| rows.iter().find(|(s, _)| *s == size).map(|&(_, r)| r))
 }
 
 fn torch_name(v: &serde_json::Value) -> String {
@@ -347,9 +468,11 @@ fn bench_knn(args: &KnnArgs) -> Result<()> {
         );
         eprintln!("measuring ours...");
     }
+    let source = provenance(&gpu);
     let ours = knn_grid(&gpu, &grid, |row| {
         if args.json {
-            println!("{}", serde_json::json!({ "impl": "ours", "result": row }));
+            // A row serializes; nothing here can fail.
+            print_json("ours", row, &source).expect("a knn row serializes");
         } else {
             eprintln!(
                 "  rows {} {} k {}: {:.0} queries/s",

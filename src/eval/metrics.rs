@@ -138,50 +138,7 @@ impl LinearFit {
     }
 }
 
-/// Ranks 1..=n with ties given their average rank.
-pub fn average_ranks(v: &[f64]) -> Vec<f64> {
-    let mut idx: Vec<usize> = (0..v.len()).collect();
-    idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
-    let mut ranks = vec![0.0; v.len()];
-    let mut i = 0;
-    while i < idx.len() {
-        let mut j = i;
-        while j + 1 < idx.len() && v[idx[j + 1]] == v[idx[i]] {
-            j += 1;
-        }
-        let r = (i + j) as f64 / 2.0 + 1.0;
-        for &k in &idx[i..=j] {
-            ranks[k] = r;
-        }
-        i = j + 1;
-    }
-    ranks
-}
-
-/// Pearson correlation; `None` with fewer than two points or a constant side.
-pub fn pearson(a: &[f64], b: &[f64]) -> Option<f64> {
-    let n = a.len() as f64;
-    if a.len() < 2 {
-        return None;
-    }
-    let ma = a.iter().sum::<f64>() / n;
-    let mb = b.iter().sum::<f64>() / n;
-    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
-    for (x, y) in a.iter().zip(b) {
-        sab += (x - ma) * (y - mb);
-        saa += (x - ma) * (x - ma);
-        sbb += (y - mb) * (y - mb);
-    }
-    if saa == 0.0 || sbb == 0.0 {
-        return None;
-    }
-    Some(sab / (saa * sbb).sqrt())
-}
-
-/// Spearman rank correlation (average ranks for ties).
-pub fn spearman(a: &[f64], b: &[f64]) -> Option<f64> {
-    pearson(&average_ranks(a), &average_ranks(b))
-}
+pub use crate::stats::{average_ranks, pearson, spearman};
 
 /// Errors of calibrated estimates g(d_hat) against true distances d (> 0).
 #[derive(Debug, Clone, PartialEq, Serialize)]

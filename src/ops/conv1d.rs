@@ -69,6 +69,7 @@ pub enum Packing {
 pub struct Conv1d {
     forward: Kernel,
     forward_pool_relu: Kernel,
+    backward_data_pooled: Kernel,
     pack_weight: Kernel,
 }
 
@@ -87,22 +88,12 @@ pub struct Conv1dGrads<'a> {
 
 impl Conv1d {
     pub fn new(gpu: &Gpu) -> Self {
-        let source = |pool: bool| {
-            format!(
-                "const KMAX: u32 = {KMAX}u;\nconst POOL: bool = {pool};\n{}{}",
-                include_str!("../../shaders/gemm_tile.wgsl"),
-                include_str!("../../shaders/conv1d.wgsl")
-            )
-        };
+        let kernel = |label, mode, entry| Kernel::new(gpu, label, &source(mode), entry);
         Conv1d {
-            forward: Kernel::new(gpu, "conv1d.forward", &source(false), "forward"),
-            forward_pool_relu: Kernel::new(
-                gpu,
-                "conv1d.forward_pool_relu",
-                &source(true),
-                "forward",
-            ),
-            pack_weight: Kernel::new(gpu, "conv1d.pack_weight", &source(false), "pack_weight"),
+            forward: kernel("conv1d.forward", 0, "forward"),
+            forward_pool_relu: kernel("conv1d.forward_pool_relu", 1, "forward"),
+            backward_data_pooled: kernel("conv1d.backward_data_pooled", 2, "forward"),
+            pack_weight: kernel("conv1d.pack_weight", 0, "pack_weight"),
         }
     }
 
@@ -183,8 +174,9 @@ impl Conv1d {
     }
 
     /// The backward pass of [`Conv1d::forward`] for batches up to `capacity`: dx, dw and
-    /// db, each overwritten. dx is the forward product over the weights flipped and
-    /// transposed into a scratch buffer by this pass's first call.
+    /// db, each overwritten, from `b.dy` the gradient at the conv output. dx is the
+    /// forward product over the weights flipped and transposed into a scratch buffer by
+    /// this pass's first call.
     pub fn backward(
         &self,
         gpu: &Gpu,
@@ -193,6 +185,33 @@ impl Conv1d {
         capacity: usize,
         b: Conv1dGrads,
     ) -> Calls {
+        self.backward_of(gpu, weight_grad, shape, capacity, b, false)
+    }
+
+    /// The backward pass of [`Conv1d::forward_pool_relu`], from `b.dy` the gradient at
+    /// the pooled output `[batch, cout, len / 2]` with the ReLU already undone: dx
+    /// spreads it over the pool's pairs on the fly, and dw, db are reduced over the pair
+    /// sums at the pooled length (half the work of the unfolded conv's).
+    pub fn backward_pool(
+        &self,
+        gpu: &Gpu,
+        weight_grad: &WeightGrad,
+        shape: Conv1dShape,
+        capacity: usize,
+        b: Conv1dGrads,
+    ) -> Calls {
+        self.backward_of(gpu, weight_grad, shape, capacity, b, true)
+    }
+
+    fn backward_of(
+        &self,
+        gpu: &Gpu,
+        weight_grad: &WeightGrad,
+        shape: Conv1dShape,
+        capacity: usize,
+        b: Conv1dGrads,
+        pooled: bool,
+    ) -> Calls {
         // dx is the forward conv of dy over the flipped, transposed weight, no bias.
         let flipped = self.pack_flags(gpu, shape, b.params, TRANSPOSE);
         let transposed = Conv1dShape {
@@ -200,8 +219,13 @@ impl Conv1d {
             cout: shape.cin,
             ..shape
         };
+        let data = if pooled {
+            &self.backward_data_pooled
+        } else {
+            &self.forward
+        };
         let mut calls = Calls::from(flipped.pack);
-        calls.push(self.forward.call(
+        calls.push(data.call(
             gpu,
             &transposed.uniform(NO_BIAS),
             &[b.dy, &flipped.weight, b.params, b.dx],
@@ -217,6 +241,7 @@ impl Conv1d {
                 pad: 1,
                 weight: shape.weight,
                 bias: shape.bias,
+                pooled,
             },
             capacity,
             b.dy,
@@ -226,6 +251,23 @@ impl Conv1d {
         calls.keep(flipped.weight);
         calls
     }
+}
+
+/// The shader for `mode` (what the tile's columns read: 0 the input, 1 its pair sums,
+/// 2 a pooled gradient spread over pairs; see conv1d.wgsl), after the tile.
+fn source(mode: u32) -> String {
+    format!(
+        "const KMAX: u32 = {KMAX}u;\nconst MODE: u32 = {mode}u;\n{}{}",
+        include_str!("../../shaders/gemm_tile.wgsl"),
+        include_str!("../../shaders/conv1d.wgsl")
+    )
+}
+
+/// Every source this op compiles, labelled (for the portability test).
+pub fn shader_sources() -> Vec<(String, String)> {
+    (0..3)
+        .map(|mode| (format!("conv1d.wgsl mode {mode}"), source(mode)))
+        .collect()
 }
 
 /// A workgroup covers 32 output columns, and a call's grid counts workgroups of 64

@@ -1,7 +1,10 @@
 //! Character embedding lookup, output channel-major `[batch, dim, len]`, and its
 //! deterministic gradient (gathered per token from positions grouped on the CPU by
-//! [`positions_by_token`]).
-use crate::gpu::{Call, Gpu, Kernel};
+//! [`positions_by_token`], in pieces of at most [`PIECE`] positions summed in parallel).
+use crate::gpu::{Call, Calls, Gpu, Kernel, storage_buffer};
+
+/// Positions one workgroup of the backward pass sums (as in the shader).
+pub const PIECE: usize = 64;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -42,7 +45,8 @@ impl EmbeddingShape {
 
 pub struct Embedding {
     forward: Kernel,
-    backward: Kernel,
+    sum_piece: Kernel,
+    sum_token: Kernel,
 }
 
 impl Embedding {
@@ -50,7 +54,8 @@ impl Embedding {
         let source = include_str!("../../shaders/embedding.wgsl");
         Embedding {
             forward: Kernel::new(gpu, "embedding.forward", source, "forward"),
-            backward: Kernel::new(gpu, "embedding.backward", source, "backward"),
+            sum_piece: Kernel::new(gpu, "embedding.sum_piece", source, "sum_piece"),
+            sum_token: Kernel::new(gpu, "embedding.sum_token", source, "sum_token"),
         }
     }
 
@@ -71,17 +76,19 @@ impl Embedding {
         )
     }
 
-    /// `dout [batch, dim, len]` -> `grads[table..]` = dtable `[vocab, dim]`, overwritten.
-    /// `positions` holds [`positions_by_token`] of the batch's tokens.
+    /// `dout [batch, dim, len]` -> `grads[table..]` = dtable `[vocab, dim]`, overwritten,
+    /// for batches of up to `capacity` items. `positions` holds [`positions_by_token`]
+    /// of the batch's tokens.
     pub fn backward(
         &self,
         gpu: &Gpu,
         shape: EmbeddingShape,
+        capacity: usize,
         positions: &wgpu::Buffer,
         dout: &wgpu::Buffer,
         grads: &wgpu::Buffer,
-    ) -> Call {
-        self.gather(gpu, shape, 1, 0, positions, dout, grads)
+    ) -> Calls {
+        self.gather(gpu, shape, 1, 0, capacity, positions, dout, grads)
     }
 
     /// The gradient of conv0's folded tap tables, `[3, vocab, dim]` at `shape.table` in
@@ -91,11 +98,12 @@ impl Embedding {
         &self,
         gpu: &Gpu,
         shape: EmbeddingShape,
+        capacity: usize,
         positions: &wgpu::Buffer,
         dout: &wgpu::Buffer,
         out: &wgpu::Buffer,
-    ) -> Call {
-        self.gather(gpu, shape, 3, 1, positions, dout, out)
+    ) -> Calls {
+        self.gather(gpu, shape, 3, 1, capacity, positions, dout, out)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -105,24 +113,53 @@ impl Embedding {
         shape: EmbeddingShape,
         taps: u32,
         shift: u32,
+        capacity: usize,
         positions: &wgpu::Buffer,
         dout: &wgpu::Buffer,
         out: &wgpu::Buffer,
-    ) -> Call {
-        // One thread per table entry, whatever the batch.
-        self.backward.call_fixed(
+    ) -> Calls {
+        let uniform = shape.uniform(taps, shift);
+        let pieces = max_pieces(capacity * shape.len as usize, shape.vocab as usize) as u32;
+        let sums = storage_buffer(
             gpu,
-            &shape.uniform(taps, shift),
-            &[positions, dout, out],
+            "embedding gradient pieces",
+            u64::from(pieces) * u64::from(taps * shape.dim) * 4,
+        );
+        let max_x = gpu.limits.max_compute_workgroups_per_dimension;
+        let grid = [pieces.min(max_x), pieces.div_ceil(max_x)];
+        let mut calls =
+            Calls::from(
+                self.sum_piece
+                    .call_fixed(gpu, &uniform, &[positions, dout, &sums], grid),
+            );
+        // One thread per table entry, whatever the batch.
+        calls.push(self.sum_token.call_fixed(
+            gpu,
+            &uniform,
+            &[positions, &sums, out],
             [(taps * shape.vocab * shape.dim).div_ceil(64), 1],
-        )
+        ));
+        calls.keep(sums);
+        calls
     }
+}
+
+/// The most pieces `n` positions over `vocab` tokens are cut into.
+fn max_pieces(n: usize, vocab: usize) -> usize {
+    n / PIECE + vocab
+}
+
+/// Length of [`positions_by_token`] for `n` positions: what its buffer must hold.
+pub fn positions_len(n: usize, vocab: usize) -> usize {
+    2 * (vocab + 1) + n + max_pieces(n, vocab)
 }
 
 /// Groups the positions of `tokens` (`[batch, len]`, clamped to the vocabulary as the
 /// forward does) by token: `vocab + 1` start offsets, then every `b * len + l` in token
-/// order (a counting sort). The embedding backward sums each token's positions in this
-/// order, so it needs no atomics and gives the same result on every run.
+/// order (a counting sort); then each token's run cut into pieces of at most [`PIECE`]:
+/// `vocab + 1` first-piece indices and the token of every piece. The embedding backward
+/// sums each piece, then each token's pieces, in this order: no atomics, and the same
+/// result on every run.
 pub fn positions_by_token(tokens: &[u32], vocab: usize) -> Vec<u32> {
     let clamp = |t: u32| (t as usize).min(vocab - 1);
     let mut out = vec![0u32; vocab + 1 + tokens.len()];
@@ -137,6 +174,16 @@ pub fn positions_by_token(tokens: &[u32], vocab: usize) -> Vec<u32> {
         let v = clamp(t);
         out[vocab + 1 + next[v] as usize] = p as u32;
         next[v] += 1;
+    }
+    let runs: Vec<usize> = (0..vocab).map(|v| (out[v + 1] - out[v]) as usize).collect();
+    let mut first_piece = 0;
+    for run in &runs {
+        out.push(first_piece as u32);
+        first_piece += run.div_ceil(PIECE);
+    }
+    out.push(first_piece as u32);
+    for (v, run) in runs.iter().enumerate() {
+        out.extend(std::iter::repeat_n(v as u32, run.div_ceil(PIECE)));
     }
     out
 }

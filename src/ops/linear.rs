@@ -76,11 +76,7 @@ pub struct LinearGrads<'a> {
 
 impl Linear {
     pub fn new(gpu: &Gpu) -> Self {
-        let source = format!(
-            "const KMAX: u32 = {KMAX}u;\n{}{}",
-            include_str!("../../shaders/gemm_tile.wgsl"),
-            include_str!("../../shaders/linear.wgsl")
-        );
+        let source = source();
         Linear {
             forward: Kernel::new(gpu, "linear.forward", &source, "forward"),
             pack_weight: Kernel::new(gpu, "linear.pack_weight", &source, "pack_weight"),
@@ -170,6 +166,7 @@ impl Linear {
                 pad: 0,
                 weight: shape.weight,
                 bias: shape.bias,
+                pooled: false,
             },
             capacity,
             b.dy,
@@ -179,6 +176,20 @@ impl Linear {
         calls.keep(transposed_weight.weight);
         calls
     }
+}
+
+/// The shader, after the tile.
+fn source() -> String {
+    format!(
+        "const KMAX: u32 = {KMAX}u;\n{}{}",
+        include_str!("../../shaders/gemm_tile.wgsl"),
+        include_str!("../../shaders/linear.wgsl")
+    )
+}
+
+/// Every source this op compiles, labelled (for the portability test).
+pub fn shader_sources() -> Vec<(String, String)> {
+    vec![("linear.wgsl".to_string(), source())]
 }
 
 /// A workgroup covers 32 rows of the batch, and a call's grid counts workgroups of 64

@@ -31,6 +31,25 @@ impl PackedWeight {
     }
 }
 
+/// The shader files that are not modules on their own but composed by the ops: the
+/// register tile and the shaders it is prepended to.
+pub const TILE_SHADERS: [&str; 4] = [
+    "gemm_tile.wgsl",
+    "conv1d.wgsl",
+    "linear.wgsl",
+    "weight_grad.wgsl",
+];
+
+/// Every source composed with the tile, as the ops build them, labelled.
+pub fn tile_shader_sources() -> Vec<(String, String)> {
+    [
+        conv1d::shader_sources(),
+        linear::shader_sources(),
+        weight_grad::shader_sources(),
+    ]
+    .concat()
+}
+
 /// Every op, compiled once for a device.
 pub struct Ops {
     pub embedding: embedding::Embedding,

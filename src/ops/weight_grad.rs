@@ -1,6 +1,8 @@
 //! Weight and bias gradients of conv1d and linear layers (`shaders/weight_grad.wgsl`):
-//! a matrix product reduced over every position of every string, split into segments
-//! whose partial products are added in a fixed order (deterministic, no atomics).
+//! the register-tiled product of `shaders/gemm_tile.wgsl` reduced over every position of
+//! every string, split into segments whose partial products are added in a fixed order
+//! (deterministic, no atomics). A conv block's conv + pool is reduced at the pooled
+//! length, over pair sums of its input, like its forward.
 use crate::gpu::{Calls, Gpu, Kernel, storage_buffer};
 
 #[repr(C)]
@@ -15,12 +17,16 @@ struct Shape {
     weight: u32,
     bias: u32,
     segments: u32,
-    _pad: [u32; 3],
+    pooled: u32,
+    rows: u32,
+    _pad: u32,
 }
 
 /// A layer as the gradient sees it: `dy [batch, cout, len]`, `x [batch, cin, len]`,
 /// kernel `taps` with zero padding `pad` (a linear layer is len 1, taps 1, pad 0);
-/// `weight` and `bias` are offsets of dw and db in the gradient slab.
+/// `weight` and `bias` are offsets of dw and db in the gradient slab. `pooled`: the conv
+/// (taps 3, pad 1) of a block whose AvgPool1d(2) follows, and `dy [batch, cout, len / 2]`
+/// the gradient at the pool's output.
 #[derive(Debug, Clone, Copy)]
 pub struct WeightGradShape {
     pub cin: u32,
@@ -30,12 +36,34 @@ pub struct WeightGradShape {
     pub pad: u32,
     pub weight: u32,
     pub bias: u32,
+    pub pooled: bool,
 }
 
-/// Reduction indices per segment and output tile, as in the shader.
-const SEGMENT: u32 = 1024;
-const TILE_O: u32 = 32;
-const TILE_K: u32 = 64;
+impl WeightGradShape {
+    /// Reduction indices per string.
+    fn positions(&self) -> u32 {
+        if self.pooled { self.len / 2 } else { self.len }
+    }
+}
+
+/// Reduction indices per segment (the tile's KMAX: 2 x 192 4x4 f32 matrices, 24 KiB),
+/// and output columns per workgroup.
+pub const SEGMENT: u32 = 192;
+const TILE_COLS: u32 = 32;
+
+/// The shader, after the tile.
+fn source() -> String {
+    format!(
+        "const KMAX: u32 = {SEGMENT}u;\n{}{}",
+        include_str!("../../shaders/gemm_tile.wgsl"),
+        include_str!("../../shaders/weight_grad.wgsl")
+    )
+}
+
+/// Every source this op compiles, labelled (for the portability test).
+pub fn shader_sources() -> Vec<(String, String)> {
+    vec![("weight_grad.wgsl".to_string(), source())]
+}
 
 pub struct WeightGrad {
     partial: Kernel,
@@ -44,10 +72,10 @@ pub struct WeightGrad {
 
 impl WeightGrad {
     pub fn new(gpu: &Gpu) -> Self {
-        let source = include_str!("../../shaders/weight_grad.wgsl");
+        let source = source();
         WeightGrad {
-            partial: Kernel::new(gpu, "weight_grad.partial", source, "partial"),
-            reduce: Kernel::new(gpu, "weight_grad.reduce", source, "reduce"),
+            partial: Kernel::new(gpu, "weight_grad.partial", &source, "partial"),
+            reduce: Kernel::new(gpu, "weight_grad.reduce", &source, "reduce"),
         }
     }
 
@@ -62,7 +90,7 @@ impl WeightGrad {
         x: &wgpu::Buffer,
         grads: &wgpu::Buffer,
     ) -> Calls {
-        let rows = capacity.max(1) as u64 * u64::from(shape.len);
+        let rows = capacity.max(1) as u64 * u64::from(shape.positions());
         let segments = rows.div_ceil(u64::from(SEGMENT)) as u32;
         let cols = shape.cin * shape.taps + 1;
         let partials = storage_buffer(
@@ -80,9 +108,11 @@ impl WeightGrad {
             weight: shape.weight,
             bias: shape.bias,
             segments,
-            _pad: [0; 3],
+            pooled: u32::from(shape.pooled),
+            rows: shape.cout.div_ceil(64) * 64,
+            _pad: 0,
         };
-        let tiles = shape.cout.div_ceil(TILE_O) * cols.div_ceil(TILE_K);
+        let tiles = cols.div_ceil(TILE_COLS);
         let outputs = (shape.cout * cols).div_ceil(64);
         let mut calls = Calls::from(self.partial.call_fixed(
             gpu,

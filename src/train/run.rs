@@ -13,7 +13,6 @@ use serde_json::json;
 use super::checkpoint::Checkpoint;
 use super::data::{PairBatch, PairGenerator, Prefetch};
 use super::trainer::{LOG_SCALE, TrainState, Trainer};
-use crate::eval::metrics::spearman;
 use crate::gpu::Gpu;
 use crate::input::tokenize_batch;
 use crate::model::megashtein::Megashtein;
@@ -21,6 +20,7 @@ use crate::model::params::EMBED_DIM;
 use crate::model::weights::Weights;
 use crate::ops::Ops;
 use crate::ops::adamw::AdamWStep;
+use crate::stats::{spearman, squared_distance};
 
 /// Batches the data thread may run ahead of the GPU.
 const PREFETCH_DEPTH: usize = 4;
@@ -57,7 +57,7 @@ pub fn estimate(gpu: &Gpu, ops: &Ops, weights: &Weights, pairs: &PairBatch) -> R
         .map(|p| {
             let a = &e[p * EMBED_DIM..(p + 1) * EMBED_DIM];
             let b = &e[(n + p) * EMBED_DIM..(n + p + 1) * EMBED_DIM];
-            f64::from(weights.distance_scale) * crate::reference::squared_distance(a, b)
+            f64::from(weights.distance_scale) * squared_distance(a, b)
         })
         .collect())
 }
@@ -253,7 +253,7 @@ pub fn calibrated_scale(
         .map(|p| {
             let a = &e[p * EMBED_DIM..(p + 1) * EMBED_DIM];
             let b = &e[(n + p) * EMBED_DIM..(n + p + 1) * EMBED_DIM];
-            crate::reference::squared_distance(a, b)
+            squared_distance(a, b)
         })
         .sum();
     let scale = (sum_d / sum_sq) as f32;

@@ -22,9 +22,10 @@ use crate::model::weights::{ARCH, Weights};
 use crate::ops::Ops;
 use crate::ops::adamw::{AdamWBuffers, AdamWCalls, AdamWStep};
 use crate::ops::conv1d::{Conv1dGrads, Packing};
-use crate::ops::embedding::{EmbeddingShape, positions_by_token};
+use crate::ops::embedding::{EmbeddingShape, positions_by_token, positions_len};
 use crate::ops::linear::LinearGrads;
 use crate::ops::pnll::{PnllCall, PnllShape};
+use crate::ops::weight_grad::SEGMENT;
 
 use super::data::PairBatch;
 
@@ -108,11 +109,12 @@ impl<'g> Trainer<'g> {
     /// conv0 output gradient of both sides, must fit one storage binding).
     pub fn max_pairs(gpu: &Gpu) -> usize {
         let per_pair = 2 * (CONV_CH * MAX_LEN) as u64 * F32;
-        // Shader indices are u32, and a weight gradient's segments (1,024 positions
-        // each) are one grid dimension of at most 65,535 workgroups.
+        // Shader indices are u32, and a weight gradient's segments (SEGMENT positions
+        // each) are one grid dimension of at most 65,535 workgroups; the longest
+        // reduction is block 1's, over its pooled output.
         let index_limit = (u64::from(u32::MAX) / 4) / per_pair;
-        let longest_conv_input = (MAX_LEN / 2) as u64;
-        let grid_limit = 65_535 * 1024 / (2 * longest_conv_input);
+        let longest_reduction = layers::block_len(2) as u64;
+        let grid_limit = 65_535 * u64::from(SEGMENT) / (2 * longest_reduction);
         (gpu.max_binding_bytes() / per_pair)
             .min(index_limit)
             .min(grid_limit)
@@ -148,7 +150,11 @@ impl<'g> Trainer<'g> {
         let buffer =
             |label: &str, per_row: usize| storage_buffer(gpu, label, (rows * per_row) as u64 * F32);
         let tokens = buffer("tokens", MAX_LEN);
-        let positions = storage_buffer(gpu, "positions", (VOCAB + 1 + rows * MAX_LEN) as u64 * 4);
+        let positions = storage_buffer(
+            gpu,
+            "positions",
+            positions_len(rows * MAX_LEN, VOCAB) as u64 * 4,
+        );
         let labels = storage_buffer(gpu, "labels", pairs as u64 * F32);
         let params = &slabs.params;
         let grads = &slabs.grads;
@@ -267,31 +273,21 @@ impl<'g> Trainer<'g> {
             },
         ));
         for block in (1..CONV_BLOCKS).rev() {
-            let len_in = lens[block - 1];
             let per_row = (CONV_CH * lens[block]) as u32;
             backward.push(ops.relu.backward(gpu, per_row, &a[block], &da[block]));
-            let d_conv = buffer("d conv output", CONV_CH * len_in);
-            backward.push(ops.avgpool.backward(
-                gpu,
-                CONV_CH as u32,
-                len_in as u32,
-                &da[block],
-                &d_conv,
-            ));
-            backward.extend(ops.conv1d.backward(
+            backward.extend(ops.conv1d.backward_pool(
                 gpu,
                 &ops.weight_grad,
                 conv(block),
                 rows,
                 Conv1dGrads {
                     x: &a[block - 1],
-                    dy: &d_conv,
+                    dy: &da[block],
                     params,
                     grads,
                     dx: &da[block - 1],
                 },
             ));
-            backward.keep(d_conv);
         }
         // Block 0 through the fold.
         backward.push(
@@ -304,7 +300,7 @@ impl<'g> Trainer<'g> {
                 .backward(gpu, CONV_CH as u32, MAX_LEN as u32, &da[0], &d_conv0),
         );
         let d_taps = storage_buffer(gpu, "d tap tables", first.tap_grads_len() as u64 * F32);
-        backward.push(ops.embedding.backward_taps(
+        backward.extend(ops.embedding.backward_taps(
             gpu,
             EmbeddingShape {
                 len: MAX_LEN as u32,
@@ -312,6 +308,7 @@ impl<'g> Trainer<'g> {
                 vocab: VOCAB as u32,
                 table: 0,
             },
+            rows,
             &positions,
             &d_conv0,
             &d_taps,
