@@ -18,7 +18,7 @@ struct Shape {
     table: u32,   // offset of the table in the parameter slab (backward: in `grads`)
     taps: u32,    // backward: tables to fill, [taps, vocab, dim]
     shift: u32,   // backward: output position offset (see above)
-    _pad: u32,
+    pooled: u32,  // backward: 1 when dout is the gradient after a following AvgPool1d(2)
 }
 
 @group(0) @binding(0) var<uniform> s: Shape;
@@ -48,6 +48,23 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
 
 const PIECE: u32 = 64u;
 
+// dout[b, c, l], zero outside 0..len. POOLED: dout is the gradient at the output of an
+// AvgPool1d(2) that follows, [batch, dim, len / 2], spread over its pairs.
+fn dout_at(b: u32, c: u32, l: i32) -> f32 {
+    if l < 0 || l >= i32(s.len) {
+        return 0.0;
+    }
+    if s.pooled == 0u {
+        return dout[(b * s.dim + c) * s.len + u32(l)];
+    }
+    let pairs = s.len / 2u;
+    let m = u32(l) / 2u;
+    if m >= pairs {
+        return 0.0;
+    }
+    return 0.5 * dout[(b * s.dim + c) * pairs + m];
+}
+
 // Where the piece tables start.
 fn piece_starts() -> u32 {
     return s.vocab + 1u + s.batch * s.len;
@@ -74,9 +91,7 @@ fn sum_piece(
                 let p = positions[s.vocab + 1u + k];
                 let b = p / s.len;
                 let l = i32(p - b * s.len) + i32(s.shift) - i32(t);
-                if l >= 0 && l < i32(s.len) {
-                    acc += dout[(b * s.dim + c) * s.len + u32(l)];
-                }
+                acc += dout_at(b, c, l);
             }
             pieces[(piece * s.taps + t) * s.dim + c] = acc;
         }

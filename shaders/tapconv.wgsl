@@ -13,9 +13,10 @@
 //   forward: y[b, o, j] = relu(bias[o] + four table reads), [batch, cout, len / 2].
 // Training goes back through the fold: given dT, the gradient of the tap tables
 // (ops/embedding.rs `backward` with three taps gathers it from the conv output gradient),
-//   backward_weight: dw[o, i, t] = sum_c dT[t, c, o] * table[c, i];
+//   backward (PRODUCT WEIGHT): dw[o, i, t] = sum_c dT[t, c, o] * table[c, i];
 //                    dbias[o] = sum_c dT[1, c, o] (tap 1 sees every position once);
-//   backward_table:  dtable[c, i] = sum_{t, o} dT[t, c, o] * w[o, i, t].
+//   backward (PRODUCT TABLE):  dtable[c, i] = sum_{t, o} dT[t, c, o] * w[o, i, t];
+//   both on the register tile (gemm_tile.wgsl, prepended with PRODUCT and KMAX).
 // Both cost 3.4 M multiply-adds per step whatever the batch, where the unfolded conv0
 // backward would cost 8.6 M per string.
 struct Shape {
@@ -69,15 +70,19 @@ fn fold(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     folded[idx] = 0.5 * v;
 }
 
-const TJ: u32 = 40u;  // pooled positions per tile (the model's 80 / 2: one tile per string)
-var<workgroup> stage: array<f32, 2560>;  // [cout tile of 64][TJ] outputs of one tile
-// Row offsets tok * cout in a pair table of positions 2 * j0 - 1 + r, or vocab * cout
-// (the zero row) outside 0..len.
-var<workgroup> rows: array<u32, 82>;
+// Offset of the pair-table row of position `pos` of string `b`: its token's, or the zero
+// row (index vocab) outside 0..len.
+fn row(b: u32, pos: i32) -> u32 {
+    if pos < 0 || pos >= i32(s.len) {
+        return s.vocab * s.cout;
+    }
+    return min(tokens[b * s.len + u32(pos)], s.vocab - 1u) * s.cout;
+}
 
-// One workgroup per string, one thread per channel: a table read is 64 consecutive
-// floats, and the token rows are the same for every thread. The tile is staged in
-// workgroup memory and written out as one contiguous run per channel block.
+// One workgroup per string, one thread per channel. The rows come straight from the
+// token buffer at addresses every thread shares, so lavapipe sees them as uniform and a
+// table read is one contiguous load of 64 floats; rows staged in workgroup memory made
+// every read a gather and the kernel 1.5x slower.
 @compute @workgroup_size(64)
 fn forward(
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -90,30 +95,13 @@ fn forward(
     }
     let len_out = s.len / 2u;
     let table = (s.vocab + 1u) * s.cout;
-    for (var j0 = 0u; j0 < len_out; j0 += TJ) {
-        let n_j = min(TJ, len_out - j0);
-        // rows[r] is position 2 * j0 - 1 + r.
-        for (var r = tid; r < 2u * n_j + 2u; r += 64u) {
-            let pos = i32(2u * j0 + r) - 1;
-            var row = s.vocab;
-            if pos >= 0 && pos < i32(s.len) {
-                row = min(tokens[b * s.len + u32(pos)], s.vocab - 1u);
-            }
-            rows[r] = row * s.cout;
-        }
-        workgroupBarrier();
-        for (var o0 = 0u; o0 < s.cout; o0 += 64u) {
-            let n_o = min(64u, s.cout - o0);
-            let o = o0 + tid;
-            if tid < n_o {
-                let bias = params[s.bias + o];
-                for (var jj = 0u; jj < n_j; jj++) {
-                    let pair = taps[rows[2u * jj] + o] + taps[table + rows[2u * jj + 1u] + o]
-                        + taps[2u * table + rows[2u * jj + 2u] + o]
-                        + taps[3u * table + rows[2u * jj + 3u] + o];
-                    y[(b * s.cout + o) * len_out + j0 + jj] = max(bias + pair, 0.0);
-                }
-            }
+    for (var o = tid; o < s.cout; o += 64u) {
+        let bias = params[s.bias + o];
+        for (var j = 0u; j < len_out; j++) {
+            let p = 2 * i32(j) - 1;
+            let pair = taps[row(b, p) + o] + taps[table + row(b, p + 1) + o]
+                + taps[2u * table + row(b, p + 2) + o] + taps[3u * table + row(b, p + 3) + o];
+            y[(b * s.cout + o) * len_out + j] = max(bias + pair, 0.0);
         }
     }
 }
@@ -121,44 +109,77 @@ fn forward(
 @group(0) @binding(2) var<storage, read> dtaps: array<f32>;          // dT [3, vocab, cout]
 @group(0) @binding(3) var<storage, read_write> grads: array<f32>;    // the gradient slab
 
-@compute @workgroup_size(64)
-fn backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let idx = gid.x + gid.y * nwg.x * 64u;
-    let n = s.cout * s.dim * 3u;
-    if idx >= n + s.cout {
-        return;
-    }
-    var acc = 0.0;
-    if idx >= n {
-        let o = idx - n;
-        for (var c = 0u; c < s.vocab; c++) {
-            acc += dtaps[(s.vocab + c) * s.cout + o];
+// The two backward products run on the register tile (gemm_tile.wgsl, prepended with
+// PRODUCT saying which one this module computes):
+//   WEIGHT: per tap t (grid y), rows o, columns i (and a last column of ones, the bias,
+//           for tap 1), reduction over characters c:
+//           dw[o, i, t] = sum_c dT[t, c, o] * table[c, i].
+//   TABLE:  rows i, columns c, reduction over k = t * cout + o:
+//           dtable[c, i] = sum_{t, o} w[o, i, t] * dT[t, c, o].
+const WEIGHT: u32 = 0u;
+const TABLE: u32 = 1u;
+
+// The tap of this WEIGHT workgroup.
+var<private> tap: u32;
+
+fn tile_weight(k: u32, row: u32) -> f32 {
+    if PRODUCT == WEIGHT {
+        if row >= s.cout {
+            return 0.0;
         }
-        grads[s.bias + o] = acc;
-        return;
+        return dtaps[(tap * s.vocab + k) * s.cout + row];
     }
-    let t = idx % 3u;
-    let i = (idx / 3u) % s.dim;
-    let o = idx / (3u * s.dim);
-    for (var c = 0u; c < s.vocab; c++) {
-        acc += dtaps[(t * s.vocab + c) * s.cout + o] * params[s.table + c * s.dim + i];
+    if row >= s.dim {
+        return 0.0;
     }
-    grads[s.weight + idx] = acc;
+    let t = k / s.cout;
+    let o = k - t * s.cout;
+    return params[s.weight + (o * s.dim + row) * 3u + t];
 }
 
-@compute @workgroup_size(64)
-fn backward_table(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let idx = gid.x + gid.y * nwg.x * 64u;
-    if idx >= s.vocab * s.dim {
+fn tile_store(row: u32, col: u32, v: f32) {
+    if PRODUCT == WEIGHT {
+        if row < s.cout && col < s.dim {
+            grads[s.weight + (row * s.dim + col) * 3u + tap] = v;
+        } else if row < s.cout && col == s.dim && tap == 1u {
+            grads[s.bias + row] = v;
+        }
         return;
     }
-    let i = idx % s.dim;
-    let c = idx / s.dim;
-    var acc = 0.0;
-    for (var t = 0u; t < 3u; t++) {
-        for (var o = 0u; o < s.cout; o++) {
-            acc += dtaps[(t * s.vocab + c) * s.cout + o] * params[s.weight + (o * s.dim + i) * 3u + t];
+    if row < s.dim && col < s.vocab {
+        grads[s.table + col * s.dim + row] = v;
+    }
+}
+
+// B[k, col] of this module's product.
+fn b_value(k: u32, col: u32) -> f32 {
+    if PRODUCT == WEIGHT {
+        if col < s.dim {
+            return params[s.table + k * s.dim + col];
+        }
+        return select(0.0, 1.0, col == s.dim);
+    }
+    if col >= s.vocab {
+        return 0.0;
+    }
+    let t = k / s.cout;
+    let o = k - t * s.cout;
+    return dtaps[(t * s.vocab + col) * s.cout + o];
+}
+
+@compute @workgroup_size(16)
+fn backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
+    let col0 = wg.x * TILE_COLS;
+    tap = wg.y;
+    let k_len = select(3u * s.cout, s.vocab, PRODUCT == WEIGHT);
+    let rows = select(s.dim, s.cout, PRODUCT == WEIGHT);
+    for (var c = lane; c < TILE_COLS; c += TILE_LANES) {
+        for (var k = 0u; k < k_len; k++) {
+            tile_put(k, c, b_value(k, col0 + c));
         }
     }
-    grads[s.table + idx] = acc;
+    workgroupBarrier();
+    for (var o0 = 0u; o0 < rows; o0 += TILE_ROWS) {
+        tile_multiply(lane, o0, col0, k_len);
+    }
 }

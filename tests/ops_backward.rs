@@ -139,7 +139,7 @@ fn folded_conv0_backward_matches_embedding_then_conv() {
         let dy_b = storage_buffer_init(&t.gpu, "dy", &dy);
         let dtaps = storage_buffer(&t.gpu, "dtaps", (shape.tap_grads_len() * 4) as u64);
         let grads = grad_slab(&t.gpu, params.len());
-        let mut calls = Calls::from(t.ops.embedding.backward_taps(
+        let mut calls = t.ops.embedding.backward_taps(
             &t.gpu,
             EmbeddingShape {
                 len: len as u32,
@@ -151,7 +151,7 @@ fn folded_conv0_backward_matches_embedding_then_conv() {
             &positions,
             &dy_b,
             &dtaps,
-        ));
+        );
         calls.extend(
             t.ops
                 .tapconv
@@ -175,6 +175,52 @@ fn folded_conv0_backward_matches_embedding_then_conv() {
         let n = vocab * dim;
         assert_close(&format!("{what} dw"), &got[n..n + w.len()], &dw, 1e-4, RTOL);
         assert_close(&format!("{what} db"), &got[n + w.len()..], &db, 1e-4, RTOL);
+    }
+}
+
+#[test]
+fn tap_gradient_from_the_pooled_gradient_matches_the_unpooled() {
+    let t = gpu();
+    let mut r = rng(27);
+    for &(batch, len, vocab, dim) in &[
+        (1usize, 2usize, 2usize, 1usize),
+        (3, 9, 11, 5),
+        (5, 80, 128, 64),
+    ] {
+        let tokens: Vec<u32> = (0..batch * len)
+            .map(|_| r.random_range(0..vocab as u32))
+            .collect();
+        let dz = uniform(&mut r, batch * dim * (len / 2));
+        let d_conv = reference::avgpool_backward(&to_f64(&dz), len);
+        let d_conv: Vec<f32> = d_conv.iter().map(|&v| v as f32).collect();
+        let positions =
+            storage_buffer_init(&t.gpu, "positions", &positions_by_token(&tokens, vocab));
+        let shape = EmbeddingShape {
+            len: len as u32,
+            dim: dim as u32,
+            vocab: vocab as u32,
+            table: 0,
+        };
+        let n = 3 * vocab * dim;
+        let mut got = Vec::new();
+        for pooled in [false, true] {
+            let out = storage_buffer(&t.gpu, "dtaps", (n * 4) as u64);
+            let calls = if pooled {
+                let dz_b = storage_buffer_init(&t.gpu, "dz", &dz);
+                t.ops
+                    .embedding
+                    .backward_taps_pooled(&t.gpu, shape, batch, &positions, &dz_b, &out)
+            } else {
+                let d_b = storage_buffer_init(&t.gpu, "d conv", &d_conv);
+                t.ops
+                    .embedding
+                    .backward_taps(&t.gpu, shape, batch, &positions, &d_b, &out)
+            };
+            submit(&t.gpu, &calls, batch as u32);
+            got.push(read(&t.gpu, &out, n));
+        }
+        // The same sums in the same order, of the same halved values: bit for bit.
+        assert_eq!(got[0], got[1], "{batch}x{len} vocab {vocab} dim {dim}");
     }
 }
 

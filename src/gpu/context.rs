@@ -1,5 +1,7 @@
 //! Instance, adapter choice, device with the adapter's own limits, and polling with a
 //! timeout (software drivers have hung on unbounded waits).
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -48,6 +50,9 @@ pub struct Gpu {
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
+    /// Compiled shader modules by source: each source is compiled once per device,
+    /// however many entry points and kernels use it.
+    modules: Mutex<HashMap<String, wgpu::ShaderModule>>,
 }
 
 /// One adapter as `megashtein-gpu devices` shows it.
@@ -174,6 +179,7 @@ impl Gpu {
             info,
             limits,
             features,
+            modules: Mutex::default(),
         })
     }
 
@@ -186,6 +192,22 @@ impl Gpu {
             })
             .map(|_| ())
             .map_err(|e| anyhow!("GPU did not finish its work: {e}"))
+    }
+
+    /// The module of the WGSL `source`, compiled on first use (`label` names it in
+    /// errors).
+    pub fn shader_module(&self, label: &str, source: &str) -> wgpu::ShaderModule {
+        let mut modules = self.modules.lock().unwrap_or_else(PoisonError::into_inner);
+        modules
+            .entry(source.to_string())
+            .or_insert_with(|| {
+                self.device
+                    .create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(label),
+                        source: wgpu::ShaderSource::Wgsl(source.into()),
+                    })
+            })
+            .clone()
     }
 
     /// Largest storage buffer a single binding may cover, in bytes.

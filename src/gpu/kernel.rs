@@ -1,5 +1,6 @@
 //! WGSL -> compute pipeline, built once, on first use (so a command compiles only the
-//! kernels it runs); a `Call` is one use of a kernel on fixed buffers whose uniform's
+//! kernels it runs; a source shared by several entry points is compiled once, by
+//! [`Gpu::shader_module`]); a `Call` is one use of a kernel on fixed buffers whose uniform's
 //! first word is the batch size, so a call made once serves any batch up to the
 //! capacity its buffers were made for.
 use std::sync::{Arc, OnceLock};
@@ -32,12 +33,7 @@ impl Kernel {
 
     fn pipeline(&self, gpu: &Gpu) -> &wgpu::ComputePipeline {
         self.pipeline.get_or_init(|| {
-            let module = gpu
-                .device
-                .create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(self.label),
-                    source: wgpu::ShaderSource::Wgsl(self.source.as_ref().into()),
-                });
+            let module = gpu.shader_module(self.label, &self.source);
             gpu.device
                 .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                     label: Some(self.label),

@@ -3,27 +3,29 @@
 //! batch up to that capacity is one encoder, one submit and one readback of the
 //! `[batch, 80]` embeddings.
 //!
-//! Inference runs a folded and fused plan ([`Megashtein::new`]), equal to the PyTorch
-//! graph up to f32 rounding:
-//! 1. `tapconv`: embedding + conv0 + avgpool + relu via per-character tap tables folded
-//!    from the embedding and conv0 weights once, when the model is built;
-//! 2. blocks 1-4: `conv1d.forward_pool_relu` (conv + avgpool + relu in one tiled kernel);
-//! 3. fc0 (+relu), fc2, batchnorm (running statistics).
+//! The forward pass ([`forward_calls`]) is one sequence of calls that inference
+//! ([`Megashtein`]) and training (`crate::train::trainer`) both build, as llm.c's
+//! `gpt2_forward` serves both; it is equal to the PyTorch graph up to f32 rounding:
+//! 1. `tapconv`: embedding + conv0 + avgpool + relu via per-character pair tables folded
+//!    from the embedding and conv0 weights ([`Derived`]);
+//! 2. blocks 1-4: `conv1d.forward_pool_relu` (conv + avgpool + relu in one tiled kernel,
+//!    over weights packed for the tile);
+//! 3. fc0 (+relu), fc2; then the caller's batch norm (running statistics for inference,
+//!    batch statistics in training).
 //!
-//! Training (a later issue) needs every intermediate activation and the unfused
-//! embedding / conv1d / avgpool / relu ops, which stay in [`crate::ops`] for it.
+//! What is derived from the slab (tables, packed weights) is prepared once for inference
+//! and every step in training.
 use anyhow::{Result, bail};
 
 use super::params::{CONV_BLOCKS, CONV_CH, EMBED_DIM, HIDDEN, MAX_LEN};
 use super::weights::Weights;
-use crate::gpu::{Calls, Gpu, Readback, storage_buffer, storage_buffer_init};
+use crate::gpu::{Call, Calls, Gpu, Readback, storage_buffer, storage_buffer_init};
 use crate::ops::Ops;
 use crate::ops::PackedWeight;
 use crate::ops::conv1d::Packing;
 
 const F32: u64 = 4;
 
-/// The model's weights on a device, with activations for up to `capacity` strings.
 /// The shapes of the architecture's layers over the parameter slab, shared by the
 /// inference plan below and the trainer (`crate::train::trainer`).
 pub mod layers {
@@ -102,18 +104,133 @@ pub mod layers {
     }
 }
 
+/// The activations of one forward pass for batches of up to a capacity, each
+/// `[batch, ...]` f32, row-major per string.
+pub struct Activations {
+    /// Output of conv block b, relu(pool(conv)), `[batch, 64, 80 >> (b + 1)]`, b = 0..5.
+    pub blocks: Vec<wgpu::Buffer>,
+    /// fc0 with its ReLU, `[batch, 200]` (the last block flattened is `[batch, 128]`).
+    pub hidden: wgpu::Buffer,
+    /// fc2, `[batch, 80]`, before the batch norm.
+    pub projected: wgpu::Buffer,
+    /// The batch norm's output, the embeddings, `[batch, 80]`.
+    pub embeddings: wgpu::Buffer,
+}
+
+impl Activations {
+    pub fn new(gpu: &Gpu, capacity: usize) -> Self {
+        let buffer = |label: &str, per_string: usize| {
+            storage_buffer(gpu, label, (capacity * per_string) as u64 * F32)
+        };
+        Activations {
+            blocks: (0..CONV_BLOCKS)
+                .map(|b| buffer("block output", CONV_CH * layers::block_len(b + 1)))
+                .collect(),
+            hidden: buffer("hidden", HIDDEN),
+            projected: buffer("projected", EMBED_DIM),
+            embeddings: buffer("embeddings", EMBED_DIM),
+        }
+    }
+}
+
+/// What the forward pass reads besides the slab, derived from it: block 0's pair tables
+/// and the weights of blocks 1-4, fc0 and fc2 packed for the tile.
+pub struct Derived {
+    fold: Call,
+    taps: wgpu::Buffer,
+    blocks: Vec<PackedWeight>,
+    fc0: PackedWeight,
+    fc2: PackedWeight,
+}
+
+impl Derived {
+    pub fn new(gpu: &Gpu, ops: &Ops, params: &wgpu::Buffer) -> Self {
+        let first = layers::block0();
+        let taps = storage_buffer(gpu, "conv0 pair tables", first.taps_len() as u64 * F32);
+        let fold = ops.tapconv.fold(gpu, first, params, &taps);
+        fold.set_batch(gpu, 1);
+        Derived {
+            fold,
+            taps,
+            blocks: (1..CONV_BLOCKS)
+                .map(|b| {
+                    ops.conv1d
+                        .pack(gpu, layers::conv_block(b), params, Packing::Pooled)
+                })
+                .collect(),
+            fc0: ops.linear.pack(gpu, layers::fc0(), params),
+            fc2: ops.linear.pack(gpu, layers::fc2(), params),
+        }
+    }
+
+    /// The calls that derive everything from the slab, to record (with batch 1) before a
+    /// forward pass whenever the slab has changed.
+    pub fn prepare(&self) -> Calls {
+        let mut calls = Calls::from(self.fold.clone());
+        for packed in self.blocks.iter().chain([&self.fc0, &self.fc2]) {
+            calls.push(packed.pack.clone());
+        }
+        calls
+    }
+}
+
+/// The forward pass of `tokens` (`[batch, 80]` u32) up to `acts.projected`: block 0
+/// folded, blocks 1-4, fc0 + ReLU, fc2. The caller adds the batch norm it wants.
+pub fn forward_calls(
+    gpu: &Gpu,
+    ops: &Ops,
+    params: &wgpu::Buffer,
+    derived: &Derived,
+    tokens: &wgpu::Buffer,
+    acts: &Activations,
+) -> Calls {
+    let a = &acts.blocks;
+    let mut calls = Calls::from(ops.tapconv.forward(
+        gpu,
+        layers::block0(),
+        params,
+        &derived.taps,
+        tokens,
+        &a[0],
+    ));
+    for (block, packed) in (1..CONV_BLOCKS).zip(&derived.blocks) {
+        calls.push(ops.conv1d.forward_pool_relu(
+            gpu,
+            layers::conv_block(block),
+            &a[block - 1],
+            packed,
+            params,
+            &a[block],
+        ));
+    }
+    // The last block, [batch, 64, 2], is [batch, 128] channel-major as it lies.
+    let last = &a[CONV_BLOCKS - 1];
+    calls.push(
+        ops.linear
+            .forward(gpu, layers::fc0(), last, &derived.fc0, params, &acts.hidden),
+    );
+    calls.push(ops.linear.forward(
+        gpu,
+        layers::fc2(),
+        &acts.hidden,
+        &derived.fc2,
+        params,
+        &acts.projected,
+    ));
+    calls
+}
+
+/// The model's weights on a device, with activations for up to `capacity` strings.
 pub struct Megashtein {
     capacity: usize,
     tokens: wgpu::Buffer,
-    output: wgpu::Buffer,
+    acts: Activations,
     calls: Calls,
     readback: Readback,
     // Kept alive for the bind groups in `calls`.
     _params: wgpu::Buffer,
     _running: wgpu::Buffer,
-    _taps: wgpu::Buffer,
-    _packed: Vec<wgpu::Buffer>,
-    _activations: Vec<wgpu::Buffer>,
+    _derived: Derived,
 }
 
 impl Megashtein {
@@ -125,11 +242,11 @@ impl Megashtein {
         (gpu.max_binding_bytes() / per_string).max(1) as usize
     }
 
-    /// Upload `weights`, fold the first block's tap tables and build the inference plan
-    /// for batches of up to `capacity` strings (clamped to [`Megashtein::max_batch`]).
+    /// Upload `weights`, derive the tables and packed weights once, and build the
+    /// inference plan for batches of up to `capacity` strings (clamped to
+    /// [`Megashtein::max_batch`]).
     pub fn new(gpu: &Gpu, ops: &Ops, weights: &Weights, capacity: usize) -> Result<Self> {
         let capacity = capacity.clamp(1, Self::max_batch(gpu));
-        let cap = capacity as u64;
         let params = storage_buffer_init(gpu, "params", &weights.params);
         let running: Vec<f32> = weights
             .running_mean
@@ -138,91 +255,36 @@ impl Megashtein {
             .copied()
             .collect();
         let running = storage_buffer_init(gpu, "bn running stats", &running);
-        let tokens = storage_buffer(gpu, "tokens", cap * MAX_LEN as u64 * F32);
-        let buffer = |label: &str, per_string: usize| {
-            storage_buffer(gpu, label, cap * per_string as u64 * F32)
-        };
-        // Weights prepared once, now, from the uploaded slab (queue order puts this before
-        // any forward): block 0's tap tables, and the packed weights of blocks 1...
-        let first = layers::block0();
-        let taps = storage_buffer(gpu, "conv0 tap tables", first.taps_len() as u64 * F32);
-        let mut prepare = Calls::from(ops.tapconv.fold(gpu, first, &params, &taps));
-        let packed: Vec<PackedWeight> = (1..CONV_BLOCKS)
-            .map(|block| {
-                ops.conv1d
-                    .pack(gpu, layers::conv_block(block), &params, Packing::Pooled)
-            })
-            .collect();
-        let (fc0, fc2) = (layers::fc0(), layers::fc2());
-        let packed_fc0 = ops.linear.pack(gpu, fc0, &params);
-        let packed_fc2 = ops.linear.pack(gpu, fc2, &params);
-        for p in packed.iter().chain([&packed_fc0, &packed_fc2]) {
-            prepare.push(p.pack.clone());
-        }
-        prepare.set_batch(gpu, 1);
+        let tokens = storage_buffer(gpu, "tokens", (capacity * MAX_LEN) as u64 * F32);
+        // Queue order puts the derivation before any forward.
+        let derived = Derived::new(gpu, ops, &params);
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
-            prepare.record(&mut pass, gpu, 1);
+            derived.prepare().record(&mut pass, gpu, 1);
         }
         gpu.queue.submit([encoder.finish()]);
 
-        let mut activations = Vec::new();
-        let mut calls = Calls::default();
-        let mut len = MAX_LEN / 2;
-        let mut x = buffer("block 0", CONV_CH * len);
-        calls.push(ops.tapconv.forward(gpu, first, &params, &taps, &tokens, &x));
-        // Blocks 1.., conv + avgpool + relu fused.
-        for (block, weight) in (1..CONV_BLOCKS).zip(&packed) {
-            let pooled = buffer("block", CONV_CH * (len / 2));
-            calls.push(ops.conv1d.forward_pool_relu(
-                gpu,
-                layers::conv_block(block),
-                &x,
-                weight,
-                &params,
-                &pooled,
-            ));
-            activations.push(std::mem::replace(&mut x, pooled));
-            len /= 2;
-        }
-        // x is now [batch, 64, 2]; flattened channel-major it is [batch, 128] as it lies.
-        let hidden = buffer("hidden", HIDDEN);
-        calls.push(
-            ops.linear
-                .forward(gpu, fc0, &x, &packed_fc0, &params, &hidden),
-        );
-        let projected = buffer("projected", EMBED_DIM);
-        calls.push(
-            ops.linear
-                .forward(gpu, fc2, &hidden, &packed_fc2, &params, &projected),
-        );
-        let output = buffer("embedding out", EMBED_DIM);
+        let acts = Activations::new(gpu, capacity);
+        let mut calls = forward_calls(gpu, ops, &params, &derived, &tokens, &acts);
         calls.push(ops.batchnorm.inference(
             gpu,
             layers::batchnorm(),
-            &projected,
+            &acts.projected,
             &params,
             &running,
-            &output,
+            &acts.embeddings,
         ));
-        activations.extend([x, hidden, projected]);
-        let readback = Readback::new(gpu, cap * EMBED_DIM as u64 * F32);
+        let readback = Readback::new(gpu, (capacity * EMBED_DIM) as u64 * F32);
         Ok(Megashtein {
             capacity,
             tokens,
-            output,
+            acts,
             calls,
             readback,
             _params: params,
             _running: running,
-            _taps: taps,
-            _packed: packed
-                .into_iter()
-                .chain([packed_fc0, packed_fc2])
-                .map(PackedWeight::into_buffer)
-                .collect(),
-            _activations: activations,
+            _derived: derived,
         })
     }
 
@@ -243,8 +305,11 @@ impl Megashtein {
     pub fn submit(&self, gpu: &Gpu, tokens: &[u32]) -> Result<usize> {
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         let batch = self.record(gpu, &mut encoder, tokens)?;
-        self.readback
-            .copy(&mut encoder, &self.output, Self::output_bytes(batch));
+        self.readback.copy(
+            &mut encoder,
+            &self.acts.embeddings,
+            Self::output_bytes(batch),
+        );
         gpu.queue.submit([encoder.finish()]);
         Ok(batch)
     }
@@ -291,7 +356,7 @@ impl Megashtein {
 
     /// `[capacity, 80]` f32: the embeddings of the last recorded batch.
     pub fn output(&self) -> &wgpu::Buffer {
-        &self.output
+        &self.acts.embeddings
     }
 
     /// Wait for the batch started by [`Megashtein::submit`] and read its embeddings.

@@ -16,7 +16,7 @@ struct Shape {
     table: u32,
     taps: u32,
     shift: u32,
-    _pad: u32,
+    pooled: u32,
 }
 
 /// Sizes of one embedding layer; `table` is the offset of `[vocab, dim]` in the slab.
@@ -29,7 +29,7 @@ pub struct EmbeddingShape {
 }
 
 impl EmbeddingShape {
-    fn uniform(&self, taps: u32, shift: u32) -> Shape {
+    fn uniform(&self, taps: u32, shift: u32, pooled: bool) -> Shape {
         Shape {
             batch: 0,
             len: self.len,
@@ -38,7 +38,7 @@ impl EmbeddingShape {
             table: self.table,
             taps,
             shift,
-            _pad: 0,
+            pooled: u32::from(pooled),
         }
     }
 }
@@ -70,7 +70,7 @@ impl Embedding {
     ) -> Call {
         self.forward.call(
             gpu,
-            &shape.uniform(1, 0),
+            &shape.uniform(1, 0, false),
             &[tokens, params, out],
             shape.dim * shape.len,
         )
@@ -88,7 +88,14 @@ impl Embedding {
         dout: &wgpu::Buffer,
         grads: &wgpu::Buffer,
     ) -> Calls {
-        self.gather(gpu, shape, 1, 0, capacity, positions, dout, grads)
+        self.gather(
+            gpu,
+            shape.uniform(1, 0, false),
+            capacity,
+            positions,
+            dout,
+            grads,
+        )
     }
 
     /// The gradient of conv0's folded tap tables, `[3, vocab, dim]` at `shape.table` in
@@ -103,27 +110,46 @@ impl Embedding {
         dout: &wgpu::Buffer,
         out: &wgpu::Buffer,
     ) -> Calls {
-        self.gather(gpu, shape, 3, 1, capacity, positions, dout, out)
+        self.gather(
+            gpu,
+            shape.uniform(3, 1, false),
+            capacity,
+            positions,
+            dout,
+            out,
+        )
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn gather(
+    /// [`Embedding::backward_taps`] from the gradient at the output of the AvgPool1d(2)
+    /// that follows the conv, `dz [batch, dim, len / 2]`, spread over the pool's pairs
+    /// as it is read (no unpooled buffer, no pass to make one).
+    pub fn backward_taps_pooled(
         &self,
         gpu: &Gpu,
         shape: EmbeddingShape,
-        taps: u32,
-        shift: u32,
+        capacity: usize,
+        positions: &wgpu::Buffer,
+        dz: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+    ) -> Calls {
+        self.gather(gpu, shape.uniform(3, 1, true), capacity, positions, dz, out)
+    }
+
+    fn gather(
+        &self,
+        gpu: &Gpu,
+        uniform: Shape,
         capacity: usize,
         positions: &wgpu::Buffer,
         dout: &wgpu::Buffer,
         out: &wgpu::Buffer,
     ) -> Calls {
-        let uniform = shape.uniform(taps, shift);
-        let pieces = max_pieces(capacity * shape.len as usize, shape.vocab as usize) as u32;
+        let pieces = max_pieces(capacity * uniform.len as usize, uniform.vocab as usize) as u32;
+        let (taps, dim, vocab) = (uniform.taps, uniform.dim, uniform.vocab);
         let sums = storage_buffer(
             gpu,
             "embedding gradient pieces",
-            u64::from(pieces) * u64::from(taps * shape.dim) * 4,
+            u64::from(pieces) * u64::from(taps * dim) * 4,
         );
         let max_x = gpu.limits.max_compute_workgroups_per_dimension;
         let grid = [pieces.min(max_x), pieces.div_ceil(max_x)];
@@ -137,7 +163,7 @@ impl Embedding {
             gpu,
             &uniform,
             &[positions, &sums, out],
-            [(taps * shape.vocab * shape.dim).div_ceil(64), 1],
+            [(taps * vocab * dim).div_ceil(64), 1],
         ));
         calls.keep(sums);
         calls

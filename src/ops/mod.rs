@@ -33,11 +33,12 @@ impl PackedWeight {
 
 /// The shader files that are not modules on their own but composed by the ops: the
 /// register tile and the shaders it is prepended to.
-pub const TILE_SHADERS: [&str; 4] = [
+pub const TILE_SHADERS: [&str; 5] = [
     "gemm_tile.wgsl",
     "conv1d.wgsl",
     "linear.wgsl",
     "weight_grad.wgsl",
+    "tapconv.wgsl",
 ];
 
 /// Every source composed with the tile, as the ops build them, labelled.
@@ -46,6 +47,7 @@ pub fn tile_shader_sources() -> Vec<(String, String)> {
         conv1d::shader_sources(),
         linear::shader_sources(),
         weight_grad::shader_sources(),
+        tapconv::shader_sources(),
     ]
     .concat()
 }

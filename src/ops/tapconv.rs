@@ -78,6 +78,26 @@ impl TapConvShape {
     }
 }
 
+/// The largest reduction of the backward products (`vocab`, and `3 * cout`).
+pub const KMAX: u32 = 192;
+
+/// The shader computing backward product `product` (0: conv weight and bias, 1: the
+/// embedding table), after the tile.
+fn source(product: u32) -> String {
+    format!(
+        "const KMAX: u32 = {KMAX}u;\nconst PRODUCT: u32 = {product}u;\n{}{}",
+        include_str!("../../shaders/gemm_tile.wgsl"),
+        include_str!("../../shaders/tapconv.wgsl")
+    )
+}
+
+/// Every source this op compiles, labelled (for the portability test).
+pub fn shader_sources() -> Vec<(String, String)> {
+    (0..2)
+        .map(|product| (format!("tapconv.wgsl product {product}"), source(product)))
+        .collect()
+}
+
 pub struct TapConv {
     fold: Kernel,
     forward: Kernel,
@@ -87,12 +107,12 @@ pub struct TapConv {
 
 impl TapConv {
     pub fn new(gpu: &Gpu) -> Self {
-        let source = include_str!("../../shaders/tapconv.wgsl");
+        let (weight, table) = (source(0), source(1));
         TapConv {
-            fold: Kernel::new(gpu, "tapconv.fold", source, "fold"),
-            forward: Kernel::new(gpu, "tapconv.forward", source, "forward"),
-            backward_weight: Kernel::new(gpu, "tapconv.backward_weight", source, "backward_weight"),
-            backward_table: Kernel::new(gpu, "tapconv.backward_table", source, "backward_table"),
+            fold: Kernel::new(gpu, "tapconv.fold", &weight, "fold"),
+            forward: Kernel::new(gpu, "tapconv.forward", &weight, "forward"),
+            backward_weight: Kernel::new(gpu, "tapconv.backward_weight", &weight, "backward"),
+            backward_table: Kernel::new(gpu, "tapconv.backward_table", &table, "backward"),
         }
     }
 
@@ -141,19 +161,22 @@ impl TapConv {
         dtaps: &wgpu::Buffer,
         grads: &wgpu::Buffer,
     ) -> Calls {
-        let weight_outputs = shape.cout * (shape.dim * 3 + 1);
-        let table_outputs = shape.vocab * shape.dim;
+        assert!(
+            shape.vocab <= KMAX && 3 * shape.cout <= KMAX,
+            "the folded conv's backward reduces over at most {KMAX} values"
+        );
+        let tiles = |cols: u32| cols.div_ceil(32);
         let mut calls = Calls::from(self.backward_weight.call_fixed(
             gpu,
             &shape.uniform(),
             &[params, dtaps, grads],
-            [weight_outputs.div_ceil(64), 1],
+            [tiles(shape.dim + 1), 3],
         ));
         calls.push(self.backward_table.call_fixed(
             gpu,
             &shape.uniform(),
             &[params, dtaps, grads],
-            [table_outputs.div_ceil(64), 1],
+            [tiles(shape.vocab), 1],
         ));
         calls
     }

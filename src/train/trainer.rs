@@ -9,19 +9,25 @@
 //! sums in a fixed order, so a step is a pure function of the slabs and the batch: a
 //! resumed run reproduces an uninterrupted one bit for bit.
 //!
-//! Block 0 stays folded as in inference (ops/tapconv.rs): the tap tables are refolded
-//! from the slab each step, and the backward pass gathers the tables' gradient per
-//! character and maps it back onto conv0 and the embedding. That removes the unfolded
-//! conv0 (70% of the model's arithmetic) from both passes.
+//! The forward pass is the model's own ([`forward_calls`]), with what it derives from the
+//! slab (block 0's pair tables, the packed weights) derived again before every step.
+//! Block 0 stays folded: the backward pass gathers the tap tables' gradient per
+//! character and maps it back onto conv0 and the embedding, which removes the unfolded
+//! conv0 (70% of the model's arithmetic) from both passes. Blocks 1-4 go back through
+//! their pooled form at the pooled length, like their forward.
+//!
+//! [`Trainer::new`] reads top to bottom: allocation (slabs, inputs, activations and
+//! their gradients, all named), then [`forward_step`], the loss, [`backward_step`] and
+//! AdamW, each a list of calls built once.
 use anyhow::{Result, bail};
 
-use crate::gpu::{Call, Calls, Gpu, Readback, storage_buffer, storage_buffer_init};
-use crate::model::megashtein::layers;
+use crate::gpu::{Calls, Gpu, Readback, storage_buffer, storage_buffer_init};
+use crate::model::megashtein::{Activations, Derived, forward_calls, layers};
 use crate::model::params::{CONV_BLOCKS, CONV_CH, EMBED_DIM, HIDDEN, MAX_LEN, NUM_PARAMS, VOCAB};
 use crate::model::weights::{ARCH, Weights};
 use crate::ops::Ops;
 use crate::ops::adamw::{AdamWBuffers, AdamWCalls, AdamWStep};
-use crate::ops::conv1d::{Conv1dGrads, Packing};
+use crate::ops::conv1d::Conv1dGrads;
 use crate::ops::embedding::{EmbeddingShape, positions_by_token, positions_len};
 use crate::ops::linear::LinearGrads;
 use crate::ops::pnll::{PnllCall, PnllShape};
@@ -83,32 +89,112 @@ pub struct Trainer<'g> {
     gpu: &'g Gpu,
     pairs: usize,
     slabs: Slabs,
-    tokens: wgpu::Buffer,
-    positions: wgpu::Buffer,
-    labels: wgpu::Buffer,
-    embeddings: wgpu::Buffer,
-    fold: Call,
+    inputs: Inputs,
+    acts: Activations,
+    /// Kept for the calls that read them.
+    _grads: ActivationGrads,
+    _derived: Derived,
+    /// Derives tables and packed weights from the slab: recorded with batch 1.
+    prepare: Calls,
     forward: Calls,
     loss: PnllCall,
     backward: Calls,
     adamw: AdamWCalls,
 }
 
+/// Parameters, their gradients, AdamW's moments and what the step keeps beside them.
 struct Slabs {
     params: wgpu::Buffer,
     grads: wgpu::Buffer,
     exp_avg: wgpu::Buffer,
     exp_avg_sq: wgpu::Buffer,
+    /// BatchNorm running mean ++ running variance.
     running: wgpu::Buffer,
+    /// The gradient norm and clip factor of the last step.
     norm: wgpu::Buffer,
+    /// One loss per step, cyclic.
     losses: wgpu::Buffer,
 }
 
+impl Slabs {
+    fn new(gpu: &Gpu, state: &TrainState) -> Self {
+        Slabs {
+            params: storage_buffer_init(gpu, "params", &state.params),
+            grads: storage_buffer(gpu, "grads", SLAB as u64 * F32),
+            exp_avg: storage_buffer_init(gpu, "exp_avg", &state.exp_avg),
+            exp_avg_sq: storage_buffer_init(gpu, "exp_avg_sq", &state.exp_avg_sq),
+            running: storage_buffer_init(gpu, "bn running stats", &state.running),
+            norm: storage_buffer_init(gpu, "grad norm", &[0.0f32, 1.0]),
+            losses: storage_buffer(gpu, "losses", LOSS_SLOTS as u64 * F32),
+        }
+    }
+}
+
+/// One step's batch on the device.
+struct Inputs {
+    /// `[rows, 80]` u32: side a of pair p is row 2p, side b row 2p + 1.
+    tokens: wgpu::Buffer,
+    /// The tokens' positions grouped by token (`positions_by_token`).
+    positions: wgpu::Buffer,
+    /// `[pairs]` f32 edit distances.
+    labels: wgpu::Buffer,
+}
+
+impl Inputs {
+    fn new(gpu: &Gpu, pairs: usize) -> Self {
+        let positions = rows_of(pairs) * MAX_LEN;
+        Inputs {
+            tokens: storage_buffer(gpu, "tokens", positions as u64 * 4),
+            positions: storage_buffer(gpu, "positions", positions_len(positions, VOCAB) as u64 * 4),
+            labels: storage_buffer(gpu, "labels", pairs as u64 * F32),
+        }
+    }
+}
+
+/// The gradients of the activations, each the shape of what it is the gradient of.
+struct ActivationGrads {
+    /// Of each block's output; the ReLU is undone in place.
+    blocks: Vec<wgpu::Buffer>,
+    /// Of the folded tap tables, `[3, vocab, 64]`.
+    taps: wgpu::Buffer,
+    hidden: wgpu::Buffer,
+    projected: wgpu::Buffer,
+    embeddings: wgpu::Buffer,
+    /// The batch norm's batch mean and variance, saved by the forward pass.
+    bn_stats: wgpu::Buffer,
+}
+
+impl ActivationGrads {
+    fn new(gpu: &Gpu, rows: usize) -> Self {
+        let buffer =
+            |label: &str, per_row: usize| storage_buffer(gpu, label, (rows * per_row) as u64 * F32);
+        ActivationGrads {
+            blocks: (1..=CONV_BLOCKS)
+                .map(|b| buffer("d block output", CONV_CH * layers::block_len(b)))
+                .collect(),
+            taps: storage_buffer(
+                gpu,
+                "d tap tables",
+                layers::block0().tap_grads_len() as u64 * F32,
+            ),
+            hidden: buffer("d hidden", HIDDEN),
+            projected: buffer("d projected", EMBED_DIM),
+            embeddings: buffer("d embeddings", EMBED_DIM),
+            bn_stats: storage_buffer(gpu, "bn batch stats", 2 * EMBED_DIM as u64 * F32),
+        }
+    }
+}
+
+/// Both sides of every pair go through the model as one batch.
+fn rows_of(pairs: usize) -> usize {
+    2 * pairs
+}
+
 impl<'g> Trainer<'g> {
-    /// The most pairs one step can take on this device (the largest activation, the
-    /// conv0 output gradient of both sides, must fit one storage binding).
+    /// The most pairs one step can take on this device (the largest activation, block
+    /// 0's output for both sides, must fit one storage binding).
     pub fn max_pairs(gpu: &Gpu) -> usize {
-        let per_pair = 2 * (CONV_CH * MAX_LEN) as u64 * F32;
+        let per_pair = 2 * (CONV_CH * layers::block_len(1)) as u64 * F32;
         // Shader indices are u32, and a weight gradient's segments (SEGMENT positions
         // each) are one grid dimension of at most 65,535 workgroups; the longest
         // reduction is block 1's, over its pooled output.
@@ -122,7 +208,8 @@ impl<'g> Trainer<'g> {
     }
 
     /// A trainer for steps of exactly `pairs` pairs, starting from `state`. With
-    /// `learn_scale` false, log_s stays at its value in `state`.
+    /// `learn_scale` false, log_s stays at its value in `state`. Allocation, then the
+    /// forward calls, the loss, the backward calls and AdamW, each built once.
     pub fn new(
         gpu: &'g Gpu,
         ops: &Ops,
@@ -137,81 +224,14 @@ impl<'g> Trainer<'g> {
             );
         }
         check_state(state)?;
-        let rows = 2 * pairs;
-        let slabs = Slabs {
-            params: storage_buffer_init(gpu, "params", &state.params),
-            grads: storage_buffer(gpu, "grads", SLAB as u64 * F32),
-            exp_avg: storage_buffer_init(gpu, "exp_avg", &state.exp_avg),
-            exp_avg_sq: storage_buffer_init(gpu, "exp_avg_sq", &state.exp_avg_sq),
-            running: storage_buffer_init(gpu, "bn running stats", &state.running),
-            norm: storage_buffer_init(gpu, "grad norm", &[0.0f32, 1.0]),
-            losses: storage_buffer(gpu, "losses", LOSS_SLOTS as u64 * F32),
-        };
-        let buffer =
-            |label: &str, per_row: usize| storage_buffer(gpu, label, (rows * per_row) as u64 * F32);
-        let tokens = buffer("tokens", MAX_LEN);
-        let positions = storage_buffer(
-            gpu,
-            "positions",
-            positions_len(rows * MAX_LEN, VOCAB) as u64 * 4,
-        );
-        let labels = storage_buffer(gpu, "labels", pairs as u64 * F32);
-        let params = &slabs.params;
-        let grads = &slabs.grads;
+        let rows = rows_of(pairs);
+        let slabs = Slabs::new(gpu, state);
+        let inputs = Inputs::new(gpu, pairs);
+        let acts = Activations::new(gpu, rows);
+        let grads = ActivationGrads::new(gpu, rows);
+        let derived = Derived::new(gpu, ops, &slabs.params);
 
-        // Forward, keeping each block's output (relu(pool(conv))): a[0] .. a[4].
-        let first = layers::block0();
-        let taps = storage_buffer(gpu, "conv0 tap tables", first.taps_len() as u64 * F32);
-        let fold = ops.tapconv.fold(gpu, first, params, &taps);
-        let mut forward = Calls::default();
-        // Output length of each block (40, 20, 10, 5, 2).
-        let lens: Vec<usize> = (1..=CONV_BLOCKS).map(layers::block_len).collect();
-        let a: Vec<wgpu::Buffer> = lens
-            .iter()
-            .map(|&len| buffer("block output", CONV_CH * len))
-            .collect();
-        forward.push(
-            ops.tapconv
-                .forward(gpu, first, params, &taps, &tokens, &a[0]),
-        );
-        let conv = layers::conv_block;
-        for block in 1..CONV_BLOCKS {
-            // The weights change every step: packed again before each forward.
-            let packed = ops.conv1d.pack(gpu, conv(block), params, Packing::Pooled);
-            forward.push(packed.pack.clone());
-            forward.push(ops.conv1d.forward_pool_relu(
-                gpu,
-                conv(block),
-                &a[block - 1],
-                &packed,
-                params,
-                &a[block],
-            ));
-            forward.keep(packed.into_buffer());
-        }
-        let (fc0, fc2, bn) = (layers::fc0(), layers::fc2(), layers::batchnorm());
-        let hidden = buffer("hidden", HIDDEN);
-        let projected = buffer("projected", EMBED_DIM);
-        let embeddings = buffer("embeddings", EMBED_DIM);
-        let bn_saved = storage_buffer(gpu, "bn batch stats", 2 * EMBED_DIM as u64 * F32);
-        let last = &a[CONV_BLOCKS - 1];
-        for (shape, x, y) in [(fc0, last, &hidden), (fc2, &hidden, &projected)] {
-            let packed = ops.linear.pack(gpu, shape, params);
-            forward.push(packed.pack.clone());
-            forward.push(ops.linear.forward(gpu, shape, x, &packed, params, y));
-            forward.keep(packed.into_buffer());
-        }
-        forward.push(ops.batchnorm.train_forward(
-            gpu,
-            bn,
-            &projected,
-            params,
-            &slabs.running,
-            &embeddings,
-            &bn_saved,
-        ));
-
-        let d_embeddings = buffer("d embeddings", EMBED_DIM);
+        let forward = forward_step(gpu, ops, &slabs, &inputs, &derived, &acts, &grads);
         let loss = ops.pnll.forward_backward(
             gpu,
             PnllShape {
@@ -219,102 +239,14 @@ impl<'g> Trainer<'g> {
                 log_scale: LOG_SCALE as u32,
                 learn: learn_scale,
             },
-            &embeddings,
-            &labels,
-            params,
-            &d_embeddings,
-            grads,
+            &acts.embeddings,
+            &inputs.labels,
+            &slabs.params,
+            &grads.embeddings,
+            &slabs.grads,
             &slabs.losses,
         );
-
-        // Backward, in reverse.
-        let mut backward = Calls::default();
-        let d_projected = buffer("d projected", EMBED_DIM);
-        backward.push(ops.batchnorm.backward(
-            gpu,
-            bn,
-            &projected,
-            params,
-            &bn_saved,
-            &d_embeddings,
-            &d_projected,
-            grads,
-        ));
-        let d_hidden = buffer("d hidden", HIDDEN);
-        backward.extend(ops.linear.backward(
-            gpu,
-            &ops.weight_grad,
-            fc2,
-            rows,
-            LinearGrads {
-                x: &hidden,
-                dy: &d_projected,
-                params,
-                grads,
-                dx: &d_hidden,
-            },
-        ));
-        backward.push(ops.relu.backward(gpu, HIDDEN as u32, &hidden, &d_hidden));
-        let da: Vec<wgpu::Buffer> = lens
-            .iter()
-            .map(|&len| buffer("d block output", CONV_CH * len))
-            .collect();
-        backward.extend(ops.linear.backward(
-            gpu,
-            &ops.weight_grad,
-            fc0,
-            rows,
-            LinearGrads {
-                x: last,
-                dy: &d_hidden,
-                params,
-                grads,
-                dx: &da[CONV_BLOCKS - 1],
-            },
-        ));
-        for block in (1..CONV_BLOCKS).rev() {
-            let per_row = (CONV_CH * lens[block]) as u32;
-            backward.push(ops.relu.backward(gpu, per_row, &a[block], &da[block]));
-            backward.extend(ops.conv1d.backward_pool(
-                gpu,
-                &ops.weight_grad,
-                conv(block),
-                rows,
-                Conv1dGrads {
-                    x: &a[block - 1],
-                    dy: &da[block],
-                    params,
-                    grads,
-                    dx: &da[block - 1],
-                },
-            ));
-        }
-        // Block 0 through the fold.
-        backward.push(
-            ops.relu
-                .backward(gpu, (CONV_CH * lens[0]) as u32, &a[0], &da[0]),
-        );
-        let d_conv0 = buffer("d conv0 output", CONV_CH * MAX_LEN);
-        backward.push(
-            ops.avgpool
-                .backward(gpu, CONV_CH as u32, MAX_LEN as u32, &da[0], &d_conv0),
-        );
-        let d_taps = storage_buffer(gpu, "d tap tables", first.tap_grads_len() as u64 * F32);
-        backward.extend(ops.embedding.backward_taps(
-            gpu,
-            EmbeddingShape {
-                len: MAX_LEN as u32,
-                dim: CONV_CH as u32,
-                vocab: VOCAB as u32,
-                table: 0,
-            },
-            rows,
-            &positions,
-            &d_conv0,
-            &d_taps,
-        ));
-        backward.extend(ops.tapconv.backward(gpu, first, params, &d_taps, grads));
-
+        let backward = backward_step(gpu, ops, rows, &slabs, &inputs, &acts, &grads);
         let mut ranges = vec![(0..NUM_PARAMS, true)];
         if learn_scale {
             ranges.push((LOG_SCALE..SLAB, false));
@@ -322,40 +254,23 @@ impl<'g> Trainer<'g> {
         let adamw = ops.adamw.calls(
             gpu,
             AdamWBuffers {
-                params,
-                grads,
+                params: &slabs.params,
+                grads: &slabs.grads,
                 m: &slabs.exp_avg,
                 v: &slabs.exp_avg_sq,
                 norm: &slabs.norm,
             },
             &ranges,
         );
-
-        for buffer in a.into_iter().chain(da) {
-            forward.keep(buffer);
-        }
-        for buffer in [
-            taps,
-            hidden,
-            projected,
-            bn_saved,
-            d_embeddings,
-            d_projected,
-            d_hidden,
-        ] {
-            forward.keep(buffer);
-        }
-        backward.keep(d_conv0);
-        backward.keep(d_taps);
         let mut trainer = Trainer {
             gpu,
             pairs,
+            prepare: derived.prepare(),
             slabs,
-            tokens,
-            positions,
-            labels,
-            embeddings,
-            fold,
+            inputs,
+            acts,
+            _grads: grads,
+            _derived: derived,
             forward,
             loss,
             backward,
@@ -370,7 +285,7 @@ impl<'g> Trainer<'g> {
     }
 
     fn set_pairs(&mut self, pairs: usize) {
-        let rows = (2 * pairs) as u32;
+        let rows = rows_of(pairs) as u32;
         self.forward.set_batch(self.gpu, rows);
         self.backward.set_batch(self.gpu, rows);
         self.loss.set(self.gpu, pairs as u32, 0);
@@ -389,9 +304,10 @@ impl<'g> Trainer<'g> {
         let positions = positions_by_token(&tokens, VOCAB);
         let labels: Vec<f32> = batch.labels.iter().map(|&d| d as f32).collect();
         let queue = &self.gpu.queue;
-        queue.write_buffer(&self.tokens, 0, bytemuck::cast_slice(&tokens));
-        queue.write_buffer(&self.positions, 0, bytemuck::cast_slice(&positions));
-        queue.write_buffer(&self.labels, 0, bytemuck::cast_slice(&labels));
+        let inputs = &self.inputs;
+        queue.write_buffer(&inputs.tokens, 0, bytemuck::cast_slice(&tokens));
+        queue.write_buffer(&inputs.positions, 0, bytemuck::cast_slice(&positions));
+        queue.write_buffer(&inputs.labels, 0, bytemuck::cast_slice(&labels));
         self.loss
             .set(self.gpu, self.pairs as u32, (slot % LOSS_SLOTS) as u32);
         Ok(())
@@ -399,8 +315,8 @@ impl<'g> Trainer<'g> {
 
     /// Records forward, loss and backward: the gradient slab holds this batch's gradients.
     fn record_gradients(&self, pass: &mut wgpu::ComputePass) {
-        let rows = (2 * self.pairs) as u32;
-        self.fold.record(pass, self.gpu, 1);
+        let rows = rows_of(self.pairs) as u32;
+        self.prepare.record(pass, self.gpu, 1);
         self.forward.record(pass, self.gpu, rows);
         self.loss.record(pass, self.gpu);
         self.backward.record(pass, self.gpu, rows);
@@ -425,7 +341,7 @@ impl<'g> Trainer<'g> {
     /// and AdamW are small).
     pub fn profile(&mut self, batch: &PairBatch) -> Result<Vec<(&'static str, f64)>> {
         self.gradients(batch)?;
-        let rows = (2 * self.pairs) as u32;
+        let rows = rows_of(self.pairs) as u32;
         let mut times = self.forward.time_each(self.gpu, rows, 5)?;
         times.extend(self.backward.time_each(self.gpu, rows, 5)?);
         Ok(times)
@@ -482,7 +398,7 @@ impl<'g> Trainer<'g> {
     /// The train-mode embeddings of the last forward, `[2 * pairs, 80]`.
     pub fn read_embeddings(&self) -> Result<Vec<f32>> {
         self.gpu
-            .read_buffer(&self.embeddings, 2 * self.pairs * EMBED_DIM)
+            .read_buffer(&self.acts.embeddings, rows_of(self.pairs) * EMBED_DIM)
     }
 
     /// Everything a checkpoint holds, read back in one submit.
@@ -515,6 +431,124 @@ impl<'g> Trainer<'g> {
             running: next()?,
         })
     }
+}
+
+/// The training forward: the model's forward pass ([`forward_calls`]) keeping every
+/// activation, and the batch norm on the batch's statistics (moving the running ones).
+fn forward_step(
+    gpu: &Gpu,
+    ops: &Ops,
+    slabs: &Slabs,
+    inputs: &Inputs,
+    derived: &Derived,
+    acts: &Activations,
+    grads: &ActivationGrads,
+) -> Calls {
+    let mut calls = forward_calls(gpu, ops, &slabs.params, derived, &inputs.tokens, acts);
+    calls.push(ops.batchnorm.train_forward(
+        gpu,
+        layers::batchnorm(),
+        &acts.projected,
+        &slabs.params,
+        &slabs.running,
+        &acts.embeddings,
+        &grads.bn_stats,
+    ));
+    calls
+}
+
+/// Every layer's backward pass in reverse, from the loss's gradient at the embeddings
+/// to the gradient slab. Block 0 goes back through the fold: the tables' gradient is
+/// gathered per character and mapped onto conv0 and the embedding.
+fn backward_step(
+    gpu: &Gpu,
+    ops: &Ops,
+    rows: usize,
+    slabs: &Slabs,
+    inputs: &Inputs,
+    acts: &Activations,
+    grads: &ActivationGrads,
+) -> Calls {
+    let (params, slab) = (&slabs.params, &slabs.grads);
+    let (a, da) = (&acts.blocks, &grads.blocks);
+    let (fc0, fc2) = (layers::fc0(), layers::fc2());
+    let mut calls = Calls::from(ops.batchnorm.backward(
+        gpu,
+        layers::batchnorm(),
+        &acts.projected,
+        params,
+        &grads.bn_stats,
+        &grads.embeddings,
+        &grads.projected,
+        slab,
+    ));
+    calls.extend(ops.linear.backward(
+        gpu,
+        &ops.weight_grad,
+        fc2,
+        rows,
+        LinearGrads {
+            x: &acts.hidden,
+            dy: &grads.projected,
+            params,
+            grads: slab,
+            dx: &grads.hidden,
+        },
+    ));
+    calls.push(
+        ops.relu
+            .backward(gpu, HIDDEN as u32, &acts.hidden, &grads.hidden),
+    );
+    calls.extend(ops.linear.backward(
+        gpu,
+        &ops.weight_grad,
+        fc0,
+        rows,
+        LinearGrads {
+            x: &a[CONV_BLOCKS - 1],
+            dy: &grads.hidden,
+            params,
+            grads: slab,
+            dx: &da[CONV_BLOCKS - 1],
+        },
+    ));
+    for block in (1..CONV_BLOCKS).rev() {
+        let per_row = (CONV_CH * layers::block_len(block + 1)) as u32;
+        calls.push(ops.relu.backward(gpu, per_row, &a[block], &da[block]));
+        calls.extend(ops.conv1d.backward_pool(
+            gpu,
+            &ops.weight_grad,
+            layers::conv_block(block),
+            rows,
+            Conv1dGrads {
+                x: &a[block - 1],
+                dy: &da[block],
+                params,
+                grads: slab,
+                dx: &da[block - 1],
+            },
+        ));
+    }
+    let per_row = (CONV_CH * layers::block_len(1)) as u32;
+    calls.push(ops.relu.backward(gpu, per_row, &a[0], &da[0]));
+    calls.extend(ops.embedding.backward_taps_pooled(
+        gpu,
+        EmbeddingShape {
+            len: MAX_LEN as u32,
+            dim: CONV_CH as u32,
+            vocab: VOCAB as u32,
+            table: 0,
+        },
+        rows,
+        &inputs.positions,
+        &da[0],
+        &grads.taps,
+    ));
+    calls.extend(
+        ops.tapconv
+            .backward(gpu, layers::block0(), params, &grads.taps, slab),
+    );
+    calls
 }
 
 fn check_state(state: &TrainState) -> Result<()> {
