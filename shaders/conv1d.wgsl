@@ -5,8 +5,9 @@
 //     y[b, o, j] = relu(bias[o] + sum_{i, t} (w[o, i, t] / 2) * p[b, i, 2j + t])
 //     with p[b, i, m] = x[b, i, m - 1] + x[b, i, m] (zero outside 0..len), i.e. the pool
 //     is folded into the conv as a stride-2 conv over pair sums: half the multiply-adds.
-//   pack_weight: W[k, o] = w[o, i, t] with k = i * 3 + t, [cin * 3][rows], zero for
-//     o >= cout; halved for the pooled forward (exact: a power of two). TRANSPOSE packs
+//   pack_weight: W[k, o] = w[o, i, t] with k = i * 3 + t, [cin * 3][rows] in the tile's
+//     packed order (gemm_tile.wgsl), zero for o >= cout; halved for the pooled forward
+//     (exact: a power of two). TRANSPOSE packs
 //     W[k, i] = w[o, i, 2 - t] with k = o * 3 + t, so that `forward` over the packed
 //     weight (cin <-> cout, no bias) is the input gradient
 //     dx[b, i, m] = sum_{o, t} w[o, i, t] * dy[b, o, m - t + 1] (ops/conv1d.rs `backward`).
@@ -38,12 +39,12 @@ const NO_BIAS: u32 = 4u;    // forward: no bias (the input gradient)
 
 @group(0) @binding(0) var<uniform> s: Shape;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> packed: array<f32>;   // [cin * 3][rows]
+@group(0) @binding(2) var<storage, read> packed: array<vec4<f32>>;   // [cin * 3][rows]
 @group(0) @binding(3) var<storage, read> params: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
-fn tile_weight(k: u32, o: u32) -> f32 {
-    return packed[k * s.rows + o];
+fn tile_weights(k: u32, o: u32) -> vec4<f32> {
+    return packed[tile_packed_vec4(k, o, s.rows)];
 }
 
 // Output positions per string.
@@ -144,8 +145,8 @@ fn pack_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     if idx >= 3u * ins * s.rows {
         return;
     }
-    let o = idx % s.rows;
     let k = idx / s.rows;
+    let o = tile_packed_row(idx - k * s.rows);
     let i = k / 3u;
     let t = k - 3u * i;
     var v = 0.0;

@@ -4,9 +4,10 @@
 // for every row o and 32 columns col0 .. col0 + 31.
 //   - B's 32 columns are staged whole in workgroup memory by the including shader
 //     (`tile_put`), once, behind a single barrier: every later read is a broadcast.
-//   - W comes packed [K][rows] (rows a multiple of 64, zero past the layer) from the
-//     including shader's `tile_weight(k, o)`, so the 16 invocations read 16
-//     consecutive words.
+//   - W comes from the including shader's `tile_weights(k, o)`: W[k, o + 16 r] for
+//     r = 0..3 as one vec4. Packed weights ([K][rows], rows a multiple of 64, zero past
+//     the layer) keep those four side by side, so each is one 16-byte load and the 16
+//     invocations read 256 consecutive bytes.
 //   - Each invocation holds rows o0 + lane + 16 r (r = 0..3) x 32 columns as eight
 //     4x4 matrices: named values, which lavapipe keeps in registers (arrays it keeps in
 //     memory, at a third of the speed).
@@ -15,6 +16,19 @@
 const TILE_COLS: u32 = 32u;
 const TILE_ROWS: u32 = 64u;
 const TILE_LANES: u32 = 16u;
+
+// A packed weight [K][rows] keeps, in each block of 64 rows, invocation l's four rows
+// l, l + 16, l + 32, l + 48 side by side: the row at position p of a packed row is
+fn tile_packed_row(p: u32) -> u32 {
+    let within = p % TILE_ROWS;
+    return (p - within) + (within % 4u) * TILE_LANES + within / 4u;
+}
+
+// The vec4 of a packed weight, read as array<vec4<f32>>, holding rows o, o + 16, o + 32,
+// o + 48 at k (o = o0 + lane, o0 a multiple of 64).
+fn tile_packed_vec4(k: u32, o: u32, rows: u32) -> u32 {
+    return (k * rows + o - o % TILE_ROWS) / 4u + o % TILE_ROWS;
+}
 
 // cols[h * KMAX + k] column c holds B[k, col0 + 16 h + 4 c .. + 3].
 var<workgroup> tile_b: array<mat4x4<f32>, 2u * KMAX>;
@@ -32,8 +46,7 @@ fn tile_multiply(lane: u32, o0: u32, col0: u32, k_len: u32) {
     var a20 = mat4x4<f32>(); var a21 = mat4x4<f32>();
     var a30 = mat4x4<f32>(); var a31 = mat4x4<f32>();
     for (var k = 0u; k < k_len; k++) {
-        let w = vec4(tile_weight(k, o), tile_weight(k, o + 16u),
-                     tile_weight(k, o + 32u), tile_weight(k, o + 48u));
+        let w = tile_weights(k, o);
         let lo = tile_b[k];
         let hi = tile_b[KMAX + k];
         a00 += lo * w.x; a01 += hi * w.x;

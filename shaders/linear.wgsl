@@ -2,7 +2,8 @@
 // gemm_tile.wgsl:
 //   forward:     y[b, o] = act(bias[o] + sum_i w[o, i] * x[b, i]), the tile's product
 //                with k = i and one column per row b of the batch;
-//   pack_weight: W[i, o] = w[o, i], [fan_in][rows], zero for o >= fan_out. TRANSPOSE
+//   pack_weight: W[i, o] = w[o, i], [fan_in][rows] in the tile's packed order
+//                (gemm_tile.wgsl), zero for o >= fan_out. TRANSPOSE
 //                packs W[o, i] = w[o, i] ([fan_out][rows over fan_in]), so that
 //                `forward` over it (fan_in <-> fan_out, no bias) is the input gradient
 //                dx[b, i] = sum_o dy[b, o] w[o, i] (ops/linear.rs `backward`).
@@ -22,12 +23,12 @@ const NO_BIAS: u32 = 4u;    // forward: no bias (the input gradient)
 
 @group(0) @binding(0) var<uniform> s: Shape;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> packed: array<f32>;   // [fan_in][rows]
+@group(0) @binding(2) var<storage, read> packed: array<vec4<f32>>;   // [fan_in][rows]
 @group(0) @binding(3) var<storage, read> params: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
-fn tile_weight(k: u32, o: u32) -> f32 {
-    return packed[k * s.rows + o];
+fn tile_weights(k: u32, o: u32) -> vec4<f32> {
+    return packed[tile_packed_vec4(k, o, s.rows)];
 }
 
 fn tile_store(o: u32, b: u32, v: f32) {
@@ -83,8 +84,8 @@ fn pack_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     if idx >= ins * s.rows {
         return;
     }
-    let o = idx % s.rows;
     let k = idx / s.rows;
+    let o = tile_packed_row(idx - k * s.rows);
     var v = 0.0;
     if o < outs {
         v = weights[s.weight + select(o * s.fan_in + k, k * s.fan_in + o, transpose)];

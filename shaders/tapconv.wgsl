@@ -122,7 +122,7 @@ const TABLE: u32 = 1u;
 // The tap of this WEIGHT workgroup.
 var<private> tap: u32;
 
-fn tile_weight(k: u32, row: u32) -> f32 {
+fn weight_at(k: u32, row: u32) -> f32 {
     if PRODUCT == WEIGHT {
         if row >= s.cout {
             return 0.0;
@@ -135,6 +135,10 @@ fn tile_weight(k: u32, row: u32) -> f32 {
     let t = k / s.cout;
     let o = k - t * s.cout;
     return params[s.weight + (o * s.dim + row) * 3u + t];
+}
+
+fn tile_weights(k: u32, o: u32) -> vec4<f32> {
+    return vec4(weight_at(k, o), weight_at(k, o + 16u), weight_at(k, o + 32u), weight_at(k, o + 48u));
 }
 
 fn tile_store(row: u32, col: u32, v: f32) {

@@ -44,7 +44,7 @@ fn positions() -> u32 {
 // The first reduction index of this workgroup's segment.
 var<private> segment_start: u32;
 
-fn tile_weight(r: u32, o: u32) -> f32 {
+fn weight_at(r: u32, o: u32) -> f32 {
     if o >= s.cout {
         return 0.0;
     }
@@ -52,6 +52,10 @@ fn tile_weight(r: u32, o: u32) -> f32 {
     let rr = segment_start + r;
     let b = rr / n;
     return dy[(b * s.cout + o) * n + rr - b * n];
+}
+
+fn tile_weights(k: u32, o: u32) -> vec4<f32> {
+    return vec4(weight_at(k, o), weight_at(k, o + 16u), weight_at(k, o + 32u), weight_at(k, o + 48u));
 }
 
 fn tile_store(o: u32, col: u32, v: f32) {
