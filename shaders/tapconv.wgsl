@@ -7,8 +7,9 @@
 // outside 0..len contributes nothing. The pooled output j reads positions 2j - 1 .. 2j + 2:
 //   0.5 (conv(2j) + conv(2j + 1)) = bias + P0[tok(2j - 1)] + P1[tok(2j)] + P2[tok(2j + 1)]
 //                                        + P3[tok(2j + 2)]
-// with the pair tables P = 0.5 [T0, T0 + T1, T1 + T2, T2], [4, vocab + 1, cout], whose
-// last row (index vocab) is zero: the conv's padding.
+// with the pair tables P = 0.5 [T0, T0 + T1, T1 + T2, T2], [4, vocab + 1, width], whose
+// last row (index vocab) is zero: the conv's padding. Rows are `width` = cout rounded up
+// to 4 wide (zeros past cout), so a thread reads four channels as one vec4.
 //   fold:    builds P from the parameter slab (once per set of weights).
 //   forward: y[b, o, j] = relu(bias[o] + four table reads), [batch, cout, len / 2].
 // Training goes back through the fold: given dT, the gradient of the tap tables
@@ -32,7 +33,7 @@ struct Shape {
 
 @group(0) @binding(0) var<uniform> s: Shape;
 @group(0) @binding(1) var<storage, read> params: array<f32>;
-@group(0) @binding(2) var<storage, read> taps: array<f32>;  // P [4, vocab + 1, cout]
+@group(0) @binding(2) var<storage, read> taps: array<vec4<f32>>;  // P [4, vocab + 1, width / 4]
 @group(0) @binding(3) var<storage, read> tokens: array<u32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
@@ -47,18 +48,24 @@ fn tap_value(t: u32, c: u32, o: u32) -> f32 {
 
 @group(0) @binding(2) var<storage, read_write> folded: array<f32>;  // P, written
 
+// Table row width: cout rounded up to a multiple of 4.
+fn width() -> u32 {
+    return (s.cout + 3u) / 4u * 4u;
+}
+
 @compute @workgroup_size(64)
 fn fold(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = gid.x + gid.y * nwg.x * 64u;
     let rows = s.vocab + 1u;
-    if idx >= 4u * rows * s.cout {
+    let w = width();
+    if idx >= 4u * rows * w {
         return;
     }
-    let o = idx % s.cout;
-    let c = (idx / s.cout) % rows;
-    let q = idx / (s.cout * rows);
+    let o = idx % w;
+    let c = (idx / w) % rows;
+    let q = idx / (w * rows);
     var v = 0.0;
-    if c < s.vocab {
+    if c < s.vocab && o < s.cout {
         // P_q = T_{q - 1} + T_q, with T_{-1} = T_3 = 0.
         if q > 0u {
             v += tap_value(q - 1u, c, o);
@@ -70,20 +77,21 @@ fn fold(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     folded[idx] = 0.5 * v;
 }
 
-// Offset of the pair-table row of position `pos` of string `b`: its token's, or the zero
+// The pair-table row of position `pos` of string b, in vec4s: its token's, or the zero
 // row (index vocab) outside 0..len.
 fn row(b: u32, pos: i32) -> u32 {
-    if pos < 0 || pos >= i32(s.len) {
-        return s.vocab * s.cout;
+    var c = s.vocab;
+    if pos >= 0 && pos < i32(s.len) {
+        c = min(tokens[b * s.len + u32(pos)], s.vocab - 1u);
     }
-    return min(tokens[b * s.len + u32(pos)], s.vocab - 1u) * s.cout;
+    return c * width() / 4u;
 }
 
-// One workgroup per string, one thread per channel. The rows come straight from the
-// token buffer at addresses every thread shares, so lavapipe sees them as uniform and a
-// table read is one contiguous load of 64 floats; rows staged in workgroup memory made
-// every read a gather and the kernel 1.5x slower.
-@compute @workgroup_size(64)
+// One workgroup of 16 threads per string, four channels per thread. The rows come
+// straight from the token buffer at addresses every thread shares, so lavapipe treats
+// them as uniform, and a table read is one 16-byte load per thread (staging the rows in
+// workgroup memory made every read a per-lane gather, 3x slower).
+@compute @workgroup_size(16)
 fn forward(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -94,14 +102,29 @@ fn forward(
         return;
     }
     let len_out = s.len / 2u;
-    let table = (s.vocab + 1u) * s.cout;
-    for (var o = tid; o < s.cout; o += 64u) {
-        let bias = params[s.bias + o];
+    let table = (s.vocab + 1u) * width() / 4u;
+    for (var o = 4u * tid; o < s.cout; o += 64u) {
+        var bias = vec4(0.0);
+        for (var c = 0u; c < min(4u, s.cout - o); c++) {
+            bias[c] = params[s.bias + o + c];
+        }
+        let quad = o / 4u;
         for (var j = 0u; j < len_out; j++) {
             let p = 2 * i32(j) - 1;
-            let pair = taps[row(b, p) + o] + taps[table + row(b, p + 1) + o]
-                + taps[2u * table + row(b, p + 2) + o] + taps[3u * table + row(b, p + 3) + o];
-            y[(b * s.cout + o) * len_out + j] = max(bias + pair, 0.0);
+            let pair = taps[row(b, p) + quad] + taps[table + row(b, p + 1) + quad]
+                + taps[2u * table + row(b, p + 2) + quad] + taps[3u * table + row(b, p + 3) + quad];
+            let v = max(bias + pair, vec4(0.0));
+            let at = (b * s.cout + o) * len_out + j;
+            y[at] = v.x;
+            if o + 3u < s.cout {
+                y[at + len_out] = v.y;
+                y[at + 2u * len_out] = v.z;
+                y[at + 3u * len_out] = v.w;
+            } else {
+                for (var c = 1u; c < s.cout - o; c++) {
+                    y[at + c * len_out] = v[c];
+                }
+            }
         }
     }
 }

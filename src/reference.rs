@@ -63,16 +63,17 @@ pub fn fold_taps(table: &[f64], w: &[f64], vocab: usize, dim: usize, cout: usize
 
 /// The pooled forward's pair tables from the tap tables `[3, vocab, cout]`:
 /// `0.5 [T0, T0 + T1, T1 + T2, T2]`, each with a zero row after the vocabulary (the
-/// conv's padding), `[4, vocab + 1, cout]`.
+/// conv's padding), rows padded with zeros to a multiple of 4: `[4, vocab + 1, width]`.
 pub fn pair_tables(taps: &[f64], vocab: usize, cout: usize) -> Vec<f64> {
     let tap = |t: usize, c: usize, o: usize| taps[(t * vocab + c) * cout + o];
-    let mut pairs = vec![0.0; 4 * (vocab + 1) * cout];
+    let width = cout.next_multiple_of(4);
+    let mut pairs = vec![0.0; 4 * (vocab + 1) * width];
     for q in 0..4 {
         for c in 0..vocab {
             for o in 0..cout {
                 let lower = if q > 0 { tap(q - 1, c, o) } else { 0.0 };
                 let upper = if q < 3 { tap(q, c, o) } else { 0.0 };
-                pairs[(q * (vocab + 1) + c) * cout + o] = 0.5 * (lower + upper);
+                pairs[(q * (vocab + 1) + c) * width + o] = 0.5 * (lower + upper);
             }
         }
     }

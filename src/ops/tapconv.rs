@@ -45,9 +45,10 @@ pub struct TapConvShape {
 }
 
 impl TapConvShape {
-    /// Floats in the folded pair tables `[4, vocab + 1, cout]` the forward reads.
+    /// Floats in the folded pair tables `[4, vocab + 1, cout rounded up to 4]` the
+    /// forward reads.
     pub fn taps_len(&self) -> usize {
-        4 * (self.vocab as usize + 1) * self.cout as usize
+        4 * (self.vocab as usize + 1) * (self.cout as usize).next_multiple_of(4)
     }
 
     /// Floats in the tap tables' gradient `[3, vocab, cout]` the backward reads.
@@ -116,7 +117,7 @@ impl TapConv {
         }
     }
 
-    /// `params` -> the pair tables `taps [4, vocab + 1, cout]`. Record it with batch 1, once per set of
+    /// `params` -> the pair tables `taps [4, vocab + 1, cout rounded up to 4]`. Record it with batch 1, once per set of
     /// weights, before the forward passes that read `taps`.
     pub fn fold(
         &self,
