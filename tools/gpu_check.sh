@@ -49,9 +49,10 @@
 #     the peer's [10^4, 10^6] f32 distance matrix needs ~80 GB at its peak: it fits on
 #     an H200, on an 80 GB H100 that case prints an "error" row instead);
 #   bench embed ~35 s (5 batch sizes x 2 s, twice); bench train ~35 s (3 x 3 s, twice);
+#   per-kernel profiles of a forward pass and a training step ~20 s;
 #   query_prep ~20 s (generation ~3 s, embedding 200,000 strings); bench query ~30 s
 #     (exact scan 1,000 x 200,000 on 16 cores ~3 s, 7 candidate counts).
-#   Total ~4.5 min; the budget (470 s) stops it before 8 min whatever happens.
+#   Total ~5 min; the budget (470 s) stops it before 8 min whatever happens.
 #
 # On the device machine (`run` tool), from a session on this repository:
 #   1. Here, once per session, after `cargo build --release` and
@@ -244,6 +245,8 @@ done
 for b in $KNN_BATCHES; do plan "knn_b$b" 150 40; done
 plan bench_embed 120 35
 plan bench_train 120 35
+plan profile_embed 40 10
+plan profile_train 40 10
 plan query_prep 120 20
 plan bench_query 150 40
 
@@ -465,6 +468,13 @@ for sub in embed train; do
         add_note "text table: this binary's bench $sub has no --json"
     fi
 done
+
+# Per-kernel profiles (text tables), where this binary has --profile: which kernel the
+# GPU spends a forward pass and a training step on.
+if "$BIN" bench embed --help 2>/dev/null | grep -q -- '--profile'; then
+    step profile_embed profile_embed.txt "$BIN" bench embed --profile --batch-sizes 65536 --seconds 1
+    step profile_train profile_train.txt "$BIN" bench train --profile --pairs 1024 --seconds 1
+fi
 
 # ---------------------------------------------------------------------------- query
 

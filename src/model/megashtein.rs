@@ -246,6 +246,7 @@ impl Megashtein {
     /// inference plan for batches of up to `capacity` strings (clamped to
     /// [`Megashtein::max_batch`]).
     pub fn new(gpu: &Gpu, ops: &Ops, weights: &Weights, capacity: usize) -> Result<Self> {
+        crate::ops::check_tile_limits(gpu)?;
         let capacity = capacity.clamp(1, Self::max_batch(gpu));
         let params = storage_buffer_init(gpu, "params", &weights.params);
         let running: Vec<f32> = weights

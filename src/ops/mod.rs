@@ -52,6 +52,24 @@ pub fn tile_shader_sources() -> Vec<(String, String)> {
     .concat()
 }
 
+/// Workgroup memory the register tile needs at its largest: linear's 2 x 200 4x4 f32
+/// matrices (conv1d, weight_grad and tapconv stage 2 x 192).
+pub const TILE_WORKGROUP_BYTES: u32 = 2 * linear::KMAX * 64;
+
+/// A clear error when `gpu` cannot run the tiled ops (every Vulkan desktop driver,
+/// Metal and DX12 give at least 32 KiB; WebGPU's default floor is 16 KiB).
+pub fn check_tile_limits(gpu: &crate::gpu::Gpu) -> anyhow::Result<()> {
+    let available = gpu.limits.max_compute_workgroup_storage_size;
+    if available < TILE_WORKGROUP_BYTES {
+        anyhow::bail!(
+            "this adapter ({}) has {available} bytes of workgroup memory; the model's \
+             kernels need {TILE_WORKGROUP_BYTES}",
+            gpu.info.name
+        );
+    }
+    Ok(())
+}
+
 /// Every op, compiled once for a device.
 pub struct Ops {
     pub embedding: embedding::Embedding,

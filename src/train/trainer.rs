@@ -224,6 +224,7 @@ impl<'g> Trainer<'g> {
             );
         }
         check_state(state)?;
+        crate::ops::check_tile_limits(gpu)?;
         let rows = rows_of(pairs);
         let slabs = Slabs::new(gpu, state);
         let inputs = Inputs::new(gpu, pairs);
