@@ -84,16 +84,21 @@ fn sum_piece(
     let v = positions[starts + s.vocab + 1u + piece];
     let first = positions[v] + (piece - positions[starts + v]) * PIECE;
     let end = min(first + PIECE, positions[v + 1u]);
+    // Each position is decoded once for all taps (taps is 1 or 3).
     for (var c = tid; c < s.dim; c += 64u) {
-        for (var t = 0u; t < s.taps; t++) {
-            var acc = 0.0;
-            for (var k = first; k < end; k++) {
-                let p = positions[s.vocab + 1u + k];
-                let b = p / s.len;
-                let l = i32(p - b * s.len) + i32(s.shift) - i32(t);
-                acc += dout_at(b, c, l);
+        var acc = vec3(0.0);
+        for (var k = first; k < end; k++) {
+            let p = positions[s.vocab + 1u + k];
+            let b = p / s.len;
+            let l = i32(p - b * s.len) + i32(s.shift);
+            acc.x += dout_at(b, c, l);
+            if s.taps == 3u {
+                acc.y += dout_at(b, c, l - 1);
+                acc.z += dout_at(b, c, l - 2);
             }
-            pieces[(piece * s.taps + t) * s.dim + c] = acc;
+        }
+        for (var t = 0u; t < s.taps; t++) {
+            pieces[(piece * s.taps + t) * s.dim + c] = acc[t];
         }
     }
 }
