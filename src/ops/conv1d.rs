@@ -29,6 +29,8 @@ struct Shape {
 const HALVE: u32 = 1;
 const TRANSPOSE: u32 = 2;
 const NO_BIAS: u32 = 4;
+const PAIRS: u32 = 8;
+const ODD: u32 = 16;
 
 /// Sizes of one conv layer; `weight` and `bias` are offsets in the parameter slab.
 #[derive(Debug, Clone, Copy)]
@@ -126,7 +128,8 @@ impl Conv1d {
             3 * ins <= KMAX,
             "conv1d reduces over at most {KMAX} values (3 x {ins} given)"
         );
-        let len = 3 * ins * uniform.rows;
+        // PAIRS: two reductions of 2 ins (even and odd positions), else one of 3 ins.
+        let len = if flags & PAIRS != 0 { 4 } else { 3 } * ins * uniform.rows;
         let weight = storage_buffer(gpu, "packed conv weight", u64::from(len) * 4);
         let pack =
             self.pack_weight
@@ -212,25 +215,38 @@ impl Conv1d {
         b: Conv1dGrads,
         pooled: bool,
     ) -> Calls {
-        // dx is the forward conv of dy over the flipped, transposed weight, no bias.
-        let flipped = self.pack_flags(gpu, shape, b.params, TRANSPOSE);
+        // dx is the forward conv of dy over the flipped, transposed weight, no bias; from
+        // a pooled gradient, even and odd positions with their own weights.
+        let flags = if pooled {
+            TRANSPOSE | HALVE | PAIRS
+        } else {
+            TRANSPOSE
+        };
+        let flipped = self.pack_flags(gpu, shape, b.params, flags);
         let transposed = Conv1dShape {
             cin: shape.cout,
             cout: shape.cin,
             ..shape
         };
-        let data = if pooled {
-            &self.backward_data_pooled
-        } else {
-            &self.forward
-        };
         let mut calls = Calls::from(flipped.pack);
-        calls.push(data.call(
-            gpu,
-            &transposed.uniform(NO_BIAS),
-            &[b.dy, &flipped.weight, b.params, b.dx],
-            threads_per_item(shape.len),
-        ));
+        let buffers = [b.dy, &flipped.weight, b.params, b.dx];
+        if pooled {
+            for (parity, positions) in [(0, shape.len.div_ceil(2)), (ODD, shape.len / 2)] {
+                calls.push(self.backward_data_pooled.call(
+                    gpu,
+                    &transposed.uniform(NO_BIAS | parity),
+                    &buffers,
+                    threads_per_item(positions),
+                ));
+            }
+        } else {
+            calls.push(self.forward.call(
+                gpu,
+                &transposed.uniform(NO_BIAS),
+                &buffers,
+                threads_per_item(shape.len),
+            ));
+        }
         calls.extend(weight_grad.calls(
             gpu,
             WeightGradShape {
@@ -254,7 +270,7 @@ impl Conv1d {
 }
 
 /// The shader for `mode` (what the tile's columns read: 0 the input, 1 its pair sums,
-/// 2 a pooled gradient spread over pairs; see conv1d.wgsl), after the tile.
+/// 2 a pooled block's output gradient, split by parity; see conv1d.wgsl), after the tile.
 fn source(mode: u32) -> String {
     format!(
         "const KMAX: u32 = {KMAX}u;\nconst MODE: u32 = {mode}u;\n{}{}",
