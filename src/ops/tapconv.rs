@@ -1,11 +1,12 @@
-//! Embedding + conv0 + AvgPool1d(2) + ReLU folded for inference (`shaders/tapconv.wgsl`).
+//! Embedding + conv0 + AvgPool1d(2) + ReLU, folded (`shaders/tapconv.wgsl`).
 //!
 //! conv0 of an embedding lookup only ever sees `vocab` distinct input columns, so its
-//! three taps are precomputed per character: `T[t, c, o] = sum_i w[o, i, t] * E[c, i]`
-//! (3 x 128 x 64 floats). A conv0 output is then the bias plus three table reads instead
-//! of 420 multiply-adds, which removes ~70% of the model's arithmetic and the
-//! `[batch, 140, 80]` embedding activation. The trainer keeps the unfolded embedding and
-//! conv1d ops, which have backward passes.
+//! three taps are precomputed per character: `T[t, c, o] = sum_i w[o, i, t] * E[c, i]`.
+//! With the pool, one output reads four positions, so the fold keeps four pair tables
+//! `0.5 [T0, T0 + T1, T1 + T2, T2]` (4 x 129 x 64 floats, a zero row for the padding):
+//! a pooled output is the bias plus four table reads instead of 840 multiply-adds, which
+//! removes ~70% of the model's arithmetic and the `[batch, 140, 80]` embedding
+//! activation. The unfolded embedding and conv1d ops stay, tested on their own.
 //!
 //! The tables are built on the GPU by [`TapConv::fold`] from the parameter slab itself,
 //! not on the CPU at load: a model whose slab is updated in place on the device (the
