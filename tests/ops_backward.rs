@@ -226,78 +226,24 @@ fn tap_gradient_from_the_pooled_gradient_matches_the_unpooled() {
 
 #[test]
 fn conv1d_backward_matches_reference_and_finite_differences() {
-    let t = gpu();
     let mut r = rng(23);
-    // The last shape spans several reduction segments (batch * len > 1024).
-    for &(batch, cin, cout, len) in &[
+    // The last shape spans several reduction segments.
+    for &shape in &[
         (1usize, 1usize, 1usize, 1usize),
         (3, 5, 4, 7),
         (2, 7, 60, 9),
         (2, 64, 7, 9),
         (40, 64, 64, 40),
     ] {
-        let x = uniform(&mut r, batch * cin * len);
-        let w = uniform(&mut r, cout * cin * 3);
-        let dy = uniform(&mut r, batch * cout * len);
-        let params: Vec<f32> = [&[5.0f32][..], &w, &vec![0.0; cout]].concat();
-        let params_b = storage_buffer_init(&t.gpu, "params", &params);
-        let x_b = storage_buffer_init(&t.gpu, "x", &x);
-        let dy_b = storage_buffer_init(&t.gpu, "dy", &dy);
-        let dx_b = storage_buffer(&t.gpu, "dx", (x.len() * 4) as u64);
-        let grads = grad_slab(&t.gpu, params.len());
-        let shape = Conv1dShape {
-            cin: cin as u32,
-            cout: cout as u32,
-            len: len as u32,
-            weight: 1,
-            bias: (1 + w.len()) as u32,
-        };
-        let calls = t.ops.conv1d.backward(
-            &t.gpu,
-            &t.ops.weight_grad,
-            shape,
-            batch,
-            Conv1dGrads {
-                x: &x_b,
-                dy: &dy_b,
-                params: &params_b,
-                grads: &grads,
-                dx: &dx_b,
-            },
-        );
-        submit(&t.gpu, &calls, batch as u32);
-        let (x64, w64, dy64) = (to_f64(&x), to_f64(&w), to_f64(&dy));
-        let (dx, dw, db) = reference::conv1d_backward(&x64, &w64, &dy64, cin, cout, len);
-        let what = format!("conv1d backward {batch}x{cin}->{cout}x{len}");
-        assert_close(
-            &format!("{what} dx"),
-            &read(&t.gpu, &dx_b, x.len()),
-            &dx,
-            ATOL,
-            RTOL,
-        );
-        let g = read(&t.gpu, &grads, params.len());
-        assert_close(&format!("{what} dw"), &g[1..1 + w.len()], &dw, 1e-4, RTOL);
-        assert_close(&format!("{what} db"), &g[1 + w.len()..], &db, 1e-4, RTOL);
-
-        if batch * len <= 64 {
-            let bias = vec![0.0; cout];
-            let f = |x: &[f64], w: &[f64], b: &[f64]| {
-                dot(&dy64, &reference::conv1d(x, w, b, cin, cout, len))
-            };
-            finite_differences("conv1d dx", &mut r, &x64, &dx, |v| f(v, &w64, &bias));
-            finite_differences("conv1d dw", &mut r, &w64, &dw, |v| f(&x64, v, &bias));
-            finite_differences("conv1d db", &mut r, &bias, &db, |v| f(&x64, &w64, v));
-        }
+        check_conv1d_backward(&mut r, shape, false);
     }
 }
 
 #[test]
 fn conv1d_pool_backward_matches_reference_and_finite_differences() {
-    let t = gpu();
     let mut r = rng(26);
     // Odd lengths drop the last position; the last two shapes span several segments.
-    for &(batch, cin, cout, len) in &[
+    for &shape in &[
         (1usize, 1usize, 1usize, 2usize),
         (3, 5, 4, 7),
         (2, 7, 60, 9),
@@ -305,62 +251,78 @@ fn conv1d_pool_backward_matches_reference_and_finite_differences() {
         (40, 64, 64, 40),
         (4100, 3, 2, 5),
     ] {
-        let pooled = len / 2;
-        let x = uniform(&mut r, batch * cin * len);
-        let w = uniform(&mut r, cout * cin * 3);
-        let dz = uniform(&mut r, batch * cout * pooled);
-        let params: Vec<f32> = [&[5.0f32][..], &w, &vec![0.0; cout]].concat();
-        let params_b = storage_buffer_init(&t.gpu, "params", &params);
-        let x_b = storage_buffer_init(&t.gpu, "x", &x);
-        let dz_b = storage_buffer_init(&t.gpu, "dz", &dz);
-        let dx_b = storage_buffer(&t.gpu, "dx", (x.len() * 4) as u64);
-        let grads = grad_slab(&t.gpu, params.len());
-        let shape = Conv1dShape {
-            cin: cin as u32,
-            cout: cout as u32,
-            len: len as u32,
-            weight: 1,
-            bias: (1 + w.len()) as u32,
-        };
-        let calls = t.ops.conv1d.backward_pool(
-            &t.gpu,
-            &t.ops.weight_grad,
-            shape,
-            batch,
-            Conv1dGrads {
-                x: &x_b,
-                dy: &dz_b,
-                params: &params_b,
-                grads: &grads,
-                dx: &dx_b,
-            },
-        );
-        submit(&t.gpu, &calls, batch as u32);
-        let (x64, w64, dz64) = (to_f64(&x), to_f64(&w), to_f64(&dz));
-        let d_conv = reference::avgpool_backward(&dz64, len);
-        let (dx, dw, db) = reference::conv1d_backward(&x64, &w64, &d_conv, cin, cout, len);
-        let what = format!("conv1d pool backward {batch}x{cin}->{cout}x{len}");
-        assert_close(
-            &format!("{what} dx"),
-            &read(&t.gpu, &dx_b, x.len()),
-            &dx,
-            ATOL,
-            RTOL,
-        );
-        let g = read(&t.gpu, &grads, params.len());
-        assert_close(&format!("{what} dw"), &g[1..1 + w.len()], &dw, 1e-4, RTOL);
-        assert_close(&format!("{what} db"), &g[1 + w.len()..], &db, 1e-4, RTOL);
+        check_conv1d_backward(&mut r, shape, true);
+    }
+}
 
-        if batch * len <= 64 {
-            let bias = vec![0.0; cout];
-            let f = |x: &[f64], w: &[f64], b: &[f64]| {
-                let conv = reference::conv1d(x, w, b, cin, cout, len);
-                dot(&dz64, &reference::avgpool(&conv, len))
+/// dx, dw and db of one conv (`pooled`: of conv + AvgPool1d(2), from the gradient at the
+/// pool's output) against the reference, and the reference against finite differences.
+fn check_conv1d_backward(
+    r: &mut StdRng,
+    (batch, cin, cout, len): (usize, usize, usize, usize),
+    pooled: bool,
+) {
+    let t = gpu();
+    let out_len = if pooled { len / 2 } else { len };
+    let x = uniform(r, batch * cin * len);
+    let w = uniform(r, cout * cin * 3);
+    let dy = uniform(r, batch * cout * out_len);
+    let params: Vec<f32> = [&[5.0f32][..], &w, &vec![0.0; cout]].concat();
+    let params_b = storage_buffer_init(&t.gpu, "params", &params);
+    let x_b = storage_buffer_init(&t.gpu, "x", &x);
+    let dy_b = storage_buffer_init(&t.gpu, "dy", &dy);
+    let dx_b = storage_buffer(&t.gpu, "dx", (x.len() * 4) as u64);
+    let grads = grad_slab(&t.gpu, params.len());
+    let shape = Conv1dShape {
+        cin: cin as u32,
+        cout: cout as u32,
+        len: len as u32,
+        weight: 1,
+        bias: (1 + w.len()) as u32,
+    };
+    let buffers = Conv1dGrads {
+        x: &x_b,
+        dy: &dy_b,
+        params: &params_b,
+        grads: &grads,
+        dx: &dx_b,
+    };
+    let conv1d = &t.ops.conv1d;
+    let calls = if pooled {
+        conv1d.backward_pool(&t.gpu, &t.ops.weight_grad, shape, batch, buffers)
+    } else {
+        conv1d.backward(&t.gpu, &t.ops.weight_grad, shape, batch, buffers)
+    };
+    submit(&t.gpu, &calls, batch as u32);
+    let (x64, w64, dy64) = (to_f64(&x), to_f64(&w), to_f64(&dy));
+    // The conv output's gradient: dy, or spread back over the pool's pairs.
+    let d_conv = if pooled {
+        reference::avgpool_backward(&dy64, len)
+    } else {
+        dy64.clone()
+    };
+    let (dx, dw, db) = reference::conv1d_backward(&x64, &w64, &d_conv, cin, cout, len);
+    let what = format!("conv1d backward (pooled {pooled}) {batch}x{cin}->{cout}x{len}");
+    let got_dx = read(&t.gpu, &dx_b, x.len());
+    assert_close(&format!("{what} dx"), &got_dx, &dx, ATOL, RTOL);
+    let g = read(&t.gpu, &grads, params.len());
+    assert_close(&format!("{what} dw"), &g[1..1 + w.len()], &dw, 1e-4, RTOL);
+    assert_close(&format!("{what} db"), &g[1 + w.len()..], &db, 1e-4, RTOL);
+
+    if batch * len <= 64 {
+        let bias = vec![0.0; cout];
+        let f = |x: &[f64], w: &[f64], b: &[f64]| {
+            let conv = reference::conv1d(x, w, b, cin, cout, len);
+            let out = if pooled {
+                reference::avgpool(&conv, len)
+            } else {
+                conv
             };
-            finite_differences("pool dx", &mut r, &x64, &dx, |v| f(v, &w64, &bias));
-            finite_differences("pool dw", &mut r, &w64, &dw, |v| f(&x64, v, &bias));
-            finite_differences("pool db", &mut r, &bias, &db, |v| f(&x64, &w64, v));
-        }
+            dot(&dy64, &out)
+        };
+        finite_differences("conv1d dx", r, &x64, &dx, |v| f(v, &w64, &bias));
+        finite_differences("conv1d dw", r, &w64, &dw, |v| f(&x64, v, &bias));
+        finite_differences("conv1d db", r, &bias, &db, |v| f(&x64, &w64, v));
     }
 }
 

@@ -194,12 +194,7 @@ fn bench_train(args: &TrainArgs) -> Result<()> {
         json,
     )?;
     if json {
-        let source = provenance(&gpu);
-        for t in &ours {
-            print_json("ours", t, &source)?;
-        }
-        print_peer_json(&peer);
-        return Ok(());
+        return print_all_json(&gpu, &ours, &peer);
     }
     println!(
         "{:>6} {:>13} {:>13} {:>7} {:>10} {:>16}",
@@ -259,12 +254,7 @@ fn bench_embed(args: &EmbedArgs) -> Result<()> {
         json,
     )?;
     if json {
-        let source = provenance(&gpu);
-        for t in &ours {
-            print_json("ours", t, &source)?;
-        }
-        print_peer_json(&peer);
-        return Ok(());
+        return print_all_json(&gpu, &ours, &peer);
     }
     println!(
         "{:>8} {:>16} {:>16} {:>8}",
@@ -320,10 +310,20 @@ fn print_json(
     Ok(())
 }
 
-fn print_peer_json(peer: &Option<PeerRows>) {
+/// Our results, then the peer's, one JSON line each.
+fn print_all_json(
+    gpu: &Gpu,
+    ours: &[impl serde::Serialize],
+    peer: &Option<PeerRows>,
+) -> Result<()> {
+    let source = provenance(gpu);
+    for result in ours {
+        print_json("ours", result, &source)?;
+    }
     for v in peer.iter().flat_map(|(_, rows)| &rows.1) {
         println!("{}", serde_json::json!({ "impl": "torch", "result": v }));
     }
+    Ok(())
 }
 
 /// A per-kernel profile, slowest first, with each kernel's share.

@@ -192,9 +192,10 @@ impl Conv1d {
     }
 
     /// The backward pass of [`Conv1d::forward_pool_relu`], from `b.dy` the gradient at
-    /// the pooled output `[batch, cout, len / 2]` with the ReLU already undone: dx
-    /// spreads it over the pool's pairs on the fly, and dw, db are reduced over the pair
-    /// sums at the pooled length (half the work of the unfolded conv's).
+    /// the pooled output `[batch, cout, len / 2]` with the ReLU already undone: dx reads
+    /// it directly, even and odd positions in two calls with 2 cout terms each (see
+    /// conv1d.wgsl), and dw, db are reduced over the pair sums at the pooled length
+    /// (half the work of the unfolded conv's).
     pub fn backward_pool(
         &self,
         gpu: &Gpu,
