@@ -14,7 +14,7 @@
 //
 // Both forwards are the tile's product with col = b * len_out + j running over every
 // output position of every string in the batch. MODE (prepended) says what the columns
-// read: CONV the input as it is, POOL its pair sums (forward_pool_relu), or, SPLIT, the
+// read: 0 the input as it is, POOL its pair sums (forward_pool_relu), or, SPLIT, the
 // input gradient of a pooled block straight from the gradient dz [batch, cout, len / 2]
 // at its pooled output. The conv's output gradient there is 0.5 dz[m / 2] at position
 // m, so each input position reads two values of dz, with weights set by its parity:
@@ -34,7 +34,6 @@ struct Shape {
     flags: u32,
 }
 
-const CONV: u32 = 0u;
 const POOL: u32 = 1u;
 const SPLIT: u32 = 2u;
 

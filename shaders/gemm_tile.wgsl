@@ -30,7 +30,7 @@ fn tile_packed_vec4(k: u32, o: u32, rows: u32) -> u32 {
     return (k * rows + o - o % TILE_ROWS) / 4u + o % TILE_ROWS;
 }
 
-// cols[h * KMAX + k] column c holds B[k, col0 + 16 h + 4 c .. + 3].
+// tile_b[h * KMAX + k] column c holds B[k, col0 + 16 h + 4 c .. + 3].
 var<workgroup> tile_b: array<mat4x4<f32>, 2u * KMAX>;
 
 // B[k, col0 + c] = v, for c < 32.

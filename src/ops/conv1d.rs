@@ -4,9 +4,9 @@
 //! `[cin * 3][cout]` ([`Conv1d::pack`]: once per set of weights, at model build or per
 //! training step). The backward pass reuses the product for the input gradient (a conv
 //! with flipped, transposed weights) and `weight_grad` for the weight and bias gradients.
-use super::PackedWeight;
 use super::weight_grad::{WeightGrad, WeightGradShape};
-use crate::gpu::{Call, Calls, Gpu, Kernel, storage_buffer};
+use super::{PackedWeight, tile_rows};
+use crate::gpu::{Call, Calls, Gpu, Kernel};
 
 /// The largest reduction (`cin * 3`, and `cout * 3` for the input gradient) the tile
 /// stages in workgroup memory: 2 x 192 4x4 f32 matrices, 24 KiB.
@@ -53,7 +53,7 @@ impl Conv1dShape {
             len: self.len,
             weight: self.weight,
             bias: self.bias,
-            rows: outs.div_ceil(64) * 64,
+            rows: tile_rows(outs),
             flags,
         }
     }
@@ -130,11 +130,7 @@ impl Conv1d {
         );
         // PAIRS: two reductions of 2 ins (even and odd positions), else one of 3 ins.
         let len = if flags & PAIRS != 0 { 4 } else { 3 } * ins * uniform.rows;
-        let weight = storage_buffer(gpu, "packed conv weight", u64::from(len) * 4);
-        let pack =
-            self.pack_weight
-                .call_fixed(gpu, &uniform, &[params, &weight], [len.div_ceil(64), 1]);
-        PackedWeight { pack, weight }
+        PackedWeight::new(gpu, &self.pack_weight, &uniform, params, len)
     }
 
     /// `x [batch, cin, len]` -> `y [batch, cout, len]`, with `packed` from

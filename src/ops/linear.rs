@@ -2,9 +2,9 @@
 //! the register-tiled product of `shaders/gemm_tile.wgsl` over a weight packed
 //! `[in][out]` ([`Linear::pack`]). The backward pass reuses the product for dx (over the
 //! weight as it lies) and `weight_grad` for dw, db.
-use super::PackedWeight;
 use super::weight_grad::{WeightGrad, WeightGradShape};
-use crate::gpu::{Call, Calls, Gpu, Kernel, storage_buffer};
+use super::{PackedWeight, tile_rows};
+use crate::gpu::{Call, Calls, Gpu, Kernel};
 
 /// The largest reduction (`fan_in`, and `fan_out` for the input gradient) the tile
 /// stages in workgroup memory: 2 x 200 4x4 f32 matrices, 25 KiB.
@@ -51,7 +51,7 @@ impl LinearShape {
             weight: self.weight,
             bias: self.bias,
             relu: u32::from(self.relu),
-            rows: outs.div_ceil(64) * 64,
+            rows: tile_rows(outs),
             flags,
         }
     }
@@ -106,11 +106,7 @@ impl Linear {
             "linear reduces over at most {KMAX} values ({ins} given)"
         );
         let len = ins * uniform.rows;
-        let weight = storage_buffer(gpu, "packed linear weight", u64::from(len) * 4);
-        let pack =
-            self.pack_weight
-                .call_fixed(gpu, &uniform, &[params, &weight], [len.div_ceil(64), 1]);
-        PackedWeight { pack, weight }
+        PackedWeight::new(gpu, &self.pack_weight, &uniform, params, len)
     }
 
     /// `x [batch, fan_in]` -> `y [batch, fan_out]`, with `packed` from [`Linear::pack`]

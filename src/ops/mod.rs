@@ -25,6 +25,20 @@ pub struct PackedWeight {
 }
 
 impl PackedWeight {
+    /// A `len`-float packed weight and the call of `kernel` (one thread per float, with
+    /// `uniform`) that packs it from `params`.
+    fn new<U: bytemuck::Pod>(
+        gpu: &crate::gpu::Gpu,
+        kernel: &crate::gpu::Kernel,
+        uniform: &U,
+        params: &wgpu::Buffer,
+        len: u32,
+    ) -> Self {
+        let weight = crate::gpu::storage_buffer(gpu, "packed weight", u64::from(len) * 4);
+        let pack = kernel.call_fixed(gpu, uniform, &[params, &weight], [len.div_ceil(64), 1]);
+        PackedWeight { pack, weight }
+    }
+
     /// The packed weight, to keep alive as long as the calls that read it.
     pub fn into_buffer(self) -> wgpu::Buffer {
         self.weight
@@ -50,6 +64,11 @@ pub fn tile_shader_sources() -> Vec<(String, String)> {
         tapconv::shader_sources(),
     ]
     .concat()
+}
+
+/// Rows of a tile product (and of a packed weight): `n` rounded up to the tile's 64.
+fn tile_rows(n: u32) -> u32 {
+    n.div_ceil(64) * 64
 }
 
 /// Workgroup memory the register tile needs at its largest: linear's 2 x 200 4x4 f32

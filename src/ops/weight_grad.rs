@@ -109,7 +109,7 @@ impl WeightGrad {
             bias: shape.bias,
             segments,
             pooled: u32::from(shape.pooled),
-            rows: shape.cout.div_ceil(64) * 64,
+            rows: super::tile_rows(shape.cout),
             _pad: 0,
         };
         let tiles = cols.div_ceil(TILE_COLS);
