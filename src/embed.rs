@@ -5,8 +5,8 @@ use std::io::BufRead;
 use anyhow::Result;
 
 use crate::gpu::Gpu;
-use crate::input::{Line, LineReader, tokenize_batch, tokenize_lines};
-use crate::model::megashtein::Megashtein;
+use crate::input::{Line, LineReader, tokenize_batch};
+use crate::model::megashtein::{Megashtein, Pending};
 use crate::model::params::EMBED_DIM;
 use crate::model::weights::Weights;
 use crate::ops::Ops;
@@ -38,15 +38,28 @@ impl<'g> Embedder<'g> {
         self.model.capacity()
     }
 
-    /// Embeddings of `texts`, `[texts, 80]` row-major, in order.
+    /// Embeddings of `texts`, `[texts, 80]` row-major, in order. Each batch is
+    /// tokenized and submitted before the previous one is read back, so the device
+    /// never waits for the CPU between batches.
     pub fn embed(&mut self, texts: &[&[u8]]) -> Result<Vec<f32>> {
         let mut out = Vec::with_capacity(texts.len() * EMBED_DIM);
+        let mut in_flight = None;
         for chunk in texts.chunks(self.model.capacity()) {
-            self.tokens.clear();
-            tokenize_batch(chunk.iter().copied(), &mut self.tokens);
-            out.extend(self.model.forward(self.gpu, &self.tokens)?);
+            let pending = self.submit(chunk.iter().copied())?;
+            if let Some(previous) = in_flight.replace(pending) {
+                out.extend(self.model.collect(self.gpu, previous)?);
+            }
+        }
+        if let Some(last) = in_flight {
+            out.extend(self.model.collect(self.gpu, last)?);
         }
         Ok(out)
+    }
+
+    fn submit<'t>(&mut self, texts: impl Iterator<Item = &'t [u8]>) -> Result<Pending> {
+        self.tokens.clear();
+        tokenize_batch(texts, &mut self.tokens);
+        self.model.submit(self.gpu, &self.tokens)
     }
 
     /// Each kernel's time in the forward pass of `texts` (at most one batch), for
@@ -59,25 +72,33 @@ impl<'g> Embedder<'g> {
     }
 
     /// Stream every line of `reader` through the model; `sink` gets each batch of lines
-    /// with its `[lines, 80]` embeddings, in input order. Reading the next batch overlaps
-    /// with the GPU's work on the current one.
+    /// with its `[lines, 80]` embeddings, in input order. The next batch is read and
+    /// submitted while the GPU works on the current one, and the current one is read
+    /// back and handed to `sink` while the GPU works on the next.
     pub fn embed_stream<R: BufRead>(
         &mut self,
         reader: &mut LineReader<R>,
         mut sink: impl FnMut(&[Line], &[f32]) -> Result<()>,
     ) -> Result<()> {
         let capacity = self.model.capacity();
-        let mut current = Vec::with_capacity(capacity);
-        let mut next = Vec::with_capacity(capacity);
-        reader.next_batch(capacity, &mut current)?;
-        while !current.is_empty() {
-            self.tokens.clear();
-            tokenize_lines(&current, &mut self.tokens);
-            let batch = self.model.submit(self.gpu, &self.tokens)?;
-            reader.next_batch(capacity, &mut next)?;
-            let embeddings = self.model.collect(self.gpu, batch)?;
-            sink(&current, &embeddings)?;
-            std::mem::swap(&mut current, &mut next);
+        let mut reading = Vec::with_capacity(capacity);
+        let mut in_flight: Option<(Vec<Line>, Pending)> = None;
+        loop {
+            reader.next_batch(capacity, &mut reading)?;
+            let submitted = if reading.is_empty() {
+                None
+            } else {
+                let pending = self.submit(reading.iter().map(|l| l.text.as_slice()))?;
+                Some((std::mem::take(&mut reading), pending))
+            };
+            if let Some((lines, pending)) = in_flight.take() {
+                sink(&lines, &self.model.collect(self.gpu, pending)?)?;
+                reading = lines;
+            }
+            match submitted {
+                Some(batch) => in_flight = Some(batch),
+                None => break,
+            }
         }
         Ok(())
     }

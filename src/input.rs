@@ -537,11 +537,6 @@ pub fn tokenize_batch<'a>(texts: impl IntoIterator<Item = &'a [u8]>, out: &mut V
     }
 }
 
-/// [`tokenize_batch`] over a batch of [`Line`]s.
-pub fn tokenize_lines(lines: &[Line], out: &mut Vec<u32>) {
-    tokenize_batch(lines.iter().map(|l| l.text.as_slice()), out);
-}
-
 /// Read `path` (`-` for stdin) on a thread and hand `answer` batches of the accepted
 /// lines that have arrived: it waits for one line, then takes the ones already read, up
 /// to `max`. A pipe fed one line at a time gets each line answered as it comes; a file

@@ -7,8 +7,10 @@ use std::path::Path;
 
 use megashtein_gpu::embed::Embedder;
 use megashtein_gpu::input::tokenize_batch;
+use megashtein_gpu::model::megashtein::Megashtein;
 use megashtein_gpu::model::params::{EMBED_DIM, MAX_LEN};
 use megashtein_gpu::model::{pth, weights::Weights};
+use megashtein_gpu::ops::Ops;
 use megashtein_gpu::reference;
 use safetensors::SafeTensors;
 
@@ -111,4 +113,29 @@ fn cpu_reference_matches_pytorch() {
         .map(|&v| v as f32)
         .collect();
     assert_matches("CPU reference", &got, &f.embedding, &f.strings);
+}
+
+#[test]
+fn two_batches_in_flight_read_back_in_order() {
+    let f = fixture();
+    let weights = released();
+    let t = common::gpu();
+    let mut model = Megashtein::new(&t.gpu, &Ops::new(&t.gpu), &weights, 8).unwrap();
+    let rows = |i: usize| &f.tokens[i * 8 * MAX_LEN..(i + 1) * 8 * MAX_LEN];
+    let alone: Vec<Vec<f32>> = (0..3)
+        .map(|i| model.forward(&t.gpu, rows(i)).unwrap())
+        .collect();
+    // Submit the second batch before reading the first: each keeps its own numbers.
+    let first = model.submit(&t.gpu, rows(0)).unwrap();
+    let second = model.submit(&t.gpu, rows(1)).unwrap();
+    assert_eq!(model.collect(&t.gpu, first).unwrap(), alone[0]);
+    let third = model.submit(&t.gpu, rows(2)).unwrap();
+    assert_eq!(model.collect(&t.gpu, second).unwrap(), alone[1]);
+    assert_eq!(model.collect(&t.gpu, third).unwrap(), alone[2]);
+    // A batch whose staging buffer was reused by a later one is refused.
+    let stale = model.submit(&t.gpu, rows(0)).unwrap();
+    model.submit(&t.gpu, rows(1)).unwrap();
+    model.submit(&t.gpu, rows(2)).unwrap();
+    let err = model.collect(&t.gpu, stale).unwrap_err().to_string();
+    assert!(err.contains("two later ones"), "{err}");
 }

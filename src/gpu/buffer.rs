@@ -87,6 +87,17 @@ impl Readback {
 
     /// Wait for the copy recorded by [`Readback::copy`] and return it as `T`s.
     pub fn read<T: bytemuck::Pod>(&self, gpu: &Gpu, bytes: u64) -> Result<Vec<T>> {
+        self.read_after(gpu, bytes, None)
+    }
+
+    /// [`Readback::read`] that waits only for `submission` (the one that recorded the
+    /// copy), not for work submitted after it.
+    pub fn read_after<T: bytemuck::Pod>(
+        &self,
+        gpu: &Gpu,
+        bytes: u64,
+        submission: Option<wgpu::SubmissionIndex>,
+    ) -> Result<Vec<T>> {
         if bytes == 0 {
             return Ok(Vec::new());
         }
@@ -95,7 +106,7 @@ impl Readback {
         slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
-        gpu.wait()?;
+        gpu.wait_for(submission)?;
         rx.recv()
             .map_err(|_| anyhow!("GPU readback was never completed"))?
             .map_err(|e| anyhow!("cannot map GPU buffer for reading: {e}"))?;

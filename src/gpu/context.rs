@@ -185,9 +185,14 @@ impl Gpu {
 
     /// Block until all submitted work is done, or fail after [`POLL_TIMEOUT`].
     pub fn wait(&self) -> Result<()> {
+        self.wait_for(None)
+    }
+
+    /// Block until `submission` (or, for `None`, all submitted work) has finished.
+    pub fn wait_for(&self, submission: Option<wgpu::SubmissionIndex>) -> Result<()> {
         self.device
             .poll(wgpu::PollType::Wait {
-                submission_index: None,
+                submission_index: submission,
                 timeout: Some(POLL_TIMEOUT),
             })
             .map(|_| ())

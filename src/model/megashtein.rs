@@ -220,13 +220,23 @@ pub fn forward_calls(
     calls
 }
 
+/// A forward pass submitted by [`Megashtein::submit`], not yet collected.
+pub struct Pending {
+    batch: usize,
+    sequence: u64,
+    submission: wgpu::SubmissionIndex,
+}
+
 /// The model's weights on a device, with activations for up to `capacity` strings.
 pub struct Megashtein {
     capacity: usize,
     tokens: wgpu::Buffer,
     acts: Activations,
     calls: Calls,
-    readback: Readback,
+    /// Two staging buffers, so one batch's embeddings can be read while the next runs.
+    readbacks: [Readback; 2],
+    /// Forward passes submitted so far; pass `n` copies into `readbacks[n % 2]`.
+    submitted: u64,
     // Kept alive for the bind groups in `calls`.
     _params: wgpu::Buffer,
     _running: wgpu::Buffer,
@@ -276,13 +286,14 @@ impl Megashtein {
             &running,
             &acts.embeddings,
         ));
-        let readback = Readback::new(gpu, (capacity * EMBED_DIM) as u64 * F32);
+        let readbacks = [0, 1].map(|_| Readback::new(gpu, Self::output_bytes(capacity)));
         Ok(Megashtein {
             capacity,
             tokens,
             acts,
             calls,
-            readback,
+            readbacks,
+            submitted: 0,
             _params: params,
             _running: running,
             _derived: derived,
@@ -296,23 +307,30 @@ impl Megashtein {
 
     /// Embed `tokens` (`[batch, 80]`, from [`crate::input::tokenize`]) and return the
     /// `[batch, 80]` embeddings, row-major.
-    pub fn forward(&self, gpu: &Gpu, tokens: &[u32]) -> Result<Vec<f32>> {
-        let batch = self.submit(gpu, tokens)?;
-        self.collect(gpu, batch)
+    pub fn forward(&mut self, gpu: &Gpu, tokens: &[u32]) -> Result<Vec<f32>> {
+        let pending = self.submit(gpu, tokens)?;
+        self.collect(gpu, pending)
     }
 
-    /// Start the forward pass of `tokens` and return the batch size; the CPU is free
-    /// until [`Megashtein::collect`]. At most one batch may be in flight.
-    pub fn submit(&self, gpu: &Gpu, tokens: &[u32]) -> Result<usize> {
+    /// Start the forward pass of `tokens`; the CPU is free until
+    /// [`Megashtein::collect`]. Two batches may be in flight: submitting the next batch
+    /// before collecting this one keeps the device busy while this one is read back.
+    pub fn submit(&mut self, gpu: &Gpu, tokens: &[u32]) -> Result<Pending> {
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         let batch = self.record(gpu, &mut encoder, tokens)?;
-        self.readback.copy(
+        let sequence = self.submitted;
+        self.readbacks[sequence as usize % 2].copy(
             &mut encoder,
             &self.acts.embeddings,
             Self::output_bytes(batch),
         );
-        gpu.queue.submit([encoder.finish()]);
-        Ok(batch)
+        let submission = gpu.queue.submit([encoder.finish()]);
+        self.submitted += 1;
+        Ok(Pending {
+            batch,
+            sequence,
+            submission,
+        })
     }
 
     /// Upload `tokens` and record their forward pass into `encoder`; the embeddings land
@@ -348,10 +366,9 @@ impl Megashtein {
     }
 
     /// Time each kernel of the forward pass of `tokens` on its own.
-    pub fn profile(&self, gpu: &Gpu, tokens: &[u32]) -> Result<Vec<(&'static str, f64)>> {
+    pub fn profile(&mut self, gpu: &Gpu, tokens: &[u32]) -> Result<Vec<(&'static str, f64)>> {
         let batch = tokens.len() / MAX_LEN;
-        self.submit(gpu, tokens)?;
-        gpu.wait()?;
+        self.forward(gpu, tokens)?;
         self.calls.time_each(gpu, batch as u32, 5)
     }
 
@@ -360,9 +377,18 @@ impl Megashtein {
         &self.acts.embeddings
     }
 
-    /// Wait for the batch started by [`Megashtein::submit`] and read its embeddings.
-    pub fn collect(&self, gpu: &Gpu, batch: usize) -> Result<Vec<f32>> {
-        self.readback.read(gpu, Self::output_bytes(batch))
+    /// Wait for a batch started by [`Megashtein::submit`] and read its `[batch, 80]`
+    /// embeddings. Fails if two later batches were submitted before it was collected
+    /// (its staging buffer has been reused).
+    pub fn collect(&self, gpu: &Gpu, pending: Pending) -> Result<Vec<f32>> {
+        if self.submitted - pending.sequence > 2 {
+            bail!("forward pass collected after two later ones were submitted");
+        }
+        self.readbacks[pending.sequence as usize % 2].read_after(
+            gpu,
+            Self::output_bytes(pending.batch),
+            Some(pending.submission),
+        )
     }
 
     fn output_bytes(batch: usize) -> u64 {

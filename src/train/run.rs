@@ -43,7 +43,7 @@ pub struct ValidationSet {
 
 /// d_hat (eval mode, the model's own scale) for every pair of `pairs`.
 pub fn estimate(gpu: &Gpu, ops: &Ops, weights: &Weights, pairs: &PairBatch) -> Result<Vec<f64>> {
-    let model = Megashtein::new(gpu, ops, weights, 2 * pairs.len())?;
+    let mut model = Megashtein::new(gpu, ops, weights, 2 * pairs.len())?;
     let mut e = Vec::with_capacity(2 * pairs.len() * EMBED_DIM);
     let mut tokens = Vec::new();
     let texts: Vec<&[u8]> = pairs.a.iter().chain(&pairs.b).map(Vec::as_slice).collect();
