@@ -165,13 +165,12 @@ pub fn write_atomic(
 /// The `.npy` magic string.
 pub const NPY_MAGIC: &[u8; 6] = b"\x93NUMPY";
 
-/// The header dictionary of a float32 C-order `[rows, cols]` array, padded with spaces
-/// and a final `\n` so that the whole header (magic, version, length and dictionary)
-/// is `total` bytes long.
-fn npy_dict(rows: u64, cols: usize, total: usize) -> Vec<u8> {
+/// The header dictionary of a C-order array of `shape` and numpy type `descr` (`<f4`,
+/// `<i8`), padded with spaces and a final `\n` so that the whole header (magic,
+/// version, length and dictionary) is `total` bytes long.
+fn npy_dict(descr: &str, shape: &str, total: usize) -> Vec<u8> {
     let mut dict =
-        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}")
-            .into_bytes();
+        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}").into_bytes();
     let target = total - 10;
     debug_assert!(dict.len() < target);
     dict.resize(target - 1, b' ');
@@ -190,8 +189,11 @@ fn npy_header_size(cols: usize) -> usize {
 }
 
 fn npy_header(rows: u64, cols: usize) -> Vec<u8> {
-    let total = npy_header_size(cols);
-    let dict = npy_dict(rows, cols, total);
+    npy_header_of("<f4", &format!("({rows}, {cols})"), npy_header_size(cols))
+}
+
+fn npy_header_of(descr: &str, shape: &str, total: usize) -> Vec<u8> {
+    let dict = npy_dict(descr, shape, total);
     let mut h = Vec::with_capacity(total);
     h.extend_from_slice(NPY_MAGIC);
     h.extend_from_slice(&[1, 0]);
@@ -279,6 +281,20 @@ impl NpyWriter {
         self.temp.persist(file)?;
         Ok(rows)
     }
+}
+
+/// Writes `values` as a little-endian int64 `.npy` vector, atomically.
+pub fn write_npy_i64(path: &Path, values: &[i64]) -> Result<()> {
+    let shape = format!("({},)", values.len());
+    let longest = format!("{{'descr': '<i8', 'fortran_order': False, 'shape': {shape}, }}");
+    let header = npy_header_of("<i8", &shape, (10 + longest.len() + 1).div_ceil(64) * 64);
+    write_atomic(path, |out| {
+        out.write_all(&header)?;
+        for v in values {
+            out.write_all(&v.to_le_bytes())?;
+        }
+        Ok(())
+    })
 }
 
 /// Reads a little- or big-endian float32 `.npy` file (format 1.0, 2.0 or 3.0, C order)

@@ -5,6 +5,7 @@ fn main() -> std::process::ExitCode {
     let cli = megashtein_gpu::cli::Cli::parse();
     match megashtein_gpu::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) if err.is::<megashtein_gpu::cli::NoMatch>() => std::process::ExitCode::from(1),
         Err(err) => {
             eprintln!("error: {err:#}");
             std::process::ExitCode::FAILURE

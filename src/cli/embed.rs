@@ -1,13 +1,13 @@
 //! `megashtein-gpu embed`: stream a corpus through the model into a .npy array.
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::{Result, anyhow, bail};
 
 use crate::embed::{DEFAULT_BATCH, Embedder};
 use crate::gpu::{Gpu, GpuOptions};
 use crate::input::Line;
 use crate::input::{LineReader, NonAscii};
-use crate::io::NpyWriter;
+use crate::io::{NpyWriter, write_npy_i64};
 use crate::model::params::EMBED_DIM;
 use crate::search::index::{IndexWriter, Precision};
 
@@ -19,8 +19,10 @@ pub struct Args {
     /// Corpus, one string per line; `-` reads standard input.
     #[arg(long, short)]
     pub input: PathBuf,
-    /// Output file: `.npy` gets a float32 [N, 80] array in input order; any other name
-    /// gets a search index for `megashtein-gpu query`.
+    /// Output file: `.npy` gets a float32 [N, 80] array in input order (and, when lines
+    /// were skipped, `NAME.lines.npy`: each row's 1-based source line, int64); any other
+    /// name gets a search index for `megashtein-gpu query`. Not `-`: both are binary
+    /// files written in place.
     #[arg(long, short)]
     pub output: PathBuf,
     /// How the index stores embeddings (f16 halves its size); not for .npy output.
@@ -62,6 +64,12 @@ pub fn run(args: &Args) -> Result<()> {
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
+    if args.output.as_os_str() == "-" {
+        bail!(
+            "--output - (standard output) is not supported: an index or .npy file is written \
+             to a named file, atomically; give a file name"
+        );
+    }
     let (model, model_bytes) = crate::model::load_with_bytes(args.model.as_deref())?;
     let mut reader = LineReader::open(&args.input, args.non_ascii)?;
     let total_bytes = std::fs::metadata(&args.input)
@@ -83,7 +91,11 @@ pub fn run(args: &Args) -> Result<()> {
     let mut embedder = Embedder::new(&gpu, &model.weights, args.batch)?;
     let progress = super::progress_bytes(total_bytes, "embedding");
     let mut rows = 0u64;
+    let mut line_numbers: Vec<i64> = Vec::new();
     embedder.embed_stream(&mut reader, |lines, embeddings| {
+        if npy {
+            line_numbers.extend(lines.iter().map(|l| l.number as i64));
+        }
         // Progress in input bytes: line lengths plus their line endings.
         progress.inc(lines.iter().map(|l| l.text.len() as u64 + 1).sum());
         rows += lines.len() as u64;
@@ -92,6 +104,9 @@ pub fn run(args: &Args) -> Result<()> {
     })?;
     let rows = sink.finish()?;
     progress.finish_and_clear();
+    if npy {
+        write_line_numbers(&args.output, &line_numbers, reader.stats().skipped > 0)?;
+    }
     for warning in reader.stats().warnings() {
         eprintln!("warning: {warning}");
     }
@@ -107,5 +122,23 @@ pub fn run(args: &Args) -> Result<()> {
         embedder.batch(),
         gpu.info.name
     );
+    Ok(())
+}
+
+/// `X.lines.npy` beside `X.npy`: the row-to-line map, written when lines were skipped
+/// (otherwise row i is line i + 1, and a stale map from an earlier run is removed).
+fn write_line_numbers(npy: &Path, lines: &[i64], skipped: bool) -> Result<()> {
+    let path = npy.with_extension("lines.npy");
+    if skipped {
+        write_npy_i64(&path, lines)?;
+        eprintln!(
+            "lines were skipped: row i of {} is source line lines[i] of {}",
+            npy.display(),
+            path.display()
+        );
+    } else if path.exists() {
+        std::fs::remove_file(&path)
+            .map_err(|e| anyhow!("cannot remove stale {}: {e}", path.display()))?;
+    }
     Ok(())
 }

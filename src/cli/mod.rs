@@ -5,7 +5,9 @@ pub mod devices;
 pub mod embed;
 pub mod eval;
 pub mod import;
+pub mod join;
 pub mod query;
+pub mod table;
 pub mod train;
 
 use clap::{Parser, Subcommand};
@@ -33,12 +35,27 @@ pub enum Command {
     Train(train::Args),
     /// Fuzzy lookup in an index: nearest by embedding, re-ranked by exact distance.
     Query(query::Args),
+    /// Every pair of strings within an exact edit distance, in one index or between two.
+    Join(join::Args),
     /// Accuracy report: the papers' metrics with plots, and the baselines.
     Eval(eval::Args),
     /// Measure throughput.
     #[command(subcommand)]
     Bench(bench::Command),
 }
+
+/// The error a search returns when it found nothing, like grep: the process exits with
+/// status 1 and prints no message.
+#[derive(Debug)]
+pub struct NoMatch;
+
+impl std::fmt::Display for NoMatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("nothing found")
+    }
+}
+
+impl std::error::Error for NoMatch {}
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
@@ -47,6 +64,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Embed(args) => embed::run(args),
         Command::Train(args) => train::run(args),
         Command::Query(args) => query::run(args),
+        Command::Join(args) => join::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Bench(cmd) => bench::run(cmd),
     }
@@ -70,6 +88,20 @@ pub fn progress_bytes(total: Option<u64>, what: &str) -> indicatif::ProgressBar 
             .expect("valid template"),
         ),
     };
+    bar.set_prefix(what.to_string());
+    bar
+}
+
+/// A progress bar over `total` rows with rate and ETA. Hidden when stderr is not a
+/// terminal.
+pub fn progress_rows(total: u64, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} rows {per_sec} ETA {eta} {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
     bar.set_prefix(what.to_string());
     bar
 }

@@ -5,18 +5,13 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
+use serde_json::json;
+
+use super::table::{Format, Table, ascii, f32_value, is_broken_pipe};
 use crate::gpu::{Gpu, GpuOptions};
 use crate::input::{InputStats, Line, NonAscii, check_query, stream_batches};
 use crate::search::index::Index;
 use crate::search::query::{Answer, DEFAULT_BLOWUP, DEFAULT_CANDIDATES, QueryOptions, Searcher};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    /// query number, rank, distance, estimate, id, string (tab-separated).
-    Tsv,
-    /// One JSON object per query.
-    Json,
-}
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -35,6 +30,7 @@ pub struct Args {
     #[arg(long, short = 'C', default_value_t = DEFAULT_CANDIDATES)]
     pub candidates: usize,
     /// Threshold search: every string within this exact distance among the candidates.
+    /// Exits with status 1 when no query found any (like grep).
     #[arg(long, value_name = "D")]
     pub max_distance: Option<u32>,
     /// Threshold search takes candidates with estimate <= blowup * D (`inf` for all).
@@ -43,6 +39,8 @@ pub struct Args {
     /// Return raw embedding neighbours without the exact re-rank.
     #[arg(long)]
     pub no_rerank: bool,
+    /// TSV and CSV: a line per hit (query number, rank, distance, estimate, id, string);
+    /// JSON: an object per query with its hits.
     #[arg(long, value_enum, default_value_t = Format::Tsv)]
     pub format: Format,
     /// Model file; must be the one that made the index (checked by fingerprint). By
@@ -83,15 +81,17 @@ pub fn run(args: &Args) -> Result<()> {
     searcher.set_timed(args.timings);
     let startup = started.elapsed();
     let stdout = std::io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
+    let mut out = Output::new(BufWriter::new(stdout.lock()), args.format)?;
     let mut stats = InputStats::default();
     let mut capped = 0u64;
-    let mut answer_batch = |lines: &[Line], out: &mut BufWriter<_>| -> Result<()> {
+    let mut hits = 0u64;
+    let mut answer_batch = |lines: &[Line], out: &mut Output<_>| -> Result<()> {
         let texts: Vec<&[u8]> = lines.iter().map(|l| l.text.as_slice()).collect();
         let answers = searcher.search(&texts, &opts)?;
         for (line, answer) in lines.iter().zip(&answers) {
             capped += u64::from(answer.capped);
-            write_answer(out, args.format, &index, line, answer)?;
+            hits += answer.hits.len() as u64;
+            write_answer(out, &index, line, answer)?;
         }
         Ok(())
     };
@@ -116,11 +116,11 @@ pub fn run(args: &Args) -> Result<()> {
             .unwrap_or_else(|| PathBuf::from("-"));
         stream_batches(&path, args.non_ascii, args.batch, |lines| {
             answer_batch(lines, &mut out)?;
-            Ok(out.flush()?)
+            out.flush()
         })
         .map(|read| stats = read)
     };
-    match result.and_then(|()| Ok(out.flush()?)) {
+    match result.and_then(|()| out.flush()) {
         Err(e) if is_broken_pipe(&e) => return Ok(()),
         other => other?,
     }
@@ -155,70 +155,48 @@ pub fn run(args: &Args) -> Result<()> {
             (total - startup - embed - knn - rerank).max(0.0)
         );
     }
+    if args.max_distance.is_some() && hits == 0 {
+        return Err(super::NoMatch.into());
+    }
     Ok(())
 }
 
-fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain().any(|e| {
-        e.downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-    })
-}
-
-/// TSV escapes: backslash, tab and newline (and carriage return) as `\\`, `\t`, `\n`, `\r`.
-pub fn escape_tsv(text: &[u8]) -> String {
-    let mut s = String::with_capacity(text.len());
-    for &c in text {
-        match c {
-            b'\\' => s.push_str("\\\\"),
-            b'\t' => s.push_str("\\t"),
-            b'\n' => s.push_str("\\n"),
-            b'\r' => s.push_str("\\r"),
-            _ => s.push(char::from(c)),
-        }
-    }
-    s
-}
-
 fn write_answer(
-    out: &mut impl Write,
-    format: Format,
+    out: &mut Output<impl Write>,
     index: &Index,
     query: &Line,
     answer: &Answer,
 ) -> Result<()> {
-    match format {
-        Format::Tsv => {
+    match out {
+        Output::Table(table) => {
             for (rank, hit) in answer.hits.iter().enumerate() {
-                let distance = hit.distance.map_or("-".to_string(), |d| d.to_string());
-                writeln!(
-                    out,
-                    "{}\t{}\t{distance}\t{}\t{}\t{}",
-                    query.number,
-                    rank + 1,
-                    hit.estimate,
-                    hit.id,
-                    escape_tsv(index.string(hit.id))
-                )?;
+                table.row(&[
+                    json!(query.number),
+                    json!(rank + 1),
+                    json!(hit.distance),
+                    f32_value(hit.estimate),
+                    json!(hit.id),
+                    json!(ascii(index.string(hit.id))),
+                ])?;
             }
         }
-        Format::Json => {
+        Output::Json(out) => {
             let hits: Vec<serde_json::Value> = answer
                 .hits
                 .iter()
                 .enumerate()
                 .map(|(rank, hit)| {
-                    serde_json::json!({
+                    json!({
                         "rank": rank + 1,
                         "id": hit.id,
                         "line": index.line(hit.id),
                         "string": ascii(index.string(hit.id)),
                         "distance": hit.distance,
-                        "estimate": hit.estimate,
+                        "estimate": f32_value(hit.estimate),
                     })
                 })
                 .collect();
-            let object = serde_json::json!({ "query": ascii(&query.text), "hits": hits });
+            let object = json!({ "query": ascii(&query.text), "hits": hits });
             serde_json::to_writer(&mut *out, &object).context("cannot write output")?;
             writeln!(out)?;
         }
@@ -226,7 +204,27 @@ fn write_answer(
     Ok(())
 }
 
-/// Index strings and queries are ASCII by construction.
-fn ascii(bytes: &[u8]) -> String {
-    bytes.iter().map(|&c| char::from(c)).collect()
+/// Hits as flat records (TSV, CSV), or one nested JSON object per query.
+enum Output<W: Write> {
+    Table(Table<W>),
+    Json(W),
 }
+
+impl<W: Write> Output<W> {
+    fn new(out: W, format: Format) -> Result<Self> {
+        Ok(match format {
+            Format::Json => Output::Json(out),
+            _ => Output::Table(Table::new(out, format, COLUMNS)?),
+        })
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        match self {
+            Output::Table(table) => table.flush(),
+            Output::Json(out) => Ok(out.flush()?),
+        }
+    }
+}
+
+/// Columns of the TSV and CSV output.
+const COLUMNS: &[&str] = &["query", "rank", "distance", "estimate", "id", "string"];

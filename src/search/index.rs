@@ -943,6 +943,30 @@ impl Index {
         }
     }
 
+    /// `sum((query - row)^2)` over row `i`'s embedding, read in place, in index order:
+    /// for two rows' embeddings the value is the same either way round.
+    pub fn squared_distance(&self, i: usize, query: &[f32]) -> f32 {
+        assert!(i < self.len, "row {i} out of range ({} rows)", self.len);
+        let bytes = self.precision().bytes();
+        let start = self.embeddings.start + i * self.dim * bytes;
+        let raw = &self.map[start..start + self.dim * bytes];
+        let diff = |(x, q): (f32, &f32)| (q - x) * (q - x);
+        match self.precision() {
+            Precision::F32 => raw
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .zip(query)
+                .map(diff)
+                .sum(),
+            Precision::F16 => raw
+                .chunks_exact(2)
+                .map(|c| f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
+                .zip(query)
+                .map(diff)
+                .sum(),
+        }
+    }
+
     /// Row `i`'s string, in full. Panics if `i >= len()`.
     pub fn string(&self, i: usize) -> &[u8] {
         assert!(i < self.len, "row {i} out of range ({} rows)", self.len);

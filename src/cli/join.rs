@@ -1,0 +1,130 @@
+//! `megashtein-gpu join`: every pair of strings within an exact edit distance, within
+//! one index or between two.
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Result;
+use serde_json::json;
+
+use super::table::{Format, Table, ascii, f32_value, write_output};
+use crate::gpu::{Gpu, GpuOptions};
+use crate::search::index::Index;
+use crate::search::join::{
+    DEFAULT_BLOWUP, DEFAULT_CANDIDATES, JoinOptions, JoinStats, Pair, join,
+};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Index made by `megashtein-gpu embed`; joined with itself unless --with is given.
+    #[arg(long)]
+    pub index: PathBuf,
+    /// A second index (same model): pairs with one string from each.
+    #[arg(long, value_name = "INDEX")]
+    pub with: Option<PathBuf>,
+    /// Pairs whose exact Levenshtein distance is at most D.
+    #[arg(long, value_name = "D")]
+    pub max_distance: u32,
+    #[command(flatten)]
+    pub search: SearchArgs,
+    #[arg(long, value_enum, default_value_t = Format::Tsv)]
+    pub format: Format,
+    /// Write the pairs to FILE (atomically) instead of standard output.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub gpu: GpuOptions,
+}
+
+/// How candidates are found and checked; shared with `dedup`.
+#[derive(clap::Args, Debug)]
+pub struct SearchArgs {
+    /// Nearest rows by embedding taken per row for the exact check.
+    #[arg(long, short = 'C', default_value_t = DEFAULT_CANDIDATES)]
+    pub candidates: usize,
+    /// Candidates with estimate <= blowup * D are checked (`inf` for all).
+    #[arg(long, default_value_t = DEFAULT_BLOWUP)]
+    pub blowup: f32,
+    /// CPU threads for the exact check (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+impl SearchArgs {
+    pub fn options(&self, max_distance: u32) -> JoinOptions {
+        JoinOptions {
+            max_distance,
+            candidates: self.candidates,
+            blowup: self.blowup,
+            threads: self.threads,
+        }
+    }
+}
+
+/// Columns of every output format.
+const COLUMNS: &[&str] = &[
+    "a_id", "a_line", "a_string", "b_id", "b_line", "b_string", "distance", "estimate",
+];
+
+pub fn run(args: &Args) -> Result<()> {
+    let opts = args.search.options(args.max_distance);
+    crate::search::join::check_options(&opts)?;
+    let started = Instant::now();
+    let left = Index::open(&args.index)?;
+    let right = args.with.as_deref().map(Index::open).transpose()?;
+    let right_index = right.as_ref().unwrap_or(&left);
+    let gpu = Gpu::new(&args.gpu)?;
+    let progress = super::progress_rows(left.len() as u64, "joining");
+    let mut stats = JoinStats::default();
+    write_output(args.output.as_deref(), |out| {
+        let mut table = Table::new(out, args.format, COLUMNS)?;
+        stats = join(
+            &gpu,
+            &left,
+            right.as_ref(),
+            &opts,
+            |done| progress.set_position(done as u64),
+            |pairs| write_pairs(&mut table, &left, right_index, pairs),
+        )?;
+        table.flush()
+    })?;
+    progress.finish_and_clear();
+    report(&stats, &opts, started);
+    Ok(())
+}
+
+fn write_pairs(
+    table: &mut Table<impl std::io::Write>,
+    left: &Index,
+    right: &Index,
+    pairs: &[Pair],
+) -> Result<()> {
+    for p in pairs {
+        table.row(&[
+            json!(p.a),
+            json!(left.line(p.a)),
+            json!(ascii(left.string(p.a))),
+            json!(p.b),
+            json!(right.line(p.b)),
+            json!(ascii(right.string(p.b))),
+            json!(p.distance),
+            f32_value(p.estimate),
+        ])?;
+    }
+    Ok(())
+}
+
+/// The summary on stderr, with the capped-rows warning.
+pub fn report(stats: &JoinStats, opts: &JoinOptions, started: Instant) {
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "{} pairs within distance {} among {} rows ({} candidates checked) in {seconds:.2} s",
+        stats.pairs, opts.max_distance, stats.rows, stats.verified
+    );
+    if stats.capped > 0 {
+        eprintln!(
+            "warning: for {} rows every one of the {} candidates was within the threshold, \
+             so the cap may have cut pairs; raise --candidates",
+            stats.capped, opts.candidates
+        );
+    }
+}

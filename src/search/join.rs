@@ -1,0 +1,285 @@
+//! Similarity join: every pair of strings within an exact edit distance, within one
+//! index or between two. Each row of the left index is a query: the GPU kNN gives its
+//! candidates among the right rows, candidates with estimate <= blowup * D are checked
+//! by exact Levenshtein on CPU threads, and the pairs stream out batch by batch, so
+//! memory is bounded by a batch of candidate lists, whatever the index size.
+//!
+//! Within one index, pair {i, j} is found from i's list, from j's list or both; it is
+//! written once. Estimates are recomputed on the CPU from the stored embeddings, with
+//! `(x - y)^2` summed in a fixed order, so est(i, j) == est(j, i) exactly and both rows
+//! agree on whether the pair passes the blowup filter.
+use std::collections::{HashMap, HashSet};
+
+use anyhow::{Result, bail};
+use rapidfuzz::distance::levenshtein::{Args, BatchComparator};
+use rayon::prelude::*;
+
+use super::index::{Index, Precision};
+use crate::gpu::Gpu;
+use crate::ops::knn::{Database, Knn, KnnPlan, MAX_K, Neighbor};
+
+/// Default `--candidates` of `join` and `dedup` (see BENCHMARKS.md: recall against an
+/// exact join of titles at D <= 5).
+pub const DEFAULT_CANDIDATES: usize = 100;
+/// Default `--blowup`: candidates with estimate <= blowup * D are verified.
+pub const DEFAULT_BLOWUP: f32 = 3.0;
+
+/// What a join asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct JoinOptions {
+    /// Pairs with exact distance <= this.
+    pub max_distance: u32,
+    /// Nearest rows by embedding taken per row before the exact check.
+    pub candidates: usize,
+    /// Candidates with estimate <= blowup * max_distance are checked (`inf`: all).
+    pub blowup: f32,
+    /// CPU threads for the exact check (`None`: one per core).
+    pub threads: Option<usize>,
+}
+
+impl Default for JoinOptions {
+    fn default() -> Self {
+        JoinOptions {
+            max_distance: 2,
+            candidates: DEFAULT_CANDIDATES,
+            blowup: DEFAULT_BLOWUP,
+            threads: None,
+        }
+    }
+}
+
+/// One pair: `a` a row of the left index, `b` of the right one (within one index,
+/// `a < b`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pair {
+    pub a: usize,
+    pub b: usize,
+    /// Exact Levenshtein distance.
+    pub distance: u32,
+    /// `s * squared embedding distance`.
+    pub estimate: f32,
+}
+
+/// What a join did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JoinStats {
+    /// Left rows searched.
+    pub rows: usize,
+    /// Candidates verified by exact distance.
+    pub verified: u64,
+    /// Pairs written.
+    pub pairs: u64,
+    /// Rows whose every candidate passed the blowup filter: the cap may have cut pairs.
+    pub capped: u64,
+}
+
+/// Check `opts` before any work.
+pub fn check_options(opts: &JoinOptions) -> Result<()> {
+    if opts.candidates == 0 {
+        bail!("--candidates must be at least 1");
+    }
+    if opts.blowup.is_nan() || opts.blowup < 0.0 {
+        bail!("--blowup must be a non-negative number or inf");
+    }
+    if opts.threads == Some(0) {
+        bail!("--threads must be at least 1");
+    }
+    Ok(())
+}
+
+/// Join `left` with itself (`right` = `None`) or with `right`. `progress` gets the
+/// number of left rows done after each batch; `sink` gets each batch's pairs, in order
+/// of the row that found them, then `b`.
+pub fn join(
+    gpu: &Gpu,
+    left: &Index,
+    right: Option<&Index>,
+    opts: &JoinOptions,
+    mut progress: impl FnMut(usize),
+    mut sink: impl FnMut(&[Pair]) -> Result<()>,
+) -> Result<JoinStats> {
+    check_options(opts)?;
+    let within = right.is_none();
+    let right = right.unwrap_or(left);
+    if left.fingerprint() != right.fingerprint() {
+        bail!(
+            "{} and {} were made by different models ({} and {}): their embeddings cannot \
+             be compared; embed both corpora with the same model",
+            left.path().display(),
+            right.path().display(),
+            short(left.fingerprint()),
+            short(right.fingerprint())
+        );
+    }
+    let mut stats = JoinStats {
+        rows: left.len(),
+        ..JoinStats::default()
+    };
+    if left.is_empty() || right.is_empty() {
+        return Ok(stats);
+    }
+    // Within one index each row finds itself too.
+    let k = (opts.candidates + usize::from(within)).min(right.len());
+    let exhaustive = k == right.len() && k > MAX_K;
+    if k > MAX_K && !exhaustive {
+        bail!(
+            "--candidates {} is above the GPU search's limit of {}; use at most that, or \
+             at least the index size ({}) to check every pair",
+            opts.candidates,
+            MAX_K - usize::from(within),
+            right.len()
+        );
+    }
+    let database = Database::upload(
+        gpu,
+        right.embedding_bytes(),
+        right.dim(),
+        right.precision() == Precision::F16,
+        None,
+    )?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.threads.unwrap_or(0))
+        .build()?;
+    let knn = Knn::new(gpu);
+    let plan = KnnPlan::new(gpu, &knn, &database, k.min(MAX_K), QUERY_BATCH, None)?;
+    // Candidates covering every row: no kNN, each row checks them all.
+    let every_row: Vec<Neighbor> = if exhaustive {
+        (0..right.len())
+            .map(|row| Neighbor { distance: 0.0, row })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let verifier = Verifier {
+        left,
+        right,
+        within,
+        max_distance: opts.max_distance,
+        limit: opts.blowup * opts.max_distance as f32,
+        // Fewer candidates than other rows: a full list may have left some out.
+        may_cut: k - usize::from(within) < right.len() - usize::from(within),
+    };
+    // Within one index, the candidates of each row whose list was capped: the rule
+    // that writes each pair once needs them (`written_before`).
+    let mut capped_lists: HashMap<usize, HashSet<usize>> = HashMap::new();
+    let mut pairs = Vec::new();
+    let dim = left.dim();
+    for start in (0..left.len()).step_by(plan.capacity()) {
+        let end = (start + plan.capacity()).min(left.len());
+        let queries = left.embeddings_f32_rows(start..end);
+        let lists = if exhaustive {
+            Vec::new()
+        } else {
+            plan.search(gpu, &queries)?
+        };
+        let found: Vec<RowResult> = pool.install(|| {
+            (start..end)
+                .into_par_iter()
+                .zip(queries.par_chunks(dim))
+                .map(|(a, query)| {
+                    let list = lists.get(a - start).unwrap_or(&every_row);
+                    verifier.row(a, query, list)
+                })
+                .collect()
+        });
+        pairs.clear();
+        for (a, row) in (start..end).zip(found) {
+            stats.verified += row.verified;
+            stats.capped += u64::from(row.capped);
+            pairs.extend(
+                row.pairs
+                    .into_iter()
+                    .filter(|p| !within || p.a == a || !written_before(&capped_lists, p)),
+            );
+            if within && row.capped {
+                capped_lists.insert(a, row.candidates);
+            }
+        }
+        stats.pairs += pairs.len() as u64;
+        sink(&pairs)?;
+        progress(end);
+    }
+    Ok(stats)
+}
+
+/// Left rows per GPU search.
+const QUERY_BATCH: usize = 4096;
+
+/// Within one index, a later row found pair {a, b} (a < b): was it written at a's turn?
+/// Yes if a's list held b, which an uncapped list does: it holds every row within the
+/// filter, and the filter is symmetric.
+fn written_before(capped: &HashMap<usize, HashSet<usize>>, pair: &Pair) -> bool {
+    capped.get(&pair.a).is_none_or(|list| list.contains(&pair.b))
+}
+
+/// One left row's verified pairs (in canonical order within one index: `a < b`).
+struct RowResult {
+    pairs: Vec<Pair>,
+    verified: u64,
+    capped: bool,
+    /// Its candidate rows; kept only when capped.
+    candidates: HashSet<usize>,
+}
+
+struct Verifier<'a> {
+    left: &'a Index,
+    right: &'a Index,
+    within: bool,
+    max_distance: u32,
+    limit: f32,
+    may_cut: bool,
+}
+
+impl Verifier<'_> {
+    /// Check left row `a` (embedding `query`) against its kNN `list`.
+    fn row(&self, a: usize, query: &[f32], list: &[Neighbor]) -> RowResult {
+        let scale = self.left.distance_scale();
+        let exact = BatchComparator::new(self.left.string(a).iter().copied());
+        let cutoff = Args::default().score_cutoff(self.max_distance as usize);
+        let mut pairs = Vec::new();
+        let mut verified = 0;
+        for n in list.iter().filter(|n| !(self.within && n.row == a)) {
+            let estimate = scale * self.right.squared_distance(n.row, query);
+            if estimate > self.limit {
+                continue;
+            }
+            verified += 1;
+            let b = self.right.string(n.row).iter().copied();
+            if let Some(d) = exact.distance_with_args(b, &cutoff) {
+                let (a, b) = if self.within && n.row < a {
+                    (n.row, a)
+                } else {
+                    (a, n.row)
+                };
+                pairs.push(Pair {
+                    a,
+                    b,
+                    distance: d as u32,
+                    estimate,
+                });
+            }
+        }
+        pairs.sort_by_key(|p| (p.a, p.b));
+        // The list's last (farthest) row passed the filter: rows after it might too. The
+        // margin covers the difference between the GPU's and the CPU's rounding.
+        let capped = self.may_cut
+            && list
+                .last()
+                .is_some_and(|n| scale * n.distance <= self.limit * (1.0 + 1e-3) + 1e-6);
+        let candidates = if capped && self.within {
+            list.iter().map(|n| n.row).collect()
+        } else {
+            HashSet::new()
+        };
+        RowResult {
+            pairs,
+            verified,
+            capped,
+            candidates,
+        }
+    }
+}
+
+fn short(fingerprint: &str) -> &str {
+    &fingerprint[..fingerprint.len().min(12)]
+}
