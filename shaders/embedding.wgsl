@@ -10,6 +10,7 @@
 // tap tables (ops/tapconv.rs): tap t of token v at position l feeds output position
 // l + shift - t, so
 //   dT[t, v, c] = sum over positions (b, l) holding v of dout[b, c, l + shift - t].
+// Tokens are bytes, four to a word, read with `token_at` (tokens.wgsl, prepended).
 struct Shape {
     batch: u32,
     len: u32,     // positions per string
@@ -22,7 +23,7 @@ struct Shape {
 }
 
 @group(0) @binding(0) var<uniform> s: Shape;
-@group(0) @binding(1) var<storage, read> tokens: array<u32>;
+@group(0) @binding(1) var<storage, read> tokens: array<u32>;  // u8 [batch, len], packed
 @group(0) @binding(2) var<storage, read> params: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
@@ -35,7 +36,7 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     let l = i % s.len;
     let c = (i / s.len) % s.dim;
     let b = i / (s.len * s.dim);
-    let tok = min(tokens[b * s.len + l], s.vocab - 1u);
+    let tok = min(token_at(b * s.len + l), s.vocab - 1u);
     out[i] = params[s.table + tok * s.dim + c];
 }
 

@@ -20,6 +20,7 @@
 //   both on the register tile (gemm_tile.wgsl, prepended with PRODUCT and KMAX).
 // Both cost 3.4 M multiply-adds per step whatever the batch, where the unfolded conv0
 // backward would cost 8.6 M per string.
+// Tokens are bytes, four to a word, read with `token_at` (tokens.wgsl, prepended).
 struct Shape {
     batch: u32,
     len: u32,     // positions per string
@@ -34,7 +35,7 @@ struct Shape {
 @group(0) @binding(0) var<uniform> s: Shape;
 @group(0) @binding(1) var<storage, read> params: array<f32>;
 @group(0) @binding(2) var<storage, read> taps: array<vec4<f32>>;  // P [4, vocab + 1, width / 4]
-@group(0) @binding(3) var<storage, read> tokens: array<u32>;
+@group(0) @binding(3) var<storage, read> tokens: array<u32>;  // u8 [batch, len], packed
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
 // T[t, c, o].
@@ -82,7 +83,7 @@ fn fold(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 fn row(b: u32, pos: i32) -> u32 {
     var c = s.vocab;
     if pos >= 0 && pos < i32(s.len) {
-        c = min(tokens[b * s.len + u32(pos)], s.vocab - 1u);
+        c = min(token_at(b * s.len + u32(pos)), s.vocab - 1u);
     }
     return c * width() / 4u;
 }

@@ -18,7 +18,7 @@ pub const DEFAULT_BATCH: usize = 4096;
 pub struct Embedder<'g> {
     gpu: &'g Gpu,
     model: Megashtein,
-    tokens: Vec<u32>,
+    tokens: Vec<u8>,
 }
 
 impl<'g> Embedder<'g> {

@@ -29,7 +29,7 @@ use crate::io::io_reason;
 pub use crate::model::params::MAX_LEN;
 
 /// The largest character code the model knows; every byte `c` maps to `min(c, MAX_CHAR)`.
-pub const MAX_CHAR: u32 = 127;
+pub const MAX_CHAR: u8 = 127;
 
 /// The name used for standard input in messages.
 pub const STDIN_NAME: &str = "<stdin>";
@@ -517,10 +517,10 @@ pub fn read_lines(path: &Path, mode: NonAscii) -> Result<(Vec<Line>, InputStats)
 
 /// The model's input for one string: cut to [`MAX_LEN`], each byte `c` as
 /// `min(c, 127)`, padded with 0. Returns true when the text was cut.
-pub fn tokenize(text: &[u8], out: &mut [u32; MAX_LEN]) -> bool {
+pub fn tokenize(text: &[u8], out: &mut [u8; MAX_LEN]) -> bool {
     let n = text.len().min(MAX_LEN);
     for (o, &c) in out[..n].iter_mut().zip(text) {
-        *o = (c as u32).min(MAX_CHAR);
+        *o = c.min(MAX_CHAR);
     }
     out[n..].fill(0);
     text.len() > MAX_LEN
@@ -528,11 +528,11 @@ pub fn tokenize(text: &[u8], out: &mut [u32; MAX_LEN]) -> bool {
 
 /// Appends [`MAX_LEN`] tokens per text to `out` (row-major `[texts, MAX_LEN]`), ready
 /// for upload as one batch.
-pub fn tokenize_batch<'a>(texts: impl IntoIterator<Item = &'a [u8]>, out: &mut Vec<u32>) {
+pub fn tokenize_batch<'a>(texts: impl IntoIterator<Item = &'a [u8]>, out: &mut Vec<u8>) {
     for text in texts {
         let start = out.len();
         out.resize(start + MAX_LEN, 0);
-        let row: &mut [u32; MAX_LEN] = (&mut out[start..]).try_into().unwrap();
+        let row: &mut [u8; MAX_LEN] = (&mut out[start..]).try_into().unwrap();
         tokenize(text, row);
     }
 }
@@ -638,7 +638,7 @@ mod tests {
             texts(data, NonAscii::Error),
             vec![b"a\0b".to_vec(), b"\0".to_vec(), b"\t\x1b\x7f".to_vec()]
         );
-        let mut t = [9u32; MAX_LEN];
+        let mut t = [9u8; MAX_LEN];
         tokenize(b"\0\x01\x7f", &mut t);
         assert_eq!(&t[..4], &[0, 1, 127, 0]);
     }
@@ -726,17 +726,14 @@ mod tests {
 
     #[test]
     fn tokenize_cuts_and_pads() {
-        let mut t = [7u32; MAX_LEN];
+        let mut t = [7u8; MAX_LEN];
         assert!(!tokenize(b"", &mut t));
         assert!(t.iter().all(|&c| c == 0));
         assert!(!tokenize(b"AB", &mut t));
         assert_eq!(&t[..3], &[65, 66, 0]);
         let long: Vec<u8> = (0..100u8).map(|i| b'a' + i % 26).collect();
         assert!(tokenize(&long, &mut t));
-        assert_eq!(
-            t.to_vec(),
-            long[..80].iter().map(|&c| c as u32).collect::<Vec<_>>()
-        );
+        assert_eq!(&t[..], &long[..80]);
         // Bytes >= 128 never reach tokenize through the reader, but are clamped anyway.
         tokenize(&[200, 255, 127], &mut t);
         assert_eq!(&t[..4], &[127, 127, 127, 0]);

@@ -7,12 +7,12 @@ use crate::model::params::{
 };
 
 /// `out[b, c, l] = table[tokens[b, l], c]`; tokens past the vocabulary are clamped.
-pub fn embedding(tokens: &[u32], table: &[f64], len: usize, dim: usize, vocab: usize) -> Vec<f64> {
+pub fn embedding(tokens: &[u8], table: &[f64], len: usize, dim: usize, vocab: usize) -> Vec<f64> {
     let batch = tokens.len() / len;
     let mut out = vec![0.0; batch * dim * len];
     for b in 0..batch {
         for l in 0..len {
-            let tok = (tokens[b * len + l] as usize).min(vocab - 1);
+            let tok = usize::from(tokens[b * len + l]).min(vocab - 1);
             for c in 0..dim {
                 out[(b * dim + c) * len + l] = table[tok * dim + c];
             }
@@ -141,7 +141,7 @@ pub fn batchnorm_inference(
 
 /// The whole megashtein forward pass in eval mode: `tokens [batch, 80]` -> `[batch, 80]`.
 /// `params` is the flat slab (see [`crate::model::params`]); `running` = mean ++ var.
-pub fn megashtein_forward(params: &[f64], running: &[f64], tokens: &[u32]) -> Vec<f64> {
+pub fn megashtein_forward(params: &[f64], running: &[f64], tokens: &[u8]) -> Vec<f64> {
     let p = |name: &str| &params[range_of(name)];
     let mut x = embedding(tokens, p("embedding.weight"), MAX_LEN, CHAR_DIM, VOCAB);
     let (mut cin, mut len) = (CHAR_DIM, MAX_LEN);
@@ -209,7 +209,7 @@ pub fn knn(data: &[f32], queries: &[f32], dim: usize, k: usize) -> Vec<Vec<(f64,
 /// Gradient of [`embedding`]: `dtable[v, c] = sum over positions holding token v of
 /// dout[b, c, l]`, `[vocab, dim]`.
 pub fn embedding_backward(
-    tokens: &[u32],
+    tokens: &[u8],
     dout: &[f64],
     len: usize,
     dim: usize,
@@ -218,7 +218,7 @@ pub fn embedding_backward(
     let mut dtable = vec![0.0; vocab * dim];
     for (p, &t) in tokens.iter().enumerate() {
         let (b, l) = (p / len, p % len);
-        let v = (t as usize).min(vocab - 1);
+        let v = usize::from(t).min(vocab - 1);
         for c in 0..dim {
             dtable[v * dim + c] += dout[(b * dim + c) * len + l];
         }

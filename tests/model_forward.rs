@@ -16,7 +16,7 @@ use safetensors::SafeTensors;
 
 struct Fixture {
     strings: Vec<Vec<u8>>,
-    tokens: Vec<u32>,
+    tokens: Vec<u8>,
     embedding: Vec<f32>,
 }
 
@@ -31,10 +31,10 @@ fn fixture() -> Fixture {
         serde_json::from_str(&meta.metadata().as_ref().unwrap()["strings"]).unwrap();
     let st = SafeTensors::deserialize(&bytes).unwrap();
     let tokens = st.tensor("tokens").unwrap();
-    let tokens: Vec<u32> = tokens
+    let tokens: Vec<u8> = tokens
         .data()
         .chunks_exact(8)
-        .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as u32)
+        .map(|c| u8::try_from(i64::from_le_bytes(c.try_into().unwrap())).unwrap())
         .collect();
     let embedding: Vec<f32> = st
         .tensor("embedding")

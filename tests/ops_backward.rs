@@ -77,8 +77,8 @@ fn embedding_backward_matches_reference_and_finite_differences() {
         // Runs of ~1,300 positions per token: many pieces each.
         (50, 80, 70, 3),
     ] {
-        let tokens: Vec<u32> = (0..batch * len)
-            .map(|_| r.random_range(0..vocab as u32 + 2))
+        let tokens: Vec<u8> = (0..batch * len)
+            .map(|_| r.random_range(0..vocab as u8 + 2))
             .collect();
         let dout = uniform(&mut r, batch * dim * len);
         let positions =
@@ -119,8 +119,8 @@ fn folded_conv0_backward_matches_embedding_then_conv() {
     ] {
         let table = uniform(&mut r, vocab * dim);
         let w = uniform(&mut r, cout * dim * 3);
-        let tokens: Vec<u32> = (0..batch * len)
-            .map(|_| r.random_range(0..vocab as u32))
+        let tokens: Vec<u8> = (0..batch * len)
+            .map(|_| r.random_range(0..vocab as u8))
             .collect();
         let dy = uniform(&mut r, batch * cout * len);
         let params: Vec<f32> = [table.as_slice(), &w, &vec![0.0; cout]].concat();
@@ -187,8 +187,8 @@ fn tap_gradient_from_the_pooled_gradient_matches_the_unpooled() {
         (3, 9, 11, 5),
         (5, 80, 128, 64),
     ] {
-        let tokens: Vec<u32> = (0..batch * len)
-            .map(|_| r.random_range(0..vocab as u32))
+        let tokens: Vec<u8> = (0..batch * len)
+            .map(|_| r.random_range(0..vocab as u8))
             .collect();
         let dz = uniform(&mut r, batch * dim * (len / 2));
         let d_conv = reference::avgpool_backward(&to_f64(&dz), len);

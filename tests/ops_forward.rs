@@ -4,6 +4,8 @@ mod common;
 
 use common::{assert_close, gpu, rng, to_f64, uniform};
 use megashtein_gpu::gpu::{Call, Gpu, storage_buffer, storage_buffer_init};
+use megashtein_gpu::input::{MAX_CHAR, MAX_LEN, tokenize_batch};
+use megashtein_gpu::model::params::VOCAB;
 use megashtein_gpu::ops::{
     PackedWeight,
     batchnorm::BatchNormShape,
@@ -14,6 +16,7 @@ use megashtein_gpu::ops::{
 };
 use megashtein_gpu::reference;
 use rand::Rng;
+use rand::rngs::StdRng;
 
 const ATOL: f64 = 1e-5;
 const RTOL: f64 = 1e-5;
@@ -62,8 +65,8 @@ fn embedding_matches_reference() {
     ] {
         let table = uniform(&mut r, vocab * dim);
         // Include out-of-range tokens: they are clamped to the last row.
-        let tokens: Vec<u32> = (0..batch * len)
-            .map(|_| r.random_range(0..vocab as u32 + 3))
+        let tokens: Vec<u8> = (0..batch * len)
+            .map(|_| r.random_range(0..vocab as u8 + 3))
             .collect();
         let (params, off) = slab(&[&table]);
         let params = storage_buffer_init(&t.gpu, "params", &params);
@@ -193,8 +196,8 @@ fn tapconv_matches_embedding_conv_pool_relu() {
         let w = uniform(&mut r, cout * dim * 3);
         let b = uniform(&mut r, cout);
         // Token 0 inside the string is a real token; out-of-range tokens are clamped.
-        let mut tokens: Vec<u32> = (0..batch * len)
-            .map(|_| r.random_range(0..vocab as u32 + 3))
+        let mut tokens: Vec<u8> = (0..batch * len)
+            .map(|_| r.random_range(0..vocab as u8 + 3))
             .collect();
         tokens[len - 1] = 0;
         let (params, off) = slab(&[&table, &w, &b]);
@@ -233,6 +236,86 @@ fn tapconv_matches_embedding_conv_pool_relu() {
             ATOL,
             RTOL,
         );
+    }
+}
+
+/// The embedding and the folded conv0 read u8 tokens packed four to a word: strings of
+/// every length modulo 4 (padding from every byte of a word), characters at the top of
+/// the vocabulary and past it (clamped), and raw bytes up to 255 over a 256-row table
+/// in rows of odd length (rows starting at every byte of a word). A wrong shift or mask
+/// in `token_at` picks a neighbour's row.
+#[test]
+fn packed_tokens_match_reference() {
+    let t = gpu();
+    let mut r = rng(9);
+    let mut strings: Vec<Vec<u8>> = [0usize, 1, 2, 3, 5, 79, 80, 83]
+        .iter()
+        .map(|&n| (0..n).map(|_| r.random_range(100..=255u8)).collect())
+        .collect();
+    strings.push(vec![127, 126, 1, 0, 127]);
+    let mut tokenized = Vec::new();
+    tokenize_batch(strings.iter().map(Vec::as_slice), &mut tokenized);
+    assert!(tokenized.contains(&MAX_CHAR) && tokenized.contains(&(MAX_CHAR - 1)));
+    let raw = |r: &mut StdRng, n: usize| -> Vec<u8> {
+        let mut v: Vec<u8> = (0..n).map(|_| r.random()).collect();
+        v[1] = 255;
+        v
+    };
+    let cases: [(Vec<u8>, usize, usize); 3] = [
+        (tokenized, MAX_LEN, VOCAB),
+        (raw(&mut r, 5 * 7), 7, 256),
+        (raw(&mut r, 3 * 9), 9, 200),
+    ];
+    let (dim, cout) = (7usize, 6usize);
+    for (tokens, len, vocab) in cases {
+        let batch = tokens.len() / len;
+        let table = uniform(&mut r, vocab * dim);
+        let w = uniform(&mut r, cout * dim * 3);
+        let b = uniform(&mut r, cout);
+        let (params, off) = slab(&[&table, &w, &b]);
+        let params = storage_buffer_init(&t.gpu, "params", &params);
+        let tok = storage_buffer_init(&t.gpu, "tokens", &tokens);
+        let what = format!("{batch}x{len} vocab {vocab}");
+
+        let out = storage_buffer(&t.gpu, "out", (batch * dim * len * 4) as u64);
+        let shape = EmbeddingShape {
+            len: len as u32,
+            dim: dim as u32,
+            vocab: vocab as u32,
+            table: off[0],
+        };
+        let call = t.ops.embedding.forward(&t.gpu, shape, &tok, &params, &out);
+        let got = run(&t.gpu, &call, batch as u32, &out, batch * dim * len);
+        let x = reference::embedding(&tokens, &to_f64(&table), len, dim, vocab);
+        assert_close(&format!("embedding {what}"), &got, &x, 0.0, 0.0);
+
+        let shape = TapConvShape {
+            len: len as u32,
+            vocab: vocab as u32,
+            dim: dim as u32,
+            cout: cout as u32,
+            table: off[0],
+            weight: off[1],
+            bias: off[2],
+        };
+        let taps = storage_buffer(&t.gpu, "taps", (shape.taps_len() * 4) as u64);
+        run(
+            &t.gpu,
+            &t.ops.tapconv.fold(&t.gpu, shape, &params, &taps),
+            1,
+            &taps,
+            1,
+        );
+        let n = batch * cout * (len / 2);
+        let y = storage_buffer(&t.gpu, "y", (n * 4) as u64);
+        let call = t
+            .ops
+            .tapconv
+            .forward(&t.gpu, shape, &params, &taps, &tok, &y);
+        let got = run(&t.gpu, &call, batch as u32, &y, n);
+        let conv = reference::conv1d(&x, &to_f64(&w), &to_f64(&b), dim, cout, len);
+        let want = reference::relu(&reference::avgpool(&conv, len));
+        assert_close(&format!("tapconv {what}"), &got, &want, ATOL, RTOL);
     }
 }
 

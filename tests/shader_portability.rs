@@ -3,10 +3,11 @@
 //! shader that only Metal or DX12 would reject fails here, on any machine, without a GPU.
 //!
 //! Each `shaders/*.wgsl` file is a module of its own, except the kNN snippets, which the
-//! kNN op prepends with constants and joins, and the register tile with the shaders it
-//! is prepended to; those are covered through `ops::knn::shader_variants` and
-//! `ops::tile_shader_sources`, the sources the ops themselves build. Entry points come from
-//! the parsed modules, so new ones are covered without touching this file.
+//! kNN op prepends with constants and joins, and the register tile and token reader with
+//! the shaders they are prepended to; those are covered through
+//! `ops::knn::shader_variants` and `ops::composed_shader_sources`, the sources the ops
+//! themselves build. Entry points come from the parsed modules, so new ones are covered
+//! without touching this file.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -235,10 +236,11 @@ fn every_entry_point_translates_to_spirv_msl_and_hlsl() {
 
     let mut errors = Vec::new();
     let mut translated = Vec::new();
-    // Every file is a module of its own, one of the kNN snippets, or composed with the
-    // register tile.
-    let composed =
-        |f: &String| KNN_SNIPPETS.contains(&f.as_str()) || ops::TILE_SHADERS.contains(&f.as_str());
+    // Every file is a module of its own, one of the kNN snippets, or composed by an op
+    // (the register tile, the token reader and the shaders they are prepended to).
+    let composed = |f: &String| {
+        KNN_SNIPPETS.contains(&f.as_str()) || ops::COMPOSED_SHADERS.contains(&f.as_str())
+    };
     for file in files.iter().filter(|f| !composed(f)) {
         let source = std::fs::read_to_string(dir.join(file)).unwrap();
         match translate(file, &source, &TARGETS) {
@@ -264,24 +266,24 @@ fn every_entry_point_translates_to_spirv_msl_and_hlsl() {
         }
     }
 
-    // The tile and the shaders it is prepended to, as the ops build them; each file
-    // must be in some composed source.
-    let tile_sources = ops::tile_shader_sources();
-    for (label, source) in &tile_sources {
+    // The composed shaders, as the ops build them; each file must be in some composed
+    // source.
+    let composed_sources = ops::composed_shader_sources();
+    for (label, source) in &composed_sources {
         match translate(label, source, &TARGETS) {
             Ok(entries) => translated.push(format!("{label}: {}", entries.join(", "))),
             Err(e) => errors.extend(e),
         }
     }
-    for file in ops::TILE_SHADERS {
+    for file in ops::COMPOSED_SHADERS {
         let text = std::fs::read_to_string(dir.join(file))
-            .unwrap_or_else(|e| panic!("{file}: listed as a tile shader but unreadable: {e}"));
-        if !tile_sources
+            .unwrap_or_else(|e| panic!("{file}: listed as a composed shader but unreadable: {e}"));
+        if !composed_sources
             .iter()
             .any(|(_, source)| source.contains(&text))
         {
             errors.push(format!(
-                "{file}: skipped as a tile shader, but no op composes it"
+                "{file}: skipped as a composed shader, but no op composes it"
             ));
         }
     }

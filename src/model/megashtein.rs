@@ -174,7 +174,7 @@ impl Derived {
     }
 }
 
-/// The forward pass of `tokens` (`[batch, 80]` u32) up to `acts.projected`: block 0
+/// The forward pass of `tokens` (`[batch, 80]` u8) up to `acts.projected`: block 0
 /// folded, blocks 1-4, fc0 + ReLU, fc2. The caller adds the batch norm it wants.
 pub fn forward_calls(
     gpu: &Gpu,
@@ -266,7 +266,7 @@ impl Megashtein {
             .copied()
             .collect();
         let running = storage_buffer_init(gpu, "bn running stats", &running);
-        let tokens = storage_buffer(gpu, "tokens", (capacity * MAX_LEN) as u64 * F32);
+        let tokens = storage_buffer(gpu, "tokens", (capacity * MAX_LEN) as u64);
         // Queue order puts the derivation before any forward.
         let derived = Derived::new(gpu, ops, &params);
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
@@ -307,7 +307,7 @@ impl Megashtein {
 
     /// Embed `tokens` (`[batch, 80]`, from [`crate::input::tokenize`]) and return the
     /// `[batch, 80]` embeddings, row-major.
-    pub fn forward(&mut self, gpu: &Gpu, tokens: &[u32]) -> Result<Vec<f32>> {
+    pub fn forward(&mut self, gpu: &Gpu, tokens: &[u8]) -> Result<Vec<f32>> {
         let pending = self.submit(gpu, tokens)?;
         self.collect(gpu, pending)
     }
@@ -315,7 +315,7 @@ impl Megashtein {
     /// Start the forward pass of `tokens`; the CPU is free until
     /// [`Megashtein::collect`]. Two batches may be in flight: submitting the next batch
     /// before collecting this one keeps the device busy while this one is read back.
-    pub fn submit(&mut self, gpu: &Gpu, tokens: &[u32]) -> Result<Pending> {
+    pub fn submit(&mut self, gpu: &Gpu, tokens: &[u8]) -> Result<Pending> {
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         let batch = self.record(gpu, &mut encoder, tokens)?;
         let sequence = self.submitted;
@@ -339,7 +339,7 @@ impl Megashtein {
         &self,
         gpu: &Gpu,
         encoder: &mut wgpu::CommandEncoder,
-        tokens: &[u32],
+        tokens: &[u8],
     ) -> Result<usize> {
         if !tokens.len().is_multiple_of(MAX_LEN) {
             bail!(
@@ -357,8 +357,8 @@ impl Megashtein {
         if batch == 0 {
             return Ok(0);
         }
-        gpu.queue
-            .write_buffer(&self.tokens, 0, bytemuck::cast_slice(tokens));
+        // Rows of MAX_LEN = 80 bytes: whole words, as `write_buffer` requires.
+        gpu.queue.write_buffer(&self.tokens, 0, tokens);
         self.calls.set_batch(gpu, batch as u32);
         let mut pass = encoder.begin_compute_pass(&Default::default());
         self.calls.record(&mut pass, gpu, batch as u32);
@@ -366,7 +366,7 @@ impl Megashtein {
     }
 
     /// Time each kernel of the forward pass of `tokens` on its own.
-    pub fn profile(&mut self, gpu: &Gpu, tokens: &[u32]) -> Result<Vec<(&'static str, f64)>> {
+    pub fn profile(&mut self, gpu: &Gpu, tokens: &[u8]) -> Result<Vec<(&'static str, f64)>> {
         let batch = tokens.len() / MAX_LEN;
         self.forward(gpu, tokens)?;
         self.calls.time_each(gpu, batch as u32, 5)

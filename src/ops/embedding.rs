@@ -43,6 +43,20 @@ impl EmbeddingShape {
     }
 }
 
+/// The shader, after the token reader.
+fn source() -> String {
+    format!(
+        "{}{}",
+        super::TOKENS_WGSL,
+        include_str!("../../shaders/embedding.wgsl")
+    )
+}
+
+/// Every source this op compiles, labelled (for the portability test).
+pub fn shader_sources() -> Vec<(String, String)> {
+    vec![("embedding.wgsl".to_string(), source())]
+}
+
 pub struct Embedding {
     forward: Kernel,
     sum_piece: Kernel,
@@ -51,15 +65,15 @@ pub struct Embedding {
 
 impl Embedding {
     pub fn new(gpu: &Gpu) -> Self {
-        let source = include_str!("../../shaders/embedding.wgsl");
+        let source = source();
         Embedding {
-            forward: Kernel::new(gpu, "embedding.forward", source, "forward"),
-            sum_piece: Kernel::new(gpu, "embedding.sum_piece", source, "sum_piece"),
-            sum_token: Kernel::new(gpu, "embedding.sum_token", source, "sum_token"),
+            forward: Kernel::new(gpu, "embedding.forward", &source, "forward"),
+            sum_piece: Kernel::new(gpu, "embedding.sum_piece", &source, "sum_piece"),
+            sum_token: Kernel::new(gpu, "embedding.sum_token", &source, "sum_token"),
         }
     }
 
-    /// `tokens [batch, len]` (u32) -> `out [batch, dim, len]`.
+    /// `tokens [batch, len]` (u8) -> `out [batch, dim, len]`.
     pub fn forward(
         &self,
         gpu: &Gpu,
@@ -186,8 +200,8 @@ pub fn positions_len(n: usize, vocab: usize) -> usize {
 /// `vocab + 1` first-piece indices and the token of every piece. The embedding backward
 /// sums each piece, then each token's pieces, in this order: no atomics, and the same
 /// result on every run.
-pub fn positions_by_token(tokens: &[u32], vocab: usize) -> Vec<u32> {
-    let clamp = |t: u32| (t as usize).min(vocab - 1);
+pub fn positions_by_token(tokens: &[u8], vocab: usize) -> Vec<u32> {
+    let clamp = |t: u8| usize::from(t).min(vocab - 1);
     let mut out = vec![0u32; vocab + 1 + tokens.len()];
     for &t in tokens {
         out[clamp(t) + 1] += 1;

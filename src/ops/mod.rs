@@ -46,25 +46,34 @@ impl PackedWeight {
 }
 
 /// The shader files that are not modules on their own but composed by the ops: the
-/// register tile and the shaders it is prepended to.
-pub const TILE_SHADERS: [&str; 5] = [
+/// register tile, the packed-token reader ([`TOKENS_WGSL`]) and the shaders they are
+/// prepended to.
+pub const COMPOSED_SHADERS: [&str; 7] = [
     "gemm_tile.wgsl",
     "conv1d.wgsl",
     "linear.wgsl",
     "weight_grad.wgsl",
     "tapconv.wgsl",
+    "tokens.wgsl",
+    "embedding.wgsl",
 ];
 
-/// Every source composed with the tile, as the ops build them, labelled.
-pub fn tile_shader_sources() -> Vec<(String, String)> {
+/// Every composed source, as the ops build them, labelled.
+pub fn composed_shader_sources() -> Vec<(String, String)> {
     [
         conv1d::shader_sources(),
         linear::shader_sources(),
         weight_grad::shader_sources(),
         tapconv::shader_sources(),
+        embedding::shader_sources(),
     ]
     .concat()
 }
+
+/// `token_at(i)`, token `i` of a `tokens: array<u32>` binding holding u8 tokens four to
+/// a word (as [`crate::input::tokenize_batch`] lays them out): prepended to the shaders
+/// that read tokens.
+const TOKENS_WGSL: &str = include_str!("../../shaders/tokens.wgsl");
 
 /// Rows of a tile product (and of a packed weight): `n` rounded up to the tile's 64.
 fn tile_rows(n: u32) -> u32 {

@@ -84,11 +84,12 @@ impl TapConvShape {
 pub const KMAX: u32 = 192;
 
 /// The shader computing backward product `product` (0: conv weight and bias, 1: the
-/// embedding table), after the tile.
+/// embedding table), after the tile and the token reader.
 fn source(product: u32) -> String {
     format!(
-        "const KMAX: u32 = {KMAX}u;\nconst PRODUCT: u32 = {product}u;\n{}{}",
+        "const KMAX: u32 = {KMAX}u;\nconst PRODUCT: u32 = {product}u;\n{}{}{}",
         include_str!("../../shaders/gemm_tile.wgsl"),
+        super::TOKENS_WGSL,
         include_str!("../../shaders/tapconv.wgsl")
     )
 }
@@ -135,7 +136,7 @@ impl TapConv {
         )
     }
 
-    /// `tokens [batch, len]` (u32) -> `y [batch, cout, len / 2]`
+    /// `tokens [batch, len]` (u8) -> `y [batch, cout, len / 2]`
     /// = relu(avgpool(conv1d(embedding(tokens)))), reading the folded `taps`.
     pub fn forward(
         &self,

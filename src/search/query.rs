@@ -77,7 +77,7 @@ pub struct Searcher<'a> {
     database: Database,
     /// The kNN plan of the last candidate count, reading the model's output.
     plan: Option<KnnPlan>,
-    tokens: Vec<u32>,
+    tokens: Vec<u8>,
     scale: f32,
     /// Time embedding and kNN apart (two submits per batch instead of one).
     timed: bool,

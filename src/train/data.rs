@@ -36,7 +36,7 @@ impl PairBatch {
 
     /// Token rows for one batched forward: all `a` rows, then all `b` rows, [`MAX_LEN`]
     /// tokens each.
-    pub fn tokens(&self) -> Vec<u32> {
+    pub fn tokens(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(2 * self.len() * MAX_LEN);
         tokenize_batch(self.a.iter().chain(&self.b).map(Vec::as_slice), &mut out);
         out

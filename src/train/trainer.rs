@@ -132,7 +132,7 @@ impl Slabs {
 
 /// One step's batch on the device.
 struct Inputs {
-    /// `[rows, 80]` u32: side a of pair p is row 2p, side b row 2p + 1.
+    /// `[rows, 80]` u8: side a of pair p is row 2p, side b row 2p + 1.
     tokens: wgpu::Buffer,
     /// The tokens' positions grouped by token (`positions_by_token`).
     positions: wgpu::Buffer,
@@ -144,7 +144,7 @@ impl Inputs {
     fn new(gpu: &Gpu, pairs: usize) -> Self {
         let positions = rows_of(pairs) * MAX_LEN;
         Inputs {
-            tokens: storage_buffer(gpu, "tokens", positions as u64 * 4),
+            tokens: storage_buffer(gpu, "tokens", positions as u64),
             positions: storage_buffer(gpu, "positions", positions_len(positions, VOCAB) as u64 * 4),
             labels: storage_buffer(gpu, "labels", pairs as u64 * F32),
         }
@@ -306,7 +306,7 @@ impl<'g> Trainer<'g> {
         let labels: Vec<f32> = batch.labels.iter().map(|&d| d as f32).collect();
         let queue = &self.gpu.queue;
         let inputs = &self.inputs;
-        queue.write_buffer(&inputs.tokens, 0, bytemuck::cast_slice(&tokens));
+        queue.write_buffer(&inputs.tokens, 0, &tokens);
         queue.write_buffer(&inputs.positions, 0, bytemuck::cast_slice(&positions));
         queue.write_buffer(&inputs.labels, 0, bytemuck::cast_slice(&labels));
         self.loss
