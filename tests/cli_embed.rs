@@ -23,6 +23,18 @@ fn write(dir: &Path, name: &str, data: &[u8]) -> String {
     path.to_str().unwrap().to_string()
 }
 
+/// The values of a little-endian int64 .npy vector.
+fn read_npy_i64(path: &Path) -> Vec<i64> {
+    let bytes = std::fs::read(path).unwrap();
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
+    assert!(header.contains("'<i8'"), "{header}");
+    bytes[10 + header_len..]
+        .chunks_exact(8)
+        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
 /// No file but `keep` in `dir`: no temporary leftovers, no partial output.
 fn assert_only(dir: &Path, keep: &[&str]) {
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -100,6 +112,9 @@ fn non_ascii_line_is_an_error_unless_skipped_or_replaced() {
     let out = embed(&["-i", &input, "-o", out_arg, "--non-ascii", "skip"], None);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(read_npy_f32(&output).unwrap().0, vec![1, 80]);
+    // Lines were skipped: out.lines.npy maps the one row to its source line, 2.
+    let lines = dir.path().join("out.lines.npy");
+    assert_eq!(read_npy_i64(&lines), [2]);
 
     let out = embed(
         &["-i", &input, "-o", out_arg, "--non-ascii", "replace"],
@@ -108,6 +123,8 @@ fn non_ascii_line_is_an_error_unless_skipped_or_replaced() {
     assert!(out.status.success(), "{}", stderr(&out));
     let (shape, data) = read_npy_f32(&output).unwrap();
     assert_eq!(shape, vec![3, 80]);
+    // Nothing skipped: the stale line map is gone.
+    assert!(!lines.exists());
     let replaced_dir = tempfile::tempdir().unwrap();
     let plain = write(replaced_dir.path(), "plain.txt", b"caf?\n");
     let plain_out = replaced_dir.path().join("plain.npy");
@@ -180,4 +197,17 @@ fn missing_input_and_unwritable_output_are_clear_errors() {
         stderr(&out)
     );
     assert_only(dir.path(), &["corpus.txt"]);
+}
+
+#[test]
+fn output_to_stdout_is_refused_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(dir.path(), "corpus.txt", b"abc\n");
+    let out = embed(&["-i", &input, "-o", "-"], None);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("give a file name"),
+        "{}",
+        stderr(&out)
+    );
 }

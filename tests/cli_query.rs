@@ -145,7 +145,7 @@ fn threshold_search_with_all_candidates_returns_exactly_the_strings_within_d() {
     let n = c.strings.len().to_string();
     for d in [0u32, 1, 3] {
         let ds = d.to_string();
-        let out = ok(bin(
+        let out = bin(
             &[
                 "query",
                 "--index",
@@ -159,12 +159,18 @@ fn threshold_search_with_all_candidates_returns_exactly_the_strings_within_d() {
                 "accomodate",
             ],
             b"",
-        ));
-        let mut got: Vec<usize> = parse_tsv(&out).iter().map(|r| r.id).collect();
-        got.sort();
+        );
         let want: Vec<usize> = (0..c.strings.len())
             .filter(|&i| levenshtein(b"accomodate", &c.strings[i]) <= d)
             .collect();
+        if want.is_empty() {
+            // Nothing within D: no output and exit status 1, like grep.
+            assert_eq!(out.status.code(), Some(1), "D = {d}");
+            assert!(out.stdout.is_empty() && out.stderr.is_empty());
+            continue;
+        }
+        let mut got: Vec<usize> = parse_tsv(&ok(out)).iter().map(|r| r.id).collect();
+        got.sort();
         assert_eq!(got, want, "D = {d}");
     }
 }
@@ -329,4 +335,16 @@ fn make_other_model(dir: &Path) -> PathBuf {
         .save(&path)
         .unwrap();
     path
+}
+
+#[test]
+fn csv_has_a_header_and_the_tsv_rows() {
+    let c = corpus();
+    let args = ["query", "--index", &c.index("f32"), "-k", "3", "acommodate"];
+    let tsv = ok(bin(&args, b""));
+    let csv = ok(bin(&[&args[..], &["--format", "csv"]].concat(), b""));
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("query,rank,distance,estimate,id,string"));
+    let rows: Vec<String> = lines.map(|l| l.replace(',', "\t")).collect();
+    assert_eq!(rows, tsv.lines().collect::<Vec<_>>());
 }

@@ -9,9 +9,7 @@ use serde_json::json;
 use super::table::{Format, Table, ascii, f32_value, write_output};
 use crate::gpu::{Gpu, GpuOptions};
 use crate::search::index::Index;
-use crate::search::join::{
-    DEFAULT_BLOWUP, DEFAULT_CANDIDATES, JoinOptions, JoinStats, Pair, join,
-};
+use crate::search::join::{DEFAULT_BLOWUP, DEFAULT_CANDIDATES, JoinOptions, JoinStats, Pair, join};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

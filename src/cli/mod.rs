@@ -1,9 +1,12 @@
 //! The `megashtein-gpu` commands: one module per command, each a thin layer over the
 //! library. Every module exposes `Args` (clap) and `run(&Args) -> anyhow::Result<()>`.
 pub mod bench;
+pub mod dedup;
 pub mod devices;
+pub mod distance;
 pub mod embed;
 pub mod eval;
+pub mod export;
 pub mod import;
 pub mod join;
 pub mod query;
@@ -37,6 +40,12 @@ pub enum Command {
     Query(query::Args),
     /// Every pair of strings within an exact edit distance, in one index or between two.
     Join(join::Args),
+    /// Group near-duplicate lines: each line with its cluster id and representative.
+    Dedup(dedup::Args),
+    /// The model's estimate beside the exact edit distance of two strings or of pairs.
+    Distance(distance::Args),
+    /// Write an index as vectors.npy, strings.tsv and manifest.json for other tools.
+    Export(export::Args),
     /// Accuracy report: the papers' metrics with plots, and the baselines.
     Eval(eval::Args),
     /// Measure throughput.
@@ -65,6 +74,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => train::run(args),
         Command::Query(args) => query::run(args),
         Command::Join(args) => join::run(args),
+        Command::Dedup(args) => dedup::run(args),
+        Command::Distance(args) => distance::run(args),
+        Command::Export(args) => export::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Bench(cmd) => bench::run(cmd),
     }

@@ -123,9 +123,8 @@ pub fn escape_tsv(text: &[u8]) -> String {
 /// RFC 4180: a field holding a comma, quote, CR or LF is quoted, quotes doubled. A field
 /// starting or ending with a space is quoted too, so spreadsheets keep it.
 fn quote_csv(field: &str) -> String {
-    let needs = field.contains([',', '"', '\n', '\r'])
-        || field.starts_with(' ')
-        || field.ends_with(' ');
+    let needs =
+        field.contains([',', '"', '\n', '\r']) || field.starts_with(' ') || field.ends_with(' ');
     if needs {
         format!("\"{}\"", field.replace('"', "\"\""))
     } else {
@@ -155,11 +154,12 @@ mod tests {
 
     fn render(format: Format, rows: &[Vec<Value>]) -> String {
         let mut out = Vec::new();
-        let mut table = Table::new(&mut out, format, &["id", "string", "distance"]).unwrap();
-        for row in rows {
-            table.row(row).unwrap();
+        {
+            let mut table = Table::new(&mut out, format, &["id", "string", "distance"]).unwrap();
+            for row in rows {
+                table.row(row).unwrap();
+            }
         }
-        drop(table);
         String::from_utf8(out).unwrap()
     }
 
@@ -169,7 +169,10 @@ mod tests {
             vec![json!(0), json!("a,\"b\"\tc\\"), json!(1)],
             vec![json!(1), json!(" x"), Value::Null],
         ];
-        assert_eq!(render(Format::Tsv, &rows), "0\ta,\"b\"\\tc\\\\\t1\n1\t x\t-\n");
+        assert_eq!(
+            render(Format::Tsv, &rows),
+            "0\ta,\"b\"\\tc\\\\\t1\n1\t x\t-\n"
+        );
         assert_eq!(
             render(Format::Csv, &rows),
             "id,string,distance\n0,\"a,\"\"b\"\"\tc\\\",1\n1,\" x\",-\n"

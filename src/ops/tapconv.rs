@@ -147,7 +147,7 @@ impl TapConv {
         tokens: &wgpu::Buffer,
         y: &wgpu::Buffer,
     ) -> Call {
-        // One workgroup (64 threads) per string.
+        // One workgroup (16 threads) per string.
         let per_item = if shape.len >= 2 { 64 } else { 0 };
         self.forward
             .call(gpu, &shape.uniform(), &[params, taps, tokens, y], per_item)

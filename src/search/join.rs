@@ -209,7 +209,9 @@ const QUERY_BATCH: usize = 4096;
 /// Yes if a's list held b, which an uncapped list does: it holds every row within the
 /// filter, and the filter is symmetric.
 fn written_before(capped: &HashMap<usize, HashSet<usize>>, pair: &Pair) -> bool {
-    capped.get(&pair.a).is_none_or(|list| list.contains(&pair.b))
+    capped
+        .get(&pair.a)
+        .is_none_or(|list| list.contains(&pair.b))
 }
 
 /// One left row's verified pairs (in canonical order within one index: `a < b`).

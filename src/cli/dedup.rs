@@ -1,0 +1,153 @@
+//! `megashtein-gpu dedup`: near-duplicate groups of a corpus or an index, each line
+//! written with its cluster id and the line number of its cluster's representative.
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use serde_json::json;
+
+use super::join::SearchArgs;
+use super::table::{Format, Table, ascii, write_output};
+use crate::gpu::{Gpu, GpuOptions};
+use crate::input::NonAscii;
+use crate::search::dedup::{Clusters, Keep, UnionFind};
+use crate::search::index::{Index, Precision};
+use crate::search::join::join;
+
+#[derive(clap::Args, Debug)]
+#[command(group = clap::ArgGroup::new("source").required(true))]
+#[command(group = clap::ArgGroup::new("threshold").required(true))]
+pub struct Args {
+    /// Corpus, one string per line (embedded into a temporary index first).
+    #[arg(long, short, group = "source")]
+    pub input: Option<PathBuf>,
+    /// Index made by `megashtein-gpu embed`.
+    #[arg(long, group = "source")]
+    pub index: Option<PathBuf>,
+    /// Strings within this exact edit distance are duplicates.
+    #[arg(long, value_name = "D", group = "threshold")]
+    pub max_distance: Option<u32>,
+    /// Strings within distance R * (the longer length) are duplicates, 0 <= R < 1.
+    #[arg(long, value_name = "R", group = "threshold")]
+    pub max_ratio: Option<f64>,
+    /// Which member represents its cluster.
+    #[arg(long, value_enum, default_value_t = Keep::First)]
+    pub keep: Keep,
+    #[command(flatten)]
+    pub search: SearchArgs,
+    #[arg(long, value_enum, default_value_t = Format::Tsv)]
+    pub format: Format,
+    /// Write the records to FILE (atomically) instead of standard output.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// With --input: the model to embed with (default: the built-in one).
+    #[arg(long, short)]
+    pub model: Option<PathBuf>,
+    /// With --input: what to do with lines holding non-ASCII characters.
+    #[arg(long, value_enum, default_value_t = NonAscii::Error)]
+    pub non_ascii: NonAscii,
+    #[command(flatten)]
+    pub gpu: GpuOptions,
+}
+
+/// Columns of every output format: one record per accepted input line.
+const COLUMNS: &[&str] = &["line", "cluster", "representative", "string"];
+
+pub fn run(args: &Args) -> Result<()> {
+    if let Some(r) = args.max_ratio
+        && !(0.0..1.0).contains(&r)
+    {
+        bail!("--max-ratio must be at least 0 and below 1, not {r}");
+    }
+    let started = Instant::now();
+    let (index, _temporary) = open_source(args)?;
+    // The join's threshold: with --max-ratio, the largest distance any pair may have.
+    let longest = (0..index.len()).map(|i| index.string(i).len()).max();
+    let max_distance = match (args.max_distance, args.max_ratio) {
+        (Some(d), _) => d,
+        (None, Some(r)) => (r * longest.unwrap_or(0) as f64).floor() as u32,
+        (None, None) => unreachable!("clap requires a threshold"),
+    };
+    let opts = args.search.options(max_distance);
+    let gpu = Gpu::new(&args.gpu)?;
+    let progress = super::progress_rows(index.len() as u64, "grouping");
+    let mut sets = UnionFind::new(index.len());
+    let stats = join(
+        &gpu,
+        &index,
+        None,
+        &opts,
+        |done| progress.set_position(done as u64),
+        |pairs| {
+            for p in pairs {
+                if within_ratio(&index, p.a, p.b, p.distance, args.max_ratio) {
+                    sets.union(p.a, p.b);
+                }
+            }
+            Ok(())
+        },
+    )?;
+    progress.finish_and_clear();
+    let clusters = Clusters::new(&mut sets, &index, args.keep);
+    write_output(args.output.as_deref(), |out| {
+        let mut table = Table::new(out, args.format, COLUMNS)?;
+        for (row, &cluster) in clusters.cluster.iter().enumerate() {
+            let representative = clusters.representative[cluster];
+            table.row(&[
+                json!(index.line(row)),
+                json!(cluster),
+                json!(index.line(representative)),
+                json!(ascii(index.string(row))),
+            ])?;
+        }
+        table.flush()
+    })?;
+    super::join::report(&stats, &opts, started);
+    summarize(&clusters);
+    Ok(())
+}
+
+/// `--max-ratio`: distance <= R * max(len a, len b); without it every join pair counts.
+fn within_ratio(index: &Index, a: usize, b: usize, distance: u32, ratio: Option<f64>) -> bool {
+    ratio.is_none_or(|r| {
+        let longer = index.string(a).len().max(index.string(b).len());
+        f64::from(distance) <= r * longer as f64
+    })
+}
+
+/// The index to group: `--index`, or `--input` embedded into a temporary index (removed
+/// when the returned guard drops).
+fn open_source(args: &Args) -> Result<(Index, Option<tempfile::TempDir>)> {
+    if let Some(path) = &args.index {
+        return Ok((Index::open(path)?, None));
+    }
+    let input = args.input.clone().expect("clap requires a source");
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("dedup.idx");
+    super::embed::run(&super::embed::Args {
+        model: args.model.clone(),
+        input,
+        output: path.clone(),
+        precision: Precision::F32,
+        non_ascii: args.non_ascii,
+        batch: crate::embed::DEFAULT_BATCH,
+        gpu: args.gpu.clone(),
+    })?;
+    Ok((Index::open(&path)?, Some(dir)))
+}
+
+/// Cluster counts and sizes on stderr.
+fn summarize(clusters: &Clusters) {
+    let sizes = clusters.sizes();
+    let groups: Vec<usize> = sizes.iter().copied().filter(|&s| s > 1).collect();
+    let largest = groups.iter().max().copied().unwrap_or(1);
+    eprintln!(
+        "{} lines in {} clusters: {} groups of near-duplicates ({} lines, largest {largest}), \
+         {} singletons",
+        clusters.cluster.len(),
+        sizes.len(),
+        groups.len(),
+        groups.iter().sum::<usize>(),
+        sizes.len() - groups.len()
+    );
+}

@@ -1,0 +1,105 @@
+//! `megashtein-gpu distance`: the model's estimate beside the exact edit distance, for
+//! two strings or a file of pairs.
+use std::io::BufRead;
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use rapidfuzz::distance::levenshtein;
+use serde_json::json;
+
+use super::table::{Format, Table, ascii, f32_value, write_output};
+use crate::embed::{DEFAULT_BATCH, Embedder};
+use crate::gpu::{Gpu, GpuOptions};
+use crate::input::{NonAscii, check_query, open_input, source_name};
+use crate::model::params::EMBED_DIM;
+use crate::stats::squared_distance;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Two strings (or none, with --pairs).
+    #[arg(num_args = 2, value_names = ["A", "B"], required_unless_present = "pairs")]
+    pub strings: Vec<String>,
+    /// File of pairs, two tab-separated columns per line (`-` for stdin).
+    #[arg(long, value_name = "FILE", conflicts_with = "strings")]
+    pub pairs: Option<PathBuf>,
+    /// Model weights (safetensors); the built-in default model when omitted.
+    #[arg(long, short)]
+    pub model: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Format::Tsv)]
+    pub format: Format,
+    /// Write the records to FILE (atomically) instead of standard output.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub gpu: GpuOptions,
+}
+
+/// Columns of every output format: one record per pair, in input order.
+const COLUMNS: &[&str] = &["a", "b", "distance", "estimate"];
+
+pub fn run(args: &Args) -> Result<()> {
+    let pairs = match &args.pairs {
+        Some(path) => read_pairs(path)?,
+        None => {
+            let check = |i: usize| {
+                let label = format!("string {}", i + 1);
+                check_query(args.strings[i].as_bytes(), &label, NonAscii::Error)
+                    .map(|s| s.expect("NonAscii::Error never skips"))
+            };
+            vec![(check(0)?, check(1)?)]
+        }
+    };
+    let model = crate::model::load(args.model.as_deref())?;
+    let gpu = Gpu::new(&args.gpu)?;
+    let mut embedder = Embedder::new(&gpu, &model.weights, DEFAULT_BATCH)?;
+    let scale = model.weights.distance_scale;
+    write_output(args.output.as_deref(), |out| {
+        let mut table = Table::new(out, args.format, COLUMNS)?;
+        for chunk in pairs.chunks(DEFAULT_BATCH / 2) {
+            let texts: Vec<&[u8]> = chunk
+                .iter()
+                .flat_map(|(a, b)| [a.as_slice(), b.as_slice()])
+                .collect();
+            let embeddings = embedder.embed(&texts)?;
+            for ((a, b), e) in chunk.iter().zip(embeddings.chunks(2 * EMBED_DIM)) {
+                let squared = squared_distance(&e[..EMBED_DIM], &e[EMBED_DIM..]);
+                let estimate = (f64::from(scale) * squared) as f32;
+                let exact = levenshtein::distance(a.iter().copied(), b.iter().copied());
+                table.row(&[
+                    json!(ascii(a)),
+                    json!(ascii(b)),
+                    json!(exact),
+                    f32_value(estimate),
+                ])?;
+            }
+        }
+        table.flush()
+    })
+}
+
+/// The pairs of `path`: two tab-separated ASCII columns per line; anything else is an
+/// error naming the file and line.
+fn read_pairs(path: &std::path::Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let name = source_name(path);
+    let mut pairs = Vec::new();
+    for (i, line) in open_input(path)?.split(b'\n').enumerate() {
+        let mut line = line.map_err(|e| anyhow::anyhow!("cannot read {name}: {e}"))?;
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        let number = i + 1;
+        let fields: Vec<&[u8]> = line.split(|&c| c == b'\t').collect();
+        if fields.len() != 2 {
+            bail!(
+                "{name} line {number}: expected two tab-separated columns, found {}",
+                fields.len()
+            );
+        }
+        let check = |text: &[u8], column: usize| {
+            let label = format!("{name} line {number} column {column}");
+            check_query(text, &label, NonAscii::Error).map(|s| s.expect("never skipped"))
+        };
+        pairs.push((check(fields[0], 1)?, check(fields[1], 2)?));
+    }
+    Ok(pairs)
+}
