@@ -3,10 +3,12 @@
 //! - [`embed_throughput`]: strings per second of the forward pass;
 //! - [`knn`]: queries per second of the GPU k-nearest-neighbour kernel on random data;
 //! - [`query`]: end-to-end fuzzy search against an exact scan (recall and queries/s);
+//! - [`join`]: the similarity join against an exact join (recall and time);
 //! - [`train`]: pairs per second of the training step, and whether it waits for data;
 //! - [`peer`]: running the Python peers in `tools/` and reading their JSON lines.
 //!
 //! Benchmarks are measured and printed, never asserted.
+pub mod join;
 pub mod knn;
 pub mod peer;
 pub mod query;

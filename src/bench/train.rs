@@ -11,7 +11,7 @@ use crate::model::weights::Weights;
 use crate::ops::Ops;
 use crate::ops::adamw::AdamWStep;
 use crate::train::data::{PRINTABLE, PairGenerator, Prefetch};
-use crate::train::trainer::{TrainState, Trainer};
+use crate::train::trainer::{StepOverlap, StepQueue, TrainState, Trainer};
 
 /// One row of the training benchmark.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -41,6 +41,7 @@ pub fn train_throughput(
     ops: &Ops,
     pairs: usize,
     budget: Duration,
+    overlap: StepOverlap,
 ) -> Result<TrainThroughput> {
     let generator = Arc::new(PairGenerator::synthetic(PRINTABLE.to_vec()));
     let generated = Instant::now();
@@ -53,7 +54,8 @@ pub fn train_throughput(
     let state = TrainState::new(&Weights::init(0), 0.25);
     let mut trainer = Trainer::new(gpu, ops, &state, pairs, true)?;
     let mut prefetch = Prefetch::spawn(generator, 0, 0..u64::MAX, pairs, 4);
-    let mut step = |t: u64, prefetch: &mut Prefetch| -> Result<()> {
+    let mut queue = StepQueue::new(gpu, overlap);
+    let mut step = |t: u64, prefetch: &mut Prefetch, queue: &mut StepQueue| -> Result<()> {
         let (_, batch) = prefetch.next().expect("endless prefetch");
         let hyper = AdamWStep {
             lr: 1e-3,
@@ -64,19 +66,19 @@ pub fn train_throughput(
             step: t + 1,
             clip: 1.0,
         };
-        trainer.step(&batch, &hyper)?;
-        gpu.wait()
+        queue.submitted(gpu, trainer.step(&batch, &hyper)?)
     };
     for t in 0..2 {
-        step(t, &mut prefetch)?;
+        step(t, &mut prefetch, &mut queue)?;
     }
     let waited_before = prefetch.waited();
     let start = Instant::now();
     let mut steps = 0;
     while steps < 3 || start.elapsed() < budget {
-        step(2 + steps, &mut prefetch)?;
+        step(2 + steps, &mut prefetch, &mut queue)?;
         steps += 1;
     }
+    queue.drain(gpu)?;
     let seconds = start.elapsed().as_secs_f64();
     let waited = (prefetch.waited() - waited_before).as_secs_f64();
     Ok(TrainThroughput {

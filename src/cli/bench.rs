@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 
+use crate::bench::join::{exact_join, measure_join};
 use crate::bench::knn::{KnnGrid, KnnThroughput, flops_per_pair, knn_grid};
 use crate::bench::peer::run_json_lines;
 use crate::bench::query::{
@@ -17,6 +18,8 @@ use crate::embed::Embedder;
 use crate::gpu::{Gpu, GpuOptions};
 use crate::model::megashtein::Megashtein;
 use crate::search::index::Index;
+use crate::search::join::JoinOptions;
+use crate::train::trainer::StepOverlap;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
@@ -30,6 +33,29 @@ pub enum Command {
     /// End-to-end fuzzy search on real misspellings: queries/s and recall against an
     /// exhaustive exact scan, for several candidate counts.
     Query(QueryArgs),
+    /// `join` within one index against an exact join: recall and time for each setting.
+    Join(JoinArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct JoinArgs {
+    /// Index made by `megashtein-gpu embed`, joined with itself.
+    #[arg(long)]
+    pub index: PathBuf,
+    /// Distances to join at.
+    #[arg(long, value_delimiter = ',', default_value = "3,5")]
+    pub max_distance: Vec<u32>,
+    /// Candidate counts to measure.
+    #[arg(long, short = 'C', value_delimiter = ',', default_value = "100")]
+    pub candidates: Vec<usize>,
+    /// Blowups to measure (`inf` for no estimate filter).
+    #[arg(long, value_delimiter = ',', default_value = "3")]
+    pub blowup: Vec<f32>,
+    /// One JSON object per case instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub gpu: GpuOptions,
 }
 
 #[derive(clap::Args, Debug)]
@@ -82,6 +108,10 @@ pub struct TrainArgs {
     /// Time budget per size, in seconds.
     #[arg(long, default_value_t = 3.0)]
     pub seconds: f64,
+    /// Prepare step t + 1 while the device runs step t (auto: on GPUs, not on CPU
+    /// adapters).
+    #[arg(long, value_enum, default_value_t = StepOverlap::Auto)]
+    pub step_overlap: StepOverlap,
     #[command(flatten)]
     pub peer: TorchPeer,
     #[command(flatten)]
@@ -161,6 +191,7 @@ pub fn run(cmd: &Command) -> Result<()> {
         Command::Knn(args) => bench_knn(args),
         Command::Train(args) => bench_train(args),
         Command::Query(args) => bench_query(args),
+        Command::Join(args) => bench_join(args),
     }
 }
 
@@ -178,7 +209,7 @@ fn bench_train(args: &TrainArgs) -> Result<()> {
     let ours: Vec<TrainThroughput> = args
         .pairs
         .iter()
-        .map(|&p| train_throughput(&gpu, &ops, p, budget))
+        .map(|&p| train_throughput(&gpu, &ops, p, budget, args.step_overlap))
         .collect::<Result<_>>()?;
     let largest = args.pairs.iter().copied().max().unwrap_or(1);
     let profile = match args.report.profile {
@@ -710,6 +741,61 @@ fn bench_query(args: &QueryArgs) -> Result<()> {
             r.candidates
         ),
         None => println!("no C measured reaches recall@1 >= 0.95"),
+    }
+    Ok(())
+}
+
+fn bench_join(args: &JoinArgs) -> Result<()> {
+    let index = Index::open(&args.index)?;
+    let gpu = Gpu::new(&args.gpu)?;
+    let source = provenance(&gpu);
+    let all_pairs = index.len() as f64 * (index.len() as f64 - 1.0) / 2.0;
+    if !args.json {
+        println!("{} rows of {}", index.len(), args.index.display());
+        println!(
+            "{:>3} {:>6} {:>7} {:>9} {:>14} {:>9} {:>9} {:>8}",
+            "D", "C", "blowup", "seconds", "pairs/s N²/2", "found", "exact", "recall"
+        );
+    }
+    for &d in &args.max_distance {
+        let exact = exact_join(&index, d);
+        if args.json {
+            print_json("exact", &exact, &source)?;
+        } else {
+            println!(
+                "{d:>3} {:>6} {:>7} {:>9.2} {:>14} {:>9} {:>9} {:>8}  exact (rapidfuzz crate)",
+                "-",
+                "-",
+                exact.seconds,
+                rate_text(all_pairs / exact.seconds),
+                exact.pair_count,
+                exact.pair_count,
+                "-"
+            );
+        }
+        for &candidates in &args.candidates {
+            for &blowup in &args.blowup {
+                let opts = JoinOptions {
+                    max_distance: d,
+                    candidates,
+                    blowup,
+                    threads: None,
+                };
+                let row = measure_join(&gpu, &index, &opts, &exact)?;
+                if args.json {
+                    print_json("ours", &row, &source)?;
+                } else {
+                    println!(
+                        "{d:>3} {candidates:>6} {blowup:>7} {:>9.2} {:>14} {:>9} {:>9} {:>8.4}",
+                        row.seconds,
+                        rate_text(row.all_pairs_per_s),
+                        row.pairs,
+                        exact.pair_count,
+                        row.recall
+                    );
+                }
+            }
+        }
     }
     Ok(())
 }

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::checkpoint::Checkpoint;
 use super::data::{PairBatch, PairGenerator, Prefetch};
-use super::trainer::{LOG_SCALE, TrainState, Trainer};
+use super::trainer::{LOG_SCALE, StepOverlap, StepQueue, TrainState, Trainer};
 use crate::gpu::Gpu;
 use crate::input::tokenize_batch;
 use crate::model::megashtein::Megashtein;
@@ -92,6 +92,7 @@ pub struct RunOptions {
     pub log: PathBuf,
     /// Stop (with a checkpoint) after this many steps of the run, before its end.
     pub stop_after: Option<u64>,
+    pub step_overlap: StepOverlap,
     pub show_progress: bool,
 }
 
@@ -155,6 +156,7 @@ pub fn run(
     let mut step = checkpoint.step;
     let mut saved_at = step;
     let mut stopped_by_signal = false;
+    let mut steps = StepQueue::new(gpu, options.step_overlap);
     while step < end {
         if interrupted.load(Ordering::SeqCst) {
             stopped_by_signal = true;
@@ -173,8 +175,7 @@ pub fn run(
             step: step + 1,
             clip: config.clip,
         };
-        trainer.step(&batch, &hyper)?;
-        gpu.wait()?;
+        steps.submitted(gpu, trainer.step(&batch, &hyper)?)?;
         step += 1;
         bar.set_position(step);
         let validate = step.is_multiple_of(config.val_every.max(1)) || step == config.steps;

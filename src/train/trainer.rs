@@ -325,7 +325,9 @@ impl<'g> Trainer<'g> {
 
     /// One training step (gradients, then AdamW), submitted without waiting; the loss of
     /// 1-based step t lands in slot `(t - 1) % LOSS_SLOTS` of [`Trainer::losses`].
-    pub fn step(&mut self, batch: &PairBatch, hyper: &AdamWStep) -> Result<()> {
+    /// Uploads for the next step may follow at once (the queue orders them after this
+    /// step's reads); hand the returned submission to a [`StepQueue`].
+    pub fn step(&mut self, batch: &PairBatch, hyper: &AdamWStep) -> Result<wgpu::SubmissionIndex> {
         self.upload(batch, hyper.step.saturating_sub(1) as usize)?;
         self.adamw.set(self.gpu, hyper);
         let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
@@ -334,8 +336,7 @@ impl<'g> Trainer<'g> {
             self.record_gradients(&mut pass);
             self.adamw.record(&mut pass, self.gpu);
         }
-        self.gpu.queue.submit([encoder.finish()]);
-        Ok(())
+        Ok(self.gpu.queue.submit([encoder.finish()]))
     }
 
     /// Time each kernel of one step on `batch` on its own (forward, backward; the loss
@@ -566,4 +567,60 @@ fn check_state(state: &TrainState) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Whether the CPU prepares step t + 1 while the device runs step t.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum StepOverlap {
+    /// On for GPUs, off for CPU adapters (lavapipe), where the CPU that would prepare
+    /// the next step is the one running the current one: measured slower there.
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+/// Training steps on their way through the device: with overlap at most two in flight
+/// (each step waits for the one before it), otherwise one.
+pub struct StepQueue {
+    overlap: bool,
+    in_flight: Option<wgpu::SubmissionIndex>,
+}
+
+impl StepQueue {
+    pub fn new(gpu: &Gpu, mode: StepOverlap) -> Self {
+        let overlap = match mode {
+            StepOverlap::Auto => gpu.info.device_type != wgpu::DeviceType::Cpu,
+            StepOverlap::On => true,
+            StepOverlap::Off => false,
+        };
+        StepQueue {
+            overlap,
+            in_flight: None,
+        }
+    }
+
+    /// Whether steps overlap.
+    pub fn overlaps(&self) -> bool {
+        self.overlap
+    }
+
+    /// A step was submitted: wait for the one before it (overlap) or for it.
+    pub fn submitted(&mut self, gpu: &Gpu, step: wgpu::SubmissionIndex) -> Result<()> {
+        let wait_for = if self.overlap {
+            self.in_flight.replace(step)
+        } else {
+            Some(step)
+        };
+        match wait_for {
+            Some(done) => gpu.wait_for(Some(done)),
+            None => Ok(()),
+        }
+    }
+
+    /// Wait for every submitted step.
+    pub fn drain(&mut self, gpu: &Gpu) -> Result<()> {
+        self.in_flight = None;
+        gpu.wait()
+    }
 }
