@@ -450,3 +450,27 @@ fn join_past_the_gpu_candidate_limit_checks_every_pair() {
     ));
     assert!(e.contains("limit of 1023"), "{e}");
 }
+
+#[test]
+fn bench_exact_join_with_length_pruning_is_the_brute_force_join() {
+    let c = corpus();
+    let index = megashtein_gpu::search::index::Index::open(Path::new(&c.path("all.idx"))).unwrap();
+    for d in [0, 2, 4] {
+        let exact = megashtein_gpu::bench::join::exact_join(&index, d);
+        let got: BTreeSet<(usize, usize)> = exact.pairs.iter().copied().collect();
+        let want: BTreeSet<(usize, usize)> = exact_pairs(&c.strings, &c.strings, d, true)
+            .into_iter()
+            .map(|(a, b, _)| (a, b))
+            .collect();
+        assert_eq!(got, want, "D = {d}");
+        // Planted groups are the only groups at D = 4.
+        if d == 4 {
+            let planted = (0..c.group.len())
+                .filter(|&i| c.group.iter().filter(|&&g| g == c.group[i]).count() > 1)
+                .map(|i| c.group[i])
+                .collect::<BTreeSet<_>>()
+                .len();
+            assert_eq!(exact.groups, planted);
+        }
+    }
+}

@@ -80,7 +80,10 @@ fn resumed_run_equals_uninterrupted_run() {
     args.extend_from_slice(TINY);
     // The whole run overlaps its steps, the split one (auto: off on lavapipe) does not:
     // the same bytes either way.
-    ok(train(whole.path(), &[&args[..], &["--step-overlap", "on"]].concat()));
+    ok(train(
+        whole.path(),
+        &[&args[..], &["--step-overlap", "on"]].concat(),
+    ));
 
     let mut first = args.clone();
     first.extend_from_slice(&["--stop-after", "3"]);

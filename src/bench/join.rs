@@ -7,6 +7,7 @@ use rapidfuzz::distance::levenshtein::{Args, BatchComparator};
 use rayon::prelude::*;
 
 use crate::gpu::Gpu;
+use crate::search::dedup::UnionFind;
 use crate::search::index::Index;
 use crate::search::join::{JoinOptions, join};
 
@@ -17,6 +18,9 @@ pub struct ExactJoin {
     #[serde(skip)]
     pub pairs: HashSet<(usize, usize)>,
     pub pair_count: usize,
+    /// Groups of near-duplicates (connected components of more than one row), as
+    /// `dedup` would make them from these pairs.
+    pub groups: usize,
     pub seconds: f64,
 }
 
@@ -47,12 +51,28 @@ pub fn exact_join(index: &Index, d: u32) -> ExactJoin {
             found
         })
         .collect();
+    let seconds = start.elapsed().as_secs_f64();
+    let mut sets = UnionFind::new(index.len());
+    for &(a, b) in &pairs {
+        sets.union(a, b);
+    }
     ExactJoin {
         max_distance: d,
         pair_count: pairs.len(),
+        groups: groups(&mut sets),
         pairs,
-        seconds: start.elapsed().as_secs_f64(),
+        seconds,
     }
+}
+
+/// Sets with more than one member.
+fn groups(sets: &mut UnionFind) -> usize {
+    let n = sets.len();
+    let mut size = vec![0usize; n];
+    for row in 0..n {
+        size[sets.find(row)] += 1;
+    }
+    size.iter().filter(|&&s| s > 1).count()
 }
 
 /// One setting of the join, measured.
@@ -67,6 +87,8 @@ pub struct JoinRow {
     pub pairs: u64,
     pub verified: u64,
     pub capped_rows: u64,
+    /// Near-duplicate groups `dedup` makes from these pairs (see [`ExactJoin::groups`]).
+    pub groups: usize,
     /// Share of the exact join's pairs found.
     pub recall: f64,
 }
@@ -80,6 +102,7 @@ pub fn measure_join(
 ) -> Result<JoinRow> {
     let start = Instant::now();
     let mut found = 0usize;
+    let mut sets = UnionFind::new(index.len());
     let stats = join(
         gpu,
         index,
@@ -91,6 +114,9 @@ pub fn measure_join(
                 .iter()
                 .filter(|p| exact.pairs.contains(&(p.a, p.b)))
                 .count();
+            for p in pairs {
+                sets.union(p.a, p.b);
+            }
             Ok(())
         },
     )?;
@@ -105,6 +131,7 @@ pub fn measure_join(
         pairs: stats.pairs,
         verified: stats.verified,
         capped_rows: stats.capped,
+        groups: groups(&mut sets),
         recall: if exact.pair_count == 0 {
             1.0
         } else {

@@ -753,8 +753,8 @@ fn bench_join(args: &JoinArgs) -> Result<()> {
     if !args.json {
         println!("{} rows of {}", index.len(), args.index.display());
         println!(
-            "{:>3} {:>6} {:>7} {:>9} {:>14} {:>9} {:>9} {:>8}",
-            "D", "C", "blowup", "seconds", "pairs/s N²/2", "found", "exact", "recall"
+            "{:>3} {:>6} {:>7} {:>9} {:>14} {:>9} {:>9} {:>8} {:>7}",
+            "D", "C", "blowup", "seconds", "pairs/s N²/2", "found", "exact", "recall", "groups"
         );
     }
     for &d in &args.max_distance {
@@ -763,14 +763,15 @@ fn bench_join(args: &JoinArgs) -> Result<()> {
             print_json("exact", &exact, &source)?;
         } else {
             println!(
-                "{d:>3} {:>6} {:>7} {:>9.2} {:>14} {:>9} {:>9} {:>8}  exact (rapidfuzz crate)",
+                "{d:>3} {:>6} {:>7} {:>9.2} {:>14} {:>9} {:>9} {:>8} {:>7}  exact (rapidfuzz crate)",
                 "-",
                 "-",
                 exact.seconds,
                 rate_text(all_pairs / exact.seconds),
                 exact.pair_count,
                 exact.pair_count,
-                "-"
+                "-",
+                exact.groups
             );
         }
         for &candidates in &args.candidates {
@@ -786,12 +787,13 @@ fn bench_join(args: &JoinArgs) -> Result<()> {
                     print_json("ours", &row, &source)?;
                 } else {
                     println!(
-                        "{d:>3} {candidates:>6} {blowup:>7} {:>9.2} {:>14} {:>9} {:>9} {:>8.4}",
+                        "{d:>3} {candidates:>6} {blowup:>7} {:>9.2} {:>14} {:>9} {:>9} {:>8.4} {:>7}",
                         row.seconds,
                         rate_text(row.all_pairs_per_s),
                         row.pairs,
                         exact.pair_count,
-                        row.recall
+                        row.recall,
+                        row.groups
                     );
                 }
             }

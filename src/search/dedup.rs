@@ -28,6 +28,15 @@ impl UnionFind {
         }
     }
 
+    /// Rows covered.
+    pub fn len(&self) -> usize {
+        self.parent.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.parent.is_empty()
+    }
+
     /// The set's root; paths are halved on the way.
     pub fn find(&mut self, mut x: usize) -> usize {
         while self.parent[x] != x {
@@ -58,7 +67,7 @@ pub struct Clusters {
 impl Clusters {
     /// Number clusters of `sets` in row order and choose representatives.
     pub fn new(sets: &mut UnionFind, index: &Index, keep: Keep) -> Clusters {
-        let n = sets.parent.len();
+        let n = sets.len();
         let mut id_of_root = vec![usize::MAX; n];
         let mut members: Vec<Vec<usize>> = Vec::new();
         let cluster: Vec<usize> = (0..n)
