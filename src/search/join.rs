@@ -118,68 +118,32 @@ pub fn join(
     if left.is_empty() || right.is_empty() {
         return Ok(stats);
     }
-    // Within one index each row finds itself too.
-    let k = (opts.candidates + usize::from(within)).min(right.len());
-    let exhaustive = k == right.len() && k > MAX_K;
-    if k > MAX_K && !exhaustive {
-        bail!(
-            "--candidates {} is above the GPU search's limit of {}; use at most that, or \
-             at least the index size ({}) to check every pair",
-            opts.candidates,
-            MAX_K - usize::from(within),
-            right.len()
-        );
-    }
-    let database = Database::upload(
-        gpu,
-        right.embedding_bytes(),
-        right.dim(),
-        right.precision() == Precision::F16,
-        None,
-    )?;
+    let candidates = Candidates::new(gpu, right, opts.candidates, within)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads.unwrap_or(0))
         .build()?;
-    let knn = Knn::new(gpu);
-    let plan = KnnPlan::new(gpu, &knn, &database, k.min(MAX_K), QUERY_BATCH, None)?;
-    // Candidates covering every row: no kNN, each row checks them all.
-    let every_row: Vec<Neighbor> = if exhaustive {
-        (0..right.len())
-            .map(|row| Neighbor { distance: 0.0, row })
-            .collect()
-    } else {
-        Vec::new()
-    };
     let verifier = Verifier {
         left,
         right,
         within,
         max_distance: opts.max_distance,
         limit: opts.blowup * opts.max_distance as f32,
-        // Fewer candidates than other rows: a full list may have left some out.
-        may_cut: k - usize::from(within) < right.len() - usize::from(within),
+        may_cut: candidates.may_cut(right.len()),
     };
     // Within one index, the candidates of each row whose list was capped: the rule
     // that writes each pair once needs them (`written_before`).
     let mut capped_lists: HashMap<usize, HashSet<usize>> = HashMap::new();
     let mut pairs = Vec::new();
     let dim = left.dim();
-    for start in (0..left.len()).step_by(plan.capacity()) {
-        let end = (start + plan.capacity()).min(left.len());
+    for start in (0..left.len()).step_by(QUERY_BATCH) {
+        let end = (start + QUERY_BATCH).min(left.len());
         let queries = left.embeddings_f32_rows(start..end);
-        let lists = if exhaustive {
-            Vec::new()
-        } else {
-            plan.search(gpu, &queries)?
-        };
+        let lists = candidates.search(gpu, &queries)?;
         let found: Vec<RowResult> = pool.install(|| {
             (start..end)
                 .into_par_iter()
                 .zip(queries.par_chunks(dim))
-                .map(|(a, query)| {
-                    let list = lists.get(a - start).unwrap_or(&every_row);
-                    verifier.row(a, query, list)
-                })
+                .map(|(a, query)| verifier.row(a, query, candidates.list(&lists, a - start)))
                 .collect()
         });
         pairs.clear();
@@ -200,6 +164,62 @@ pub fn join(
         progress(end);
     }
     Ok(stats)
+}
+
+/// Where each row's candidates come from.
+enum Candidates {
+    /// The GPU kNN: the `k()` nearest rows by embedding.
+    Nearest(KnnPlan),
+    /// Every row (candidates covering the index: no search needed).
+    Every(Vec<Neighbor>),
+}
+
+impl Candidates {
+    fn new(gpu: &Gpu, right: &Index, candidates: usize, within: bool) -> Result<Self> {
+        // Within one index each row finds itself too.
+        let k = candidates.saturating_add(usize::from(within));
+        if k >= right.len() && right.len() > MAX_K {
+            let every = (0..right.len()).map(|row| Neighbor { distance: 0.0, row });
+            return Ok(Candidates::Every(every.collect()));
+        }
+        if k.min(right.len()) > MAX_K {
+            bail!(
+                "--candidates {candidates} is above the GPU search's limit of {}; use at most \
+                 that, or at least the index size ({}) to check every pair",
+                MAX_K - usize::from(within),
+                right.len()
+            );
+        }
+        let f16 = right.precision() == Precision::F16;
+        let database = Database::upload(gpu, right.embedding_bytes(), right.dim(), f16, None)?;
+        let k = k.min(right.len());
+        let plan = KnnPlan::new(gpu, &Knn::new(gpu), &database, k, QUERY_BATCH, None)?;
+        Ok(Candidates::Nearest(plan))
+    }
+
+    /// Whether a row's list may leave out rows: fewer candidates than rows.
+    fn may_cut(&self, rows: usize) -> bool {
+        match self {
+            Candidates::Nearest(plan) => plan.k() < rows,
+            Candidates::Every(_) => false,
+        }
+    }
+
+    /// The lists of a batch of queries (none for `Every`: see [`Candidates::list`]).
+    fn search(&self, gpu: &Gpu, queries: &[f32]) -> Result<Vec<Vec<Neighbor>>> {
+        match self {
+            Candidates::Nearest(plan) => plan.search(gpu, queries),
+            Candidates::Every(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// Query `i`'s list from `lists` (a result of [`Candidates::search`]).
+    fn list<'a>(&'a self, lists: &'a [Vec<Neighbor>], i: usize) -> &'a [Neighbor] {
+        match self {
+            Candidates::Nearest(_) => &lists[i],
+            Candidates::Every(every) => every,
+        }
+    }
 }
 
 /// Left rows per GPU search.
