@@ -169,7 +169,7 @@ pub fn join(
 /// Where each row's candidates come from.
 enum Candidates {
     /// The GPU kNN: the `k()` nearest rows by embedding.
-    Nearest(KnnPlan),
+    Nearest(Box<KnnPlan>),
     /// Every row (candidates covering the index: no search needed).
     Every(Vec<Neighbor>),
 }
@@ -194,7 +194,7 @@ impl Candidates {
         let database = Database::upload(gpu, right.embedding_bytes(), right.dim(), f16, None)?;
         let k = k.min(right.len());
         let plan = KnnPlan::new(gpu, &Knn::new(gpu), &database, k, QUERY_BATCH, None)?;
-        Ok(Candidates::Nearest(plan))
+        Ok(Candidates::Nearest(Box::new(plan)))
     }
 
     /// Whether a row's list may leave out rows: fewer candidates than rows.
