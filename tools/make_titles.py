@@ -37,10 +37,9 @@ Outputs, in OUT:
 
 Everything is deterministic for given inputs and --seed (Python's `random`).
 
-Command used for /work/bench (the raw files exported from the two snapshots):
+Command used for the benchmarks (raw/ holds the files exported from the two snapshots):
 
-    python3 tools/make_titles.py /work/bench/raw/paperlists /work/bench/raw/daily-arxiv \\
-        --out /work/bench
+    python3 tools/make_titles.py raw/paperlists raw/daily-arxiv --out bench
 """
 
 from __future__ import annotations
