@@ -424,30 +424,21 @@ fn join_past_the_gpu_candidate_limit_checks_every_pair() {
         .collect();
     let index = c.path("words.idx");
     ok(bin(&["embed", "-i", words, "-o", &index], b""));
-    let args = [
-        "join",
-        "--index",
-        &index,
-        "--max-distance",
-        "1",
-        "-C",
-        "3000",
-    ];
-    let out = ok(bin(&[&args[..], &["--blowup", "inf"]].concat(), b""));
-    let got = parse_pairs(&out, &strings, &strings);
-    assert_eq!(sorted(got), exact_pairs(&strings, &strings, 1, true));
-    let e = err(bin(
-        &[
+    let join = |candidates: &str, extra: &[&str]| {
+        let args = [
             "join",
             "--index",
             &index,
             "--max-distance",
             "1",
             "-C",
-            "2000",
-        ],
-        b"",
-    ));
+            candidates,
+        ];
+        bin(&[&args[..], extra].concat(), b"")
+    };
+    let got = parse_pairs(&ok(join("3000", &["--blowup", "inf"])), &strings, &strings);
+    assert_eq!(sorted(got), exact_pairs(&strings, &strings, 1, true));
+    let e = err(join("2000", &[]));
     assert!(e.contains("limit of 1023"), "{e}");
 }
 

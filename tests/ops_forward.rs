@@ -71,18 +71,48 @@ fn embedding_matches_reference() {
         let (params, off) = slab(&[&table]);
         let params = storage_buffer_init(&t.gpu, "params", &params);
         let tok = storage_buffer_init(&t.gpu, "tokens", &tokens);
-        let out = storage_buffer(&t.gpu, "out", (batch * dim * len * 4) as u64);
         let shape = EmbeddingShape {
             len: len as u32,
             dim: dim as u32,
             vocab: vocab as u32,
             table: off[0],
         };
-        let call = t.ops.embedding.forward(&t.gpu, shape, &tok, &params, &out);
-        let got = run(&t.gpu, &call, batch as u32, &out, batch * dim * len);
-        let want = reference::embedding(&tokens, &to_f64(&table), len, dim, vocab);
-        assert_close("embedding", &got, &want, 0.0, 0.0);
+        check_embedding(t, shape, &tokens, &tok, &params, &table, "embedding");
     }
+}
+
+/// Block 0's shape with its table, weight and bias at `off[0..3]` of the slab.
+fn tap_shape(len: usize, vocab: usize, dim: usize, cout: usize, off: &[u32]) -> TapConvShape {
+    TapConvShape {
+        len: len as u32,
+        vocab: vocab as u32,
+        dim: dim as u32,
+        cout: cout as u32,
+        table: off[0],
+        weight: off[1],
+        bias: off[2],
+    }
+}
+
+/// The GPU embedding of `tokens` (uploaded as `tok`) equals the reference exactly;
+/// returns the reference output.
+fn check_embedding(
+    t: &common::TestGpu,
+    shape: EmbeddingShape,
+    tokens: &[u8],
+    tok: &wgpu::Buffer,
+    params: &wgpu::Buffer,
+    table: &[f32],
+    what: &str,
+) -> Vec<f64> {
+    let (len, dim, vocab) = (shape.len as usize, shape.dim as usize, shape.vocab as usize);
+    let batch = tokens.len() / len;
+    let out = storage_buffer(&t.gpu, "out", (batch * dim * len * 4) as u64);
+    let call = t.ops.embedding.forward(&t.gpu, shape, tok, params, &out);
+    let got = run(&t.gpu, &call, batch as u32, &out, batch * dim * len);
+    let want = reference::embedding(tokens, &to_f64(table), len, dim, vocab);
+    assert_close(what, &got, &want, 0.0, 0.0);
+    want
 }
 
 #[test]
@@ -203,15 +233,7 @@ fn tapconv_matches_embedding_conv_pool_relu() {
         let (params, off) = slab(&[&table, &w, &b]);
         let params = storage_buffer_init(&t.gpu, "params", &params);
         let tok = storage_buffer_init(&t.gpu, "tokens", &tokens);
-        let shape = TapConvShape {
-            len: len as u32,
-            vocab: vocab as u32,
-            dim: dim as u32,
-            cout: cout as u32,
-            table: off[0],
-            weight: off[1],
-            bias: off[2],
-        };
+        let shape = tap_shape(len, vocab, dim, cout, &off);
         let taps = storage_buffer(&t.gpu, "taps", (shape.taps_len() * 4) as u64);
         let fold = t.ops.tapconv.fold(&t.gpu, shape, &params, &taps);
         let got = run(&t.gpu, &fold, 1, &taps, shape.taps_len());
@@ -276,28 +298,16 @@ fn packed_tokens_match_reference() {
         let params = storage_buffer_init(&t.gpu, "params", &params);
         let tok = storage_buffer_init(&t.gpu, "tokens", &tokens);
         let what = format!("{batch}x{len} vocab {vocab}");
-
-        let out = storage_buffer(&t.gpu, "out", (batch * dim * len * 4) as u64);
         let shape = EmbeddingShape {
             len: len as u32,
             dim: dim as u32,
             vocab: vocab as u32,
             table: off[0],
         };
-        let call = t.ops.embedding.forward(&t.gpu, shape, &tok, &params, &out);
-        let got = run(&t.gpu, &call, batch as u32, &out, batch * dim * len);
-        let x = reference::embedding(&tokens, &to_f64(&table), len, dim, vocab);
-        assert_close(&format!("embedding {what}"), &got, &x, 0.0, 0.0);
+        let embedding = format!("embedding {what}");
+        let x = check_embedding(t, shape, &tokens, &tok, &params, &table, &embedding);
 
-        let shape = TapConvShape {
-            len: len as u32,
-            vocab: vocab as u32,
-            dim: dim as u32,
-            cout: cout as u32,
-            table: off[0],
-            weight: off[1],
-            bias: off[2],
-        };
+        let shape = tap_shape(len, vocab, dim, cout, &off);
         let taps = storage_buffer(&t.gpu, "taps", (shape.taps_len() * 4) as u64);
         run(
             &t.gpu,

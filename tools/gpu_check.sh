@@ -20,6 +20,8 @@
 #               1,000 typo'd queries (`misspelling<TAB>correct`, 1-2 edits of a base word)
 #               made by Python's stdlib, the base embedded into an index (in a scratch
 #               folder, not in OUTDIR; OUTDIR gets query_pairs.tsv and both files' SHA-256)
+#   bench_join  `bench join --json` within that index at D = 1, 2 (our join against the
+#               exact length-pruned join on all cores: time, recall, groups)
 #   bench_query `bench query --json` on that index and those pairs (plus the rapidfuzz
 #               peer where $PYTHON has rapidfuzz and numpy)
 # and writes OUTDIR/summary.txt: every step's exit code, wall time and time limit.
@@ -249,6 +251,7 @@ plan profile_embed 40 10
 plan profile_train 40 10
 plan query_prep 120 20
 plan bench_query 150 40
+plan bench_join 120 30
 
 # Seconds `timeout` gives step $1: its cap, cut to what is left of the budget after the
 # minimums of the steps after it. Prints 0 where less than 5 s would be left.
@@ -561,6 +564,13 @@ if [ "$prep_rc" -eq 0 ] && [ -f "$WORK/base.idx" ]; then
     [ "$ext" = txt ] && add_note "text: this binary's bench query has no --json"
 else
     echo "bench_query|-|SKIPPED|0.0|0|bench_query.json|no index: query_prep failed or was skipped" >>"$SUMMARY_ROWS"
+fi
+if [ "$prep_rc" -eq 0 ] && [ -f "$WORK/base.idx" ]; then
+    step bench_join bench_join.json "$BIN" bench join --json --index "$WORK/base.idx" \
+        --max-distance 1,2 -C 100 --blowup 3
+    add_note "$(json_note bench_join.json)"
+else
+    echo "bench_join|-|SKIPPED|0.0|0|bench_join.json|no index: query_prep failed or was skipped" >>"$SUMMARY_ROWS"
 fi
 [ -n "${GPU_CHECK_WORK:-}" ] || rm -rf "$WORK"
 

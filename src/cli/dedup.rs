@@ -7,7 +7,7 @@ use anyhow::{Result, bail};
 use serde_json::json;
 
 use super::join::SearchArgs;
-use super::table::{Format, Table, ascii, write_output};
+use super::table::{OutputArgs, ascii};
 use crate::gpu::{Gpu, GpuOptions};
 use crate::input::NonAscii;
 use crate::search::dedup::{Clusters, Keep, UnionFind};
@@ -35,11 +35,8 @@ pub struct Args {
     pub keep: Keep,
     #[command(flatten)]
     pub search: SearchArgs,
-    #[arg(long, value_enum, default_value_t = Format::Tsv)]
-    pub format: Format,
-    /// Write the records to FILE (atomically) instead of standard output.
-    #[arg(long, short)]
-    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub out: OutputArgs,
     /// With --input: the model to embed with (default: the built-in one).
     #[arg(long, short)]
     pub model: Option<PathBuf>,
@@ -89,8 +86,7 @@ pub fn run(args: &Args) -> Result<()> {
     )?;
     progress.finish_and_clear();
     let clusters = Clusters::new(&mut sets, &index, args.keep);
-    write_output(args.output.as_deref(), |out| {
-        let mut table = Table::new(out, args.format, COLUMNS)?;
+    args.out.write(COLUMNS, |table| {
         for (row, &cluster) in clusters.cluster.iter().enumerate() {
             let representative = clusters.representative[cluster];
             table.row(&[
@@ -100,7 +96,7 @@ pub fn run(args: &Args) -> Result<()> {
                 json!(ascii(index.string(row))),
             ])?;
         }
-        table.flush()
+        Ok(())
     })?;
     super::join::report(&stats, &opts, started);
     summarize(&clusters);

@@ -7,7 +7,7 @@ use anyhow::{Result, bail};
 use rapidfuzz::distance::levenshtein;
 use serde_json::json;
 
-use super::table::{Format, Table, ascii, f32_value, write_output};
+use super::table::{OutputArgs, ascii, f32_value};
 use crate::embed::{DEFAULT_BATCH, Embedder};
 use crate::gpu::{Gpu, GpuOptions};
 use crate::input::{NonAscii, check_query, open_input, source_name};
@@ -25,11 +25,8 @@ pub struct Args {
     /// Model weights (safetensors); the built-in default model when omitted.
     #[arg(long, short)]
     pub model: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = Format::Tsv)]
-    pub format: Format,
-    /// Write the records to FILE (atomically) instead of standard output.
-    #[arg(long, short)]
-    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub out: OutputArgs,
     #[command(flatten)]
     pub gpu: GpuOptions,
 }
@@ -53,8 +50,7 @@ pub fn run(args: &Args) -> Result<()> {
     let gpu = Gpu::new(&args.gpu)?;
     let mut embedder = Embedder::new(&gpu, &model.weights, DEFAULT_BATCH)?;
     let scale = model.weights.distance_scale;
-    write_output(args.output.as_deref(), |out| {
-        let mut table = Table::new(out, args.format, COLUMNS)?;
+    args.out.write(COLUMNS, |table| {
         for chunk in pairs.chunks(DEFAULT_BATCH / 2) {
             let texts: Vec<&[u8]> = chunk
                 .iter()
@@ -73,7 +69,7 @@ pub fn run(args: &Args) -> Result<()> {
                 ])?;
             }
         }
-        table.flush()
+        Ok(())
     })
 }
 

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::Result;
 use serde_json::json;
 
-use super::table::{Format, Table, ascii, f32_value, write_output};
+use super::table::{OutputArgs, Table, ascii, f32_value};
 use crate::gpu::{Gpu, GpuOptions};
 use crate::search::index::Index;
 use crate::search::join::{DEFAULT_BLOWUP, DEFAULT_CANDIDATES, JoinOptions, JoinStats, Pair, join};
@@ -24,11 +24,8 @@ pub struct Args {
     pub max_distance: u32,
     #[command(flatten)]
     pub search: SearchArgs,
-    #[arg(long, value_enum, default_value_t = Format::Tsv)]
-    pub format: Format,
-    /// Write the pairs to FILE (atomically) instead of standard output.
-    #[arg(long, short)]
-    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub out: OutputArgs,
     #[command(flatten)]
     pub gpu: GpuOptions,
 }
@@ -73,17 +70,16 @@ pub fn run(args: &Args) -> Result<()> {
     let gpu = Gpu::new(&args.gpu)?;
     let progress = super::progress_rows(left.len() as u64, "joining");
     let mut stats = JoinStats::default();
-    write_output(args.output.as_deref(), |out| {
-        let mut table = Table::new(out, args.format, COLUMNS)?;
+    args.out.write(COLUMNS, |table| {
         stats = join(
             &gpu,
             &left,
             right.as_ref(),
             &opts,
             |done| progress.set_position(done as u64),
-            |pairs| write_pairs(&mut table, &left, right_index, pairs),
+            |pairs| write_pairs(table, &left, right_index, pairs),
         )?;
-        table.flush()
+        Ok(())
     })?;
     progress.finish_and_clear();
     report(&stats, &opts, started);

@@ -18,6 +18,32 @@ pub enum Format {
     Json,
 }
 
+/// Where and how a command writes its records (`join`, `dedup`, `distance`).
+#[derive(clap::Args, Debug)]
+pub struct OutputArgs {
+    #[arg(long, value_enum, default_value_t = Format::Tsv)]
+    pub format: Format,
+    /// Write the records to FILE (atomically) instead of standard output.
+    #[arg(long, short)]
+    pub output: Option<std::path::PathBuf>,
+}
+
+impl OutputArgs {
+    /// Run `write` with a [`Table`] of `columns` on the chosen output (see
+    /// [`write_output`]).
+    pub fn write(
+        &self,
+        columns: &'static [&'static str],
+        write: impl FnOnce(&mut Table<&mut dyn Write>) -> Result<()>,
+    ) -> Result<()> {
+        write_output(self.output.as_deref(), |out| {
+            let mut table = Table::new(out, self.format, columns)?;
+            write(&mut table)?;
+            table.flush()
+        })
+    }
+}
+
 /// Writes records of fixed columns in one [`Format`].
 pub struct Table<W: Write> {
     out: W,
