@@ -1,7 +1,9 @@
 //! Output that never appears partially: every file is written to a temporary file in
 //! the destination's directory, flushed, fsynced and renamed over the destination. On
 //! any error (or a panic, or a drop without finishing) the temporary file is removed and
-//! the destination is left as it was.
+//! the destination is left as it was. Temporary files and folders not yet renamed into
+//! place are also tracked, so that an interrupt (Ctrl-C, SIGTERM) can remove them
+//! before the process exits ([`remove_temporaries`]).
 //!
 //! Also a streaming `.npy` writer (float32, C order, `[N, D]` with N not known in
 //! advance) and a `.npy` reader for tests and tools.
@@ -10,6 +12,7 @@ use std::fs::{self, File, OpenOptions};
 use std::hash::{BuildHasher, Hasher};
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Result, anyhow, bail};
@@ -24,6 +27,42 @@ pub fn io_reason(err: &io::Error) -> String {
     }
 }
 
+/// Temporary paths that exist now: removed by [`remove_temporaries`].
+static TEMPORARIES: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Marks `path` (a temporary file or folder) for removal on interrupt while it lives.
+pub struct Tracked(PathBuf);
+
+impl Tracked {
+    pub fn new(path: &Path) -> Tracked {
+        temporaries().push(path.to_path_buf());
+        Tracked(path.to_path_buf())
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        let mut live = temporaries();
+        if let Some(i) = live.iter().rposition(|p| *p == self.0) {
+            live.swap_remove(i);
+        }
+    }
+}
+
+fn temporaries() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    TEMPORARIES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Remove every tracked temporary file and folder: what an interrupt handler calls
+/// before exiting, so that no `.NAME.tmp-*` is left behind.
+pub fn remove_temporaries() {
+    for path in temporaries().drain(..) {
+        let _ = fs::remove_file(&path).or_else(|_| fs::remove_dir_all(&path));
+    }
+}
+
 /// A temporary file beside its destination; removed on drop unless persisted.
 /// Also usable as a scratch (spool) file that is never persisted: create it for the
 /// destination it serves and just drop it.
@@ -31,6 +70,7 @@ pub struct TempFile {
     path: PathBuf,
     dest: PathBuf,
     armed: bool,
+    _tracked: Tracked,
 }
 
 impl TempFile {
@@ -67,6 +107,7 @@ impl TempFile {
             {
                 Ok(file) => {
                     let temp = TempFile {
+                        _tracked: Tracked::new(&path),
                         path,
                         dest: dest.to_path_buf(),
                         armed: true,

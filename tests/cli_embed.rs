@@ -211,3 +211,46 @@ fn output_to_stdout_is_refused_with_a_reason() {
         stderr(&out)
     );
 }
+
+/// Ctrl-C (SIGINT) or SIGTERM in the middle of `embed` exits with 130 and leaves
+/// neither the destination nor a temporary file.
+#[cfg(unix)]
+#[test]
+fn an_interrupted_embed_leaves_no_temporary_file() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    for (signal, output) in [("-INT", "out.npy"), ("-TERM", "out.idx")] {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join(output);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_megashtein-gpu"))
+            .args(["embed", "-i", "-", "-o", dest.to_str().unwrap()])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Lines arrive and stdin stays open: the run is under way, its output temporary.
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&b"some line\n".repeat(5000)).unwrap();
+        let started = std::time::Instant::now();
+        while std::fs::read_dir(dir.path()).unwrap().count() == 0 {
+            assert!(
+                started.elapsed().as_secs() < 60,
+                "no temporary file appeared"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let pid = child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args([signal, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(130), "{signal}: {}", stderr(&out));
+        drop(stdin);
+        assert_only(dir.path(), &[]);
+    }
+}

@@ -10,6 +10,7 @@ use super::join::SearchArgs;
 use super::table::{OutputArgs, ascii};
 use crate::gpu::{Gpu, GpuOptions};
 use crate::input::NonAscii;
+use crate::io::Tracked;
 use crate::search::dedup::{Clusters, Keep, UnionFind};
 use crate::search::index::{Index, Precision};
 use crate::search::join::join;
@@ -113,12 +114,13 @@ fn within_ratio(index: &Index, a: usize, b: usize, distance: u32, ratio: Option<
 
 /// The index to group: `--index`, or `--input` embedded into a temporary index (removed
 /// when the returned guard drops).
-fn open_source(args: &Args) -> Result<(Index, Option<tempfile::TempDir>)> {
+fn open_source(args: &Args) -> Result<(Index, Option<(Tracked, tempfile::TempDir)>)> {
     if let Some(path) = &args.index {
         return Ok((Index::open(path)?, None));
     }
     let input = args.input.clone().expect("clap requires a source");
     let dir = tempfile::tempdir()?;
+    let tracked = Tracked::new(dir.path());
     let path = dir.path().join("dedup.idx");
     super::embed::run(&super::embed::Args {
         model: args.model.clone(),
@@ -129,7 +131,7 @@ fn open_source(args: &Args) -> Result<(Index, Option<tempfile::TempDir>)> {
         batch: crate::embed::DEFAULT_BATCH,
         gpu: args.gpu.clone(),
     })?;
-    Ok((Index::open(&path)?, Some(dir)))
+    Ok((Index::open(&path)?, Some((tracked, dir))))
 }
 
 /// Cluster counts and sizes on stderr.

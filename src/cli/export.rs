@@ -8,7 +8,7 @@ use anyhow::{Result, anyhow, bail};
 use serde_json::json;
 
 use super::table::{escape_tsv, f32_value};
-use crate::io::{NpyWriter, write_atomic};
+use crate::io::{NpyWriter, Tracked, write_atomic};
 use crate::model::weights::ARCH;
 use crate::search::index::Index;
 
@@ -46,6 +46,7 @@ pub fn run(args: &Args) -> Result<()> {
         .prefix(&format!(".{}.tmp-", name.to_string_lossy()))
         .tempdir_in(parent)
         .map_err(|e| anyhow!("cannot create a folder beside {}: {e}", dest.display()))?;
+    let _tracked = Tracked::new(staging.path());
     write_files(&index, staging.path())?;
     let staged = staging.keep();
     std::fs::rename(&staged, dest).map_err(|e| {

@@ -13,6 +13,9 @@ pub mod query;
 pub mod table;
 pub mod train;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -67,6 +70,7 @@ impl std::fmt::Display for NoMatch {
 impl std::error::Error for NoMatch {}
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    on_interrupt_remove_temporaries();
     match &cli.command {
         Command::Devices(args) => devices::run(args),
         Command::Import(args) => import::run(args),
@@ -80,6 +84,33 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => eval::run(args),
         Command::Bench(cmd) => bench::run(cmd),
     }
+}
+
+/// Set by the first Ctrl-C (or SIGTERM) while a command asked to stop cleanly itself
+/// (`train`, which finishes its step and writes a checkpoint).
+static STOP_REQUESTED: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+
+/// Ctrl-C and SIGTERM remove every temporary file and folder not yet renamed into
+/// place, then exit with status 130; destinations are never touched. A command that
+/// called [`stop_flag`] gets the first signal as a request instead.
+fn on_interrupt_remove_temporaries() {
+    let _ = ctrlc::set_handler(|| {
+        if STOP_REQUESTED
+            .get()
+            .is_some_and(|flag| !flag.swap(true, Ordering::SeqCst))
+        {
+            return;
+        }
+        crate::io::remove_temporaries();
+        std::process::exit(130);
+    });
+}
+
+/// The flag the first interrupt sets instead of exiting (a second one exits).
+pub fn stop_flag() -> Arc<AtomicBool> {
+    STOP_REQUESTED
+        .get_or_init(|| Arc::new(AtomicBool::new(false)))
+        .clone()
 }
 
 /// A progress bar over input bytes with rate and ETA, or a spinner when the size is

@@ -2,7 +2,6 @@
 //! a JSON-lines log, checkpoints and resume.
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Result, anyhow, bail};
 use clap::ValueEnum;
@@ -130,17 +129,9 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let ops = Ops::new(&gpu);
     let validation = validation_sets(&start.config, &generator);
-    let interrupted = Arc::new(AtomicBool::new(false));
-    {
-        let flag = interrupted.clone();
-        // A second Ctrl-C while the checkpoint is written kills the process as usual;
-        // the checkpoint is atomic, so the previous one stays intact.
-        let _ = ctrlc::set_handler(move || {
-            if flag.swap(true, Ordering::SeqCst) {
-                std::process::exit(130);
-            }
-        });
-    }
+    // Ctrl-C finishes the step and writes a checkpoint; a second one exits at once (the
+    // checkpoint is atomic, so the previous one stays intact).
+    let interrupted = super::stop_flag();
     let from = start.step;
     eprintln!(
         "training on {}: steps {}..{} of {}, {} pairs per step, log {}",

@@ -37,17 +37,6 @@ pub struct JoinOptions {
     pub threads: Option<usize>,
 }
 
-impl Default for JoinOptions {
-    fn default() -> Self {
-        JoinOptions {
-            max_distance: 2,
-            candidates: DEFAULT_CANDIDATES,
-            blowup: DEFAULT_BLOWUP,
-            threads: None,
-        }
-    }
-}
-
 /// One pair: `a` a row of the left index, `b` of the right one (within one index,
 /// `a < b`).
 #[derive(Debug, Clone, Copy, PartialEq)]
