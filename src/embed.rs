@@ -2,7 +2,7 @@
 //! next batch read from the input while the GPU computes the current one.
 use std::io::BufRead;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 
 use crate::gpu::Gpu;
 use crate::input::{Line, LineReader, tokenize_batch};
@@ -53,6 +53,9 @@ impl<'g> Embedder<'g> {
         if let Some(last) = in_flight {
             out.extend(self.model.collect(self.gpu, last)?);
         }
+        check_finite(&out, |i| {
+            format!("string {} ({:?})", i + 1, ascii(texts[i]))
+        })?;
         Ok(out)
     }
 
@@ -92,7 +95,9 @@ impl<'g> Embedder<'g> {
                 Some((std::mem::take(&mut reading), pending))
             };
             if let Some((lines, pending)) = in_flight.take() {
-                sink(&lines, &self.model.collect(self.gpu, pending)?)?;
+                let embeddings = self.model.collect(self.gpu, pending)?;
+                check_finite(&embeddings, |i| format!("line {}", lines[i].number))?;
+                sink(&lines, &embeddings)?;
                 reading = lines;
             }
             match submitted {
@@ -102,4 +107,22 @@ impl<'g> Embedder<'g> {
         }
         Ok(())
     }
+}
+
+/// Embeddings holding NaN or infinity make every distance meaningless: an error naming
+/// the string (`name` of its position) instead of answers that cannot be trusted.
+fn check_finite(embeddings: &[f32], name: impl Fn(usize) -> String) -> Result<()> {
+    match embeddings.iter().position(|v| !v.is_finite()) {
+        Some(i) => bail!(
+            "{}: the model's embedding holds a non-finite value ({}); the model's weights \
+             cannot give trustworthy distances",
+            name(i / EMBED_DIM),
+            embeddings[i]
+        ),
+        None => Ok(()),
+    }
+}
+
+fn ascii(text: &[u8]) -> String {
+    String::from_utf8_lossy(text).into_owned()
 }

@@ -139,3 +139,60 @@ fn two_batches_in_flight_read_back_in_order() {
     let err = model.collect(&t.gpu, stale).unwrap_err().to_string();
     assert!(err.contains("two later ones"), "{err}");
 }
+
+#[test]
+fn non_finite_embeddings_are_errors_naming_the_string() {
+    // Weights built in memory (a file with a NaN is refused at load, see model::weights).
+    let mut weights = released();
+    weights.tensor_mut("fc_layers.2.bias")[3] = f32::NAN;
+    let t = common::gpu();
+    let mut embedder = Embedder::new(&t.gpu, &weights, 8).unwrap();
+    let err = embedder
+        .embed(&[b"fine".as_slice(), b"also fine"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("string 1 (\"fine\")") && err.contains("non-finite"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_query_with_non_finite_distances_is_an_error() {
+    use megashtein_gpu::input::Line;
+    use megashtein_gpu::search::index::{Index, IndexWriter, Precision};
+    use megashtein_gpu::search::query::{QueryOptions, Searcher};
+    let t = common::gpu();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("two.idx");
+    let mut writer = IndexWriter::create(&path, &"0".repeat(64), 0.25, Precision::F32).unwrap();
+    let lines: Vec<Line> = ["alpha", "beta"]
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Line {
+            number: i as u64 + 1,
+            text: s.as_bytes().to_vec(),
+        })
+        .collect();
+    writer.push(&lines, &[0.5; 2 * EMBED_DIM]).unwrap();
+    writer.finish().unwrap();
+    let index = Index::open(&path).unwrap();
+    let mut weights = released();
+    weights.tensor_mut("fc_layers.2.bias")[3] = f32::INFINITY;
+    let mut searcher = Searcher::new(&t.gpu, &index, &weights, 8).unwrap();
+    let opts = QueryOptions {
+        k: 1,
+        candidates: 2,
+        max_distance: None,
+        blowup: 2.0,
+        rerank: true,
+    };
+    let err = searcher
+        .search(&[b"alpa".as_slice()], &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("query \"alpa\"") && err.contains("not finite"),
+        "{err}"
+    );
+}

@@ -402,12 +402,20 @@ fn f32_tensor(sd: &StateDict, spec: TensorSpec) -> std::result::Result<Vec<f32>,
             spec.name, t.shape, spec.shape
         ));
     }
-    t.to_f32().ok_or_else(|| {
+    let values = t.to_f32().ok_or_else(|| {
         format!(
             "tensor {} has dtype {}, expected float32",
             spec.name, t.dtype
         )
-    })
+    })?;
+    // A NaN or infinity would make every distance untrustworthy: refuse it here.
+    match values.iter().position(|v| !v.is_finite()) {
+        Some(i) => Err(format!(
+            "tensor {} holds a non-finite value ({}) at element {i}",
+            spec.name, values[i]
+        )),
+        None => Ok(values),
+    }
 }
 
 fn f32_to_tensor(values: &[f32], shape: &[usize]) -> Tensor {
@@ -590,6 +598,24 @@ mod tests {
             assert_eq!(w.to_safetensors().unwrap(), bytes);
         }
         assert_eq!(Weights::from_safetensors(&bytes, "x").unwrap(), w);
+    }
+
+    #[test]
+    fn non_finite_weights_are_refused_by_name() {
+        for bad in [f32::NAN, f32::INFINITY] {
+            let mut w = Weights::init(4);
+            w.tensor_mut("conv_layers.3.weight")[7] = bad;
+            let bytes = w.to_safetensors().unwrap();
+            let err = Weights::from_safetensors(&bytes, "bad.safetensors")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("bad.safetensors")
+                    && err.contains("conv_layers.3.weight holds a non-finite value")
+                    && err.contains("element 7"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -133,8 +133,8 @@ pub fn join(
                 .into_par_iter()
                 .zip(queries.par_chunks(dim))
                 .map(|(a, query)| verifier.row(a, query, candidates.list(&lists, a - start)))
-                .collect()
-        });
+                .collect::<Result<_>>()
+        })?;
         pairs.clear();
         for (a, row) in (start..end).zip(found) {
             stats.verified += row.verified;
@@ -243,7 +243,7 @@ struct Verifier<'a> {
 
 impl Verifier<'_> {
     /// Check left row `a` (embedding `query`) against its kNN `list`.
-    fn row(&self, a: usize, query: &[f32], list: &[Neighbor]) -> RowResult {
+    fn row(&self, a: usize, query: &[f32], list: &[Neighbor]) -> Result<RowResult> {
         let scale = self.left.distance_scale();
         let exact = BatchComparator::new(self.left.string(a).iter().copied());
         let cutoff = Args::default().score_cutoff(self.max_distance as usize);
@@ -251,6 +251,13 @@ impl Verifier<'_> {
         let mut verified = 0;
         for n in list.iter().filter(|n| !(self.within && n.row == a)) {
             let estimate = scale * self.right.squared_distance(n.row, query);
+            if !estimate.is_finite() {
+                bail!(
+                    "rows {a} and {} have a non-finite estimated distance: an index holds \
+                     NaN or infinity; rebuild it with `megashtein-gpu embed`",
+                    n.row
+                );
+            }
             if estimate > self.limit {
                 continue;
             }
@@ -282,12 +289,12 @@ impl Verifier<'_> {
         } else {
             HashSet::new()
         };
-        RowResult {
+        Ok(RowResult {
             pairs,
             verified,
             capped,
             candidates,
-        }
+        })
     }
 }
 

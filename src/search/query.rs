@@ -181,6 +181,17 @@ impl<'a> Searcher<'a> {
         plan.record(gpu, &mut encoder, batch);
         gpu.queue.submit([encoder.finish()]);
         let found = plan.read(gpu, batch)?;
+        // A query whose embedding is not finite gets NaN distances (or none at all).
+        let untrusted = found
+            .iter()
+            .position(|list| list.is_empty() || list.iter().any(|n| !n.distance.is_finite()));
+        if let Some(i) = untrusted {
+            bail!(
+                "query {:?}: its embedding distances are not finite numbers, so no answer \
+                 can be trusted (the model's weights hold NaN or infinity?)",
+                String::from_utf8_lossy(queries[i])
+            );
+        }
         self.timings.embed += embedded - start;
         self.timings.knn += embedded.elapsed();
         Ok(found)
