@@ -35,15 +35,16 @@ pub struct Args {
 const COLUMNS: &[&str] = &["a", "b", "distance", "estimate"];
 
 pub fn run(args: &Args) -> Result<()> {
-    let pairs = match &args.pairs {
-        Some(path) => read_pairs(path)?,
+    // Pairs stream from the file a batch at a time: memory does not grow with it.
+    let mut pairs: Box<dyn Iterator<Item = Result<Pair>>> = match &args.pairs {
+        Some(path) => Box::new(read_pairs(path)?),
         None => {
             let check = |i: usize| {
                 let label = format!("string {}", i + 1);
                 check_query(args.strings[i].as_bytes(), &label, NonAscii::Error)
                     .map(|s| s.expect("NonAscii::Error never skips"))
             };
-            vec![(check(0)?, check(1)?)]
+            Box::new(std::iter::once(Ok((check(0)?, check(1)?))))
         }
     };
     let model = crate::model::load(args.model.as_deref())?;
@@ -51,7 +52,14 @@ pub fn run(args: &Args) -> Result<()> {
     let mut embedder = Embedder::new(&gpu, &model.weights, DEFAULT_BATCH)?;
     let scale = model.weights.distance_scale;
     args.out.write(COLUMNS, |table| {
-        for chunk in pairs.chunks(DEFAULT_BATCH / 2) {
+        loop {
+            let chunk: Vec<Pair> = pairs
+                .by_ref()
+                .take(DEFAULT_BATCH / 2)
+                .collect::<Result<_>>()?;
+            if chunk.is_empty() {
+                return Ok(());
+            }
             let texts: Vec<&[u8]> = chunk
                 .iter()
                 .flat_map(|(a, b)| [a.as_slice(), b.as_slice()])
@@ -69,16 +77,17 @@ pub fn run(args: &Args) -> Result<()> {
                 ])?;
             }
         }
-        Ok(())
     })
 }
 
-/// The pairs of `path`: two tab-separated ASCII columns per line; anything else is an
-/// error naming the file and line.
-fn read_pairs(path: &std::path::Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+type Pair = (Vec<u8>, Vec<u8>);
+
+/// The pairs of `path`, one per line: two tab-separated ASCII columns; anything else is
+/// an error naming the file and line.
+fn read_pairs(path: &std::path::Path) -> Result<impl Iterator<Item = Result<Pair>>> {
     let name = source_name(path);
-    let mut pairs = Vec::new();
-    for (i, line) in open_input(path)?.split(b'\n').enumerate() {
+    let lines = open_input(path)?.split(b'\n').enumerate();
+    Ok(lines.map(move |(i, line)| {
         let mut line = line.map_err(|e| anyhow::anyhow!("cannot read {name}: {e}"))?;
         if line.last() == Some(&b'\r') {
             line.pop();
@@ -95,7 +104,6 @@ fn read_pairs(path: &std::path::Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
             let label = format!("{name} line {number} column {column}");
             check_query(text, &label, NonAscii::Error).map(|s| s.expect("never skipped"))
         };
-        pairs.push((check(fields[0], 1)?, check(fields[1], 2)?));
-    }
-    Ok(pairs)
+        Ok((check(fields[0], 1)?, check(fields[1], 2)?))
+    }))
 }
