@@ -50,7 +50,7 @@ fn cases() -> usize {
 }
 
 /// Corrupted copies of `valid`, made one at a time (a long run never holds them all):
-/// truncations at and next to each boundary, then a seeded mix of bit flips, huge
+/// truncations at and next to each boundary, a 0xFF run at each, then a seeded mix of bit flips, huge
 /// little-endian numbers written at boundaries and aligned header offsets, 0xFF runs and
 /// random truncations.
 struct Mutations<'a> {
@@ -78,6 +78,13 @@ impl<'a> Mutations<'a> {
     fn case(&mut self, i: usize) -> (String, Vec<u8>) {
         if let Some(&at) = self.cuts.get(i) {
             return (format!("cut at {at}"), self.valid[..at].to_vec());
+        }
+        // Then a 0xFF run at each boundary (lengths and counts at their largest).
+        if let Some(&at) = self.boundaries.get(i - self.cuts.len()) {
+            let mut v = self.valid.to_vec();
+            let end = (at + 16).min(v.len());
+            v[at.min(end)..end].fill(0xFF);
+            return (format!("0xFF run at {at}"), v);
         }
         let (rng, boundaries) = (&mut self.rng, self.boundaries);
         let mut v = self.valid.to_vec();
@@ -182,7 +189,20 @@ fn pth_reader_survives_corruption() {
         .windows(4)
         .enumerate()
         .filter(|(_, w)| matches!(*w, b"PK\x03\x04" | b"PK\x01\x02" | b"PK\x05\x06"))
-        .flat_map(|(i, _)| [i, i + 18, i + 22, i + 26, i + 28, i + 42])
+        .flat_map(|(i, _)| {
+            [
+                i,
+                i + 10,
+                i + 11,
+                i + 18,
+                i + 20,
+                i + 22,
+                i + 24,
+                i + 26,
+                i + 28,
+                i + 42,
+            ]
+        })
         .collect();
     check_reader("pth", &valid, &boundaries, |b| {
         pth::read_state_dict_bytes(b, "fuzz").is_ok()

@@ -322,6 +322,9 @@ fn find_prefix<R: Read + Seek>(zip: &zip::ZipArchive<R>) -> Result<String> {
     }
 }
 
+/// The most [`read_all`] reserves before data arrives.
+const RESERVE_BYTES: u64 = 1 << 20;
+
 fn read_entry<R: Read + Seek>(
     zip: &mut zip::ZipArchive<R>,
     name: &str,
@@ -341,8 +344,10 @@ fn read_entry<R: Read + Seek>(
 }
 
 /// Reads exactly `bytes` bytes of an entry (the zip reader checks its CRC at the end).
+/// Memory follows the data that arrives, not the size the archive claims: at most
+/// [`RESERVE_BYTES`] is reserved up front.
 fn read_all(entry: impl Read, bytes: u64, name: &str) -> Result<Vec<u8>> {
-    let cap = usize::try_from(bytes).map_err(|_| anyhow!("{name} is too large"))?;
+    let cap = usize::try_from(bytes.min(RESERVE_BYTES)).expect("small");
     let mut out = Vec::new();
     out.try_reserve_exact(cap)
         .map_err(|_| anyhow!("{name} is too large ({bytes} bytes)"))?;
