@@ -459,13 +459,21 @@ fn save_load_round_trip_is_bit_exact() {
     let mut w = Weights::init(11);
     w.distance_scale = 0.123_456_79;
     w.num_batches_tracked = -5;
-    w.params[0] = f32::from_bits(0x7fc0_1234); // a NaN with a payload
+    w.params[0] = f32::MAX;
     w.params[1] = -0.0;
-    w.params[2] = f32::INFINITY;
-    w.running_mean[0] = f32::MIN_POSITIVE / 4.0;
+    w.params[2] = -f32::MAX;
+    w.running_mean[0] = f32::MIN_POSITIVE / 4.0; // subnormal
     let path = dir.path().join("m.safetensors");
     w.save(&path).unwrap();
     assert_same_weights(&Weights::load(&path).unwrap(), &w);
+    // NaN and infinity are written faithfully but refused on load, by tensor and element.
+    let mut bad = w.clone();
+    bad.params[2] = f32::INFINITY;
+    let bad_path = dir.path().join("bad.safetensors");
+    bad.save(&bad_path).unwrap();
+    let err = Weights::load(&bad_path).unwrap_err().to_string();
+    assert!(err.contains("non-finite value (inf) at element 2"), "{err}");
+    std::fs::remove_file(&bad_path).unwrap();
     // Saving again over the file replaces it with identical bytes, leaving nothing else.
     let before = std::fs::read(&path).unwrap();
     w.save(&path).unwrap();
