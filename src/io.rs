@@ -207,11 +207,15 @@ pub fn write_atomic(
 pub const NPY_MAGIC: &[u8; 6] = b"\x93NUMPY";
 
 /// The header dictionary of a C-order array of `shape` and numpy type `descr` (`<f4`,
-/// `<i8`), padded with spaces and a final `\n` so that the whole header (magic,
-/// version, length and dictionary) is `total` bytes long.
+/// `<i8`), unpadded.
+fn npy_dict_text(descr: &str, shape: &str) -> String {
+    format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}")
+}
+
+/// [`npy_dict_text`] padded with spaces and a final `\n` so that the whole header
+/// (magic, version, length and dictionary) is `total` bytes long.
 fn npy_dict(descr: &str, shape: &str, total: usize) -> Vec<u8> {
-    let mut dict =
-        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}").into_bytes();
+    let mut dict = npy_dict_text(descr, shape).into_bytes();
     let target = total - 10;
     debug_assert!(dict.len() < target);
     dict.resize(target - 1, b' ');
@@ -219,18 +223,17 @@ fn npy_dict(descr: &str, shape: &str, total: usize) -> Vec<u8> {
     dict
 }
 
-/// The fixed header size used by [`NpyWriter`]: enough for any row count up to
-/// `u64::MAX`, rounded up to a multiple of 64.
-fn npy_header_size(cols: usize) -> usize {
-    let longest = format!(
-        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {cols}), }}",
-        u64::MAX
-    );
-    (10 + longest.len() + 1).div_ceil(64) * 64
+/// The header size for a dictionary of `descr` and `shape`: magic, version, length,
+/// dictionary and newline, rounded up to a multiple of 64.
+fn npy_header_size(descr: &str, shape: &str) -> usize {
+    (10 + npy_dict_text(descr, shape).len() + 1).div_ceil(64) * 64
 }
 
+/// [`NpyWriter`]'s float32 header, of a fixed size: enough for any row count up to
+/// `u64::MAX`, so that the true count can be written at the end.
 fn npy_header(rows: u64, cols: usize) -> Vec<u8> {
-    npy_header_of("<f4", &format!("({rows}, {cols})"), npy_header_size(cols))
+    let size = npy_header_size("<f4", &format!("({}, {cols})", u64::MAX));
+    npy_header_of("<f4", &format!("({rows}, {cols})"), size)
 }
 
 fn npy_header_of(descr: &str, shape: &str, total: usize) -> Vec<u8> {
@@ -327,8 +330,7 @@ impl NpyWriter {
 /// Writes `values` as a little-endian int64 `.npy` vector, atomically.
 pub fn write_npy_i64(path: &Path, values: &[i64]) -> Result<()> {
     let shape = format!("({},)", values.len());
-    let longest = format!("{{'descr': '<i8', 'fortran_order': False, 'shape': {shape}, }}");
-    let header = npy_header_of("<i8", &shape, (10 + longest.len() + 1).div_ceil(64) * 64);
+    let header = npy_header_of("<i8", &shape, npy_header_size("<i8", &shape));
     write_atomic(path, |out| {
         out.write_all(&header)?;
         for v in values {
@@ -724,7 +726,7 @@ mod tests {
     #[test]
     fn npy_header_fits_any_row_count() {
         for cols in [1, 80, 123456] {
-            let size = npy_header_size(cols);
+            let size = npy_header(0, cols).len();
             assert_eq!(size % 64, 0);
             for rows in [0, 1, 999, u64::MAX] {
                 let h = npy_header(rows, cols);

@@ -241,24 +241,33 @@ fn tapconv_matches_embedding_conv_pool_relu() {
         let want = reference::pair_tables(&taps64, vocab, cout);
         assert_close("pair tables", &got, &want, ATOL, RTOL);
 
-        let n = batch * cout * (len / 2);
-        let y = storage_buffer(&t.gpu, "y", (n * 4) as u64);
-        let call = t
-            .ops
-            .tapconv
-            .forward(&t.gpu, shape, &params, &taps, &tok, &y);
-        let got = run(&t.gpu, &call, batch as u32, &y, n);
         let x = reference::embedding(&tokens, &to_f64(&table), len, dim, vocab);
-        let conv = reference::conv1d(&x, &to_f64(&w), &to_f64(&b), dim, cout, len);
-        let want = reference::relu(&reference::avgpool(&conv, len));
-        assert_close(
-            &format!("tapconv {batch}x{len} vocab {vocab} {dim}->{cout}"),
-            &got,
-            &want,
-            ATOL,
-            RTOL,
-        );
+        let what = format!("tapconv {batch}x{len} vocab {vocab} {dim}->{cout}");
+        check_tapconv(t, shape, [&params, &taps, &tok], batch, &x, &w, &b, &what);
     }
+}
+
+/// The GPU block 0 (`buffers`: params, folded taps, tokens) equals the reference conv +
+/// pool + ReLU of the embedded input `x`.
+#[allow(clippy::too_many_arguments)]
+fn check_tapconv(
+    t: &common::TestGpu,
+    shape: TapConvShape,
+    [params, taps, tok]: [&wgpu::Buffer; 3],
+    batch: usize,
+    x: &[f64],
+    w: &[f32],
+    b: &[f32],
+    what: &str,
+) {
+    let (len, dim, cout) = (shape.len as usize, shape.dim as usize, shape.cout as usize);
+    let n = batch * cout * (len / 2);
+    let y = storage_buffer(&t.gpu, "y", (n * 4) as u64);
+    let call = t.ops.tapconv.forward(&t.gpu, shape, params, taps, tok, &y);
+    let got = run(&t.gpu, &call, batch as u32, &y, n);
+    let conv = reference::conv1d(x, &to_f64(w), &to_f64(b), dim, cout, len);
+    let want = reference::relu(&reference::avgpool(&conv, len));
+    assert_close(what, &got, &want, ATOL, RTOL);
 }
 
 /// The embedding and the folded conv0 read u8 tokens packed four to a word: strings of
@@ -316,16 +325,17 @@ fn packed_tokens_match_reference() {
             &taps,
             1,
         );
-        let n = batch * cout * (len / 2);
-        let y = storage_buffer(&t.gpu, "y", (n * 4) as u64);
-        let call = t
-            .ops
-            .tapconv
-            .forward(&t.gpu, shape, &params, &taps, &tok, &y);
-        let got = run(&t.gpu, &call, batch as u32, &y, n);
-        let conv = reference::conv1d(&x, &to_f64(&w), &to_f64(&b), dim, cout, len);
-        let want = reference::relu(&reference::avgpool(&conv, len));
-        assert_close(&format!("tapconv {what}"), &got, &want, ATOL, RTOL);
+        let tapconv = format!("tapconv {what}");
+        check_tapconv(
+            t,
+            shape,
+            [&params, &taps, &tok],
+            batch,
+            &x,
+            &w,
+            &b,
+            &tapconv,
+        );
     }
 }
 

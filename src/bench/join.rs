@@ -59,20 +59,10 @@ pub fn exact_join(index: &Index, d: u32) -> ExactJoin {
     ExactJoin {
         max_distance: d,
         pair_count: pairs.len(),
-        groups: groups(&mut sets),
+        groups: sets.groups(),
         pairs,
         seconds,
     }
-}
-
-/// Sets with more than one member.
-fn groups(sets: &mut UnionFind) -> usize {
-    let n = sets.len();
-    let mut size = vec![0usize; n];
-    for row in 0..n {
-        size[sets.find(row)] += 1;
-    }
-    size.iter().filter(|&&s| s > 1).count()
 }
 
 /// One setting of the join, measured.
@@ -131,7 +121,7 @@ pub fn measure_join(
         pairs: stats.pairs,
         verified: stats.verified,
         capped_rows: stats.capped,
-        groups: groups(&mut sets),
+        groups: sets.groups(),
         recall: if exact.pair_count == 0 {
             1.0
         } else {

@@ -46,6 +46,15 @@ impl UnionFind {
         x
     }
 
+    /// Sets with more than one member: groups of near-duplicates.
+    pub fn groups(&mut self) -> usize {
+        let mut size = vec![0usize; self.len()];
+        for row in 0..self.len() {
+            size[self.find(row)] += 1;
+        }
+        size.iter().filter(|&&s| s > 1).count()
+    }
+
     /// Join the sets of `a` and `b`; the smaller root becomes the root, so roots are
     /// each set's first row whatever the order of the pairs.
     pub fn union(&mut self, a: usize, b: usize) {
@@ -129,5 +138,6 @@ mod tests {
         }
         let roots: Vec<usize> = (0..6).map(|r| sets.find(r)).collect();
         assert_eq!(roots, [0, 1, 1, 3, 3, 3]);
+        assert_eq!(sets.groups(), 2);
     }
 }

@@ -922,6 +922,22 @@ impl Index {
     /// Rows `rows` of the embeddings as f32, row-major. Panics if the range is out of
     /// bounds.
     pub fn embeddings_f32_rows(&self, rows: Range<usize>) -> Vec<f32> {
+        let mut out = Vec::with_capacity(rows.len() * self.dim);
+        self.for_each_value(rows, |_, x| out.push(x));
+        out
+    }
+
+    /// `sum((query - row)^2)` over row `i`'s embedding, read in place, in index order:
+    /// for two rows' embeddings the value is the same either way round.
+    pub fn squared_distance(&self, i: usize, query: &[f32]) -> f32 {
+        let mut sum = 0.0;
+        self.for_each_value(i..i + 1, |k, x| sum += (query[k] - x) * (query[k] - x));
+        sum
+    }
+
+    /// `f(k, value)` for the values of rows `rows` in order (f16 widened exactly), `k`
+    /// counting from 0. Panics if the range is out of bounds.
+    fn for_each_value(&self, rows: Range<usize>, mut f: impl FnMut(usize, f32)) {
         assert!(
             rows.start <= rows.end && rows.end <= self.len,
             "rows {rows:?} out of range ({} rows)",
@@ -935,35 +951,13 @@ impl Index {
             Precision::F32 => raw
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                .collect(),
+                .enumerate()
+                .for_each(|(k, x)| f(k, x)),
             Precision::F16 => raw
                 .chunks_exact(2)
                 .map(|c| f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
-                .collect(),
-        }
-    }
-
-    /// `sum((query - row)^2)` over row `i`'s embedding, read in place, in index order:
-    /// for two rows' embeddings the value is the same either way round.
-    pub fn squared_distance(&self, i: usize, query: &[f32]) -> f32 {
-        assert!(i < self.len, "row {i} out of range ({} rows)", self.len);
-        let bytes = self.precision().bytes();
-        let start = self.embeddings.start + i * self.dim * bytes;
-        let raw = &self.map[start..start + self.dim * bytes];
-        let diff = |(x, q): (f32, &f32)| (q - x) * (q - x);
-        match self.precision() {
-            Precision::F32 => raw
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                .zip(query)
-                .map(diff)
-                .sum(),
-            Precision::F16 => raw
-                .chunks_exact(2)
-                .map(|c| f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
-                .zip(query)
-                .map(diff)
-                .sum(),
+                .enumerate()
+                .for_each(|(k, x)| f(k, x)),
         }
     }
 

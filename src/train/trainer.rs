@@ -600,11 +600,6 @@ impl StepQueue {
         }
     }
 
-    /// Whether steps overlap.
-    pub fn overlaps(&self) -> bool {
-        self.overlap
-    }
-
     /// A step was submitted: wait for the one before it (overlap) or for it.
     pub fn submitted(&mut self, gpu: &Gpu, step: wgpu::SubmissionIndex) -> Result<()> {
         let wait_for = if self.overlap {
