@@ -102,8 +102,22 @@ fn on_interrupt_remove_temporaries() {
             return;
         }
         crate::io::remove_temporaries();
-        std::process::exit(130);
+        exit_now(130);
     });
+}
+
+/// End the process from the interrupt handler's thread. `std::process::exit` runs atexit
+/// handlers (Mesa's teardown among them) while other threads are mid-work, which can
+/// corrupt the heap and abort instead of exiting; `_exit` skips them. Output files are
+/// safe either way: only renamed files are ever complete.
+fn exit_now(code: i32) -> ! {
+    #[cfg(unix)]
+    // SAFETY: `_exit` takes no pointers and never returns.
+    unsafe {
+        libc::_exit(code)
+    }
+    #[cfg(not(unix))]
+    std::process::exit(code)
 }
 
 /// The flag the first interrupt sets instead of exiting (a second one exits).
