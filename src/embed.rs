@@ -5,11 +5,13 @@ use std::io::BufRead;
 use anyhow::{Result, bail};
 
 use crate::gpu::Gpu;
-use crate::input::{Line, LineReader, tokenize_batch};
+use crate::input::{Line, LineReader, require_ascii, tokenize_batch};
+use crate::model::Model;
 use crate::model::megashtein::{Megashtein, Pending};
 use crate::model::params::EMBED_DIM;
 use crate::model::weights::Weights;
 use crate::ops::Ops;
+use crate::stats::squared_distance;
 
 /// Default number of strings per GPU batch (clamped to what the device can bind).
 pub const DEFAULT_BATCH: usize = 4096;
@@ -19,6 +21,7 @@ pub struct Embedder<'g> {
     gpu: &'g Gpu,
     model: Megashtein,
     tokens: Vec<u8>,
+    distance_scale: f32,
 }
 
 impl<'g> Embedder<'g> {
@@ -30,7 +33,13 @@ impl<'g> Embedder<'g> {
             gpu,
             model,
             tokens: Vec::new(),
+            distance_scale: weights.distance_scale,
         })
+    }
+
+    /// [`Embedder::new`] for `model`, with batches of [`DEFAULT_BATCH`] strings.
+    pub fn for_model(gpu: &'g Gpu, model: &Model) -> Result<Self> {
+        Embedder::new(gpu, model.weights(), DEFAULT_BATCH)
     }
 
     /// Strings per GPU batch.
@@ -38,14 +47,16 @@ impl<'g> Embedder<'g> {
         self.model.capacity()
     }
 
-    /// Embeddings of `texts`, `[texts, 80]` row-major, in order. Each batch is
-    /// tokenized and submitted before the previous one is read back, so the device
-    /// never waits for the CPU between batches.
-    pub fn embed(&mut self, texts: &[&[u8]]) -> Result<Vec<f32>> {
+    /// Embeddings of `texts`, `[texts, 80]` row-major, in order; the model reads the
+    /// first 80 characters of each, and a string that is not ASCII is an error. Each
+    /// batch is tokenized and submitted before the previous one is read back, so the
+    /// device never waits for the CPU between batches.
+    pub fn embed<T: AsRef<[u8]>>(&mut self, texts: &[T]) -> Result<Vec<f32>> {
+        require_ascii(texts, |i| format!("string {}", i + 1))?;
         let mut out = Vec::with_capacity(texts.len() * EMBED_DIM);
         let mut in_flight = None;
         for chunk in texts.chunks(self.model.capacity()) {
-            let pending = self.submit(chunk.iter().copied())?;
+            let pending = self.submit(chunk.iter().map(AsRef::as_ref))?;
             if let Some(previous) = in_flight.replace(pending) {
                 out.extend(self.model.collect(self.gpu, previous)?);
             }
@@ -54,9 +65,31 @@ impl<'g> Embedder<'g> {
             out.extend(self.model.collect(self.gpu, last)?);
         }
         check_finite(&out, |i| {
-            format!("string {} ({:?})", i + 1, ascii(texts[i]))
+            format!("string {} ({:?})", i + 1, ascii(texts[i].as_ref()))
         })?;
         Ok(out)
+    }
+
+    /// The model's estimate of the edit distance of each pair: `s * |e(a) - e(b)|^2`.
+    pub fn estimates<A: AsRef<[u8]>, B: AsRef<[u8]>>(
+        &mut self,
+        pairs: &[(A, B)],
+    ) -> Result<Vec<f32>> {
+        let texts: Vec<&[u8]> = pairs
+            .iter()
+            .flat_map(|(a, b)| [a.as_ref(), b.as_ref()])
+            .collect();
+        let embeddings = self.embed(&texts)?;
+        let scale = f64::from(self.distance_scale);
+        Ok(embeddings
+            .chunks_exact(2 * EMBED_DIM)
+            .map(|e| (scale * squared_distance(&e[..EMBED_DIM], &e[EMBED_DIM..])) as f32)
+            .collect())
+    }
+
+    /// The model's estimate of the edit distance of `a` and `b` ([`Embedder::estimates`]).
+    pub fn estimate(&mut self, a: impl AsRef<[u8]>, b: impl AsRef<[u8]>) -> Result<f32> {
+        Ok(self.estimates(&[(a.as_ref(), b.as_ref())])?[0])
     }
 
     fn submit<'t>(&mut self, texts: impl Iterator<Item = &'t [u8]>) -> Result<Pending> {

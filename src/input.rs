@@ -22,7 +22,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader};
 use std::path::Path;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Result, anyhow, bail};
 
 use crate::io::io_reason;
 
@@ -35,7 +35,8 @@ pub const MAX_CHAR: u8 = 127;
 pub const STDIN_NAME: &str = "<stdin>";
 
 /// What to do with a line (or query) that holds a byte >= 128.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum NonAscii {
     /// Stop with an error naming the file and line number.
     #[default]
@@ -258,6 +259,23 @@ pub fn check_text(text: Vec<u8>, mode: NonAscii) -> std::result::Result<Checked,
             Ok(Checked::Accepted { text, replaced })
         }
     }
+}
+
+/// An error unless every one of `texts` is ASCII, naming the first that is not by
+/// `label` of its position: the model reads ASCII only, and bytes past 127 would all
+/// look alike to it.
+pub fn require_ascii<T: AsRef<[u8]>>(texts: &[T], label: impl Fn(usize) -> String) -> Result<()> {
+    for (i, text) in texts.iter().enumerate() {
+        if let Some(found) = find_non_ascii(text.as_ref()) {
+            bail!(
+                "{} {:?}: {found}; the model reads ASCII only: skip such strings or replace \
+                 the characters first (input::replace_non_ascii)",
+                label(i),
+                String::from_utf8_lossy(text.as_ref())
+            );
+        }
+    }
+    Ok(())
 }
 
 const NON_ASCII_HINT: &str =
@@ -847,6 +865,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "cli")]
     #[test]
     fn value_enum_names() {
         use clap::ValueEnum;

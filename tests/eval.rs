@@ -545,10 +545,10 @@ fn cpu_ranking_agrees_with_the_gpu_search() {
     // eval ranks candidates on the CPU (so that T can reach N); the query path ranks them
     // with the GPU kNN. Both must give the same candidates up to float near-ties.
     let gpu = Gpu::new(&GpuOptions::default()).expect("a GPU adapter");
-    let model = megashtein_gpu::model::load(None).unwrap();
+    let model = megashtein_gpu::Model::builtin().unwrap();
     let base: Vec<Vec<u8>> = data::builtin_base().into_iter().step_by(10).collect();
     let queries = data::held_out_queries(3, &base, 8);
-    let mut embedder = Embedder::new(&gpu, &model.weights, 512).unwrap();
+    let mut embedder = Embedder::new(&gpu, model.weights(), 512).unwrap();
     let texts: Vec<&[u8]> = base.iter().map(|s| s.as_slice()).collect();
     let emb = embedder.embed(&texts).unwrap();
     let qtexts: Vec<&[u8]> = queries.iter().map(|s| s.as_slice()).collect();

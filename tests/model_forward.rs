@@ -160,12 +160,11 @@ fn non_finite_embeddings_are_errors_naming_the_string() {
 #[test]
 fn a_query_with_non_finite_distances_is_an_error() {
     use megashtein_gpu::input::Line;
-    use megashtein_gpu::search::index::{Index, IndexWriter, Precision};
-    use megashtein_gpu::search::query::{QueryOptions, Searcher};
+    use megashtein_gpu::{Index, Model, Precision, QueryOptions, Searcher};
     let t = common::gpu();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("two.idx");
-    let mut writer = IndexWriter::create(&path, &"0".repeat(64), 0.25, Precision::F32).unwrap();
+    let mut weights = released();
+    weights.tensor_mut("fc_layers.2.bias")[3] = f32::INFINITY;
+    let model = Model::from_weights(weights, "weights with an infinity").unwrap();
     let lines: Vec<Line> = ["alpha", "beta"]
         .iter()
         .enumerate()
@@ -174,12 +173,8 @@ fn a_query_with_non_finite_distances_is_an_error() {
             text: s.as_bytes().to_vec(),
         })
         .collect();
-    writer.push(&lines, &[0.5; 2 * EMBED_DIM]).unwrap();
-    writer.finish().unwrap();
-    let index = Index::open(&path).unwrap();
-    let mut weights = released();
-    weights.tensor_mut("fc_layers.2.bias")[3] = f32::INFINITY;
-    let mut searcher = Searcher::new(&t.gpu, &index, &weights, 8).unwrap();
+    let index = Index::from_rows(&model, &lines, &[0.5; 2 * EMBED_DIM], Precision::F32).unwrap();
+    let mut searcher = Searcher::with_batch(&t.gpu, &index, &model, 8).unwrap();
     let opts = QueryOptions {
         k: 1,
         candidates: 2,

@@ -19,9 +19,8 @@ use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
 use rapidfuzz::distance::levenshtein::BatchComparator;
 use rayon::prelude::*;
 
-use crate::embed::DEFAULT_BATCH;
 use crate::gpu::Gpu;
-use crate::model::weights::Weights;
+use crate::model::Model;
 use crate::search::index::Index;
 use crate::search::query::{Answer, MAX_GPU_CANDIDATES, QueryOptions, Searcher};
 
@@ -178,7 +177,7 @@ pub struct CandidateRow {
 pub fn candidate_sweep(
     gpu: &Gpu,
     index: &Index,
-    weights: &Weights,
+    model: &Model,
     queries: &[&[u8]],
     exact: &ExactScan,
     candidates: &[usize],
@@ -206,7 +205,7 @@ pub fn candidate_sweep(
         blowup: crate::search::query::DEFAULT_BLOWUP,
         rerank: true,
     };
-    let mut searcher = Searcher::new(gpu, index, weights, DEFAULT_BATCH)?;
+    let mut searcher = Searcher::new(gpu, index, model)?;
     searcher.set_timed(true);
     let mut rows = Vec::new();
     for &c in candidates {

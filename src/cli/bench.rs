@@ -15,7 +15,7 @@ use crate::bench::query::{
 use crate::bench::train::{TrainThroughput, train_profile, train_throughput};
 use crate::bench::{Throughput, embed_profile, embed_throughput};
 use crate::embed::Embedder;
-use crate::gpu::{Gpu, GpuOptions};
+use crate::gpu::Gpu;
 use crate::model::megashtein::Megashtein;
 use crate::search::index::Index;
 use crate::search::join::JoinOptions;
@@ -55,7 +55,7 @@ pub struct JoinArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
-    pub gpu: GpuOptions,
+    pub gpu: super::DeviceArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -74,7 +74,7 @@ pub struct EmbedArgs {
     #[command(flatten)]
     pub report: Report,
     #[command(flatten)]
-    pub gpu: GpuOptions,
+    pub gpu: super::DeviceArgs,
 }
 
 /// How a throughput benchmark reports.
@@ -117,7 +117,7 @@ pub struct TrainArgs {
     #[command(flatten)]
     pub report: Report,
     #[command(flatten)]
-    pub gpu: GpuOptions,
+    pub gpu: super::DeviceArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -143,7 +143,7 @@ pub struct KnnArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
-    pub gpu: GpuOptions,
+    pub gpu: super::DeviceArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -182,7 +182,7 @@ pub struct QueryArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
-    pub gpu: GpuOptions,
+    pub gpu: super::DeviceArgs,
 }
 
 pub fn run(cmd: &Command) -> Result<()> {
@@ -199,7 +199,7 @@ fn bench_train(args: &TrainArgs) -> Result<()> {
     if args.pairs.contains(&0) || args.seconds.is_nan() || args.seconds <= 0.0 {
         bail!("--pairs must be at least 1 and --seconds positive");
     }
-    let gpu = Gpu::new(&args.gpu)?;
+    let gpu = args.gpu.open()?;
     let ops = crate::ops::Ops::new(&gpu);
     let json = args.report.json;
     if !json {
@@ -251,17 +251,17 @@ fn bench_embed(args: &EmbedArgs) -> Result<()> {
     if args.batch_sizes.contains(&0) || args.seconds.is_nan() || args.seconds <= 0.0 {
         bail!("batch sizes must be at least 1 and --seconds positive");
     }
-    let model = crate::model::load(args.model.as_deref())?;
-    let gpu = Gpu::new(&args.gpu)?;
+    let model = crate::model::Model::open_or_builtin(args.model.as_deref())?;
+    let gpu = args.gpu.open()?;
     let largest = args.batch_sizes.iter().copied().max().unwrap_or(1);
-    let mut embedder = Embedder::new(&gpu, &model.weights, largest)?;
+    let mut embedder = Embedder::new(&gpu, model.weights(), largest)?;
     let json = args.report.json;
     if !json {
         println!("device: {}", gpu.describe());
         println!(
             "model: {} ({}), GPU batch capacity {}",
-            model.source,
-            &model.fingerprint[..12],
+            model.source(),
+            &model.fingerprint()[..12],
             embedder.batch()
         );
     }
@@ -476,7 +476,7 @@ fn bench_knn(args: &KnnArgs) -> Result<()> {
             crate::ops::knn::MAX_K
         );
     }
-    let gpu = Gpu::new(&args.gpu)?;
+    let gpu = args.gpu.open()?;
     let grid = KnnGrid {
         rows: args.rows.clone(),
         ks: args.k.clone(),
@@ -604,8 +604,8 @@ fn bench_query(args: &QueryArgs) -> Result<()> {
     if index.is_empty() {
         bail!("index {} is empty", args.index.display());
     }
-    let model = super::model_for_index(&index, args.model.as_deref())?;
-    let gpu = Gpu::new(&args.gpu)?;
+    let model = index.load_model(args.model.as_deref())?;
+    let gpu = args.gpu.open()?;
     let sample = sample_queries(&args.pairs, &index, args.queries, args.seed)?;
     if sample.queries.is_empty() {
         bail!("no usable queries in {}", args.pairs.display());
@@ -636,7 +636,7 @@ fn bench_query(args: &QueryArgs) -> Result<()> {
     let rows = candidate_sweep(
         &gpu,
         &index,
-        &model.weights,
+        &model,
         &queries,
         &exact,
         &args.candidates,
@@ -660,7 +660,7 @@ fn bench_query(args: &QueryArgs) -> Result<()> {
             "index": args.index.display().to_string(),
             "rows": index.len(),
             "precision": index.precision().name(),
-            "model": model.source,
+            "model": model.source(),
             "fingerprint": index.fingerprint(),
             "pairs": args.pairs.display().to_string(),
             "queries": queries.len(),
@@ -679,7 +679,7 @@ fn bench_query(args: &QueryArgs) -> Result<()> {
         args.index.display(),
         index.len(),
         index.precision(),
-        model.source,
+        model.source(),
         &index.fingerprint()[..12],
         queries.len(),
         args.pairs.display(),
@@ -747,7 +747,7 @@ fn bench_query(args: &QueryArgs) -> Result<()> {
 
 fn bench_join(args: &JoinArgs) -> Result<()> {
     let index = Index::open(&args.index)?;
-    let gpu = Gpu::new(&args.gpu)?;
+    let gpu = args.gpu.open()?;
     let source = provenance(&gpu);
     let all_pairs = index.len() as f64 * (index.len() as f64 - 1.0) / 2.0;
     if !args.json {

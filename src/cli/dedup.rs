@@ -8,11 +8,13 @@ use serde_json::json;
 
 use super::join::SearchArgs;
 use super::table::{OutputArgs, ascii};
-use crate::gpu::{Gpu, GpuOptions};
-use crate::input::NonAscii;
+use crate::embed::Embedder;
+use crate::gpu::Gpu;
+use crate::input::{LineReader, NonAscii};
 use crate::io::Tracked;
+use crate::model::Model;
 use crate::search::dedup::{Clusters, Keep, UnionFind};
-use crate::search::index::{Index, Precision};
+use crate::search::index::{Index, IndexWriter, Precision};
 use crate::search::join::join;
 
 #[derive(clap::Args, Debug)]
@@ -45,7 +47,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = NonAscii::Error)]
     pub non_ascii: NonAscii,
     #[command(flatten)]
-    pub gpu: GpuOptions,
+    pub gpu: super::DeviceArgs,
 }
 
 /// Columns of every output format: one record per accepted input line.
@@ -58,7 +60,8 @@ pub fn run(args: &Args) -> Result<()> {
         bail!("--max-ratio must be at least 0 and below 1, not {r}");
     }
     let started = Instant::now();
-    let (index, _temporary) = open_source(args)?;
+    let gpu = args.gpu.open()?;
+    let (index, _temporary) = open_source(args, &gpu)?;
     // The join's threshold: with --max-ratio, the largest distance any pair may have.
     let longest = (0..index.len()).map(|i| index.string(i).len()).max();
     let max_distance = match (args.max_distance, args.max_ratio) {
@@ -67,7 +70,6 @@ pub fn run(args: &Args) -> Result<()> {
         (None, None) => unreachable!("clap requires a threshold"),
     };
     let opts = args.search.options(max_distance);
-    let gpu = Gpu::new(&args.gpu)?;
     let progress = super::progress_rows(index.len() as u64, "grouping");
     let mut sets = UnionFind::new(index.len());
     let stats = join(
@@ -114,23 +116,33 @@ fn within_ratio(index: &Index, a: usize, b: usize, distance: u32, ratio: Option<
 
 /// The index to group: `--index`, or `--input` embedded into a temporary index (removed
 /// when the returned guard drops).
-fn open_source(args: &Args) -> Result<(Index, Option<(Tracked, tempfile::TempDir)>)> {
+fn open_source(args: &Args, gpu: &Gpu) -> Result<(Index, Option<(Tracked, tempfile::TempDir)>)> {
     if let Some(path) = &args.index {
         return Ok((Index::open(path)?, None));
     }
-    let input = args.input.clone().expect("clap requires a source");
+    let input = args.input.as_deref().expect("clap requires a source");
+    let model = Model::open_or_builtin(args.model.as_deref())?;
+    let mut reader = LineReader::open(input, args.non_ascii)?;
     let dir = tempfile::tempdir()?;
     let tracked = Tracked::new(dir.path());
     let path = dir.path().join("dedup.idx");
-    super::embed::run(&super::embed::Args {
-        model: args.model.clone(),
-        input,
-        output: path.clone(),
-        precision: Precision::F32,
-        non_ascii: args.non_ascii,
-        batch: crate::embed::DEFAULT_BATCH,
-        gpu: args.gpu.clone(),
+    let mut writer = IndexWriter::create(
+        &path,
+        model.fingerprint(),
+        model.distance_scale(),
+        Precision::F32,
+    )?;
+    let total = std::fs::metadata(input).ok().filter(|m| m.is_file());
+    let progress = super::progress_bytes(total.map(|m| m.len()), "embedding");
+    Embedder::for_model(gpu, &model)?.embed_stream(&mut reader, |lines, embeddings| {
+        progress.inc(lines.iter().map(|l| l.text.len() as u64 + 1).sum());
+        writer.push(lines, embeddings)
     })?;
+    progress.finish_and_clear();
+    writer.finish()?;
+    for warning in reader.stats().warnings() {
+        eprintln!("warning: {warning}");
+    }
     Ok((Index::open(&path)?, Some((tracked, dir))))
 }
 

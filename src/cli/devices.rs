@@ -1,12 +1,12 @@
 //! `megashtein-gpu devices`: every adapter wgpu can see, and the one that would be used.
 use anyhow::Result;
 
-use crate::gpu::{Gpu, GpuOptions, list_adapters};
+use crate::gpu::list_adapters;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
-    pub gpu: GpuOptions,
+    pub gpu: super::DeviceArgs,
 }
 
 fn mib(bytes: u64) -> String {
@@ -17,7 +17,7 @@ pub fn run(args: &Args) -> Result<()> {
     let adapters = list_adapters(args.gpu.backend);
     if adapters.is_empty() {
         // Gpu::new gives the error that says how to get an adapter.
-        Gpu::new(&args.gpu)?;
+        args.gpu.open()?;
     }
     for (i, a) in adapters.iter().enumerate() {
         let info = &a.info;
@@ -51,7 +51,7 @@ pub fn run(args: &Args) -> Result<()> {
             if a.has_f16() { "yes" } else { "no" }
         );
     }
-    let chosen = Gpu::new(&args.gpu)?;
+    let chosen = args.gpu.open()?;
     println!("selected: {}", chosen.describe());
     Ok(())
 }

@@ -9,10 +9,7 @@ use serde_json::json;
 
 use super::table::{OutputArgs, ascii, f32_value};
 use crate::embed::{DEFAULT_BATCH, Embedder};
-use crate::gpu::{Gpu, GpuOptions};
 use crate::input::{NonAscii, check_query, open_input, source_name};
-use crate::model::params::EMBED_DIM;
-use crate::stats::squared_distance;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -28,7 +25,7 @@ pub struct Args {
     #[command(flatten)]
     pub out: OutputArgs,
     #[command(flatten)]
-    pub gpu: GpuOptions,
+    pub gpu: super::DeviceArgs,
 }
 
 /// Columns of every output format: one record per pair, in input order.
@@ -47,10 +44,9 @@ pub fn run(args: &Args) -> Result<()> {
             Box::new(std::iter::once(Ok((check(0)?, check(1)?))))
         }
     };
-    let model = crate::model::load(args.model.as_deref())?;
-    let gpu = Gpu::new(&args.gpu)?;
-    let mut embedder = Embedder::new(&gpu, &model.weights, DEFAULT_BATCH)?;
-    let scale = model.weights.distance_scale;
+    let model = crate::model::Model::open_or_builtin(args.model.as_deref())?;
+    let gpu = args.gpu.open()?;
+    let mut embedder = Embedder::for_model(&gpu, &model)?;
     args.out.write(COLUMNS, |table| {
         loop {
             let chunk: Vec<Pair> = pairs
@@ -60,14 +56,8 @@ pub fn run(args: &Args) -> Result<()> {
             if chunk.is_empty() {
                 return Ok(());
             }
-            let texts: Vec<&[u8]> = chunk
-                .iter()
-                .flat_map(|(a, b)| [a.as_slice(), b.as_slice()])
-                .collect();
-            let embeddings = embedder.embed(&texts)?;
-            for ((a, b), e) in chunk.iter().zip(embeddings.chunks(2 * EMBED_DIM)) {
-                let squared = squared_distance(&e[..EMBED_DIM], &e[EMBED_DIM..]);
-                let estimate = (f64::from(scale) * squared) as f32;
+            let estimates = embedder.estimates(&chunk)?;
+            for ((a, b), estimate) in chunk.iter().zip(estimates) {
                 let exact = levenshtein::distance(a.iter().copied(), b.iter().copied());
                 table.row(&[
                     json!(ascii(a)),

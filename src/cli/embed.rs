@@ -4,10 +4,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, anyhow, bail};
 
 use crate::embed::{DEFAULT_BATCH, Embedder};
-use crate::gpu::{Gpu, GpuOptions};
 use crate::input::Line;
 use crate::input::{LineReader, NonAscii};
 use crate::io::{NpyWriter, write_npy_i64};
+use crate::model::Model;
 use crate::model::params::EMBED_DIM;
 use crate::search::index::{IndexWriter, Precision};
 
@@ -35,7 +35,7 @@ pub struct Args {
     #[arg(long, default_value_t = DEFAULT_BATCH)]
     pub batch: usize,
     #[command(flatten)]
-    pub gpu: GpuOptions,
+    pub gpu: super::DeviceArgs,
 }
 
 /// Where embeddings go: a .npy array or an index.
@@ -70,7 +70,7 @@ pub fn run(args: &Args) -> Result<()> {
              to a named file, atomically; give a file name"
         );
     }
-    let (model, model_bytes) = crate::model::load_with_bytes(args.model.as_deref())?;
+    let model = Model::open_or_builtin(args.model.as_deref())?;
     let mut reader = LineReader::open(&args.input, args.non_ascii)?;
     let total_bytes = std::fs::metadata(&args.input)
         .ok()
@@ -80,15 +80,17 @@ pub fn run(args: &Args) -> Result<()> {
     let mut sink = if npy {
         Sink::Npy(NpyWriter::create(&args.output, EMBED_DIM)?)
     } else {
-        let scale = model.weights.distance_scale;
+        let scale = model.distance_scale();
         let mut writer =
-            IndexWriter::create(&args.output, &model.fingerprint, scale, args.precision)?;
+            IndexWriter::create(&args.output, model.fingerprint(), scale, args.precision)?;
         // The index carries its model, so `query` needs no --model.
-        writer.store_model(model_bytes)?;
+        if let Some(bytes) = model.file_bytes() {
+            writer.store_model(bytes.to_vec())?;
+        }
         Sink::Index(Box::new(writer))
     };
-    let gpu = Gpu::new(&args.gpu)?;
-    let mut embedder = Embedder::new(&gpu, &model.weights, args.batch)?;
+    let gpu = args.gpu.open()?;
+    let mut embedder = Embedder::new(&gpu, model.weights(), args.batch)?;
     let progress = super::progress_bytes(total_bytes, "embedding");
     let mut rows = 0u64;
     let mut line_numbers: Vec<i64> = Vec::new();
@@ -117,7 +119,7 @@ pub fn run(args: &Args) -> Result<()> {
     };
     eprintln!(
         "embedded {rows} strings with {} into {what} {} ({} per batch on {})",
-        model.source,
+        model.source(),
         args.output.display(),
         embedder.batch(),
         gpu.info.name

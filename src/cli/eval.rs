@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use crate::eval::{self, Options};
-use crate::gpu::{Gpu, GpuOptions};
 use crate::input::NonAscii;
 
 #[derive(clap::Args, Debug)]
@@ -55,11 +54,11 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = NonAscii::Error)]
     pub non_ascii: NonAscii,
     #[command(flatten)]
-    pub gpu: GpuOptions,
+    pub gpu: super::DeviceArgs,
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let gpu = Gpu::new(&args.gpu)?;
+    let gpu = args.gpu.open()?;
     let opts = Options {
         model: args.model.clone(),
         reference: args.reference.clone(),

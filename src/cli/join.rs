@@ -7,7 +7,6 @@ use anyhow::Result;
 use serde_json::json;
 
 use super::table::{OutputArgs, Table, ascii, f32_value};
-use crate::gpu::{Gpu, GpuOptions};
 use crate::search::index::Index;
 use crate::search::join::{DEFAULT_BLOWUP, DEFAULT_CANDIDATES, JoinOptions, JoinStats, Pair, join};
 
@@ -27,7 +26,7 @@ pub struct Args {
     #[command(flatten)]
     pub out: OutputArgs,
     #[command(flatten)]
-    pub gpu: GpuOptions,
+    pub gpu: super::DeviceArgs,
 }
 
 /// How candidates are found and checked; shared with `dedup`.
@@ -67,7 +66,7 @@ pub fn run(args: &Args) -> Result<()> {
     let left = Index::open(&args.index)?;
     let right = args.with.as_deref().map(Index::open).transpose()?;
     let right_index = right.as_ref().unwrap_or(&left);
-    let gpu = Gpu::new(&args.gpu)?;
+    let gpu = args.gpu.open()?;
     let progress = super::progress_rows(left.len() as u64, "joining");
     let mut stats = JoinStats::default();
     args.out.write(COLUMNS, |table| {

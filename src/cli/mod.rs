@@ -18,6 +18,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, Subcommand};
 
+use crate::gpu::{BackendChoice, Gpu, GpuOptions};
+
 #[derive(Parser, Debug)]
 #[command(
     name = "megashtein-gpu",
@@ -54,6 +56,32 @@ pub enum Command {
     /// Measure throughput.
     #[command(subcommand)]
     Bench(bench::Command),
+}
+
+/// Device selection, shared by every command (`--backend`, `--adapter`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct DeviceArgs {
+    /// GPU backend [env: WGPU_BACKEND].
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto, global = true)]
+    pub backend: BackendChoice,
+    /// Use the first adapter whose name contains NAME, case-insensitive [env: WGPU_ADAPTER_NAME].
+    #[arg(long, value_name = "NAME", global = true)]
+    pub adapter: Option<String>,
+}
+
+impl DeviceArgs {
+    /// The library's device selection.
+    pub fn options(&self) -> GpuOptions {
+        GpuOptions {
+            backend: self.backend,
+            adapter: self.adapter.clone(),
+        }
+    }
+
+    /// Open the chosen device.
+    pub fn open(&self) -> anyhow::Result<Gpu> {
+        Gpu::new(&self.options())
+    }
 }
 
 /// The error a search returns when it found nothing, like grep: the process exits with
@@ -161,37 +189,4 @@ pub fn progress_rows(total: u64, what: &str) -> indicatif::ProgressBar {
     );
     bar.set_prefix(what.to_string());
     bar
-}
-
-/// The model to search `index` with: `--model FILE` when given (it must be the one that
-/// made the index), else the model stored in the index, else the built-in default.
-pub(crate) fn model_for_index(
-    index: &crate::search::index::Index,
-    path: Option<&std::path::Path>,
-) -> anyhow::Result<crate::model::LoadedModel> {
-    let short = |fingerprint: &str| fingerprint[..fingerprint.len().min(12)].to_string();
-    let model = match (path, index.model_bytes()) {
-        (None, Some(bytes)) => {
-            let source = format!("the model stored in {}", index.path().display());
-            return crate::model::load_bytes(bytes, source);
-        }
-        (path, _) => crate::model::load(path)?,
-    };
-    if model.fingerprint != index.fingerprint() {
-        let hint = if path.is_some() {
-            "pass the model the index was made with, or none: indexes made by `embed` since \
-             format 2 hold their model"
-        } else {
-            "it holds no model (an index of format 1): pass --model FILE, or rebuild it with \
-             `megashtein-gpu embed` to store the model in it"
-        };
-        anyhow::bail!(
-            "index {} was made by model {}, but {} is {}; {hint}",
-            index.path().display(),
-            short(index.fingerprint()),
-            model.source,
-            short(&model.fingerprint)
-        );
-    }
-    Ok(model)
 }

@@ -8,7 +8,6 @@ use anyhow::{Context, Result, bail};
 use serde_json::json;
 
 use super::table::{Format, Table, ascii, f32_value, is_broken_pipe};
-use crate::gpu::{Gpu, GpuOptions};
 use crate::input::{InputStats, Line, NonAscii, check_query, stream_batches};
 use crate::search::index::Index;
 use crate::search::query::{Answer, DEFAULT_BLOWUP, DEFAULT_CANDIDATES, QueryOptions, Searcher};
@@ -58,7 +57,7 @@ pub struct Args {
     #[arg(long)]
     pub timings: bool,
     #[command(flatten)]
-    pub gpu: GpuOptions,
+    pub gpu: super::DeviceArgs,
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -75,9 +74,9 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let started = Instant::now();
     let index = Index::open(&args.index)?;
-    let model = super::model_for_index(&index, args.model.as_deref())?;
-    let gpu = Gpu::new(&args.gpu)?;
-    let mut searcher = Searcher::new(&gpu, &index, &model.weights, args.batch)?;
+    let model = index.load_model(args.model.as_deref())?;
+    let gpu = args.gpu.open()?;
+    let mut searcher = Searcher::with_batch(&gpu, &index, &model, args.batch)?;
     searcher.set_timed(args.timings);
     let startup = started.elapsed();
     let stdout = std::io::stdout();

@@ -6,13 +6,12 @@ use std::sync::Arc;
 use anyhow::{Result, anyhow, bail};
 use clap::ValueEnum;
 
-use crate::gpu::{Gpu, GpuOptions};
 use crate::input::{LineReader, NonAscii};
 use crate::model::weights::{REFERENCE_DISTANCE_SCALE, Weights};
 use crate::ops::Ops;
 use crate::train::checkpoint::{Checkpoint, DataConfig, Schedule, TrainConfig};
 use crate::train::data::{PRINTABLE, PairGenerator, parse_alphabet};
-use crate::train::run::{Outcome, RunOptions, ValidationSet, run as run_training};
+use crate::train::run::{Outcome, Progress, RunOptions, ValidationSet, run as run_training};
 use crate::train::trainer::StepOverlap;
 use crate::train::trainer::{LOSS_SLOTS, TrainState, Trainer};
 
@@ -89,7 +88,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = StepOverlap::Auto)]
     pub step_overlap: StepOverlap,
     #[command(flatten)]
-    pub gpu: GpuOptions,
+    pub gpu: super::DeviceArgs,
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -110,7 +109,7 @@ pub fn run(args: &Args) -> Result<()> {
             .unwrap_or_else(|| with_suffix(".log.jsonl")),
         stop_after: args.stop_after,
         step_overlap: args.step_overlap,
-        show_progress: true,
+        progress: Box::new(TrainBar::default()),
     };
     // Everything that can fail on bad input fails before the GPU starts.
     let start = match &args.resume {
@@ -118,7 +117,7 @@ pub fn run(args: &Args) -> Result<()> {
         None => fresh_start(args)?,
     };
     let generator = Arc::new(generator(&start.config.data)?);
-    let gpu = Gpu::new(&args.gpu)?;
+    let gpu = args.gpu.open()?;
     if start.config.pairs > Trainer::max_pairs(&gpu) {
         bail!(
             "--batch {} does not fit {}: at most {} pairs per step",
@@ -240,13 +239,10 @@ fn fresh_start(args: &Args) -> Result<Checkpoint> {
         ),
         spec => {
             let path = (spec != "default").then(|| Path::new(spec));
-            let model = crate::model::load(path)?;
-            let scale = model.weights.distance_scale;
-            (
-                model.weights,
-                format!("{} (sha256 {})", model.source, model.fingerprint),
-                scale,
-            )
+            let model = crate::model::Model::open_or_builtin(path)?;
+            let description = format!("{} (sha256 {})", model.source(), model.fingerprint());
+            let scale = model.distance_scale();
+            (model.into_weights(), description, scale)
         }
     };
     let data = match &args.corpus {
@@ -368,4 +364,46 @@ fn validation_sets(config: &TrainConfig, generator: &PairGenerator) -> Vec<Valid
         });
     }
     sets
+}
+
+/// The training progress bar: steps with rate and ETA, and the latest validation.
+#[derive(Default)]
+struct TrainBar(std::sync::OnceLock<indicatif::ProgressBar>);
+
+impl TrainBar {
+    fn bar(&self, total: u64) -> &indicatif::ProgressBar {
+        self.0.get_or_init(|| {
+            indicatif::ProgressBar::new(total).with_style(
+                indicatif::ProgressStyle::with_template(
+                    "train [{bar:25}] {pos}/{len} steps {per_sec} ETA {eta} {msg}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            )
+        })
+    }
+}
+
+impl Progress for TrainBar {
+    fn steps(&self, done: u64, total: u64) {
+        let first = self.0.get().is_none();
+        let bar = self.bar(total);
+        bar.set_position(done);
+        if first {
+            // Rate and ETA count from the resumed step, not from 0.
+            bar.reset_eta();
+        }
+    }
+
+    fn summary(&self, line: String) {
+        if let Some(bar) = self.0.get() {
+            bar.set_message(line);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = self.0.get() {
+            bar.finish_and_clear();
+        }
+    }
 }

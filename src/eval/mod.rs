@@ -470,25 +470,21 @@ pub fn run(gpu: &Gpu, opts: &Options) -> Result<Report> {
 
     // The rows.
     let mut models = Vec::new();
-    let loaded = crate::model::load(opts.model.as_deref())?;
+    let loaded = crate::model::Model::open_or_builtin(opts.model.as_deref())?;
     models.push(cnn_row(
         gpu,
         &ctx,
         opts,
         "model",
-        &loaded.weights,
-        loaded.source.clone(),
-        Some(loaded.fingerprint.clone()),
+        loaded.weights(),
+        loaded.source().to_string(),
+        Some(loaded.fingerprint().to_string()),
     )?);
     if !opts.no_baselines {
         let released = match &opts.reference {
             Some(path) => {
                 let (weights, fingerprint) = load_reference(path)?;
-                crate::model::LoadedModel {
-                    weights,
-                    fingerprint,
-                    source: path.display().to_string(),
-                }
+                crate::model::Model::imported(weights, fingerprint, path.display().to_string())
             }
             None => crate::model::released()?,
         };
@@ -497,9 +493,9 @@ pub fn run(gpu: &Gpu, opts: &Options) -> Result<Report> {
             &ctx,
             opts,
             "released",
-            &released.weights,
-            released.source,
-            Some(released.fingerprint),
+            released.weights(),
+            released.source().to_string(),
+            Some(released.fingerprint().to_string()),
         )?);
         let random = Weights::init(RANDOM_SEED);
         models.push(cnn_row(

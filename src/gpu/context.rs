@@ -10,7 +10,8 @@ use anyhow::{Context, Result, anyhow, bail};
 pub const POLL_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Which wgpu backend to use; `Auto` honours `WGPU_BACKEND` and otherwise tries all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum BackendChoice {
     #[default]
     Auto,
@@ -32,14 +33,13 @@ impl BackendChoice {
     }
 }
 
-/// Device selection, shared by every command (`--backend`, `--adapter`).
-#[derive(Debug, Clone, Default, clap::Args)]
+/// Which device to open. The default takes the best adapter on any backend, honouring
+/// the `WGPU_BACKEND` and `WGPU_ADAPTER_NAME` environment variables.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GpuOptions {
-    /// GPU backend [env: WGPU_BACKEND].
-    #[arg(long, value_enum, default_value_t = BackendChoice::Auto, global = true)]
+    /// The wgpu backend.
     pub backend: BackendChoice,
-    /// Use the first adapter whose name contains NAME, case-insensitive [env: WGPU_ADAPTER_NAME].
-    #[arg(long, value_name = "NAME", global = true)]
+    /// The first adapter whose name contains this, case-insensitive.
     pub adapter: Option<String>,
 }
 
@@ -124,7 +124,7 @@ impl Gpu {
         if adapters.is_empty() {
             if opts.backend != BackendChoice::Auto {
                 bail!(
-                    "no adapter on the {:?} backend; try --backend auto",
+                    "no adapter on the {:?} backend; try backend auto",
                     opts.backend
                 );
             }
@@ -183,7 +183,7 @@ impl Gpu {
         })
     }
 
-    /// Block until all submitted work is done, or fail after [`POLL_TIMEOUT`].
+    /// Block until all submitted work is done, or fail after `POLL_TIMEOUT`.
     pub fn wait(&self) -> Result<()> {
         self.wait_for(None)
     }

@@ -19,7 +19,7 @@ use safetensors::tensor::{Dtype, SafeTensors};
 use super::params::{
     NUM_BATCHES_TRACKED, NUM_PARAMS, PARAMS, RUNNING_MEAN, RUNNING_VAR, TensorSpec, offset,
 };
-use super::pth::{DType, StateDict, Tensor};
+use super::state_dict::{DType, StateDict, Tensor};
 
 /// Float32 tensors beside the model's own in a file (by name, flattened).
 pub type ExtraTensors = HashMap<String, Vec<f32>>;

@@ -46,7 +46,7 @@ impl PackedWeight {
 }
 
 /// The shader files that are not modules on their own but composed by the ops: the
-/// register tile, the packed-token reader ([`TOKENS_WGSL`]) and the shaders they are
+/// register tile, the packed-token reader (`TOKENS_WGSL`) and the shaders they are
 /// prepended to.
 pub const COMPOSED_SHADERS: [&str; 7] = [
     "gemm_tile.wgsl",

@@ -6,7 +6,8 @@ use rayon::prelude::*;
 use super::index::Index;
 
 /// Which member of a cluster represents it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Keep {
     /// The first line.
     First,

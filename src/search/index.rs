@@ -67,8 +67,11 @@ use anyhow::{Result, anyhow, bail};
 use half::f16;
 use half::slice::HalfFloatSliceExt;
 
+use crate::embed::{DEFAULT_BATCH, Embedder};
+use crate::gpu::Gpu;
 use crate::input::Line;
 use crate::io::{TempFile, io_reason};
+use crate::model::Model;
 use crate::model::params::EMBED_DIM;
 
 /// The magic bytes at offset 0.
@@ -88,7 +91,8 @@ const HEADER_CRC_AT: usize = HEADER_LEN - 4;
 const FINGERPRINT_LEN: usize = 64;
 
 /// How the embeddings are stored in an index.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Precision {
     /// IEEE half precision (2 bytes a value): half the size, about 3 significant digits.
     F16,
@@ -228,6 +232,42 @@ impl Layout {
             model_offset,
             file_len,
         })
+    }
+}
+
+impl Layout {
+    /// The header of a file with this layout.
+    fn header(
+        &self,
+        fingerprint: String,
+        distance_scale: f32,
+        precision: Precision,
+        len: u64,
+        strings_size: u64,
+        body_crc: u32,
+    ) -> IndexHeader {
+        IndexHeader {
+            version: VERSION,
+            fingerprint,
+            distance_scale,
+            precision,
+            dim: DIM as u32,
+            len,
+            embeddings_offset: self.embeddings_offset,
+            embeddings_size: self.embeddings_size,
+            lines_offset: self.lines_offset,
+            offsets_offset: self.offsets_offset,
+            strings_offset: self.strings_offset,
+            strings_size,
+            file_len: self.file_len,
+            body_crc,
+            model_offset: self.model_offset,
+            model_size: if self.model_offset == 0 {
+                0
+            } else {
+                self.file_len - self.model_offset
+            },
+        }
     }
 }
 
@@ -442,6 +482,72 @@ impl Body {
     }
 }
 
+/// Lines and embeddings fit together: `DIM` values a line, line numbers from 1.
+fn check_rows(lines: &[Line], embeddings: &[f32]) -> Result<()> {
+    if embeddings.len() != lines.len() * DIM {
+        bail!(
+            "internal error: {} embedding values for {} lines (expected {} per line)",
+            embeddings.len(),
+            lines.len(),
+            DIM
+        );
+    }
+    if let Some(l) = lines.iter().find(|l| l.number == 0) {
+        bail!(
+            "internal error: line number 0 (line numbers start at 1) for {:?}",
+            String::from_utf8_lossy(&l.text)
+        );
+    }
+    Ok(())
+}
+
+/// Appends the stored bytes of `embeddings` (one row per line of `lines`) to `out`,
+/// refusing a value that is not finite or, for f16, too large for half precision.
+fn encode_rows(
+    precision: Precision,
+    lines: &[Line],
+    embeddings: &[f32],
+    half: &mut Vec<f16>,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    if let Some(i) = embeddings.iter().position(|v| !v.is_finite()) {
+        bail!(
+            "line {}: the model gave a non-finite embedding value ({})",
+            lines[i / DIM].number,
+            embeddings[i]
+        );
+    }
+    match precision {
+        Precision::F32 => {
+            if cfg!(target_endian = "little") {
+                out.extend_from_slice(bytemuck::cast_slice(embeddings));
+            } else {
+                for v in embeddings {
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
+            }
+        }
+        Precision::F16 => {
+            half.clear();
+            half.resize(embeddings.len(), f16::ZERO);
+            half.convert_from_f32_slice(embeddings);
+            if let Some(i) = half.iter().position(|h| h.is_infinite()) {
+                bail!(
+                    "line {}: embedding value {} is too large for --precision f16 \
+                         (at most {}); use --precision f32",
+                    lines[i / DIM].number,
+                    embeddings[i],
+                    f16::MAX
+                );
+            }
+            for h in half.iter() {
+                out.extend_from_slice(&h.to_bits().to_le_bytes());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Streams an index file whose row count is known only at the end.
 ///
 /// The file appears at its path only when [`IndexWriter::finish`] succeeds; on an
@@ -563,57 +669,15 @@ impl IndexWriter {
                 self.path.display()
             );
         }
-        if embeddings.len() != lines.len() * DIM {
-            bail!(
-                "internal error: {} embedding values for {} lines (expected {} per line)",
-                embeddings.len(),
-                lines.len(),
-                DIM
-            );
-        }
-        if let Some(l) = lines.iter().find(|l| l.number == 0) {
-            bail!(
-                "internal error: line number 0 (line numbers start at 1) for {:?}",
-                String::from_utf8_lossy(&l.text)
-            );
-        }
-        if let Some(i) = embeddings.iter().position(|v| !v.is_finite()) {
-            bail!(
-                "line {}: the model gave a non-finite embedding value ({})",
-                lines[i / DIM].number,
-                embeddings[i]
-            );
-        }
+        check_rows(lines, embeddings)?;
         self.scratch.clear();
-        match self.precision {
-            Precision::F32 => {
-                if cfg!(target_endian = "little") {
-                    self.scratch
-                        .extend_from_slice(bytemuck::cast_slice(embeddings));
-                } else {
-                    for v in embeddings {
-                        self.scratch.extend_from_slice(&v.to_le_bytes());
-                    }
-                }
-            }
-            Precision::F16 => {
-                self.half.clear();
-                self.half.resize(embeddings.len(), f16::ZERO);
-                self.half.convert_from_f32_slice(embeddings);
-                if let Some(i) = self.half.iter().position(|h| h.is_infinite()) {
-                    bail!(
-                        "line {}: embedding value {} is too large for --precision f16 \
-                         (at most {}); use --precision f32",
-                        lines[i / DIM].number,
-                        embeddings[i],
-                        f16::MAX
-                    );
-                }
-                for h in &self.half {
-                    self.scratch.extend_from_slice(&h.to_bits().to_le_bytes());
-                }
-            }
-        }
+        encode_rows(
+            self.precision,
+            lines,
+            embeddings,
+            &mut self.half,
+            &mut self.scratch,
+        )?;
         let res = self.write_rows(lines);
         if res.is_err() {
             self.failed = true;
@@ -703,24 +767,14 @@ impl IndexWriter {
             body.write(&model).map_err(werr)?;
         }
         debug_assert_eq!(body.pos, layout.file_len);
-        let header = IndexHeader {
-            version: VERSION,
+        let header = layout.header(
             fingerprint,
             distance_scale,
             precision,
-            dim: DIM as u32,
-            len: rows,
-            embeddings_offset: layout.embeddings_offset,
-            embeddings_size: layout.embeddings_size,
-            lines_offset: layout.lines_offset,
-            offsets_offset: layout.offsets_offset,
-            strings_offset: layout.strings_offset,
+            rows,
             strings_size,
-            file_len: layout.file_len,
-            body_crc: body.crc.finalize(),
-            model_offset: layout.model_offset,
-            model_size,
-        };
+            body.crc.finalize(),
+        );
         let mut file = body
             .out
             .into_inner()
@@ -733,10 +787,31 @@ impl IndexWriter {
     }
 }
 
-/// An index file, memory-mapped and checked (see the module documentation).
+/// Where an index's bytes live: a mapped file, or memory ([`Index::build`]).
+enum Bytes {
+    Mapped(memmap2::Mmap),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Mapped(map) => map,
+            Bytes::Owned(bytes) => bytes,
+        }
+    }
+}
+
+/// What an in-memory index calls itself in messages.
+const IN_MEMORY: &str = "(in memory)";
+
+/// An index, checked (see the module documentation): a memory-mapped file
+/// ([`Index::open`]) or built in memory ([`Index::build`]).
 pub struct Index {
     path: PathBuf,
-    map: memmap2::Mmap,
+    map: Bytes,
     header: IndexHeader,
     len: usize,
     dim: usize,
@@ -780,10 +855,143 @@ impl Index {
         // on the file not being modified while it is open (documented above).
         let map = unsafe { memmap2::Mmap::map(&file) }
             .map_err(|e| anyhow!("cannot map index {}: {}", path.display(), io_reason(&e)))?;
-        Index::check(path, map)
+        Index::check(path, Bytes::Mapped(map))
     }
 
-    fn check(path: &Path, map: memmap2::Mmap) -> Result<Index> {
+    /// An index from the bytes of an index file, with the checks of [`Index::open`];
+    /// `name` stands for the file in messages.
+    pub fn from_bytes(bytes: Vec<u8>, name: &str) -> Result<Index> {
+        Index::check(Path::new(name), Bytes::Owned(bytes))
+    }
+
+    /// An index of `strings` in memory, embedded by `model` on `gpu`: row `i` is
+    /// `strings[i]` (line number `i + 1`), with the model stored in it when it has a model
+    /// file. Strings must be ASCII; like every index, it holds them in full and embeds
+    /// their first 80 characters.
+    pub fn build<S: AsRef<[u8]>>(
+        gpu: &Gpu,
+        model: &Model,
+        strings: &[S],
+        precision: Precision,
+    ) -> Result<Index> {
+        let lines: Vec<Line> = strings
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Line {
+                number: i as u64 + 1,
+                text: s.as_ref().to_vec(),
+            })
+            .collect();
+        let batch = lines.len().clamp(1, DEFAULT_BATCH);
+        let mut embedder = Embedder::new(gpu, model.weights(), batch)?;
+        let texts: Vec<&[u8]> = lines.iter().map(|l| l.text.as_slice()).collect();
+        let embeddings = embedder.embed(&texts)?;
+        Index::from_rows(model, &lines, &embeddings, precision)
+    }
+
+    /// An index in memory of `lines` with their `embeddings` (raw outputs of `model`,
+    /// `lines.len() * 80` values): the bytes [`IndexWriter`] would write.
+    pub fn from_rows(
+        model: &Model,
+        lines: &[Line],
+        embeddings: &[f32],
+        precision: Precision,
+    ) -> Result<Index> {
+        check_rows(lines, embeddings)?;
+        let too_large = || anyhow!("cannot build an index in memory: too large");
+        let strings_size: usize = lines.iter().map(|l| l.text.len()).sum();
+        let stored = model.file_bytes().unwrap_or_default();
+        let layout = Layout::new(
+            lines.len() as u64,
+            DIM as u64,
+            precision,
+            strings_size as u64,
+            stored.len() as u64,
+        )
+        .ok_or_else(too_large)?;
+        let at = |offset: u64| usize::try_from(offset).map_err(|_| too_large());
+        let mut b = Vec::with_capacity(at(layout.file_len)?);
+        b.resize(HEADER_LEN, 0);
+        encode_rows(precision, lines, embeddings, &mut Vec::new(), &mut b)?;
+        b.resize(at(layout.lines_offset)?, 0);
+        for line in lines {
+            b.extend_from_slice(&line.number.to_le_bytes());
+        }
+        b.resize(at(layout.offsets_offset)?, 0);
+        let mut end = 0u64;
+        b.extend_from_slice(&end.to_le_bytes());
+        for line in lines {
+            end += line.text.len() as u64;
+            b.extend_from_slice(&end.to_le_bytes());
+        }
+        b.resize(at(layout.strings_offset)?, 0);
+        for line in lines {
+            b.extend_from_slice(&line.text);
+        }
+        if !stored.is_empty() {
+            b.resize(at(layout.model_offset)?, 0);
+            b.extend_from_slice(stored);
+        }
+        debug_assert_eq!(b.len() as u64, layout.file_len);
+        let header = layout.header(
+            model.fingerprint().to_string(),
+            model.distance_scale(),
+            precision,
+            lines.len() as u64,
+            strings_size as u64,
+            crc32fast::hash(&b[HEADER_LEN..]),
+        );
+        b[..HEADER_LEN].copy_from_slice(&header.to_bytes());
+        Index::from_bytes(b, IN_MEMORY)
+    }
+
+    /// Writes the index to `path` atomically (a file that [`Index::open`] reads back
+    /// as this index).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        crate::io::write_atomic(path, |out| Ok(out.write_all(&self.map)?))
+    }
+
+    /// An error unless `model` made this index: another model's embeddings live in
+    /// another space, and searching them would give wrong answers without a sign.
+    pub fn check_model(&self, model: &Model) -> Result<()> {
+        if model.fingerprint() != self.fingerprint() {
+            let short = |fingerprint: &str| fingerprint[..fingerprint.len().min(12)].to_string();
+            bail!(
+                "index {} was made by model {}, but {} is {}",
+                self.path.display(),
+                short(self.fingerprint()),
+                model.source(),
+                short(model.fingerprint())
+            );
+        }
+        Ok(())
+    }
+
+    /// The model to search this index with: the model file at `path` when given (it
+    /// must be the one that made the index), else the model stored in the index, else
+    /// the built-in default (indexes of format 1 hold no model).
+    pub fn load_model(&self, path: Option<&Path>) -> Result<Model> {
+        let model = match (path, self.model_bytes()) {
+            (None, Some(bytes)) => {
+                let source = format!("the model stored in {}", self.path.display());
+                return Model::from_bytes(bytes.to_vec(), source);
+            }
+            (path, _) => Model::open_or_builtin(path)?,
+        };
+        self.check_model(&model).map_err(|e| {
+            let hint = if path.is_some() {
+                "pass the model the index was made with, or none: indexes made by `embed` \
+                 since format 2 hold their model"
+            } else {
+                "it holds no model (an index of format 1): pass --model FILE, or rebuild it \
+                 with `megashtein-gpu embed` to store the model in it"
+            };
+            anyhow!("{e}; {hint}")
+        })?;
+        Ok(model)
+    }
+
+    fn check(path: &Path, map: Bytes) -> Result<Index> {
         let b: &[u8] = &map;
         let name = path.display();
         if b.starts_with(&crate::io::NPY_MAGIC[..]) {

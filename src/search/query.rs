@@ -9,10 +9,11 @@ use rapidfuzz::distance::levenshtein::BatchComparator;
 use rayon::prelude::*;
 
 use super::index::{Index, Precision};
+use crate::embed::DEFAULT_BATCH;
 use crate::gpu::Gpu;
-use crate::input::tokenize_batch;
+use crate::input::{require_ascii, tokenize_batch};
+use crate::model::Model;
 use crate::model::megashtein::Megashtein;
-use crate::model::weights::Weights;
 use crate::ops::Ops;
 use crate::ops::knn::{self, Database, Knn, KnnPlan, MAX_K, Neighbor};
 
@@ -37,6 +38,19 @@ pub struct QueryOptions {
     pub blowup: f32,
     /// Skip the exact re-rank and return raw embedding neighbours.
     pub rerank: bool,
+}
+
+impl Default for QueryOptions {
+    /// The 10 nearest by exact distance among [`DEFAULT_CANDIDATES`] candidates.
+    fn default() -> Self {
+        QueryOptions {
+            k: 10,
+            candidates: DEFAULT_CANDIDATES,
+            max_distance: None,
+            blowup: DEFAULT_BLOWUP,
+            rerank: true,
+        }
+    }
 }
 
 /// One result row.
@@ -85,12 +99,19 @@ pub struct Searcher<'a> {
 }
 
 impl<'a> Searcher<'a> {
-    /// Upload `index`'s embeddings and build `weights` (which must be the index's model)
-    /// for batches of up to `batch` queries (clamped to what the device holds).
-    pub fn new(gpu: &'a Gpu, index: &'a Index, weights: &Weights, batch: usize) -> Result<Self> {
+    /// Upload `index`'s embeddings and build `model` on `gpu`, for batches of up to
+    /// [`DEFAULT_BATCH`] queries. An index made by another model is refused.
+    pub fn new(gpu: &'a Gpu, index: &'a Index, model: &Model) -> Result<Self> {
+        Searcher::with_batch(gpu, index, model, DEFAULT_BATCH)
+    }
+
+    /// [`Searcher::new`] for batches of up to `batch` queries (clamped to what the
+    /// device holds).
+    pub fn with_batch(gpu: &'a Gpu, index: &'a Index, model: &Model, batch: usize) -> Result<Self> {
+        index.check_model(model)?;
         // Any kNN plan must take a whole batch of the model's output.
-        let batch = batch.min(knn::max_batch(gpu, index.dim(), MAX_K));
-        let model = Megashtein::new(gpu, &Ops::new(gpu), weights, batch)?;
+        let batch = batch.clamp(1, knn::max_batch(gpu, index.dim(), MAX_K));
+        let model = Megashtein::new(gpu, &Ops::new(gpu), model.weights(), batch)?;
         let f16 = index.precision() == Precision::F16;
         let database = Database::upload(gpu, index.embedding_bytes(), index.dim(), f16, None)?;
         Ok(Searcher {
@@ -118,9 +139,15 @@ impl<'a> Searcher<'a> {
         self.timings
     }
 
-    /// Answer `queries` (full strings; cut to 80 only for the model).
-    pub fn search(&mut self, queries: &[&[u8]], opts: &QueryOptions) -> Result<Vec<Answer>> {
+    /// Answer `queries` (full strings, ASCII; cut to 80 only for the model).
+    pub fn search<Q: AsRef<[u8]>>(
+        &mut self,
+        queries: &[Q],
+        opts: &QueryOptions,
+    ) -> Result<Vec<Answer>> {
         check_options(opts)?;
+        require_ascii(queries, |i| format!("query {}", i + 1))?;
+        let queries: Vec<&[u8]> = queries.iter().map(AsRef::as_ref).collect();
         let n = self.index.len();
         if queries.is_empty() {
             return Ok(Vec::new());

@@ -37,7 +37,8 @@ pub enum DataConfig {
 }
 
 /// Learning-rate schedule over the run's steps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum Schedule {
     /// Linear warm-up, then cosine decay to zero at the last step.

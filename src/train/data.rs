@@ -429,7 +429,10 @@ mod tests {
     }
 
     fn words() -> Vec<Vec<u8>> {
-        let mut words = crate::eval::data::builtin_base();
+        let mut words: Vec<Vec<u8>> = include_str!("../../tests/data/eval_base.txt")
+            .lines()
+            .map(|w| w.as_bytes().to_vec())
+            .collect();
         words.push(vec![b'x'; 120]);
         words
     }

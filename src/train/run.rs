@@ -93,7 +93,24 @@ pub struct RunOptions {
     /// Stop (with a checkpoint) after this many steps of the run, before its end.
     pub stop_after: Option<u64>,
     pub step_overlap: StepOverlap,
-    pub show_progress: bool,
+    /// Told of each step and each validation (the CLI draws a bar); `()` for silence.
+    pub progress: Box<dyn Progress>,
+}
+
+/// Where a run reports how far it is.
+pub trait Progress {
+    /// `done` of the run's `total` steps are done (called once before the first step).
+    fn steps(&self, done: u64, total: u64);
+    /// A one-line summary of the latest validation.
+    fn summary(&self, line: String);
+    /// The run is over.
+    fn finish(&self);
+}
+
+impl Progress for () {
+    fn steps(&self, _: u64, _: u64) {}
+    fn summary(&self, _: String) {}
+    fn finish(&self) {}
 }
 
 /// How a run ended.
@@ -135,7 +152,8 @@ pub fn run(
         .truncate(start.step == 0)
         .open(&options.log)
         .with_context(|| format!("cannot open training log {}", options.log.display()))?;
-    let bar = progress(config.steps, start.step, options.show_progress);
+    let bar = &options.progress;
+    bar.steps(start.step, config.steps);
     // PyTorch counts BatchNorm's training batches in the model: one per step.
     let tracked_base = start.num_batches_tracked - start.step as i64;
     let mut checkpoint = start;
@@ -151,7 +169,7 @@ pub fn run(
     if checkpoint.step == 0 {
         let line = report(gpu, ops, &trainer, &checkpoint, validation, None)?;
         write_log(&mut log, &line, &options.log)?;
-        bar.set_message(summary(&line));
+        bar.summary(summary(&line));
     }
     let mut step = checkpoint.step;
     let mut saved_at = step;
@@ -177,7 +195,7 @@ pub fn run(
         };
         steps.submitted(gpu, trainer.step(&batch, &hyper)?)?;
         step += 1;
-        bar.set_position(step);
+        bar.steps(step, config.steps);
         let validate = step.is_multiple_of(config.val_every.max(1)) || step == config.steps;
         let save = step.is_multiple_of(config.checkpoint_every.max(1)) || step == end;
         if validate || save {
@@ -199,7 +217,7 @@ pub fn run(
             };
             let line = report(gpu, ops, &trainer, &checkpoint, validation, Some(rate))?;
             write_log(&mut log, &line, &options.log)?;
-            bar.set_message(summary(&line));
+            bar.summary(summary(&line));
             interval_start = (step, Instant::now());
         }
         if validate || save {
@@ -210,7 +228,7 @@ pub fn run(
             saved_at = step;
         }
     }
-    bar.finish_and_clear();
+    bar.finish();
     if step < config.steps || stopped_by_signal {
         if saved_at != step {
             checkpoint.step = step;
@@ -355,21 +373,4 @@ fn write_log(
     path: &std::path::Path,
 ) -> Result<()> {
     writeln!(log, "{line}").with_context(|| format!("cannot write training log {}", path.display()))
-}
-
-fn progress(steps: u64, at: u64, show: bool) -> indicatif::ProgressBar {
-    if !show {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(steps)
-        .with_position(at)
-        .with_style(
-            indicatif::ProgressStyle::with_template(
-                "train [{bar:25}] {pos}/{len} steps {per_sec} ETA {eta} {msg}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
-    bar.reset_eta();
-    bar
 }

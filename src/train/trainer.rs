@@ -17,7 +17,7 @@
 //! their pooled form at the pooled length, like their forward.
 //!
 //! [`Trainer::new`] reads top to bottom: allocation (slabs, inputs, activations and
-//! their gradients, all named), then [`forward_step`], the loss, [`backward_step`] and
+//! their gradients, all named), then `forward_step`, the loss, `backward_step` and
 //! AdamW, each a list of calls built once.
 use anyhow::{Result, bail};
 
@@ -570,7 +570,8 @@ fn check_state(state: &TrainState) -> Result<()> {
 }
 
 /// Whether the CPU prepares step t + 1 while the device runs step t.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum StepOverlap {
     /// On for GPUs, off for CPU adapters (lavapipe), where the CPU that would prepare
     /// the next step is the one running the current one: measured slower there.
