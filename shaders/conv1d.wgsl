@@ -160,13 +160,14 @@ fn forward(
     @builtin(local_invocation_index) lane: u32,
 ) {
     let col0 = (wg.x + wg.y * nwg.x) * TILE_COLS;
-    if col0 >= s.batch * len_out() {
+    let columns = s.batch * len_out();
+    if col0 >= columns {
         return;
     }
     stage(lane, col0);
     workgroupBarrier();
     for (var o0 = 0u; o0 < s.rows; o0 += TILE_ROWS) {
-        tile_multiply(lane, o0, col0, k_len());
+        tile_multiply(lane, o0, col0, k_len(), min(TILE_COLS, columns - col0));
     }
 }
 

@@ -38,9 +38,21 @@ fn tile_put(k: u32, c: u32, v: f32) {
     tile_b[(c / 16u) * KMAX + k][(c / 4u) % 4u][c % 4u] = v;
 }
 
-// After staging and a barrier: multiply, for rows o0 .. o0 + 63, and store.
-fn tile_multiply(lane: u32, o0: u32, col0: u32, k_len: u32) {
-    let o = o0 + lane;
+// After staging and a barrier: multiply, for rows o0 .. o0 + 63, and store. `cols` is
+// how many of the 32 columns are real (col0 + cols <= the product's columns): a tile
+// with at most 4 or 16 of them multiplies only those (a batch of one string, the last
+// tile of a layer), at 1/8 or 1/2 of the work.
+fn tile_multiply(lane: u32, o0: u32, col0: u32, k_len: u32, cols: u32) {
+    if cols <= 4u {
+        tile_multiply_4(lane + o0, col0, k_len);
+    } else if cols <= 16u {
+        tile_multiply_16(lane + o0, col0, k_len);
+    } else {
+        tile_multiply_32(lane + o0, col0, k_len);
+    }
+}
+
+fn tile_multiply_32(o: u32, col0: u32, k_len: u32) {
     var a00 = mat4x4<f32>(); var a01 = mat4x4<f32>();
     var a10 = mat4x4<f32>(); var a11 = mat4x4<f32>();
     var a20 = mat4x4<f32>(); var a21 = mat4x4<f32>();
@@ -54,17 +66,49 @@ fn tile_multiply(lane: u32, o0: u32, col0: u32, k_len: u32) {
         a20 += lo * w.z; a21 += hi * w.z;
         a30 += lo * w.w; a31 += hi * w.w;
     }
-    tile_store_row(o, col0, a00, a01);
-    tile_store_row(o + 16u, col0, a10, a11);
-    tile_store_row(o + 32u, col0, a20, a21);
-    tile_store_row(o + 48u, col0, a30, a31);
+    tile_store_16(o, col0, a00); tile_store_16(o, col0 + 16u, a01);
+    tile_store_16(o + 16u, col0, a10); tile_store_16(o + 16u, col0 + 16u, a11);
+    tile_store_16(o + 32u, col0, a20); tile_store_16(o + 32u, col0 + 16u, a21);
+    tile_store_16(o + 48u, col0, a30); tile_store_16(o + 48u, col0 + 16u, a31);
 }
 
-fn tile_store_row(o: u32, col0: u32, lo: mat4x4<f32>, hi: mat4x4<f32>) {
+fn tile_multiply_16(o: u32, col0: u32, k_len: u32) {
+    var a0 = mat4x4<f32>(); var a1 = mat4x4<f32>();
+    var a2 = mat4x4<f32>(); var a3 = mat4x4<f32>();
+    for (var k = 0u; k < k_len; k++) {
+        let w = tile_weights(k, o);
+        let lo = tile_b[k];
+        a0 += lo * w.x; a1 += lo * w.y; a2 += lo * w.z; a3 += lo * w.w;
+    }
+    tile_store_16(o, col0, a0);
+    tile_store_16(o + 16u, col0, a1);
+    tile_store_16(o + 32u, col0, a2);
+    tile_store_16(o + 48u, col0, a3);
+}
+
+fn tile_multiply_4(o: u32, col0: u32, k_len: u32) {
+    var a0 = vec4<f32>(); var a1 = vec4<f32>();
+    var a2 = vec4<f32>(); var a3 = vec4<f32>();
+    for (var k = 0u; k < k_len; k++) {
+        let w = tile_weights(k, o);
+        let b = tile_b[k][0];
+        a0 += b * w.x; a1 += b * w.y; a2 += b * w.z; a3 += b * w.w;
+    }
+    tile_store_4(o, col0, a0);
+    tile_store_4(o + 16u, col0, a1);
+    tile_store_4(o + 32u, col0, a2);
+    tile_store_4(o + 48u, col0, a3);
+}
+
+// Row o's values at columns col0 .. col0 + 15 (column 4 c + l is m[c][l]).
+fn tile_store_16(o: u32, col0: u32, m: mat4x4<f32>) {
     for (var c = 0u; c < 4u; c++) {
-        for (var l = 0u; l < 4u; l++) {
-            tile_store(o, col0 + 4u * c + l, lo[c][l]);
-            tile_store(o, col0 + 16u + 4u * c + l, hi[c][l]);
-        }
+        tile_store_4(o, col0 + 4u * c, m[c]);
+    }
+}
+
+fn tile_store_4(o: u32, col0: u32, v: vec4<f32>) {
+    for (var l = 0u; l < 4u; l++) {
+        tile_store(o, col0 + l, v[l]);
     }
 }

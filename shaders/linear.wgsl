@@ -68,7 +68,7 @@ fn forward(
     }
     workgroupBarrier();
     for (var o0 = 0u; o0 < s.rows; o0 += TILE_ROWS) {
-        tile_multiply(lane, o0, b0, s.fan_in);
+        tile_multiply(lane, o0, b0, s.fan_in, min(TILE_COLS, s.batch - b0));
     }
 }
 

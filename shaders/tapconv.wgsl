@@ -201,6 +201,8 @@ fn backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
     tap = wg.y;
     let k_len = select(3u * s.cout, s.vocab, PRODUCT == WEIGHT);
     let rows = select(s.dim, s.cout, PRODUCT == WEIGHT);
+    // Columns: the table's characters, or conv0's input channels and the bias.
+    let columns = select(s.vocab, s.dim + 1u, PRODUCT == WEIGHT);
     for (var c = lane; c < TILE_COLS; c += TILE_LANES) {
         for (var k = 0u; k < k_len; k++) {
             tile_put(k, c, b_value(k, col0 + c));
@@ -208,6 +210,7 @@ fn backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
     }
     workgroupBarrier();
     for (var o0 = 0u; o0 < rows; o0 += TILE_ROWS) {
-        tile_multiply(lane, o0, col0, k_len);
+        // A tile past the columns (the wider product's grid) stores nothing.
+        tile_multiply(lane, o0, col0, k_len, min(TILE_COLS, columns - min(columns, col0)));
     }
 }

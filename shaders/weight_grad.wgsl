@@ -114,7 +114,7 @@ fn partial(
     }
     workgroupBarrier();
     for (var o0 = 0u; o0 < s.rows; o0 += TILE_ROWS) {
-        tile_multiply(lane, o0, col0, k_len);
+        tile_multiply(lane, o0, col0, k_len, min(TILE_COLS, cols() - min(cols(), col0)));
     }
 }
 

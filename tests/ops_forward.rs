@@ -169,7 +169,9 @@ fn conv1d_pool_relu_matches_reference() {
         (1, 3, 2, 3),
         (3, 5, 4, 7),
         (2, 7, 70, 9),
+        // The tile's narrow paths: last tiles of 2 and 13 columns (at most 4, 16).
         (33, 64, 64, 5),
+        (13, 64, 64, 2),
         (17, 64, 64, 40),
         (4, 64, 64, 80),
         (1, 64, 64, 80),
