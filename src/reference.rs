@@ -416,6 +416,72 @@ pub fn pnll(
     (loss, d_hat, de, dlog_s)
 }
 
+/// The ranking head (`ops::ranking`): rows `0..n` of `e [3n, dim]` are anchors, `n..2n`
+/// positives, `2n..3n` negatives, `labels [n, 3]` the distances ap, an, pn. Per pair
+/// `d = s * q` (`squared`) or `s * sqrt(q)`, `q = ||e_x - e_y||^2`; per triplet
+/// `hinge * relu(d_ap - d_an + t_an - t_ap) + approx * ||d - t|| + pnll * mean(d - t
+/// ln(d + eps))`; the loss is the mean over triplets. Returns `(loss, de, dlog_s)`.
+#[allow(clippy::too_many_arguments)]
+pub fn ranking(
+    e: &[f64],
+    labels: &[f64],
+    log_s: f64,
+    dim: usize,
+    eps: f64,
+    (hinge, approx, pnll): (f64, f64, f64),
+    squared: bool,
+) -> (f64, Vec<f64>, f64) {
+    let n = labels.len() / 3;
+    let s = log_s.exp();
+    let rows = |i: usize| [i * dim, (n + i) * dim, (2 * n + i) * dim];
+    let mut loss = 0.0;
+    let mut de = vec![0.0; e.len()];
+    let mut dlog_s = 0.0;
+    for i in 0..n {
+        let [a, p, m] = rows(i);
+        // The pairs ap, an, pn as (first row, second row).
+        let pairs = [(a, p), (a, m), (p, m)];
+        let q: Vec<f64> = pairs
+            .iter()
+            .map(|&(x, y)| (0..dim).map(|k| (e[x + k] - e[y + k]).powi(2)).sum())
+            .collect();
+        let d: Vec<f64> = q
+            .iter()
+            .map(|&q| s * if squared { q } else { q.sqrt() })
+            .collect();
+        let t = &labels[3 * i..3 * i + 3];
+        let margin = d[0] - d[1] + t[1] - t[0];
+        let err: Vec<f64> = (0..3).map(|j| d[j] - t[j]).collect();
+        let norm = err.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let poisson: f64 = (0..3).map(|j| d[j] - t[j] * (d[j] + eps).ln()).sum::<f64>() / 3.0;
+        loss += (hinge * margin.max(0.0) + approx * norm + pnll * poisson) / n as f64;
+        for (j, &(x, y)) in pairs.iter().enumerate() {
+            let mut g = pnll * (1.0 - t[j] / (d[j] + eps)) / 3.0;
+            if norm > 0.0 {
+                g += approx * err[j] / norm;
+            }
+            if margin > 0.0 {
+                g += hinge * [1.0, -1.0, 0.0][j];
+            }
+            g /= n as f64;
+            dlog_s += g * d[j];
+            let slope = if squared {
+                2.0
+            } else if q[j] > 0.0 {
+                1.0 / q[j].sqrt()
+            } else {
+                0.0
+            };
+            for k in 0..dim {
+                let v = g * s * slope * (e[x + k] - e[y + k]);
+                de[x + k] += v;
+                de[y + k] -= v;
+            }
+        }
+    }
+    (loss, de, dlog_s)
+}
+
 /// One AdamW step as torch.optim.AdamW takes it (`step` is 1-based), in place.
 #[allow(clippy::too_many_arguments)]
 pub fn adamw(

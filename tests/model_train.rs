@@ -10,8 +10,8 @@ use std::path::Path;
 use megashtein_gpu::model::params::{NUM_PARAMS, PARAMS, range_of};
 use megashtein_gpu::model::{pth, weights::Weights};
 use megashtein_gpu::ops::adamw::AdamWStep;
-use megashtein_gpu::train::data::PairBatch;
-use megashtein_gpu::train::trainer::{SLAB, TrainState, Trainer};
+use megashtein_gpu::train::data::{Examples, PairBatch};
+use megashtein_gpu::train::trainer::{Objective, SLAB, TrainState, Trainer};
 use safetensors::SafeTensors;
 
 struct Fixture {
@@ -108,7 +108,15 @@ fn one_step_matches_pytorch() {
     let weights = released();
     let scale = f.number("distance_scale") as f32;
     let state = TrainState::new(&weights, scale);
-    let mut trainer = Trainer::new(&t.gpu, &t.ops, &state, f.batch.len(), false).unwrap();
+    let mut trainer = Trainer::new(
+        &t.gpu,
+        &t.ops,
+        &state,
+        f.batch.len(),
+        false,
+        Objective::Pnll,
+    )
+    .unwrap();
     trainer.gradients(&f.batch).unwrap();
 
     let e = trainer.read_embeddings().unwrap();
@@ -158,7 +166,15 @@ fn adamw_matches_pytorch_fed_its_gradients() {
     let f = fixture();
     let weights = released();
     let state = TrainState::new(&weights, f.number("distance_scale") as f32);
-    let mut trainer = Trainer::new(&t.gpu, &t.ops, &state, f.batch.len(), false).unwrap();
+    let mut trainer = Trainer::new(
+        &t.gpu,
+        &t.ops,
+        &state,
+        f.batch.len(),
+        false,
+        Objective::Pnll,
+    )
+    .unwrap();
     let mut grads = f.slab("grad");
     grads.push(0.0);
     for step in 1..=f.number("adamw_steps") as u64 {

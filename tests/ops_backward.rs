@@ -10,7 +10,8 @@ use megashtein_gpu::ops::batchnorm::BatchNormShape;
 use megashtein_gpu::ops::conv1d::{Conv1dGrads, Conv1dShape};
 use megashtein_gpu::ops::embedding::{EmbeddingShape, positions_by_token};
 use megashtein_gpu::ops::linear::{LinearGrads, LinearShape};
-use megashtein_gpu::ops::pnll::{EPS, PnllShape};
+use megashtein_gpu::ops::pnll::{EPS, LossShape};
+use megashtein_gpu::ops::ranking::RankingWeights;
 use megashtein_gpu::ops::tapconv::TapConvShape;
 use megashtein_gpu::reference;
 use rand::Rng;
@@ -551,7 +552,7 @@ fn pnll_matches_reference_and_finite_differences() {
         let losses = storage_buffer(&t.gpu, "losses", 16);
         let mut call = t.ops.pnll.forward_backward(
             &t.gpu,
-            PnllShape {
+            LossShape {
                 dim: dim as u32,
                 log_scale: 1,
                 learn: true,
@@ -593,6 +594,153 @@ fn pnll_matches_reference_and_finite_differences() {
                 reference::pnll(&e64, &l64, v[0], dim, eps).0
             });
         }
+    }
+}
+
+/// The ranking head on the GPU: `(loss, de, dlog_s)` for `e [3n, dim]`, `labels [n, 3]`.
+fn run_ranking(
+    e: &[f32],
+    labels: &[f32],
+    log_s: f32,
+    dim: usize,
+    weights: RankingWeights,
+) -> (f32, Vec<f32>, f32) {
+    let t = gpu();
+    let e_b = storage_buffer_init(&t.gpu, "e", e);
+    let labels_b = storage_buffer_init(&t.gpu, "labels", labels);
+    let params_b = storage_buffer_init(&t.gpu, "params", &[3.0f32, log_s]);
+    let de_b = storage_buffer(&t.gpu, "de", (e.len() * 4) as u64);
+    let grads = grad_slab(&t.gpu, 2);
+    let losses = storage_buffer(&t.gpu, "losses", 16);
+    let shape = LossShape {
+        dim: dim as u32,
+        log_scale: 1,
+        learn: true,
+    };
+    let mut call = t.ops.ranking.forward_backward(
+        &t.gpu, shape, weights, &e_b, &labels_b, &params_b, &de_b, &grads, &losses,
+    );
+    call.set(&t.gpu, (labels.len() / 3) as u32, 3);
+    let mut encoder = t.gpu.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        call.record(&mut pass, &t.gpu);
+    }
+    t.gpu.queue.submit([encoder.finish()]);
+    (
+        read(&t.gpu, &losses, 4)[3],
+        read(&t.gpu, &de_b, e.len()),
+        read(&t.gpu, &grads, 2)[1],
+    )
+}
+
+#[test]
+fn ranking_matches_reference_and_finite_differences() {
+    let mut r = rng(29);
+    let cases = [
+        // (triplets, dim, (hinge, approx, pnll), squared)
+        (1usize, 1usize, (1.0, 0.0, 0.0), true),
+        (3, 5, (1.0, 0.1, 0.0), false),
+        (4, 7, (1.0, 0.0, 1.0), true),
+        (5, 3, (0.5, 2.0, 0.25), false),
+        (300, 80, (1.0, 0.1, 1.0), true),
+        (300, 80, (1.0, 1.0, 0.0), false),
+    ];
+    for &(triplets, dim, (hinge, approx, pnll), squared) in &cases {
+        let e = uniform(&mut r, 3 * triplets * dim);
+        let labels: Vec<f32> = (0..3 * triplets)
+            .map(|_| r.random_range(0..12) as f32)
+            .collect();
+        let log_s = if squared { -0.7f32 } else { 0.9 };
+        let weights = RankingWeights {
+            hinge,
+            approx,
+            pnll,
+            squared,
+        };
+        let (got_loss, got_de, got_dlog_s) = run_ranking(&e, &labels, log_s, dim, weights);
+
+        let what = format!("ranking {triplets}x{dim} {weights:?}");
+        let (e64, l64) = (to_f64(&e), to_f64(&labels));
+        let w64 = (f64::from(hinge), f64::from(approx), f64::from(pnll));
+        let eps = f64::from(EPS);
+        let f = |e: &[f64], log_s: f64| reference::ranking(e, &l64, log_s, dim, eps, w64, squared);
+        let (loss, de, dlog_s) = f(&e64, f64::from(log_s));
+        assert!(loss > 0.0, "{what}: a loss of 0 checks nothing");
+        assert_close(&format!("{what} loss"), &[got_loss], &[loss], 1e-4, 1e-5);
+        assert_close(&format!("{what} de"), &got_de, &de, 1e-6, 1e-4);
+        assert_close(
+            &format!("{what} dlog_s"),
+            &[got_dlog_s],
+            &[dlog_s],
+            1e-5,
+            1e-4,
+        );
+
+        if triplets * dim <= 64 {
+            finite_differences(&format!("{what} de"), &mut r, &e64, &de, |v| {
+                f(v, f64::from(log_s)).0
+            });
+            finite_differences(
+                &format!("{what} dlog_s"),
+                &mut r,
+                &[f64::from(log_s)],
+                &[dlog_s],
+                |v| f(&e64, v[0]).0,
+            );
+        }
+    }
+}
+
+/// The ranking head against PyTorch autograd (tests/fixtures/ranking.safetensors, made
+/// by tools/make_ranking_fixture.py): loss, and every gradient within 1e-4 of its norm.
+#[test]
+fn ranking_matches_pytorch() {
+    let bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/ranking.safetensors"
+    ))
+    .expect("fixture");
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let cases: Vec<serde_json::Value> =
+        serde_json::from_str(&header.metadata().as_ref().unwrap()["cases"]).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let get = |name: &str| -> (Vec<f32>, Vec<usize>) {
+        let v = st.tensor(name).unwrap();
+        let values = v
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        (values, v.shape().to_vec())
+    };
+    assert_eq!(cases.len(), 4);
+    for (i, case) in cases.iter().enumerate() {
+        let weights = RankingWeights {
+            hinge: case["hinge"].as_f64().unwrap() as f32,
+            approx: case["approx"].as_f64().unwrap() as f32,
+            pnll: case["pnll"].as_f64().unwrap() as f32,
+            squared: case["squared"].as_bool().unwrap(),
+        };
+        let (e, shape) = get(&format!("case{i}.e"));
+        let (labels, _) = get(&format!("case{i}.labels"));
+        let log_s = get(&format!("case{i}.log_s")).0[0];
+        let (loss, de, dlog_s) = run_ranking(&e, &labels, log_s, shape[1], weights);
+        let what = format!("case {i} {weights:?}");
+        let want_loss = f64::from(get(&format!("case{i}.loss")).0[0]);
+        assert_close(&format!("{what} loss"), &[loss], &[want_loss], 0.0, 1e-5);
+        let want_de = to_f64(&get(&format!("case{i}.de")).0);
+        let norm = want_de.iter().map(|v| v * v).sum::<f64>().sqrt();
+        assert!(norm > 0.0, "{what}: a zero gradient checks nothing");
+        assert_close(&format!("{what} de"), &de, &want_de, 1e-4 * norm, 0.0);
+        let want_dlog_s = f64::from(get(&format!("case{i}.dlog_s")).0[0]);
+        assert_close(
+            &format!("{what} dlog_s"),
+            &[dlog_s],
+            &[want_dlog_s],
+            1e-4 * want_dlog_s.abs().max(1e-3),
+            0.0,
+        );
     }
 }
 

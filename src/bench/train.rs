@@ -10,8 +10,8 @@ use crate::gpu::Gpu;
 use crate::model::weights::Weights;
 use crate::ops::Ops;
 use crate::ops::adamw::AdamWStep;
-use crate::train::data::{PRINTABLE, PairGenerator, Prefetch};
-use crate::train::trainer::{StepOverlap, StepQueue, TrainState, Trainer};
+use crate::train::data::{Examples, PRINTABLE, PairGenerator, Prefetch};
+use crate::train::trainer::{Objective, StepOverlap, StepQueue, TrainState, Trainer};
 
 /// One row of the training benchmark.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -30,7 +30,7 @@ pub struct TrainThroughput {
 pub fn train_profile(gpu: &Gpu, ops: &Ops, pairs: usize) -> Result<Vec<(&'static str, f64)>> {
     let generator = PairGenerator::synthetic(PRINTABLE.to_vec());
     let state = TrainState::new(&Weights::init(0), 0.25);
-    let mut trainer = Trainer::new(gpu, ops, &state, pairs, true)?;
+    let mut trainer = Trainer::new(gpu, ops, &state, pairs, true, Objective::Pnll)?;
     trainer.profile(&generator.batch(7, 0, pairs))
 }
 
@@ -52,7 +52,7 @@ pub fn train_throughput(
     let generator_pairs_per_s = made as f64 / generated.elapsed().as_secs_f64();
 
     let state = TrainState::new(&Weights::init(0), 0.25);
-    let mut trainer = Trainer::new(gpu, ops, &state, pairs, true)?;
+    let mut trainer = Trainer::new(gpu, ops, &state, pairs, true, Objective::Pnll)?;
     let mut prefetch = Prefetch::spawn(generator, 0, 0..u64::MAX, pairs, 4);
     let mut queue = StepQueue::new(gpu, overlap);
     let mut step = |t: u64, prefetch: &mut Prefetch, queue: &mut StepQueue| -> Result<()> {

@@ -13,7 +13,7 @@ use crate::train::checkpoint::{Checkpoint, DataConfig, Schedule, TrainConfig};
 use crate::train::data::{PRINTABLE, PairGenerator, parse_alphabet};
 use crate::train::run::{Outcome, Progress, RunOptions, ValidationSet, run as run_training};
 use crate::train::trainer::StepOverlap;
-use crate::train::trainer::{LOSS_SLOTS, TrainState, Trainer};
+use crate::train::trainer::{LOSS_SLOTS, Objective, TrainState, Trainer};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -22,7 +22,7 @@ pub struct Args {
     pub output: PathBuf,
     /// Continue the run saved in this checkpoint (its settings are used; only --output,
     /// --checkpoint, --log, --stop-after and the GPU options may be given with it).
-    #[arg(long, conflicts_with_all = ["steps", "batch", "lr", "schedule", "warmup", "weight_decay", "clip", "seed", "scale", "init", "corpus", "non_ascii", "alphabet", "val_pairs", "val_every", "checkpoint_every"])]
+    #[arg(long, conflicts_with_all = ["steps", "batch", "loss", "hinge_weight", "approx_weight", "pnll_weight", "lr", "schedule", "warmup", "weight_decay", "clip", "seed", "scale", "init", "corpus", "non_ascii", "alphabet", "val_pairs", "val_every", "checkpoint_every"])]
     pub resume: Option<PathBuf>,
     /// Checkpoint file, written atomically every --checkpoint-every steps, at
     /// --stop-after and on Ctrl-C [default: OUTPUT.ckpt].
@@ -34,9 +34,25 @@ pub struct Args {
     /// Training steps.
     #[arg(long, default_value_t = 2000)]
     pub steps: u64,
-    /// Pairs per step (both strings of each pair go through one batched forward).
+    /// Examples per step: pairs, or triplets with --loss triplet|mix (every string of a
+    /// step goes through one batched forward).
     #[arg(long, default_value_t = 256)]
     pub batch: usize,
+    /// What a step minimises: `pnll` on pairs (the reference model's loss), `triplet`
+    /// (CNN-ED's ranking hinge with the margin from the true distances, plus its
+    /// approximation term) or `mix` (the hinge plus PNLL on each triplet's three pairs).
+    #[arg(long, value_enum, default_value_t = Loss::Pnll)]
+    pub loss: Loss,
+    /// Weight of the ranking hinge [default: 1 with --loss triplet|mix].
+    #[arg(long, value_name = "W")]
+    pub hinge_weight: Option<f32>,
+    /// Weight of the approximation term sqrt(sum (d - ED)^2) over a triplet's pairs
+    /// [default: 0.1 with --loss triplet (the CNN-ED paper's alpha), 0 with mix].
+    #[arg(long, value_name = "W")]
+    pub approx_weight: Option<f32>,
+    /// Weight of PNLL on a triplet's pairs [default: 0 with --loss triplet, 1 with mix].
+    #[arg(long, value_name = "W")]
+    pub pnll_weight: Option<f32>,
     /// Peak learning rate.
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
@@ -118,12 +134,12 @@ pub fn run(args: &Args) -> Result<()> {
     };
     let generator = Arc::new(generator(&start.config.data)?);
     let gpu = args.gpu.open()?;
-    if start.config.pairs > Trainer::max_pairs(&gpu) {
+    let most = Trainer::max_examples(&gpu, start.config.objective);
+    if start.config.pairs > most {
         bail!(
-            "--batch {} does not fit {}: at most {} pairs per step",
+            "--batch {} does not fit {}: at most {most} per step",
             start.config.pairs,
             gpu.info.name,
-            Trainer::max_pairs(&gpu)
         );
     }
     let ops = Ops::new(&gpu);
@@ -270,6 +286,7 @@ fn fresh_start(args: &Args) -> Result<Checkpoint> {
     let config = TrainConfig {
         steps: args.steps,
         pairs: args.batch,
+        objective: objective(args)?,
         lr: args.lr,
         schedule: args.schedule,
         warmup: args.warmup,
@@ -292,6 +309,50 @@ fn fresh_start(args: &Args) -> Result<Checkpoint> {
         step: 0,
         num_batches_tracked: weights.num_batches_tracked,
         state: TrainState::new(&weights, scale),
+    })
+}
+
+/// `--loss` and its weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Loss {
+    Pnll,
+    Triplet,
+    Mix,
+}
+
+fn objective(args: &Args) -> Result<Objective> {
+    let (hinge, approx, pnll) = match args.loss {
+        Loss::Pnll => {
+            if args
+                .hinge_weight
+                .or(args.approx_weight)
+                .or(args.pnll_weight)
+                .is_some()
+            {
+                bail!(
+                    "--hinge-weight, --approx-weight and --pnll-weight need --loss triplet or mix"
+                );
+            }
+            return Ok(Objective::Pnll);
+        }
+        Loss::Triplet => (1.0, 0.1, 0.0),
+        Loss::Mix => (1.0, 0.0, 1.0),
+    };
+    let hinge = args.hinge_weight.unwrap_or(hinge);
+    let approx = args.approx_weight.unwrap_or(approx);
+    let pnll = args.pnll_weight.unwrap_or(pnll);
+    for (name, w) in [("hinge", hinge), ("approx", approx), ("pnll", pnll)] {
+        if !(w.is_finite() && w >= 0.0) {
+            bail!("--{name}-weight must be a number >= 0, not {w}");
+        }
+    }
+    if hinge + approx + pnll == 0.0 {
+        bail!("the loss weights are all 0: nothing to train");
+    }
+    Ok(Objective::Ranking {
+        hinge,
+        approx,
+        pnll,
     })
 }
 

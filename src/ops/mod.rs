@@ -12,6 +12,7 @@ pub mod embedding;
 pub mod knn;
 pub mod linear;
 pub mod pnll;
+pub mod ranking;
 pub mod relu;
 pub mod tapconv;
 pub mod weight_grad;
@@ -109,6 +110,7 @@ pub struct Ops {
     pub tapconv: tapconv::TapConv,
     pub weight_grad: weight_grad::WeightGrad,
     pub pnll: pnll::Pnll,
+    pub ranking: ranking::Ranking,
     pub adamw: adamw::AdamW,
 }
 
@@ -124,6 +126,7 @@ impl Ops {
             tapconv: tapconv::TapConv::new(gpu),
             weight_grad: weight_grad::WeightGrad::new(gpu),
             pnll: pnll::Pnll::new(gpu),
+            ranking: ranking::Ranking::new(gpu),
             adamw: adamw::AdamW::new(gpu),
         }
     }

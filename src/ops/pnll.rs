@@ -6,24 +6,13 @@ use crate::gpu::{Call, Gpu, Kernel};
 /// PyTorch's PoissonNLLLoss eps: loss = d_hat - d * log(d_hat + eps).
 pub const EPS: f32 = 1e-8;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Shape {
-    batch: u32,
-    dim: u32,
-    log_scale: u32,
-    learn: u32,
-    eps: f32,
-    slot: u32,
-    _pad: [u32; 2],
-}
-
-/// `log_scale`: offset of log_s in the parameter and gradient slabs; `learn`: whether
-/// dlog_s is written (else 0 is).
+/// What every loss head (this one, `ranking`) is told besides its batch.
 #[derive(Debug, Clone, Copy)]
-pub struct PnllShape {
+pub struct LossShape {
     pub dim: u32,
+    /// Offset of log_s in the parameter and gradient slabs.
     pub log_scale: u32,
+    /// Whether dlog_s is written (else 0 is).
     pub learn: bool,
 }
 
@@ -31,10 +20,12 @@ pub struct Pnll {
     forward_backward: Kernel,
 }
 
-/// One bound loss pass; its uniform carries the slot of `losses` the next step writes.
-pub struct PnllCall {
+/// One bound loss pass of any head, single workgroup. Its uniform is twelve words: the
+/// example count, [`LossShape`], [`EPS`], the slot of `losses` the step writes, then the
+/// head's own six.
+pub struct LossCall {
     call: Call,
-    uniform: Shape,
+    uniform: [u32; 12],
 }
 
 impl Pnll {
@@ -52,42 +43,47 @@ impl Pnll {
     pub fn forward_backward(
         &self,
         gpu: &Gpu,
-        shape: PnllShape,
+        shape: LossShape,
         e: &wgpu::Buffer,
         labels: &wgpu::Buffer,
         params: &wgpu::Buffer,
         de: &wgpu::Buffer,
         grads: &wgpu::Buffer,
         losses: &wgpu::Buffer,
-    ) -> PnllCall {
-        let uniform = Shape {
-            batch: 0,
-            dim: shape.dim,
-            log_scale: shape.log_scale,
-            learn: u32::from(shape.learn),
-            eps: EPS,
-            slot: 0,
-            _pad: [0; 2],
-        };
-        let call = self.forward_backward.call_fixed(
-            gpu,
-            &uniform,
-            &[e, labels, params, de, grads, losses],
-            [1, 1],
-        );
-        PnllCall { call, uniform }
+    ) -> LossCall {
+        let bindings = [e, labels, params, de, grads, losses];
+        LossCall::new(gpu, &self.forward_backward, shape, [0; 6], &bindings)
     }
 }
 
-impl PnllCall {
-    /// Set the pair count and the loss slot for the next submit.
-    pub fn set(&mut self, gpu: &Gpu, pairs: u32, slot: u32) {
-        self.uniform.batch = pairs;
-        self.uniform.slot = slot;
+impl LossCall {
+    /// The call of `kernel` over `bindings` (after the uniform), with the head's own
+    /// uniform words `rest`.
+    pub fn new(
+        gpu: &Gpu,
+        kernel: &Kernel,
+        shape: LossShape,
+        rest: [u32; 6],
+        bindings: &[&wgpu::Buffer],
+    ) -> Self {
+        let mut uniform = [0u32; 12];
+        uniform[1] = shape.dim;
+        uniform[2] = shape.log_scale;
+        uniform[3] = u32::from(shape.learn);
+        uniform[4] = EPS.to_bits();
+        uniform[6..].copy_from_slice(&rest);
+        let call = kernel.call_fixed(gpu, &uniform, bindings, [1, 1]);
+        LossCall { call, uniform }
+    }
+
+    /// Set the example count and the loss slot for the next submit.
+    pub fn set(&mut self, gpu: &Gpu, batch: u32, slot: u32) {
+        self.uniform[0] = batch;
+        self.uniform[5] = slot;
         self.call.set_uniform(gpu, &self.uniform);
     }
 
     pub fn record(&self, pass: &mut wgpu::ComputePass, gpu: &Gpu) {
-        self.call.record(pass, gpu, self.uniform.batch);
+        self.call.record(pass, gpu, self.uniform[0]);
     }
 }

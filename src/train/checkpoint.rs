@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 
-use super::trainer::{LOG_SCALE, SLAB, TrainState};
+use super::trainer::{LOG_SCALE, Objective, SLAB, TrainState};
 use crate::model::params::NUM_PARAMS;
 use crate::model::weights::Weights;
 
@@ -51,7 +51,11 @@ pub enum Schedule {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
     pub steps: u64,
+    /// Examples per step: pairs, or triplets for a ranking objective.
     pub pairs: usize,
+    /// What a step minimises (PNLL for checkpoints from before there was a choice).
+    #[serde(default)]
+    pub objective: Objective,
     pub lr: f64,
     pub schedule: Schedule,
     pub warmup: u64,

@@ -25,22 +25,113 @@ pub struct PairBatch {
     pub labels: Vec<u32>,
 }
 
-impl PairBatch {
-    pub fn len(&self) -> usize {
+/// What a training step takes: examples whose strings go through the model as one
+/// batch, and their labels.
+pub trait Examples {
+    /// Strings per example (2 for a pair, 3 for a triplet).
+    fn rows(&self) -> usize;
+    /// Examples.
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Token rows for one batched forward, [`MAX_LEN`] tokens each: every example's
+    /// first string, then every second string, and so on.
+    fn tokens(&self) -> Vec<u8>;
+    /// The labels in the order the loss head reads them.
+    fn labels(&self) -> Vec<f32>;
+}
+
+impl Examples for PairBatch {
+    fn rows(&self) -> usize {
+        2
+    }
+
+    fn len(&self) -> usize {
         self.labels.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
+    fn tokens(&self) -> Vec<u8> {
+        tokens(&[&self.a, &self.b])
     }
 
-    /// Token rows for one batched forward: all `a` rows, then all `b` rows, [`MAX_LEN`]
-    /// tokens each.
-    pub fn tokens(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(2 * self.len() * MAX_LEN);
-        tokenize_batch(self.a.iter().chain(&self.b).map(Vec::as_slice), &mut out);
-        out
+    fn labels(&self) -> Vec<f32> {
+        self.labels.iter().map(|&d| d as f32).collect()
     }
+}
+
+/// One batch of triplets: an anchor `a[i]`, a positive `p[i]` and a negative `n[i]`,
+/// cut to [`MAX_LEN`] bytes, with `labels[i]` the exact distances (ap, an, pn); the
+/// positive is never farther from the anchor than the negative.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TripletBatch {
+    pub a: Vec<Vec<u8>>,
+    pub p: Vec<Vec<u8>>,
+    pub n: Vec<Vec<u8>>,
+    pub labels: Vec<[u32; 3]>,
+}
+
+impl Examples for TripletBatch {
+    fn rows(&self) -> usize {
+        3
+    }
+
+    fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    fn tokens(&self) -> Vec<u8> {
+        tokens(&[&self.a, &self.p, &self.n])
+    }
+
+    fn labels(&self) -> Vec<f32> {
+        self.labels.iter().flatten().map(|&d| d as f32).collect()
+    }
+}
+
+/// A step's batch, pairs or triplets as the run's objective wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrainBatch {
+    Pairs(PairBatch),
+    Triplets(TripletBatch),
+}
+
+impl TrainBatch {
+    fn examples(&self) -> &dyn Examples {
+        match self {
+            TrainBatch::Pairs(batch) => batch,
+            TrainBatch::Triplets(batch) => batch,
+        }
+    }
+}
+
+impl Examples for TrainBatch {
+    fn rows(&self) -> usize {
+        self.examples().rows()
+    }
+
+    fn len(&self) -> usize {
+        self.examples().len()
+    }
+
+    fn tokens(&self) -> Vec<u8> {
+        self.examples().tokens()
+    }
+
+    fn labels(&self) -> Vec<f32> {
+        self.examples().labels()
+    }
+}
+
+/// The token rows of `groups` one after another.
+fn tokens(groups: &[&Vec<Vec<u8>>]) -> Vec<u8> {
+    let rows: usize = groups.iter().map(|g| g.len()).sum();
+    let mut out = Vec::with_capacity(rows * MAX_LEN);
+    tokenize_batch(
+        groups.iter().flat_map(|g| g.iter()).map(Vec::as_slice),
+        &mut out,
+    );
+    out
 }
 
 /// The printable ASCII characters `b' '..=b'~'`, the default alphabet.
@@ -151,6 +242,39 @@ impl PairGenerator {
         self.draw(splitmix64(seed ^ VALIDATION), pairs)
     }
 
+    /// The triplets of training step `step`: an anchor and two partners drawn like a
+    /// pair's partner (so both near it at graded distances), the nearer one the
+    /// positive; a pure function of (seed, step, triplets).
+    pub fn triplets(&self, seed: u64, step: u64, triplets: usize) -> TripletBatch {
+        let key = splitmix64(splitmix64(seed ^ TRAIN) ^ step);
+        let drawn: Vec<_> = (0..triplets as u64)
+            .into_par_iter()
+            .map(|i| {
+                let rng = &mut StdRng::seed_from_u64(splitmix64(key ^ i));
+                let (a, at) = self.anchor(rng);
+                let mut p = self.partner(rng, &a, at);
+                let mut n = self.partner(rng, &a, at);
+                p.truncate(MAX_LEN);
+                n.truncate(MAX_LEN);
+                let (mut ap, mut an) = (levenshtein(&a, &p), levenshtein(&a, &n));
+                if ap > an {
+                    std::mem::swap(&mut p, &mut n);
+                    std::mem::swap(&mut ap, &mut an);
+                }
+                let pn = levenshtein(&p, &n);
+                (a, p, n, [ap, an, pn])
+            })
+            .collect();
+        let mut batch = TripletBatch::default();
+        for (a, p, n, labels) in drawn {
+            batch.a.push(a);
+            batch.p.push(p);
+            batch.n.push(n);
+            batch.labels.push(labels);
+        }
+        batch
+    }
+
     fn draw(&self, key: u64, pairs: usize) -> PairBatch {
         let (a, (b, labels)) = (0..pairs as u64)
             .into_par_iter()
@@ -167,16 +291,30 @@ impl PairGenerator {
     }
 
     fn pair(&self, rng: &mut StdRng) -> (Vec<u8>, Vec<u8>) {
+        let (a, at) = self.anchor(rng);
+        let b = self.partner(rng, &a, at);
+        (a, b)
+    }
+
+    /// A pair's first string: random in synthetic mode, else a uniformly drawn corpus
+    /// string with its place in the sorted corpus.
+    fn anchor(&self, rng: &mut StdRng) -> (Vec<u8>, Option<usize>) {
         let n = self.corpus.len();
         if n == 0 {
             let len = rng.random_range(1..=MAX_LEN);
-            let a = self.random_string(rng, len);
-            let b = self.heavy_partner(rng, &a);
-            return (a, b);
+            return (self.random_string(rng, len), None);
         }
         let i = rng.random_range(0..n);
-        let a = &self.corpus[i];
-        let b = match rng.random_range(0..100) {
+        (self.corpus[i].clone(), Some(i))
+    }
+
+    /// A partner of anchor `a` (at corpus place `at`), by the mixture described above.
+    fn partner(&self, rng: &mut StdRng, a: &[u8], at: Option<usize>) -> Vec<u8> {
+        let Some(i) = at else {
+            return self.heavy_partner(rng, a);
+        };
+        let n = self.corpus.len();
+        match rng.random_range(0..100) {
             0..50 => self.typo(rng, a),
             50..70 => {
                 let d = rng.random_range(1..=16);
@@ -189,8 +327,7 @@ impl PairGenerator {
             }
             70..85 => self.corpus[rng.random_range(0..n)].clone(),
             _ => self.heavy_partner(rng, a),
-        };
-        (a.clone(), b)
+        }
     }
 
     fn random_char(&self, rng: &mut StdRng) -> u8 {
@@ -341,13 +478,13 @@ pub fn levenshtein(a: &[u8], b: &[u8]) -> u32 {
 
 /// Batches generated ahead on a background thread, so the GPU never waits for data;
 /// an iterator of (step, batch).
-pub struct Prefetch {
-    rx: Option<Receiver<(u64, PairBatch)>>,
+pub struct Prefetch<B = PairBatch> {
+    rx: Option<Receiver<(u64, B)>>,
     producer: Option<JoinHandle<()>>,
     waited: Duration,
 }
 
-impl Prefetch {
+impl Prefetch<PairBatch> {
     /// Produces `batch(seed, step, pairs)` for each step in order, at most `depth` ahead.
     pub fn spawn(
         generator: Arc<PairGenerator>,
@@ -356,11 +493,22 @@ impl Prefetch {
         pairs: usize,
         depth: usize,
     ) -> Self {
+        Prefetch::spawn_with(steps, depth, move |step| generator.batch(seed, step, pairs))
+    }
+}
+
+impl<B: Send + 'static> Prefetch<B> {
+    /// Produces `make(step)` for each step in order, at most `depth` ahead.
+    pub fn spawn_with(
+        steps: Range<u64>,
+        depth: usize,
+        make: impl Fn(u64) -> B + Send + 'static,
+    ) -> Self {
         let (tx, rx) = sync_channel(depth);
         let producer = std::thread::spawn(move || {
             for step in steps {
                 // A failed send means the consumer is gone: stop.
-                if tx.send((step, generator.batch(seed, step, pairs))).is_err() {
+                if tx.send((step, make(step))).is_err() {
                     break;
                 }
             }
@@ -371,7 +519,9 @@ impl Prefetch {
             waited: Duration::ZERO,
         }
     }
+}
 
+impl<B> Prefetch<B> {
     /// Total time the consumer spent blocked in `next()`: the GPU waiting
     /// on data.
     pub fn waited(&self) -> Duration {
@@ -379,12 +529,12 @@ impl Prefetch {
     }
 }
 
-impl Iterator for Prefetch {
-    type Item = (u64, PairBatch);
+impl<B> Iterator for Prefetch<B> {
+    type Item = (u64, B);
 
     /// The next (step, batch); `None` when all steps are done. A panic in the producer
     /// is passed on here rather than ending training early.
-    fn next(&mut self) -> Option<(u64, PairBatch)> {
+    fn next(&mut self) -> Option<(u64, B)> {
         let start = Instant::now();
         let got = self.rx.as_ref()?.recv().ok();
         self.waited += start.elapsed();
@@ -397,7 +547,7 @@ impl Iterator for Prefetch {
     }
 }
 
-impl Drop for Prefetch {
+impl<B> Drop for Prefetch<B> {
     /// Closes the channel first, so a producer blocked on a full channel wakes and exits.
     fn drop(&mut self) {
         drop(self.rx.take());
@@ -508,6 +658,34 @@ mod tests {
             assert_ne!(g.validation(7, 300), g.batch(7, 0, 300));
             assert_eq!(g.validation(7, 300), g.validation(7, 300));
             assert!(g.batch(7, 3, 0).is_empty());
+        }
+    }
+
+    #[test]
+    fn triplets_are_labelled_ordered_and_deterministic() {
+        for g in [
+            PairGenerator::synthetic(PRINTABLE.to_vec()),
+            PairGenerator::corpus(words(), PRINTABLE.to_vec()).unwrap(),
+        ] {
+            let batch = g.triplets(7, 3, 300);
+            assert_eq!(batch.len(), 300);
+            assert_eq!(batch, g.triplets(7, 3, 300));
+            assert_ne!(batch, g.triplets(7, 4, 300));
+            let mut graded = 0;
+            for i in 0..batch.len() {
+                let (a, p, n) = (&batch.a[i], &batch.p[i], &batch.n[i]);
+                assert!(a.len() <= MAX_LEN && p.len() <= MAX_LEN && n.len() <= MAX_LEN);
+                let [ap, an, pn] = batch.labels[i];
+                assert_eq!([ap, an, pn], [dp(a, p), dp(a, n), dp(p, n)]);
+                assert!(ap <= an, "the positive is the nearer partner");
+                graded += usize::from(ap < an);
+            }
+            assert!(graded > 200, "only {graded} of 300 triplets have ap < an");
+            // Tokens: anchors, then positives, then negatives; labels three a triplet.
+            let tokens = batch.tokens();
+            assert_eq!(tokens.len(), 3 * 300 * MAX_LEN);
+            assert_eq!(&tokens[300 * MAX_LEN..][..batch.p[0].len()], &batch.p[0][..]);
+            assert_eq!(batch.labels().len(), 900);
         }
     }
 

@@ -11,11 +11,10 @@ use anyhow::{Context, Result};
 use serde_json::json;
 
 use super::checkpoint::Checkpoint;
-use super::data::{PairBatch, PairGenerator, Prefetch};
-use super::trainer::{LOG_SCALE, StepOverlap, StepQueue, TrainState, Trainer};
+use super::data::{Examples, PairBatch, PairGenerator, Prefetch, TrainBatch};
+use super::trainer::{LOG_SCALE, Objective, StepOverlap, StepQueue, TrainState, Trainer};
+use crate::embed::{DEFAULT_BATCH, Embedder};
 use crate::gpu::Gpu;
-use crate::input::tokenize_batch;
-use crate::model::megashtein::Megashtein;
 use crate::model::params::EMBED_DIM;
 use crate::model::weights::Weights;
 use crate::ops::Ops;
@@ -42,16 +41,10 @@ pub struct ValidationSet {
 }
 
 /// d_hat (eval mode, the model's own scale) for every pair of `pairs`.
-pub fn estimate(gpu: &Gpu, ops: &Ops, weights: &Weights, pairs: &PairBatch) -> Result<Vec<f64>> {
-    let mut model = Megashtein::new(gpu, ops, weights, 2 * pairs.len())?;
-    let mut e = Vec::with_capacity(2 * pairs.len() * EMBED_DIM);
-    let mut tokens = Vec::new();
+pub fn estimate(gpu: &Gpu, weights: &Weights, pairs: &PairBatch) -> Result<Vec<f64>> {
+    let batch = (2 * pairs.len()).clamp(1, DEFAULT_BATCH);
     let texts: Vec<&[u8]> = pairs.a.iter().chain(&pairs.b).map(Vec::as_slice).collect();
-    for chunk in texts.chunks(model.capacity()) {
-        tokens.clear();
-        tokenize_batch(chunk.iter().copied(), &mut tokens);
-        e.extend(model.forward(gpu, &tokens)?);
-    }
+    let e = Embedder::new(gpu, weights, batch)?.embed(&texts)?;
     let n = pairs.len();
     Ok((0..n)
         .map(|p| {
@@ -139,7 +132,14 @@ pub fn run(
         let scale = calibrated_scale(gpu, ops, &start.state, &first)?;
         start.state.params[LOG_SCALE] = scale.ln();
     }
-    let mut trainer = Trainer::new(gpu, ops, &start.state, config.pairs, config.learn_scale)?;
+    let mut trainer = Trainer::new(
+        gpu,
+        ops,
+        &start.state,
+        config.pairs,
+        config.learn_scale,
+        config.objective,
+    )?;
     let end = options
         .stop_after
         .map_or(config.steps, |s| s.min(config.steps))
@@ -158,16 +158,21 @@ pub fn run(
     let tracked_base = start.num_batches_tracked - start.step as i64;
     let mut checkpoint = start;
     let mut interval_start = (checkpoint.step, Instant::now());
-    let mut prefetch = Prefetch::spawn(
-        generator,
-        config.seed,
-        checkpoint.step..end,
-        config.pairs,
-        PREFETCH_DEPTH,
-    );
+    let (seed, examples, objective) = (config.seed, config.pairs, config.objective);
+    let mut prefetch =
+        Prefetch::spawn_with(
+            checkpoint.step..end,
+            PREFETCH_DEPTH,
+            move |step| match objective {
+                Objective::Pnll => TrainBatch::Pairs(generator.batch(seed, step, examples)),
+                Objective::Ranking { .. } => {
+                    TrainBatch::Triplets(generator.triplets(seed, step, examples))
+                }
+            },
+        );
     let mut waited_before = prefetch.waited();
     if checkpoint.step == 0 {
-        let line = report(gpu, ops, &trainer, &checkpoint, validation, None)?;
+        let line = report(gpu, &trainer, &checkpoint, validation, None)?;
         write_log(&mut log, &line, &options.log)?;
         bar.summary(summary(&line));
     }
@@ -215,7 +220,7 @@ pub fn run(
                 lr: hyper.lr,
                 grad_norm: trainer.grad_norm()?,
             };
-            let line = report(gpu, ops, &trainer, &checkpoint, validation, Some(rate))?;
+            let line = report(gpu, &trainer, &checkpoint, validation, Some(rate))?;
             write_log(&mut log, &line, &options.log)?;
             bar.summary(summary(&line));
             interval_start = (step, Instant::now());
@@ -263,7 +268,7 @@ pub fn calibrated_scale(
     state: &TrainState,
     batch: &PairBatch,
 ) -> Result<f32> {
-    let mut probe = Trainer::new(gpu, ops, state, batch.len(), false)?;
+    let mut probe = Trainer::new(gpu, ops, state, batch.len(), false, Objective::Pnll)?;
     probe.gradients(batch)?;
     let e = probe.read_embeddings()?;
     let n = batch.len();
@@ -308,7 +313,6 @@ struct Rate {
 
 fn report(
     gpu: &Gpu,
-    ops: &Ops,
     trainer: &Trainer,
     checkpoint: &Checkpoint,
     validation: &[ValidationSet],
@@ -322,7 +326,7 @@ fn report(
     let weights = state.weights(checkpoint.num_batches_tracked);
     let mut val = serde_json::Map::new();
     for set in validation {
-        let d_hat = estimate(gpu, ops, &weights, &set.pairs)?;
+        let d_hat = estimate(gpu, &weights, &set.pairs)?;
         let a = accuracy(&d_hat, &set.pairs.labels);
         val.insert(
             set.name.to_string(),

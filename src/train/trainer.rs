@@ -20,6 +20,7 @@
 //! their gradients, all named), then `forward_step`, the loss, `backward_step` and
 //! AdamW, each a list of calls built once.
 use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
 
 use crate::gpu::{Calls, Gpu, Readback, storage_buffer, storage_buffer_init};
 use crate::model::megashtein::{Activations, Derived, forward_calls, layers};
@@ -30,10 +31,11 @@ use crate::ops::adamw::{AdamWBuffers, AdamWCalls, AdamWStep};
 use crate::ops::conv1d::Conv1dGrads;
 use crate::ops::embedding::{EmbeddingShape, positions_by_token, positions_len};
 use crate::ops::linear::LinearGrads;
-use crate::ops::pnll::{PnllCall, PnllShape};
+use crate::ops::pnll::{LossCall, LossShape};
+use crate::ops::ranking::RankingWeights;
 use crate::ops::weight_grad::SEGMENT;
 
-use super::data::PairBatch;
+use super::data::Examples;
 
 /// Where `log_s` sits in the slabs.
 pub const LOG_SCALE: usize = NUM_PARAMS;
@@ -87,7 +89,9 @@ impl TrainState {
 
 pub struct Trainer<'g> {
     gpu: &'g Gpu,
-    pairs: usize,
+    /// Examples per step: pairs, or triplets.
+    examples: usize,
+    objective: Objective,
     slabs: Slabs,
     inputs: Inputs,
     acts: Activations,
@@ -97,7 +101,7 @@ pub struct Trainer<'g> {
     /// Derives tables and packed weights from the slab: recorded with batch 1.
     prepare: Calls,
     forward: Calls,
-    loss: PnllCall,
+    loss: LossCall,
     backward: Calls,
     adamw: AdamWCalls,
 }
@@ -136,17 +140,17 @@ struct Inputs {
     tokens: wgpu::Buffer,
     /// The tokens' positions grouped by token (`positions_by_token`).
     positions: wgpu::Buffer,
-    /// `[pairs]` f32 edit distances.
+    /// f32 edit distances: `[pairs]`, or `[triplets, 3]`.
     labels: wgpu::Buffer,
 }
 
 impl Inputs {
-    fn new(gpu: &Gpu, pairs: usize) -> Self {
-        let positions = rows_of(pairs) * MAX_LEN;
+    fn new(gpu: &Gpu, rows: usize, labels: usize) -> Self {
+        let positions = rows * MAX_LEN;
         Inputs {
             tokens: storage_buffer(gpu, "tokens", positions as u64),
             positions: storage_buffer(gpu, "positions", positions_len(positions, VOCAB) as u64 * 4),
-            labels: storage_buffer(gpu, "labels", pairs as u64 * F32),
+            labels: storage_buffer(gpu, "labels", labels as u64 * F32),
         }
     }
 }
@@ -185,68 +189,106 @@ impl ActivationGrads {
     }
 }
 
-/// Both sides of every pair go through the model as one batch.
-fn rows_of(pairs: usize) -> usize {
-    2 * pairs
+/// What a step minimises.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Objective {
+    /// PNLL on pairs: the reference model's loss.
+    #[default]
+    Pnll,
+    /// Triplets: the ranking hinge, the approximation term and PNLL on their three
+    /// pairs, weighted (`ops::ranking`), on the squared distance.
+    Ranking { hinge: f32, approx: f32, pnll: f32 },
+}
+
+impl Objective {
+    /// Strings per example: every string of a step goes through the model as one batch.
+    pub fn rows(self) -> usize {
+        match self {
+            Objective::Pnll => 2,
+            Objective::Ranking { .. } => 3,
+        }
+    }
+
+    /// Labels per example.
+    fn labels(self) -> usize {
+        match self {
+            Objective::Pnll => 1,
+            Objective::Ranking { .. } => 3,
+        }
+    }
 }
 
 impl<'g> Trainer<'g> {
-    /// The most pairs one step can take on this device (the largest activation, block
-    /// 0's output for both sides, must fit one storage binding).
-    pub fn max_pairs(gpu: &Gpu) -> usize {
-        let per_pair = 2 * (CONV_CH * layers::block_len(1)) as u64 * F32;
+    /// The most examples of `objective` one step can take on this device (the largest
+    /// activation, block 0's output for every string, must fit one storage binding).
+    pub fn max_examples(gpu: &Gpu, objective: Objective) -> usize {
+        let rows = objective.rows() as u64;
+        let per_pair = rows * (CONV_CH * layers::block_len(1)) as u64 * F32;
         // Shader indices are u32, and a weight gradient's segments (SEGMENT positions
         // each) are one grid dimension of at most 65,535 workgroups; the longest
         // reduction is block 1's, over its pooled output.
         let index_limit = (u64::from(u32::MAX) / 4) / per_pair;
         let longest_reduction = layers::block_len(2) as u64;
-        let grid_limit = 65_535 * u64::from(SEGMENT) / (2 * longest_reduction);
+        let grid_limit = 65_535 * u64::from(SEGMENT) / (rows * longest_reduction);
         (gpu.max_binding_bytes() / per_pair)
             .min(index_limit)
             .min(grid_limit)
             .max(1) as usize
     }
 
-    /// A trainer for steps of exactly `pairs` pairs, starting from `state`. With
-    /// `learn_scale` false, log_s stays at its value in `state`. Allocation, then the
-    /// forward calls, the loss, the backward calls and AdamW, each built once.
+    /// A trainer for steps of exactly `examples` examples of `objective`, starting from
+    /// `state`. With `learn_scale` false, log_s stays at its value in `state`.
+    /// Allocation, then the forward calls, the loss, the backward calls and AdamW, each
+    /// built once.
     pub fn new(
         gpu: &'g Gpu,
         ops: &Ops,
         state: &TrainState,
-        pairs: usize,
+        examples: usize,
         learn_scale: bool,
+        objective: Objective,
     ) -> Result<Self> {
-        if pairs == 0 || pairs > Self::max_pairs(gpu) {
-            bail!(
-                "a batch of {pairs} pairs does not fit this device: use 1 to {} pairs",
-                Self::max_pairs(gpu)
-            );
+        let most = Self::max_examples(gpu, objective);
+        if examples == 0 || examples > most {
+            bail!("a batch of {examples} examples does not fit this device: use 1 to {most}");
         }
         check_state(state)?;
         crate::ops::check_tile_limits(gpu)?;
-        let rows = rows_of(pairs);
+        let rows = examples * objective.rows();
         let slabs = Slabs::new(gpu, state);
-        let inputs = Inputs::new(gpu, pairs);
+        let inputs = Inputs::new(gpu, rows, examples * objective.labels());
         let acts = Activations::new(gpu, rows);
         let grads = ActivationGrads::new(gpu, rows);
         let derived = Derived::new(gpu, ops, &slabs.params);
 
         let forward = forward_step(gpu, ops, &slabs, &inputs, &derived, &acts, &grads);
-        let loss = ops.pnll.forward_backward(
-            gpu,
-            PnllShape {
-                dim: EMBED_DIM as u32,
-                log_scale: LOG_SCALE as u32,
-                learn: learn_scale,
-            },
-            &acts.embeddings,
-            &inputs.labels,
-            &slabs.params,
-            &grads.embeddings,
-            &slabs.grads,
-            &slabs.losses,
-        );
+        let shape = LossShape {
+            dim: EMBED_DIM as u32,
+            log_scale: LOG_SCALE as u32,
+            learn: learn_scale,
+        };
+        let (e, labels, de) = (&acts.embeddings, &inputs.labels, &grads.embeddings);
+        let (params, dparams, losses) = (&slabs.params, &slabs.grads, &slabs.losses);
+        let loss = match objective {
+            Objective::Pnll => ops
+                .pnll
+                .forward_backward(gpu, shape, e, labels, params, de, dparams, losses),
+            Objective::Ranking {
+                hinge,
+                approx,
+                pnll,
+            } => {
+                let weights = RankingWeights {
+                    hinge,
+                    approx,
+                    pnll,
+                    squared: true,
+                };
+                ops.ranking
+                    .forward_backward(gpu, shape, weights, e, labels, params, de, dparams, losses)
+            }
+        };
         let backward = backward_step(gpu, ops, rows, &slabs, &inputs, &acts, &grads);
         let mut ranges = vec![(0..NUM_PARAMS, true)];
         if learn_scale {
@@ -265,7 +307,8 @@ impl<'g> Trainer<'g> {
         );
         let mut trainer = Trainer {
             gpu,
-            pairs,
+            examples,
+            objective,
             prepare: derived.prepare(),
             slabs,
             inputs,
@@ -277,46 +320,50 @@ impl<'g> Trainer<'g> {
             backward,
             adamw,
         };
-        trainer.set_pairs(pairs);
+        let rows = trainer.rows();
+        trainer.forward.set_batch(gpu, rows);
+        trainer.backward.set_batch(gpu, rows);
+        trainer.loss.set(gpu, examples as u32, 0);
         Ok(trainer)
     }
 
-    pub fn pairs(&self) -> usize {
-        self.pairs
+    /// Examples per step.
+    pub fn examples(&self) -> usize {
+        self.examples
     }
 
-    fn set_pairs(&mut self, pairs: usize) {
-        let rows = rows_of(pairs) as u32;
-        self.forward.set_batch(self.gpu, rows);
-        self.backward.set_batch(self.gpu, rows);
-        self.loss.set(self.gpu, pairs as u32, 0);
+    /// Strings per step.
+    fn rows(&self) -> u32 {
+        (self.examples * self.objective.rows()) as u32
     }
 
-    /// Uploads a batch of exactly `pairs()` pairs.
-    fn upload(&mut self, batch: &PairBatch, slot: usize) -> Result<()> {
-        if batch.len() != self.pairs {
+    /// Uploads a batch of exactly `examples()` examples of the trainer's objective.
+    fn upload<E: Examples>(&mut self, batch: &E, slot: usize) -> Result<()> {
+        if batch.len() != self.examples || batch.rows() != self.objective.rows() {
             bail!(
-                "batch of {} pairs given to a trainer of {}",
+                "a batch of {} examples of {} strings given to a trainer of {} examples of {}",
                 batch.len(),
-                self.pairs
+                batch.rows(),
+                self.examples,
+                self.objective.rows()
             );
         }
         let tokens = batch.tokens();
         let positions = positions_by_token(&tokens, VOCAB);
-        let labels: Vec<f32> = batch.labels.iter().map(|&d| d as f32).collect();
+        let labels = batch.labels();
         let queue = &self.gpu.queue;
         let inputs = &self.inputs;
         queue.write_buffer(&inputs.tokens, 0, &tokens);
         queue.write_buffer(&inputs.positions, 0, bytemuck::cast_slice(&positions));
         queue.write_buffer(&inputs.labels, 0, bytemuck::cast_slice(&labels));
         self.loss
-            .set(self.gpu, self.pairs as u32, (slot % LOSS_SLOTS) as u32);
+            .set(self.gpu, self.examples as u32, (slot % LOSS_SLOTS) as u32);
         Ok(())
     }
 
     /// Records forward, loss and backward: the gradient slab holds this batch's gradients.
     fn record_gradients(&self, pass: &mut wgpu::ComputePass) {
-        let rows = rows_of(self.pairs) as u32;
+        let rows = self.rows();
         self.prepare.record(pass, self.gpu, 1);
         self.forward.record(pass, self.gpu, rows);
         self.loss.record(pass, self.gpu);
@@ -327,7 +374,11 @@ impl<'g> Trainer<'g> {
     /// 1-based step t lands in slot `(t - 1) % LOSS_SLOTS` of [`Trainer::losses`].
     /// Uploads for the next step may follow at once (the queue orders them after this
     /// step's reads); hand the returned submission to a [`StepQueue`].
-    pub fn step(&mut self, batch: &PairBatch, hyper: &AdamWStep) -> Result<wgpu::SubmissionIndex> {
+    pub fn step<E: Examples>(
+        &mut self,
+        batch: &E,
+        hyper: &AdamWStep,
+    ) -> Result<wgpu::SubmissionIndex> {
         self.upload(batch, hyper.step.saturating_sub(1) as usize)?;
         self.adamw.set(self.gpu, hyper);
         let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
@@ -341,9 +392,9 @@ impl<'g> Trainer<'g> {
 
     /// Time each kernel of one step on `batch` on its own (forward, backward; the loss
     /// and AdamW are small).
-    pub fn profile(&mut self, batch: &PairBatch) -> Result<Vec<(&'static str, f64)>> {
+    pub fn profile<E: Examples>(&mut self, batch: &E) -> Result<Vec<(&'static str, f64)>> {
         self.gradients(batch)?;
-        let rows = rows_of(self.pairs) as u32;
+        let rows = self.rows();
         let mut times = self.forward.time_each(self.gpu, rows, 5)?;
         times.extend(self.backward.time_each(self.gpu, rows, 5)?);
         Ok(times)
@@ -351,7 +402,7 @@ impl<'g> Trainer<'g> {
 
     /// Forward, loss and backward only (no update; batch norm's running statistics do
     /// move, as in any training-mode forward); waits for the GPU.
-    pub fn gradients(&mut self, batch: &PairBatch) -> Result<()> {
+    pub fn gradients<E: Examples>(&mut self, batch: &E) -> Result<()> {
         self.upload(batch, 0)?;
         let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
         {
@@ -397,10 +448,10 @@ impl<'g> Trainer<'g> {
             .write_buffer(&self.slabs.grads, 0, bytemuck::cast_slice(grads));
     }
 
-    /// The train-mode embeddings of the last forward, `[2 * pairs, 80]`.
+    /// The train-mode embeddings of the last forward, `[rows, 80]`.
     pub fn read_embeddings(&self) -> Result<Vec<f32>> {
         self.gpu
-            .read_buffer(&self.acts.embeddings, rows_of(self.pairs) * EMBED_DIM)
+            .read_buffer(&self.acts.embeddings, self.rows() as usize * EMBED_DIM)
     }
 
     /// Everything a checkpoint holds, read back in one submit.
