@@ -150,7 +150,7 @@ fn search_with_default_options_reranks_by_exact_distance() {
     let answers = searcher.search(&queries, &opts).unwrap();
     assert_eq!(answers.len(), queries.len());
     for (query, answer) in queries.iter().zip(&answers) {
-        // C = 200 covers this whole index: the top 10 are the exact top 10.
+        // The default C covers this whole index: the top 10 are the exact top 10.
         let mut exact: Vec<u32> = (0..index.len())
             .map(|i| common::levenshtein(query.as_bytes(), index.string(i)))
             .collect();
