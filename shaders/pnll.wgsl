@@ -7,8 +7,8 @@
 // the rate. With g[p] = (1 - d[p] / (d_hat[p] + eps)) / pairs:
 //   de[p] = 2 s g[p] (e[p] - e[pairs + p]),  de[pairs + p] = -de[p],
 //   dlog_s = sum_p g[p] * d_hat[p]   (written only when the scale is learned).
-// One workgroup: each thread takes pairs tid, tid + 256, ...; per-thread partial sums
-// are added in a fixed tree order, so the loss and dlog_s are deterministic.
+// One workgroup: each thread takes pairs tid, tid + 256, ...; loss_sum.wgsl (appended)
+// adds the per-thread partial sums in a fixed order.
 struct Shape {
     batch: u32,      // pairs
     dim: u32,
@@ -28,9 +28,6 @@ struct Shape {
 @group(0) @binding(5) var<storage, read_write> grads: array<f32>;
 @group(0) @binding(6) var<storage, read_write> losses: array<f32>;
 
-const THREADS: u32 = 256u;
-var<workgroup> loss_sum: array<f32, THREADS>;
-var<workgroup> scale_sum: array<f32, THREADS>;
 
 @compute @workgroup_size(256)
 fn forward_backward(@builtin(local_invocation_index) tid: u32) {
@@ -58,18 +55,5 @@ fn forward_backward(@builtin(local_invocation_index) tid: u32) {
             de[b + k] = -v;
         }
     }
-    loss_sum[tid] = loss;
-    scale_sum[tid] = dscale;
-    workgroupBarrier();
-    for (var width = THREADS / 2u; width > 0u; width /= 2u) {
-        if tid < width {
-            loss_sum[tid] += loss_sum[tid + width];
-            scale_sum[tid] += scale_sum[tid + width];
-        }
-        workgroupBarrier();
-    }
-    if tid == 0u {
-        losses[s.slot] = loss_sum[0] / f32(n);
-        grads[s.log_scale] = select(0.0, scale_sum[0], s.learn == 1u);
-    }
+    finish(tid, loss, dscale);
 }

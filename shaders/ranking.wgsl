@@ -16,8 +16,8 @@
 //   de_p = -c_ap (e_a - e_p) + c_pn (e_p - e_n)
 //   de_n = -c_an (e_a - e_n) - c_pn (e_p - e_n)
 //   dlog_s = sum G_xy d_xy   (written only when the scale is learned).
-// One workgroup: thread tid takes triplets tid, tid + 256, ...; the partial sums are
-// added in a fixed tree order, so the loss and dlog_s are deterministic.
+// One workgroup: thread tid takes triplets tid, tid + 256, ...; loss_sum.wgsl (appended)
+// adds the per-thread partial sums in a fixed order.
 struct Shape {
     batch: u32,      // triplets
     dim: u32,
@@ -41,9 +41,6 @@ struct Shape {
 @group(0) @binding(5) var<storage, read_write> grads: array<f32>;
 @group(0) @binding(6) var<storage, read_write> losses: array<f32>;
 
-const THREADS: u32 = 256u;
-var<workgroup> loss_sum: array<f32, THREADS>;
-var<workgroup> scale_sum: array<f32, THREADS>;
 
 // D for squared distance q.
 fn distance(q: f32) -> f32 {
@@ -100,18 +97,5 @@ fn forward_backward(@builtin(local_invocation_index) tid: u32) {
             de[m + k] = -c.y * an - c.z * pn;
         }
     }
-    loss_sum[tid] = loss;
-    scale_sum[tid] = dscale;
-    workgroupBarrier();
-    for (var width = THREADS / 2u; width > 0u; width /= 2u) {
-        if tid < width {
-            loss_sum[tid] += loss_sum[tid + width];
-            scale_sum[tid] += scale_sum[tid + width];
-        }
-        workgroupBarrier();
-    }
-    if tid == 0u {
-        losses[s.slot] = loss_sum[0] / f32(n);
-        grads[s.log_scale] = select(0.0, scale_sum[0], s.learn == 1u);
-    }
+    finish(tid, loss, dscale);
 }

@@ -47,9 +47,9 @@ impl PackedWeight {
 }
 
 /// The shader files that are not modules on their own but composed by the ops: the
-/// register tile, the packed-token reader (`TOKENS_WGSL`) and the shaders they are
-/// prepended to.
-pub const COMPOSED_SHADERS: [&str; 7] = [
+/// register tile, the packed-token reader (`TOKENS_WGSL`), the loss heads' sum
+/// (`LOSS_SUM_WGSL`) and the shaders they are joined to.
+pub const COMPOSED_SHADERS: [&str; 10] = [
     "gemm_tile.wgsl",
     "conv1d.wgsl",
     "linear.wgsl",
@@ -57,6 +57,9 @@ pub const COMPOSED_SHADERS: [&str; 7] = [
     "tapconv.wgsl",
     "tokens.wgsl",
     "embedding.wgsl",
+    "loss_sum.wgsl",
+    "pnll.wgsl",
+    "ranking.wgsl",
 ];
 
 /// Every composed source, as the ops build them, labelled.
@@ -67,6 +70,10 @@ pub fn composed_shader_sources() -> Vec<(String, String)> {
         weight_grad::shader_sources(),
         tapconv::shader_sources(),
         embedding::shader_sources(),
+        vec![
+            ("pnll.wgsl".to_string(), pnll::source()),
+            ("ranking.wgsl".to_string(), ranking::source()),
+        ],
     ]
     .concat()
 }
@@ -75,6 +82,10 @@ pub fn composed_shader_sources() -> Vec<(String, String)> {
 /// a word (as [`crate::input::tokenize_batch`] lays them out): prepended to the shaders
 /// that read tokens.
 const TOKENS_WGSL: &str = include_str!("../../shaders/tokens.wgsl");
+
+/// `finish(tid, loss, dscale)`, the fixed-order sum that ends every loss head: appended
+/// to them.
+const LOSS_SUM_WGSL: &str = include_str!("../../shaders/loss_sum.wgsl");
 
 /// Rows of a tile product (and of a packed weight): `n` rounded up to the tile's 64.
 fn tile_rows(n: u32) -> u32 {

@@ -16,6 +16,15 @@ pub struct LossShape {
     pub learn: bool,
 }
 
+/// The shader, with the loss heads' fixed-order sum appended.
+pub fn source() -> String {
+    format!(
+        "{}{}",
+        include_str!("../../shaders/pnll.wgsl"),
+        super::LOSS_SUM_WGSL
+    )
+}
+
 pub struct Pnll {
     forward_backward: Kernel,
 }
@@ -30,9 +39,13 @@ pub struct LossCall {
 
 impl Pnll {
     pub fn new(gpu: &Gpu) -> Self {
-        let source = include_str!("../../shaders/pnll.wgsl");
         Pnll {
-            forward_backward: Kernel::new(gpu, "pnll.forward_backward", source, "forward_backward"),
+            forward_backward: Kernel::new(
+                gpu,
+                "pnll.forward_backward",
+                &source(),
+                "forward_backward",
+            ),
         }
     }
 

@@ -19,18 +19,26 @@ pub struct RankingWeights {
     pub squared: bool,
 }
 
+/// The shader, with the loss heads' fixed-order sum appended.
+pub fn source() -> String {
+    format!(
+        "{}{}",
+        include_str!("../../shaders/ranking.wgsl"),
+        super::LOSS_SUM_WGSL
+    )
+}
+
 pub struct Ranking {
     forward_backward: Kernel,
 }
 
 impl Ranking {
     pub fn new(gpu: &Gpu) -> Self {
-        let source = include_str!("../../shaders/ranking.wgsl");
         Ranking {
             forward_backward: Kernel::new(
                 gpu,
                 "ranking.forward_backward",
-                source,
+                &source(),
                 "forward_backward",
             ),
         }

@@ -684,7 +684,10 @@ mod tests {
             // Tokens: anchors, then positives, then negatives; labels three a triplet.
             let tokens = batch.tokens();
             assert_eq!(tokens.len(), 3 * 300 * MAX_LEN);
-            assert_eq!(&tokens[300 * MAX_LEN..][..batch.p[0].len()], &batch.p[0][..]);
+            assert_eq!(
+                &tokens[300 * MAX_LEN..][..batch.p[0].len()],
+                &batch.p[0][..]
+            );
             assert_eq!(batch.labels().len(), 900);
         }
     }
