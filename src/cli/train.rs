@@ -149,7 +149,7 @@ pub fn run(args: &Args) -> Result<()> {
     let interrupted = super::stop_flag();
     let from = start.step;
     eprintln!(
-        "training on {}: steps {}..{} of {}, {} pairs per step, log {}",
+        "training on {}: steps {}..{} of {}, {} {} per step, log {}",
         gpu.info.name,
         from,
         options
@@ -158,6 +158,10 @@ pub fn run(args: &Args) -> Result<()> {
             .max(from),
         start.config.steps,
         start.config.pairs,
+        match start.config.objective {
+            Objective::Pnll => "pairs",
+            Objective::Ranking { .. } => "triplets",
+        },
         options.log.display()
     );
     let outcome = run_training(
