@@ -27,8 +27,13 @@ pub struct Embedder<'g> {
 impl<'g> Embedder<'g> {
     /// Upload `weights` and size the model for batches of `batch` strings.
     pub fn new(gpu: &'g Gpu, weights: &Weights, batch: usize) -> Result<Self> {
-        let ops = Ops::new(gpu);
-        let model = Megashtein::new(gpu, &ops, weights, batch)?;
+        Embedder::with_ops(gpu, &Ops::new(gpu), weights, batch)
+    }
+
+    /// [`Embedder::new`] with `ops` whose pipelines are already built (a caller that
+    /// embeds again and again, like training's validation, compiles them once).
+    pub fn with_ops(gpu: &'g Gpu, ops: &Ops, weights: &Weights, batch: usize) -> Result<Self> {
+        let model = Megashtein::new(gpu, ops, weights, batch)?;
         Ok(Embedder {
             gpu,
             model,
