@@ -125,7 +125,7 @@ pub fn run(args: &Args) -> Result<()> {
             .unwrap_or_else(|| with_suffix(".log.jsonl")),
         stop_after: args.stop_after,
         step_overlap: args.step_overlap,
-        progress: Box::new(TrainBar::default()),
+        progress: Box::new(train_bar()),
     };
     // Everything that can fail on bad input fails before the GPU starts.
     let start = match &args.resume {
@@ -432,43 +432,33 @@ fn validation_sets(config: &TrainConfig, generator: &PairGenerator) -> Vec<Valid
 }
 
 /// The training progress bar: steps with rate and ETA, and the latest validation.
-#[derive(Default)]
-struct TrainBar(std::sync::OnceLock<indicatif::ProgressBar>);
-
-impl TrainBar {
-    fn bar(&self, total: u64) -> &indicatif::ProgressBar {
-        self.0.get_or_init(|| {
-            indicatif::ProgressBar::new(total).with_style(
-                indicatif::ProgressStyle::with_template(
-                    "train [{bar:25}] {pos}/{len} steps {per_sec} ETA {eta} {msg}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
-            )
-        })
-    }
+fn train_bar() -> indicatif::ProgressBar {
+    indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template(
+            "train [{bar:25}] {pos}/{len} steps {per_sec} ETA {eta} {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    )
 }
 
-impl Progress for TrainBar {
-    fn steps(&self, done: u64, total: u64) {
-        let first = self.0.get().is_none();
-        let bar = self.bar(total);
-        bar.set_position(done);
-        if first {
-            // Rate and ETA count from the resumed step, not from 0.
-            bar.reset_eta();
-        }
+impl Progress for indicatif::ProgressBar {
+    fn start(&self, done: u64, total: u64) {
+        self.set_length(total);
+        self.set_position(done);
+        // Rate and ETA count from the resumed step, not from 0.
+        self.reset_eta();
+    }
+
+    fn step(&self, done: u64) {
+        self.set_position(done);
     }
 
     fn summary(&self, line: String) {
-        if let Some(bar) = self.0.get() {
-            bar.set_message(line);
-        }
+        self.set_message(line);
     }
 
     fn finish(&self) {
-        if let Some(bar) = self.0.get() {
-            bar.finish_and_clear();
-        }
+        self.finish_and_clear();
     }
 }

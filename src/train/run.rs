@@ -92,8 +92,10 @@ pub struct RunOptions {
 
 /// Where a run reports how far it is.
 pub trait Progress {
-    /// `done` of the run's `total` steps are done (called once before the first step).
-    fn steps(&self, done: u64, total: u64);
+    /// Before the first step: `done` of the run's `total` steps are done.
+    fn start(&self, done: u64, total: u64);
+    /// `done` steps are done.
+    fn step(&self, done: u64);
     /// A one-line summary of the latest validation.
     fn summary(&self, line: String);
     /// The run is over.
@@ -101,7 +103,8 @@ pub trait Progress {
 }
 
 impl Progress for () {
-    fn steps(&self, _: u64, _: u64) {}
+    fn start(&self, _: u64, _: u64) {}
+    fn step(&self, _: u64) {}
     fn summary(&self, _: String) {}
     fn finish(&self) {}
 }
@@ -153,7 +156,7 @@ pub fn run(
         .open(&options.log)
         .with_context(|| format!("cannot open training log {}", options.log.display()))?;
     let bar = &options.progress;
-    bar.steps(start.step, config.steps);
+    bar.start(start.step, config.steps);
     // PyTorch counts BatchNorm's training batches in the model: one per step.
     let tracked_base = start.num_batches_tracked - start.step as i64;
     let mut checkpoint = start;
@@ -200,7 +203,7 @@ pub fn run(
         };
         steps.submitted(gpu, trainer.step(&batch, &hyper)?)?;
         step += 1;
-        bar.steps(step, config.steps);
+        bar.step(step);
         let validate = step.is_multiple_of(config.val_every.max(1)) || step == config.steps;
         let save = step.is_multiple_of(config.checkpoint_every.max(1)) || step == end;
         if validate || save {
