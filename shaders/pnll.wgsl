@@ -7,8 +7,8 @@
 // the rate. With g[p] = (1 - d[p] / (d_hat[p] + eps)) / pairs:
 //   de[p] = 2 s g[p] (e[p] - e[pairs + p]),  de[pairs + p] = -de[p],
 //   dlog_s = sum_p g[p] * d_hat[p]   (written only when the scale is learned).
-// One workgroup: each thread takes pairs tid, tid + 256, ...; loss_sum.wgsl (appended)
-// adds the per-thread partial sums in a fixed order.
+// One workgroup: each thread takes pairs tid, tid + 256, ...; loss_head.wgsl (appended)
+// declares the bindings and adds the per-thread partial sums in a fixed order.
 struct Shape {
     batch: u32,      // pairs
     dim: u32,
@@ -19,14 +19,6 @@ struct Shape {
     _pad0: u32,
     _pad1: u32,
 }
-
-@group(0) @binding(0) var<uniform> s: Shape;
-@group(0) @binding(1) var<storage, read> e: array<f32>;        // [2 * pairs, dim]
-@group(0) @binding(2) var<storage, read> labels: array<f32>;   // [pairs]
-@group(0) @binding(3) var<storage, read> params: array<f32>;
-@group(0) @binding(4) var<storage, read_write> de: array<f32>; // [2 * pairs, dim]
-@group(0) @binding(5) var<storage, read_write> grads: array<f32>;
-@group(0) @binding(6) var<storage, read_write> losses: array<f32>;
 
 
 @compute @workgroup_size(256)

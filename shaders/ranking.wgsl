@@ -16,8 +16,8 @@
 //   de_p = -c_ap (e_a - e_p) + c_pn (e_p - e_n)
 //   de_n = -c_an (e_a - e_n) - c_pn (e_p - e_n)
 //   dlog_s = sum G_xy d_xy   (written only when the scale is learned).
-// One workgroup: thread tid takes triplets tid, tid + 256, ...; loss_sum.wgsl (appended)
-// adds the per-thread partial sums in a fixed order.
+// One workgroup: thread tid takes triplets tid, tid + 256, ...; loss_head.wgsl (appended)
+// declares the bindings and adds the per-thread partial sums in a fixed order.
 struct Shape {
     batch: u32,      // triplets
     dim: u32,
@@ -32,14 +32,6 @@ struct Shape {
     _pad0: u32,
     _pad1: u32,
 }
-
-@group(0) @binding(0) var<uniform> s: Shape;
-@group(0) @binding(1) var<storage, read> e: array<f32>;        // [3 * triplets, dim]
-@group(0) @binding(2) var<storage, read> labels: array<f32>;   // [triplets, 3]
-@group(0) @binding(3) var<storage, read> params: array<f32>;
-@group(0) @binding(4) var<storage, read_write> de: array<f32>; // [3 * triplets, dim]
-@group(0) @binding(5) var<storage, read_write> grads: array<f32>;
-@group(0) @binding(6) var<storage, read_write> losses: array<f32>;
 
 
 // D for squared distance q.

@@ -10,7 +10,7 @@ use megashtein_gpu::ops::batchnorm::BatchNormShape;
 use megashtein_gpu::ops::conv1d::{Conv1dGrads, Conv1dShape};
 use megashtein_gpu::ops::embedding::{EmbeddingShape, positions_by_token};
 use megashtein_gpu::ops::linear::{LinearGrads, LinearShape};
-use megashtein_gpu::ops::pnll::{EPS, LossShape};
+use megashtein_gpu::ops::pnll::{EPS, LossBuffers, LossShape};
 use megashtein_gpu::ops::ranking::RankingWeights;
 use megashtein_gpu::ops::tapconv::TapConvShape;
 use megashtein_gpu::reference;
@@ -557,12 +557,14 @@ fn pnll_matches_reference_and_finite_differences() {
                 log_scale: 1,
                 learn: true,
             },
-            &e_b,
-            &labels_b,
-            &params_b,
-            &de_b,
-            &grads,
-            &losses,
+            &LossBuffers {
+                e: &e_b,
+                labels: &labels_b,
+                params: &params_b,
+                de: &de_b,
+                grads: &grads,
+                losses: &losses,
+            },
         );
         call.set(&t.gpu, pairs as u32, 2);
         let mut encoder = t.gpu.device.create_command_encoder(&Default::default());
@@ -617,9 +619,18 @@ fn run_ranking(
         log_scale: 1,
         learn: true,
     };
-    let mut call = t.ops.ranking.forward_backward(
-        &t.gpu, shape, weights, &e_b, &labels_b, &params_b, &de_b, &grads, &losses,
-    );
+    let buffers = LossBuffers {
+        e: &e_b,
+        labels: &labels_b,
+        params: &params_b,
+        de: &de_b,
+        grads: &grads,
+        losses: &losses,
+    };
+    let mut call = t
+        .ops
+        .ranking
+        .forward_backward(&t.gpu, shape, weights, &buffers);
     call.set(&t.gpu, (labels.len() / 3) as u32, 3);
     let mut encoder = t.gpu.device.create_command_encoder(&Default::default());
     {

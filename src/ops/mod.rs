@@ -47,8 +47,8 @@ impl PackedWeight {
 }
 
 /// The shader files that are not modules on their own but composed by the ops: the
-/// register tile, the packed-token reader (`TOKENS_WGSL`), the loss heads' sum
-/// (`LOSS_SUM_WGSL`) and the shaders they are joined to.
+/// register tile, the packed-token reader (`TOKENS_WGSL`), the loss heads' bindings
+/// and sum (`LOSS_HEAD_WGSL`) and the shaders they are joined to.
 pub const COMPOSED_SHADERS: [&str; 10] = [
     "gemm_tile.wgsl",
     "conv1d.wgsl",
@@ -57,7 +57,7 @@ pub const COMPOSED_SHADERS: [&str; 10] = [
     "tapconv.wgsl",
     "tokens.wgsl",
     "embedding.wgsl",
-    "loss_sum.wgsl",
+    "loss_head.wgsl",
     "pnll.wgsl",
     "ranking.wgsl",
 ];
@@ -83,9 +83,9 @@ pub fn composed_shader_sources() -> Vec<(String, String)> {
 /// that read tokens.
 const TOKENS_WGSL: &str = include_str!("../../shaders/tokens.wgsl");
 
-/// `finish(tid, loss, dscale)`, the fixed-order sum that ends every loss head: appended
-/// to them.
-const LOSS_SUM_WGSL: &str = include_str!("../../shaders/loss_sum.wgsl");
+/// The bindings every loss head has and `finish(tid, loss, dscale)`, the fixed-order sum
+/// that ends each: appended to them.
+const LOSS_HEAD_WGSL: &str = include_str!("../../shaders/loss_head.wgsl");
 
 /// Rows of a tile product (and of a packed weight): `n` rounded up to the tile's 64.
 fn tile_rows(n: u32) -> u32 {

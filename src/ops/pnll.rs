@@ -16,13 +16,26 @@ pub struct LossShape {
     pub learn: bool,
 }
 
-/// The shader, with the loss heads' fixed-order sum appended.
+/// The shader, with the loss heads' bindings and fixed-order sum appended.
 pub fn source() -> String {
     format!(
         "{}{}",
         include_str!("../../shaders/pnll.wgsl"),
-        super::LOSS_SUM_WGSL
+        super::LOSS_HEAD_WGSL
     )
+}
+
+/// What every loss head reads and writes: `e` the embeddings and `labels` the
+/// distances (their layouts are the head's), the parameter slab (for log_s), and it
+/// writes `de` (the shape of `e`), dlog_s into `grads`, and the mean loss into
+/// `losses[slot]`.
+pub struct LossBuffers<'a> {
+    pub e: &'a wgpu::Buffer,
+    pub labels: &'a wgpu::Buffer,
+    pub params: &'a wgpu::Buffer,
+    pub de: &'a wgpu::Buffer,
+    pub grads: &'a wgpu::Buffer,
+    pub losses: &'a wgpu::Buffer,
 }
 
 pub struct Pnll {
@@ -49,35 +62,20 @@ impl Pnll {
         }
     }
 
-    /// `e [2 * pairs, dim]` (first sides, then second sides) and `labels [pairs]` (f32)
-    /// -> `de` (same shape as `e`), dlog_s into `grads`, and the mean loss into
-    /// `losses[slot]`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn forward_backward(
-        &self,
-        gpu: &Gpu,
-        shape: LossShape,
-        e: &wgpu::Buffer,
-        labels: &wgpu::Buffer,
-        params: &wgpu::Buffer,
-        de: &wgpu::Buffer,
-        grads: &wgpu::Buffer,
-        losses: &wgpu::Buffer,
-    ) -> LossCall {
-        let bindings = [e, labels, params, de, grads, losses];
-        LossCall::new(gpu, &self.forward_backward, shape, [0; 6], &bindings)
+    /// `e [2 * pairs, dim]` (first sides, then second sides), `labels [pairs]` (f32).
+    pub fn forward_backward(&self, gpu: &Gpu, shape: LossShape, buffers: &LossBuffers) -> LossCall {
+        LossCall::new(gpu, &self.forward_backward, shape, [0; 6], buffers)
     }
 }
 
 impl LossCall {
-    /// The call of `kernel` over `bindings` (after the uniform), with the head's own
-    /// uniform words `rest`.
+    /// The call of `kernel` over `buffers`, with the head's own uniform words `rest`.
     pub fn new(
         gpu: &Gpu,
         kernel: &Kernel,
         shape: LossShape,
         rest: [u32; 6],
-        bindings: &[&wgpu::Buffer],
+        buffers: &LossBuffers,
     ) -> Self {
         let mut uniform = [0u32; 12];
         uniform[1] = shape.dim;
@@ -85,7 +83,9 @@ impl LossCall {
         uniform[3] = u32::from(shape.learn);
         uniform[4] = EPS.to_bits();
         uniform[6..].copy_from_slice(&rest);
-        let call = kernel.call_fixed(gpu, &uniform, bindings, [1, 1]);
+        let b = buffers;
+        let bindings = [b.e, b.labels, b.params, b.de, b.grads, b.losses];
+        let call = kernel.call_fixed(gpu, &uniform, &bindings, [1, 1]);
         LossCall { call, uniform }
     }
 

@@ -3,7 +3,7 @@
 //! triplet's three pairs, forward and backward in one single-workgroup pass
 //! (`shaders/ranking.wgsl`). The distance is `s * ||e_x - e_y||^2` (this model) or
 //! `s * ||e_x - e_y||` (CNN-ED's Euclidean one).
-use super::pnll::{LossCall, LossShape};
+use super::pnll::{LossBuffers, LossCall, LossShape};
 use crate::gpu::{Gpu, Kernel};
 
 /// How the head weighs its terms, and which distance it uses.
@@ -19,12 +19,12 @@ pub struct RankingWeights {
     pub squared: bool,
 }
 
-/// The shader, with the loss heads' fixed-order sum appended.
+/// The shader, with the loss heads' bindings and fixed-order sum appended.
 pub fn source() -> String {
     format!(
         "{}{}",
         include_str!("../../shaders/ranking.wgsl"),
-        super::LOSS_SUM_WGSL
+        super::LOSS_HEAD_WGSL
     )
 }
 
@@ -45,20 +45,13 @@ impl Ranking {
     }
 
     /// `e [3 * triplets, dim]` (anchors, then positives, then negatives) and
-    /// `labels [triplets, 3]` (f32 distances ap, an, pn) -> `de` (same shape as `e`),
-    /// dlog_s into `grads`, and the mean loss into `losses[slot]`.
-    #[allow(clippy::too_many_arguments)]
+    /// `labels [triplets, 3]` (f32 distances ap, an, pn).
     pub fn forward_backward(
         &self,
         gpu: &Gpu,
         shape: LossShape,
         weights: RankingWeights,
-        e: &wgpu::Buffer,
-        labels: &wgpu::Buffer,
-        params: &wgpu::Buffer,
-        de: &wgpu::Buffer,
-        grads: &wgpu::Buffer,
-        losses: &wgpu::Buffer,
+        buffers: &LossBuffers,
     ) -> LossCall {
         let rest = [
             u32::from(weights.squared),
@@ -68,7 +61,6 @@ impl Ranking {
             0,
             0,
         ];
-        let bindings = [e, labels, params, de, grads, losses];
-        LossCall::new(gpu, &self.forward_backward, shape, rest, &bindings)
+        LossCall::new(gpu, &self.forward_backward, shape, rest, buffers)
     }
 }

@@ -31,7 +31,7 @@ use crate::ops::adamw::{AdamWBuffers, AdamWCalls, AdamWStep};
 use crate::ops::conv1d::Conv1dGrads;
 use crate::ops::embedding::{EmbeddingShape, positions_by_token, positions_len};
 use crate::ops::linear::LinearGrads;
-use crate::ops::pnll::{LossCall, LossShape};
+use crate::ops::pnll::{LossBuffers, LossCall, LossShape};
 use crate::ops::ranking::RankingWeights;
 use crate::ops::weight_grad::SEGMENT;
 
@@ -268,12 +268,16 @@ impl<'g> Trainer<'g> {
             log_scale: LOG_SCALE as u32,
             learn: learn_scale,
         };
-        let (e, labels, de) = (&acts.embeddings, &inputs.labels, &grads.embeddings);
-        let (params, dparams, losses) = (&slabs.params, &slabs.grads, &slabs.losses);
+        let buffers = LossBuffers {
+            e: &acts.embeddings,
+            labels: &inputs.labels,
+            params: &slabs.params,
+            de: &grads.embeddings,
+            grads: &slabs.grads,
+            losses: &slabs.losses,
+        };
         let loss = match objective {
-            Objective::Pnll => ops
-                .pnll
-                .forward_backward(gpu, shape, e, labels, params, de, dparams, losses),
+            Objective::Pnll => ops.pnll.forward_backward(gpu, shape, &buffers),
             Objective::Ranking {
                 hinge,
                 approx,
@@ -285,8 +289,7 @@ impl<'g> Trainer<'g> {
                     pnll,
                     squared: true,
                 };
-                ops.ranking
-                    .forward_backward(gpu, shape, weights, e, labels, params, de, dparams, losses)
+                ops.ranking.forward_backward(gpu, shape, weights, &buffers)
             }
         };
         let backward = backward_step(gpu, ops, rows, &slabs, &inputs, &acts, &grads);
