@@ -17,7 +17,7 @@ use crate::bench::{Throughput, embed_profile, embed_throughput};
 use crate::embed::Embedder;
 use crate::gpu::Gpu;
 use crate::model::megashtein::Megashtein;
-use crate::search::index::Index;
+use crate::search::index::{Index, short_fingerprint};
 use crate::search::join::JoinOptions;
 use crate::train::trainer::StepOverlap;
 
@@ -261,7 +261,7 @@ fn bench_embed(args: &EmbedArgs) -> Result<()> {
         println!(
             "model: {} ({}), GPU batch capacity {}",
             model.source(),
-            &model.fingerprint()[..12],
+            short_fingerprint(model.fingerprint()),
             embedder.batch()
         );
     }
@@ -680,7 +680,7 @@ fn bench_query(args: &QueryArgs) -> Result<()> {
         index.len(),
         index.precision(),
         model.source(),
-        &index.fingerprint()[..12],
+        short_fingerprint(index.fingerprint()),
         queries.len(),
         args.pairs.display(),
         args.seed

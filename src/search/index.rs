@@ -279,6 +279,11 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
 }
 
+/// The first 12 hex digits of a fingerprint, as messages show it.
+pub fn short_fingerprint(fingerprint: &str) -> &str {
+    &fingerprint[..fingerprint.len().min(12)]
+}
+
 fn is_fingerprint(s: &[u8]) -> bool {
     s.len() == FINGERPRINT_LEN && s.iter().all(|&c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
 }
@@ -955,13 +960,12 @@ impl Index {
     /// another space, and searching them would give wrong answers without a sign.
     pub fn check_model(&self, model: &Model) -> Result<()> {
         if model.fingerprint() != self.fingerprint() {
-            let short = |fingerprint: &str| fingerprint[..fingerprint.len().min(12)].to_string();
             bail!(
                 "index {} was made by model {}, but {} is {}",
                 self.path.display(),
-                short(self.fingerprint()),
+                short_fingerprint(self.fingerprint()),
                 model.source(),
-                short(model.fingerprint())
+                short_fingerprint(model.fingerprint())
             );
         }
         Ok(())

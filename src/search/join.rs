@@ -14,7 +14,7 @@ use anyhow::{Result, bail};
 use rapidfuzz::distance::levenshtein::{Args, BatchComparator};
 use rayon::prelude::*;
 
-use super::index::{Index, Precision};
+use super::index::{Index, Precision, short_fingerprint};
 use crate::gpu::Gpu;
 use crate::ops::knn::{Database, Knn, KnnPlan, MAX_K, Neighbor};
 
@@ -96,8 +96,8 @@ pub fn join(
              be compared; embed both corpora with the same model",
             left.path().display(),
             right.path().display(),
-            short(left.fingerprint()),
-            short(right.fingerprint())
+            short_fingerprint(left.fingerprint()),
+            short_fingerprint(right.fingerprint())
         );
     }
     let mut stats = JoinStats {
@@ -296,8 +296,4 @@ impl Verifier<'_> {
             candidates,
         })
     }
-}
-
-fn short(fingerprint: &str) -> &str {
-    &fingerprint[..fingerprint.len().min(12)]
 }
