@@ -330,11 +330,6 @@ impl<'g> Trainer<'g> {
         Ok(trainer)
     }
 
-    /// Examples per step.
-    pub fn examples(&self) -> usize {
-        self.examples
-    }
-
     /// Strings per step.
     fn rows(&self) -> u32 {
         (self.examples * self.objective.rows()) as u32
