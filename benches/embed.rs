@@ -13,7 +13,7 @@ const BUDGET: Duration = Duration::from_secs(1);
 fn main() -> anyhow::Result<()> {
     let model = megashtein_gpu::Model::builtin()?;
     let gpu = Gpu::new(&GpuOptions::default())?;
-    let mut embedder = Embedder::new(&gpu, model.weights(), BATCHES[BATCHES.len() - 1])?;
+    let mut embedder = Embedder::new(&gpu, model.weights()?, BATCHES[BATCHES.len() - 1])?;
     println!("device: {}", gpu.describe());
     for batch in BATCHES {
         let t = embed_throughput(&mut embedder, batch, BUDGET)?;

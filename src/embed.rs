@@ -1,17 +1,19 @@
 //! Embedding strings in batches on the GPU: chunked to the model's capacity, with the
-//! next batch read from the input while the GPU computes the current one.
+//! next batch read from the input while the GPU computes the current one. A megashtein
+//! model gives 80 floats a string; a CGK model gives its code, one byte a place, handed
+//! out as floats too (each a symbol 0..=128, exact), compared by Hamming distance.
 use std::io::BufRead;
 
 use anyhow::{Result, bail};
 
-use crate::gpu::Gpu;
+use crate::gpu::{Gpu, Pending};
 use crate::input::{Line, LineReader, require_ascii, tokenize_batch};
-use crate::model::Model;
-use crate::model::megashtein::{Megashtein, Pending};
+use crate::model::cgk_encoder::CgkEncoder;
+use crate::model::megashtein::Megashtein;
 use crate::model::params::EMBED_DIM;
 use crate::model::weights::Weights;
+use crate::model::{Architecture, Estimator, Model};
 use crate::ops::Ops;
-use crate::stats::squared_distance;
 
 /// Default number of strings per GPU batch (clamped to what the device can bind).
 pub const DEFAULT_BATCH: usize = 4096;
@@ -19,9 +21,15 @@ pub const DEFAULT_BATCH: usize = 4096;
 /// A model on a device, ready to embed any number of strings.
 pub struct Embedder<'g> {
     gpu: &'g Gpu,
-    model: Megashtein,
+    network: Network,
     tokens: Vec<u8>,
-    distance_scale: f32,
+    estimator: Estimator,
+}
+
+/// What computes the embeddings.
+enum Network {
+    Megashtein(Megashtein),
+    Cgk(CgkEncoder),
 }
 
 impl<'g> Embedder<'g> {
@@ -36,46 +44,77 @@ impl<'g> Embedder<'g> {
         let model = Megashtein::new(gpu, ops, weights, batch)?;
         Ok(Embedder {
             gpu,
-            model,
+            network: Network::Megashtein(model),
             tokens: Vec::new(),
-            distance_scale: weights.distance_scale,
+            estimator: Estimator::linear(weights.distance_scale),
         })
     }
 
     /// [`Embedder::new`] for `model`, with batches of [`DEFAULT_BATCH`] strings.
     pub fn for_model(gpu: &'g Gpu, model: &Model) -> Result<Self> {
-        Embedder::new(gpu, model.weights(), DEFAULT_BATCH)
+        Embedder::with_batch(gpu, model, DEFAULT_BATCH)
+    }
+
+    /// `model` on `gpu` for batches of up to `batch` strings, whatever its architecture.
+    pub fn with_batch(gpu: &'g Gpu, model: &Model, batch: usize) -> Result<Self> {
+        match model.architecture() {
+            Architecture::Megashtein(weights) => Embedder::new(gpu, weights, batch),
+            Architecture::Cgk(cgk) => Ok(Embedder {
+                gpu,
+                network: Network::Cgk(CgkEncoder::new(gpu, cgk, batch)?),
+                tokens: Vec::new(),
+                estimator: cgk.estimator(),
+            }),
+        }
     }
 
     /// Strings per GPU batch.
     pub fn batch(&self) -> usize {
-        self.model.capacity()
+        match &self.network {
+            Network::Megashtein(model) => model.capacity(),
+            Network::Cgk(encoder) => encoder.capacity(),
+        }
     }
 
-    /// Embeddings of `texts`, `[texts, 80]` row-major, in order; the model reads the
+    /// Values per embedding.
+    pub fn dim(&self) -> usize {
+        match &self.network {
+            Network::Megashtein(_) => EMBED_DIM,
+            Network::Cgk(encoder) => encoder.width(),
+        }
+    }
+
+    /// Embeddings of `texts`, `[texts, dim]` row-major, in order; the model reads the
     /// first 80 characters of each, and a string that is not ASCII is an error. Each
     /// batch is tokenized and submitted before the previous one is read back, so the
     /// device never waits for the CPU between batches.
     pub fn embed<T: AsRef<[u8]>>(&mut self, texts: &[T]) -> Result<Vec<f32>> {
         require_ascii(texts, |i| format!("string {}", i + 1))?;
-        let mut out = Vec::with_capacity(texts.len() * EMBED_DIM);
+        let mut out = Vec::with_capacity(texts.len() * self.dim());
         let mut in_flight = None;
-        for chunk in texts.chunks(self.model.capacity()) {
-            let pending = self.submit(chunk.iter().map(AsRef::as_ref))?;
+        for chunk in texts.chunks(self.batch()) {
+            let chunk: Vec<&[u8]> = chunk.iter().map(AsRef::as_ref).collect();
+            let pending = self.submit(&chunk)?;
             if let Some(previous) = in_flight.replace(pending) {
-                out.extend(self.model.collect(self.gpu, previous)?);
+                out.extend(self.collect(previous)?);
             }
         }
         if let Some(last) = in_flight {
-            out.extend(self.model.collect(self.gpu, last)?);
+            out.extend(self.collect(last)?);
         }
-        check_finite(&out, |i| {
+        check_finite(&out, self.dim(), |i| {
             format!("string {} ({:?})", i + 1, ascii(texts[i].as_ref()))
         })?;
         Ok(out)
     }
 
-    /// The model's estimate of the edit distance of each pair: `s * |e(a) - e(b)|^2`.
+    /// How the model estimates edit distance from two embeddings.
+    pub fn estimator(&self) -> Estimator {
+        self.estimator
+    }
+
+    /// The model's estimate of the edit distance of each pair: `s * |e(a) - e(b)|^2`
+    /// for megashtein, the fitted curve of the Hamming distance for CGK.
     pub fn estimates<A: AsRef<[u8]>, B: AsRef<[u8]>>(
         &mut self,
         pairs: &[(A, B)],
@@ -85,10 +124,10 @@ impl<'g> Embedder<'g> {
             .flat_map(|(a, b)| [a.as_ref(), b.as_ref()])
             .collect();
         let embeddings = self.embed(&texts)?;
-        let scale = f64::from(self.distance_scale);
+        let dim = self.dim();
         Ok(embeddings
-            .chunks_exact(2 * EMBED_DIM)
-            .map(|e| (scale * squared_distance(&e[..EMBED_DIM], &e[EMBED_DIM..])) as f32)
+            .chunks_exact(2 * dim)
+            .map(|e| self.estimator.between(&e[..dim], &e[dim..]))
             .collect())
     }
 
@@ -97,23 +136,64 @@ impl<'g> Embedder<'g> {
         Ok(self.estimates(&[(a.as_ref(), b.as_ref())])?[0])
     }
 
-    fn submit<'t>(&mut self, texts: impl Iterator<Item = &'t [u8]>) -> Result<Pending> {
-        self.tokens.clear();
-        tokenize_batch(texts, &mut self.tokens);
-        self.model.submit(self.gpu, &self.tokens)
+    /// Upload `texts` (at most [`Embedder::batch`]) and record their embedding into
+    /// `encoder`; the result lands in [`Embedder::output`] (`[batch, 80]` f32, or
+    /// `[batch, width / 4]` u32 words of codes). Returns the batch size.
+    pub fn record(&mut self, encoder: &mut wgpu::CommandEncoder, texts: &[&[u8]]) -> Result<usize> {
+        match &mut self.network {
+            Network::Megashtein(model) => {
+                self.tokens.clear();
+                tokenize_batch(texts.iter().copied(), &mut self.tokens);
+                model.record(self.gpu, encoder, &self.tokens)
+            }
+            Network::Cgk(cgk) => cgk.record(self.gpu, encoder, texts),
+        }
+    }
+
+    /// The buffer [`Embedder::record`] writes.
+    pub fn output(&self) -> &wgpu::Buffer {
+        match &self.network {
+            Network::Megashtein(model) => model.output(),
+            Network::Cgk(encoder) => encoder.output(),
+        }
+    }
+
+    fn submit(&mut self, texts: &[&[u8]]) -> Result<Pending> {
+        match &mut self.network {
+            Network::Megashtein(model) => {
+                self.tokens.clear();
+                tokenize_batch(texts.iter().copied(), &mut self.tokens);
+                model.submit(self.gpu, &self.tokens)
+            }
+            Network::Cgk(encoder) => encoder.submit(self.gpu, texts),
+        }
+    }
+
+    fn collect(&self, pending: Pending) -> Result<Vec<f32>> {
+        match &self.network {
+            Network::Megashtein(model) => model.collect(self.gpu, pending),
+            Network::Cgk(encoder) => Ok(encoder
+                .collect(self.gpu, pending)?
+                .into_iter()
+                .map(f32::from)
+                .collect()),
+        }
     }
 
     /// Each kernel's time in the forward pass of `texts` (at most one batch), for
     /// `bench embed --profile`.
     pub fn profile(&mut self, texts: &[&[u8]]) -> Result<Vec<(&'static str, f64)>> {
+        let Network::Megashtein(model) = &mut self.network else {
+            bail!("profiling is for megashtein networks; a CGK model has one kernel");
+        };
         self.tokens.clear();
-        let batch = texts.len().min(self.model.capacity());
+        let batch = texts.len().min(model.capacity());
         tokenize_batch(texts[..batch].iter().copied(), &mut self.tokens);
-        self.model.profile(self.gpu, &self.tokens)
+        model.profile(self.gpu, &self.tokens)
     }
 
     /// Stream every line of `reader` through the model; `sink` gets each batch of lines
-    /// with its `[lines, 80]` embeddings, in input order. The next batch is read and
+    /// with its `[lines, dim]` embeddings, in input order. The next batch is read and
     /// submitted while the GPU works on the current one, and the current one is read
     /// back and handed to `sink` while the GPU works on the next.
     pub fn embed_stream<R: BufRead>(
@@ -121,7 +201,7 @@ impl<'g> Embedder<'g> {
         reader: &mut LineReader<R>,
         mut sink: impl FnMut(&[Line], &[f32]) -> Result<()>,
     ) -> Result<()> {
-        let capacity = self.model.capacity();
+        let capacity = self.batch();
         let mut reading = Vec::with_capacity(capacity);
         let mut in_flight: Option<(Vec<Line>, Pending)> = None;
         loop {
@@ -129,12 +209,15 @@ impl<'g> Embedder<'g> {
             let submitted = if reading.is_empty() {
                 None
             } else {
-                let pending = self.submit(reading.iter().map(|l| l.text.as_slice()))?;
+                let texts: Vec<&[u8]> = reading.iter().map(|l| l.text.as_slice()).collect();
+                let pending = self.submit(&texts)?;
                 Some((std::mem::take(&mut reading), pending))
             };
             if let Some((lines, pending)) = in_flight.take() {
-                let embeddings = self.model.collect(self.gpu, pending)?;
-                check_finite(&embeddings, |i| format!("line {}", lines[i].number))?;
+                let embeddings = self.collect(pending)?;
+                check_finite(&embeddings, self.dim(), |i| {
+                    format!("line {}", lines[i].number)
+                })?;
                 sink(&lines, &embeddings)?;
                 reading = lines;
             }
@@ -149,12 +232,12 @@ impl<'g> Embedder<'g> {
 
 /// Embeddings holding NaN or infinity make every distance meaningless: an error naming
 /// the string (`name` of its position) instead of answers that cannot be trusted.
-fn check_finite(embeddings: &[f32], name: impl Fn(usize) -> String) -> Result<()> {
+fn check_finite(embeddings: &[f32], dim: usize, name: impl Fn(usize) -> String) -> Result<()> {
     match embeddings.iter().position(|v| !v.is_finite()) {
         Some(i) => bail!(
             "{}: the model's embedding holds a non-finite value ({}); the model's weights \
              cannot give trustworthy distances",
-            name(i / EMBED_DIM),
+            name(i / dim),
             embeddings[i]
         ),
         None => Ok(()),

@@ -9,12 +9,13 @@ use std::path::{Path, PathBuf};
 use half::f16;
 use megashtein_gpu::input::Line;
 use megashtein_gpu::search::index::{
-    DIM, HEADER_LEN, Index, IndexHeader, IndexWriter, MAGIC, Precision, VERSION,
+    HEADER_LEN, Index, IndexHeader, IndexWriter, MAGIC, Precision, VERSION,
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 const FP: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 const SCALE: f32 = 78.6 / 280.0;
+const DIM: usize = megashtein_gpu::EMBED_DIM;
 
 fn entries(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir)
@@ -99,7 +100,7 @@ fn check_contents(idx: &Index, precision: Precision, lines: &[Line], emb: &[f32]
     assert_eq!(idx.dim(), DIM);
     assert_eq!(idx.precision(), precision);
     assert_eq!(idx.fingerprint(), FP);
-    assert_eq!(idx.distance_scale().to_bits(), SCALE.to_bits());
+    assert_eq!(idx.estimator().scale.to_bits(), SCALE.to_bits());
     for (i, l) in lines.iter().enumerate() {
         assert_eq!(idx.string(i), &l.text[..], "row {i}");
         assert_eq!(idx.line(i), l.number, "row {i}");
@@ -122,6 +123,7 @@ fn check_contents(idx: &Index, precision: Precision, lines: &[Line], emb: &[f32]
             assert_eq!(raw, &want[..]);
             emb.iter().map(|&v| f16::from_f32(v).to_f32()).collect()
         }
+        Precision::Codes => unreachable!("megashtein indexes hold floats"),
     };
     let all = idx.embeddings_f32();
     assert_eq!(all.len(), expected.len());

@@ -62,7 +62,7 @@ fn an_index_built_in_memory_has_the_bytes_of_the_streamed_file() {
             let mut writer = IndexWriter::create(
                 &path,
                 model.fingerprint(),
-                model.distance_scale(),
+                model.weights().unwrap().distance_scale,
                 precision,
             )
             .unwrap();
@@ -179,7 +179,7 @@ fn estimates_are_the_scaled_squared_distance_of_the_embeddings() {
             .zip(&e[EMBED_DIM..])
             .map(|(x, y)| f64::from(x - y).powi(2))
             .sum();
-        let want = f64::from(model.distance_scale()) * squared;
+        let want = f64::from(model.weights().unwrap().distance_scale) * squared;
         assert!(
             (f64::from(*got) - want).abs() <= 1e-4 * (1.0 + want),
             "{a} {b}"

@@ -254,7 +254,7 @@ fn bench_embed(args: &EmbedArgs) -> Result<()> {
     let model = crate::model::Model::open_or_builtin(args.model.as_deref())?;
     let gpu = args.gpu.open()?;
     let largest = args.batch_sizes.iter().copied().max().unwrap_or(1);
-    let mut embedder = Embedder::new(&gpu, model.weights(), largest)?;
+    let mut embedder = Embedder::with_batch(&gpu, &model, largest)?;
     let json = args.report.json;
     if !json {
         println!("device: {}", gpu.describe());

@@ -126,12 +126,7 @@ fn open_source(args: &Args, gpu: &Gpu) -> Result<(Index, Option<(Tracked, tempfi
     let dir = tempfile::tempdir()?;
     let tracked = Tracked::new(dir.path());
     let path = dir.path().join("dedup.idx");
-    let mut writer = IndexWriter::create(
-        &path,
-        model.fingerprint(),
-        model.distance_scale(),
-        Precision::F32,
-    )?;
+    let mut writer = IndexWriter::for_model(&path, &model, Precision::F32)?;
     let total = std::fs::metadata(input).ok().filter(|m| m.is_file());
     let progress = super::progress_bytes(total.map(|m| m.len()), "embedding");
     Embedder::for_model(gpu, &model)?.embed_stream(&mut reader, |lines, embeddings| {

@@ -8,7 +8,6 @@ use crate::input::Line;
 use crate::input::{LineReader, NonAscii};
 use crate::io::{NpyWriter, write_npy_i64};
 use crate::model::Model;
-use crate::model::params::EMBED_DIM;
 use crate::search::index::{IndexWriter, Precision};
 
 #[derive(clap::Args, Debug)]
@@ -19,13 +18,15 @@ pub struct Args {
     /// Corpus, one string per line; `-` reads standard input.
     #[arg(long, short)]
     pub input: PathBuf,
-    /// Output file: `.npy` gets a float32 [N, 80] array in input order (and, when lines
-    /// were skipped, `NAME.lines.npy`: each row's 1-based source line, int64); any other
-    /// name gets a search index for `megashtein-gpu query`. Not `-`: both are binary
-    /// files written in place.
+    /// Output file: `.npy` gets a float32 [N, dim] array in input order (dim 80; a CGK
+    /// model's code bytes, one symbol each) and, when lines were skipped,
+    /// `NAME.lines.npy`: each row's 1-based source line, int64; any other name gets a
+    /// search index for `megashtein-gpu query`. Not `-`: both are binary files written
+    /// in place.
     #[arg(long, short)]
     pub output: PathBuf,
-    /// How the index stores embeddings (f16 halves its size); not for .npy output.
+    /// How the index stores embeddings (f16 halves its size); not for .npy output, nor
+    /// for a CGK model, whose codes are stored as bytes.
     #[arg(long, value_enum, default_value_t = Precision::F32)]
     pub precision: Precision,
     /// What to do with lines holding non-ASCII characters.
@@ -78,19 +79,18 @@ pub fn run(args: &Args) -> Result<()> {
         .map(|m| m.len());
     let npy = args.output.extension().is_some_and(|e| e == "npy");
     let mut sink = if npy {
-        Sink::Npy(NpyWriter::create(&args.output, EMBED_DIM)?)
+        Sink::Npy(NpyWriter::create(&args.output, model.dim())?)
     } else {
-        let scale = model.distance_scale();
-        let mut writer =
-            IndexWriter::create(&args.output, model.fingerprint(), scale, args.precision)?;
         // The index carries its model, so `query` needs no --model.
-        if let Some(bytes) = model.file_bytes() {
-            writer.store_model(bytes.to_vec())?;
-        }
+        let writer = IndexWriter::for_model(&args.output, &model, args.precision)?;
         Sink::Index(Box::new(writer))
     };
+    let precision = match &sink {
+        Sink::Index(writer) => writer.precision(),
+        Sink::Npy(_) => args.precision,
+    };
     let gpu = args.gpu.open()?;
-    let mut embedder = Embedder::new(&gpu, model.weights(), args.batch)?;
+    let mut embedder = Embedder::with_batch(&gpu, &model, args.batch)?;
     let progress = super::progress_bytes(total_bytes, "embedding");
     let mut rows = 0u64;
     let mut line_numbers: Vec<i64> = Vec::new();
@@ -115,7 +115,7 @@ pub fn run(args: &Args) -> Result<()> {
     let what = if npy {
         "array".to_string()
     } else {
-        format!("index ({})", args.precision)
+        format!("index ({precision})")
     };
     eprintln!(
         "embedded {rows} strings with {} into {what} {} ({} per batch on {})",

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::table::{escape_tsv, f32_value};
 use crate::io::{NpyWriter, Tracked, write_atomic};
-use crate::model::weights::ARCH;
+use crate::model::{Metric, cgk, weights};
 use crate::search::index::Index;
 
 #[derive(clap::Args, Debug)]
@@ -76,17 +76,34 @@ fn write_files(index: &Index, dir: &Path) -> Result<()> {
         }
         Ok(())
     })?;
+    let estimator = index.estimator();
+    let (architecture, estimate) = match estimator.metric {
+        Metric::SquaredEuclidean => (
+            weights::ARCH,
+            json!({
+                "metric": Metric::SquaredEuclidean.name(),
+                "formula": "estimate = scale * sum((a - b)^2)",
+                "scale": f32_value(estimator.scale),
+            }),
+        ),
+        Metric::Hamming => (
+            cgk::ARCH,
+            json!({
+                "metric": Metric::Hamming.name(),
+                "formula": "estimate = scale * (count(a != b) / divisor)^exponent",
+                "scale": f32_value(estimator.scale),
+                "divisor": f32_value(estimator.divisor),
+                "exponent": f32_value(estimator.exponent),
+            }),
+        ),
+    };
     let manifest = json!({
         "model_fingerprint": index.fingerprint(),
-        "architecture": ARCH,
+        "architecture": architecture,
         "dim": index.dim(),
         "rows": index.len(),
         "precision": index.precision().name(),
-        "estimator": {
-            "metric": "squared_euclidean",
-            "formula": "estimate = scale * sum((a - b)^2)",
-            "scale": f32_value(index.distance_scale()),
-        },
+        "estimator": estimate,
         "files": {
             "vectors.npy": "float32 [rows, dim], row i = index row i",
             "strings.tsv": "id <TAB> 1-based source line <TAB> string; \\t \\n \\r \\\\ escaped",

@@ -9,6 +9,7 @@ pub mod eval;
 pub mod export;
 pub mod import;
 pub mod join;
+pub mod make_cgk;
 pub mod query;
 pub mod table;
 pub mod train;
@@ -53,6 +54,8 @@ pub enum Command {
     Export(export::Args),
     /// Accuracy report: the papers' metrics with plots, and the baselines.
     Eval(eval::Args),
+    /// Write a CGK model file: a training-free embedding searched by Hamming distance.
+    MakeCgk(make_cgk::Args),
     /// Measure throughput.
     #[command(subcommand)]
     Bench(bench::Command),
@@ -110,6 +113,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Distance(args) => distance::run(args),
         Command::Export(args) => export::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::MakeCgk(args) => make_cgk::run(args),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

@@ -261,8 +261,9 @@ fn fresh_start(args: &Args) -> Result<Checkpoint> {
             let path = (spec != "default").then(|| Path::new(spec));
             let model = crate::model::Model::open_or_builtin(path)?;
             let description = format!("{} (sha256 {})", model.source(), model.fingerprint());
-            let scale = model.distance_scale();
-            (model.into_weights(), description, scale)
+            let weights = model.into_weights()?;
+            let scale = weights.distance_scale;
+            (weights, description, scale)
         }
     };
     let data = match &args.corpus {
@@ -360,7 +361,7 @@ fn objective(args: &Args) -> Result<Objective> {
     })
 }
 
-fn read_corpus(path: &Path, non_ascii: NonAscii) -> Result<Vec<Vec<u8>>> {
+pub(super) fn read_corpus(path: &Path, non_ascii: NonAscii) -> Result<Vec<Vec<u8>>> {
     let (lines, stats) = LineReader::open(path, non_ascii)?.read_all()?;
     for warning in stats.warnings() {
         eprintln!("warning: {warning}");

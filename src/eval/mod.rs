@@ -5,11 +5,10 @@
 //!
 //! Rows of the report: the evaluated model (`--model`, else the built-in default), the
 //! released reference checkpoint (imported from its `.pth`), the untrained network
-//! (random weights, [`RANDOM_SEED`]), the CGK embedding ([`cgk`]) and the exact scan.
+//! (random weights, [`RANDOM_SEED`]), the CGK embedding ([`crate::model::cgk`]) and the exact scan.
 //!
 //! Candidates are ranked on the CPU by the full estimate row of each query (ties by
 //! smaller row, the GPU search's order), so T runs up to N; embeddings come from the GPU.
-pub mod cgk;
 pub mod data;
 pub mod metrics;
 pub mod plot;
@@ -27,6 +26,8 @@ use serde::Serialize;
 use crate::embed::{DEFAULT_BATCH, Embedder};
 use crate::gpu::Gpu;
 use crate::input::NonAscii;
+use crate::model::Metric;
+use crate::model::cgk;
 use crate::model::params::{EMBED_DIM, MAX_LEN};
 use crate::model::weights::Weights;
 use metrics::{LinearFit, PairStats, ThresholdCount};
@@ -229,11 +230,11 @@ pub struct ThresholdReport {
 enum Estimator {
     /// Model outputs `[n, 80]` and the model's distance scale.
     Dense { data: Vec<f32>, scale: f32 },
-    /// CGK codes `[n, width]`, Hamming averaged over `reps`.
-    Cgk {
+    /// CGK codes `[n, width]` and the estimate from their Hamming distance.
+    Codes {
         codes: Vec<u8>,
         width: usize,
-        reps: usize,
+        estimator: crate::model::Estimator,
     },
     /// The exact distance itself.
     Exact,
@@ -257,10 +258,14 @@ impl Estimator {
                 let b = &data[j * EMBED_DIM..(j + 1) * EMBED_DIM];
                 scale * a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>()
             }
-            Estimator::Cgk { codes, width, reps } => {
+            Estimator::Codes {
+                codes,
+                width,
+                estimator,
+            } => {
                 let a = &codes[i * width..(i + 1) * width];
                 let b = &codes[j * width..(j + 1) * width];
-                cgk::hamming(a, b) as f32 / *reps as f32
+                estimator.estimate(cgk::hamming(a, b) as f32)
             }
             Estimator::Exact => {
                 levenshtein::distance(s.all[i].iter().copied(), s.all[j].iter().copied()) as f32
@@ -471,12 +476,10 @@ pub fn run(gpu: &Gpu, opts: &Options) -> Result<Report> {
     // The rows.
     let mut models = Vec::new();
     let loaded = crate::model::Model::open_or_builtin(opts.model.as_deref())?;
-    models.push(cnn_row(
-        gpu,
+    models.push(embedded_row(
         &ctx,
-        opts,
         "model",
-        loaded.weights(),
+        Embedder::with_batch(gpu, &loaded, opts.batch)?,
         loaded.source().to_string(),
         Some(loaded.fingerprint().to_string()),
     )?);
@@ -488,32 +491,28 @@ pub fn run(gpu: &Gpu, opts: &Options) -> Result<Report> {
             }
             None => crate::model::released()?,
         };
-        models.push(cnn_row(
-            gpu,
+        models.push(embedded_row(
             &ctx,
-            opts,
             "released",
-            released.weights(),
+            Embedder::new(gpu, released.weights()?, opts.batch)?,
             released.source().to_string(),
             Some(released.fingerprint().to_string()),
         )?);
         let random = Weights::init(RANDOM_SEED);
-        models.push(cnn_row(
-            gpu,
+        models.push(embedded_row(
             &ctx,
-            opts,
             "random-cnn",
-            &random,
+            Embedder::new(gpu, &random, opts.batch)?,
             format!("untrained network, Weights::init({RANDOM_SEED:#x})"),
             None,
         )?);
         let t = Instant::now();
         let cgk = cgk::Cgk::new(MAX_LEN, opts.cgk_reps.max(1), opts.seed ^ 0xC6C);
         let texts: Vec<&[u8]> = ctx.strings.all.iter().map(|s| s.as_slice()).collect();
-        let est = Estimator::Cgk {
+        let est = Estimator::Codes {
             codes: cgk.embed_all(&texts),
             width: cgk.width(),
-            reps: cgk.reps(),
+            estimator: cgk.estimator(),
         };
         models.push(evaluate(
             &ctx,
@@ -577,32 +576,42 @@ fn load_reference(path: &Path) -> Result<(Weights, String)> {
     }
 }
 
-fn cnn_row(
-    gpu: &Gpu,
+/// The row of a model that `embedder` runs: float embeddings, or codes (CGK) kept as
+/// bytes.
+fn embedded_row(
     ctx: &EvalData,
-    opts: &Options,
     name: &str,
-    weights: &Weights,
+    mut embedder: Embedder,
     source: String,
     fingerprint: Option<String>,
 ) -> Result<ModelReport> {
     let t = Instant::now();
-    let mut embedder = Embedder::new(gpu, weights, opts.batch)?;
+    let estimator = embedder.estimator();
     let texts: Vec<&[u8]> = ctx.strings.all.iter().map(|s| s.as_slice()).collect();
     let bar = bar(texts.len(), &format!("embed ({name})"), ctx.progress);
-    let mut data = Vec::with_capacity(texts.len() * EMBED_DIM);
+    let mut data = Vec::with_capacity(texts.len() * embedder.dim());
+    let mut codes = Vec::new();
     for chunk in texts.chunks(embedder.batch()) {
-        data.extend(
-            embedder
-                .embed(chunk)
-                .with_context(|| format!("embedding for {name}"))?,
-        );
+        let embedded = embedder
+            .embed(chunk)
+            .with_context(|| format!("embedding for {name}"))?;
+        match estimator.metric {
+            Metric::SquaredEuclidean => data.extend(embedded),
+            Metric::Hamming => codes.extend(embedded.into_iter().map(|v| v as u8)),
+        }
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
-    let est = Estimator::Dense {
-        data,
-        scale: weights.distance_scale,
+    let est = match estimator.metric {
+        Metric::SquaredEuclidean => Estimator::Dense {
+            data,
+            scale: estimator.scale,
+        },
+        Metric::Hamming => Estimator::Codes {
+            codes,
+            width: embedder.dim(),
+            estimator,
+        },
     };
     Ok(evaluate(ctx, &est, name, source, fingerprint, t))
 }

@@ -136,3 +136,60 @@ impl Gpu {
         readback.read(self, bytes)
     }
 }
+
+/// Two staging buffers taken in turn, so that one batch's output can be read back while
+/// the next batch runs: a model's [`Readback`] for a stream of batches.
+pub struct ReadbackPair {
+    readbacks: [Readback; 2],
+    /// Copies recorded so far; copy `n` goes to `readbacks[n % 2]`.
+    recorded: u64,
+}
+
+/// A batch whose output copy was submitted and not yet read ([`ReadbackPair::read`]).
+pub struct Pending {
+    bytes: u64,
+    sequence: u64,
+    submission: wgpu::SubmissionIndex,
+}
+
+impl ReadbackPair {
+    /// Staging for up to `bytes` bytes a batch.
+    pub fn new(gpu: &Gpu, bytes: u64) -> Self {
+        ReadbackPair {
+            readbacks: [0, 1].map(|_| Readback::new(gpu, bytes)),
+            recorded: 0,
+        }
+    }
+
+    /// Record the copy of the first `bytes` of `src` into the next staging buffer and
+    /// submit `encoder`.
+    pub fn submit(
+        &mut self,
+        gpu: &Gpu,
+        mut encoder: wgpu::CommandEncoder,
+        src: &wgpu::Buffer,
+        bytes: u64,
+    ) -> Pending {
+        let sequence = self.recorded;
+        self.readbacks[sequence as usize % 2].copy(&mut encoder, src, bytes);
+        self.recorded += 1;
+        Pending {
+            bytes,
+            sequence,
+            submission: gpu.queue.submit([encoder.finish()]),
+        }
+    }
+
+    /// Wait for `pending` and read its bytes as `T`s. Fails if two later batches were
+    /// submitted before it was read (its staging buffer has been reused).
+    pub fn read<T: bytemuck::Pod>(&self, gpu: &Gpu, pending: Pending) -> Result<Vec<T>> {
+        if self.recorded - pending.sequence > 2 {
+            anyhow::bail!("a batch was read back after two later ones were submitted");
+        }
+        self.readbacks[pending.sequence as usize % 2].read_after(
+            gpu,
+            pending.bytes,
+            Some(pending.submission),
+        )
+    }
+}

@@ -4,6 +4,6 @@ mod buffer;
 mod context;
 mod kernel;
 
-pub use buffer::{Readback, storage_buffer, storage_buffer_init, uniform_buffer};
+pub use buffer::{Pending, Readback, ReadbackPair, storage_buffer, storage_buffer_init, uniform_buffer};
 pub use context::{AdapterReport, BackendChoice, Gpu, GpuOptions, list_adapters};
 pub use kernel::{Call, Calls, Kernel};

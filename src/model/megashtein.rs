@@ -19,7 +19,7 @@ use anyhow::{Result, bail};
 
 use super::params::{CONV_BLOCKS, CONV_CH, EMBED_DIM, HIDDEN, MAX_LEN};
 use super::weights::Weights;
-use crate::gpu::{Call, Calls, Gpu, Readback, storage_buffer, storage_buffer_init};
+use crate::gpu::{Call, Calls, Gpu, Pending, ReadbackPair, storage_buffer, storage_buffer_init};
 use crate::ops::Ops;
 use crate::ops::PackedWeight;
 use crate::ops::conv1d::Packing;
@@ -220,23 +220,14 @@ pub fn forward_calls(
     calls
 }
 
-/// A forward pass submitted by [`Megashtein::submit`], not yet collected.
-pub struct Pending {
-    batch: usize,
-    sequence: u64,
-    submission: wgpu::SubmissionIndex,
-}
-
 /// The model's weights on a device, with activations for up to `capacity` strings.
 pub struct Megashtein {
     capacity: usize,
     tokens: wgpu::Buffer,
     acts: Activations,
     calls: Calls,
-    /// Two staging buffers, so one batch's embeddings can be read while the next runs.
-    readbacks: [Readback; 2],
-    /// Forward passes submitted so far; pass `n` copies into `readbacks[n % 2]`.
-    submitted: u64,
+    /// Staging, so one batch's embeddings can be read while the next runs.
+    readbacks: ReadbackPair,
     // Kept alive for the bind groups in `calls`.
     _params: wgpu::Buffer,
     _running: wgpu::Buffer,
@@ -286,14 +277,13 @@ impl Megashtein {
             &running,
             &acts.embeddings,
         ));
-        let readbacks = [0, 1].map(|_| Readback::new(gpu, Self::output_bytes(capacity)));
+        let readbacks = ReadbackPair::new(gpu, Self::output_bytes(capacity));
         Ok(Megashtein {
             capacity,
             tokens,
             acts,
             calls,
             readbacks,
-            submitted: 0,
             _params: params,
             _running: running,
             _derived: derived,
@@ -318,19 +308,10 @@ impl Megashtein {
     pub fn submit(&mut self, gpu: &Gpu, tokens: &[u8]) -> Result<Pending> {
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         let batch = self.record(gpu, &mut encoder, tokens)?;
-        let sequence = self.submitted;
-        self.readbacks[sequence as usize % 2].copy(
-            &mut encoder,
-            &self.acts.embeddings,
-            Self::output_bytes(batch),
-        );
-        let submission = gpu.queue.submit([encoder.finish()]);
-        self.submitted += 1;
-        Ok(Pending {
-            batch,
-            sequence,
-            submission,
-        })
+        let bytes = Self::output_bytes(batch);
+        Ok(self
+            .readbacks
+            .submit(gpu, encoder, &self.acts.embeddings, bytes))
     }
 
     /// Upload `tokens` and record their forward pass into `encoder`; the embeddings land
@@ -381,14 +362,7 @@ impl Megashtein {
     /// embeddings. Fails if two later batches were submitted before it was collected
     /// (its staging buffer has been reused).
     pub fn collect(&self, gpu: &Gpu, pending: Pending) -> Result<Vec<f32>> {
-        if self.submitted - pending.sequence > 2 {
-            bail!("forward pass collected after two later ones were submitted");
-        }
-        self.readbacks[pending.sequence as usize % 2].read_after(
-            gpu,
-            Self::output_bytes(pending.batch),
-            Some(pending.submission),
-        )
+        self.readbacks.read(gpu, pending)
     }
 
     fn output_bytes(batch: usize) -> u64 {

@@ -1,4 +1,8 @@
-//! The megashtein model: its tensors, weights on disk, and the GPU forward pass.
+//! The models: the megashtein network (its tensors, weights on disk, and the GPU forward
+//! pass) and the training-free CGK embedding, each a model file; and the estimator that
+//! turns an embedding distance into an edit-distance estimate.
+pub mod cgk;
+pub mod cgk_encoder;
 pub mod megashtein;
 pub mod params;
 #[cfg(feature = "pth")]
@@ -11,6 +15,7 @@ use std::path::Path;
 use anyhow::Result;
 use sha2::{Digest, Sha256};
 
+use cgk::Cgk;
 use weights::Weights;
 
 /// The shipped default model (`models/default.safetensors`), built into the binary so
@@ -26,11 +31,101 @@ pub const RELEASED_CHECKPOINT: &[u8] =
 /// Where [`RELEASED_CHECKPOINT`] comes from, relative to the repository root.
 pub const RELEASED_CHECKPOINT_PATH: &str = "models/reference/megashtein_trained_model.pth";
 
-/// A model file, loaded and checked: its weights, its fingerprint (what an index records
-/// and is checked against) and a name for messages.
+/// How two embeddings are compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Metric {
+    /// Squared Euclidean distance of float vectors (megashtein).
+    SquaredEuclidean,
+    /// Hamming distance: the number of places that differ (CGK codes, one symbol each).
+    Hamming,
+}
+
+impl Metric {
+    /// The distance of `a` and `b`, summed in order in f64.
+    pub fn distance(self, a: &[f32], b: &[f32]) -> f64 {
+        match self {
+            Metric::SquaredEuclidean => crate::stats::squared_distance(a, b),
+            Metric::Hamming => a.iter().zip(b).filter(|(x, y)| x != y).count() as f64,
+        }
+    }
+
+    /// `"squared_euclidean"` or `"hamming"`, as export manifests name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::SquaredEuclidean => "squared_euclidean",
+            Metric::Hamming => "hamming",
+        }
+    }
+}
+
+/// How a model turns the distance of two embeddings (squared Euclidean, or Hamming for
+/// CGK codes) into an estimate of their edit distance:
+/// `scale * (distance / divisor)^exponent`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Estimator {
+    pub metric: Metric,
+    pub scale: f32,
+    /// CGK's repetitions: the Hamming distance per repetition is what the curve reads.
+    pub divisor: f32,
+    pub exponent: f32,
+}
+
+impl Estimator {
+    /// megashtein: `s * squared distance`.
+    pub fn linear(scale: f32) -> Estimator {
+        Estimator {
+            metric: Metric::SquaredEuclidean,
+            scale,
+            divisor: 1.0,
+            exponent: 1.0,
+        }
+    }
+
+    /// CGK: `coefficient * (hamming / reps)^exponent`.
+    pub fn hamming(reps: usize, coefficient: f32, exponent: f32) -> Estimator {
+        Estimator {
+            metric: Metric::Hamming,
+            scale: coefficient,
+            divisor: reps as f32,
+            exponent,
+        }
+    }
+
+    /// The edit-distance estimate of an embedding distance.
+    pub fn estimate(&self, distance: f32) -> f32 {
+        if self.divisor == 1.0 && self.exponent == 1.0 {
+            // Bit for bit the megashtein estimate s * d.
+            return self.scale * distance;
+        }
+        self.scale * (distance / self.divisor).powf(self.exponent)
+    }
+
+    /// The estimate for two embeddings, computed in f64.
+    pub fn between(&self, a: &[f32], b: &[f32]) -> f32 {
+        let d = self.metric.distance(a, b);
+        let d = if self.divisor == 1.0 && self.exponent == 1.0 {
+            d
+        } else {
+            (d / f64::from(self.divisor)).powf(f64::from(self.exponent))
+        };
+        (f64::from(self.scale) * d) as f32
+    }
+}
+
+/// What a model file holds.
+#[derive(Debug, Clone)]
+pub enum Architecture {
+    /// The learned CNN ([`weights::ARCH`]): float embeddings, squared Euclidean distance.
+    Megashtein(Weights),
+    /// The CGK walk ([`cgk::ARCH`]): byte codes, Hamming distance.
+    Cgk(Cgk),
+}
+
+/// A model file, loaded and checked: its architecture, its fingerprint (what an index
+/// records and is checked against) and a name for messages.
 #[derive(Clone)]
 pub struct Model {
-    weights: Weights,
+    arch: Architecture,
     fingerprint: String,
     source: String,
     /// The safetensors file's bytes, which an index stores so that searching needs no
@@ -73,8 +168,13 @@ impl Model {
     /// A model from the bytes of a model file; `source` names it in messages.
     pub fn from_bytes(bytes: Vec<u8>, source: impl Into<String>) -> Result<Model> {
         let source = source.into();
+        let arch = if file_arch(&bytes).as_deref() == Some(cgk::ARCH) {
+            Architecture::Cgk(Cgk::from_safetensors(&bytes, &source)?)
+        } else {
+            Architecture::Megashtein(Weights::from_safetensors(&bytes, &source)?)
+        };
         Ok(Model {
-            weights: Weights::from_safetensors(&bytes, &source)?,
+            arch,
             fingerprint: hex_sha256(&bytes),
             source,
             file: Some(bytes),
@@ -86,7 +186,7 @@ impl Model {
     pub fn from_weights(weights: Weights, source: impl Into<String>) -> Result<Model> {
         let bytes = weights.to_safetensors()?;
         Ok(Model {
-            weights,
+            arch: Architecture::Megashtein(weights),
             fingerprint: hex_sha256(&bytes),
             source: source.into(),
             file: Some(bytes),
@@ -97,21 +197,60 @@ impl Model {
     /// fingerprinted by that file's bytes. Such a model cannot be stored in an index.
     pub fn imported(weights: Weights, fingerprint: String, source: String) -> Model {
         Model {
-            weights,
+            arch: Architecture::Megashtein(weights),
             fingerprint,
             source,
             file: None,
         }
     }
 
-    /// The weights.
-    pub fn weights(&self) -> &Weights {
-        &self.weights
+    /// A CGK model; its fingerprint is that of its model file.
+    pub fn from_cgk(cgk: Cgk, source: impl Into<String>) -> Result<Model> {
+        let bytes = cgk.to_safetensors()?;
+        Ok(Model {
+            fingerprint: hex_sha256(&bytes),
+            arch: Architecture::Cgk(cgk),
+            source: source.into(),
+            file: Some(bytes),
+        })
     }
 
-    /// The weights, giving up the rest.
-    pub fn into_weights(self) -> Weights {
-        self.weights
+    /// What the model file holds.
+    pub fn architecture(&self) -> &Architecture {
+        &self.arch
+    }
+
+    /// The network's weights; an error naming the model for a CGK model, which has none
+    /// (training and `bench embed` need a network).
+    pub fn weights(&self) -> Result<&Weights> {
+        match &self.arch {
+            Architecture::Megashtein(weights) => Ok(weights),
+            Architecture::Cgk(_) => Err(not_a_network(&self.source)),
+        }
+    }
+
+    /// The weights, giving up the rest ([`Model::weights`]'s error for CGK).
+    pub fn into_weights(self) -> Result<Weights> {
+        match self.arch {
+            Architecture::Megashtein(weights) => Ok(weights),
+            Architecture::Cgk(_) => Err(not_a_network(&self.source)),
+        }
+    }
+
+    /// The architecture name recorded in the model file.
+    pub fn arch_name(&self) -> &'static str {
+        match self.arch {
+            Architecture::Megashtein(_) => weights::ARCH,
+            Architecture::Cgk(_) => cgk::ARCH,
+        }
+    }
+
+    /// Values per embedding: 80, or a CGK code's bytes.
+    pub fn dim(&self) -> usize {
+        match &self.arch {
+            Architecture::Megashtein(_) => params::EMBED_DIM,
+            Architecture::Cgk(cgk) => cgk.width(),
+        }
     }
 
     /// Hex SHA-256 of the model file (CONTRACTS.md).
@@ -124,9 +263,12 @@ impl Model {
         &self.source
     }
 
-    /// s in `estimate = s * squared embedding distance`.
-    pub fn distance_scale(&self) -> f32 {
-        self.weights.distance_scale
+    /// Edit-distance estimates from embedding distances.
+    pub fn estimator(&self) -> Estimator {
+        match &self.arch {
+            Architecture::Megashtein(weights) => Estimator::linear(weights.distance_scale),
+            Architecture::Cgk(cgk) => cgk.estimator(),
+        }
     }
 
     /// The model file's bytes, when there is a model file (not for an imported `.pth`).
@@ -146,6 +288,20 @@ pub fn released() -> Result<Model> {
         hex_sha256(RELEASED_CHECKPOINT),
         source,
     ))
+}
+
+fn not_a_network(source: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{source} is a {} model (training-free CGK), not a {} network",
+        cgk::ARCH,
+        weights::ARCH
+    )
+}
+
+/// The `megashtein.arch` metadata of a safetensors file, if it has one.
+fn file_arch(bytes: &[u8]) -> Option<String> {
+    let (_, header) = safetensors::SafeTensors::read_metadata(bytes).ok()?;
+    header.metadata().as_ref()?.get(weights::META_ARCH).cloned()
 }
 
 /// Lower-case hex SHA-256 of `bytes`.

@@ -446,7 +446,7 @@ fn safetensors_dtype_name(d: DType) -> &'static str {
 /// safetensors crate writes its `__metadata__` from a HashMap, in random order, which
 /// would change the fingerprint of an unchanged model.) Tensor data is laid out as the
 /// crate does it: by descending element size, then by name.
-fn serialize_safetensors(sd: &StateDict, meta: &[(&str, String)]) -> Result<Vec<u8>> {
+pub(crate) fn serialize_safetensors(sd: &StateDict, meta: &[(&str, String)]) -> Result<Vec<u8>> {
     use serde_json::{Map, Value, json};
     let mut tensors: Vec<(&str, &Tensor)> = sd.iter().collect();
     tensors.sort_by(|a, b| b.1.dtype.size().cmp(&a.1.dtype.size()).then(a.0.cmp(b.0)));

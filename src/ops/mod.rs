@@ -7,6 +7,7 @@
 pub mod adamw;
 pub mod avgpool;
 pub mod batchnorm;
+pub mod cgk;
 pub mod conv1d;
 pub mod embedding;
 pub mod knn;

@@ -1,7 +1,7 @@
 //! The index file: embeddings of a corpus, with its strings and line numbers, in one
 //! versioned, checksummed file that is read by memory-mapping it.
 //!
-//! # Layout (format version 2)
+//! # Layout (format version 3)
 //!
 //! All integers are little-endian; every checksum is CRC-32 (IEEE, as zlib's `crc32`
 //! and Python's `zlib.crc32`). The file is a fixed 256-byte header followed by four
@@ -10,12 +10,12 @@
 //! | Offset | Size | Type    | Field |
 //! |-------:|-----:|---------|-------|
 //! |      0 |    8 | bytes   | magic `MGSHTIDX` |
-//! |      8 |    4 | u32     | format version, 2 (version 1 files are read too) |
+//! |      8 |    4 | u32     | format version, 3 (versions 1 and 2 are read too) |
 //! |     12 |    4 | u32     | header length, 256 |
 //! |     16 |   64 | ASCII   | model fingerprint: lowercase hex SHA-256 of the model file |
-//! |     80 |    4 | f32     | distance scale s (d_hat = s * squared embedding distance) |
-//! |     84 |    4 | u32     | precision: bits per stored value, 16 (f16) or 32 (f32) |
-//! |     88 |    4 | u32     | dim, values per embedding (80) |
+//! |     80 |    4 | f32     | distance scale s (d_hat = s * (d / divisor)^exponent, d the embedding distance) |
+//! |     84 |    4 | u32     | precision: bits per stored value, 16 (f16), 32 (f32) or 8 (CGK code symbols) |
+//! |     88 |    4 | u32     | dim, values per embedding (80, or a CGK code's bytes) |
 //! |     92 |    4 | u32     | reserved, 0 |
 //! |     96 |    8 | u64     | N, rows |
 //! |    104 |    8 | u64     | embeddings offset, 256 |
@@ -28,19 +28,22 @@
 //! |    160 |    4 | u32     | body checksum: CRC-32 of bytes [256, file length) |
 //! |    164 |    8 | u64     | model offset (0 when the index holds no model) |
 //! |    172 |    8 | u64     | model size (0 when the index holds no model) |
-//! |    180 |   72 | bytes   | reserved, 0 |
+//! |    180 |    4 | f32     | estimate divisor (1; CGK: its repetitions) |
+//! |    184 |    4 | f32     | estimate exponent (1; CGK: its fitted curve's) |
+//! |    188 |   64 | bytes   | reserved, 0 |
 //! |    252 |    4 | u32     | header checksum: CRC-32 of bytes [0, 252) |
 //!
 //! | Section | Starts at | Contents |
 //! |---------|-----------|----------|
-//! | embeddings | 256 | N x dim values, row-major, in input order: f32, or IEEE half (`half::f16::to_bits`), then zero padding to a multiple of 4 bytes (so f16 data reads as packed u32 pairs) |
+//! | embeddings | 256 | N x dim values, row-major, in input order: f32, IEEE half (`half::f16::to_bits`) or CGK symbols (u8, compared by Hamming distance), then zero padding to a multiple of 4 bytes (so f16 data reads as packed u32 pairs) |
 //! | line numbers | next multiple of 64 | N x u64: each row's 1-based source line number |
 //! | string offsets | next multiple of 64 | N + 1 x u64: string i is bytes [off\[i\], off\[i+1\]) of the string data; off\[0\] = 0, non-decreasing, off\[N\] = string-data size |
 //! | string data | next multiple of 64 | the strings in full (not cut to 80 characters), back to back, no separators; without a model the file ends right after them |
 //! | model | next multiple of 64 (only if its size is not 0) | the bytes of the model file that made the index (its SHA-256 is the fingerprint), so that searching needs no model file; the file ends right after them |
 //!
-//! Version 1 is the same without the model section (bytes 164..252 are 0); such files
-//! are read as indexes without a model.
+//! Version 2 is the same with bytes 180..252 reserved (0): divisor and exponent 1.
+//! Version 1 is also without the model section (bytes 164..252 are 0); such files are
+//! read as indexes without a model.
 //!
 //! The section offsets are fixed by N, dim, precision and the string-data size; the
 //! header states them anyway so other readers need not recompute them, and
@@ -71,19 +74,18 @@ use crate::embed::{DEFAULT_BATCH, Embedder};
 use crate::gpu::Gpu;
 use crate::input::Line;
 use crate::io::{TempFile, io_reason};
-use crate::model::Model;
 use crate::model::params::EMBED_DIM;
+use crate::model::{Estimator, Metric, Model};
+use crate::ops::knn::Database;
 
 /// The magic bytes at offset 0.
 pub const MAGIC: [u8; 8] = *b"MGSHTIDX";
 /// The format version this build writes; it reads this one and version 1.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// Length of the fixed header; the body checksum covers everything after it.
 pub const HEADER_LEN: usize = 256;
 /// Every section starts at a multiple of this.
 pub const SECTION_ALIGN: u64 = 64;
-/// Values per embedding written by [`IndexWriter`].
-pub const DIM: usize = EMBED_DIM;
 
 /// Where the header checksum sits; it covers the bytes before it.
 const HEADER_CRC_AT: usize = HEADER_LEN - 4;
@@ -99,12 +101,16 @@ pub enum Precision {
     /// IEEE single precision (4 bytes a value): the model's outputs exactly.
     #[default]
     F32,
+    /// One byte a value: the symbols of a CGK code (always, for a CGK model).
+    #[cfg_attr(feature = "cli", value(skip))]
+    Codes,
 }
 
 impl Precision {
     /// Bytes per stored value.
     pub fn bytes(self) -> usize {
         match self {
+            Precision::Codes => 1,
             Precision::F16 => 2,
             Precision::F32 => 4,
         }
@@ -118,15 +124,17 @@ impl Precision {
     /// The precision with this many bits per value, if any.
     pub fn from_bits(bits: u32) -> Option<Precision> {
         match bits {
+            8 => Some(Precision::Codes),
             16 => Some(Precision::F16),
             32 => Some(Precision::F32),
             _ => None,
         }
     }
 
-    /// `"f16"` or `"f32"`, as on the command line.
+    /// `"f16"`, `"f32"` or `"codes"`.
     pub fn name(self) -> &'static str {
         match self {
+            Precision::Codes => "codes",
             Precision::F16 => "f16",
             Precision::F32 => "f32",
         }
@@ -148,6 +156,10 @@ pub struct IndexHeader {
     pub fingerprint: String,
     /// Distance scale s of the model.
     pub distance_scale: f32,
+    /// The estimate's divisor (format 3; 1 before).
+    pub estimate_divisor: f32,
+    /// The estimate's exponent (format 3; 1 before).
+    pub estimate_exponent: f32,
     /// How the embeddings are stored.
     pub precision: Precision,
     /// Values per embedding.
@@ -235,13 +247,62 @@ impl Layout {
     }
 }
 
+/// What an index's rows hold: how they are stored, how many values each, and how an
+/// embedding distance becomes an edit-distance estimate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RowFormat {
+    pub precision: Precision,
+    pub dim: usize,
+    pub estimator: Estimator,
+}
+
+impl RowFormat {
+    /// Rows of `model`'s embeddings: codes for CGK, else floats at `precision`.
+    pub fn for_model(model: &Model, precision: Precision) -> RowFormat {
+        let estimator = model.estimator();
+        RowFormat {
+            precision: match estimator.metric {
+                Metric::Hamming => Precision::Codes,
+                Metric::SquaredEuclidean => precision,
+            },
+            dim: model.dim(),
+            estimator,
+        }
+    }
+
+    /// Rows of a megashtein model with distance scale `scale`.
+    pub fn megashtein(scale: f32, precision: Precision) -> RowFormat {
+        RowFormat {
+            precision,
+            dim: EMBED_DIM,
+            estimator: Estimator::linear(scale),
+        }
+    }
+
+    /// An error unless the parts fit: codes exactly with Hamming distance, a positive
+    /// finite estimate, and a code width in whole words.
+    fn check(&self) -> std::result::Result<(), String> {
+        let e = self.estimator;
+        let positive = |v: f32| v.is_finite() && v > 0.0;
+        if !(positive(e.scale) && positive(e.divisor) && positive(e.exponent)) {
+            return Err("the distance estimate's scale, divisor and exponent must be positive".into());
+        }
+        if (self.precision == Precision::Codes) != (e.metric == Metric::Hamming) {
+            return Err("codes go with Hamming distance, floats with Euclidean".into());
+        }
+        if self.dim == 0 || (self.precision == Precision::Codes && !self.dim.is_multiple_of(4)) {
+            return Err(format!("{} values a row", self.dim));
+        }
+        Ok(())
+    }
+}
+
 impl Layout {
     /// The header of a file with this layout.
     fn header(
         &self,
+        format: &RowFormat,
         fingerprint: String,
-        distance_scale: f32,
-        precision: Precision,
         len: u64,
         strings_size: u64,
         body_crc: u32,
@@ -249,9 +310,11 @@ impl Layout {
         IndexHeader {
             version: VERSION,
             fingerprint,
-            distance_scale,
-            precision,
-            dim: DIM as u32,
+            distance_scale: format.estimator.scale,
+            estimate_divisor: format.estimator.divisor,
+            estimate_exponent: format.estimator.exponent,
+            precision: format.precision,
+            dim: format.dim as u32,
             len,
             embeddings_offset: self.embeddings_offset,
             embeddings_size: self.embeddings_size,
@@ -312,6 +375,8 @@ impl IndexHeader {
         b[160..164].copy_from_slice(&self.body_crc.to_le_bytes());
         b[164..172].copy_from_slice(&self.model_offset.to_le_bytes());
         b[172..180].copy_from_slice(&self.model_size.to_le_bytes());
+        b[180..184].copy_from_slice(&self.estimate_divisor.to_le_bytes());
+        b[184..188].copy_from_slice(&self.estimate_exponent.to_le_bytes());
         let crc = crc32fast::hash(&b[..HEADER_CRC_AT]);
         b[HEADER_CRC_AT..].copy_from_slice(&crc.to_le_bytes());
         b
@@ -366,7 +431,13 @@ impl IndexHeader {
             return bad("distance scale is not a positive number");
         }
         let Some(precision) = Precision::from_bits(u32_at(b, 84)) else {
-            return bad("precision is neither 16 nor 32 bits");
+            return bad("precision is not 8, 16 or 32 bits");
+        };
+        let (estimate_divisor, estimate_exponent) = if version >= 3 {
+            let f32_at = |at: usize| f32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+            (f32_at(180), f32_at(184))
+        } else {
+            (1.0, 1.0)
         };
         let dim = u32_at(b, 88);
         if dim == 0 {
@@ -376,6 +447,8 @@ impl IndexHeader {
             version,
             fingerprint: String::from_utf8(fp.to_vec()).unwrap(),
             distance_scale,
+            estimate_divisor,
+            estimate_exponent,
             precision,
             dim,
             len: u64_at(b, 96),
@@ -390,15 +463,36 @@ impl IndexHeader {
             model_offset: u64_at(b, 164),
             model_size: u64_at(b, 172),
         };
-        if b[180..HEADER_CRC_AT].iter().any(|&x| x != 0)
+        let reserved_from = if version >= 3 { 188 } else { 180 };
+        if b[reserved_from..HEADER_CRC_AT].iter().any(|&x| x != 0)
             || (version == 1 && (h.model_offset != 0 || h.model_size != 0))
         {
             return bad("reserved bytes are not 0");
+        }
+        if let Err(what) = h.row_format().check() {
+            return bad(&what);
         }
         match Layout::new(h.len, dim as u64, precision, h.strings_size, h.model_size) {
             Some(l) if l == h.layout() => Ok(h),
             Some(_) => bad("section table"),
             None => bad("section sizes overflow"),
+        }
+    }
+
+    /// The rows' format this header states.
+    pub fn row_format(&self) -> RowFormat {
+        RowFormat {
+            precision: self.precision,
+            dim: self.dim as usize,
+            estimator: Estimator {
+                metric: match self.precision {
+                    Precision::Codes => Metric::Hamming,
+                    Precision::F16 | Precision::F32 => Metric::SquaredEuclidean,
+                },
+                scale: self.distance_scale,
+                divisor: self.estimate_divisor,
+                exponent: self.estimate_exponent,
+            },
         }
     }
 
@@ -487,14 +581,13 @@ impl Body {
     }
 }
 
-/// Lines and embeddings fit together: `DIM` values a line, line numbers from 1.
-fn check_rows(lines: &[Line], embeddings: &[f32]) -> Result<()> {
-    if embeddings.len() != lines.len() * DIM {
+/// Lines and embeddings fit together: `dim` values a line, line numbers from 1.
+fn check_rows(lines: &[Line], embeddings: &[f32], dim: usize) -> Result<()> {
+    if embeddings.len() != lines.len() * dim {
         bail!(
-            "internal error: {} embedding values for {} lines (expected {} per line)",
+            "internal error: {} embedding values for {} lines (expected {dim} per line)",
             embeddings.len(),
             lines.len(),
-            DIM
         );
     }
     if let Some(l) = lines.iter().find(|l| l.number == 0) {
@@ -507,22 +600,35 @@ fn check_rows(lines: &[Line], embeddings: &[f32]) -> Result<()> {
 }
 
 /// Appends the stored bytes of `embeddings` (one row per line of `lines`) to `out`,
-/// refusing a value that is not finite or, for f16, too large for half precision.
+/// refusing a value that is not finite or, for f16, too large for half precision (or,
+/// for codes, not a symbol 0..=255).
 fn encode_rows(
-    precision: Precision,
+    format: &RowFormat,
     lines: &[Line],
     embeddings: &[f32],
     half: &mut Vec<f16>,
     out: &mut Vec<u8>,
 ) -> Result<()> {
+    let dim = format.dim;
     if let Some(i) = embeddings.iter().position(|v| !v.is_finite()) {
         bail!(
             "line {}: the model gave a non-finite embedding value ({})",
-            lines[i / DIM].number,
+            lines[i / dim].number,
             embeddings[i]
         );
     }
-    match precision {
+    match format.precision {
+        Precision::Codes => {
+            let symbol = |v: f32| (0.0..=255.0).contains(&v) && v.fract() == 0.0;
+            if let Some(i) = embeddings.iter().position(|&v| !symbol(v)) {
+                bail!(
+                    "line {}: code value {} is not a symbol 0..=255",
+                    lines[i / dim].number,
+                    embeddings[i]
+                );
+            }
+            out.extend(embeddings.iter().map(|&v| v as u8));
+        }
         Precision::F32 => {
             if cfg!(target_endian = "little") {
                 out.extend_from_slice(bytemuck::cast_slice(embeddings));
@@ -540,7 +646,7 @@ fn encode_rows(
                 bail!(
                     "line {}: embedding value {} is too large for --precision f16 \
                          (at most {}); use --precision f32",
-                    lines[i / DIM].number,
+                    lines[i / dim].number,
                     embeddings[i],
                     f16::MAX
                 );
@@ -561,8 +667,7 @@ fn encode_rows(
 pub struct IndexWriter {
     path: PathBuf,
     fingerprint: String,
-    distance_scale: f32,
-    precision: Precision,
+    format: RowFormat,
     rows: u64,
     strings_size: u64,
     /// The model file's bytes, stored at the end ([`IndexWriter::store_model`]).
@@ -580,14 +685,36 @@ pub struct IndexWriter {
 }
 
 impl IndexWriter {
-    /// Starts an index at `path` for the model with this `fingerprint` (hex SHA-256 of
-    /// the model file) and distance scale, storing embeddings at `precision`.
+    /// Starts an index at `path` for the megashtein model with this `fingerprint` (hex
+    /// SHA-256 of the model file) and distance scale, storing embeddings at `precision`.
     pub fn create(
         path: &Path,
         fingerprint: &str,
         distance_scale: f32,
         precision: Precision,
     ) -> Result<IndexWriter> {
+        if !(distance_scale.is_finite() && distance_scale > 0.0) {
+            bail!(
+                "cannot create index {}: distance scale {distance_scale} is not a positive number",
+                path.display()
+            );
+        }
+        let format = RowFormat::megashtein(distance_scale, precision);
+        IndexWriter::with_format(path, fingerprint, format)
+    }
+
+    /// Starts an index at `path` of `model`'s embeddings (floats at `precision`, or codes
+    /// for CGK), with the model stored in it when it has a model file.
+    pub fn for_model(path: &Path, model: &Model, precision: Precision) -> Result<IndexWriter> {
+        let format = RowFormat::for_model(model, precision);
+        let mut writer = IndexWriter::with_format(path, model.fingerprint(), format)?;
+        if let Some(bytes) = model.file_bytes() {
+            writer.store_model(bytes.to_vec())?;
+        }
+        Ok(writer)
+    }
+
+    fn with_format(path: &Path, fingerprint: &str, format: RowFormat) -> Result<IndexWriter> {
         let fingerprint = fingerprint.to_ascii_lowercase();
         if !is_fingerprint(fingerprint.as_bytes()) {
             bail!(
@@ -595,11 +722,8 @@ impl IndexWriter {
                 path.display()
             );
         }
-        if !(distance_scale.is_finite() && distance_scale > 0.0) {
-            bail!(
-                "cannot create index {}: distance scale {distance_scale} is not a positive number",
-                path.display()
-            );
+        if let Err(reason) = format.check() {
+            bail!("cannot create index {}: {reason}", path.display());
         }
         let (temp, file) = TempFile::create(path)?;
         let mut body = Body {
@@ -618,8 +742,7 @@ impl IndexWriter {
         Ok(IndexWriter {
             path: path.to_path_buf(),
             fingerprint,
-            distance_scale,
-            precision,
+            format,
             rows: 0,
             strings_size: 0,
             model: Vec::new(),
@@ -659,10 +782,10 @@ impl IndexWriter {
 
     /// The storage precision.
     pub fn precision(&self) -> Precision {
-        self.precision
+        self.format.precision
     }
 
-    /// Appends rows: `lines[i]` with embedding `embeddings[i * DIM..(i + 1) * DIM]`
+    /// Appends rows: `lines[i]` with embedding `embeddings[i * dim..(i + 1) * dim]`
     /// (raw model outputs; converted to f16 if the index stores f16). A wrong number of
     /// values, a line number of 0, a value that is not finite or (for f16) too large
     /// for half precision is refused before anything is written. After a write error
@@ -674,10 +797,10 @@ impl IndexWriter {
                 self.path.display()
             );
         }
-        check_rows(lines, embeddings)?;
+        check_rows(lines, embeddings, self.format.dim)?;
         self.scratch.clear();
         encode_rows(
-            self.precision,
+            &self.format,
             lines,
             embeddings,
             &mut self.half,
@@ -716,8 +839,7 @@ impl IndexWriter {
         let IndexWriter {
             path,
             fingerprint,
-            distance_scale,
-            precision,
+            format,
             rows,
             strings_size,
             model,
@@ -731,7 +853,13 @@ impl IndexWriter {
             temp,
         } = self;
         let model_size = model.len() as u64;
-        let layout = Layout::new(rows, DIM as u64, precision, strings_size, model_size)
+        let layout = Layout::new(
+            rows,
+            format.dim as u64,
+            format.precision,
+            strings_size,
+            model_size,
+        )
             .ok_or_else(|| anyhow!("cannot write index {}: too large", path.display()))?;
         let werr = |e: io::Error| temp.write_error(&e);
         let section = |body: &mut Body, at: u64, spool: Spool, size: u64| -> Result<()> {
@@ -773,9 +901,8 @@ impl IndexWriter {
         }
         debug_assert_eq!(body.pos, layout.file_len);
         let header = layout.header(
+            &format,
             fingerprint,
-            distance_scale,
-            precision,
             rows,
             strings_size,
             body.crc.finalize(),
@@ -888,28 +1015,30 @@ impl Index {
             })
             .collect();
         let batch = lines.len().clamp(1, DEFAULT_BATCH);
-        let mut embedder = Embedder::new(gpu, model.weights(), batch)?;
+        let mut embedder = Embedder::with_batch(gpu, model, batch)?;
         let texts: Vec<&[u8]> = lines.iter().map(|l| l.text.as_slice()).collect();
         let embeddings = embedder.embed(&texts)?;
         Index::from_rows(model, &lines, &embeddings, precision)
     }
 
     /// An index in memory of `lines` with their `embeddings` (raw outputs of `model`,
-    /// `lines.len() * 80` values): the bytes [`IndexWriter`] would write.
+    /// `lines.len() * model.dim()` values): the bytes [`IndexWriter`] would write.
+    /// `precision` applies to float embeddings; CGK codes are stored as bytes.
     pub fn from_rows(
         model: &Model,
         lines: &[Line],
         embeddings: &[f32],
         precision: Precision,
     ) -> Result<Index> {
-        check_rows(lines, embeddings)?;
+        let format = RowFormat::for_model(model, precision);
+        check_rows(lines, embeddings, format.dim)?;
         let too_large = || anyhow!("cannot build an index in memory: too large");
         let strings_size: usize = lines.iter().map(|l| l.text.len()).sum();
         let stored = model.file_bytes().unwrap_or_default();
         let layout = Layout::new(
             lines.len() as u64,
-            DIM as u64,
-            precision,
+            format.dim as u64,
+            format.precision,
             strings_size as u64,
             stored.len() as u64,
         )
@@ -917,7 +1046,7 @@ impl Index {
         let at = |offset: u64| usize::try_from(offset).map_err(|_| too_large());
         let mut b = Vec::with_capacity(at(layout.file_len)?);
         b.resize(HEADER_LEN, 0);
-        encode_rows(precision, lines, embeddings, &mut Vec::new(), &mut b)?;
+        encode_rows(&format, lines, embeddings, &mut Vec::new(), &mut b)?;
         b.resize(at(layout.lines_offset)?, 0);
         for line in lines {
             b.extend_from_slice(&line.number.to_le_bytes());
@@ -939,9 +1068,8 @@ impl Index {
         }
         debug_assert_eq!(b.len() as u64, layout.file_len);
         let header = layout.header(
+            &format,
             model.fingerprint().to_string(),
-            model.distance_scale(),
-            precision,
             lines.len() as u64,
             strings_size as u64,
             crc32fast::hash(&b[HEADER_LEN..]),
@@ -1108,13 +1236,24 @@ impl Index {
         &self.header.fingerprint
     }
 
-    /// The model's distance scale s.
-    pub fn distance_scale(&self) -> f32 {
-        self.header.distance_scale
+    /// How the embeddings are compared, and an embedding distance becomes an
+    /// edit-distance estimate.
+    pub fn estimator(&self) -> Estimator {
+        self.header.row_format().estimator
+    }
+
+    /// The embeddings on `gpu`, ready for the kNN.
+    pub fn upload(&self, gpu: &Gpu) -> Result<Database> {
+        let (bytes, dim) = (self.embedding_bytes(), self.dim);
+        match self.precision() {
+            Precision::Codes => Database::upload_codes(gpu, bytes, dim, None),
+            Precision::F16 => Database::upload(gpu, bytes, dim, true, None),
+            Precision::F32 => Database::upload(gpu, bytes, dim, false, None),
+        }
     }
 
     /// The raw embeddings section for GPU upload: `len * dim` little-endian f32 or f16
-    /// values, row-major, zero-padded to a multiple of 4 bytes (f16 rows then read as
+    /// values (or code bytes), row-major, zero-padded to a multiple of 4 bytes (f16 rows then read as
     /// packed u32 pairs, low half first). Starts 64-byte aligned in the mapping.
     pub fn embedding_bytes(&self) -> &[u8] {
         &self.map[self.embeddings.clone()]
@@ -1139,11 +1278,19 @@ impl Index {
         out
     }
 
-    /// `sum((query - row)^2)` over row `i`'s embedding, read in place, in index order:
-    /// for two rows' embeddings the value is the same either way round.
-    pub fn squared_distance(&self, i: usize, query: &[f32]) -> f32 {
+    /// The embedding distance of `query` and row `i` (`sum((query - row)^2)`, or for
+    /// codes the places that differ), read in place, in index order: for two rows'
+    /// embeddings the value is the same either way round.
+    pub fn distance(&self, i: usize, query: &[f32]) -> f32 {
         let mut sum = 0.0;
-        self.for_each_value(i..i + 1, |k, x| sum += (query[k] - x) * (query[k] - x));
+        match self.precision() {
+            Precision::Codes => {
+                self.for_each_value(i..i + 1, |k, x| sum += f32::from(u8::from(query[k] != x)))
+            }
+            Precision::F16 | Precision::F32 => {
+                self.for_each_value(i..i + 1, |k, x| sum += (query[k] - x) * (query[k] - x))
+            }
+        }
         sum
     }
 
@@ -1160,6 +1307,10 @@ impl Index {
         let end = self.embeddings.start + rows.end * self.dim * bytes;
         let raw = &self.map[start..end];
         match self.precision() {
+            Precision::Codes => raw
+                .iter()
+                .enumerate()
+                .for_each(|(k, &x)| f(k, f32::from(x))),
             Precision::F32 => raw
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes(c.try_into().unwrap()))

@@ -16,7 +16,8 @@ use rayon::prelude::*;
 
 use super::index::{Index, Precision, short_fingerprint};
 use crate::gpu::Gpu;
-use crate::ops::knn::{Database, Knn, KnnPlan, MAX_K, Neighbor};
+use crate::model::Estimator;
+use crate::ops::knn::{Knn, KnnPlan, MAX_K, Neighbor};
 
 /// Default `--candidates` of `join` and `dedup`: with the default blowup, every pair of
 /// an exact join of 20,000 and of 89,039 titles at D = 3 and 5 (BENCHMARKS.md, "Joins").
@@ -45,7 +46,8 @@ pub struct Pair {
     pub b: usize,
     /// Exact Levenshtein distance.
     pub distance: u32,
-    /// `s * squared embedding distance`.
+    /// The model's estimate from the embeddings (`s * squared embedding distance`, or
+    /// CGK's curve of the Hamming distance).
     pub estimate: f32,
 }
 
@@ -127,7 +129,7 @@ pub fn join(
     for start in (0..left.len()).step_by(QUERY_BATCH) {
         let end = (start + QUERY_BATCH).min(left.len());
         let queries = left.embeddings_f32_rows(start..end);
-        let lists = candidates.search(gpu, &queries)?;
+        let lists = candidates.search(gpu, left.precision(), &queries)?;
         let found: Vec<RowResult> = pool.install(|| {
             (start..end)
                 .into_par_iter()
@@ -179,8 +181,7 @@ impl Candidates {
                 right.len()
             );
         }
-        let f16 = right.precision() == Precision::F16;
-        let database = Database::upload(gpu, right.embedding_bytes(), right.dim(), f16, None)?;
+        let database = right.upload(gpu)?;
         let k = k.min(right.len());
         let plan = KnnPlan::new(gpu, &Knn::new(gpu), &database, k, QUERY_BATCH, None)?;
         Ok(Candidates::Nearest(Box::new(plan)))
@@ -194,9 +195,19 @@ impl Candidates {
         }
     }
 
-    /// The lists of a batch of queries (none for `Every`: see [`Candidates::list`]).
-    fn search(&self, gpu: &Gpu, queries: &[f32]) -> Result<Vec<Vec<Neighbor>>> {
+    /// The lists of a batch of queries, embeddings stored at `precision` and widened
+    /// to f32 (none for `Every`: see [`Candidates::list`]).
+    fn search(
+        &self,
+        gpu: &Gpu,
+        precision: Precision,
+        queries: &[f32],
+    ) -> Result<Vec<Vec<Neighbor>>> {
         match self {
+            Candidates::Nearest(plan) if precision == Precision::Codes => {
+                let codes: Vec<u8> = queries.iter().map(|&v| v as u8).collect();
+                plan.search(gpu, &codes)
+            }
             Candidates::Nearest(plan) => plan.search(gpu, queries),
             Candidates::Every(_) => Ok(Vec::new()),
         }
@@ -244,13 +255,13 @@ struct Verifier<'a> {
 impl Verifier<'_> {
     /// Check left row `a` (embedding `query`) against its kNN `list`.
     fn row(&self, a: usize, query: &[f32], list: &[Neighbor]) -> Result<RowResult> {
-        let scale = self.left.distance_scale();
+        let estimator: Estimator = self.left.estimator();
         let exact = BatchComparator::new(self.left.string(a).iter().copied());
         let cutoff = Args::default().score_cutoff(self.max_distance as usize);
         let mut pairs = Vec::new();
         let mut verified = 0;
         for n in list.iter().filter(|n| !(self.within && n.row == a)) {
-            let estimate = scale * self.right.squared_distance(n.row, query);
+            let estimate = estimator.estimate(self.right.distance(n.row, query));
             if !estimate.is_finite() {
                 bail!(
                     "rows {a} and {} have a non-finite estimated distance: an index holds \
@@ -283,7 +294,7 @@ impl Verifier<'_> {
         let capped = self.may_cut
             && list
                 .last()
-                .is_some_and(|n| scale * n.distance <= self.limit * (1.0 + 1e-3) + 1e-6);
+                .is_some_and(|n| estimator.estimate(n.distance) <= self.limit * (1.0 + 1e-3) + 1e-6);
         let candidates = if capped && self.within {
             list.iter().map(|n| n.row).collect()
         } else {

@@ -8,13 +8,11 @@ use anyhow::{Result, bail};
 use rapidfuzz::distance::levenshtein::BatchComparator;
 use rayon::prelude::*;
 
-use super::index::{Index, Precision};
-use crate::embed::DEFAULT_BATCH;
+use super::index::Index;
+use crate::embed::{DEFAULT_BATCH, Embedder};
 use crate::gpu::Gpu;
-use crate::input::{require_ascii, tokenize_batch};
-use crate::model::Model;
-use crate::model::megashtein::Megashtein;
-use crate::ops::Ops;
+use crate::input::require_ascii;
+use crate::model::{Estimator, Metric, Model};
 use crate::ops::knn::{self, Database, Knn, KnnPlan, MAX_K, Neighbor};
 
 /// Default `--candidates`, by CONTRACTS.md's rule: the smallest C of the grid 10, 20,
@@ -60,7 +58,8 @@ pub struct Hit {
     pub id: usize,
     /// Exact Levenshtein distance (`None` without re-rank).
     pub distance: Option<u32>,
-    /// `s * squared embedding distance`, on the edit-distance scale.
+    /// The model's estimate of the edit distance from the embeddings (`s * squared
+    /// embedding distance`, or CGK's curve of the Hamming distance).
     pub estimate: f32,
 }
 
@@ -86,13 +85,12 @@ pub struct Timings {
 pub struct Searcher<'a> {
     gpu: &'a Gpu,
     index: &'a Index,
-    model: Megashtein,
+    embedder: Embedder<'a>,
     knn: Knn,
     database: Database,
     /// The kNN plan of the last candidate count, reading the model's output.
     plan: Option<KnnPlan>,
-    tokens: Vec<u8>,
-    scale: f32,
+    estimator: Estimator,
     /// Time embedding and kNN apart (two submits per batch instead of one).
     timed: bool,
     timings: Timings,
@@ -109,20 +107,17 @@ impl<'a> Searcher<'a> {
     /// device holds).
     pub fn with_batch(gpu: &'a Gpu, index: &'a Index, model: &Model, batch: usize) -> Result<Self> {
         index.check_model(model)?;
+        let database = index.upload(gpu)?;
         // Any kNN plan must take a whole batch of the model's output.
-        let batch = batch.clamp(1, knn::max_batch(gpu, index.dim(), MAX_K));
-        let model = Megashtein::new(gpu, &Ops::new(gpu), model.weights(), batch)?;
-        let f16 = index.precision() == Precision::F16;
-        let database = Database::upload(gpu, index.embedding_bytes(), index.dim(), f16, None)?;
+        let batch = batch.clamp(1, knn::max_batch(gpu, &database, MAX_K));
         Ok(Searcher {
             gpu,
             index,
-            model,
+            embedder: Embedder::with_batch(gpu, model, batch)?,
             knn: Knn::new(gpu),
             database,
             plan: None,
-            tokens: Vec::new(),
-            scale: index.distance_scale(),
+            estimator: index.estimator(),
             timed: false,
             timings: Timings::default(),
         })
@@ -163,15 +158,15 @@ impl<'a> Searcher<'a> {
             );
         }
         let mut answers = Vec::with_capacity(queries.len());
-        for chunk in queries.chunks(self.model.capacity()) {
+        for chunk in queries.chunks(self.embedder.batch()) {
             let found = self.candidates(chunk, opts.candidates)?;
             let start = Instant::now();
-            let (index, scale) = (self.index, self.scale);
+            let (index, estimator) = (self.index, &self.estimator);
             answers.par_extend(
                 chunk
                     .par_iter()
                     .zip(found)
-                    .map(|(query, found)| answer(index, scale, query, &found, opts)),
+                    .map(|(query, found)| answer(index, estimator, query, &found, opts)),
             );
             self.timings.rerank += start.elapsed();
         }
@@ -182,23 +177,21 @@ impl<'a> Searcher<'a> {
     fn candidates(&mut self, queries: &[&[u8]], candidates: usize) -> Result<Vec<Vec<Neighbor>>> {
         let gpu = self.gpu;
         let start = Instant::now();
-        self.tokens.clear();
-        tokenize_batch(queries.iter().copied(), &mut self.tokens);
         if candidates > MAX_GPU_CANDIDATES {
             // More candidates than the GPU search keeps, covering every row: rank them all.
-            let embeddings = self.model.forward(gpu, &self.tokens)?;
+            let embeddings = self.embedder.embed(queries)?;
             self.timings.embed += start.elapsed();
-            return Ok(rank_all(self.index, &embeddings));
+            return Ok(rank_all(self.index, self.estimator.metric, &embeddings));
         }
         if self.plan.as_ref().is_none_or(|plan| plan.k() != candidates) {
-            let capacity = self.model.capacity();
-            let output = Some(self.model.output());
+            let capacity = self.embedder.batch();
+            let output = Some(self.embedder.output());
             let plan = KnnPlan::new(gpu, &self.knn, &self.database, candidates, capacity, output)?;
             self.plan = Some(plan);
         }
         let plan = self.plan.as_ref().unwrap();
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
-        let batch = self.model.record(gpu, &mut encoder, &self.tokens)?;
+        let batch = self.embedder.record(&mut encoder, queries)?;
         if self.timed {
             gpu.queue.submit([encoder.finish()]);
             gpu.wait()?;
@@ -227,7 +220,7 @@ impl<'a> Searcher<'a> {
 
 /// Every row of `index` for each query embedding, nearest first (ties by row), on CPU
 /// threads: the exhaustive search behind `--candidates` >= the index size.
-fn rank_all(index: &Index, embeddings: &[f32]) -> Vec<Vec<Neighbor>> {
+fn rank_all(index: &Index, metric: Metric, embeddings: &[f32]) -> Vec<Vec<Neighbor>> {
     let all = index.embeddings_f32();
     let dim = index.dim();
     embeddings
@@ -237,7 +230,10 @@ fn rank_all(index: &Index, embeddings: &[f32]) -> Vec<Vec<Neighbor>> {
                 .chunks_exact(dim)
                 .enumerate()
                 .map(|(row, x)| Neighbor {
-                    distance: squared_distance(q, x),
+                    distance: match metric {
+                        Metric::SquaredEuclidean => squared_distance(q, x),
+                        Metric::Hamming => q.iter().zip(x).filter(|(a, b)| a != b).count() as f32,
+                    },
                     row,
                 })
                 .collect();
@@ -268,12 +264,12 @@ pub fn check_options(opts: &QueryOptions) -> Result<()> {
 /// Re-rank one query's candidates (nearest by embedding first).
 fn answer(
     index: &Index,
-    scale: f32,
+    estimator: &Estimator,
     query: &[u8],
     found: &[Neighbor],
     opts: &QueryOptions,
 ) -> Answer {
-    let estimate = |n: &Neighbor| scale * n.distance;
+    let estimate = |n: &Neighbor| estimator.estimate(n.distance);
     let capped;
     let pool: Vec<&Neighbor> = match opts.max_distance {
         Some(d) => {
