@@ -33,15 +33,10 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 
-// Per byte lane of two code words: 1 where their bytes differ, else 0, without
-// unpacking (bit 7 of a lane of y is set when any bit of the lane of a ^ b is). Lanes
-// add without carries for up to 255 words; `lane_sum` folds them.
-fn differing_lanes(a: u32, b: u32) -> u32 {
+// The number of bytes in which two code words differ, without unpacking: bit 7 of a
+// byte of y is set when any bit of that byte of a ^ b is.
+fn differing_bytes(a: u32, b: u32) -> u32 {
     let x = a ^ b;
     let y = ((x & 0x7f7f7f7fu) + 0x7f7f7f7fu) | x;
-    return (y >> 7u) & 0x01010101u;
-}
-
-fn lane_sum(lanes: u32) -> u32 {
-    return (lanes * 0x01010101u) >> 24u;
+    return countOneBits(y & 0x80808080u);
 }

@@ -6,9 +6,11 @@
 // The screen is exact, and keeps rows tied with the k-th (<=, not <): a tied row may
 // still win on its smaller row number.
 //
-// Each invocation owns 4 rows x 16 queries as sixteen vec4<u32> of byte-lane counts
-// (`differing_lanes`), fed by the query tile from workgroup memory (a broadcast) and
-// one word per row from the database (contiguous across invocations). The whole query
+// Each invocation owns 4 rows x 16 queries as sixteen vec4<u32> of distances, fed by
+// the query tile from workgroup memory (a broadcast) and one word per row from the
+// database (contiguous across invocations). A word pair costs `differing_bytes`, a
+// countOneBits of a mask: on lavapipe as fast as counting per byte lane (which must be
+// folded every 255 words), and simpler. The whole query
 // tile sits in workgroup memory, 16 KiB at the widest code (16 queries x 256 words), so
 // the word loop needs no barrier (which would take the accumulators out of registers on
 // lavapipe); 32 queries would not fit lavapipe's 32 KiB beside the rest.
@@ -21,7 +23,6 @@
 const QT: u32 = 16u;          // queries per tile
 const RT: u32 = 256u;         // rows per tile: 4 per invocation
 const PADDING: u32 = 0x80808080u;
-const LANE_WORDS: u32 = 255u; // words a byte lane counts before it must be folded
 
 @group(0) @binding(1) var<storage, read> queries: array<u32>;        // [batch, dim] code words
 @group(0) @binding(2) var<storage, read> database: array<u32>;       // [dim, stride]
@@ -75,32 +76,20 @@ fn scan(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wg: vec3
     var d10 = vec4<u32>(); var d11 = vec4<u32>(); var d12 = vec4<u32>(); var d13 = vec4<u32>();
     var d20 = vec4<u32>(); var d21 = vec4<u32>(); var d22 = vec4<u32>(); var d23 = vec4<u32>();
     var d30 = vec4<u32>(); var d31 = vec4<u32>(); var d32 = vec4<u32>(); var d33 = vec4<u32>();
-    for (var start = 0u; start < words; start += LANE_WORDS) {
-        // a<row><group>: the same as byte-lane counts over this block of words.
-        var a00 = vec4<u32>(); var a01 = vec4<u32>(); var a02 = vec4<u32>(); var a03 = vec4<u32>();
-        var a10 = vec4<u32>(); var a11 = vec4<u32>(); var a12 = vec4<u32>(); var a13 = vec4<u32>();
-        var a20 = vec4<u32>(); var a21 = vec4<u32>(); var a22 = vec4<u32>(); var a23 = vec4<u32>();
-        var a30 = vec4<u32>(); var a31 = vec4<u32>(); var a32 = vec4<u32>(); var a33 = vec4<u32>();
-        let end = min(start + LANE_WORDS, words);
-        for (var w = start; w < end; w++) {
-            let at = w * p.stride + r0;
-            let x0 = database[at];
-            let x1 = database[at + 64u];
-            let x2 = database[at + 128u];
-            let x3 = database[at + 192u];
-            let g0 = qs[4u * w];
-            let g1 = qs[4u * w + 1u];
-            let g2 = qs[4u * w + 2u];
-            let g3 = qs[4u * w + 3u];
-            a00 += lanes4(x0, g0); a01 += lanes4(x0, g1); a02 += lanes4(x0, g2); a03 += lanes4(x0, g3);
-            a10 += lanes4(x1, g0); a11 += lanes4(x1, g1); a12 += lanes4(x1, g2); a13 += lanes4(x1, g3);
-            a20 += lanes4(x2, g0); a21 += lanes4(x2, g1); a22 += lanes4(x2, g2); a23 += lanes4(x2, g3);
-            a30 += lanes4(x3, g0); a31 += lanes4(x3, g1); a32 += lanes4(x3, g2); a33 += lanes4(x3, g3);
-        }
-        d00 += sums4(a00); d01 += sums4(a01); d02 += sums4(a02); d03 += sums4(a03);
-        d10 += sums4(a10); d11 += sums4(a11); d12 += sums4(a12); d13 += sums4(a13);
-        d20 += sums4(a20); d21 += sums4(a21); d22 += sums4(a22); d23 += sums4(a23);
-        d30 += sums4(a30); d31 += sums4(a31); d32 += sums4(a32); d33 += sums4(a33);
+    for (var w = 0u; w < words; w++) {
+        let at = w * p.stride + r0;
+        let x0 = database[at];
+        let x1 = database[at + 64u];
+        let x2 = database[at + 128u];
+        let x3 = database[at + 192u];
+        let g0 = qs[4u * w];
+        let g1 = qs[4u * w + 1u];
+        let g2 = qs[4u * w + 2u];
+        let g3 = qs[4u * w + 3u];
+        d00 += differing4(x0, g0); d01 += differing4(x0, g1); d02 += differing4(x0, g2); d03 += differing4(x0, g3);
+        d10 += differing4(x1, g0); d11 += differing4(x1, g1); d12 += differing4(x1, g2); d13 += differing4(x1, g3);
+        d20 += differing4(x2, g0); d21 += differing4(x2, g1); d22 += differing4(x2, g2); d23 += differing4(x2, g3);
+        d30 += differing4(x3, g0); d31 += differing4(x3, g1); d32 += differing4(x3, g2); d33 += differing4(x3, g3);
     }
 
     let b0 = candidate_bits(d00, d01, d02, d03, r0);
@@ -136,14 +125,10 @@ fn row_used(row: u32) -> u32 {
     return select(0u, used[row], in_slice(row));
 }
 
-// Byte-lane counts of the differences between row word `x` and one word of 4 queries.
-fn lanes4(x: u32, q: vec4<u32>) -> vec4<u32> {
-    return vec4(differing_lanes(x, q.x), differing_lanes(x, q.y), differing_lanes(x, q.z),
-                differing_lanes(x, q.w));
-}
-
-fn sums4(lanes: vec4<u32>) -> vec4<u32> {
-    return vec4(lane_sum(lanes.x), lane_sum(lanes.y), lane_sum(lanes.z), lane_sum(lanes.w));
+// Differing bytes of row word `x` and one word of 4 queries.
+fn differing4(x: u32, q: vec4<u32>) -> vec4<u32> {
+    return vec4(differing_bytes(x, q.x), differing_bytes(x, q.y), differing_bytes(x, q.z),
+                differing_bytes(x, q.w));
 }
 
 // Bit 4 g + l: the row whose distances to the 4-query groups g are `dg` is a candidate

@@ -18,7 +18,7 @@ var<workgroup> found: u32;
 
 fn distance(row: u32) -> f32 {
     if HAMMING {
-        return f32(differing_bytes(row));
+        return f32(hamming_distance(row));
     }
     return squared_distance(row);
 }
@@ -45,10 +45,10 @@ fn squared_distance(row: u32) -> f32 {
 
 // Over every word: candidates are few, so the scan's used-length bound is not worth a
 // binding here.
-fn differing_bytes(row: u32) -> u32 {
+fn hamming_distance(row: u32) -> u32 {
     var acc = 0u;
     for (var w = 0u; w < p.dim; w++) {
-        acc += lane_sum(differing_lanes(by_row[row * p.dim + w], query[w]));
+        acc += differing_bytes(by_row[row * p.dim + w], query[w]);
     }
     return acc;
 }

@@ -370,8 +370,7 @@ fn hamming_queries_longer_and_shorter_than_the_rows() {
     }
 }
 
-/// The widest codes, whose 256 words overflow a byte lane's count: each lane is folded
-/// before 256 words, so a distance of all 1,024 bytes comes out right.
+/// The widest codes: 256 words, distances up to all 1,024 bytes.
 #[test]
 fn hamming_widest_codes_count_every_byte() {
     let mut r = rng(24);
