@@ -1,7 +1,8 @@
-// kNN, first pass over one slice of the database (after knn_common.wgsl): workgroup
-// (x, y) screens query tile y (32 queries) against row tile x of the slice (256 rows)
-// and appends every row that may beat a query's current k-th distance to that query's
-// candidate list; knn_select.wgsl then merges the candidates into the query's top k.
+// kNN, first pass over one slice of the database (after knn_common.wgsl and
+// knn_append.wgsl): workgroup (x, y) screens query tile y (32 queries) against row tile
+// x of the slice (256 rows) and appends every row that may beat a query's current k-th
+// distance to that query's candidate list; knn_select.wgsl then merges the candidates
+// into the query's top k.
 //
 // The screen is the matrix-product form |x|^2 - 2 q.x + |q|^2, 2 flops per value, held
 // in a register tile: each invocation owns 4 rows x 32 queries as eight 4x4 matrices
@@ -22,8 +23,6 @@ const NEVER: f32 = -0x1.fffffep+127f;
 @group(0) @binding(2) var<storage, read> database: array<u32>;       // [words, stride]
 @group(0) @binding(3) var<storage, read> norms: array<f32>;          // [stride] |x|^2
 @group(0) @binding(4) var<storage, read> lists: array<u32>;          // [batch, k] x (distance bits, row)
-@group(0) @binding(5) var<storage, read_write> counts: array<atomic<u32>>;  // [batch]
-@group(0) @binding(6) var<storage, read_write> candidates: array<u32>;      // [batch, cap] chunk rows
 
 // qs[h * DMAX + d]: column c holds queries 16 h + 4 c .. + 3 of the tile at dimension d.
 var<workgroup> qs: array<mat4x4<f32>, 2u * DMAX>;
@@ -150,17 +149,4 @@ fn near_bits(dots: mat4x4<f32>, h: u32, x: f32) -> u32 {
 
 fn column_bits(dots: vec4<f32>, g: u32, x: f32) -> u32 {
     return dot(vec4<u32>(dots >= x + bound[g]), vec4(1u, 2u, 4u, 8u));
-}
-
-// Append `row` to the candidates of the tile's queries set in `queries`.
-fn append(queries: u32, row: u32, q0: u32) {
-    var left = queries;
-    while left != 0u {
-        let q = q0 + firstTrailingBit(left);
-        left &= left - 1u;
-        let slot = atomicAdd(&counts[q], 1u);
-        if slot < p.cap {
-            candidates[q * p.cap + slot] = row;
-        }
-    }
 }

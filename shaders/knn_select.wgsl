@@ -1,19 +1,27 @@
-// kNN, second pass over one slice (after knn_common.wgsl and topk.wgsl): workgroup q
-// recomputes the exact squared distance of each candidate knn_scan.wgsl found for query
-// q and merges them into the query's sorted list of its k best (distance, row) so far,
-// which lives in `lists` between slices. It then clears the query's candidate count for
-// the next slice. Places that hold no row yet carry sentinel rows (>= every real row).
-// Lists hold the caller's row numbers (`ids`): chunks store rows in shuffled order.
+// kNN, second pass over one slice (after knn_common.wgsl and topk.wgsl), for both
+// metrics: workgroup q recomputes the exact distance (squared Euclidean, or HAMMING:
+// differing bytes) of each candidate the scan found for query q and merges them into
+// the query's sorted list of its k best (distance, row) so far, which lives in `lists`
+// between slices. It then clears the query's candidate count for the next slice. Places
+// that hold no row yet carry sentinel rows (>= every real row). Lists hold the caller's
+// row numbers (`ids`): chunks store rows in shuffled order.
 
-@group(0) @binding(1) var<storage, read> queries: array<f32>;        // [batch, dim]
+@group(0) @binding(1) var<storage, read> queries: array<u32>;        // [batch, dim] f32 bits or code words
 @group(0) @binding(2) var<storage, read> by_row: array<u32>;         // [rows, words]
 @group(0) @binding(3) var<storage, read_write> lists: array<u32>;    // [batch, k] x (distance bits, row)
 @group(0) @binding(4) var<storage, read_write> counts: array<atomic<u32>>;  // [capacity + 1]; last: overflow flag
 @group(0) @binding(5) var<storage, read> candidates: array<u32>;     // [batch, cap] chunk rows
 @group(0) @binding(6) var<storage, read> ids: array<u32>;            // [rows] row numbers of chunk rows
 
-var<workgroup> query: array<f32, DMAX>;
+var<workgroup> query: array<u32, DMAX>;
 var<workgroup> found: u32;
+
+fn distance(row: u32) -> f32 {
+    if HAMMING {
+        return f32(hamming_distance(row));
+    }
+    return squared_distance(row);
+}
 
 // Sum over dimensions in order, as the CPU reference does.
 fn squared_distance(row: u32) -> f32 {
@@ -23,14 +31,24 @@ fn squared_distance(row: u32) -> f32 {
         let word = by_row[row * words + w];
         if F16 {
             let x = unpack2x16float(word);
-            let a = x.x - query[2u * w];
-            let b = x.y - query[2u * w + 1u];
+            let a = x.x - bitcast<f32>(query[2u * w]);
+            let b = x.y - bitcast<f32>(query[2u * w + 1u]);
             acc += a * a;
             acc += b * b;
         } else {
-            let a = bitcast<f32>(word) - query[w];
+            let a = bitcast<f32>(word) - bitcast<f32>(query[w]);
             acc += a * a;
         }
+    }
+    return acc;
+}
+
+// Over every word: candidates are few, so the scan's used-length bound is not worth a
+// binding here.
+fn hamming_distance(row: u32) -> u32 {
+    var acc = 0u;
+    for (var w = 0u; w < p.dim; w++) {
+        acc += differing_bytes(by_row[row * p.dim + w], query[w]);
     }
     return acc;
 }
@@ -72,7 +90,7 @@ fn select_candidates(@builtin(local_invocation_index) t: u32,
         var i = NONE;
         if base + t < n {
             let row = candidates[q * p.cap + base + t];
-            d = squared_distance(row);
+            d = distance(row);
             i = ids[row];
         }
         offer(t, d, i);

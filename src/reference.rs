@@ -201,6 +201,35 @@ pub fn knn(data: &[f32], queries: &[f32], dim: usize, k: usize) -> Vec<Vec<(f64,
         .collect()
 }
 
+/// Hamming distance between byte codes: the number of positions where they differ.
+pub fn hamming(a: &[u8], b: &[u8]) -> usize {
+    a.iter().zip(b).filter(|(x, y)| x != y).count()
+}
+
+/// Brute-force k nearest codes of `database` (`[rows, width]` bytes) for each query
+/// (`[n, width]`) by [`hamming`]: `(distance, row)`, nearest first, ties by smaller row,
+/// `min(k, rows)` each.
+pub fn knn_hamming(
+    database: &[u8],
+    width: usize,
+    queries: &[u8],
+    k: usize,
+) -> Vec<Vec<(f64, usize)>> {
+    queries
+        .chunks_exact(width)
+        .map(|q| {
+            let mut all: Vec<(f64, usize)> = database
+                .chunks_exact(width)
+                .enumerate()
+                .map(|(row, x)| (hamming(x, q) as f64, row))
+                .collect();
+            all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            all.truncate(k);
+            all
+        })
+        .collect()
+}
+
 // ---------------------------------------------------------------------------------------
 // Training: backward passes (each the exact derivative of the forward above), batch norm
 // in training mode, the PNLL pair loss and AdamW. Finite differences in

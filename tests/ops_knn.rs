@@ -1,11 +1,13 @@
 //! The kNN kernels (tiled screen + exact merge) against a CPU brute force: chunk, tile
 //! and slice boundaries, every k bucket edge, k > N, N = 0 and 1, duplicates and ties
-//! (smaller row first), the overflow rerun, plan reuse, f32 and packed f16.
+//! (smaller row first), the overflow rerun, plan reuse, f32 and packed f16; and the same
+//! for Hamming distance over byte codes padded with 0x80, as CGK codes of short strings
+//! are.
 mod common;
 
 use common::{gpu, rng};
 use half::f16;
-use megashtein_gpu::ops::knn::{Database, Knn, KnnPlan, MAX_K, Neighbor};
+use megashtein_gpu::ops::knn::{Database, Knn, KnnPlan, MAX_CODE_WIDTH, MAX_K, Neighbor};
 use megashtein_gpu::reference;
 use rand::Rng;
 
@@ -32,6 +34,10 @@ fn grid_data(r: &mut impl Rng, n: usize, dim: usize) -> Vec<f32> {
 }
 
 fn search(db: &Database, queries: &[f32], k: usize) -> Vec<Vec<Neighbor>> {
+    knn().search(&gpu().gpu, db, queries, k).unwrap()
+}
+
+fn search_codes(db: &Database, queries: &[u8], k: usize) -> Vec<Vec<Neighbor>> {
     knn().search(&gpu().gpu, db, queries, k).unwrap()
 }
 
@@ -151,9 +157,9 @@ fn random_float_data_matches_within_rounding() {
 fn bad_arguments_are_errors() {
     let t = gpu();
     let db = Database::upload(&t.gpu, &f32_bytes(&[0.0; 8]), 4, false, None).unwrap();
-    assert!(knn().search(&t.gpu, &db, &[0.0; 4], 0).is_err());
-    assert!(knn().search(&t.gpu, &db, &[0.0; 4], MAX_K + 1).is_err());
-    assert!(knn().search(&t.gpu, &db, &[0.0; 3], 1).is_err());
+    assert!(knn().search(&t.gpu, &db, &[0.0f32; 4], 0).is_err());
+    assert!(knn().search(&t.gpu, &db, &[0.0f32; 4], MAX_K + 1).is_err());
+    assert!(knn().search(&t.gpu, &db, &[0.0f32; 3], 1).is_err());
     assert!(Database::upload(&t.gpu, &[0u8; 6], 4, false, None).is_err());
     assert!(Database::upload(&t.gpu, &[0u8; 6], 3, true, None).is_err());
 }
@@ -263,4 +269,183 @@ fn a_plan_is_reused_across_batches() {
         let want = reference::knn(&data, &qs, dim, k);
         assert_exact(&got, &want, &format!("{queries} queries through one plan"));
     }
+}
+
+/// The padding byte of CGK codes.
+const PAD: u8 = 0x80;
+
+/// `n` codes of `width` bytes from a tiny alphabet (the padding byte among it, so whole
+/// padding words occur inside codes too), so that ties are common; each is padded after
+/// a random used length of at most `longest` bytes: often none, often all of them.
+fn random_codes(r: &mut impl Rng, n: usize, width: usize, longest: usize) -> Vec<u8> {
+    let mut codes = vec![PAD; n * width];
+    for code in codes.chunks_exact_mut(width) {
+        let used = match r.random_range(0..4) {
+            0 => 0,
+            1 => longest,
+            _ => r.random_range(0..=longest),
+        };
+        for byte in &mut code[..used] {
+            *byte = [0, 1, PAD][r.random_range(0..3)];
+        }
+    }
+    codes
+}
+
+fn upload_codes(codes: &[u8], width: usize, chunk: Option<usize>) -> Database {
+    Database::upload_codes(&gpu().gpu, codes, width, chunk).unwrap()
+}
+
+/// The GPU search of `codes` against the brute force, exactly.
+fn check_hamming(codes: &[u8], width: usize, queries: &[u8], k: usize, chunk: Option<usize>) {
+    let db = upload_codes(codes, width, chunk);
+    let got = search_codes(&db, queries, k);
+    let want = reference::knn_hamming(codes, width, queries, k);
+    let what = format!(
+        "n={} q={} k={k} width={width} chunk={chunk:?}",
+        codes.len() / width,
+        queries.len() / width
+    );
+    assert_exact(&got, &want, &what);
+}
+
+/// Widths of one word, a few words, not a power of two, and CGK's 240 and 960; row
+/// counts of 0, 1, around the 256-row tile and over several chunks and slices; query
+/// counts around the 16-query tile.
+#[test]
+fn hamming_exact_across_widths_chunks_and_sizes() {
+    let mut r = rng(21);
+    for width in [4, 8, 36, 240, 960] {
+        for &(n, queries, k, chunk) in &[
+            (0usize, 3usize, 5usize, None),
+            (1, 2, 1, None),
+            (1, 2, 7, None),
+            (255, 15, 5, None),
+            (256, 16, 16, None),
+            (257, 17, 17, Some(256)),
+            (1_000, 33, 64, Some(300)),
+            (6_000, 3, 10, None),
+            (9_000, 2, 150, Some(8_000)),
+        ] {
+            let codes = random_codes(&mut r, n, width, width);
+            let qs = random_codes(&mut r, queries, width, width);
+            check_hamming(&codes, width, &qs, k, chunk);
+        }
+    }
+}
+
+/// k at every list-size bucket edge and one past it, and k above the row count.
+#[test]
+fn hamming_every_k_bucket_edge() {
+    let mut r = rng(22);
+    let width = 36;
+    let codes = random_codes(&mut r, 2_600, width, width);
+    let qs = random_codes(&mut r, 3, width, width);
+    for k in [1, 16, 17, 64, 65, 256, 257, MAX_K] {
+        check_hamming(&codes, width, &qs, k, Some(1_700));
+    }
+    let few = random_codes(&mut r, 300, width, width);
+    check_hamming(&few, width, &qs, MAX_K, None);
+}
+
+/// Short rows against long queries and the reverse: the scan stops at the longer used
+/// length of the two, never before.
+#[test]
+fn hamming_queries_longer_and_shorter_than_the_rows() {
+    let mut r = rng(23);
+    let width = 240;
+    let short_rows = random_codes(&mut r, 3_000, width, 12);
+    let long_rows = random_codes(&mut r, 3_000, width, width);
+    let long_queries = random_codes(&mut r, 20, width, width);
+    let short_queries = random_codes(&mut r, 20, width, 12);
+    let mut empty_and_full = vec![PAD; 2 * width];
+    empty_and_full[width..].fill(1);
+    for (codes, qs) in [
+        (&short_rows, &long_queries),
+        (&long_rows, &short_queries),
+        (&short_rows, &empty_and_full),
+        (&long_rows, &empty_and_full),
+    ] {
+        check_hamming(codes, width, qs, 40, None);
+    }
+}
+
+/// The widest codes: 256 words, distances up to all 1,024 bytes.
+#[test]
+fn hamming_widest_codes_count_every_byte() {
+    let mut r = rng(24);
+    let width = MAX_CODE_WIDTH;
+    let mut codes = random_codes(&mut r, 500, width, width);
+    codes.extend(vec![1; width]);
+    codes.extend(vec![PAD; width]);
+    let mut qs = vec![0; width];
+    qs.extend(random_codes(&mut r, 2, width, width));
+    check_hamming(&codes, width, &qs, 600, Some(256));
+    let ones_and_zeros = [vec![1; width], vec![0; width]].concat();
+    let db = upload_codes(&ones_and_zeros, width, None);
+    let got = search_codes(&db, &qs[..width], 2);
+    let at = |distance, row| Neighbor { distance, row };
+    assert_eq!(got[0], [at(0.0, 1), at(1024.0, 0)]);
+}
+
+/// k near the limit over many slices of wide codes: the select pass's exact distances
+/// and merges stay inside lavapipe's loop budget.
+#[test]
+fn hamming_large_k_over_several_slices() {
+    let mut r = rng(25);
+    let width = 960;
+    let codes = random_codes(&mut r, 16_000, width, width);
+    let qs = random_codes(&mut r, 2, width, width);
+    check_hamming(&codes, width, &qs, MAX_K, None);
+}
+
+/// Thousands of identical codes tied at a query's k-th distance overflow a slice's
+/// candidate slots (the screen keeps ties); the rerun in short slices is still exact.
+#[test]
+fn hamming_tied_duplicates_overflowing_the_slots() {
+    let mut r = rng(26);
+    let width = 8;
+    let mut codes: Vec<u8> = [0, 1, 0, 1, PAD, PAD, PAD, PAD].repeat(20_000);
+    codes.extend(random_codes(&mut r, 50, width, width));
+    let mut qs = codes[..width].to_vec();
+    qs.extend([0, 1, 0, 0, PAD, PAD, PAD, PAD]);
+    qs.extend([PAD; 8]);
+    check_hamming(&codes, width, &qs, 10, None);
+}
+
+/// One plan serves batches below its capacity and above it, with the brute force's
+/// answers every time.
+#[test]
+fn hamming_plan_is_reused_across_batches() {
+    let t = gpu();
+    let mut r = rng(27);
+    let (width, k) = (36, 20);
+    let codes = random_codes(&mut r, 5_000, width, width);
+    let db = upload_codes(&codes, width, None);
+    let plan = KnnPlan::new(&t.gpu, knn(), &db, k, 7, None).unwrap();
+    assert_eq!(plan.capacity(), 7);
+    for queries in [7, 3, 19, 1] {
+        let qs = random_codes(&mut r, queries, width, width);
+        let got = plan.search(&t.gpu, &qs).unwrap();
+        let want = reference::knn_hamming(&codes, width, &qs, k);
+        assert_exact(&got, &want, &format!("{queries} queries through one plan"));
+    }
+}
+
+#[test]
+fn hamming_bad_arguments_are_errors() {
+    let t = gpu();
+    for width in [0, 6, MAX_CODE_WIDTH + 4, 2 * MAX_CODE_WIDTH] {
+        let codes = vec![0u8; 2 * width];
+        assert!(
+            Database::upload_codes(&t.gpu, &codes, width, None).is_err(),
+            "width {width}"
+        );
+    }
+    assert!(Database::upload_codes(&t.gpu, &[0u8; 12], 8, None).is_err());
+    let db = upload_codes(&[0u8; 16], 8, None);
+    assert!(knn().search(&t.gpu, &db, &[0u8; 8], 1).is_ok());
+    assert!(knn().search(&t.gpu, &db, &[0u8; 12], 1).is_err());
+    assert!(knn().search(&t.gpu, &db, &[0u8; 4], 1).is_err());
+    assert!(knn().search(&t.gpu, &db, &[0u8; 8], 0).is_err());
 }

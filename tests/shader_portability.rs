@@ -18,9 +18,11 @@ use naga::valid::{Capabilities, ValidationFlags, Validator};
 
 /// Files in `shaders/` that are not modules on their own: the kNN op prepends constants
 /// and joins them (see `ops::knn`).
-const KNN_SNIPPETS: [&str; 4] = [
+const KNN_SNIPPETS: [&str; 6] = [
     "knn_common.wgsl",
+    "knn_append.wgsl",
     "knn_scan.wgsl",
+    "knn_scan_hamming.wgsl",
     "knn_select.wgsl",
     "topk.wgsl",
 ];
@@ -28,6 +30,23 @@ const KNN_SNIPPETS: [&str; 4] = [
 /// Vector widths the kNN shaders are built for: the model's 80, the 128 of the
 /// benchmarks and a small width that is not a multiple of 4.
 const KNN_DIMS: [usize; 3] = [6, 80, 128];
+
+/// Code widths (bytes) of the Hamming kNN shaders: one word, a CGK code of 240 bytes and
+/// the widest.
+const KNN_CODE_WIDTHS: [usize; 3] = [4, 240, knn::MAX_CODE_WIDTH];
+
+/// Every kNN shader variant the op may build for the widths above.
+fn knn_variants() -> Vec<(String, &'static str, String)> {
+    let vectors = KNN_DIMS.iter().flat_map(|&dim| {
+        [false, true]
+            .into_iter()
+            .flat_map(move |f16| knn::shader_variants(knn::Metric::SquaredL2 { f16 }, dim))
+    });
+    let codes = KNN_CODE_WIDTHS
+        .iter()
+        .flat_map(|&width| knn::shader_variants(knn::Metric::Hamming, width));
+    vectors.chain(codes).collect()
+}
 
 /// One back end at one language version.
 #[derive(Clone, Copy, Debug)]
@@ -249,20 +268,18 @@ fn every_entry_point_translates_to_spirv_msl_and_hlsl() {
         }
     }
 
-    // The kNN shaders as the op builds them, for each storage type, width and k bucket.
-    let mut variants = 0;
-    for dim in KNN_DIMS {
-        for (label, entry, source) in knn::shader_variants(dim) {
-            variants += 1;
-            match translate(&label, &source, &TARGETS) {
-                Ok(entries) if entries.iter().any(|e| e == entry) => {
-                    translated.push(format!("{label}: {}", entries.join(", ")));
-                }
-                Ok(entries) => errors.push(format!(
-                    "{label}: the op's entry point {entry:?} is not among {entries:?}"
-                )),
-                Err(e) => errors.extend(e),
+    // The kNN shaders as the op builds them, for each metric, storage type, width and k
+    // bucket.
+    let all_variants = knn_variants();
+    for (label, entry, source) in &all_variants {
+        match translate(label, source, &TARGETS) {
+            Ok(entries) if entries.iter().any(|e| e == entry) => {
+                translated.push(format!("{label}: {}", entries.join(", ")));
             }
+            Ok(entries) => errors.push(format!(
+                "{label}: the op's entry point {entry:?} is not among {entries:?}"
+            )),
+            Err(e) => errors.extend(e),
         }
     }
 
@@ -291,11 +308,6 @@ fn every_entry_point_translates_to_spirv_msl_and_hlsl() {
     // The snippets must exist and be what the kNN variants are made of, so none is
     // skipped above without being translated below.
     let present: BTreeSet<&str> = files.iter().map(String::as_str).collect();
-    let all_variants: Vec<String> = KNN_DIMS
-        .iter()
-        .flat_map(|&dim| knn::shader_variants(dim))
-        .map(|(_, _, source)| source)
-        .collect();
     for snippet in KNN_SNIPPETS {
         if !present.contains(snippet) {
             errors.push(format!(
@@ -304,7 +316,10 @@ fn every_entry_point_translates_to_spirv_msl_and_hlsl() {
             continue;
         }
         let text = std::fs::read_to_string(dir.join(snippet)).unwrap();
-        if !all_variants.iter().any(|source| source.contains(&text)) {
+        if !all_variants
+            .iter()
+            .any(|(_, _, source)| source.contains(&text))
+        {
             errors.push(format!(
                 "{snippet}: skipped as a kNN snippet, but no kNN variant contains it"
             ));
@@ -317,7 +332,10 @@ fn every_entry_point_translates_to_spirv_msl_and_hlsl() {
         errors.len(),
         errors.join("\n")
     );
-    assert!(variants > 0, "ops::knn::shader_variants returned nothing");
+    assert!(
+        !all_variants.is_empty(),
+        "ops::knn::shader_variants returned nothing"
+    );
     eprintln!(
         "translated {} modules for {}:\n{}",
         translated.len(),

@@ -1,6 +1,10 @@
 //! k nearest neighbours by squared Euclidean distance, as a tiled matrix product fused
 //! with a threshold filter (`shaders/knn_scan.wgsl`), then an exact merge into sorted
-//! per-query lists (`shaders/knn_select.wgsl` after `topk.wgsl`).
+//! per-query lists (`shaders/knn_select.wgsl` after `topk.wgsl`); or by Hamming distance
+//! over byte codes (the number of differing bytes, for the CGK string embedding), with
+//! the same slices and merge and a tiled count of differing bytes as the screen
+//! (`shaders/knn_scan_hamming.wgsl`), exact, and bounded by each code's used length
+//! (the words before its trailing run of padding bytes 0x80).
 //!
 //! The database is stored in chunks that fit one storage binding, by dimension for the
 //! scan and by row for exact distances, with each row's squared norm, in a fixed
@@ -22,7 +26,8 @@
 //! Results are exact: every row whose exact distance could make the list passes the
 //! screen (its rounding error is bounded), and lists are ordered by (exact distance,
 //! row), so ties go to the smaller row. Rows are f32, or f16 read as packed u32 pairs
-//! (no f16 shader support needed); sums are f32.
+//! (no f16 shader support needed); sums are f32. Hamming counts are exact integers,
+//! reported as f32.
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
@@ -38,14 +43,18 @@ use crate::gpu::{Call, Gpu, Kernel, Readback, storage_buffer, storage_buffer_ini
 pub const MAX_K: usize = 1024;
 /// Widest vector the kernel supports (the select pass keeps a query in workgroup memory).
 pub const MAX_DIM: usize = 128;
+/// Widest code, in bytes, of a Hamming database (the scan keeps its tile of 16 queries
+/// in workgroup memory).
+pub const MAX_CODE_WIDTH: usize = 1024;
 /// List sizes a select pipeline is built for; a search uses the smallest that holds k.
 const K_BUCKETS: [usize; 4] = [16, 64, 256, MAX_K];
-/// Queries and rows of one scan workgroup's tile (`QT`, `RT` in knn_scan.wgsl).
-const QUERY_TILE: usize = 32;
+/// Rows of one scan workgroup's tile (`RT` in both scans); its queries: [`Metric`]'s
+/// `query_tile`.
 const ROW_TILE: usize = 256;
 /// Candidate slots per query (and the slice length of the overflow rerun). Bounds the
-/// work of one select invocation: at most SLOTS / 64 = 64 merges, ~15,000 loop
-/// iterations, well inside lavapipe's budget of 65,535 per invocation (see topk.wgsl).
+/// work of one select invocation: at most SLOTS / 64 = 64 merges and exact distances,
+/// ~15,000 loop iterations plus up to 16,384 for 256-word codes, inside lavapipe's
+/// budget of 65,535 per invocation (see topk.wgsl).
 const SLOTS: usize = 4096;
 /// Longest slice: its row tiles must fit one grid dimension.
 const MAX_SLICE: usize = MAX_GROUPS * ROW_TILE;
@@ -67,13 +76,48 @@ struct Params {
     _pad: [u32; 3],
 }
 
-/// A database of `rows` vectors of `dim` on the GPU (cloning shares the buffers).
+/// How a database's rows and the queries are compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Metric {
+    /// Squared Euclidean distance between f32 vectors, the rows stored as f32, or as IEEE
+    /// f16 when `f16`.
+    SquaredL2 { f16: bool },
+    /// The number of byte positions at which two byte codes differ.
+    Hamming,
+}
+
+impl Metric {
+    /// Queries of one scan workgroup's tile (`QT` in knn_scan.wgsl and
+    /// knn_scan_hamming.wgsl).
+    fn query_tile(self) -> usize {
+        match self {
+            Metric::SquaredL2 { .. } => 32,
+            Metric::Hamming => 16,
+        }
+    }
+
+    /// Bytes of one row of `dim` values (or code bytes) as stored.
+    fn row_bytes(self, dim: usize) -> usize {
+        match self {
+            Metric::SquaredL2 { f16: true } => 2 * dim,
+            Metric::SquaredL2 { f16: false } => 4 * dim,
+            Metric::Hamming => dim,
+        }
+    }
+}
+
+/// Padding byte of CGK codes, four to a word: words of it past a code's used length
+/// differ from nothing in the other code's padding.
+const PADDING_WORD: u32 = 0x8080_8080;
+
+/// A database of `rows` vectors of `dim`, or byte codes of `dim` bytes, on the GPU
+/// (cloning shares the buffers).
 #[derive(Clone)]
 pub struct Database {
     chunks: Vec<Chunk>,
     rows: usize,
     dim: usize,
-    f16: bool,
+    metric: Metric,
 }
 
 #[derive(Clone)]
@@ -82,8 +126,9 @@ struct Chunk {
     words: wgpu::Buffer,
     /// `[rows, words per row]`, for the exact distances of candidates.
     by_row: wgpu::Buffer,
-    /// `[stride]` squared norms.
-    norms: wgpu::Buffer,
+    /// `[stride]` what the scan needs of each row besides its words: the squared norm
+    /// (f32), or the used length in words of a code (u32).
+    row_terms: wgpu::Buffer,
     /// `[rows]` the caller's row number of each stored row.
     ids: wgpu::Buffer,
     rows: usize,
@@ -104,7 +149,33 @@ impl Database {
         if dim == 0 || dim > MAX_DIM || (f16 && !dim.is_multiple_of(2)) {
             bail!("unsupported vector width {dim} (1..={MAX_DIM}, even for f16)");
         }
-        let row_bytes = dim * if f16 { 2 } else { 4 };
+        Self::upload_rows(gpu, data, dim, Metric::SquaredL2 { f16 }, max_chunk_rows)
+    }
+
+    /// Upload byte codes for search by Hamming distance: `data` is `rows x width` bytes,
+    /// row-major, `width` a multiple of 4 up to [`MAX_CODE_WIDTH`]. Chunks as in
+    /// [`Database::upload`]. Codes may end in padding bytes 0x80 (as CGK codes of short
+    /// strings do); searches skip the words that are padding in both codes.
+    pub fn upload_codes(
+        gpu: &Gpu,
+        data: &[u8],
+        width: usize,
+        max_chunk_rows: Option<usize>,
+    ) -> Result<Self> {
+        if width == 0 || width > MAX_CODE_WIDTH || !width.is_multiple_of(4) {
+            bail!("unsupported code width {width} (a multiple of 4 up to {MAX_CODE_WIDTH})");
+        }
+        Self::upload_rows(gpu, data, width, Metric::Hamming, max_chunk_rows)
+    }
+
+    fn upload_rows(
+        gpu: &Gpu,
+        data: &[u8],
+        dim: usize,
+        metric: Metric,
+        max_chunk_rows: Option<usize>,
+    ) -> Result<Self> {
+        let row_bytes = metric.row_bytes(dim);
         if !data.len().is_multiple_of(row_bytes) {
             bail!(
                 "database of {} bytes is not a whole number of {row_bytes}-byte rows",
@@ -117,23 +188,22 @@ impl Database {
             bail!("database of {rows} rows is too large for 32-bit row numbers");
         }
         let words_per_row = row_bytes / 4;
-        let by_binding =
-            (gpu.max_binding_bytes() as usize / (words_per_row * 4)) / ROW_TILE * ROW_TILE;
+        let by_binding = (gpu.max_binding_bytes() as usize / row_bytes) / ROW_TILE * ROW_TILE;
         if by_binding == 0 {
-            bail!("the device's storage bindings cannot hold {ROW_TILE} rows of {dim}");
+            bail!("the device's storage bindings cannot hold {ROW_TILE} rows of {row_bytes} bytes");
         }
         let chunk_rows = by_binding.min(max_chunk_rows.unwrap_or(usize::MAX).max(1));
         let mut order: Vec<u32> = (0..rows as u32).collect();
         order.shuffle(&mut StdRng::seed_from_u64(0x6b6e6e));
         let chunks = order
             .chunks(chunk_rows)
-            .map(|ids| Chunk::upload(gpu, data, ids, words_per_row, f16))
+            .map(|ids| Chunk::upload(gpu, data, ids, words_per_row, metric))
             .collect();
         Ok(Database {
             chunks,
             rows,
             dim,
-            f16,
+            metric,
         })
     }
 
@@ -141,15 +211,28 @@ impl Database {
         self.rows
     }
 
+    /// Values per vector, or bytes per code.
     pub fn dim(&self) -> usize {
         self.dim
+    }
+
+    pub fn metric(&self) -> Metric {
+        self.metric
+    }
+
+    /// u32 words per query in a search's query buffer: f32 values, or 4 code bytes each.
+    pub fn query_words(&self) -> usize {
+        match self.metric {
+            Metric::SquaredL2 { .. } => self.dim,
+            Metric::Hamming => self.dim / 4,
+        }
     }
 }
 
 impl Chunk {
     /// Store the rows `ids` of `data` (rows of `words_per_row` little-endian words) in
-    /// both layouts, with their squared norms.
-    fn upload(gpu: &Gpu, data: &[u8], ids: &[u32], words_per_row: usize, f16: bool) -> Chunk {
+    /// both layouts, with their squared norms or used lengths.
+    fn upload(gpu: &Gpu, data: &[u8], ids: &[u32], words_per_row: usize, metric: Metric) -> Chunk {
         let rows = ids.len();
         let stride = rows.next_multiple_of(ROW_TILE);
         let row_bytes = words_per_row * 4;
@@ -171,26 +254,18 @@ impl Chunk {
                     *slot = word(id, w);
                 }
             });
-        let mut norms: Vec<f32> = by_row
+        let mut row_terms: Vec<u32> = by_row
             .par_chunks(words_per_row)
-            .map(|row| {
-                row.iter()
-                    .map(|&word| {
-                        let [a, b] = if f16 {
-                            [word as u16, (word >> 16) as u16].map(|h| f16::from_bits(h).to_f32())
-                        } else {
-                            [f32::from_bits(word), 0.0]
-                        };
-                        a * a + b * b
-                    })
-                    .sum()
+            .map(|row| match metric {
+                Metric::SquaredL2 { f16 } => squared_norm(row, f16).to_bits(),
+                Metric::Hamming => used_words(row) as u32,
             })
             .collect();
-        norms.resize(stride, 0.0);
+        row_terms.resize(stride, 0);
         Chunk {
             words: storage_buffer_init(gpu, "knn database", &by_dim),
             by_row: storage_buffer_init(gpu, "knn database rows", &by_row),
-            norms: storage_buffer_init(gpu, "knn database norms", &norms),
+            row_terms: storage_buffer_init(gpu, "knn database row terms", &row_terms),
             ids: storage_buffer_init(gpu, "knn database ids", ids),
             rows,
             stride,
@@ -198,23 +273,52 @@ impl Chunk {
     }
 }
 
-/// One neighbour: squared Euclidean distance and database row.
+/// Squared norm of a row of f32 words, or of f16 pairs when `f16`.
+fn squared_norm(row: &[u32], f16: bool) -> f32 {
+    row.iter()
+        .map(|&word| {
+            let [a, b] = if f16 {
+                [word as u16, (word >> 16) as u16].map(|h| f16::from_bits(h).to_f32())
+            } else {
+                [f32::from_bits(word), 0.0]
+            };
+            a * a + b * b
+        })
+        .sum()
+}
+
+/// Words of a code up to its last one that is not all padding (the scan's `used`).
+fn used_words(code: &[u32]) -> usize {
+    code.iter()
+        .rposition(|&w| w != PADDING_WORD)
+        .map_or(0, |last| last + 1)
+}
+
+/// One neighbour: squared Euclidean distance (or Hamming distance, a whole number) and
+/// database row.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Neighbor {
     pub distance: f32,
     pub row: usize,
 }
 
-/// The kNN pipelines of a device, each compiled on first use: one scan per storage type
-/// and width, one select per storage type, width and k bucket.
+/// The kNN pipelines of a device, each compiled on first use: one scan per metric (and
+/// storage type) and width, one select per metric, width and k bucket.
 pub struct Knn {
     kernels: Mutex<HashMap<KernelKey, Kernel>>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum KernelKey {
-    Scan { f16: bool, dmax: usize },
-    Select { f16: bool, dmax: usize, kmax: usize },
+    Scan {
+        metric: Metric,
+        dmax: usize,
+    },
+    Select {
+        metric: Metric,
+        dmax: usize,
+        kmax: usize,
+    },
 }
 
 impl KernelKey {
@@ -227,15 +331,29 @@ impl KernelKey {
 
     /// The WGSL of this variant: its constants, then the shared snippets, then the pass.
     fn source(self) -> String {
+        let (metric, dmax) = match self {
+            KernelKey::Scan { metric, dmax } | KernelKey::Select { metric, dmax, .. } => {
+                (metric, dmax)
+            }
+        };
+        let hamming = metric == Metric::Hamming;
+        let f16 = metric == Metric::SquaredL2 { f16: true };
+        let constants = format!(
+            "const HAMMING: bool = {hamming};\nconst F16: bool = {f16};\nconst DMAX: u32 = {dmax}u;\n"
+        );
         let common = include_str!("../../shaders/knn_common.wgsl");
         match self {
-            KernelKey::Scan { f16, dmax } => format!(
-                "const F16: bool = {f16};\nconst DMAX: u32 = {dmax}u;\n{common}\n{}",
-                include_str!("../../shaders/knn_scan.wgsl")
+            KernelKey::Scan { .. } => format!(
+                "{constants}{common}\n{}\n{}",
+                include_str!("../../shaders/knn_append.wgsl"),
+                if hamming {
+                    include_str!("../../shaders/knn_scan_hamming.wgsl")
+                } else {
+                    include_str!("../../shaders/knn_scan.wgsl")
+                }
             ),
-            KernelKey::Select { f16, dmax, kmax } => format!(
-                "const F16: bool = {f16};\nconst DMAX: u32 = {dmax}u;\nconst KMAX: u32 = {kmax}u;\n\
-                 {common}\n{}\n{}",
+            KernelKey::Select { kmax, .. } => format!(
+                "{constants}const KMAX: u32 = {kmax}u;\n{common}\n{}\n{}",
                 include_str!("../../shaders/topk.wgsl"),
                 include_str!("../../shaders/knn_select.wgsl")
             ),
@@ -243,27 +361,35 @@ impl KernelKey {
     }
 }
 
-/// Every kNN shader variant a search of `dim`-wide vectors may build, as (label, entry
-/// point, WGSL source): for checks that translate all shaders without running them.
-pub fn shader_variants(dim: usize) -> Vec<(String, &'static str, String)> {
-    let dmax = dim.next_multiple_of(4);
-    let mut keys = Vec::new();
-    for f16 in [false, true] {
-        keys.push(KernelKey::Scan { f16, dmax });
-        for kmax in K_BUCKETS {
-            keys.push(KernelKey::Select { f16, dmax, kmax });
-        }
+/// `DMAX` of the kernels for `dim` under `metric`: query words, rounded up to 4 for
+/// vectors.
+fn dmax(metric: Metric, dim: usize) -> usize {
+    match metric {
+        Metric::SquaredL2 { .. } => dim.next_multiple_of(4),
+        Metric::Hamming => dim / 4,
     }
-    keys.into_iter()
-        .map(|key| {
-            let (label, entry) = key.entry();
-            let detail = match key {
-                KernelKey::Scan { f16, .. } => format!("f16={f16}"),
-                KernelKey::Select { f16, kmax, .. } => format!("f16={f16} kmax={kmax}"),
-            };
-            (format!("{label} dim={dim} {detail}"), entry, key.source())
-        })
-        .collect()
+}
+
+/// Every kNN shader variant a search of `dim`-wide vectors (or `dim`-byte codes) under
+/// `metric` may build, as (label, entry point, WGSL source): for checks that translate
+/// all shaders without running them.
+pub fn shader_variants(metric: Metric, dim: usize) -> Vec<(String, &'static str, String)> {
+    let dmax = dmax(metric, dim);
+    let keys = std::iter::once(KernelKey::Scan { metric, dmax })
+        .chain(K_BUCKETS.map(|kmax| KernelKey::Select { metric, dmax, kmax }));
+    keys.map(|key| {
+        let (label, entry) = key.entry();
+        let kmax = match key {
+            KernelKey::Scan { .. } => String::new(),
+            KernelKey::Select { kmax, .. } => format!(" kmax={kmax}"),
+        };
+        (
+            format!("{label} {metric:?} dim={dim}{kmax}"),
+            entry,
+            key.source(),
+        )
+    })
+    .collect()
 }
 
 impl Knn {
@@ -283,28 +409,29 @@ impl Knn {
             })
             .clone()
     }
-    /// The `min(k, rows)` nearest rows of `db` to each of the `queries` (`[n, dim]`),
-    /// nearest first, ties by smaller row. Builds a [`KnnPlan`] for this call; callers
-    /// that search repeatedly keep one instead.
-    pub fn search(
+    /// The `min(k, rows)` nearest rows of `db` to each of the `queries`, nearest first,
+    /// ties by smaller row. Queries are laid out as [`KnnPlan::search`] takes them. Builds
+    /// a [`KnnPlan`] for this call; callers that search repeatedly keep one instead.
+    pub fn search<T: bytemuck::Pod>(
         &self,
         gpu: &Gpu,
         db: &Database,
-        queries: &[f32],
+        queries: &[T],
         k: usize,
     ) -> Result<Vec<Vec<Neighbor>>> {
-        let n = queries.len() / db.dim.max(1);
+        let n = std::mem::size_of_val(queries) / (4 * db.query_words());
         KnnPlan::new(gpu, self, db, k, n.max(1), None)?.search(gpu, queries)
     }
 }
 
-/// The most queries one search of `dim`-wide vectors at `k` can take on `gpu`: its
+/// The most queries one search at `k` can take on `gpu`, for queries of `query_words`
+/// u32 words ([`Database::query_words`]: a vector's width, or a code's width / 4): its
 /// query, list and candidate buffers must each fit one storage binding.
-pub fn max_batch(gpu: &Gpu, dim: usize, k: usize) -> usize {
+pub fn max_batch(gpu: &Gpu, query_words: usize, k: usize) -> usize {
     let max_binding = gpu.max_binding_bytes() as usize;
     (max_binding / (SLOTS * 4))
         .min(max_binding / (k.max(1) * 8))
-        .min(max_binding / (dim.max(1) * 4))
+        .min(max_binding / (query_words.max(1) * 4))
         .max(1)
 }
 
@@ -315,6 +442,7 @@ pub struct KnnPlan {
     db: Database,
     k: usize,
     capacity: usize,
+    /// `[capacity, query words]`.
     queries: wgpu::Buffer,
     lists: wgpu::Buffer,
     /// `[capacity + 1]`: candidates per query, then the overflow flag.
@@ -340,8 +468,9 @@ struct Slice {
 impl KnnPlan {
     /// Buffers and calls for batches of up to `capacity` queries at `k` (capacity is
     /// clamped to what one storage binding holds). `queries` may be a buffer another
-    /// pass writes (`[capacity, dim]` f32), such as a model's output; otherwise the plan
-    /// makes its own, filled by [`KnnPlan::search`].
+    /// pass writes, such as a model's output: `[capacity, dim]` f32 for vectors, or
+    /// `[capacity, width / 4]` u32 for codes (each word four code bytes, little-endian);
+    /// otherwise the plan makes its own, filled by [`KnnPlan::search`].
     pub fn new(
         gpu: &Gpu,
         knn: &Knn,
@@ -353,24 +482,29 @@ impl KnnPlan {
         if k == 0 || k > MAX_K {
             bail!("k must be between 1 and {MAX_K}, not {k}");
         }
-        let dmax = db.dim.next_multiple_of(4);
-        // The scan's query tile: 2 x dmax 4x4 matrices, plus norms and thresholds.
-        let tile_bytes = 2 * dmax * 64 + 2 * 8 * 16;
+        let metric = db.metric;
+        let dmax = dmax(metric, db.dim);
+        // The scan's query tile: 2 x dmax 4x4 f32 matrices plus bounds, or dmax words of
+        // 16 queries plus limits and the used length.
+        let tile_bytes = match metric {
+            Metric::SquaredL2 { .. } => 2 * dmax * 64 + 2 * 8 * 16,
+            Metric::Hamming => dmax * 16 * 4 + 4 * 16 + 4,
+        };
         let available = gpu.limits.max_compute_workgroup_storage_size as usize;
         if tile_bytes > available {
             bail!(
                 "this adapter has {available} bytes of workgroup memory; the kNN of \
-                 {}-wide vectors needs {tile_bytes}",
+                 {}-wide rows needs {tile_bytes}",
                 db.dim
             );
         }
-        let capacity = capacity.min(max_batch(gpu, db.dim, k)).max(1);
+        let query_words = db.query_words();
+        let capacity = capacity.min(max_batch(gpu, query_words, k)).max(1);
         let queries = match queries {
             Some(buffer) => buffer.clone(),
-            None => storage_buffer(gpu, "knn queries", (capacity * db.dim * 4) as u64),
+            None => storage_buffer(gpu, "knn queries", (capacity * query_words * 4) as u64),
         };
         let list_bytes = (capacity * k * 8) as u64;
-        let f16 = db.f16;
         let kmax = *K_BUCKETS.iter().find(|&&b| b >= k).unwrap();
         let mut plan = KnnPlan {
             db: db.clone(),
@@ -380,8 +514,8 @@ impl KnnPlan {
             lists: storage_buffer(gpu, "knn lists", list_bytes),
             counts: storage_buffer(gpu, "knn candidate counts", (capacity as u64 + 1) * 4),
             candidates: storage_buffer(gpu, "knn candidates", (capacity * SLOTS * 4) as u64),
-            scan: knn.kernel(gpu, KernelKey::Scan { f16, dmax }),
-            select: knn.kernel(gpu, KernelKey::Select { f16, dmax, kmax }),
+            scan: knn.kernel(gpu, KernelKey::Scan { metric, dmax }),
+            select: knn.kernel(gpu, KernelKey::Select { metric, dmax, kmax }),
             growing: Vec::new(),
             short: OnceLock::new(),
             lists_readback: Readback::new(gpu, list_bytes),
@@ -411,7 +545,7 @@ impl KnnPlan {
                     batch: 0,
                     rows: chunk.rows as u32,
                     stride: chunk.stride as u32,
-                    dim: self.db.dim as u32,
+                    dim: self.db.query_words() as u32,
                     k: self.k as u32,
                     cap: SLOTS as u32,
                     slice_start: start as u32,
@@ -424,7 +558,7 @@ impl KnnPlan {
                 let scan_buffers = [
                     queries,
                     &chunk.words,
-                    &chunk.norms,
+                    &chunk.row_terms,
                     lists,
                     counts,
                     candidates,
@@ -459,7 +593,7 @@ impl KnnPlan {
         self.capacity
     }
 
-    /// The `[capacity, dim]` query buffer the search reads.
+    /// The query buffer the search reads (laid out as [`KnnPlan::new`] describes).
     pub fn queries(&self) -> &wgpu::Buffer {
         &self.queries
     }
@@ -489,7 +623,7 @@ impl KnnPlan {
             slice.select.set_batch(gpu, batch as u32);
         }
         encoder.clear_buffer(&self.counts, 0, None);
-        let query_tiles = batch.div_ceil(QUERY_TILE) as u32;
+        let query_tiles = batch.div_ceil(self.db.metric.query_tile()) as u32;
         let select_x = batch.min(MAX_GROUPS);
         let select_y = batch.div_ceil(select_x) as u32;
         {
@@ -539,19 +673,23 @@ impl KnnPlan {
             .collect())
     }
 
-    /// The `min(k, rows)` nearest rows to each of `queries` (`[n, dim]`), nearest first,
-    /// ties by smaller row: uploads, searches and reads back in batches of the capacity,
-    /// one submit each.
-    pub fn search(&self, gpu: &Gpu, queries: &[f32]) -> Result<Vec<Vec<Neighbor>>> {
-        let dim = self.db.dim;
-        if !queries.len().is_multiple_of(dim) {
-            bail!("queries are not a whole number of {dim}-wide vectors");
+    /// The `min(k, rows)` nearest rows to each of `queries`, nearest first, ties by
+    /// smaller row: `[n, dim]` f32 for vectors, or `[n, width]` code bytes (any `Pod`
+    /// type whose bytes are those rows). Uploads, searches and reads back in batches of
+    /// the capacity, one submit each.
+    pub fn search<T: bytemuck::Pod>(&self, gpu: &Gpu, queries: &[T]) -> Result<Vec<Vec<Neighbor>>> {
+        let bytes: &[u8] = bytemuck::cast_slice(queries);
+        let query_bytes = 4 * self.db.query_words();
+        if !bytes.len().is_multiple_of(query_bytes) {
+            bail!(
+                "queries of {} bytes are not a whole number of {query_bytes}-byte queries",
+                bytes.len()
+            );
         }
-        let mut results = Vec::with_capacity(queries.len() / dim);
-        for batch in queries.chunks(self.capacity * dim) {
-            let n = batch.len() / dim;
-            gpu.queue
-                .write_buffer(&self.queries, 0, bytemuck::cast_slice(batch));
+        let mut results = Vec::with_capacity(bytes.len() / query_bytes);
+        for batch in bytes.chunks(self.capacity * query_bytes) {
+            let n = batch.len() / query_bytes;
+            gpu.queue.write_buffer(&self.queries, 0, batch);
             let mut encoder = gpu.device.create_command_encoder(&Default::default());
             self.record(gpu, &mut encoder, n);
             gpu.queue.submit([encoder.finish()]);

@@ -1,0 +1,147 @@
+// kNN by Hamming distance over byte codes, first pass over one slice of the database
+// (after knn_common.wgsl and knn_append.wgsl): knn_scan.wgsl's role for codes.
+// Workgroup (x, y) compares query tile y (16 queries) with row tile x of the slice (256
+// rows) and appends every row within the query's current k-th distance to that query's
+// candidate list; knn_select.wgsl then merges the candidates into the query's top k.
+// The screen is exact, and keeps rows tied with the k-th (<=, not <): a tied row may
+// still win on its smaller row number.
+//
+// Each invocation owns 4 rows x 16 queries as sixteen vec4<u32> of distances, fed by
+// the query tile from workgroup memory (a broadcast) and one word per row from the
+// database (contiguous across invocations). A word pair costs `differing_bytes`, a
+// countOneBits of a mask: on lavapipe as fast as counting per byte lane (which must be
+// folded every 255 words), and simpler. The whole query
+// tile sits in workgroup memory, 16 KiB at the widest code (16 queries x 256 words), so
+// the word loop needs no barrier (which would take the accumulators out of registers on
+// lavapipe); 32 queries would not fit lavapipe's 32 KiB beside the rest.
+//
+// Short strings: CGK codes end in a run of the padding byte 0x80. Each row's used length
+// (its words up to the last one that is not all padding) comes with the chunk, the
+// staging finds the queries'; past both lengths both codes are padding and differ
+// nowhere, so an invocation stops at the longest of its rows and the tile's queries.
+
+const QT: u32 = 16u;          // queries per tile
+const RT: u32 = 256u;         // rows per tile: 4 per invocation
+const PADDING: u32 = 0x80808080u;
+
+@group(0) @binding(1) var<storage, read> queries: array<u32>;        // [batch, dim] code words
+@group(0) @binding(2) var<storage, read> database: array<u32>;       // [dim, stride]
+@group(0) @binding(3) var<storage, read> used: array<u32>;           // [stride] used words per row
+@group(0) @binding(4) var<storage, read> lists: array<u32>;          // [batch, k] x (distance bits, row)
+
+// qs[4 w + g]: word w of the tile's queries 4 g .. 4 g + 3.
+var<workgroup> qs: array<vec4<u32>, 4u * DMAX>;
+// Per 4-query group g: a row is a candidate of a query when its distance is below this.
+var<workgroup> limit: array<vec4<u32>, 4>;
+// Longest used length of the tile's queries.
+var<workgroup> queries_used: atomic<u32>;
+
+@compute @workgroup_size(64)
+fn scan(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wg: vec3<u32>) {
+    let q0 = wg.y * QT;
+    if t < QT {
+        let q = q0 + t;
+        var below = 0u;
+        if q < p.batch {
+            below = NONE;
+            if p.first_slice == 0u {
+                let kth = bitcast<f32>(lists[2u * (q * p.k + p.k - 1u)]);
+                if kth < INF {
+                    below = u32(kth) + 1u;
+                }
+            }
+            var n = p.dim;
+            while n > 0u && queries[q * p.dim + n - 1u] == PADDING {
+                n--;
+            }
+            atomicMax(&queries_used, n);
+        }
+        limit[t / 4u][t % 4u] = below;
+    }
+    for (var i = t; i < 4u * p.dim; i += 64u) {
+        let w = i / 4u;
+        let q = q0 + 4u * (i % 4u);
+        qs[i] = vec4(query_word(q, w), query_word(q + 1u, w), query_word(q + 2u, w),
+                     query_word(q + 3u, w));
+    }
+    workgroupBarrier();
+
+    // The register tile; no barrier from here on, so lavapipe keeps it in registers.
+    let r0 = p.slice_start + wg.x * RT + t;
+    let words = max(max(max(row_used(r0), row_used(r0 + 64u)),
+                        max(row_used(r0 + 128u), row_used(r0 + 192u))),
+                    atomicLoad(&queries_used));
+    // d<row><group>: distances of row r0 + 64 row to the queries of 4-query group.
+    var d00 = vec4<u32>(); var d01 = vec4<u32>(); var d02 = vec4<u32>(); var d03 = vec4<u32>();
+    var d10 = vec4<u32>(); var d11 = vec4<u32>(); var d12 = vec4<u32>(); var d13 = vec4<u32>();
+    var d20 = vec4<u32>(); var d21 = vec4<u32>(); var d22 = vec4<u32>(); var d23 = vec4<u32>();
+    var d30 = vec4<u32>(); var d31 = vec4<u32>(); var d32 = vec4<u32>(); var d33 = vec4<u32>();
+    for (var w = 0u; w < words; w++) {
+        let at = w * p.stride + r0;
+        let x0 = database[at];
+        let x1 = database[at + 64u];
+        let x2 = database[at + 128u];
+        let x3 = database[at + 192u];
+        let g0 = qs[4u * w];
+        let g1 = qs[4u * w + 1u];
+        let g2 = qs[4u * w + 2u];
+        let g3 = qs[4u * w + 3u];
+        d00 += differing4(x0, g0); d01 += differing4(x0, g1); d02 += differing4(x0, g2); d03 += differing4(x0, g3);
+        d10 += differing4(x1, g0); d11 += differing4(x1, g1); d12 += differing4(x1, g2); d13 += differing4(x1, g3);
+        d20 += differing4(x2, g0); d21 += differing4(x2, g1); d22 += differing4(x2, g2); d23 += differing4(x2, g3);
+        d30 += differing4(x3, g0); d31 += differing4(x3, g1); d32 += differing4(x3, g2); d33 += differing4(x3, g3);
+    }
+
+    let b0 = candidate_bits(d00, d01, d02, d03, r0);
+    let b1 = candidate_bits(d10, d11, d12, d13, r0 + 64u);
+    let b2 = candidate_bits(d20, d21, d22, d23, r0 + 128u);
+    let b3 = candidate_bits(d30, d31, d32, d33, r0 + 192u);
+    // At most once; a loop rather than an if, as in knn_scan.wgsl (lavapipe skips a loop
+    // whose lanes are all done, but runs an if's body masked).
+    var pending = (b0 | b1 | b2 | b3) != 0u;
+    while pending {
+        pending = false;
+        append(b0, r0, q0);
+        append(b1, r0 + 64u, q0);
+        append(b2, r0 + 128u, q0);
+        append(b3, r0 + 192u, q0);
+    }
+}
+
+// Word `w` of query `q`; a query past the batch is all padding (and never a candidate's).
+fn query_word(q: u32, w: u32) -> u32 {
+    if q < p.batch {
+        return queries[q * p.dim + w];
+    }
+    return PADDING;
+}
+
+fn in_slice(row: u32) -> bool {
+    return row < p.slice_end && row < p.rows;
+}
+
+// Used words of a row; none for rows outside the slice, whose distances are not used.
+fn row_used(row: u32) -> u32 {
+    return select(0u, used[row], in_slice(row));
+}
+
+// Differing bytes of row word `x` and one word of 4 queries.
+fn differing4(x: u32, q: vec4<u32>) -> vec4<u32> {
+    return vec4(differing_bytes(x, q.x), differing_bytes(x, q.y), differing_bytes(x, q.z),
+                differing_bytes(x, q.w));
+}
+
+// Bit 4 g + l: the row whose distances to the 4-query groups g are `dg` is a candidate
+// of query 4 g + l of the tile. Groups are picked by constant indices: a dynamic index
+// would spill the accumulators to memory.
+fn candidate_bits(d0: vec4<u32>, d1: vec4<u32>, d2: vec4<u32>, d3: vec4<u32>, row: u32) -> u32 {
+    if !in_slice(row) {
+        return 0u;
+    }
+    return group_bits(d0, 0u) | group_bits(d1, 1u) << 4u | group_bits(d2, 2u) << 8u |
+        group_bits(d3, 3u) << 12u;
+}
+
+fn group_bits(d: vec4<u32>, g: u32) -> u32 {
+    return dot(vec4<u32>(d < limit[g]), vec4(1u, 2u, 4u, 8u));
+}
