@@ -33,6 +33,19 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 
+// A code word of padding: four CGK padding symbols (128).
+const PADDING: u32 = 0x80808080u;
+
+// Query q's used length: its words up to the last one that is not all padding (the
+// including shader binds `queries`).
+fn used_words(q: u32) -> u32 {
+    var n = p.dim;
+    while n > 0u && queries[q * p.dim + n - 1u] == PADDING {
+        n--;
+    }
+    return n;
+}
+
 // The number of bytes in which two code words differ, without unpacking: bit 7 of a
 // byte of y is set when any bit of that byte of a ^ b is.
 fn differing_bytes(a: u32, b: u32) -> u32 {

@@ -19,7 +19,7 @@ const RT: u32 = 256u;         // rows per tile: 4 per invocation
 const EPS: f32 = 0x1p-14f;
 const NEVER: f32 = -0x1.fffffep+127f;
 
-@group(0) @binding(1) var<storage, read> queries: array<f32>;        // [batch, dim]
+@group(0) @binding(1) var<storage, read> queries: array<u32>;        // [batch, dim] f32 bits
 @group(0) @binding(2) var<storage, read> database: array<u32>;       // [words, stride]
 @group(0) @binding(3) var<storage, read> norms: array<f32>;          // [stride] |x|^2
 @group(0) @binding(4) var<storage, read> lists: array<u32>;          // [batch, k] x (distance bits, row)
@@ -38,7 +38,7 @@ fn scan(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wg: vec3
         var kth = NEVER;
         if q < p.batch {
             for (var d = 0u; d < p.dim; d++) {
-                let v = queries[q * p.dim + d];
+                let v = bitcast<f32>(queries[q * p.dim + d]);
                 norm += v * v;
             }
             kth = INF;
@@ -100,7 +100,7 @@ fn scan(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wg: vec3
 
 fn query_value(q: u32, d: u32) -> f32 {
     if q < p.batch {
-        return queries[q * p.dim + d];
+        return bitcast<f32>(queries[q * p.dim + d]);
     }
     return 0.0;
 }

@@ -3,8 +3,8 @@
 // Workgroup (x, y) compares query tile y (16 queries) with row tile x of the slice (256
 // rows) and appends every row within the query's current k-th distance to that query's
 // candidate list; knn_select.wgsl then merges the candidates into the query's top k.
-// The screen is exact, and keeps rows tied with the k-th (<=, not <): a tied row may
-// still win on its smaller row number.
+// The screen is exact, in the lists' order (distance, then row number): a row tied
+// with the k-th distance is kept only when its row number is smaller. Codes tie often.
 //
 // Each invocation owns 4 rows x 16 queries as sixteen vec4<u32> of distances, fed by
 // the query tile from workgroup memory (a broadcast) and one word per row from the
@@ -22,17 +22,19 @@
 
 const QT: u32 = 16u;          // queries per tile
 const RT: u32 = 256u;         // rows per tile: 4 per invocation
-const PADDING: u32 = 0x80808080u;
 
 @group(0) @binding(1) var<storage, read> queries: array<u32>;        // [batch, dim] code words
 @group(0) @binding(2) var<storage, read> database: array<u32>;       // [dim, stride]
 @group(0) @binding(3) var<storage, read> used: array<u32>;           // [stride] used words per row
 @group(0) @binding(4) var<storage, read> lists: array<u32>;          // [batch, k] x (distance bits, row)
+@group(0) @binding(7) var<storage, read> ids: array<u32>;            // [rows] row numbers of chunk rows
 
 // qs[4 w + g]: word w of the tile's queries 4 g .. 4 g + 3.
 var<workgroup> qs: array<vec4<u32>, 4u * DMAX>;
-// Per 4-query group g: a row is a candidate of a query when its distance is below this.
-var<workgroup> limit: array<vec4<u32>, 4>;
+// Per 4-query group g: each query's k-th (distance, row number); a row is a candidate
+// when it comes before it.
+var<workgroup> kth_distance: array<vec4<u32>, 4>;
+var<workgroup> kth_row: array<vec4<u32>, 4>;
 // Longest used length of the tile's queries.
 var<workgroup> queries_used: atomic<u32>;
 
@@ -41,22 +43,24 @@ fn scan(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wg: vec3
     let q0 = wg.y * QT;
     if t < QT {
         let q = q0 + t;
-        var below = 0u;
+        // Nothing comes before (0, 0): a query past the batch takes no row.
+        var distance = 0u;
+        var row = 0u;
         if q < p.batch {
-            below = NONE;
+            // Before the list is full every row comes before its empty places.
+            distance = NONE;
             if p.first_slice == 0u {
-                let kth = bitcast<f32>(lists[2u * (q * p.k + p.k - 1u)]);
+                let at = 2u * (q * p.k + p.k - 1u);
+                let kth = bitcast<f32>(lists[at]);
                 if kth < INF {
-                    below = u32(kth) + 1u;
+                    distance = u32(kth);
+                    row = lists[at + 1u];
                 }
             }
-            var n = p.dim;
-            while n > 0u && queries[q * p.dim + n - 1u] == PADDING {
-                n--;
-            }
-            atomicMax(&queries_used, n);
+            atomicMax(&queries_used, used_words(q));
         }
-        limit[t / 4u][t % 4u] = below;
+        kth_distance[t / 4u][t % 4u] = distance;
+        kth_row[t / 4u][t % 4u] = row;
     }
     for (var i = t; i < 4u * p.dim; i += 64u) {
         let w = i / 4u;
@@ -138,10 +142,13 @@ fn candidate_bits(d0: vec4<u32>, d1: vec4<u32>, d2: vec4<u32>, d3: vec4<u32>, ro
     if !in_slice(row) {
         return 0u;
     }
-    return group_bits(d0, 0u) | group_bits(d1, 1u) << 4u | group_bits(d2, 2u) << 8u |
-        group_bits(d3, 3u) << 12u;
+    let id = vec4(ids[row]);
+    return group_bits(d0, id, 0u) | group_bits(d1, id, 1u) << 4u |
+        group_bits(d2, id, 2u) << 8u | group_bits(d3, id, 3u) << 12u;
 }
 
-fn group_bits(d: vec4<u32>, g: u32) -> u32 {
-    return dot(vec4<u32>(d < limit[g]), vec4(1u, 2u, 4u, 8u));
+fn group_bits(d: vec4<u32>, id: vec4<u32>, g: u32) -> u32 {
+    let kth = kth_distance[g];
+    let before = (d < kth) | ((d == kth) & (id < kth_row[g]));
+    return dot(vec4<u32>(before), vec4(1u, 2u, 4u, 8u));
 }

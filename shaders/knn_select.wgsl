@@ -12,9 +12,12 @@
 @group(0) @binding(4) var<storage, read_write> counts: array<atomic<u32>>;  // [capacity + 1]; last: overflow flag
 @group(0) @binding(5) var<storage, read> candidates: array<u32>;     // [batch, cap] chunk rows
 @group(0) @binding(6) var<storage, read> ids: array<u32>;            // [rows] row numbers of chunk rows
+@group(0) @binding(7) var<storage, read> used: array<u32>;           // HAMMING: [stride] used words per row
 
 var<workgroup> query: array<u32, DMAX>;
 var<workgroup> found: u32;
+// HAMMING: the query's used length (words up to its last one that is not all padding).
+var<workgroup> query_used: u32;
 
 fn distance(row: u32) -> f32 {
     if HAMMING {
@@ -43,11 +46,12 @@ fn squared_distance(row: u32) -> f32 {
     return acc;
 }
 
-// Over every word: candidates are few, so the scan's used-length bound is not worth a
-// binding here.
+// Up to the longer used length of the row and the query, as in the scan: past both,
+// both codes are padding.
 fn hamming_distance(row: u32) -> u32 {
     var acc = 0u;
-    for (var w = 0u; w < p.dim; w++) {
+    let words = max(used[row], query_used);
+    for (var w = 0u; w < words; w++) {
         acc += differing_bytes(by_row[row * p.dim + w], query[w]);
     }
     return acc;
@@ -75,6 +79,9 @@ fn select_candidates(@builtin(local_invocation_index) t: u32,
     }
     for (var d = t; d < p.dim; d += WG) {
         query[d] = queries[q * p.dim + d];
+    }
+    if HAMMING && t == 0u {
+        query_used = used_words(q);
     }
     if p.first_slice == 1u {
         reset_top(t);

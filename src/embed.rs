@@ -28,8 +28,8 @@ pub struct Embedder<'g> {
 
 /// What computes the embeddings.
 enum Network {
-    Megashtein(Megashtein),
-    Cgk(CgkEncoder),
+    Megashtein(Box<Megashtein>),
+    Cgk(Box<CgkEncoder>),
 }
 
 impl<'g> Embedder<'g> {
@@ -44,7 +44,7 @@ impl<'g> Embedder<'g> {
         let model = Megashtein::new(gpu, ops, weights, batch)?;
         Ok(Embedder {
             gpu,
-            network: Network::Megashtein(model),
+            network: Network::Megashtein(Box::new(model)),
             tokens: Vec::new(),
             estimator: Estimator::linear(weights.distance_scale),
         })
@@ -61,7 +61,7 @@ impl<'g> Embedder<'g> {
             Architecture::Megashtein(weights) => Embedder::new(gpu, weights, batch),
             Architecture::Cgk(cgk) => Ok(Embedder {
                 gpu,
-                network: Network::Cgk(CgkEncoder::new(gpu, cgk, batch)?),
+                network: Network::Cgk(Box::new(CgkEncoder::new(gpu, cgk, batch)?)),
                 tokens: Vec::new(),
                 estimator: cgk.estimator(),
             }),

@@ -130,7 +130,6 @@ fn cgk_lower_bound_needs_the_walk_to_finish() {
     assert!(!c.reads_whole(b"aaab"));
 }
 
-
 /// Strings that exercise the encoder: empty, one character, exactly and over 80, the
 /// bytes 0 and 127 (and above, read as 127), and random lengths.
 fn encoder_cases(rng: &mut StdRng) -> Vec<Vec<u8>> {
@@ -167,13 +166,19 @@ fn gpu_codes_equal_the_cpu_codes_bit_for_bit() {
             got.extend(encoder.encode(&t.gpu, chunk).unwrap());
         }
         let want = c.embed_all(&texts);
-        for (i, (g, w)) in got.chunks(c.width()).zip(want.chunks(c.width())).enumerate() {
+        for (i, (g, w)) in got
+            .chunks(c.width())
+            .zip(want.chunks(c.width()))
+            .enumerate()
+        {
             assert_eq!(g, w, "reps {reps}, string {i} {:?}", cases[i]);
         }
         assert_eq!(got.len(), want.len());
     }
     // A walk shorter than 80 characters (a model file may set the length).
-    let c = Cgk::from_fn(12, 3, |r, j, s| (r * 7 + j * 3 + s as usize) % 3 != 0);
+    let c = Cgk::from_fn(12, 3, |r, j, s| {
+        !(r * 7 + j * 3 + s as usize).is_multiple_of(3)
+    });
     let mut encoder = CgkEncoder::new(&t.gpu, &c, 512).unwrap();
     assert_eq!(encoder.encode(&t.gpu, &texts).unwrap(), c.embed_all(&texts));
 }
@@ -193,15 +198,30 @@ fn model_files_round_trip_and_bad_ones_are_refused_by_name() {
     }
     assert_eq!(c.to_safetensors().unwrap(), bytes, "deterministic bytes");
     let err = model.weights().unwrap_err().to_string();
-    assert!(err.contains("cgk.safetensors") && err.contains("cgk-v1"), "{err}");
+    assert!(
+        err.contains("cgk.safetensors") && err.contains("cgk-v1"),
+        "{err}"
+    );
 
     // Metadata edited to something invalid: each refused, naming the file and the key.
     let header_len = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let header = String::from_utf8(bytes[8..header_len].to_vec()).unwrap();
     for (from, to, key) in [
-        ("\"megashtein.cgk.repetitions\":\"2\"", "\"megashtein.cgk.repetitions\":\"5\"", "repetitions"),
-        ("\"megashtein.cgk.length\":\"80\"", "\"megashtein.cgk.length\":\"81\"", "length"),
-        ("\"megashtein.estimate_exponent\":\"0.7\"", "\"megashtein.estimate_exponent\":\"-0.7\"", "exponent"),
+        (
+            "\"megashtein.cgk.repetitions\":\"2\"",
+            "\"megashtein.cgk.repetitions\":\"5\"",
+            "repetitions",
+        ),
+        (
+            "\"megashtein.cgk.length\":\"80\"",
+            "\"megashtein.cgk.length\":\"81\"",
+            "length",
+        ),
+        (
+            "\"megashtein.estimate_exponent\":\"0.7\"",
+            "\"megashtein.estimate_exponent\":\"-0.7\"",
+            "exponent",
+        ),
         ("ascii+pad", "utf-8+pad", "alphabet"),
     ] {
         assert!(header.contains(from), "{from}");
@@ -209,8 +229,13 @@ fn model_files_round_trip_and_bad_ones_are_refused_by_name() {
         let mut file = (edited.len() as u64).to_le_bytes().to_vec();
         file.extend(edited.as_bytes());
         file.extend(&bytes[header_len..]);
-        let err = Model::from_bytes(file, "bad.safetensors").unwrap_err().to_string();
-        assert!(err.contains("bad.safetensors") && err.contains(key), "{key}: {err}");
+        let err = Model::from_bytes(file, "bad.safetensors")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("bad.safetensors") && err.contains(key),
+            "{key}: {err}"
+        );
     }
 }
 
@@ -232,7 +257,9 @@ fn words(rng: &mut StdRng, n: usize) -> Vec<Vec<u8>> {
     (0..n)
         .map(|_| {
             let len = rng.random_range(0..=14);
-            (0..len).map(|_| b"abcdefg"[rng.random_range(0..7)]).collect()
+            (0..len)
+                .map(|_| b"abcdefg"[rng.random_range(0..7)])
+                .collect()
         })
         .collect()
 }
@@ -252,7 +279,10 @@ fn a_cgk_index_with_every_row_a_candidate_answers_exactly() {
     let saved = Index::open(&path).unwrap();
     assert_eq!(saved.embedding_bytes(), index.embedding_bytes());
     assert_eq!(saved.estimator(), model.estimator());
-    assert_eq!(saved.load_model(None).unwrap().fingerprint(), model.fingerprint());
+    assert_eq!(
+        saved.load_model(None).unwrap().fingerprint(),
+        model.fingerprint()
+    );
     let queries = words(&mut rng, 40);
     let mut searcher = Searcher::new(&t.gpu, &index, &model).unwrap();
     // C = N: the GPU kNN (N <= 1,024) and the CPU ranking of every row (N > 1,024 is
@@ -293,7 +323,13 @@ fn a_cgk_index_with_every_row_a_candidate_answers_exactly() {
     }
     // Hamming estimates: identical strings estimate 0, and hits carry the curve's value.
     let answers = searcher
-        .search(&[&base[0]], &QueryOptions { k: 1, ..QueryOptions::default() })
+        .search(
+            &[&base[0]],
+            &QueryOptions {
+                k: 1,
+                ..QueryOptions::default()
+            },
+        )
         .unwrap();
     assert_eq!(answers[0].hits[0].distance, Some(0));
     assert_eq!(answers[0].hits[0].estimate, 0.0);

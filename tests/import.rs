@@ -297,7 +297,10 @@ fn built_in_released_checkpoint_is_the_shipped_file() {
         Weights::from_state_dict(&pth::read_state_dict(&path).unwrap(), "file").unwrap();
     assert_same_weights(built_in.weights().unwrap(), &from_file);
     assert_eq!(built_in.fingerprint(), weights::fingerprint(&path).unwrap());
-    assert_eq!(built_in.weights().unwrap().distance_scale, REFERENCE_DISTANCE_SCALE);
+    assert_eq!(
+        built_in.weights().unwrap().distance_scale,
+        REFERENCE_DISTANCE_SCALE
+    );
 
     // In-memory checkpoints are refused for the same reasons as files, naming the source.
     let e = error_of(pth::read_state_dict_bytes(b"", "in memory"));

@@ -270,7 +270,8 @@ impl Cgk {
         if get(META_ALPHABET)? != ALPHABET {
             bail!("{source}: {META_ALPHABET} must be {ALPHABET:?}");
         }
-        let estimator = Estimator::hamming(reps, positive(META_COEFFICIENT)?, positive(META_EXPONENT)?);
+        let estimator =
+            Estimator::hamming(reps, positive(META_COEFFICIENT)?, positive(META_EXPONENT)?);
         let names: Vec<String> = st.names().into_iter().map(String::from).collect();
         if names != [HASH_TENSOR] {
             bail!("{source}: a {ARCH} model holds one tensor, {HASH_TENSOR}, not {names:?}");

@@ -7,7 +7,7 @@ use super::cgk::Cgk;
 use super::params::MAX_LEN;
 use crate::gpu::{Call, Gpu, Pending, ReadbackPair, storage_buffer, storage_buffer_init};
 use crate::input::tokenize_batch;
-use crate::ops::cgk::CgkEncode;
+use crate::ops::cgk::{CgkEncode, Walks};
 
 pub struct CgkEncoder {
     capacity: usize,
@@ -33,15 +33,11 @@ impl CgkEncoder {
         let tokens = storage_buffer(gpu, "cgk tokens", (capacity * MAX_LEN) as u64);
         let lengths = storage_buffer(gpu, "cgk lengths", capacity as u64 * 4);
         let codes = storage_buffer(gpu, "cgk codes", (capacity * width) as u64);
-        let call = CgkEncode::new(gpu).call(
-            gpu,
-            cgk.input_len(),
-            cgk.reps(),
-            &hash,
-            &tokens,
-            &lengths,
-            &codes,
-        );
+        let walks = Walks {
+            len: cgk.input_len(),
+            reps: cgk.reps(),
+        };
+        let call = CgkEncode::new(gpu).call(gpu, walks, &hash, &tokens, &lengths, &codes);
         Ok(CgkEncoder {
             capacity,
             width,

@@ -11,6 +11,13 @@ struct Shape {
     words: u32,
 }
 
+/// The walks: `len` characters read (3 len steps), `reps` of them.
+#[derive(Debug, Clone, Copy)]
+pub struct Walks {
+    pub len: usize,
+    pub reps: usize,
+}
+
 pub struct CgkEncode {
     kernel: Kernel,
 }
@@ -29,13 +36,13 @@ impl CgkEncode {
     pub fn call(
         &self,
         gpu: &Gpu,
-        len: usize,
-        reps: usize,
+        walks: Walks,
         hash: &wgpu::Buffer,
         tokens: &wgpu::Buffer,
         lengths: &wgpu::Buffer,
         codes: &wgpu::Buffer,
     ) -> Call {
+        let Walks { len, reps } = walks;
         let shape = Shape {
             batch: 0,
             len: len as u32,

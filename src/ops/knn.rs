@@ -555,7 +555,7 @@ impl KnnPlan {
                 };
                 let (queries, lists, counts, candidates) =
                     (&self.queries, &self.lists, &self.counts, &self.candidates);
-                let scan_buffers = [
+                let mut scan_buffers = vec![
                     queries,
                     &chunk.words,
                     &chunk.row_terms,
@@ -563,6 +563,10 @@ impl KnnPlan {
                     counts,
                     candidates,
                 ];
+                if self.db.metric == Metric::Hamming {
+                    // The exact screen breaks ties by row number.
+                    scan_buffers.push(&chunk.ids);
+                }
                 let select_buffers = [
                     queries,
                     &chunk.by_row,
@@ -570,6 +574,7 @@ impl KnnPlan {
                     counts,
                     candidates,
                     &chunk.ids,
+                    &chunk.row_terms,
                 ];
                 slices.push(Slice {
                     scan: self.scan.call(gpu, &params, &scan_buffers, 0),

@@ -285,7 +285,9 @@ impl RowFormat {
         let e = self.estimator;
         let positive = |v: f32| v.is_finite() && v > 0.0;
         if !(positive(e.scale) && positive(e.divisor) && positive(e.exponent)) {
-            return Err("the distance estimate's scale, divisor and exponent must be positive".into());
+            return Err(
+                "the distance estimate's scale, divisor and exponent must be positive".into(),
+            );
         }
         if (self.precision == Precision::Codes) != (e.metric == Metric::Hamming) {
             return Err("codes go with Hamming distance, floats with Euclidean".into());
@@ -860,7 +862,7 @@ impl IndexWriter {
             strings_size,
             model_size,
         )
-            .ok_or_else(|| anyhow!("cannot write index {}: too large", path.display()))?;
+        .ok_or_else(|| anyhow!("cannot write index {}: too large", path.display()))?;
         let werr = |e: io::Error| temp.write_error(&e);
         let section = |body: &mut Body, at: u64, spool: Spool, size: u64| -> Result<()> {
             debug_assert_eq!(body.pos, at);

@@ -292,9 +292,9 @@ impl Verifier<'_> {
         // The list's last (farthest) row passed the filter: rows after it might too. The
         // margin covers the difference between the GPU's and the CPU's rounding.
         let capped = self.may_cut
-            && list
-                .last()
-                .is_some_and(|n| estimator.estimate(n.distance) <= self.limit * (1.0 + 1e-3) + 1e-6);
+            && list.last().is_some_and(|n| {
+                estimator.estimate(n.distance) <= self.limit * (1.0 + 1e-3) + 1e-6
+            });
         let candidates = if capped && self.within {
             list.iter().map(|n| n.row).collect()
         } else {

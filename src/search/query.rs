@@ -109,7 +109,7 @@ impl<'a> Searcher<'a> {
         index.check_model(model)?;
         let database = index.upload(gpu)?;
         // Any kNN plan must take a whole batch of the model's output.
-        let batch = batch.clamp(1, knn::max_batch(gpu, &database, MAX_K));
+        let batch = batch.clamp(1, knn::max_batch(gpu, database.query_words(), MAX_K));
         Ok(Searcher {
             gpu,
             index,
