@@ -350,7 +350,8 @@ fn flipped_header_byte_is_refused() {
             assert!(err.contains(&name), "byte {at}: {err}");
             let expected = match at {
                 0..8 => "not a megashtein-gpu index (bad magic)",
-                8..12 => "format version",
+                // A version this build reads (3 -> 2) fails on the checksum instead.
+                8..12 if b[8..12] != [2, 0, 0, 0] => "format version",
                 _ => "is corrupt (header checksum mismatch)",
             };
             assert!(err.contains(expected), "byte {at}: {err}");
@@ -374,25 +375,28 @@ fn bad_header_fields_are_refused() {
     let path = dir.path().join("bad.idx");
     let name = path.display().to_string();
 
-    let err = open_err(&path, &patch(&good, 8, &3u32.to_le_bytes()));
+    let err = open_err(&path, &patch(&good, 8, &4u32.to_le_bytes()));
     assert_eq!(
         err,
         format!(
-            "index {name} has format version 3, newer than this megashtein-gpu reads \
-             (version 2); upgrade megashtein-gpu or rebuild the index with it"
+            "index {name} has format version 4, newer than this megashtein-gpu reads \
+             (version 3); upgrade megashtein-gpu or rebuild the index with it"
         )
     );
     let err = open_err(&path, &patch(&good, 8, &0u32.to_le_bytes()));
     assert!(err.contains("corrupt (format version 0"), "{err}");
 
-    let cases: [(usize, Vec<u8>, &str); 11] = [
+    let cases: [(usize, Vec<u8>, &str); 14] = [
         (200, vec![1], "reserved bytes"),
         (172, 64u64.to_le_bytes().to_vec(), "section table"),
         (12, 128u32.to_le_bytes().to_vec(), "header length"),
         (16, b"G".to_vec(), "fingerprint"),
         (80, 0f32.to_le_bytes().to_vec(), "distance scale"),
         (80, f32::NAN.to_le_bytes().to_vec(), "distance scale"),
-        (84, 8u32.to_le_bytes().to_vec(), "precision"),
+        (84, 12u32.to_le_bytes().to_vec(), "precision"),
+        (84, 8u32.to_le_bytes().to_vec(), "section table"),
+        (180, 0f32.to_le_bytes().to_vec(), "divisor"),
+        (184, f32::NAN.to_le_bytes().to_vec(), "exponent"),
         (88, 0u32.to_le_bytes().to_vec(), "dim is 0"),
         (96, u64::MAX.to_le_bytes().to_vec(), "overflow"),
         (96, 6u64.to_le_bytes().to_vec(), "section table"),
@@ -679,5 +683,27 @@ fn version_1_files_still_open() {
     }
     // Version 1 with model fields set is corrupt.
     let err = open_err(&path, &patch(&old, 172, &64u64.to_le_bytes()));
+    assert!(err.contains("reserved bytes"), "{err}");
+}
+
+/// Indexes of format version 2 (bytes 180..252 reserved) still open, with the linear
+/// estimate; a version 2 header with anything there is corrupt.
+#[test]
+fn version_2_files_still_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (good_path, good) = sample(dir.path());
+    let mut header = IndexHeader::parse(&good).unwrap();
+    header.version = 2;
+    let mut old = good.clone();
+    old[..HEADER_LEN].copy_from_slice(&header.to_bytes());
+    assert!(old[180..188].iter().all(|&b| b == 0));
+    let path = dir.path().join("v2.idx");
+    std::fs::write(&path, &old).unwrap();
+    let v2 = Index::open(&path).unwrap();
+    let v3 = Index::open(&good_path).unwrap();
+    assert_eq!(v2.header().version, 2);
+    assert_eq!(v2.estimator(), v3.estimator());
+    assert_eq!(v2.embeddings_f32(), v3.embeddings_f32());
+    let err = open_err(&path, &patch(&old, 184, &1f32.to_le_bytes()));
     assert!(err.contains("reserved bytes"), "{err}");
 }

@@ -4,6 +4,8 @@
 mod common;
 
 use megashtein_gpu::input::Line;
+use megashtein_gpu::model::Architecture;
+use megashtein_gpu::model::cgk::Cgk;
 use megashtein_gpu::model::weights::Weights;
 use megashtein_gpu::search::index::IndexWriter;
 use megashtein_gpu::{EMBED_DIM, Embedder, Index, Model, Precision, QueryOptions, Searcher};
@@ -52,23 +54,24 @@ fn an_index_built_in_memory_has_the_bytes_of_the_streamed_file() {
             Model::imported(Weights::init(3), "ab".repeat(32), "imported".into()),
             Precision::F32,
         ),
+        // CGK codes, one byte a value whatever the precision asked for.
+        (
+            Model::from_cgk(Cgk::new(80, 2, 4), "cgk").unwrap(),
+            Precision::F16,
+        ),
     ] {
+        let dim = model.dim();
+        let codes = matches!(model.architecture(), Architecture::Cgk(_));
         for n in [0, 1, 5, WORDS.len()] {
             let rows = lines(&WORDS[..n]);
-            let embeddings: Vec<f32> = (0..n * EMBED_DIM)
-                .map(|_| r.random_range(-3.0f32..3.0))
+            let embeddings: Vec<f32> = (0..n * dim)
+                .map(|_| match codes {
+                    true => r.random_range(0..=128u8) as f32,
+                    false => r.random_range(-3.0f32..3.0),
+                })
                 .collect();
             let path = dir.path().join(format!("{n}-{precision}.idx"));
-            let mut writer = IndexWriter::create(
-                &path,
-                model.fingerprint(),
-                model.weights().unwrap().distance_scale,
-                precision,
-            )
-            .unwrap();
-            if let Some(bytes) = model.file_bytes() {
-                writer.store_model(bytes.to_vec()).unwrap();
-            }
+            let mut writer = IndexWriter::for_model(&path, &model, precision).unwrap();
             writer.push(&rows, &embeddings).unwrap();
             writer.finish().unwrap();
 
@@ -83,6 +86,10 @@ fn an_index_built_in_memory_has_the_bytes_of_the_streamed_file() {
             );
             let reopened = Index::open(&saved).unwrap();
             assert_eq!(reopened.len(), n);
+            assert_eq!(reopened.estimator(), model.estimator());
+            if codes || precision == Precision::F32 {
+                assert_eq!(reopened.embeddings_f32(), embeddings);
+            }
             for (i, word) in WORDS[..n].iter().enumerate() {
                 assert_eq!(reopened.string(i), word.as_bytes());
                 assert_eq!(index.line(i), i as u64 + 1);

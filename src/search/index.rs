@@ -377,8 +377,10 @@ impl IndexHeader {
         b[160..164].copy_from_slice(&self.body_crc.to_le_bytes());
         b[164..172].copy_from_slice(&self.model_offset.to_le_bytes());
         b[172..180].copy_from_slice(&self.model_size.to_le_bytes());
-        b[180..184].copy_from_slice(&self.estimate_divisor.to_le_bytes());
-        b[184..188].copy_from_slice(&self.estimate_exponent.to_le_bytes());
+        if self.version >= 3 {
+            b[180..184].copy_from_slice(&self.estimate_divisor.to_le_bytes());
+            b[184..188].copy_from_slice(&self.estimate_exponent.to_le_bytes());
+        }
         let crc = crc32fast::hash(&b[..HEADER_CRC_AT]);
         b[HEADER_CRC_AT..].copy_from_slice(&crc.to_le_bytes());
         b
