@@ -344,3 +344,60 @@ fn another_models_index_is_refused() {
     let err = Searcher::new(&t.gpu, &index, &b).err().unwrap().to_string();
     assert!(err.contains("made by model"), "{err}");
 }
+
+#[test]
+fn also_joins_the_candidates_of_two_indexes_of_one_corpus() {
+    let t = gpu();
+    let mut rng = StdRng::seed_from_u64(21);
+    let base = words(&mut rng, 600);
+    let learned = Model::builtin().unwrap();
+    let cgk = Model::from_cgk(Cgk::new(80, 1, 8), "cgk").unwrap();
+    let a = Index::build(&t.gpu, &learned, &base, Precision::F32).unwrap();
+    let b = Index::build(&t.gpu, &cgk, &base, Precision::F32).unwrap();
+    let queries = words(&mut rng, 30);
+    let all = |index: &Index, model: &Model, c: usize| {
+        let opts = QueryOptions {
+            k: c,
+            candidates: c,
+            ..QueryOptions::default()
+        };
+        Searcher::new(&t.gpu, index, model)
+            .unwrap()
+            .search(&queries, &opts)
+            .unwrap()
+    };
+    // C = 40: the 20 nearest by each model, re-ranked together.
+    let (from_a, from_b) = (all(&a, &learned, 20), all(&b, &cgk, 20));
+    let mut both = Searcher::new(&t.gpu, &a, &learned)
+        .unwrap()
+        .also(&b, &cgk)
+        .unwrap();
+    let opts = QueryOptions {
+        k: 5,
+        candidates: 40,
+        ..QueryOptions::default()
+    };
+    let answers = both.search(&queries, &opts).unwrap();
+    for (q, answer) in answers.iter().enumerate() {
+        let mut rows: Vec<(u32, usize)> = from_a[q]
+            .hits
+            .iter()
+            .chain(&from_b[q].hits)
+            .map(|h| (h.distance.unwrap(), h.id))
+            .collect();
+        rows.sort();
+        rows.dedup();
+        let want: Vec<u32> = rows.iter().take(5).map(|r| r.0).collect();
+        let got: Vec<u32> = answer.hits.iter().map(|h| h.distance.unwrap()).collect();
+        assert_eq!(got, want, "query {:?}", queries[q]);
+    }
+    // Another corpus is refused, naming both indexes.
+    let other = Index::build(&t.gpu, &cgk, &base[1..], Precision::F32).unwrap();
+    let err = Searcher::new(&t.gpu, &a, &learned)
+        .unwrap()
+        .also(&other, &cgk)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("same strings"), "{err}");
+}

@@ -66,6 +66,20 @@ fn corpus() -> &'static Corpus {
                 b"",
             ));
         }
+        // The training-free CGK model's index (codes, searched by Hamming distance).
+        let cgk = concat!(env!("CARGO_MANIFEST_DIR"), "/models/cgk.safetensors");
+        ok(bin(
+            &[
+                "embed",
+                "-i",
+                input.to_str().unwrap(),
+                "-o",
+                &c.index("cgk"),
+                "--model",
+                cgk,
+            ],
+            b"",
+        ));
         c
     })
 }
@@ -98,7 +112,7 @@ fn with_all_rows_as_candidates_the_answer_is_the_exact_top_k() {
     let c = corpus();
     let n = c.strings.len().to_string();
     let queries = ["acomodate", "", "tab", "zzzzzz", "beleive"];
-    for precision in ["f32", "f16"] {
+    for precision in ["f32", "f16", "cgk"] {
         let index = c.index(precision);
         let mut args = vec!["query", "--index", &index, "-k", "7", "-C", &n];
         args.extend(queries);
@@ -347,4 +361,61 @@ fn csv_has_a_header_and_the_tsv_rows() {
     assert_eq!(lines.next(), Some("query,rank,distance,estimate,id,string"));
     let rows: Vec<String> = lines.map(|l| l.replace(',', "\t")).collect();
     assert_eq!(rows, tsv.lines().collect::<Vec<_>>());
+}
+
+#[test]
+fn also_adds_the_candidates_of_a_second_index_of_the_corpus() {
+    let c = corpus();
+    let (learned, cgk) = (c.index("f32"), c.index("cgk"));
+    let queries = ["acomodate", "beleive", "tab"];
+    let mut args = vec![
+        "query", "--index", &learned, "--also", &cgk, "-k", "3", "-C", "8",
+    ];
+    args.extend(queries);
+    let rows = parse_tsv(&ok(bin(&args, b"")));
+    assert_eq!(rows.len(), 9);
+    for row in &rows {
+        let query = queries[row.query as usize - 1].as_bytes();
+        assert_eq!(row.distance, levenshtein(query, &c.strings[row.id]));
+    }
+    // 4 candidates from each: at least as close as 4 from the learned index alone.
+    let alone = [
+        "query",
+        "--index",
+        &learned,
+        "-k",
+        "1",
+        "-C",
+        "4",
+        "acomodate",
+    ];
+    let alone = parse_tsv(&ok(bin(&alone, b"")));
+    assert!(rows[0].distance <= alone[0].distance);
+    // A second index of another corpus is refused.
+    let other = c.dir.join("other.idx");
+    let words = c.dir.join("other.txt");
+    std::fs::write(&words, "one\ntwo\n").unwrap();
+    let cgk_model = concat!(env!("CARGO_MANIFEST_DIR"), "/models/cgk.safetensors");
+    let embed = [
+        "embed",
+        "-i",
+        words.to_str().unwrap(),
+        "-o",
+        other.to_str().unwrap(),
+        "-m",
+        cgk_model,
+    ];
+    ok(bin(&embed, b""));
+    let e = err(bin(
+        &[
+            "query",
+            "--index",
+            &learned,
+            "--also",
+            other.to_str().unwrap(),
+            "x",
+        ],
+        b"",
+    ));
+    assert!(e.contains("same strings"), "{e}");
 }

@@ -178,6 +178,7 @@ pub fn candidate_sweep(
     gpu: &Gpu,
     index: &Index,
     model: &Model,
+    also: Option<(&Index, &Model)>,
     queries: &[&[u8]],
     exact: &ExactScan,
     candidates: &[usize],
@@ -206,6 +207,9 @@ pub fn candidate_sweep(
         rerank: true,
     };
     let mut searcher = Searcher::new(gpu, index, model)?;
+    if let Some((index, model)) = also {
+        searcher = searcher.also(index, model)?;
+    }
     searcher.set_timed(true);
     let mut rows = Vec::new();
     for &c in candidates {

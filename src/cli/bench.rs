@@ -174,6 +174,10 @@ pub struct QueryArgs {
     /// Model file; must be the one that made the index (checked by fingerprint).
     #[arg(long, short)]
     pub model: Option<PathBuf>,
+    /// A second index of the same strings by another model: candidates from both, as
+    /// `query --also`.
+    #[arg(long, value_name = "INDEX")]
+    pub also: Option<PathBuf>,
     /// Python with rapidfuzz: also time tools/bench_rapidfuzz.py (process.cdist) on the
     /// same queries and strings and print the ratio.
     #[arg(long, value_name = "PYTHON")]
@@ -633,10 +637,12 @@ fn bench_query(args: &QueryArgs) -> Result<()> {
         "  exact scan: {:.0} queries/s; measuring C = {:?}...",
         exact.queries_per_s, args.candidates
     ));
+    let also = super::open_also(args.also.as_deref())?;
     let rows = candidate_sweep(
         &gpu,
         &index,
         &model,
+        also.as_ref().map(|(index, model)| (index, model)),
         &queries,
         &exact,
         &args.candidates,

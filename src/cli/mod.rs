@@ -61,6 +61,18 @@ pub enum Command {
     Bench(bench::Command),
 }
 
+/// `--also INDEX` of `query` and `bench query`: the index with the model stored in it.
+fn open_also(
+    path: Option<&std::path::Path>,
+) -> anyhow::Result<Option<(crate::search::index::Index, crate::model::Model)>> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let index = crate::search::index::Index::open(path)?;
+    let model = index.load_model(None)?;
+    Ok(Some((index, model)))
+}
+
 /// Device selection, shared by every command (`--backend`, `--adapter`).
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct DeviceArgs {

@@ -17,6 +17,11 @@ pub struct Args {
     /// Index made by `megashtein-gpu embed`.
     #[arg(long)]
     pub index: PathBuf,
+    /// A second index of the same file made by another model (for example the CGK
+    /// model): C / 2 candidates come from --index and the rest from this one, re-ranked
+    /// together. Uses the model stored in it.
+    #[arg(long, value_name = "INDEX")]
+    pub also: Option<PathBuf>,
     /// Query strings; without them (and without --queries) queries are read from stdin.
     pub queries: Vec<String>,
     /// File of queries, one per line (`-` for stdin).
@@ -75,8 +80,12 @@ pub fn run(args: &Args) -> Result<()> {
     let started = Instant::now();
     let index = Index::open(&args.index)?;
     let model = index.load_model(args.model.as_deref())?;
+    let also = super::open_also(args.also.as_deref())?;
     let gpu = args.gpu.open()?;
     let mut searcher = Searcher::with_batch(&gpu, &index, &model, args.batch)?;
+    if let Some((also, model)) = &also {
+        searcher = searcher.also(also, model)?;
+    }
     searcher.set_timed(args.timings);
     let startup = started.elapsed();
     let stdout = std::io::stdout();

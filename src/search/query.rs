@@ -81,9 +81,20 @@ pub struct Timings {
     pub rerank: Duration,
 }
 
-/// An index loaded on a device with its model, ready for queries.
+/// An index loaded on a device with its model, ready for queries; optionally with a
+/// second index of the same strings made by another model ([`Searcher::also`]), whose
+/// candidates join the first's.
 pub struct Searcher<'a> {
     gpu: &'a Gpu,
+    primary: Source<'a>,
+    also: Option<Source<'a>>,
+    /// Time embedding and kNN apart (two submits per batch instead of one).
+    timed: bool,
+    timings: Timings,
+}
+
+/// One index with its model on the device: where candidates come from.
+struct Source<'a> {
     index: &'a Index,
     embedder: Embedder<'a>,
     knn: Knn,
@@ -91,9 +102,13 @@ pub struct Searcher<'a> {
     /// The kNN plan of the last candidate count, reading the model's output.
     plan: Option<KnnPlan>,
     estimator: Estimator,
-    /// Time embedding and kNN apart (two submits per batch instead of one).
-    timed: bool,
-    timings: Timings,
+}
+
+/// A row to re-rank, with the estimate of the model that found it.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    row: usize,
+    estimate: f32,
 }
 
 impl<'a> Searcher<'a> {
@@ -106,21 +121,35 @@ impl<'a> Searcher<'a> {
     /// [`Searcher::new`] for batches of up to `batch` queries (clamped to what the
     /// device holds).
     pub fn with_batch(gpu: &'a Gpu, index: &'a Index, model: &Model, batch: usize) -> Result<Self> {
-        index.check_model(model)?;
-        let database = index.upload(gpu)?;
-        // Any kNN plan must take a whole batch of the model's output.
-        let batch = batch.clamp(1, knn::max_batch(gpu, database.query_words(), MAX_K));
         Ok(Searcher {
             gpu,
-            index,
-            embedder: Embedder::with_batch(gpu, model, batch)?,
-            knn: Knn::new(gpu),
-            database,
-            plan: None,
-            estimator: index.estimator(),
+            primary: Source::new(gpu, index, model, batch)?,
+            also: None,
             timed: false,
             timings: Timings::default(),
         })
+    }
+
+    /// Also take candidates from `index`, the same strings in the same order embedded by
+    /// `model` (for example CGK beside a learned model): each query then gets C / 2
+    /// candidates from the first index and C - C / 2 from this one, re-ranked together.
+    /// A hit's estimate is that of the model that found it (the first's when both did).
+    pub fn also(mut self, index: &'a Index, model: &Model) -> Result<Self> {
+        let first = self.primary.index;
+        let same = index.len() == first.len()
+            && (0..index.len()).all(|i| index.string(i) == first.string(i));
+        if !same {
+            bail!(
+                "{} and {} do not hold the same strings in the same order: candidates from \
+                 both can only be joined for one corpus embedded twice",
+                first.path().display(),
+                index.path().display()
+            );
+        }
+        let batch = self.primary.embedder.batch();
+        let source = Source::new(self.gpu, index, model, batch)?;
+        self.also = Some(source);
+        Ok(self)
     }
 
     /// Measure embedding and kNN separately from now on (see [`Searcher::timings`]).
@@ -143,7 +172,8 @@ impl<'a> Searcher<'a> {
         check_options(opts)?;
         require_ascii(queries, |i| format!("query {}", i + 1))?;
         let queries: Vec<&[u8]> = queries.iter().map(AsRef::as_ref).collect();
-        let n = self.index.len();
+        let index = self.primary.index;
+        let n = index.len();
         if queries.is_empty() {
             return Ok(Vec::new());
         }
@@ -157,31 +187,84 @@ impl<'a> Searcher<'a> {
                 opts.candidates
             );
         }
+        // Each source's share of the candidates; with every row a candidate, the first
+        // index alone is exhaustive.
+        let exhaustive = opts.candidates >= n;
+        let shares = match &self.also {
+            Some(_) if !exhaustive => {
+                vec![opts.candidates / 2, opts.candidates - opts.candidates / 2]
+            }
+            _ => vec![opts.candidates],
+        };
+        // Whether a list may leave rows out (then a threshold search may be capped).
+        let cut = shares.iter().any(|&c| c < n);
         let mut answers = Vec::with_capacity(queries.len());
-        for chunk in queries.chunks(self.embedder.batch()) {
-            let found = self.candidates(chunk, opts.candidates)?;
+        for chunk in queries.chunks(self.primary.embedder.batch()) {
+            let mut found = vec![Vec::new(); chunk.len()];
+            let sources = std::iter::once(&mut self.primary).chain(self.also.as_mut());
+            for (source, &share) in sources.zip(&shares) {
+                let lists =
+                    source.candidates(self.gpu, chunk, share, self.timed, &mut self.timings)?;
+                for (all, list) in found.iter_mut().zip(lists) {
+                    merge(all, list);
+                }
+            }
             let start = Instant::now();
-            let (index, estimator) = (self.index, &self.estimator);
             answers.par_extend(
                 chunk
                     .par_iter()
                     .zip(found)
-                    .map(|(query, found)| answer(index, estimator, query, &found, opts)),
+                    .map(|(query, found)| answer(index, query, &found, cut, opts)),
             );
             self.timings.rerank += start.elapsed();
         }
         Ok(answers)
     }
+}
 
-    /// The `candidates` nearest rows of each query by embedding distance.
-    fn candidates(&mut self, queries: &[&[u8]], candidates: usize) -> Result<Vec<Vec<Neighbor>>> {
-        let gpu = self.gpu;
+/// Append the rows of `list` that `all` does not hold yet.
+fn merge(all: &mut Vec<Candidate>, list: Vec<Candidate>) {
+    if all.is_empty() {
+        *all = list;
+        return;
+    }
+    let seen: std::collections::HashSet<usize> = all.iter().map(|c| c.row).collect();
+    all.extend(list.into_iter().filter(|c| !seen.contains(&c.row)));
+}
+
+impl<'a> Source<'a> {
+    fn new(gpu: &'a Gpu, index: &'a Index, model: &Model, batch: usize) -> Result<Self> {
+        index.check_model(model)?;
+        let database = index.upload(gpu)?;
+        // Any kNN plan must take a whole batch of the model's output.
+        let batch = batch.clamp(1, knn::max_batch(gpu, database.query_words(), MAX_K));
+        Ok(Source {
+            index,
+            embedder: Embedder::with_batch(gpu, model, batch)?,
+            knn: Knn::new(gpu),
+            database,
+            plan: None,
+            estimator: index.estimator(),
+        })
+    }
+
+    /// The `candidates` nearest rows of each query by embedding distance, nearest
+    /// first, with their estimates.
+    fn candidates(
+        &mut self,
+        gpu: &Gpu,
+        queries: &[&[u8]],
+        candidates: usize,
+        timed: bool,
+        timings: &mut Timings,
+    ) -> Result<Vec<Vec<Candidate>>> {
         let start = Instant::now();
         if candidates > MAX_GPU_CANDIDATES {
             // More candidates than the GPU search keeps, covering every row: rank them all.
             let embeddings = self.embedder.embed(queries)?;
-            self.timings.embed += start.elapsed();
-            return Ok(rank_all(self.index, self.estimator.metric, &embeddings));
+            timings.embed += start.elapsed();
+            let found = rank_all(self.index, self.estimator.metric, &embeddings);
+            return Ok(self.with_estimates(found));
         }
         if self.plan.as_ref().is_none_or(|plan| plan.k() != candidates) {
             let capacity = self.embedder.batch();
@@ -192,7 +275,7 @@ impl<'a> Searcher<'a> {
         let plan = self.plan.as_ref().unwrap();
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         let batch = self.embedder.record(&mut encoder, queries)?;
-        if self.timed {
+        if timed {
             gpu.queue.submit([encoder.finish()]);
             gpu.wait()?;
             encoder = gpu.device.create_command_encoder(&Default::default());
@@ -212,9 +295,24 @@ impl<'a> Searcher<'a> {
                 String::from_utf8_lossy(queries[i])
             );
         }
-        self.timings.embed += embedded - start;
-        self.timings.knn += embedded.elapsed();
-        Ok(found)
+        timings.embed += embedded - start;
+        timings.knn += embedded.elapsed();
+        Ok(self.with_estimates(found))
+    }
+
+    fn with_estimates(&self, found: Vec<Vec<Neighbor>>) -> Vec<Vec<Candidate>> {
+        let estimator = self.estimator;
+        found
+            .into_iter()
+            .map(|list| {
+                list.into_iter()
+                    .map(|n| Candidate {
+                        row: n.row,
+                        estimate: estimator.estimate(n.distance),
+                    })
+                    .collect()
+            })
+            .collect()
     }
 }
 
@@ -261,22 +359,22 @@ pub fn check_options(opts: &QueryOptions) -> Result<()> {
     Ok(())
 }
 
-/// Re-rank one query's candidates (nearest by embedding first).
+/// Re-rank one query's candidates (nearest by embedding first); `cut`: the candidate
+/// lists may have left rows out.
 fn answer(
     index: &Index,
-    estimator: &Estimator,
     query: &[u8],
-    found: &[Neighbor],
+    found: &[Candidate],
+    cut: bool,
     opts: &QueryOptions,
 ) -> Answer {
-    let estimate = |n: &Neighbor| estimator.estimate(n.distance);
     let capped;
-    let pool: Vec<&Neighbor> = match opts.max_distance {
+    let pool: Vec<&Candidate> = match opts.max_distance {
         Some(d) => {
             let limit = opts.blowup * d as f32;
-            let within: Vec<&Neighbor> = found.iter().filter(|n| estimate(n) <= limit).collect();
+            let within: Vec<&Candidate> = found.iter().filter(|c| c.estimate <= limit).collect();
             // Every candidate passed the filter, so the cap may have cut more that would.
-            capped = within.len() == opts.candidates && within.len() < index.len();
+            capped = cut && within.len() == found.len();
             within
         }
         None => {
@@ -293,10 +391,10 @@ fn answer(
         let hits = pool
             .into_iter()
             .take(take)
-            .map(|n| Hit {
-                id: n.row,
+            .map(|c| Hit {
+                id: c.row,
                 distance: None,
-                estimate: estimate(n),
+                estimate: c.estimate,
             })
             .collect();
         return Answer { hits, capped };
@@ -304,10 +402,10 @@ fn answer(
     let exact = BatchComparator::new(query.iter().copied());
     let mut hits: Vec<Hit> = pool
         .into_iter()
-        .map(|n| Hit {
-            id: n.row,
-            distance: Some(exact.distance(index.string(n.row).iter().copied()) as u32),
-            estimate: estimate(n),
+        .map(|c| Hit {
+            id: c.row,
+            distance: Some(exact.distance(index.string(c.row).iter().copied()) as u32),
+            estimate: c.estimate,
         })
         .collect();
     if let Some(d) = opts.max_distance {
