@@ -19,8 +19,6 @@ use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
 use rapidfuzz::distance::levenshtein::BatchComparator;
 use rayon::prelude::*;
 
-use crate::gpu::Gpu;
-use crate::model::Model;
 use crate::search::index::Index;
 use crate::search::query::{Answer, MAX_GPU_CANDIDATES, QueryOptions, Searcher};
 
@@ -171,14 +169,12 @@ pub struct CandidateRow {
     pub recall_at_k: f64,
 }
 
-/// Answer `queries` with `Searcher::search` for each of `candidates` (one untimed
-/// warm-up first), timing embedding, kNN and re-rank apart, and score each against
-/// `exact`. `report` sees each row as soon as it is measured.
+/// Answer `queries` with `searcher` (over `index`) for each of `candidates` (one
+/// untimed warm-up first), timing embedding, kNN and re-rank apart, and score each
+/// against `exact`. `report` sees each row as soon as it is measured.
 pub fn candidate_sweep(
-    gpu: &Gpu,
+    mut searcher: Searcher,
     index: &Index,
-    model: &Model,
-    also: Option<(&Index, &Model)>,
     queries: &[&[u8]],
     exact: &ExactScan,
     candidates: &[usize],
@@ -206,10 +202,6 @@ pub fn candidate_sweep(
         blowup: crate::search::query::DEFAULT_BLOWUP,
         rerank: true,
     };
-    let mut searcher = Searcher::new(gpu, index, model)?;
-    if let Some((index, model)) = also {
-        searcher = searcher.also(index, model)?;
-    }
     searcher.set_timed(true);
     let mut rows = Vec::new();
     for &c in candidates {

@@ -19,6 +19,7 @@ use crate::gpu::Gpu;
 use crate::model::megashtein::Megashtein;
 use crate::search::index::{Index, short_fingerprint};
 use crate::search::join::JoinOptions;
+use crate::search::query::Searcher;
 use crate::train::trainer::StepOverlap;
 
 #[derive(clap::Subcommand, Debug)]
@@ -638,11 +639,13 @@ fn bench_query(args: &QueryArgs) -> Result<()> {
         exact.queries_per_s, args.candidates
     ));
     let also = super::open_also(args.also.as_deref())?;
+    let mut searcher = Searcher::new(&gpu, &index, &model)?;
+    if let Some((also, model)) = &also {
+        searcher = searcher.also(also, model)?;
+    }
     let rows = candidate_sweep(
-        &gpu,
+        searcher,
         &index,
-        &model,
-        also.as_ref().map(|(index, model)| (index, model)),
         &queries,
         &exact,
         &args.candidates,
