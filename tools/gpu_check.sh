@@ -24,6 +24,8 @@
 #               exact length-pruned join on all cores: time, recall, groups)
 #   bench_query `bench query --json` on that index and those pairs (plus the rapidfuzz
 #               peer where $PYTHON has rapidfuzz and numpy)
+#   bench_query_cgk  the same base embedded by models/cgk.safetensors: `bench query
+#               --json` on that index, then on the learned index `--also` it (two lines)
 # and writes OUTDIR/summary.txt: every step's exit code, wall time and time limit.
 #
 # Environment:
@@ -54,6 +56,7 @@
 #   per-kernel profiles of a forward pass and a training step ~20 s;
 #   query_prep ~20 s (generation ~3 s, embedding 200,000 strings); bench query ~30 s
 #     (exact scan 1,000 x 200,000 on 16 cores ~3 s, 7 candidate counts).
+#   bench_query_cgk ~40 s (CGK embedding ~1 s, two sweeps like bench query).
 #   Total ~5 min; the budget (470 s) stops it before 8 min whatever happens.
 #
 # On the device machine (`run` tool), from a session on this repository:
@@ -251,6 +254,7 @@ plan profile_embed 40 10
 plan profile_train 40 10
 plan query_prep 120 20
 plan bench_query 150 40
+plan bench_query_cgk 150 30
 plan bench_join 120 30
 
 # Seconds `timeout` gives step $1: its cap, cut to what is left of the budget after the
@@ -564,6 +568,25 @@ if [ "$prep_rc" -eq 0 ] && [ -f "$WORK/base.idx" ]; then
     [ "$ext" = txt ] && add_note "text: this binary's bench query has no --json"
 else
     echo "bench_query|-|SKIPPED|0.0|0|bench_query.json|no index: query_prep failed or was skipped" >>"$SUMMARY_ROWS"
+fi
+# The training-free CGK model on the same base: its own index, then beside the learned
+# one (`--also`); one JSON line each.
+query_cgk() {
+    "$BIN" embed --model models/cgk.safetensors --input "$WORK/base.txt" \
+        --output "$WORK/base-cgk.idx" >&2 || return
+    "$BIN" bench query --json --index "$WORK/base-cgk.idx" --pairs "$WORK/pairs.tsv" \
+        --queries "$QUERY_PAIRS" -C "$QUERY_C" || return
+    "$BIN" bench query --json --index "$WORK/base.idx" --also "$WORK/base-cgk.idx" \
+        --pairs "$WORK/pairs.tsv" --queries "$QUERY_PAIRS" -C "$QUERY_C"
+}
+if [ "$prep_rc" -eq 0 ] && [ -f "$WORK/base.idx" ] && [ -f models/cgk.safetensors ] &&
+    "$BIN" make-cgk --help >/dev/null 2>&1; then
+    export -f query_cgk
+    export QUERY_C
+    step bench_query_cgk bench_query_cgk.json bash -c query_cgk
+    add_note "$(json_note bench_query_cgk.json)"
+else
+    echo "bench_query_cgk|-|SKIPPED|0.0|0|bench_query_cgk.json|no index, no models/cgk.safetensors or a binary without CGK" >>"$SUMMARY_ROWS"
 fi
 if [ "$prep_rc" -eq 0 ] && [ -f "$WORK/base.idx" ]; then
     step bench_join bench_join.json "$BIN" bench join --json --index "$WORK/base.idx" \

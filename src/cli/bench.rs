@@ -667,6 +667,7 @@ fn bench_query(args: &QueryArgs) -> Result<()> {
         let report = serde_json::json!({
             "device": gpu.describe(),
             "index": args.index.display().to_string(),
+            "also": args.also.as_ref().map(|p| p.display().to_string()),
             "rows": index.len(),
             "precision": index.precision().name(),
             "model": model.source(),
@@ -694,6 +695,9 @@ fn bench_query(args: &QueryArgs) -> Result<()> {
         args.pairs.display(),
         args.seed
     );
+    if let Some(path) = &args.also {
+        println!("also: candidates from {} (C / 2 from each)", path.display());
+    }
     println!(
         "exact scan (rapidfuzz crate, {} threads): {:.3} s, {:.0} queries/s, {:.3e} pairs/s",
         exact.threads, exact.seconds, exact.queries_per_s, exact.pairs_per_s
