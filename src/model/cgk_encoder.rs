@@ -1,7 +1,7 @@
 //! A CGK model on a device: its hash bits uploaded once, buffers for batches of up to
 //! `capacity` strings, and the encode pass ([`crate::ops::cgk`]) that fills a
 //! `[batch, width / 4]` u32 buffer of codes, which the Hamming kNN reads in place.
-use anyhow::{Result, bail};
+use anyhow::Result;
 
 use super::cgk::Cgk;
 use super::params::MAX_LEN;
@@ -76,12 +76,7 @@ impl CgkEncoder {
         texts: &[&[u8]],
     ) -> Result<usize> {
         let batch = texts.len();
-        if batch > self.capacity {
-            bail!(
-                "batch of {batch} exceeds this model's capacity of {}",
-                self.capacity
-            );
-        }
+        super::check_capacity(batch, self.capacity)?;
         if batch == 0 {
             return Ok(0);
         }

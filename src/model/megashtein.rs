@@ -329,12 +329,7 @@ impl Megashtein {
             );
         }
         let batch = tokens.len() / MAX_LEN;
-        if batch > self.capacity {
-            bail!(
-                "batch of {batch} exceeds this model's capacity of {}",
-                self.capacity
-            );
-        }
+        super::check_capacity(batch, self.capacity)?;
         if batch == 0 {
             return Ok(0);
         }

@@ -290,6 +290,14 @@ pub fn released() -> Result<Model> {
     ))
 }
 
+/// An error when a batch of `batch` strings exceeds a model's `capacity`.
+fn check_capacity(batch: usize, capacity: usize) -> Result<()> {
+    if batch > capacity {
+        anyhow::bail!("batch of {batch} exceeds this model's capacity of {capacity}");
+    }
+    Ok(())
+}
+
 fn not_a_network(source: &str) -> anyhow::Error {
     anyhow::anyhow!(
         "{source} is a {} model (training-free CGK), not a {} network",
