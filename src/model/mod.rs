@@ -100,15 +100,9 @@ impl Estimator {
         self.scale * (distance / self.divisor).powf(self.exponent)
     }
 
-    /// The estimate for two embeddings, computed in f64.
+    /// The estimate for two embeddings.
     pub fn between(&self, a: &[f32], b: &[f32]) -> f32 {
-        let d = self.metric.distance(a, b);
-        let d = if self.divisor == 1.0 && self.exponent == 1.0 {
-            d
-        } else {
-            (d / f64::from(self.divisor)).powf(f64::from(self.exponent))
-        };
-        (f64::from(self.scale) * d) as f32
+        self.estimate(self.metric.distance(a, b) as f32)
     }
 }
 

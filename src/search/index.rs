@@ -697,12 +697,6 @@ impl IndexWriter {
         distance_scale: f32,
         precision: Precision,
     ) -> Result<IndexWriter> {
-        if !(distance_scale.is_finite() && distance_scale > 0.0) {
-            bail!(
-                "cannot create index {}: distance scale {distance_scale} is not a positive number",
-                path.display()
-            );
-        }
         let format = RowFormat::megashtein(distance_scale, precision);
         IndexWriter::with_format(path, fingerprint, format)
     }

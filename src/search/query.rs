@@ -12,7 +12,7 @@ use super::index::Index;
 use crate::embed::{DEFAULT_BATCH, Embedder};
 use crate::gpu::Gpu;
 use crate::input::require_ascii;
-use crate::model::{Estimator, Metric, Model};
+use crate::model::{Estimator, Model};
 use crate::ops::knn::{self, Database, Knn, KnnPlan, MAX_K, Neighbor};
 
 /// Default `--candidates`, by CONTRACTS.md's rule: the smallest C of the grid 10, 20,
@@ -263,7 +263,7 @@ impl<'a> Source<'a> {
             // More candidates than the GPU search keeps, covering every row: rank them all.
             let embeddings = self.embedder.embed(queries)?;
             timings.embed += start.elapsed();
-            let found = rank_all(self.index, self.estimator.metric, &embeddings);
+            let found = rank_all(self.index, &embeddings);
             return Ok(self.with_estimates(found));
         }
         if self.plan.as_ref().is_none_or(|plan| plan.k() != candidates) {
@@ -318,20 +318,13 @@ impl<'a> Source<'a> {
 
 /// Every row of `index` for each query embedding, nearest first (ties by row), on CPU
 /// threads: the exhaustive search behind `--candidates` >= the index size.
-fn rank_all(index: &Index, metric: Metric, embeddings: &[f32]) -> Vec<Vec<Neighbor>> {
-    let all = index.embeddings_f32();
-    let dim = index.dim();
+fn rank_all(index: &Index, embeddings: &[f32]) -> Vec<Vec<Neighbor>> {
     embeddings
-        .par_chunks(dim)
+        .par_chunks(index.dim())
         .map(|q| {
-            let mut rows: Vec<Neighbor> = all
-                .chunks_exact(dim)
-                .enumerate()
-                .map(|(row, x)| Neighbor {
-                    distance: match metric {
-                        Metric::SquaredEuclidean => squared_distance(q, x),
-                        Metric::Hamming => q.iter().zip(x).filter(|(a, b)| a != b).count() as f32,
-                    },
+            let mut rows: Vec<Neighbor> = (0..index.len())
+                .map(|row| Neighbor {
+                    distance: index.distance(row, q),
                     row,
                 })
                 .collect();
@@ -421,10 +414,6 @@ fn answer(
         hits.truncate(opts.k);
     }
     Answer { hits, capped }
-}
-
-fn squared_distance(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
 }
 
 /// Largest `--candidates` the GPU search takes; larger values are allowed only when they
