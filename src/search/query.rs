@@ -12,7 +12,7 @@ use super::index::Index;
 use crate::embed::{DEFAULT_BATCH, Embedder};
 use crate::gpu::Gpu;
 use crate::input::require_ascii;
-use crate::model::{Estimator, Model};
+use crate::model::Model;
 use crate::ops::knn::{self, Database, Knn, KnnPlan, MAX_K, Neighbor};
 
 /// Default `--candidates`, by CONTRACTS.md's rule: the smallest C of the grid 10, 20,
@@ -101,7 +101,6 @@ struct Source<'a> {
     database: Database,
     /// The kNN plan of the last candidate count, reading the model's output.
     plan: Option<KnnPlan>,
-    estimator: Estimator,
 }
 
 /// A row to re-rank, with the estimate of the model that found it.
@@ -199,7 +198,14 @@ impl<'a> Searcher<'a> {
         // Whether a list may leave rows out (then a threshold search may be capped).
         let cut = shares.iter().any(|&c| c < n);
         let mut answers = Vec::with_capacity(queries.len());
-        for chunk in queries.chunks(self.primary.embedder.batch()) {
+        // A batch must fit every source's model and kNN plan.
+        let batch = self
+            .also
+            .iter()
+            .fold(self.primary.embedder.batch(), |b, source| {
+                b.min(source.embedder.batch())
+            });
+        for chunk in queries.chunks(batch) {
             let mut found = vec![Vec::new(); chunk.len()];
             let sources = std::iter::once(&mut self.primary).chain(self.also.as_mut());
             for (source, &share) in sources.zip(&shares) {
@@ -244,7 +250,6 @@ impl<'a> Source<'a> {
             knn: Knn::new(gpu),
             database,
             plan: None,
-            estimator: index.estimator(),
         })
     }
 
@@ -301,7 +306,7 @@ impl<'a> Source<'a> {
     }
 
     fn with_estimates(&self, found: Vec<Vec<Neighbor>>) -> Vec<Vec<Candidate>> {
-        let estimator = self.estimator;
+        let estimator = self.index.estimator();
         found
             .into_iter()
             .map(|list| {
