@@ -7,8 +7,9 @@ use std::io::BufRead;
 use anyhow::{Result, bail};
 
 use crate::gpu::{Gpu, Pending};
-use crate::input::{Line, LineReader, require_ascii, tokenize_batch};
+use crate::input::{Line, LineReader, require_ascii, require_utf8, tokenize_batch};
 use crate::model::cgk_encoder::CgkEncoder;
+use crate::model::cnn_ed_encoder::CnnEdEncoder;
 use crate::model::megashtein::Megashtein;
 use crate::model::params::EMBED_DIM;
 use crate::model::weights::Weights;
@@ -30,6 +31,7 @@ pub struct Embedder<'g> {
 enum Network {
     Megashtein(Box<Megashtein>),
     Cgk(Box<CgkEncoder>),
+    CnnEd(Box<CnnEdEncoder>),
 }
 
 impl<'g> Embedder<'g> {
@@ -65,6 +67,12 @@ impl<'g> Embedder<'g> {
                 tokens: Vec::new(),
                 estimator: cgk.estimator(),
             }),
+            Architecture::CnnEd(cnn_ed) => Ok(Embedder {
+                gpu,
+                network: Network::CnnEd(Box::new(CnnEdEncoder::new(gpu, cnn_ed, batch)?)),
+                tokens: Vec::new(),
+                estimator: cnn_ed.estimator(),
+            }),
         }
     }
 
@@ -73,6 +81,7 @@ impl<'g> Embedder<'g> {
         match &self.network {
             Network::Megashtein(model) => model.capacity(),
             Network::Cgk(encoder) => encoder.capacity(),
+            Network::CnnEd(encoder) => encoder.capacity(),
         }
     }
 
@@ -81,6 +90,7 @@ impl<'g> Embedder<'g> {
         match &self.network {
             Network::Megashtein(_) => EMBED_DIM,
             Network::Cgk(encoder) => encoder.width(),
+            Network::CnnEd(encoder) => encoder.dim(),
         }
     }
 
@@ -89,7 +99,11 @@ impl<'g> Embedder<'g> {
     /// batch is tokenized and submitted before the previous one is read back, so the
     /// device never waits for the CPU between batches.
     pub fn embed<T: AsRef<[u8]>>(&mut self, texts: &[T]) -> Result<Vec<f32>> {
-        require_ascii(texts, |i| format!("string {}", i + 1))?;
+        if let Network::CnnEd(_) = self.network {
+            require_utf8(texts, |i| format!("string {}", i + 1))?;
+        } else {
+            require_ascii(texts, |i| format!("string {}", i + 1))?;
+        }
         let mut out = Vec::with_capacity(texts.len() * self.dim());
         let mut in_flight = None;
         for chunk in texts.chunks(self.batch()) {
@@ -147,6 +161,7 @@ impl<'g> Embedder<'g> {
                 model.record(self.gpu, encoder, &self.tokens)
             }
             Network::Cgk(cgk) => cgk.record(self.gpu, encoder, texts),
+            Network::CnnEd(cnn_ed) => cnn_ed.record(self.gpu, encoder, texts),
         }
     }
 
@@ -155,6 +170,7 @@ impl<'g> Embedder<'g> {
         match &self.network {
             Network::Megashtein(model) => model.output(),
             Network::Cgk(encoder) => encoder.output(),
+            Network::CnnEd(encoder) => encoder.output(),
         }
     }
 
@@ -166,6 +182,7 @@ impl<'g> Embedder<'g> {
                 model.submit(self.gpu, &self.tokens)
             }
             Network::Cgk(encoder) => encoder.submit(self.gpu, texts),
+            Network::CnnEd(encoder) => encoder.submit(self.gpu, texts),
         }
     }
 
@@ -177,6 +194,7 @@ impl<'g> Embedder<'g> {
                 .into_iter()
                 .map(f32::from)
                 .collect()),
+            Network::CnnEd(encoder) => encoder.collect(self.gpu, pending),
         }
     }
 

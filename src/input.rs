@@ -46,6 +46,32 @@ pub enum NonAscii {
     /// Replace each non-ASCII character with `?` (a multi-byte UTF-8 character becomes
     /// one `?`; each byte that is not valid UTF-8 becomes one `?`).
     Replace,
+    /// Accept any valid UTF-8 and stop at invalid UTF-8: the rule of models that read any
+    /// alphabet (CNN-ED), chosen by the model rather than by a flag.
+    #[cfg_attr(feature = "cli", value(skip))]
+    Utf8,
+}
+
+impl NonAscii {
+    /// The rule for `model`: [`NonAscii::Utf8`] for a model that reads any alphabet,
+    /// else `self`.
+    pub fn for_model(self, model: &crate::model::Model) -> NonAscii {
+        if model.reads_unicode() {
+            NonAscii::Utf8
+        } else {
+            self
+        }
+    }
+
+    /// What to tell a user whose line broke this rule.
+    fn hint(self) -> &'static str {
+        match self {
+            NonAscii::Utf8 => "this model reads any UTF-8; fix or drop the line",
+            _ => {
+                "use --non-ascii skip|replace to skip such lines or replace the characters with '?'"
+            }
+        }
+    }
 }
 
 /// One accepted input line.
@@ -79,14 +105,16 @@ pub struct InputStats {
 
 impl InputStats {
     /// Counts one accepted line (after non-ASCII handling).
-    pub fn record_line(&mut self, number: u64, text: &[u8], replaced: bool) {
+    /// Under [`NonAscii::Utf8`] nothing is counted as cut: such a model cuts at its own
+    /// length, not at [`MAX_LEN`].
+    pub fn record_line(&mut self, number: u64, text: &[u8], replaced: bool, mode: NonAscii) {
         self.read += 1;
         self.lines += 1;
         if replaced {
             self.replaced += 1;
             self.first_replaced.get_or_insert(number);
         }
-        if text.len() > MAX_LEN {
+        if text.len() > MAX_LEN && mode != NonAscii::Utf8 {
             self.cut += 1;
             self.first_cut.get_or_insert(number);
         }
@@ -174,11 +202,11 @@ pub enum Checked {
     Skipped,
 }
 
-/// Why a line was refused under [`NonAscii::Error`]: the first non-ASCII byte.
+/// Why a line was refused under [`NonAscii::Error`] (the first non-ASCII character) or
+/// [`NonAscii::Utf8`] (the first byte that is not valid UTF-8).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NonAsciiFound {
-    /// 1-based character column (all characters before it are ASCII, so this is also
-    /// the byte column).
+    /// 1-based character column.
     pub column: usize,
     /// The offending bytes: one valid UTF-8 character, or a single invalid byte.
     pub bytes: Vec<u8>,
@@ -253,6 +281,19 @@ pub fn check_text(text: Vec<u8>, mode: NonAscii) -> std::result::Result<Checked,
     }
     match mode {
         NonAscii::Error => Err(find_non_ascii(&text).expect("text is not ASCII")),
+        NonAscii::Utf8 => match std::str::from_utf8(&text) {
+            Ok(_) => Ok(Checked::Accepted {
+                text,
+                replaced: false,
+            }),
+            Err(e) => {
+                let valid = &text[..e.valid_up_to()];
+                Err(NonAsciiFound {
+                    column: String::from_utf8_lossy(valid).chars().count() + 1,
+                    bytes: vec![text[e.valid_up_to()]],
+                })
+            }
+        },
         NonAscii::Skip => Ok(Checked::Skipped),
         NonAscii::Replace => {
             let (text, replaced) = replace_non_ascii(&text);
@@ -278,8 +319,21 @@ pub fn require_ascii<T: AsRef<[u8]>>(texts: &[T], label: impl Fn(usize) -> Strin
     Ok(())
 }
 
-const NON_ASCII_HINT: &str =
-    "use --non-ascii skip|replace to skip such lines or replace the characters with '?'";
+/// An error unless every one of `texts` is valid UTF-8 (what a model that reads any
+/// alphabet, CNN-ED, takes), naming the first that is not by `label` of its position.
+pub fn require_utf8<T: AsRef<[u8]>>(texts: &[T], label: impl Fn(usize) -> String) -> Result<()> {
+    for (i, text) in texts.iter().enumerate() {
+        if let Err(e) = std::str::from_utf8(text.as_ref()) {
+            bail!(
+                "{} {:?}: not valid UTF-8 (byte {} of the string)",
+                label(i),
+                String::from_utf8_lossy(text.as_ref()),
+                e.valid_up_to() + 1
+            );
+        }
+    }
+    Ok(())
+}
 
 /// Checks one query given on the command line with the same rules as an input line.
 /// `label` names it in the error (e.g. `query 2`). `Ok(None)`: skipped
@@ -290,8 +344,9 @@ pub fn check_query(text: &[u8], label: &str, mode: NonAscii) -> Result<Option<Ve
         Ok(Checked::Accepted { text, .. }) => Ok(Some(text)),
         Ok(Checked::Skipped) => Ok(None),
         Err(found) => Err(anyhow!(
-            "{label} {:?}: {found}; {NON_ASCII_HINT}",
-            String::from_utf8_lossy(text)
+            "{label} {:?}: {found}; {}",
+            String::from_utf8_lossy(text),
+            mode.hint()
         )),
     }
 }
@@ -425,7 +480,8 @@ impl<R: BufRead> LineReader<R> {
             let text = std::mem::take(&mut self.buf);
             match check_text(text, self.mode) {
                 Ok(Checked::Accepted { text, replaced }) => {
-                    self.stats.record_line(self.number, &text, replaced);
+                    self.stats
+                        .record_line(self.number, &text, replaced, self.mode);
                     return Ok(Some(Line {
                         number: self.number,
                         text,
@@ -435,9 +491,10 @@ impl<R: BufRead> LineReader<R> {
                 Err(found) => {
                     self.done = true;
                     return Err(anyhow!(
-                        "{}:{}: {found}; {NON_ASCII_HINT}",
+                        "{}:{}: {found}; {}",
                         self.name,
-                        self.number
+                        self.number,
+                        self.mode.hint()
                     ));
                 }
             }

@@ -81,6 +81,8 @@ pub mod bench;
 #[doc(hidden)]
 pub mod cli;
 #[doc(hidden)]
+pub mod edit_distance;
+#[doc(hidden)]
 pub mod embed;
 #[cfg(feature = "eval")]
 #[doc(hidden)]

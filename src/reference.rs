@@ -532,3 +532,41 @@ pub fn adamw(
         p[i] -= lr / bc1 * m[i] / (v[i].sqrt() / bc2.sqrt() + eps);
     }
 }
+
+/// A CNN-ED network's embedding of `text`, layer by layer as the official code computes
+/// it: one 1-channel one-hot signal per character of the alphabet, `layers` times a
+/// bias-free conv and an average pool, flattened c-major into the linear head.
+pub fn cnn_ed_forward(model: &crate::model::cnn_ed::CnnEd, text: &str) -> Vec<f64> {
+    let shape = model.shape();
+    let (c_count, mut len) = (shape.alphabet, shape.max_len);
+    let mut x = vec![0.0; c_count * len];
+    for (l, id) in model.token_ids(text).enumerate() {
+        if (id as usize) < c_count {
+            x[id as usize * len + l] = 1.0;
+        }
+    }
+    let f64s = |v: &[f32]| v.iter().map(|&w| f64::from(w)).collect::<Vec<f64>>();
+    let mut cin = 1;
+    for layer in 0..shape.layers {
+        let zero_bias = vec![0.0; shape.channels];
+        let y = conv1d(
+            &x,
+            &f64s(model.conv_weight(layer)),
+            &zero_bias,
+            cin,
+            shape.channels,
+            len,
+        );
+        x = avgpool(&y, len);
+        (cin, len) = (shape.channels, len / 2);
+    }
+    let fc = f64s(model.fc_weight());
+    linear(
+        &x,
+        &fc,
+        &f64s(model.fc_bias()),
+        shape.flat(),
+        shape.dim,
+        false,
+    )
+}

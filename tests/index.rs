@@ -375,18 +375,18 @@ fn bad_header_fields_are_refused() {
     let path = dir.path().join("bad.idx");
     let name = path.display().to_string();
 
-    let err = open_err(&path, &patch(&good, 8, &4u32.to_le_bytes()));
+    let err = open_err(&path, &patch(&good, 8, &5u32.to_le_bytes()));
     assert_eq!(
         err,
         format!(
-            "index {name} has format version 4, newer than this megashtein-gpu reads \
-             (version 3); upgrade megashtein-gpu or rebuild the index with it"
+            "index {name} has format version 5, newer than this megashtein-gpu reads \
+             (version 4); upgrade megashtein-gpu or rebuild the index with it"
         )
     );
     let err = open_err(&path, &patch(&good, 8, &0u32.to_le_bytes()));
     assert!(err.contains("corrupt (format version 0"), "{err}");
 
-    let cases: [(usize, Vec<u8>, &str); 14] = [
+    let cases: [(usize, Vec<u8>, &str); 16] = [
         (200, vec![1], "reserved bytes"),
         (172, 64u64.to_le_bytes().to_vec(), "section table"),
         (12, 128u32.to_le_bytes().to_vec(), "header length"),
@@ -394,7 +394,14 @@ fn bad_header_fields_are_refused() {
         (80, 0f32.to_le_bytes().to_vec(), "distance scale"),
         (80, f32::NAN.to_le_bytes().to_vec(), "distance scale"),
         (84, 12u32.to_le_bytes().to_vec(), "precision"),
-        (84, 8u32.to_le_bytes().to_vec(), "section table"),
+        // Codes stated with the float metric of this header.
+        (84, 8u32.to_le_bytes().to_vec(), "codes go with Hamming"),
+        (188, 3u32.to_le_bytes().to_vec(), "metric is not 0, 1 or 2"),
+        (
+            192,
+            f32::INFINITY.to_le_bytes().to_vec(),
+            "offset is not finite",
+        ),
         (180, 0f32.to_le_bytes().to_vec(), "divisor"),
         (184, f32::NAN.to_le_bytes().to_vec(), "exponent"),
         (88, 0u32.to_le_bytes().to_vec(), "dim is 0"),
@@ -700,10 +707,30 @@ fn version_2_files_still_open() {
     let path = dir.path().join("v2.idx");
     std::fs::write(&path, &old).unwrap();
     let v2 = Index::open(&path).unwrap();
-    let v3 = Index::open(&good_path).unwrap();
+    let current = Index::open(&good_path).unwrap();
     assert_eq!(v2.header().version, 2);
-    assert_eq!(v2.estimator(), v3.estimator());
-    assert_eq!(v2.embeddings_f32(), v3.embeddings_f32());
+    assert_eq!(v2.estimator(), current.estimator());
+    assert_eq!(v2.embeddings_f32(), current.embeddings_f32());
     let err = open_err(&path, &patch(&old, 184, &1f32.to_le_bytes()));
+    assert!(err.contains("reserved bytes"), "{err}");
+}
+
+/// Indexes of format version 3 (bytes 188..252 reserved: the metric follows the
+/// precision, no offset) still open; a version 3 header with anything there is corrupt.
+#[test]
+fn version_3_files_still_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (good_path, good) = sample(dir.path());
+    let mut header = IndexHeader::parse(&good).unwrap();
+    header.version = 3;
+    let mut old = good.clone();
+    old[..HEADER_LEN].copy_from_slice(&header.to_bytes());
+    let path = dir.path().join("v3.idx");
+    std::fs::write(&path, &old).unwrap();
+    let v3 = Index::open(&path).unwrap();
+    let current = Index::open(&good_path).unwrap();
+    assert_eq!(v3.header().version, 3);
+    assert_eq!(v3.estimator(), current.estimator());
+    let err = open_err(&path, &patch(&old, 188, &2u32.to_le_bytes()));
     assert!(err.contains("reserved bytes"), "{err}");
 }

@@ -7,7 +7,7 @@ use anyhow::{Result, bail};
 use serde_json::json;
 
 use super::join::SearchArgs;
-use super::table::{OutputArgs, ascii};
+use super::table::{OutputArgs, as_text};
 use crate::embed::Embedder;
 use crate::gpu::Gpu;
 use crate::input::{LineReader, NonAscii};
@@ -96,7 +96,7 @@ pub fn run(args: &Args) -> Result<()> {
                 json!(index.line(row)),
                 json!(cluster),
                 json!(index.line(representative)),
-                json!(ascii(index.string(row))),
+                json!(as_text(index.string(row))),
             ])?;
         }
         Ok(())
@@ -122,7 +122,7 @@ fn open_source(args: &Args, gpu: &Gpu) -> Result<(Index, Option<(Tracked, tempfi
     }
     let input = args.input.as_deref().expect("clap requires a source");
     let model = Model::open_or_builtin(args.model.as_deref())?;
-    let mut reader = LineReader::open(input, args.non_ascii)?;
+    let mut reader = LineReader::open(input, args.non_ascii.for_model(&model))?;
     let dir = tempfile::tempdir()?;
     let tracked = Tracked::new(dir.path());
     let path = dir.path().join("dedup.idx");

@@ -3,11 +3,11 @@
 use std::io::BufRead;
 use std::path::PathBuf;
 
+use crate::edit_distance::Exact;
 use anyhow::{Result, bail};
-use rapidfuzz::distance::levenshtein;
 use serde_json::json;
 
-use super::table::{OutputArgs, ascii, f32_value};
+use super::table::{OutputArgs, as_text, f32_value};
 use crate::embed::{DEFAULT_BATCH, Embedder};
 use crate::input::{NonAscii, check_query, open_input, source_name};
 
@@ -32,19 +32,20 @@ pub struct Args {
 const COLUMNS: &[&str] = &["a", "b", "distance", "estimate"];
 
 pub fn run(args: &Args) -> Result<()> {
+    let model = crate::model::Model::open_or_builtin(args.model.as_deref())?;
+    let mode = NonAscii::Error.for_model(&model);
     // Pairs stream from the file a batch at a time: memory does not grow with it.
     let mut pairs: Box<dyn Iterator<Item = Result<Pair>>> = match &args.pairs {
-        Some(path) => Box::new(read_pairs(path)?),
+        Some(path) => Box::new(read_pairs(path, mode)?),
         None => {
             let check = |i: usize| {
                 let label = format!("string {}", i + 1);
-                check_query(args.strings[i].as_bytes(), &label, NonAscii::Error)
-                    .map(|s| s.expect("NonAscii::Error never skips"))
+                check_query(args.strings[i].as_bytes(), &label, mode)
+                    .map(|s| s.expect("neither rule skips"))
             };
             Box::new(std::iter::once(Ok((check(0)?, check(1)?))))
         }
     };
-    let model = crate::model::Model::open_or_builtin(args.model.as_deref())?;
     let gpu = args.gpu.open()?;
     let mut embedder = Embedder::for_model(&gpu, &model)?;
     args.out.write(COLUMNS, |table| {
@@ -58,10 +59,10 @@ pub fn run(args: &Args) -> Result<()> {
             }
             let estimates = embedder.estimates(&chunk)?;
             for ((a, b), estimate) in chunk.iter().zip(estimates) {
-                let exact = levenshtein::distance(a.iter().copied(), b.iter().copied());
+                let exact = Exact::new(a).distance(b);
                 table.row(&[
-                    json!(ascii(a)),
-                    json!(ascii(b)),
+                    json!(as_text(a)),
+                    json!(as_text(b)),
                     json!(exact),
                     f32_value(estimate),
                 ])?;
@@ -72,9 +73,12 @@ pub fn run(args: &Args) -> Result<()> {
 
 type Pair = (Vec<u8>, Vec<u8>);
 
-/// The pairs of `path`, one per line: two tab-separated ASCII columns; anything else is
-/// an error naming the file and line.
-fn read_pairs(path: &std::path::Path) -> Result<impl Iterator<Item = Result<Pair>>> {
+/// The pairs of `path`, one per line: two tab-separated columns, ASCII (or any UTF-8
+/// under [`NonAscii::Utf8`]); anything else is an error naming the file and line.
+fn read_pairs(
+    path: &std::path::Path,
+    mode: NonAscii,
+) -> Result<impl Iterator<Item = Result<Pair>>> {
     let name = source_name(path);
     let lines = open_input(path)?.split(b'\n').enumerate();
     Ok(lines.map(move |(i, line)| {
@@ -92,7 +96,7 @@ fn read_pairs(path: &std::path::Path) -> Result<impl Iterator<Item = Result<Pair
         }
         let check = |text: &[u8], column: usize| {
             let label = format!("{name} line {number} column {column}");
-            check_query(text, &label, NonAscii::Error).map(|s| s.expect("never skipped"))
+            check_query(text, &label, mode).map(|s| s.expect("never skipped"))
         };
         Ok((check(fields[0], 1)?, check(fields[1], 2)?))
     }))

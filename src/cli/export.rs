@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::table::{escape_tsv, f32_value};
 use crate::io::{NpyWriter, Tracked, write_atomic};
-use crate::model::{Metric, cgk, weights};
+use crate::model::{Metric, cgk, cnn_ed, weights};
 use crate::search::index::Index;
 
 #[derive(clap::Args, Debug)]
@@ -94,6 +94,15 @@ fn write_files(index: &Index, dir: &Path) -> Result<()> {
                 "scale": f32_value(estimator.scale),
                 "divisor": f32_value(estimator.divisor),
                 "exponent": f32_value(estimator.exponent),
+            }),
+        ),
+        Metric::Euclidean => (
+            cnn_ed::ARCH,
+            json!({
+                "metric": Metric::Euclidean.name(),
+                "formula": "estimate = scale * sqrt(sum((a - b)^2)) + offset",
+                "scale": f32_value(estimator.scale),
+                "offset": f32_value(estimator.offset),
             }),
         ),
     };

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::Result;
 use serde_json::json;
 
-use super::table::{OutputArgs, Table, ascii, f32_value};
+use super::table::{OutputArgs, Table, as_text, f32_value};
 use crate::search::index::Index;
 use crate::search::join::{DEFAULT_BLOWUP, DEFAULT_CANDIDATES, JoinOptions, JoinStats, Pair, join};
 
@@ -95,10 +95,10 @@ fn write_pairs(
         table.row(&[
             json!(p.a),
             json!(left.line(p.a)),
-            json!(ascii(left.string(p.a))),
+            json!(as_text(left.string(p.a))),
             json!(p.b),
             json!(right.line(p.b)),
-            json!(ascii(right.string(p.b))),
+            json!(as_text(right.string(p.b))),
             json!(p.distance),
             f32_value(p.estimate),
         ])?;

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 
 use serde_json::json;
 
-use super::table::{Format, Table, ascii, f32_value, is_broken_pipe};
+use super::table::{Format, Table, as_text, f32_value, is_broken_pipe};
 use crate::input::{InputStats, Line, NonAscii, check_query, stream_batches};
 use crate::search::index::Index;
 use crate::search::query::{Answer, DEFAULT_BLOWUP, DEFAULT_CANDIDATES, QueryOptions, Searcher};
@@ -87,6 +87,7 @@ pub fn run(args: &Args) -> Result<()> {
         searcher = searcher.also(also, model)?;
     }
     searcher.set_timed(args.timings);
+    let non_ascii = args.non_ascii.for_model(&model);
     let startup = started.elapsed();
     let stdout = std::io::stdout();
     let mut out = Output::new(BufWriter::new(stdout.lock()), args.format)?;
@@ -107,10 +108,8 @@ pub fn run(args: &Args) -> Result<()> {
         let mut lines = Vec::new();
         for (i, q) in args.queries.iter().enumerate() {
             let number = i as u64 + 1;
-            if let Some(text) =
-                check_query(q.as_bytes(), &format!("query {number}"), args.non_ascii)?
-            {
-                stats.record_line(number, &text, false);
+            if let Some(text) = check_query(q.as_bytes(), &format!("query {number}"), non_ascii)? {
+                stats.record_line(number, &text, false, non_ascii);
                 lines.push(Line { number, text });
             } else {
                 stats.record_skipped(number);
@@ -122,7 +121,7 @@ pub fn run(args: &Args) -> Result<()> {
             .queries_file
             .clone()
             .unwrap_or_else(|| PathBuf::from("-"));
-        stream_batches(&path, args.non_ascii, args.batch, |lines| {
+        stream_batches(&path, non_ascii, args.batch, |lines| {
             answer_batch(lines, &mut out)?;
             out.flush()
         })
@@ -184,7 +183,7 @@ fn write_answer(
                     json!(hit.distance),
                     f32_value(hit.estimate),
                     json!(hit.id),
-                    json!(ascii(index.string(hit.id))),
+                    json!(as_text(index.string(hit.id))),
                 ])?;
             }
         }
@@ -198,13 +197,13 @@ fn write_answer(
                         "rank": rank + 1,
                         "id": hit.id,
                         "line": index.line(hit.id),
-                        "string": ascii(index.string(hit.id)),
+                        "string": as_text(index.string(hit.id)),
                         "distance": hit.distance,
                         "estimate": f32_value(hit.estimate),
                     })
                 })
                 .collect();
-            let object = json!({ "query": ascii(&query.text), "hits": hits });
+            let object = json!({ "query": as_text(&query.text), "hits": hits });
             serde_json::to_writer(&mut *out, &object).context("cannot write output")?;
             writeln!(out)?;
         }

@@ -134,13 +134,13 @@ fn join_fields(values: &[Value], separator: char, text: impl Fn(&str) -> String)
 /// TSV escapes: backslash, tab and newline (and carriage return) as `\\`, `\t`, `\n`, `\r`.
 pub fn escape_tsv(text: &[u8]) -> String {
     let mut s = String::with_capacity(text.len());
-    for &c in text {
+    for c in String::from_utf8_lossy(text).chars() {
         match c {
-            b'\\' => s.push_str("\\\\"),
-            b'\t' => s.push_str("\\t"),
-            b'\n' => s.push_str("\\n"),
-            b'\r' => s.push_str("\\r"),
-            _ => s.push(char::from(c)),
+            '\\' => s.push_str("\\\\"),
+            '\t' => s.push_str("\\t"),
+            '\n' => s.push_str("\\n"),
+            '\r' => s.push_str("\\r"),
+            _ => s.push(c),
         }
     }
     s
@@ -168,9 +168,10 @@ pub fn f32_value(x: f32) -> Value {
         .map_or(Value::Null, Value::Number)
 }
 
-/// Index strings and queries are ASCII by construction.
-pub fn ascii(bytes: &[u8]) -> String {
-    bytes.iter().map(|&c| char::from(c)).collect()
+/// Index strings and queries are ASCII, or UTF-8 for models that read any alphabet
+/// (CNN-ED), by construction.
+pub fn as_text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 //! turns an embedding distance into an edit-distance estimate.
 pub mod cgk;
 pub mod cgk_encoder;
+pub mod cnn_ed;
+pub mod cnn_ed_encoder;
 pub mod megashtein;
 pub mod params;
 #[cfg(feature = "pth")]
@@ -16,6 +18,7 @@ use anyhow::Result;
 use sha2::{Digest, Sha256};
 
 use cgk::Cgk;
+use cnn_ed::CnnEd;
 use weights::Weights;
 
 /// The shipped default model (`models/default.safetensors`), built into the binary so
@@ -38,13 +41,17 @@ pub enum Metric {
     SquaredEuclidean,
     /// Hamming distance: the number of places that differ (CGK codes, one symbol each).
     Hamming,
+    /// Euclidean distance of float vectors (CNN-ED; ranked by its square).
+    Euclidean,
 }
 
 impl Metric {
-    /// The distance of `a` and `b`, summed in order in f64.
+    /// The distance search ranks `a` and `b` by, summed in order in f64: the squared
+    /// distance for both float metrics (it orders like the Euclidean one), the count of
+    /// differing places for codes. [`Estimator::estimate`] reads it.
     pub fn distance(self, a: &[f32], b: &[f32]) -> f64 {
         match self {
-            Metric::SquaredEuclidean => crate::stats::squared_distance(a, b),
+            Metric::SquaredEuclidean | Metric::Euclidean => crate::stats::squared_distance(a, b),
             Metric::Hamming => a.iter().zip(b).filter(|(x, y)| x != y).count() as f64,
         }
     }
@@ -54,13 +61,14 @@ impl Metric {
         match self {
             Metric::SquaredEuclidean => "squared_euclidean",
             Metric::Hamming => "hamming",
+            Metric::Euclidean => "euclidean",
         }
     }
 }
 
-/// How a model turns the distance of two embeddings (squared Euclidean, or Hamming for
-/// CGK codes) into an estimate of their edit distance:
-/// `scale * (distance / divisor)^exponent`.
+/// How a model turns the distance of two embeddings (squared Euclidean, Hamming for CGK
+/// codes, Euclidean for CNN-ED) into an estimate of their edit distance:
+/// `scale * (distance / divisor)^exponent + offset`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Estimator {
     pub metric: Metric,
@@ -68,6 +76,8 @@ pub struct Estimator {
     /// CGK's repetitions: the Hamming distance per repetition is what the curve reads.
     pub divisor: f32,
     pub exponent: f32,
+    /// CNN-ED's fitted line has an intercept.
+    pub offset: f32,
 }
 
 impl Estimator {
@@ -78,6 +88,7 @@ impl Estimator {
             scale,
             divisor: 1.0,
             exponent: 1.0,
+            offset: 0.0,
         }
     }
 
@@ -88,16 +99,39 @@ impl Estimator {
             scale: coefficient,
             divisor: reps as f32,
             exponent,
+            offset: 0.0,
         }
     }
 
-    /// The edit-distance estimate of an embedding distance.
-    pub fn estimate(&self, distance: f32) -> f32 {
-        if self.divisor == 1.0 && self.exponent == 1.0 {
-            // Bit for bit the megashtein estimate s * d.
-            return self.scale * distance;
+    /// CNN-ED: `slope * euclidean distance + intercept`.
+    pub fn euclidean(slope: f32, intercept: f32) -> Estimator {
+        Estimator {
+            metric: Metric::Euclidean,
+            scale: slope,
+            divisor: 1.0,
+            exponent: 1.0,
+            offset: intercept,
         }
-        self.scale * (distance / self.divisor).powf(self.exponent)
+    }
+
+    /// The edit-distance estimate of an embedding distance as search ranks it
+    /// ([`Metric::distance`]: squared for the Euclidean metric, whose root it takes).
+    pub fn estimate(&self, distance: f32) -> f32 {
+        let distance = match self.metric {
+            Metric::Euclidean => distance.max(0.0).sqrt(),
+            _ => distance,
+        };
+        let estimate = if self.divisor == 1.0 && self.exponent == 1.0 {
+            // Bit for bit the megashtein estimate s * d.
+            self.scale * distance
+        } else {
+            self.scale * (distance / self.divisor).powf(self.exponent)
+        };
+        if self.offset == 0.0 {
+            return estimate;
+        }
+        // A fitted line can cross zero; an edit distance cannot.
+        (estimate + self.offset).max(0.0)
     }
 
     /// The estimate for two embeddings.
@@ -113,6 +147,8 @@ pub enum Architecture {
     Megashtein(Weights),
     /// The CGK walk ([`cgk::ARCH`]): byte codes, Hamming distance.
     Cgk(Cgk),
+    /// CNN-ED ([`cnn_ed::ARCH`]): any alphabet, long strings, Euclidean distance.
+    CnnEd(Box<CnnEd>),
 }
 
 /// A model file, loaded and checked: its architecture, its fingerprint (what an index
@@ -162,10 +198,12 @@ impl Model {
     /// A model from the bytes of a model file; `source` names it in messages.
     pub fn from_bytes(bytes: Vec<u8>, source: impl Into<String>) -> Result<Model> {
         let source = source.into();
-        let arch = if file_arch(&bytes).as_deref() == Some(cgk::ARCH) {
-            Architecture::Cgk(Cgk::from_safetensors(&bytes, &source)?)
-        } else {
-            Architecture::Megashtein(Weights::from_safetensors(&bytes, &source)?)
+        let arch = match file_arch(&bytes).as_deref() {
+            Some(cgk::ARCH) => Architecture::Cgk(Cgk::from_safetensors(&bytes, &source)?),
+            Some(cnn_ed::ARCH) => {
+                Architecture::CnnEd(Box::new(CnnEd::from_safetensors(&bytes, &source)?))
+            }
+            _ => Architecture::Megashtein(Weights::from_safetensors(&bytes, &source)?),
         };
         Ok(Model {
             arch,
@@ -209,25 +247,37 @@ impl Model {
         })
     }
 
+    /// A CNN-ED model; its fingerprint is that of its model file.
+    pub fn from_cnn_ed(model: CnnEd, source: impl Into<String>) -> Result<Model> {
+        let bytes = model.to_safetensors()?;
+        Ok(Model {
+            fingerprint: hex_sha256(&bytes),
+            arch: Architecture::CnnEd(Box::new(model)),
+            source: source.into(),
+            file: Some(bytes),
+        })
+    }
+
     /// What the model file holds.
     pub fn architecture(&self) -> &Architecture {
         &self.arch
     }
 
-    /// The network's weights; an error naming the model for a CGK model, which has none
-    /// (training and `bench embed` need a network).
+    /// The megashtein network's weights; for another architecture an error naming the
+    /// model (training and `bench embed` need a megashtein network).
     pub fn weights(&self) -> Result<&Weights> {
         match &self.arch {
             Architecture::Megashtein(weights) => Ok(weights),
-            Architecture::Cgk(_) => Err(not_a_network(&self.source)),
+            _ => Err(not_a_network(&self.source, self.arch_name())),
         }
     }
 
-    /// The weights, giving up the rest ([`Model::weights`]'s error for CGK).
+    /// The weights, giving up the rest ([`Model::weights`]'s error otherwise).
     pub fn into_weights(self) -> Result<Weights> {
+        let arch = self.arch_name();
         match self.arch {
             Architecture::Megashtein(weights) => Ok(weights),
-            Architecture::Cgk(_) => Err(not_a_network(&self.source)),
+            _ => Err(not_a_network(&self.source, arch)),
         }
     }
 
@@ -236,15 +286,22 @@ impl Model {
         match self.arch {
             Architecture::Megashtein(_) => weights::ARCH,
             Architecture::Cgk(_) => cgk::ARCH,
+            Architecture::CnnEd(_) => cnn_ed::ARCH,
         }
     }
 
-    /// Values per embedding: 80, or a CGK code's bytes.
+    /// Values per embedding: 80, a CGK code's bytes, or CNN-ED's dimension.
     pub fn dim(&self) -> usize {
         match &self.arch {
             Architecture::Megashtein(_) => params::EMBED_DIM,
             Architecture::Cgk(cgk) => cgk.width(),
+            Architecture::CnnEd(model) => model.dim(),
         }
+    }
+
+    /// Whether the model reads any UTF-8 (CNN-ED) rather than ASCII only.
+    pub fn reads_unicode(&self) -> bool {
+        matches!(self.arch, Architecture::CnnEd(_))
     }
 
     /// Hex SHA-256 of the model file (CONTRACTS.md).
@@ -262,6 +319,7 @@ impl Model {
         match &self.arch {
             Architecture::Megashtein(weights) => Estimator::linear(weights.distance_scale),
             Architecture::Cgk(cgk) => cgk.estimator(),
+            Architecture::CnnEd(model) => model.estimator(),
         }
     }
 
@@ -292,10 +350,9 @@ fn check_capacity(batch: usize, capacity: usize) -> Result<()> {
     Ok(())
 }
 
-fn not_a_network(source: &str) -> anyhow::Error {
+fn not_a_network(source: &str, arch: &str) -> anyhow::Error {
     anyhow::anyhow!(
-        "{source} is a {} model (training-free CGK), not a {} network",
-        cgk::ARCH,
+        "{source} is a {arch} model, not a {} network",
         weights::ARCH
     )
 }

@@ -8,6 +8,7 @@ pub mod adamw;
 pub mod avgpool;
 pub mod batchnorm;
 pub mod cgk;
+pub mod cnn_ed;
 pub mod conv1d;
 pub mod embedding;
 pub mod knn;

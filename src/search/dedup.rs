@@ -1,9 +1,9 @@
 //! Near-duplicate groups: union-find over a join's pairs, clusters numbered in order of
 //! first appearance, one representative per cluster.
-use rapidfuzz::distance::levenshtein;
 use rayon::prelude::*;
 
 use super::index::Index;
+use crate::edit_distance::Exact;
 
 /// Which member of a cluster represents it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,9 +118,9 @@ fn representative(index: &Index, rows: &[usize], keep: Keep) -> usize {
         Keep::First => return rows[0],
         Keep::Longest => best_by(&|r| -(index.string(r).len() as i64)),
         Keep::MostCentral => best_by(&|r| {
-            let exact = levenshtein::BatchComparator::new(index.string(r).iter().copied());
+            let exact = Exact::new(index.string(r));
             rows.iter()
-                .map(|&o| exact.distance(index.string(o).iter().copied()) as i64)
+                .map(|&o| exact.distance(index.string(o)) as i64)
                 .sum()
         }),
     };

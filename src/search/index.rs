@@ -1,7 +1,7 @@
 //! The index file: embeddings of a corpus, with its strings and line numbers, in one
 //! versioned, checksummed file that is read by memory-mapping it.
 //!
-//! # Layout (format version 3)
+//! # Layout (format version 4)
 //!
 //! All integers are little-endian; every checksum is CRC-32 (IEEE, as zlib's `crc32`
 //! and Python's `zlib.crc32`). The file is a fixed 256-byte header followed by four
@@ -10,10 +10,10 @@
 //! | Offset | Size | Type    | Field |
 //! |-------:|-----:|---------|-------|
 //! |      0 |    8 | bytes   | magic `MGSHTIDX` |
-//! |      8 |    4 | u32     | format version, 3 (versions 1 and 2 are read too) |
+//! |      8 |    4 | u32     | format version, 4 (versions 1 to 3 are read too) |
 //! |     12 |    4 | u32     | header length, 256 |
 //! |     16 |   64 | ASCII   | model fingerprint: lowercase hex SHA-256 of the model file |
-//! |     80 |    4 | f32     | distance scale s (d_hat = s * (d / divisor)^exponent, d the embedding distance) |
+//! |     80 |    4 | f32     | distance scale s (d_hat = s * (d / divisor)^exponent + offset, d the embedding distance) |
 //! |     84 |    4 | u32     | precision: bits per stored value, 16 (f16), 32 (f32) or 8 (CGK code symbols) |
 //! |     88 |    4 | u32     | dim, values per embedding (80, or a CGK code's bytes) |
 //! |     92 |    4 | u32     | reserved, 0 |
@@ -30,7 +30,9 @@
 //! |    172 |    8 | u64     | model size (0 when the index holds no model) |
 //! |    180 |    4 | f32     | estimate divisor (1; CGK: its repetitions) |
 //! |    184 |    4 | f32     | estimate exponent (1; CGK: its fitted curve's) |
-//! |    188 |   64 | bytes   | reserved, 0 |
+//! |    188 |    4 | u32     | metric: 0 squared Euclidean, 1 Hamming (CGK codes), 2 Euclidean (CNN-ED) |
+//! |    192 |    4 | f32     | estimate offset (0; CNN-ED: its fitted line's intercept) |
+//! |    196 |   56 | bytes   | reserved, 0 |
 //! |    252 |    4 | u32     | header checksum: CRC-32 of bytes [0, 252) |
 //!
 //! | Section | Starts at | Contents |
@@ -41,6 +43,8 @@
 //! | string data | next multiple of 64 | the strings in full (not cut to 80 characters), back to back, no separators; without a model the file ends right after them |
 //! | model | next multiple of 64 (only if its size is not 0) | the bytes of the model file that made the index (its SHA-256 is the fingerprint), so that searching needs no model file; the file ends right after them |
 //!
+//! Version 3 is the same with bytes 188..252 reserved (0): the metric follows the
+//! precision (Hamming for codes, else squared Euclidean) and the offset is 0.
 //! Version 2 is the same with bytes 180..252 reserved (0): divisor and exponent 1.
 //! Version 1 is also without the model section (bytes 164..252 are 0); such files are
 //! read as indexes without a model.
@@ -81,11 +85,26 @@ use crate::ops::knn::Database;
 /// The magic bytes at offset 0.
 pub const MAGIC: [u8; 8] = *b"MGSHTIDX";
 /// The format version this build writes; it reads this one and version 1.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 /// Length of the fixed header; the body checksum covers everything after it.
 pub const HEADER_LEN: usize = 256;
 /// Every section starts at a multiple of this.
 pub const SECTION_ALIGN: u64 = 64;
+
+/// The metric's number in the header (format 4).
+fn metric_code(metric: Metric) -> u32 {
+    match metric {
+        Metric::SquaredEuclidean => 0,
+        Metric::Hamming => 1,
+        Metric::Euclidean => 2,
+    }
+}
+
+fn metric_of_code(code: u32) -> Option<Metric> {
+    [Metric::SquaredEuclidean, Metric::Hamming, Metric::Euclidean]
+        .into_iter()
+        .find(|&m| metric_code(m) == code)
+}
 
 /// Where the header checksum sits; it covers the bytes before it.
 const HEADER_CRC_AT: usize = HEADER_LEN - 4;
@@ -160,6 +179,10 @@ pub struct IndexHeader {
     pub estimate_divisor: f32,
     /// The estimate's exponent (format 3; 1 before).
     pub estimate_exponent: f32,
+    /// How embeddings are compared (format 4; before, by the precision).
+    pub metric: Metric,
+    /// The estimate's offset (format 4; 0 before).
+    pub estimate_offset: f32,
     /// How the embeddings are stored.
     pub precision: Precision,
     /// Values per embedding.
@@ -263,7 +286,7 @@ impl RowFormat {
         RowFormat {
             precision: match estimator.metric {
                 Metric::Hamming => Precision::Codes,
-                Metric::SquaredEuclidean => precision,
+                Metric::SquaredEuclidean | Metric::Euclidean => precision,
             },
             dim: model.dim(),
             estimator,
@@ -288,6 +311,9 @@ impl RowFormat {
             return Err(
                 "the distance estimate's scale, divisor and exponent must be positive".into(),
             );
+        }
+        if !e.offset.is_finite() {
+            return Err("the distance estimate's offset is not finite".into());
         }
         if (self.precision == Precision::Codes) != (e.metric == Metric::Hamming) {
             return Err("codes go with Hamming distance, floats with Euclidean".into());
@@ -315,6 +341,8 @@ impl Layout {
             distance_scale: format.estimator.scale,
             estimate_divisor: format.estimator.divisor,
             estimate_exponent: format.estimator.exponent,
+            metric: format.estimator.metric,
+            estimate_offset: format.estimator.offset,
             precision: format.precision,
             dim: format.dim as u32,
             len,
@@ -381,6 +409,10 @@ impl IndexHeader {
             b[180..184].copy_from_slice(&self.estimate_divisor.to_le_bytes());
             b[184..188].copy_from_slice(&self.estimate_exponent.to_le_bytes());
         }
+        if self.version >= 4 {
+            b[188..192].copy_from_slice(&metric_code(self.metric).to_le_bytes());
+            b[192..196].copy_from_slice(&self.estimate_offset.to_le_bytes());
+        }
         let crc = crc32fast::hash(&b[..HEADER_CRC_AT]);
         b[HEADER_CRC_AT..].copy_from_slice(&crc.to_le_bytes());
         b
@@ -443,6 +475,16 @@ impl IndexHeader {
         } else {
             (1.0, 1.0)
         };
+        let (metric, estimate_offset) = if version >= 4 {
+            let Some(metric) = metric_of_code(u32_at(b, 188)) else {
+                return bad("metric is not 0, 1 or 2");
+            };
+            (metric, f32::from_le_bytes(b[192..196].try_into().unwrap()))
+        } else if precision == Precision::Codes {
+            (Metric::Hamming, 0.0)
+        } else {
+            (Metric::SquaredEuclidean, 0.0)
+        };
         let dim = u32_at(b, 88);
         if dim == 0 {
             return bad("dim is 0");
@@ -453,6 +495,8 @@ impl IndexHeader {
             distance_scale,
             estimate_divisor,
             estimate_exponent,
+            metric,
+            estimate_offset,
             precision,
             dim,
             len: u64_at(b, 96),
@@ -467,7 +511,11 @@ impl IndexHeader {
             model_offset: u64_at(b, 164),
             model_size: u64_at(b, 172),
         };
-        let reserved_from = if version >= 3 { 188 } else { 180 };
+        let reserved_from = match version {
+            4.. => 196,
+            3 => 188,
+            _ => 180,
+        };
         if b[reserved_from..HEADER_CRC_AT].iter().any(|&x| x != 0)
             || (version == 1 && (h.model_offset != 0 || h.model_size != 0))
         {
@@ -489,13 +537,11 @@ impl IndexHeader {
             precision: self.precision,
             dim: self.dim as usize,
             estimator: Estimator {
-                metric: match self.precision {
-                    Precision::Codes => Metric::Hamming,
-                    Precision::F16 | Precision::F32 => Metric::SquaredEuclidean,
-                },
+                metric: self.metric,
                 scale: self.distance_scale,
                 divisor: self.estimate_divisor,
                 exponent: self.estimate_exponent,
+                offset: self.estimate_offset,
             },
         }
     }

@@ -11,10 +11,10 @@
 use std::collections::{HashMap, HashSet};
 
 use anyhow::{Result, bail};
-use rapidfuzz::distance::levenshtein::{Args, BatchComparator};
 use rayon::prelude::*;
 
 use super::index::{Index, Precision, short_fingerprint};
+use crate::edit_distance::Exact;
 use crate::gpu::Gpu;
 use crate::model::Estimator;
 use crate::ops::knn::{Knn, KnnPlan, MAX_K, Neighbor};
@@ -256,8 +256,7 @@ impl Verifier<'_> {
     /// Check left row `a` (embedding `query`) against its kNN `list`.
     fn row(&self, a: usize, query: &[f32], list: &[Neighbor]) -> Result<RowResult> {
         let estimator: Estimator = self.left.estimator();
-        let exact = BatchComparator::new(self.left.string(a).iter().copied());
-        let cutoff = Args::default().score_cutoff(self.max_distance as usize);
+        let exact = Exact::new(self.left.string(a));
         let mut pairs = Vec::new();
         let mut verified = 0;
         for n in list.iter().filter(|n| !(self.within && n.row == a)) {
@@ -273,8 +272,8 @@ impl Verifier<'_> {
                 continue;
             }
             verified += 1;
-            let b = self.right.string(n.row).iter().copied();
-            if let Some(d) = exact.distance_with_args(b, &cutoff) {
+            let b = self.right.string(n.row);
+            if let Some(d) = exact.distance_within(b, self.max_distance as usize) {
                 let (a, b) = if self.within && n.row < a {
                     (n.row, a)
                 } else {

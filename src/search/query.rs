@@ -5,13 +5,13 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use rapidfuzz::distance::levenshtein::BatchComparator;
 use rayon::prelude::*;
 
 use super::index::Index;
+use crate::edit_distance::Exact;
 use crate::embed::{DEFAULT_BATCH, Embedder};
 use crate::gpu::Gpu;
-use crate::input::require_ascii;
+use crate::input::{require_ascii, require_utf8};
 use crate::model::Model;
 use crate::ops::knn::{self, Database, Knn, KnnPlan, MAX_K, Neighbor};
 
@@ -87,6 +87,8 @@ pub struct Timings {
 pub struct Searcher<'a> {
     gpu: &'a Gpu,
     primary: Source<'a>,
+    /// The primary model reads any UTF-8 (CNN-ED), not ASCII only.
+    unicode: bool,
     also: Option<Source<'a>>,
     /// Time embedding and kNN apart (two submits per batch instead of one).
     timed: bool,
@@ -123,6 +125,7 @@ impl<'a> Searcher<'a> {
         Ok(Searcher {
             gpu,
             primary: Source::new(gpu, index, model, batch)?,
+            unicode: model.reads_unicode(),
             also: None,
             timed: false,
             timings: Timings::default(),
@@ -169,7 +172,11 @@ impl<'a> Searcher<'a> {
         opts: &QueryOptions,
     ) -> Result<Vec<Answer>> {
         check_options(opts)?;
-        require_ascii(queries, |i| format!("query {}", i + 1))?;
+        if self.unicode {
+            require_utf8(queries, |i| format!("query {}", i + 1))?;
+        } else {
+            require_ascii(queries, |i| format!("query {}", i + 1))?;
+        }
         let queries: Vec<&[u8]> = queries.iter().map(AsRef::as_ref).collect();
         let index = self.primary.index;
         let n = index.len();
@@ -397,12 +404,12 @@ fn answer(
             .collect();
         return Answer { hits, capped };
     }
-    let exact = BatchComparator::new(query.iter().copied());
+    let exact = Exact::new(query);
     let mut hits: Vec<Hit> = pool
         .into_iter()
         .map(|c| Hit {
             id: c.row,
-            distance: Some(exact.distance(index.string(c.row).iter().copied()) as u32),
+            distance: Some(exact.distance(index.string(c.row)) as u32),
             estimate: c.estimate,
         })
         .collect();

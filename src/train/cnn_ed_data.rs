@@ -1,0 +1,140 @@
+//! CNN-ED's training data (../shared/CNN-ED.md, section 3): a sample of the user's
+//! strings, their all-pairs exact edit distances (computed once, on CPU threads), each
+//! string's others ranked by distance, and epochs of triplets drawn from near ranks.
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use rayon::prelude::*;
+
+use crate::edit_distance::Exact;
+
+/// The official code's neighbour pool: positives and negatives from ranks 1..=2k, k = 100.
+pub const DEFAULT_NEIGHBOURS: usize = 100;
+
+/// An anchor, a positive no farther from it than the negative, by index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Triplet {
+    pub anchor: usize,
+    pub positive: usize,
+    pub negative: usize,
+}
+
+/// The training strings and everything derived from their distances.
+pub struct TripletData {
+    strings: Vec<String>,
+    /// `[n, n]` Levenshtein distances over code points.
+    distances: Vec<u32>,
+    /// For each string, every index ordered by (distance, index): rank 0 is the string
+    /// itself unless it has duplicates.
+    ranks: Vec<Vec<u32>>,
+    /// The mean of the whole distance matrix, diagonal included: targets are ED / avg.
+    average: f64,
+    /// Triplet partners come from ranks 1..=pool.
+    pool: usize,
+}
+
+impl TripletData {
+    /// `strings` (at least two) with partners from ranks 1..=2 `neighbours`; the
+    /// distances are computed on rayon's threads.
+    pub fn new(strings: Vec<String>, neighbours: usize) -> Self {
+        let n = strings.len();
+        assert!(n >= 2, "triplets need at least two strings");
+        let bytes: Vec<&[u8]> = strings.iter().map(|s| s.as_bytes()).collect();
+        let distances: Vec<u32> = (0..n)
+            .into_par_iter()
+            .flat_map_iter(|i| {
+                let exact = Exact::new(bytes[i]);
+                let bytes = &bytes;
+                (0..n).map(move |j| exact.distance(bytes[j]) as u32)
+            })
+            .collect();
+        let ranks = (0..n)
+            .into_par_iter()
+            .map(|i| {
+                let row = &distances[i * n..(i + 1) * n];
+                let mut order: Vec<u32> = (0..n as u32).collect();
+                order.sort_by_key(|&j| (row[j as usize], j));
+                order
+            })
+            .collect();
+        let average = distances.iter().map(|&d| f64::from(d)).sum::<f64>() / (n * n) as f64;
+        TripletData {
+            strings,
+            distances,
+            ranks,
+            average,
+            pool: (2 * neighbours).clamp(1, n - 1),
+        }
+    }
+
+    pub fn strings(&self) -> &[String] {
+        &self.strings
+    }
+
+    /// The exact distance of strings `i` and `j`.
+    pub fn distance(&self, i: usize, j: usize) -> u32 {
+        self.distances[i * self.strings.len() + j]
+    }
+
+    /// The mean distance over all pairs (the targets' unit).
+    pub fn average(&self) -> f64 {
+        self.average
+    }
+
+    /// One epoch: every string once as anchor, in an order shuffled by `rng`, with a
+    /// positive and a negative each drawn from its ranks 1..=pool and swapped when the
+    /// positive is the farther (ties stay).
+    pub fn epoch(&self, rng: &mut StdRng) -> Vec<Triplet> {
+        let mut anchors: Vec<usize> = (0..self.strings.len()).collect();
+        anchors.shuffle(rng);
+        anchors
+            .into_iter()
+            .map(|anchor| {
+                let mut pick = || self.ranks[anchor][rng.random_range(1..=self.pool)] as usize;
+                let (mut positive, mut negative) = (pick(), pick());
+                if self.distance(anchor, positive) > self.distance(anchor, negative) {
+                    std::mem::swap(&mut positive, &mut negative);
+                }
+                Triplet {
+                    anchor,
+                    positive,
+                    negative,
+                }
+            })
+            .collect()
+    }
+
+    /// The loss head's targets of `triplet`: ED(a, p), ED(a, n), ED(p, n) over the average.
+    pub fn targets(&self, t: Triplet) -> [f32; 3] {
+        let unit = |i, j| (f64::from(self.distance(i, j)) / self.average) as f32;
+        [
+            unit(t.anchor, t.positive),
+            unit(t.anchor, t.negative),
+            unit(t.positive, t.negative),
+        ]
+    }
+}
+
+/// `count` strings of `corpus` drawn without replacement by a `StdRng` seeded with
+/// `seed`, in corpus order (the official code's split: a seeded shuffle, the first
+/// `count` train).
+pub fn sample(corpus: &[String], count: usize, seed: u64) -> Vec<String> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut picked =
+        rand::seq::index::sample(&mut rng, corpus.len(), count.min(corpus.len())).into_vec();
+    picked.sort_unstable();
+    picked.into_iter().map(|i| corpus[i].clone()).collect()
+}
+
+/// The least-squares line `d = slope * x + intercept` through the points `(x, d)`; `None`
+/// for fewer than two distinct x.
+pub fn fit_line(points: &[(f64, f64)]) -> Option<(f64, f64)> {
+    let n = points.len() as f64;
+    let mx = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx) * (p.0 - mx)).sum();
+    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    (points.len() >= 2 && sxx > 0.0).then(|| {
+        let slope = sxy / sxx;
+        (slope, my - slope * mx)
+    })
+}

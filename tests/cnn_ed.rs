@@ -1,0 +1,442 @@
+//! The CNN-ED model: its forward pass against PyTorch (fixture made by
+//! tools/make_cnn_ed_fixture.py), the folded table against the layered network, the GPU
+//! table pass against the CPU, the model file, and an index of non-ASCII strings that
+//! answers queries exactly when every row is a candidate.
+mod common;
+
+use common::{assert_close, err, gpu, ok, run_bin};
+use megashtein_gpu::embed::Embedder;
+use megashtein_gpu::model::cnn_ed::{self, CnnEd, CnnEdShape};
+use megashtein_gpu::model::{Architecture, Metric, Model};
+use megashtein_gpu::reference;
+use megashtein_gpu::search::index::{Index, Precision};
+use megashtein_gpu::search::query::{QueryOptions, Searcher};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+
+const CASES: &str = include_str!("fixtures/cnn_ed_cases.json");
+
+fn fixture_model(name: &str) -> (CnnEd, Vec<u8>) {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let bytes = std::fs::read(&path).unwrap();
+    (CnnEd::from_safetensors(&bytes, &path).unwrap(), bytes)
+}
+
+/// The fixture's strings and PyTorch's embeddings for one model.
+fn fixture_case(key: &str) -> (CnnEd, Vec<u8>, Vec<String>, Vec<Vec<f64>>) {
+    let cases: serde_json::Value = serde_json::from_str(CASES).unwrap();
+    let case = &cases[key];
+    let (model, bytes) = fixture_model(case["model"].as_str().unwrap());
+    let strings = serde_json::from_value(case["strings"].clone()).unwrap();
+    let embeddings = serde_json::from_value(case["embeddings"].clone()).unwrap();
+    (model, bytes, strings, embeddings)
+}
+
+/// At PyTorch's initialisation the string's part of an embedding is small next to the
+/// bias (1e-4 to 1e-2 against ~0.1), so the part is what gets compared.
+fn without_bias(model: &CnnEd, e: &[f64]) -> Vec<f64> {
+    e.iter()
+        .zip(model.fc_bias())
+        .map(|(v, b)| v - f64::from(*b))
+        .collect()
+}
+
+fn without_bias_f32(model: &CnnEd, e: &[f32]) -> Vec<f32> {
+    e.iter().zip(model.fc_bias()).map(|(v, b)| v - b).collect()
+}
+
+#[test]
+fn forward_matches_pytorch_folded_layered_and_on_the_gpu() {
+    let t = gpu();
+    for key in ["dna", "text"] {
+        let (model, bytes, strings, want) = fixture_case(key);
+        let folded = model.fold();
+        let wrapped = Model::from_bytes(bytes, key).unwrap();
+        let mut embedder = Embedder::for_model(&t.gpu, &wrapped).unwrap();
+        let on_gpu = embedder.embed(&strings).unwrap();
+        let dim = model.dim();
+        for (i, (text, want)) in strings.iter().zip(&want).enumerate() {
+            let what = format!("{key} string {i} {text:?}");
+            let want = without_bias(&model, want);
+            let layered = reference::cnn_ed_forward(&model, text);
+            let table = folded.embed(model.token_ids(text));
+            let gpu_row = &on_gpu[i * dim..(i + 1) * dim];
+            let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+            let layered = without_bias_f32(&model, &f32s(&layered));
+            assert_close(&format!("{what} layered"), &layered, &want, 1e-6, 1e-4);
+            let table = without_bias_f32(&model, &table);
+            assert_close(&format!("{what} folded"), &table, &want, 1e-6, 1e-4);
+            let gpu_part = without_bias_f32(&model, gpu_row);
+            assert_close(&format!("{what} GPU"), &gpu_part, &want, 1e-6, 1e-4);
+        }
+    }
+}
+
+#[test]
+fn model_file_round_trips_and_loads_as_a_model() {
+    let (model, bytes) = fixture_model("cnn_ed_text.safetensors");
+    let shape = model.shape();
+    assert_eq!(
+        (
+            shape.alphabet,
+            shape.max_len,
+            shape.layers,
+            shape.channels,
+            shape.dim
+        ),
+        (37, 100, 4, 8, 32)
+    );
+    assert!(model.alphabet().contains(&'😀') && model.alphabet().contains(&'ß'));
+    let again = CnnEd::from_safetensors(&model.to_safetensors().unwrap(), "again").unwrap();
+    assert_eq!(again, model);
+    let wrapped = Model::from_bytes(bytes, "text").unwrap();
+    assert!(matches!(wrapped.architecture(), Architecture::CnnEd(_)));
+    assert_eq!((wrapped.arch_name(), wrapped.dim()), (cnn_ed::ARCH, 32));
+    let e = wrapped.estimator();
+    assert_eq!(
+        (e.metric, e.scale, e.offset),
+        (Metric::Euclidean, 12.125, -0.5)
+    );
+    // d = 12.125 * sqrt(squared distance) - 0.5, never below 0.
+    assert_eq!(e.estimate(4.0), 12.125 * 2.0 - 0.5);
+    assert_eq!(e.estimate(0.0), 0.0);
+    let err = wrapped.weights().unwrap_err().to_string();
+    assert!(err.contains("is a cnn-ed-v1 model"), "{err}");
+}
+
+fn random_text(rng: &mut StdRng, alphabet: &[char], len: usize) -> String {
+    (0..len)
+        .map(|_| {
+            // Now and then a character outside the alphabet (an all-zero column).
+            if rng.random_range(0..20) == 0 {
+                '#'
+            } else {
+                alphabet[rng.random_range(0..alphabet.len())]
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn folded_table_equals_the_layered_network_on_random_shapes() {
+    let mut rng = StdRng::seed_from_u64(5);
+    let letters: Vec<char> = "abcdefghijklmnopqrstuvwxyzäöüßéèñ中文字😀"
+        .chars()
+        .collect();
+    // (alphabet, M, layers): M not a power of two, layers to the last one that fits.
+    for (c, max_len, layers) in [
+        (4, 38, 5),
+        (37, 250, 7),
+        (37, 100, 3),
+        (4, 2, 1),
+        (5, 64, 6),
+    ] {
+        let shape = CnnEdShape {
+            layers,
+            ..CnnEdShape::official(c, max_len)
+        };
+        let alphabet = letters[..c].to_vec();
+        let model = CnnEd::random(alphabet.clone(), shape, rng.random()).unwrap();
+        let folded = model.fold();
+        for len in [0, 1, 7, max_len - 1, max_len, max_len + 3] {
+            let text = random_text(&mut rng, &alphabet, len);
+            let want = reference::cnn_ed_forward(&model, &text);
+            let got = folded.embed(model.token_ids(&text));
+            // 1e-4 relative to the embedding's size.
+            let norm = want.iter().map(|v| v * v).sum::<f64>().sqrt();
+            assert_close(
+                &format!("C {c} M {max_len} L {layers} len {len}"),
+                &got,
+                &want,
+                1e-4 * norm,
+                0.0,
+            );
+        }
+    }
+}
+
+#[test]
+fn gpu_table_equals_the_cpu_table_in_batches() {
+    let t = gpu();
+    let mut rng = StdRng::seed_from_u64(6);
+    let alphabet: Vec<char> = "ACGT".chars().collect();
+    let model = CnnEd::random(alphabet.clone(), CnnEdShape::official(4, 300), 9).unwrap();
+    let folded = model.fold();
+    let texts: Vec<String> = (0..70)
+        .map(|i| random_text(&mut rng, &alphabet, (i * 37) % 330))
+        .collect();
+    let wrapped = Model::from_cnn_ed(model.clone(), "random").unwrap();
+    // Batches of 16: several batches in flight, the last one short.
+    let mut embedder = Embedder::with_batch(&t.gpu, &wrapped, 16).unwrap();
+    let got = embedder.embed(&texts).unwrap();
+    for (i, text) in texts.iter().enumerate() {
+        let want = folded.embed(model.token_ids(text));
+        // The same sums in the same order: equal bit for bit.
+        assert_eq!(&got[i * 128..(i + 1) * 128], &want[..], "string {i}");
+    }
+}
+
+#[test]
+fn bad_model_files_and_input_are_clear_errors() {
+    let (model, _) = fixture_model("cnn_ed_dna.safetensors");
+    let shape = model.shape();
+    let odd = CnnEdShape {
+        max_len: 37,
+        ..shape
+    };
+    let err = CnnEd::random(model.alphabet().to_vec(), odd, 1)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("max_len is 37, expected an even length"),
+        "{err}"
+    );
+    let deep = CnnEdShape { layers: 6, ..shape };
+    let err = CnnEd::random(model.alphabet().to_vec(), deep, 1)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("6 layers for max_len 38"), "{err}");
+    let twice = vec!['A', 'C', 'A', 'T'];
+    let err = CnnEd::random(twice, shape, 1).unwrap_err().to_string();
+    assert!(err.contains("lists a character twice"), "{err}");
+    // A tensor of the wrong shape: the text model's tensors under the dna metadata.
+    let (text, _) = fixture_model("cnn_ed_text.safetensors");
+    let mut bytes = text.to_safetensors().unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header = String::from_utf8(bytes[8..8 + header_len].to_vec()).unwrap();
+    let edited = header.replace(
+        "\"megashtein.cnn_ed.layers\":\"4\"",
+        "\"megashtein.cnn_ed.layers\":\"3\"",
+    );
+    assert_ne!(edited, header);
+    bytes.splice(8..8 + header_len, edited.into_bytes());
+    let err = CnnEd::from_safetensors(&bytes, "edited.safetensors")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("edited.safetensors: a cnn-ed-v1 model of this shape holds tensors"),
+        "{err}"
+    );
+    // Invalid UTF-8 is an error naming the string; any valid UTF-8 is input.
+    let t = gpu();
+    let wrapped = Model::from_cnn_ed(model, "dna").unwrap();
+    let mut embedder = Embedder::for_model(&t.gpu, &wrapped).unwrap();
+    let err = embedder
+        .embed(&[b"ACGT".as_slice(), b"AC\xffGT"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("string 2 \"AC\u{fffd}GT\": not valid UTF-8"),
+        "{err}"
+    );
+    assert_eq!(
+        embedder.embed(&["ACGT", "naïve 中文"]).unwrap().len(),
+        2 * 128
+    );
+}
+
+#[test]
+fn index_of_unicode_strings_answers_exactly_with_every_row_a_candidate() {
+    let t = gpu();
+    let mut rng = StdRng::seed_from_u64(8);
+    let alphabet: Vec<char> = "aeiouäöüßstrnlkmé中".chars().collect();
+    let base: Vec<String> = (0..300)
+        .map(|_| {
+            let len = rng.random_range(3..40);
+            random_text(&mut rng, &alphabet, len)
+        })
+        .collect();
+    let model = CnnEd::random(
+        cnn_ed::alphabet_of(base.iter().map(String::as_str)),
+        CnnEdShape::official(
+            cnn_ed::alphabet_of(base.iter().map(String::as_str)).len(),
+            40,
+        ),
+        3,
+    )
+    .unwrap();
+    let model = Model::from_cnn_ed(model, "random").unwrap();
+    let index = Index::build(&t.gpu, &model, &base, Precision::F32).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cnn-ed.idx");
+    index.save(&path).unwrap();
+    let saved = Index::open(&path).unwrap();
+    assert_eq!(saved.estimator(), model.estimator());
+    let queries: Vec<String> = base[..20]
+        .iter()
+        .map(|s| {
+            let mut chars: Vec<char> = s.chars().collect();
+            let at = rng.random_range(0..chars.len());
+            chars[at] = 'ß';
+            chars.into_iter().collect()
+        })
+        .collect();
+    let mut searcher = Searcher::new(&t.gpu, &saved, &model).unwrap();
+    let opts = QueryOptions {
+        k: 5,
+        candidates: base.len(),
+        ..QueryOptions::default()
+    };
+    let answers = searcher.search(&queries, &opts).unwrap();
+    let code_points = |s: &str| s.chars().map(|c| c as u32).collect::<Vec<u32>>();
+    for (q, answer) in queries.iter().zip(&answers) {
+        // Levenshtein over code points, by plain dynamic programming.
+        let mut exact: Vec<(u32, usize)> = base
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (levenshtein_chars(&code_points(q), &code_points(s)), i))
+            .collect();
+        exact.sort();
+        let got: Vec<u32> = answer.hits.iter().map(|h| h.distance.unwrap()).collect();
+        let want: Vec<u32> = exact[..5].iter().map(|e| e.0).collect();
+        assert_eq!(got, want, "query {q:?}");
+    }
+}
+
+fn levenshtein_chars(a: &[u32], b: &[u32]) -> u32 {
+    let mut row: Vec<u32> = (0..=b.len() as u32).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut diag = row[0];
+        row[0] = i as u32 + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (diag + u32::from(ca != cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            diag = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+#[test]
+fn triplet_epochs_follow_the_official_sampler() {
+    use megashtein_gpu::train::cnn_ed_data::{TripletData, fit_line, sample};
+    let mut rng = StdRng::seed_from_u64(12);
+    let alphabet: Vec<char> = "ACGTé".chars().collect();
+    let corpus: Vec<String> = (0..80)
+        .map(|_| {
+            let len = rng.random_range(0..30);
+            random_text(&mut rng, &alphabet, len)
+        })
+        .collect();
+    let strings = sample(&corpus, 50, 4);
+    assert_eq!(strings, sample(&corpus, 50, 4), "seeded");
+    assert_eq!(strings.len(), 50);
+    let data = TripletData::new(strings.clone(), 5);
+    let code_points = |s: &str| s.chars().map(|c| c as u32).collect::<Vec<u32>>();
+    let mut total = 0.0;
+    for (i, a) in strings.iter().enumerate() {
+        for (j, b) in strings.iter().enumerate() {
+            let d = levenshtein_chars(&code_points(a), &code_points(b));
+            assert_eq!(data.distance(i, j), d, "{a:?} {b:?}");
+            total += f64::from(d);
+        }
+    }
+    assert!((data.average() - total / 2500.0).abs() < 1e-9);
+    let epoch = data.epoch(&mut StdRng::seed_from_u64(1));
+    let mut anchors: Vec<usize> = epoch.iter().map(|t| t.anchor).collect();
+    anchors.sort_unstable();
+    assert_eq!(
+        anchors,
+        (0..50).collect::<Vec<_>>(),
+        "each string once as anchor"
+    );
+    for t in &epoch {
+        let (ap, an) = (
+            data.distance(t.anchor, t.positive),
+            data.distance(t.anchor, t.negative),
+        );
+        assert!(ap <= an, "{t:?}");
+        // Partners come from ranks 1..=10: at most 10 strings are nearer than each.
+        for partner in [t.positive, t.negative] {
+            let d = data.distance(t.anchor, partner);
+            let nearer = (0..50)
+                .filter(|&j| j != t.anchor && data.distance(t.anchor, j) < d)
+                .count();
+            assert!(nearer < 10, "{t:?}: {nearer} nearer");
+        }
+        let [tap, tan, tpn] = data.targets(*t);
+        assert_eq!(tap, (f64::from(ap) / data.average()) as f32);
+        assert_eq!(tan, (f64::from(an) / data.average()) as f32);
+        assert_eq!(
+            tpn,
+            (f64::from(data.distance(t.positive, t.negative)) / data.average()) as f32
+        );
+    }
+    assert_ne!(epoch, data.epoch(&mut StdRng::seed_from_u64(2)));
+    let (slope, intercept) = fit_line(&[(1.0, 3.5), (2.0, 5.5), (4.0, 9.5)]).unwrap();
+    assert!((slope - 2.0).abs() < 1e-12 && (intercept - 1.5).abs() < 1e-12);
+    assert_eq!(fit_line(&[(1.0, 1.0), (1.0, 2.0)]), None);
+}
+
+#[test]
+fn commands_read_utf8_with_a_cnn_ed_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = format!(
+        "{}/tests/fixtures/cnn_ed_text.safetensors",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let input = dir.path().join("words.txt");
+    std::fs::write(&input, "straße\n中文字\nnaïve café\nstrasse\ncafe\n").unwrap();
+    let index = dir.path().join("words.idx");
+    let (input, index) = (input.to_str().unwrap(), index.to_str().unwrap());
+    ok(run_bin(
+        &["embed", "--model", &model, "-i", input, "-o", index],
+        b"",
+    ));
+    // Every row a candidate: exact distances over code points, strings written as UTF-8;
+    // ties (the fixture's estimates are all 0) by row.
+    let out = ok(run_bin(
+        &[
+            "query",
+            "--index",
+            index,
+            "-k",
+            "2",
+            "-C",
+            "5",
+            "strase",
+            "naive cafe",
+        ],
+        b"",
+    ));
+    let rows: Vec<Vec<&str>> = out.lines().map(|l| l.split('\t').collect()).collect();
+    let hits: Vec<(&str, &str, &str)> = rows.iter().map(|r| (r[0], r[2], r[5])).collect();
+    assert_eq!(
+        hits,
+        [
+            ("1", "1", "straße"),
+            ("1", "1", "strasse"),
+            ("2", "2", "naïve café"),
+            ("2", "6", "cafe")
+        ]
+    );
+    let out = ok(run_bin(
+        &["distance", "--model", &model, "straße", "strasse"],
+        b"",
+    ));
+    assert!(out.starts_with("straße\tstrasse\t2\t"), "{out}");
+    // Invalid UTF-8 names the file and line; --non-ascii does not apply.
+    let bad = dir.path().join("bad.txt");
+    std::fs::write(&bad, b"ok\n\xffno\n").unwrap();
+    let bad = bad.to_str().unwrap();
+    let out = dir.path().join("bad.idx");
+    let e = err(run_bin(
+        &[
+            "embed",
+            "--model",
+            &model,
+            "-i",
+            bad,
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        b"",
+    ));
+    assert!(
+        e.contains(&format!(
+            "{bad}:2: non-ASCII byte 0xff (not valid UTF-8) at column 1"
+        )),
+        "{e}"
+    );
+}
