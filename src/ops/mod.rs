@@ -12,6 +12,7 @@ pub mod conv1d;
 pub mod embedding;
 pub mod knn;
 pub mod linear;
+pub mod onehot_conv;
 pub mod pnll;
 pub mod ranking;
 pub mod relu;
@@ -118,6 +119,7 @@ pub struct Ops {
     pub avgpool: avgpool::AvgPool,
     pub relu: relu::Relu,
     pub linear: linear::Linear,
+    pub onehot_conv: onehot_conv::OneHotConv,
     pub batchnorm: batchnorm::BatchNorm,
     pub tapconv: tapconv::TapConv,
     pub weight_grad: weight_grad::WeightGrad,
@@ -134,6 +136,7 @@ impl Ops {
             avgpool: avgpool::AvgPool::new(gpu),
             relu: relu::Relu::new(gpu),
             linear: linear::Linear::new(gpu),
+            onehot_conv: onehot_conv::OneHotConv::new(gpu),
             batchnorm: batchnorm::BatchNorm::new(gpu),
             tapconv: tapconv::TapConv::new(gpu),
             weight_grad: weight_grad::WeightGrad::new(gpu),
