@@ -87,10 +87,9 @@ fn gathered(b: u32, j: u32, q: u32, half: u32) -> array<vec4<f32>, 2> {
 @compute @workgroup_size(64)
 fn partial(
     @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lane: u32,
 ) {
-    let segment = wg.x + wg.y * nwg.x;
+    let segment = wg.x;
     let half = s.len / 2u;
     let positions = s.batch * half;
     // The grid is sized for the capacity: segments past this batch's do nothing (and

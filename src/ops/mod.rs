@@ -89,6 +89,11 @@ const TOKENS_WGSL: &str = include_str!("../../shaders/tokens.wgsl");
 /// that ends each: appended to them.
 const LOSS_HEAD_WGSL: &str = include_str!("../../shaders/loss_head.wgsl");
 
+/// The most segments a fixed-order reduction (a weight gradient) may have: its partial
+/// sums are one grid dimension (WebGPU's floor), and the loop that adds them in order
+/// runs that many iterations, which lavapipe silently stops past 65,535 (see topk.wgsl).
+pub const MAX_SEGMENTS: u64 = 65_535;
+
 /// Rows of a tile product (and of a packed weight): `n` rounded up to the tile's 64.
 fn tile_rows(n: u32) -> u32 {
     n.div_ceil(64) * 64

@@ -8,7 +8,8 @@
 //! Tokens are `u32` ids `[batch, stride]`; an id >= the alphabet size is an all-zero
 //! column, which serves both for characters outside the alphabet and for the padding
 //! after a string's end (fill it with `alphabet` or any larger id).
-use crate::gpu::{Call, Calls, Gpu, Kernel, grid, storage_buffer};
+use super::MAX_SEGMENTS;
+use crate::gpu::{Call, Calls, Gpu, Kernel, storage_buffer};
 
 /// Output channels of the block (the paper's 8 kernels).
 pub const CHANNELS: u32 = 8;
@@ -111,21 +112,22 @@ impl OneHotConv {
     ) -> Calls {
         let positions = capacity.max(1) as u64 * u64::from(shape.len / 2);
         let segments = positions.div_ceil(u64::from(SEGMENT)).max(1);
+        assert!(
+            segments <= MAX_SEGMENTS,
+            "a one-hot weight gradient over {positions} positions needs more than \
+             {MAX_SEGMENTS} segments of {SEGMENT}"
+        );
         let partials = storage_buffer(
             gpu,
             "onehot conv partials",
             segments * u64::from(3 * CHANNELS) * 4,
         );
         let uniform = shape.uniform();
-        let workgroups = grid(
-            segments * 64,
-            gpu.limits.max_compute_workgroups_per_dimension,
-        );
         let mut calls = Calls::from(self.partial.call_fixed(
             gpu,
             &uniform,
             &[tokens, dy, &partials],
-            workgroups,
+            [segments as u32, 1],
         ));
         calls.push(
             self.reduce
