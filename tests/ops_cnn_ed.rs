@@ -7,9 +7,10 @@
 mod common;
 
 use common::{TestGpu, assert_close, gpu, rng, to_f64, uniform};
-use megashtein_gpu::gpu::{Calls, Gpu, storage_buffer_init};
+use megashtein_gpu::gpu::{Calls, Gpu, storage_buffer, storage_buffer_init};
+use megashtein_gpu::ops::conv1d::{Conv1dGrads, Conv1dShape, Packing};
 use megashtein_gpu::ops::onehot_conv::{CHANNELS, OneHotConvShape};
-use megashtein_gpu::reference::cnn_ed;
+use megashtein_gpu::reference::{self, cnn_ed};
 use rand::Rng;
 use rand::rngs::StdRng;
 
@@ -195,4 +196,180 @@ fn onehot_conv_backward_matches_reference_and_finite_differences() {
 /// The bits of `v`, so NaNs compare equal to themselves.
 fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// A bias-free conv block `cin -> cout` over `len` with the weight at [`W_AT`].
+fn block_shape(cin: usize, cout: usize, len: usize, relu: bool) -> Conv1dShape {
+    Conv1dShape {
+        cin: cin as u32,
+        cout: cout as u32,
+        len: len as u32,
+        weight: W_AT as u32,
+        bias: None,
+        relu,
+    }
+}
+
+/// (rows, len, relu) of the 8 -> 8 block tests: one string of alphabet 4 and of 37,
+/// odd lengths, a few strings, and tiles of at most 4 and 16 columns.
+const BLOCK_SHAPES: [(usize, usize, bool); 7] = [
+    (1, 2, false),
+    (4, 3, true),
+    (37, 7, false),
+    (3, 33, true),
+    (148, 50, false),
+    (37, 101, true),
+    (2, 333, false),
+];
+
+#[test]
+fn conv_pool_block_matches_reference() {
+    let t = gpu();
+    let mut r = rng(44);
+    for (rows, len, relu) in BLOCK_SHAPES {
+        check_block_forward(t, &mut r, rows, 8, len, relu);
+    }
+}
+
+/// 2^21 output columns of an 8 -> 8 block: 2^22 threads, more than one grid dimension
+/// holds, over an input of 128 MiB (lavapipe's largest binding); every output checked.
+#[test]
+fn conv_pool_block_grid_wraps() {
+    let t = gpu();
+    let mut r = rng(45);
+    check_block_forward(t, &mut r, 2_048, 8, 2_048, false);
+}
+
+fn check_block_forward(
+    t: &TestGpu,
+    r: &mut StdRng,
+    rows: usize,
+    ch: usize,
+    len: usize,
+    relu: bool,
+) {
+    let x = uniform(r, rows * ch * len);
+    let w = uniform(r, ch * ch * 3);
+    let shape = block_shape(ch, ch, len, relu);
+    let params = storage_buffer_init(&t.gpu, "params", &params_with(&w));
+    let x_b = storage_buffer_init(&t.gpu, "x", &x);
+    let n = rows * ch * (len / 2);
+    let y = nan_slab(&t.gpu, n);
+    let packed = t.ops.conv1d.pack(&t.gpu, shape, &params, Packing::Pooled);
+    let mut calls = Calls::from(packed.pack.clone());
+    calls.push(
+        t.ops
+            .conv1d
+            .forward_pool(&t.gpu, shape, &x_b, &packed, &params, &y),
+    );
+    let got = run(&t.gpu, &calls, rows as u32, &y, n);
+    let want = cnn_ed::conv_pool(&to_f64(&x), &to_f64(&w), ch, ch, len, relu);
+    let what = format!("block {rows}x{ch}x{len} relu {relu}");
+    assert_close(&what, &got, &want, ATOL, RTOL);
+}
+
+#[test]
+fn conv_pool_block_backward_matches_reference_and_finite_differences() {
+    let mut r = rng(46);
+    for (rows, len, relu) in BLOCK_SHAPES {
+        check_block_backward(&mut r, rows, 8, len, relu);
+    }
+}
+
+/// A weight gradient needs at most 65,535 segments (192 positions each): past that
+/// lavapipe would stop its reduce early, so building the call fails instead.
+#[test]
+#[should_panic(expected = "segments of 192")]
+fn block_backward_past_the_segment_limit_fails_loudly() {
+    let t = gpu();
+    let tiny = storage_buffer(&t.gpu, "tiny", 1024);
+    let buffers = Conv1dGrads {
+        x: &tiny,
+        dy: &tiny,
+        params: &tiny,
+        grads: &tiny,
+        dx: &tiny,
+    };
+    let shape = block_shape(8, 8, 360, false);
+    let rows = 70_000;
+    assert!(rows * 180 > 65_535 * 192);
+    t.ops
+        .conv1d
+        .backward_pool(&t.gpu, &t.ops.weight_grad, shape, rows, buffers);
+}
+
+/// dx and dw of a bias-free block (from the gradient at its output, the ReLU undone
+/// here on the CPU as the model's relu backward would) against the reference, bit for
+/// bit the same over two runs, no bias gradient written; and the reference against
+/// finite differences.
+fn check_block_backward(r: &mut StdRng, rows: usize, ch: usize, len: usize, relu: bool) {
+    let t = gpu();
+    let x = uniform(r, rows * ch * len);
+    let w = uniform(r, ch * ch * 3);
+    let dy = uniform(r, rows * ch * (len / 2));
+    let (x64, w64, dy64) = (to_f64(&x), to_f64(&w), to_f64(&dy));
+    let dz = if relu {
+        let y = cnn_ed::conv_pool(&x64, &w64, ch, ch, len, true);
+        reference::relu_backward(&y, &dy64)
+            .iter()
+            .map(|&v| v as f32)
+            .collect()
+    } else {
+        dy.clone()
+    };
+    let shape = block_shape(ch, ch, len, relu);
+    let params = params_with(&w);
+    let params_b = storage_buffer_init(&t.gpu, "params", &params);
+    let x_b = storage_buffer_init(&t.gpu, "x", &x);
+    let dz_b = storage_buffer_init(&t.gpu, "dz", &dz);
+    let dx_b = storage_buffer(&t.gpu, "dx", (x.len() * 4) as u64);
+    // A sentinel after dw: a bias gradient would land there or nowhere.
+    let grads = nan_slab(&t.gpu, params.len() + ch);
+    let calls = t.ops.conv1d.backward_pool(
+        &t.gpu,
+        &t.ops.weight_grad,
+        shape,
+        rows,
+        Conv1dGrads {
+            x: &x_b,
+            dy: &dz_b,
+            params: &params_b,
+            grads: &grads,
+            dx: &dx_b,
+        },
+    );
+    let what = format!("block backward {rows}x{ch}x{len} relu {relu}");
+    let runs: Vec<(Vec<f32>, Vec<f32>)> = (0..2)
+        .map(|_| {
+            let g = run(&t.gpu, &calls, rows as u32, &grads, params.len() + ch);
+            (g, t.gpu.read_buffer(&dx_b, x.len()).unwrap())
+        })
+        .collect();
+    let (g, got_dx) = &runs[0];
+    assert_eq!(bits(g), bits(&runs[1].0), "{what}: dw differs between runs");
+    assert_eq!(
+        bits(got_dx),
+        bits(&runs[1].1),
+        "{what}: dx differs between runs"
+    );
+    let (dx, dw) = cnn_ed::conv_pool_backward(&x64, &w64, &dy64, ch, ch, len, relu);
+    assert_close(&format!("{what} dx"), got_dx, &dx, ATOL, GRAD_RTOL);
+    assert_close(
+        &format!("{what} dw"),
+        &g[W_AT..params.len()],
+        &dw,
+        GRAD_ATOL,
+        GRAD_RTOL,
+    );
+    let untouched = g[..W_AT].iter().chain(&g[params.len()..]);
+    assert!(
+        untouched.into_iter().all(|v| v.is_nan()),
+        "{what}: wrote outside dw"
+    );
+
+    if rows * len <= 400 {
+        let f = |x: &[f64], w: &[f64]| dot(&dy64, &cnn_ed::conv_pool(x, w, ch, ch, len, relu));
+        finite_differences(&format!("{what} dx"), r, &x64, &dx, |v| f(v, &w64));
+        finite_differences(&format!("{what} dw"), r, &w64, &dw, |v| f(&x64, v));
+    }
 }
