@@ -1,8 +1,8 @@
-// Conv1d, kernel 3, stride 1, zero padding 1, with bias (PyTorch layout), after
-// gemm_tile.wgsl:
-//   forward:           y[b, o, l] = bias[o] + sum_{i, t} w[o, i, t] * x[b, i, l + t - 1]
-//   forward_pool_relu: the same conv followed by AvgPool1d(2) (floor) and ReLU, fused:
-//     y[b, o, j] = relu(bias[o] + sum_{i, t} (w[o, i, t] / 2) * p[b, i, 2j + t])
+// Conv1d, kernel 3, stride 1, zero padding 1, with an optional bias and ReLU (PyTorch
+// layout), after gemm_tile.wgsl:
+//   forward:      y[b, o, l] = act(bias[o] + sum_{i, t} w[o, i, t] * x[b, i, l + t - 1])
+//   forward_pool: the same conv followed by AvgPool1d(2) (floor) and the activation, fused:
+//     y[b, o, j] = act(bias[o] + sum_{i, t} (w[o, i, t] / 2) * p[b, i, 2j + t])
 //     with p[b, i, m] = x[b, i, m - 1] + x[b, i, m] (zero outside 0..len), i.e. the pool
 //     is folded into the conv as a stride-2 conv over pair sums: half the multiply-adds.
 //   pack_weight: W[k, o] = w[o, i, t] with k = i * 3 + t, [cin * 3][rows] in the tile's
@@ -14,7 +14,7 @@
 //
 // Both forwards are the tile's product with col = b * len_out + j running over every
 // output position of every string in the batch. MODE (prepended) says what the columns
-// read: 0 the input as it is, POOL its pair sums (forward_pool_relu), or, SPLIT, the
+// read: 0 the input as it is, POOL its pair sums (forward_pool), or, SPLIT, the
 // input gradient of a pooled block straight from the gradient dz [batch, cout, len / 2]
 // at its pooled output. The conv's output gradient there is 0.5 dz[m / 2] at position
 // m, so each input position reads two values of dz, with weights set by its parity:
@@ -39,9 +39,10 @@ const SPLIT: u32 = 2u;
 
 const HALVE: u32 = 1u;      // pack_weight: halve (the pool's mean)
 const TRANSPOSE: u32 = 2u;  // pack_weight: flip and transpose (the input gradient)
-const NO_BIAS: u32 = 4u;    // forward: no bias (the input gradient)
+const NO_BIAS: u32 = 4u;    // forward: no bias (CNN-ED's convs, the input gradient)
 const PAIRS: u32 = 8u;      // pack_weight: SPLIT's weights, even then odd positions
 const ODD: u32 = 16u;       // forward, SPLIT: the odd input positions (else the even)
+const RELU: u32 = 32u;      // forward: ReLU at the end
 
 // SPLIT: 1 for the odd positions.
 fn parity() -> u32 {
@@ -84,7 +85,7 @@ fn tile_store(o: u32, col: u32, v: f32) {
     if (s.flags & NO_BIAS) == 0u {
         value += params[s.bias + o];
     }
-    if MODE == POOL {
+    if (s.flags & RELU) != 0u {
         value = max(value, 0.0);
     }
     let b = col / len_out;

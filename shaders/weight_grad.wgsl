@@ -7,11 +7,11 @@
 //   dw[o, i, t] = 1/2 sum_{b, j} dz[b, o, j] * p[b, i, 2j + t],   db[o] = sum_{b, j} dz[b, o, j]
 // at half the reduction length of the unfolded conv.
 // Both are the tile's product  G[o, col] = sum_r A[o, r] * B[r, col]  with the reduction r
-// over every (string, position), A = dy, col = i * taps + t and a last column of ones
-// (the bias). The reduction is long and the output small, so it is split: `partial`
+// over every (string, position), A = dy, col = i * taps + t and, with a bias, a last
+// column of ones. The reduction is long and the output small, so it is split: `partial`
 // computes the product over one segment of KMAX reduction indices per workgroup row,
-// and `reduce` adds the segments in order. No atomics, so the sum is the same on every
-// run (resumed training must reproduce weights bit for bit).
+// and `reduce` adds this batch's segments in order. No atomics, so the sum is the same
+// on every run (resumed training must reproduce weights bit for bit).
 struct Shape {
     batch: u32,
     cin: u32,
@@ -21,10 +21,10 @@ struct Shape {
     pad: u32,
     weight: u32,    // offset of dw [cout, cin, taps] in `grads`
     bias: u32,      // offset of db [cout]
-    segments: u32,  // ceil(batch * positions / KMAX)
+    _pad: u32,
     pooled: u32,    // 1: the pooled block (taps 3, pad 1; dy has len / 2 positions)
     rows: u32,      // cout rounded up to 64
-    _pad: u32,
+    has_bias: u32,  // 1: db too (the column of ones)
 }
 
 @group(0) @binding(0) var<uniform> s: Shape;
@@ -33,7 +33,7 @@ struct Shape {
 @group(0) @binding(3) var<storage, read_write> partials: array<f32>;     // [segments, cout, cols]
 
 fn cols() -> u32 {
-    return s.cin * s.taps + 1u;
+    return s.cin * s.taps + s.has_bias;
 }
 
 // Positions per string of the reduction: dy's length.
@@ -64,7 +64,7 @@ fn tile_store(o: u32, col: u32, v: f32) {
         return;
     }
     // The pool's mean halves the weight gradient, not the bias's.
-    let half = s.pooled == 1u && col + 1u < ncols;
+    let half = s.pooled == 1u && col < s.cin * s.taps;
     partials[(segment_start / KMAX * s.cout + o) * ncols + col] = select(v, 0.5 * v, half);
 }
 
@@ -76,11 +76,11 @@ fn x_at(row: u32, pos: i32) -> f32 {
 }
 
 // B[r, col] for reduction index r = (b, l): x at the tap's position (a pair sum when
-// pooled), 1 in the bias column, 0 past it.
+// pooled), 1 in the bias column, 0 past the columns.
 fn b_value(col: u32, r: u32) -> f32 {
     let kk = s.cin * s.taps;
     if col >= kk {
-        return select(0.0, 1.0, col == kk);
+        return select(0.0, 1.0, col < cols());
     }
     let i = col / s.taps;
     let t = col - i * s.taps;
@@ -102,6 +102,8 @@ fn partial(
 ) {
     let col0 = wg.x * TILE_COLS;
     segment_start = wg.y * KMAX;
+    // The grid is sized for the capacity: segments past this batch's do nothing (and
+    // `reduce` does not read them).
     if segment_start >= s.batch * positions() {
         return;
     }
@@ -128,15 +130,17 @@ fn reduce(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     if idx >= s.cout * ncols {
         return;
     }
+    let segments = (s.batch * positions() + KMAX - 1u) / KMAX;
     var sum = 0.0;
-    for (var seg = 0u; seg < s.segments; seg++) {
+    for (var seg = 0u; seg < segments; seg++) {
         sum += parts[seg * s.cout * ncols + idx];
     }
     let o = idx / ncols;
     let k = idx - o * ncols;
-    if k + 1u == ncols {
+    let kk = s.cin * s.taps;
+    if k == kk {
         grads[s.bias + o] = sum;
     } else {
-        grads[s.weight + o * (ncols - 1u) + k] = sum;
+        grads[s.weight + o * kk + k] = sum;
     }
 }

@@ -2,6 +2,8 @@
 //! for the GPU kernels in tests and for finite differences; nothing here touches the GPU.
 //! Layouts match the kernels (and PyTorch): activations `[batch, channels, len]`, weights
 //! `[out, in, (tap)]`.
+pub mod cnn_ed;
+
 use crate::model::params::{
     BN_EPS, CHAR_DIM, CONV_BLOCKS, CONV_CH, EMBED_DIM, FLAT, HIDDEN, MAX_LEN, VOCAB, range_of,
 };

@@ -279,7 +279,8 @@ fn check_conv1d_backward(
         cout: cout as u32,
         len: len as u32,
         weight: 1,
-        bias: (1 + w.len()) as u32,
+        bias: Some((1 + w.len()) as u32),
+        relu: false,
     };
     let buffers = Conv1dGrads {
         x: &x_b,

@@ -140,7 +140,8 @@ fn conv1d_matches_reference() {
             cout: cout as u32,
             len: len as u32,
             weight: off[0],
-            bias: off[1],
+            bias: Some(off[1]),
+            relu: false,
         };
         let packed = t.ops.conv1d.pack(&t.gpu, shape, &params, Packing::Conv);
         pack(&t.gpu, &packed);
@@ -191,14 +192,15 @@ fn conv1d_pool_relu_matches_reference() {
             cout: cout as u32,
             len: len as u32,
             weight: off[0],
-            bias: off[1],
+            bias: Some(off[1]),
+            relu: true,
         };
         let packed = t.ops.conv1d.pack(&t.gpu, shape, &params, Packing::Pooled);
         pack(&t.gpu, &packed);
         let call = t
             .ops
             .conv1d
-            .forward_pool_relu(&t.gpu, shape, &xb, &packed, &params, &y);
+            .forward_pool(&t.gpu, shape, &xb, &packed, &params, &y);
         let got = run(&t.gpu, &call, batch as u32, &y, n);
         let conv = reference::conv1d(&to_f64(&x), &to_f64(&w), &to_f64(&b), cin, cout, len);
         let want = reference::relu(&reference::avgpool(&conv, len));

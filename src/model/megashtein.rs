@@ -8,7 +8,7 @@
 //! `gpt2_forward` serves both; it is equal to the PyTorch graph up to f32 rounding:
 //! 1. `tapconv`: embedding + conv0 + avgpool + relu via per-character pair tables folded
 //!    from the embedding and conv0 weights ([`Derived`]);
-//! 2. blocks 1-4: `conv1d.forward_pool_relu` (conv + avgpool + relu in one tiled kernel,
+//! 2. blocks 1-4: `conv1d.forward_pool` (conv + avgpool + relu in one tiled kernel,
 //!    over weights packed for the tile);
 //! 3. fc0 (+relu), fc2; then the caller's batch norm (running statistics for inference,
 //!    batch statistics in training).
@@ -66,7 +66,8 @@ pub mod layers {
             cout: CONV_CH as u32,
             len: block_len(block) as u32,
             weight: at(&format!("conv_layers.{layer}.weight")),
-            bias: at(&format!("conv_layers.{layer}.bias")),
+            bias: Some(at(&format!("conv_layers.{layer}.bias"))),
+            relu: true,
         }
     }
 
@@ -194,7 +195,7 @@ pub fn forward_calls(
         &a[0],
     ));
     for (block, packed) in (1..CONV_BLOCKS).zip(&derived.blocks) {
-        calls.push(ops.conv1d.forward_pool_relu(
+        calls.push(ops.conv1d.forward_pool(
             gpu,
             layers::conv_block(block),
             &a[block - 1],

@@ -1,6 +1,6 @@
-//! Conv1d with kernel 3, stride 1, padding 1 and bias, on `[batch, channels, len]`, and
-//! the same conv fused with the AvgPool1d(2) + ReLU that follow it in the model. Both
-//! are the register-tiled product of `shaders/gemm_tile.wgsl` over a weight packed
+//! Conv1d with kernel 3, stride 1, padding 1, an optional bias and an optional fused
+//! ReLU, on `[batch, channels, len]`, and the same conv fused with the AvgPool1d(2) that
+//! follows it in the models (then the ReLU, if any). Both are the register-tiled product of `shaders/gemm_tile.wgsl` over a weight packed
 //! `[cin * 3][cout]` ([`Conv1d::pack`]: once per set of weights, at model build or per
 //! training step). The backward pass reuses the product for the input gradient (a conv
 //! with flipped, transposed weights) and `weight_grad` for the weight and bias gradients.
@@ -31,30 +31,37 @@ const TRANSPOSE: u32 = 2;
 const NO_BIAS: u32 = 4;
 const PAIRS: u32 = 8;
 const ODD: u32 = 16;
+const RELU: u32 = 32;
 
-/// Sizes of one conv layer; `weight` and `bias` are offsets in the parameter slab.
+/// Sizes of one conv layer; `weight` and `bias` are offsets in the parameter slab (no
+/// bias: none added, none learned, as CNN-ED's convs). `relu`: the forward ends with a
+/// ReLU (after the pool when pooled); the backward passes take their gradient with it
+/// already undone.
 #[derive(Debug, Clone, Copy)]
 pub struct Conv1dShape {
     pub cin: u32,
     pub cout: u32,
     pub len: u32,
     pub weight: u32,
-    pub bias: u32,
+    pub bias: Option<u32>,
+    pub relu: bool,
 }
 
 impl Conv1dShape {
     fn uniform(&self, flags: u32) -> Shape {
         let transpose = flags & TRANSPOSE != 0;
         let outs = if transpose { self.cin } else { self.cout };
+        let no_bias = if self.bias.is_none() { NO_BIAS } else { 0 };
+        let relu = if self.relu { RELU } else { 0 };
         Shape {
             batch: 0,
             cin: self.cin,
             cout: self.cout,
             len: self.len,
             weight: self.weight,
-            bias: self.bias,
+            bias: self.bias.unwrap_or(0),
             rows: tile_rows(outs),
-            flags,
+            flags: flags | no_bias | relu,
         }
     }
 }
@@ -64,13 +71,13 @@ impl Conv1dShape {
 pub enum Packing {
     /// [`Conv1d::forward`].
     Conv,
-    /// [`Conv1d::forward_pool_relu`] (the weight halved: the pool's mean).
+    /// [`Conv1d::forward_pool`] (the weight halved: the pool's mean).
     Pooled,
 }
 
 pub struct Conv1d {
     forward: Kernel,
-    forward_pool_relu: Kernel,
+    forward_pool: Kernel,
     backward_data_pooled: Kernel,
     pack_weight: Kernel,
 }
@@ -79,9 +86,11 @@ pub struct Conv1d {
 pub struct Conv1dGrads<'a> {
     /// The forward's input `[batch, cin, len]`.
     pub x: &'a wgpu::Buffer,
-    /// The gradient of the conv output `[batch, cout, len]`.
+    /// The gradient of the conv output `[batch, cout, len]` (pooled: of the block's
+    /// output `[batch, cout, len / 2]`), after the ReLU's backward if there is one.
     pub dy: &'a wgpu::Buffer,
-    /// The parameter slab (read) and the gradient slab (dw, db written at the layer's offsets).
+    /// The parameter slab (read) and the gradient slab (dw, and db if the layer has a
+    /// bias, written at the layer's offsets).
     pub params: &'a wgpu::Buffer,
     pub grads: &'a wgpu::Buffer,
     /// The input gradient `[batch, cin, len]`, written.
@@ -93,7 +102,7 @@ impl Conv1d {
         let kernel = |label, mode, entry| Kernel::new(gpu, label, &source(mode), entry);
         Conv1d {
             forward: kernel("conv1d.forward", 0, "forward"),
-            forward_pool_relu: kernel("conv1d.forward_pool_relu", 1, "forward"),
+            forward_pool: kernel("conv1d.forward_pool", 1, "forward"),
             backward_data_pooled: kernel("conv1d.backward_data_pooled", 2, "forward"),
             pack_weight: kernel("conv1d.pack_weight", 0, "pack_weight"),
         }
@@ -133,7 +142,7 @@ impl Conv1d {
         PackedWeight::new(gpu, &self.pack_weight, &uniform, params, len)
     }
 
-    /// `x [batch, cin, len]` -> `y [batch, cout, len]`, with `packed` from
+    /// `x [batch, cin, len]` -> `y [batch, cout, len]` (then ReLU if `shape.relu`), with `packed` from
     /// [`Packing::Conv`] (recorded before).
     pub fn forward(
         &self,
@@ -152,10 +161,11 @@ impl Conv1d {
         )
     }
 
-    /// `x [batch, cin, len]` -> `y [batch, cout, len / 2]` = relu(avgpool(conv1d(x))),
-    /// one conv block (the pool is folded into the conv: half the work, and neither the
-    /// conv nor the pool output is written out), with `packed` from [`Packing::Pooled`].
-    pub fn forward_pool_relu(
+    /// `x [batch, cin, len]` -> `y [batch, cout, len / 2]` = avgpool(conv1d(x)), then
+    /// ReLU if `shape.relu`: one conv block (the pool is folded into the conv: half the
+    /// work, and neither the conv nor the pool output is written out), with `packed`
+    /// from [`Packing::Pooled`].
+    pub fn forward_pool(
         &self,
         gpu: &Gpu,
         shape: Conv1dShape,
@@ -164,7 +174,7 @@ impl Conv1d {
         params: &wgpu::Buffer,
         y: &wgpu::Buffer,
     ) -> Call {
-        self.forward_pool_relu.call(
+        self.forward_pool.call(
             gpu,
             &shape.uniform(0),
             &[x, &packed.weight, params, y],
@@ -173,7 +183,7 @@ impl Conv1d {
     }
 
     /// The backward pass of [`Conv1d::forward`] for batches up to `capacity`: dx, dw and
-    /// db, each overwritten, from `b.dy` the gradient at the conv output. dx is the
+    /// db (if any), each overwritten, from `b.dy` the gradient at the conv output. dx is the
     /// forward product over the weights flipped and transposed into a scratch buffer by
     /// this pass's first call.
     pub fn backward(
@@ -187,8 +197,8 @@ impl Conv1d {
         self.backward_of(gpu, weight_grad, shape, capacity, b, false)
     }
 
-    /// The backward pass of [`Conv1d::forward_pool_relu`], from `b.dy` the gradient at
-    /// the pooled output `[batch, cout, len / 2]` with the ReLU already undone: dx reads
+    /// The backward pass of [`Conv1d::forward_pool`], from `b.dy` the gradient at the
+    /// pooled output `[batch, cout, len / 2]` with any ReLU already undone: dx reads
     /// it directly, even and odd positions in two calls with 2 cout terms each (see
     /// conv1d.wgsl), and dw, db are reduced over the pair sums at the pooled length
     /// (half the work of the unfolded conv's).
@@ -223,6 +233,8 @@ impl Conv1d {
         let transposed = Conv1dShape {
             cin: shape.cout,
             cout: shape.cin,
+            bias: None,
+            relu: false,
             ..shape
         };
         let mut calls = Calls::from(flipped.pack);
@@ -231,7 +243,7 @@ impl Conv1d {
             for (parity, positions) in [(0, shape.len.div_ceil(2)), (ODD, shape.len / 2)] {
                 calls.push(self.backward_data_pooled.call(
                     gpu,
-                    &transposed.uniform(NO_BIAS | parity),
+                    &transposed.uniform(parity),
                     &buffers,
                     threads_per_item(positions),
                 ));
@@ -239,7 +251,7 @@ impl Conv1d {
         } else {
             calls.push(self.forward.call(
                 gpu,
-                &transposed.uniform(NO_BIAS),
+                &transposed.uniform(0),
                 &buffers,
                 threads_per_item(shape.len),
             ));

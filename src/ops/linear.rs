@@ -161,7 +161,7 @@ impl Linear {
                 taps: 1,
                 pad: 0,
                 weight: shape.weight,
-                bias: shape.bias,
+                bias: Some(shape.bias),
                 pooled: false,
             },
             capacity,

@@ -13,6 +13,7 @@ pub mod conv1d;
 pub mod embedding;
 pub mod knn;
 pub mod linear;
+pub mod onehot_conv;
 pub mod pnll;
 pub mod ranking;
 pub mod relu;
@@ -89,6 +90,11 @@ const TOKENS_WGSL: &str = include_str!("../../shaders/tokens.wgsl");
 /// that ends each: appended to them.
 const LOSS_HEAD_WGSL: &str = include_str!("../../shaders/loss_head.wgsl");
 
+/// The most segments a fixed-order reduction (a weight gradient) may have: its partial
+/// sums are one grid dimension (WebGPU's floor), and the loop that adds them in order
+/// runs that many iterations, which lavapipe silently stops past 65,535 (see topk.wgsl).
+pub const MAX_SEGMENTS: u64 = 65_535;
+
 /// Rows of a tile product (and of a packed weight): `n` rounded up to the tile's 64.
 fn tile_rows(n: u32) -> u32 {
     n.div_ceil(64) * 64
@@ -119,6 +125,7 @@ pub struct Ops {
     pub avgpool: avgpool::AvgPool,
     pub relu: relu::Relu,
     pub linear: linear::Linear,
+    pub onehot_conv: onehot_conv::OneHotConv,
     pub batchnorm: batchnorm::BatchNorm,
     pub tapconv: tapconv::TapConv,
     pub weight_grad: weight_grad::WeightGrad,
@@ -135,6 +142,7 @@ impl Ops {
             avgpool: avgpool::AvgPool::new(gpu),
             relu: relu::Relu::new(gpu),
             linear: linear::Linear::new(gpu),
+            onehot_conv: onehot_conv::OneHotConv::new(gpu),
             batchnorm: batchnorm::BatchNorm::new(gpu),
             tapconv: tapconv::TapConv::new(gpu),
             weight_grad: weight_grad::WeightGrad::new(gpu),

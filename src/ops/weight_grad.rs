@@ -3,6 +3,7 @@
 //! every string, split into segments whose partial products are added in a fixed order
 //! (deterministic, no atomics). A conv block's conv + pool is reduced at the pooled
 //! length, over pair sums of its input, like its forward.
+use super::MAX_SEGMENTS;
 use crate::gpu::{Calls, Gpu, Kernel, storage_buffer};
 
 #[repr(C)]
@@ -16,17 +17,17 @@ struct Shape {
     pad: u32,
     weight: u32,
     bias: u32,
-    segments: u32,
+    _pad: u32,
     pooled: u32,
     rows: u32,
-    _pad: u32,
+    has_bias: u32,
 }
 
 /// A layer as the gradient sees it: `dy [batch, cout, len]`, `x [batch, cin, len]`,
 /// kernel `taps` with zero padding `pad` (a linear layer is len 1, taps 1, pad 0);
-/// `weight` and `bias` are offsets of dw and db in the gradient slab. `pooled`: the conv
-/// (taps 3, pad 1) of a block whose AvgPool1d(2) follows, and `dy [batch, cout, len / 2]`
-/// the gradient at the pool's output.
+/// `weight` and `bias` are offsets of dw and db in the gradient slab (no bias: no db).
+/// `pooled`: the conv (taps 3, pad 1) of a block whose AvgPool1d(2) follows, and
+/// `dy [batch, cout, len / 2]` the gradient at the pool's output.
 #[derive(Debug, Clone, Copy)]
 pub struct WeightGradShape {
     pub cin: u32,
@@ -35,7 +36,7 @@ pub struct WeightGradShape {
     pub taps: u32,
     pub pad: u32,
     pub weight: u32,
-    pub bias: u32,
+    pub bias: Option<u32>,
     pub pooled: bool,
 }
 
@@ -79,8 +80,8 @@ impl WeightGrad {
         }
     }
 
-    /// `grads[weight..]` = dw `[cout, cin, taps]` and `grads[bias..]` = db `[cout]`,
-    /// overwritten, for batches of up to `capacity` items.
+    /// `grads[weight..]` = dw `[cout, cin, taps]` and `grads[bias..]` = db `[cout]` (if
+    /// the layer has a bias), overwritten, for batches of up to `capacity` items.
     pub fn calls(
         &self,
         gpu: &Gpu,
@@ -91,8 +92,14 @@ impl WeightGrad {
         grads: &wgpu::Buffer,
     ) -> Calls {
         let rows = capacity.max(1) as u64 * u64::from(shape.positions());
-        let segments = rows.div_ceil(u64::from(SEGMENT)) as u32;
-        let cols = shape.cin * shape.taps + 1;
+        let segments = rows.div_ceil(u64::from(SEGMENT));
+        assert!(
+            segments <= MAX_SEGMENTS,
+            "a weight gradient over {rows} positions needs more than {MAX_SEGMENTS} \
+             segments of {SEGMENT}"
+        );
+        let segments = segments as u32;
+        let cols = shape.cin * shape.taps + u32::from(shape.bias.is_some());
         let partials = storage_buffer(
             gpu,
             "weight grad partials",
@@ -106,11 +113,11 @@ impl WeightGrad {
             taps: shape.taps,
             pad: shape.pad,
             weight: shape.weight,
-            bias: shape.bias,
-            segments,
+            bias: shape.bias.unwrap_or(0),
+            _pad: 0,
             pooled: u32::from(shape.pooled),
             rows: super::tile_rows(shape.cout),
-            _pad: 0,
+            has_bias: u32::from(shape.bias.is_some()),
         };
         let tiles = cols.div_ceil(TILE_COLS);
         let outputs = (shape.cout * cols).div_ceil(64);

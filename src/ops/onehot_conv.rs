@@ -1,0 +1,139 @@
+//! CNN-ED's first block, Conv1d(1 -> 8, k 3, pad 1, no bias) + AvgPool1d(2), on the
+//! one-hot input of the per-character layout (`shaders/onehot_conv.wgsl`): string b's
+//! C rows `b * C + c` are the indicators of each character, read straight from the
+//! tokens, never materialised. The backward pass is the weight gradient only (the input
+//! is data), deterministic: fixed-order partial sums per segment, then a fixed-order
+//! reduce.
+//!
+//! Tokens are `u32` ids `[batch, stride]`; an id >= the alphabet size is an all-zero
+//! column, which serves both for characters outside the alphabet and for the padding
+//! after a string's end (fill it with `alphabet` or any larger id).
+use super::MAX_SEGMENTS;
+use crate::gpu::{Call, Calls, Gpu, Kernel, storage_buffer};
+
+/// Output channels of the block (the paper's 8 kernels).
+pub const CHANNELS: u32 = 8;
+
+/// `(b, j)` positions per workgroup of the weight gradient's partial sums.
+const SEGMENT: u32 = 512;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Shape {
+    batch: u32,
+    alphabet: u32,
+    len: u32,
+    stride: u32,
+    weight: u32,
+    _pad: [u32; 3],
+}
+
+/// One first block: `alphabet` rows per string, conv input length `len` (tokens at
+/// positions >= `len` are ignored, so a batch of short strings can run a shorter
+/// `len`), `stride` tokens per string in the token buffer (`len <= stride`), `weight`
+/// the offset of w `[8, 1, 3]` in the parameter slab (and of dw in the gradient slab).
+#[derive(Debug, Clone, Copy)]
+pub struct OneHotConvShape {
+    pub alphabet: u32,
+    pub len: u32,
+    pub stride: u32,
+    pub weight: u32,
+}
+
+impl OneHotConvShape {
+    fn uniform(&self) -> Shape {
+        assert!(
+            self.len <= self.stride,
+            "conv length {} past the {} tokens per string",
+            self.len,
+            self.stride
+        );
+        Shape {
+            batch: 0,
+            alphabet: self.alphabet,
+            len: self.len,
+            stride: self.stride,
+            weight: self.weight,
+            _pad: [0; 3],
+        }
+    }
+
+    /// Floats of the output per string: `[alphabet, 8, len / 2]`.
+    pub fn out_len(&self) -> usize {
+        (self.alphabet * CHANNELS * (self.len / 2)) as usize
+    }
+}
+
+pub struct OneHotConv {
+    forward: Kernel,
+    partial: Kernel,
+    reduce: Kernel,
+}
+
+impl OneHotConv {
+    pub fn new(gpu: &Gpu) -> Self {
+        let source = include_str!("../../shaders/onehot_conv.wgsl");
+        OneHotConv {
+            forward: Kernel::new(gpu, "onehot_conv.forward", source, "forward"),
+            partial: Kernel::new(gpu, "onehot_conv.partial", source, "partial"),
+            reduce: Kernel::new(gpu, "onehot_conv.reduce", source, "reduce"),
+        }
+    }
+
+    /// `tokens [batch, stride]` -> `y [batch * alphabet, 8, len / 2]`, the pooled conv of
+    /// each string's one-hot rows.
+    pub fn forward(
+        &self,
+        gpu: &Gpu,
+        shape: OneHotConvShape,
+        tokens: &wgpu::Buffer,
+        params: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+    ) -> Call {
+        self.forward.call(
+            gpu,
+            &shape.uniform(),
+            &[tokens, params, y],
+            shape.alphabet * (shape.len / 2),
+        )
+    }
+
+    /// `grads[weight..]` = dw `[8, 1, 3]`, overwritten, from `dy [batch * alphabet, 8,
+    /// len / 2]` the gradient at the pooled output, for batches of up to `capacity`
+    /// strings.
+    pub fn backward(
+        &self,
+        gpu: &Gpu,
+        shape: OneHotConvShape,
+        capacity: usize,
+        tokens: &wgpu::Buffer,
+        dy: &wgpu::Buffer,
+        grads: &wgpu::Buffer,
+    ) -> Calls {
+        let positions = capacity.max(1) as u64 * u64::from(shape.len / 2);
+        let segments = positions.div_ceil(u64::from(SEGMENT)).max(1);
+        assert!(
+            segments <= MAX_SEGMENTS,
+            "a one-hot weight gradient over {positions} positions needs more than \
+             {MAX_SEGMENTS} segments of {SEGMENT}"
+        );
+        let partials = storage_buffer(
+            gpu,
+            "onehot conv partials",
+            segments * u64::from(3 * CHANNELS) * 4,
+        );
+        let uniform = shape.uniform();
+        let mut calls = Calls::from(self.partial.call_fixed(
+            gpu,
+            &uniform,
+            &[tokens, dy, &partials],
+            [segments as u32, 1],
+        ));
+        calls.push(
+            self.reduce
+                .call_fixed(gpu, &uniform, &[&partials, grads], [1, 1]),
+        );
+        calls.keep(partials);
+        calls
+    }
+}

@@ -1,0 +1,82 @@
+//! CNN-ED's blocks, plainly: the one-hot input materialised, then the generic conv,
+//! pool and ReLU of the parent module. Layout (per-character): row `b * alphabet + c` of
+//! a string's one-hot is the indicator of character c; tokens `[batch, stride]` are u32
+//! ids, an id >= `alphabet` is an all-zero column, and positions >= `len` are padding.
+use super::{avgpool, avgpool_backward, conv1d, conv1d_backward, relu_backward};
+
+/// The one-hot rows `[batch * alphabet, 1, len]` of `tokens [batch, stride]`.
+pub fn onehot(tokens: &[u32], alphabet: usize, len: usize, stride: usize) -> Vec<f64> {
+    let batch = tokens.len() / stride;
+    let mut x = vec![0.0; batch * alphabet * len];
+    for b in 0..batch {
+        for (l, &tok) in tokens[b * stride..b * stride + len].iter().enumerate() {
+            let c = tok as usize;
+            if c < alphabet {
+                x[(b * alphabet + c) * len + l] = 1.0;
+            }
+        }
+    }
+    x
+}
+
+/// A bias-free block, `x [rows, cin, len]` -> `[rows, cout, len / 2]`:
+/// avgpool(conv1d(x, w)) (kernel 3, padding 1), then ReLU if asked.
+pub fn conv_pool(
+    x: &[f64],
+    w: &[f64],
+    cin: usize,
+    cout: usize,
+    len: usize,
+    relu: bool,
+) -> Vec<f64> {
+    let pooled = avgpool(&conv1d(x, w, &vec![0.0; cout], cin, cout, len), len);
+    if relu { super::relu(&pooled) } else { pooled }
+}
+
+/// Gradients of [`conv_pool`] from `dy` at its output: `(dx [rows, cin, len], dw [cout,
+/// cin, 3])`.
+pub fn conv_pool_backward(
+    x: &[f64],
+    w: &[f64],
+    dy: &[f64],
+    cin: usize,
+    cout: usize,
+    len: usize,
+    with_relu: bool,
+) -> (Vec<f64>, Vec<f64>) {
+    let dz = if with_relu {
+        relu_backward(&conv_pool(x, w, cin, cout, len, true), dy)
+    } else {
+        dy.to_vec()
+    };
+    let (dx, dw, _) = conv1d_backward(x, w, &avgpool_backward(&dz, len), cin, cout, len);
+    (dx, dw)
+}
+
+/// The first block on the one-hot input: `tokens [batch, stride]` -> `[batch *
+/// alphabet, 8, len / 2]` for w `[8, 1, 3]`.
+pub fn onehot_conv(
+    tokens: &[u32],
+    w: &[f64],
+    alphabet: usize,
+    len: usize,
+    stride: usize,
+) -> Vec<f64> {
+    let x = onehot(tokens, alphabet, len, stride);
+    conv_pool(&x, w, 1, w.len() / 3, len, false)
+}
+
+/// The weight gradient of [`onehot_conv`] from `dy` at its output: dw `[8, 1, 3]`.
+pub fn onehot_conv_backward(
+    tokens: &[u32],
+    dy: &[f64],
+    alphabet: usize,
+    len: usize,
+    stride: usize,
+) -> Vec<f64> {
+    let x = onehot(tokens, alphabet, len, stride);
+    let rows = tokens.len() / stride * alphabet;
+    let cout = dy.len() / (rows * (len / 2)).max(1);
+    // The block is linear in w: its weight gradient does not depend on w.
+    conv_pool_backward(&x, &vec![0.0; cout * 3], dy, 1, cout, len, false).1
+}

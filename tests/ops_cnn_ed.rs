@@ -1,0 +1,375 @@
+//! CNN-ED's training kernels against the plain CPU blocks of `reference::cnn_ed`: the
+//! one-hot first block (forward and weight gradient) and the bias-free conv + pool
+//! (+ ReLU) blocks (forward, input and weight gradients), on random shapes (odd lengths,
+//! alphabets of 4 and 37, batch 1, tokens outside the alphabet), each backward of the
+//! reference against central finite differences of its forward, and every GPU gradient
+//! bit-identical over two runs.
+mod common;
+
+use common::{TestGpu, assert_close, gpu, rng, to_f64, uniform};
+use megashtein_gpu::gpu::{Calls, Gpu, storage_buffer, storage_buffer_init};
+use megashtein_gpu::ops::conv1d::{Conv1dGrads, Conv1dShape, Packing};
+use megashtein_gpu::ops::onehot_conv::{CHANNELS, OneHotConvShape};
+use megashtein_gpu::reference::{self, cnn_ed};
+use rand::Rng;
+use rand::rngs::StdRng;
+
+const ATOL: f64 = 1e-5;
+const RTOL: f64 = 1e-5;
+/// Weight gradients sum thousands of f32 products.
+const GRAD_ATOL: f64 = 1e-4;
+const GRAD_RTOL: f64 = 1e-4;
+
+/// Record `calls` for `batch` items, submit, and read `count` floats of `out`.
+fn run(gpu: &Gpu, calls: &Calls, batch: u32, out: &wgpu::Buffer, count: usize) -> Vec<f32> {
+    calls.set_batch(gpu, batch);
+    let mut encoder = gpu.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        calls.record(&mut pass, gpu, batch);
+    }
+    gpu.queue.submit([encoder.finish()]);
+    gpu.read_buffer(out, count).unwrap()
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Central differences of `f` at up to 24 random coordinates of `x` against `grad`.
+fn finite_differences(
+    what: &str,
+    r: &mut StdRng,
+    x: &[f64],
+    grad: &[f64],
+    f: impl Fn(&[f64]) -> f64,
+) {
+    let h = 1e-6;
+    for _ in 0..24.min(x.len()) {
+        let i = r.random_range(0..x.len());
+        let mut xp = x.to_vec();
+        xp[i] += h;
+        let mut xm = x.to_vec();
+        xm[i] -= h;
+        let fd = (f(&xp) - f(&xm)) / (2.0 * h);
+        assert!(
+            (fd - grad[i]).abs() <= 1e-6 + 1e-5 * fd.abs(),
+            "{what}: coordinate {i}: finite difference {fd}, backward {}",
+            grad[i]
+        );
+    }
+}
+
+/// A slab of `len` NaNs, so an unwritten value shows.
+fn nan_slab(gpu: &Gpu, len: usize) -> wgpu::Buffer {
+    storage_buffer_init(gpu, "slab", &vec![f32::NAN; len])
+}
+
+/// `batch` strings of `stride` tokens: random lengths up to `stride`, characters drawn
+/// from the alphabet and a few past it (outside the alphabet), padded with the id
+/// `alphabet`. Some strings are longer than `len`, whose tail the kernels must ignore.
+fn random_tokens(r: &mut StdRng, batch: usize, alphabet: usize, stride: usize) -> Vec<u32> {
+    let mut tokens = vec![alphabet as u32; batch * stride];
+    for string in tokens.chunks_mut(stride) {
+        let n = r.random_range(0..=stride);
+        for tok in &mut string[..n] {
+            *tok = r.random_range(0..alphabet as u32 + 2);
+        }
+    }
+    tokens
+}
+
+/// A parameter slab `[7 filler floats, w]`: the weight sits at offset 7.
+const W_AT: usize = 7;
+fn params_with(w: &[f32]) -> Vec<f32> {
+    [&[9.0f32; W_AT][..], w].concat()
+}
+
+fn onehot_shape(alphabet: usize, len: usize, stride: usize) -> OneHotConvShape {
+    OneHotConvShape {
+        alphabet: alphabet as u32,
+        len: len as u32,
+        stride: stride as u32,
+        weight: W_AT as u32,
+    }
+}
+
+/// (batch, alphabet, len, stride) of the one-hot tests.
+const ONEHOT_SHAPES: [(usize, usize, usize, usize); 6] = [
+    (1, 4, 2, 2),
+    (1, 37, 7, 9),
+    (3, 4, 13, 13),
+    (5, 37, 50, 64),
+    (2, 37, 333, 400),
+    // 2,400 positions: several segments of the weight gradient.
+    (48, 4, 101, 120),
+];
+
+#[test]
+fn onehot_conv_matches_reference() {
+    let t = gpu();
+    let mut r = rng(41);
+    for (batch, alphabet, len, stride) in ONEHOT_SHAPES {
+        let tokens = random_tokens(&mut r, batch, alphabet, stride);
+        let w = uniform(&mut r, 3 * CHANNELS as usize);
+        let shape = onehot_shape(alphabet, len, stride);
+        let got = onehot_forward(t, shape, &tokens, &w);
+        let want = cnn_ed::onehot_conv(&tokens, &to_f64(&w), alphabet, len, stride);
+        let what = format!("onehot conv {batch}x{len}/{stride} alphabet {alphabet}");
+        assert_close(&what, &got, &want, ATOL, RTOL);
+    }
+}
+
+/// More threads than one grid dimension holds (65,535 workgroups of 64): the grid wraps
+/// into its second dimension, and every output is still checked. 2^22 threads write
+/// 128 MiB, lavapipe's largest binding.
+#[test]
+fn onehot_conv_grid_wraps() {
+    let t = gpu();
+    let mut r = rng(42);
+    let (batch, alphabet, len) = (1_024, 4, 2_049);
+    assert!(batch * alphabet * (len / 2) > 64 * 65_535);
+    let tokens = random_tokens(&mut r, batch, alphabet, len);
+    let w = uniform(&mut r, 3 * CHANNELS as usize);
+    let shape = onehot_shape(alphabet, len, len);
+    let got = onehot_forward(t, shape, &tokens, &w);
+    let want = cnn_ed::onehot_conv(&tokens, &to_f64(&w), alphabet, len, len);
+    assert_close("onehot conv, wrapped grid", &got, &want, ATOL, RTOL);
+}
+
+fn onehot_forward(t: &TestGpu, shape: OneHotConvShape, tokens: &[u32], w: &[f32]) -> Vec<f32> {
+    let batch = tokens.len() / shape.stride as usize;
+    let n = batch * shape.out_len();
+    let params = storage_buffer_init(&t.gpu, "params", &params_with(w));
+    let tok = storage_buffer_init(&t.gpu, "tokens", tokens);
+    let y = nan_slab(&t.gpu, n);
+    let call = t.ops.onehot_conv.forward(&t.gpu, shape, &tok, &params, &y);
+    run(&t.gpu, &call.into(), batch as u32, &y, n)
+}
+
+#[test]
+fn onehot_conv_backward_matches_reference_and_finite_differences() {
+    let t = gpu();
+    let mut r = rng(43);
+    for (batch, alphabet, len, stride) in ONEHOT_SHAPES {
+        let shape = onehot_shape(alphabet, len, stride);
+        let tokens = random_tokens(&mut r, batch, alphabet, stride);
+        let dy = uniform(&mut r, batch * shape.out_len());
+        // Built for twice the batch: the grid has segments this batch leaves empty.
+        let capacity = 2 * batch;
+        let tok = storage_buffer_init(&t.gpu, "tokens", &tokens);
+        let dy_b = storage_buffer_init(&t.gpu, "dy", &dy);
+        let n = W_AT + 3 * CHANNELS as usize;
+        let grads = nan_slab(&t.gpu, n);
+        let calls = t
+            .ops
+            .onehot_conv
+            .backward(&t.gpu, shape, capacity, &tok, &dy_b, &grads);
+        let got = run(&t.gpu, &calls, batch as u32, &grads, n);
+        let what = format!("onehot conv backward {batch}x{len}/{stride} alphabet {alphabet}");
+        let dy64 = to_f64(&dy);
+        let want = cnn_ed::onehot_conv_backward(&tokens, &dy64, alphabet, len, stride);
+        assert!(
+            got[..W_AT].iter().all(|v| v.is_nan()),
+            "{what}: wrote outside dw"
+        );
+        assert_close(&what, &got[W_AT..], &want, GRAD_ATOL, GRAD_RTOL);
+        let again = run(&t.gpu, &calls, batch as u32, &grads, n);
+        assert_eq!(
+            bits(&got),
+            bits(&again),
+            "{what}: two runs differ in the last bit"
+        );
+
+        if batch * alphabet * len <= 4_000 {
+            let w = to_f64(&uniform(&mut r, 3 * CHANNELS as usize));
+            finite_differences(&what, &mut r, &w, &want, |w| {
+                dot(
+                    &dy64,
+                    &cnn_ed::onehot_conv(&tokens, w, alphabet, len, stride),
+                )
+            });
+        }
+    }
+}
+
+/// The bits of `v`, so NaNs compare equal to themselves.
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// A bias-free conv block `cin -> cout` over `len` with the weight at [`W_AT`].
+fn block_shape(cin: usize, cout: usize, len: usize, relu: bool) -> Conv1dShape {
+    Conv1dShape {
+        cin: cin as u32,
+        cout: cout as u32,
+        len: len as u32,
+        weight: W_AT as u32,
+        bias: None,
+        relu,
+    }
+}
+
+/// (rows, len, relu) of the 8 -> 8 block tests: one string of alphabet 4 and of 37,
+/// odd lengths, a few strings, and tiles of at most 4 and 16 columns.
+const BLOCK_SHAPES: [(usize, usize, bool); 7] = [
+    (1, 2, false),
+    (4, 3, true),
+    (37, 7, false),
+    (3, 33, true),
+    (148, 50, false),
+    (37, 101, true),
+    (2, 333, false),
+];
+
+#[test]
+fn conv_pool_block_matches_reference() {
+    let t = gpu();
+    let mut r = rng(44);
+    for (rows, len, relu) in BLOCK_SHAPES {
+        check_block_forward(t, &mut r, rows, 8, len, relu);
+    }
+}
+
+/// 2^21 output columns of an 8 -> 8 block: 2^22 threads, more than one grid dimension
+/// holds, over an input of 128 MiB (lavapipe's largest binding); every output checked.
+#[test]
+fn conv_pool_block_grid_wraps() {
+    let t = gpu();
+    let mut r = rng(45);
+    check_block_forward(t, &mut r, 2_048, 8, 2_048, false);
+}
+
+fn check_block_forward(
+    t: &TestGpu,
+    r: &mut StdRng,
+    rows: usize,
+    ch: usize,
+    len: usize,
+    relu: bool,
+) {
+    let x = uniform(r, rows * ch * len);
+    let w = uniform(r, ch * ch * 3);
+    let shape = block_shape(ch, ch, len, relu);
+    let params = storage_buffer_init(&t.gpu, "params", &params_with(&w));
+    let x_b = storage_buffer_init(&t.gpu, "x", &x);
+    let n = rows * ch * (len / 2);
+    let y = nan_slab(&t.gpu, n);
+    let packed = t.ops.conv1d.pack(&t.gpu, shape, &params, Packing::Pooled);
+    let mut calls = Calls::from(packed.pack.clone());
+    calls.push(
+        t.ops
+            .conv1d
+            .forward_pool(&t.gpu, shape, &x_b, &packed, &params, &y),
+    );
+    let got = run(&t.gpu, &calls, rows as u32, &y, n);
+    let want = cnn_ed::conv_pool(&to_f64(&x), &to_f64(&w), ch, ch, len, relu);
+    let what = format!("block {rows}x{ch}x{len} relu {relu}");
+    assert_close(&what, &got, &want, ATOL, RTOL);
+}
+
+#[test]
+fn conv_pool_block_backward_matches_reference_and_finite_differences() {
+    let mut r = rng(46);
+    for (rows, len, relu) in BLOCK_SHAPES {
+        check_block_backward(&mut r, rows, 8, len, relu);
+    }
+}
+
+/// A weight gradient needs at most 65,535 segments (192 positions each): past that
+/// lavapipe would stop its reduce early, so building the call fails instead.
+#[test]
+#[should_panic(expected = "segments of 192")]
+fn block_backward_past_the_segment_limit_fails_loudly() {
+    let t = gpu();
+    let tiny = storage_buffer(&t.gpu, "tiny", 1024);
+    let buffers = Conv1dGrads {
+        x: &tiny,
+        dy: &tiny,
+        params: &tiny,
+        grads: &tiny,
+        dx: &tiny,
+    };
+    let shape = block_shape(8, 8, 360, false);
+    let rows = 70_000;
+    assert!(rows * 180 > 65_535 * 192);
+    t.ops
+        .conv1d
+        .backward_pool(&t.gpu, &t.ops.weight_grad, shape, rows, buffers);
+}
+
+/// dx and dw of a bias-free block (from the gradient at its output, the ReLU undone
+/// here on the CPU as the model's relu backward would) against the reference, bit for
+/// bit the same over two runs, no bias gradient written; and the reference against
+/// finite differences.
+fn check_block_backward(r: &mut StdRng, rows: usize, ch: usize, len: usize, relu: bool) {
+    let t = gpu();
+    let x = uniform(r, rows * ch * len);
+    let w = uniform(r, ch * ch * 3);
+    let dy = uniform(r, rows * ch * (len / 2));
+    let (x64, w64, dy64) = (to_f64(&x), to_f64(&w), to_f64(&dy));
+    let dz = if relu {
+        let y = cnn_ed::conv_pool(&x64, &w64, ch, ch, len, true);
+        reference::relu_backward(&y, &dy64)
+            .iter()
+            .map(|&v| v as f32)
+            .collect()
+    } else {
+        dy.clone()
+    };
+    let shape = block_shape(ch, ch, len, relu);
+    let params = params_with(&w);
+    let params_b = storage_buffer_init(&t.gpu, "params", &params);
+    let x_b = storage_buffer_init(&t.gpu, "x", &x);
+    let dz_b = storage_buffer_init(&t.gpu, "dz", &dz);
+    let dx_b = storage_buffer(&t.gpu, "dx", (x.len() * 4) as u64);
+    // A sentinel after dw: a bias gradient would land there or nowhere.
+    let grads = nan_slab(&t.gpu, params.len() + ch);
+    let calls = t.ops.conv1d.backward_pool(
+        &t.gpu,
+        &t.ops.weight_grad,
+        shape,
+        rows,
+        Conv1dGrads {
+            x: &x_b,
+            dy: &dz_b,
+            params: &params_b,
+            grads: &grads,
+            dx: &dx_b,
+        },
+    );
+    let what = format!("block backward {rows}x{ch}x{len} relu {relu}");
+    let runs: Vec<(Vec<f32>, Vec<f32>)> = (0..2)
+        .map(|_| {
+            let g = run(&t.gpu, &calls, rows as u32, &grads, params.len() + ch);
+            (g, t.gpu.read_buffer(&dx_b, x.len()).unwrap())
+        })
+        .collect();
+    let (g, got_dx) = &runs[0];
+    assert_eq!(bits(g), bits(&runs[1].0), "{what}: dw differs between runs");
+    assert_eq!(
+        bits(got_dx),
+        bits(&runs[1].1),
+        "{what}: dx differs between runs"
+    );
+    let (dx, dw) = cnn_ed::conv_pool_backward(&x64, &w64, &dy64, ch, ch, len, relu);
+    assert_close(&format!("{what} dx"), got_dx, &dx, ATOL, GRAD_RTOL);
+    assert_close(
+        &format!("{what} dw"),
+        &g[W_AT..params.len()],
+        &dw,
+        GRAD_ATOL,
+        GRAD_RTOL,
+    );
+    let untouched = g[..W_AT].iter().chain(&g[params.len()..]);
+    assert!(
+        untouched.into_iter().all(|v| v.is_nan()),
+        "{what}: wrote outside dw"
+    );
+
+    if rows * len <= 400 {
+        let f = |x: &[f64], w: &[f64]| dot(&dy64, &cnn_ed::conv_pool(x, w, ch, ch, len, relu));
+        finite_differences(&format!("{what} dx"), r, &x64, &dx, |v| f(v, &w64));
+        finite_differences(&format!("{what} dw"), r, &w64, &dw, |v| f(&x64, v));
+    }
+}
