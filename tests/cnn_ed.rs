@@ -440,3 +440,122 @@ fn commands_read_utf8_with_a_cnn_ed_model() {
         "{e}"
     );
 }
+
+#[test]
+fn one_training_step_matches_pytorch() {
+    use megashtein_gpu::train::cnn_ed::{CnnEdState, CnnEdTrainer, LossWeights};
+    use megashtein_gpu::train::cnn_ed_data::Triplet;
+    let t = gpu();
+    let (model, _, strings, _) = fixture_case("dna");
+    let cases: serde_json::Value = serde_json::from_str(CASES).unwrap();
+    let step = &cases["dna"]["step"];
+    let triplets: Vec<[usize; 3]> = serde_json::from_value(step["triplets"].clone()).unwrap();
+    let targets: Vec<[f32; 3]> = serde_json::from_value(step["targets"].clone()).unwrap();
+    let batch: Vec<(Triplet, [f32; 3])> = triplets
+        .iter()
+        .zip(&targets)
+        .map(|(&[anchor, positive, negative], &t)| {
+            let triplet = Triplet {
+                anchor,
+                positive,
+                negative,
+            };
+            (triplet, t)
+        })
+        .collect();
+    let weights = LossWeights {
+        hinge: step["lambda"].as_f64().unwrap() as f32,
+        approx: step["rho"].as_f64().unwrap() as f32,
+    };
+    let state = CnnEdState::new(&model);
+    let mut trainer =
+        CnnEdTrainer::new(&t.gpu, &t.ops, model.shape(), &state, batch.len(), weights).unwrap();
+    let loss = trainer.gradients(&model, &strings, &batch).unwrap();
+    let want_loss = step["loss"].as_f64().unwrap();
+    assert!(
+        (f64::from(loss) - want_loss).abs() <= 1e-4 * want_loss,
+        "loss {loss} vs {want_loss}"
+    );
+    let grads = trainer.read_grads().unwrap();
+    let mut at = 0;
+    for (name, dims) in model.shape().tensors() {
+        let n: usize = dims.iter().product();
+        let want: Vec<f64> = serde_json::from_value(step["grads"][&name].clone()).unwrap();
+        let norm = want.iter().map(|v| v * v).sum::<f64>().sqrt();
+        // 1e-4 of the gradient's norm. fc.bias's is 0 in exact arithmetic (the loss sees
+        // only differences of embeddings), so there f32 rounding of terms of size ~1 shows.
+        assert_close(&name, &grads[at..at + n], &want, 1e-4 * norm.max(0.01), 0.0);
+        at += n;
+    }
+    assert_eq!(grads[at], 0.0, "log s is not learned");
+}
+
+/// DNA-like strings around a few random bases, each with a few random edits.
+fn dna_family(rng: &mut StdRng, count: usize) -> Vec<String> {
+    let letters = ['A', 'C', 'G', 'T'];
+    let bases: Vec<Vec<char>> = (0..6)
+        .map(|_| (0..90).map(|_| letters[rng.random_range(0..4)]).collect())
+        .collect();
+    (0..count)
+        .map(|_| {
+            let mut s = bases[rng.random_range(0..bases.len())].clone();
+            for _ in 0..rng.random_range(0..25) {
+                let at = rng.random_range(0..s.len());
+                match rng.random_range(0..3) {
+                    0 => s[at] = letters[rng.random_range(0..4)],
+                    1 => s.insert(at, letters[rng.random_range(0..4)]),
+                    _ => {
+                        s.remove(at);
+                    }
+                }
+            }
+            s.into_iter().collect()
+        })
+        .collect()
+}
+
+#[test]
+fn a_short_run_lowers_the_held_out_relative_error() {
+    use megashtein_gpu::train::cnn_ed_data::TripletData;
+    use megashtein_gpu::train::cnn_ed_run::{CnnEdRun, fit_estimator, relative_error, train};
+    let t = gpu();
+    let mut rng = StdRng::seed_from_u64(31);
+    let strings = dna_family(&mut rng, 260);
+    let (training, held_out) = strings.split_at(200);
+    let alphabet = cnn_ed::alphabet_of(training.iter().map(String::as_str));
+    let longest = training.iter().map(|s| s.chars().count()).max().unwrap();
+    let shape = CnnEdShape::official(alphabet.len(), cnn_ed::padded_len(longest));
+    let mut untrained = CnnEd::random(alphabet, shape, 7).unwrap();
+    let data = TripletData::new(training.to_vec(), 100);
+    fit_estimator(&mut untrained, &data);
+    let before = relative_error(&untrained, held_out).unwrap();
+    let run = CnnEdRun {
+        epochs: 20,
+        triplets: 16,
+        lr: 5e-3,
+        seed: 1,
+    };
+    let mut epochs = Vec::new();
+    let trained = train(
+        &t.gpu,
+        &t.ops,
+        &untrained,
+        &data,
+        &run,
+        |_, _| {},
+        |r| {
+            epochs.push(*r);
+            Ok(())
+        },
+    )
+    .unwrap();
+    let after = relative_error(&trained, held_out).unwrap();
+    assert_eq!(epochs.len(), 20);
+    assert!(
+        after < 0.5 * before,
+        "held-out relative error {before:.3} -> {after:.3}"
+    );
+    // The trained model round-trips and embeds on the GPU like on the CPU.
+    let again = CnnEd::from_safetensors(&trained.to_safetensors().unwrap(), "trained").unwrap();
+    assert_eq!(again, trained);
+}

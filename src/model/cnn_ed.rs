@@ -256,6 +256,22 @@ impl CnnEd {
         })
     }
 
+    /// The same network with other weights (trained ones), same length as
+    /// [`CnnEd::params`].
+    pub fn with_params(&self, params: Vec<f32>) -> Result<CnnEd> {
+        if params.len() != self.params.len() {
+            bail!(
+                "{} parameters for a network of {}",
+                params.len(),
+                self.params.len()
+            );
+        }
+        Ok(CnnEd {
+            params,
+            ..self.clone()
+        })
+    }
+
     pub fn shape(&self) -> CnnEdShape {
         self.shape
     }

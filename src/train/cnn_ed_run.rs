@@ -1,0 +1,161 @@
+//! A CNN-ED training run (../shared/CNN-ED.md, section 3): epochs in which every
+//! training string is an anchor once, in batches of triplets, with the official code's
+//! loss schedule and Adam; then the estimator's line fitted on the training pairs.
+use std::time::Instant;
+
+use anyhow::{Result, anyhow};
+use rand::{SeedableRng, rngs::StdRng};
+
+use super::cnn_ed::{CnnEdState, CnnEdTrainer, LossWeights, official_schedule};
+use super::cnn_ed_data::{TripletData, fit_line};
+use crate::edit_distance::Exact;
+use crate::gpu::Gpu;
+use crate::model::cnn_ed::CnnEd;
+use crate::ops::Ops;
+use crate::ops::adamw::AdamWStep;
+
+/// How long and how a run trains.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CnnEdRun {
+    pub epochs: usize,
+    /// Triplets per step (the official code's batch: 64).
+    pub triplets: usize,
+    /// Adam's learning rate (the official code's 1e-3).
+    pub lr: f64,
+    /// Seed of the epochs' order and partners.
+    pub seed: u64,
+}
+
+/// What one epoch did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EpochReport {
+    /// 1-based.
+    pub epoch: usize,
+    pub epochs: usize,
+    pub weights: LossWeights,
+    /// Mean loss over the epoch's steps.
+    pub loss: f64,
+    pub triplets_per_s: f64,
+}
+
+/// Trains `model` on `data` for `run.epochs` epochs; `on_step(done, total)` after every
+/// step, `on_epoch` after every epoch. Returns the trained model with its estimator
+/// fitted on the training pairs ([`fit_estimator`]).
+pub fn train(
+    gpu: &Gpu,
+    ops: &Ops,
+    model: &CnnEd,
+    data: &TripletData,
+    run: &CnnEdRun,
+    mut on_step: impl FnMut(u64, u64),
+    mut on_epoch: impl FnMut(&EpochReport) -> Result<()>,
+) -> Result<CnnEd> {
+    let n = data.strings().len();
+    let steps_per_epoch = n.div_ceil(run.triplets) as u64;
+    let total = steps_per_epoch * run.epochs as u64;
+    let state = CnnEdState::new(model);
+    let first = official_schedule(0, run.epochs);
+    let mut trainer = CnnEdTrainer::new(gpu, ops, model.shape(), &state, run.triplets, first)?;
+    let mut rng = StdRng::seed_from_u64(run.seed);
+    let mut step = 0u64;
+    for epoch in 0..run.epochs {
+        let started = Instant::now();
+        let weights = official_schedule(epoch, run.epochs);
+        trainer.set_loss(ops, weights);
+        let mut loss_sum = 0.0;
+        let triplets = data.epoch(&mut rng);
+        for chunk in triplets.chunks(run.triplets) {
+            let batch: Vec<_> = chunk.iter().map(|&t| (t, data.targets(t))).collect();
+            step += 1;
+            let hyper = AdamWStep {
+                lr: run.lr,
+                weight_decay: 0.0,
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                step,
+                clip: 0.0,
+            };
+            let loss = trainer.step(model, data.strings(), &batch, &hyper)?;
+            if !loss.is_finite() {
+                return Err(anyhow!(
+                    "the loss became {loss} at step {step} (epoch {}): lower --lr",
+                    epoch + 1
+                ));
+            }
+            loss_sum += f64::from(loss);
+            on_step(step, total);
+        }
+        on_epoch(&EpochReport {
+            epoch: epoch + 1,
+            epochs: run.epochs,
+            weights,
+            loss: loss_sum / steps_per_epoch as f64,
+            triplets_per_s: n as f64 / started.elapsed().as_secs_f64(),
+        })?;
+    }
+    let params = trainer.state()?.params;
+    let mut trained = model.with_params(params[..model.params().len()].to_vec())?;
+    fit_estimator(&mut trained, data);
+    Ok(trained)
+}
+
+/// Fits the model's estimator, edit distance = slope * embedding distance + intercept,
+/// by least squares over every pair of training strings (CNN-ED's linear g); keeps the
+/// current one when the embeddings cannot support a line (all equal).
+pub fn fit_estimator(model: &mut CnnEd, data: &TripletData) {
+    let embeddings = embed_all(model, data.strings());
+    let n = data.strings().len();
+    let dim = model.dim();
+    let mut points = Vec::with_capacity(n * (n - 1) / 2);
+    for i in 0..n {
+        for j in i + 1..n {
+            let d = distance(
+                &embeddings[i * dim..(i + 1) * dim],
+                &embeddings[j * dim..(j + 1) * dim],
+            );
+            points.push((d, f64::from(data.distance(i, j))));
+        }
+    }
+    if let Some((slope, intercept)) = fit_line(&points) {
+        model.set_estimator(slope as f32, intercept as f32);
+    }
+}
+
+/// The mean relative error |d̂ - ED| / ED of `model`'s estimate over the pairs of
+/// `strings` at a positive distance (CNN-ED's Table 2 measure); `None` without such pairs.
+pub fn relative_error(model: &CnnEd, strings: &[String]) -> Option<f64> {
+    let embeddings = embed_all(model, strings);
+    let estimator = model.estimator();
+    let dim = model.dim();
+    let (mut sum, mut count) = (0.0, 0usize);
+    for (i, a) in strings.iter().enumerate() {
+        let exact = Exact::new(a.as_bytes());
+        for (j, b) in strings.iter().enumerate().skip(i + 1) {
+            let truth = exact.distance(b.as_bytes()) as f64;
+            if truth > 0.0 {
+                let (x, y) = (
+                    &embeddings[i * dim..(i + 1) * dim],
+                    &embeddings[j * dim..(j + 1) * dim],
+                );
+                let squared = distance(x, y).powi(2) as f32;
+                sum += (f64::from(estimator.estimate(squared)) - truth).abs() / truth;
+                count += 1;
+            }
+        }
+    }
+    (count > 0).then(|| sum / count as f64)
+}
+
+/// Every string's embedding through the folded table, `[strings, dim]`.
+fn embed_all(model: &CnnEd, strings: &[String]) -> Vec<f32> {
+    let folded = model.fold();
+    strings
+        .iter()
+        .flat_map(|s| folded.embed(model.token_ids(s)))
+        .collect()
+}
+
+fn distance(a: &[f32], b: &[f32]) -> f64 {
+    crate::stats::squared_distance(a, b).sqrt()
+}
