@@ -559,3 +559,60 @@ fn a_short_run_lowers_the_held_out_relative_error() {
     let again = CnnEd::from_safetensors(&trained.to_safetensors().unwrap(), "trained").unwrap();
     assert_eq!(again, trained);
 }
+
+#[test]
+fn train_arch_cnn_ed_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let mut rng = StdRng::seed_from_u64(41);
+    let corpus = dna_family(&mut rng, 40).join("\n") + "\n";
+    std::fs::write(path("dna.txt"), &corpus).unwrap();
+    let train = |corpus: &str, extra: &[&str]| {
+        let mut args = vec!["train", "--arch", "cnn-ed", "--corpus", corpus];
+        let output = path("dna.safetensors");
+        args.extend(["--output", &output, "--epochs", "2", "--batch", "16"]);
+        args.extend(extra);
+        run_bin(&args, b"")
+    };
+    let out = train(&path("dna.txt"), &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    // Fewer strings than --train-strings (1,000): all 40, said so.
+    assert!(
+        stderr.contains("has 40 strings, fewer than --train-strings 1000"),
+        "{stderr}"
+    );
+    let model = Model::open(path("dna.safetensors")).unwrap();
+    let Architecture::CnnEd(trained) = model.architecture() else {
+        panic!("not a CNN-ED model");
+    };
+    assert_eq!(trained.alphabet().len(), 4);
+    assert!(model.estimator().scale > 0.0);
+    let log = std::fs::read_to_string(path("dna.safetensors.log.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 2, "one line per epoch");
+    // Bad input: clear errors, no panic.
+    std::fs::write(path("empty.txt"), "").unwrap();
+    let e = err(train(&path("empty.txt"), &[]));
+    assert!(
+        e.contains("has 0 strings; CNN-ED's triplets need at least 3"),
+        "{e}"
+    );
+    std::fs::write(path("bad.txt"), b"ACGT\nAC\xc3GT\n").unwrap();
+    let e = err(train(&path("bad.txt"), &[]));
+    assert!(
+        e.contains("bad.txt:2: non-ASCII byte 0xc3 (not valid UTF-8) at column 3"),
+        "{e}"
+    );
+    let e = err(train(&path("dna.txt"), &["--steps", "10"]));
+    assert!(e.contains("--steps is for the megashtein trainer"), "{e}");
+    let e = err(train(&path("dna.txt"), &["--max-len", "7"]));
+    assert!(e.contains("max_len is 7, expected an even length"), "{e}");
+    let e = err(run_bin(
+        &["train", "--output", &path("x.safetensors"), "--epochs", "3"],
+        b"",
+    ));
+    assert!(
+        e.contains("--epochs is an option of train --arch cnn-ed"),
+        "{e}"
+    );
+}

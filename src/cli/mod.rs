@@ -13,6 +13,7 @@ pub mod make_cgk;
 pub mod query;
 pub mod table;
 pub mod train;
+pub mod train_cnn_ed;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,7 +42,7 @@ pub enum Command {
     /// Embed a corpus (one string per line) into a search index or a .npy array.
     Embed(embed::Args),
     /// Train or fine-tune a model on the GPU (synthetic pairs or your own corpus).
-    Train(train::Args),
+    Train(Box<train::Args>),
     /// Fuzzy lookup in an index: nearest by embedding, re-ranked by exact distance.
     Query(query::Args),
     /// Every pair of strings within an exact edit distance, in one index or between two.

@@ -20,6 +20,11 @@ pub struct Args {
     /// Where the trained model goes (safetensors, written when the run completes).
     #[arg(long, short)]
     pub output: PathBuf,
+    /// The architecture: `megashtein` (80-character ASCII strings, synthetic or --corpus
+    /// pairs) or `cnn-ed` (long strings over any alphabet, trained on --corpus; see
+    /// README "CNN-ED").
+    #[arg(long, value_enum, default_value_t = Arch::Megashtein)]
+    pub arch: Arch,
     /// Continue the run saved in this checkpoint (its settings are used; only --output,
     /// --checkpoint, --log, --stop-after and the GPU options may be given with it).
     #[arg(long, conflicts_with_all = ["steps", "batch", "loss", "hinge_weight", "approx_weight", "pnll_weight", "lr", "schedule", "warmup", "weight_decay", "clip", "seed", "scale", "init", "corpus", "non_ascii", "alphabet", "val_pairs", "val_every", "checkpoint_every"])]
@@ -35,9 +40,10 @@ pub struct Args {
     #[arg(long, default_value_t = 2000)]
     pub steps: u64,
     /// Examples per step: pairs, or triplets with --loss triplet|mix (every string of a
-    /// step goes through one batched forward).
-    #[arg(long, default_value_t = 256)]
-    pub batch: usize,
+    /// step goes through one batched forward) [default: 256; 64 triplets with --arch
+    /// cnn-ed].
+    #[arg(long)]
+    pub batch: Option<usize>,
     /// What a step minimises: `pnll` on pairs (the reference model's loss), `triplet`
     /// (CNN-ED's ranking hinge with the margin from the true distances, plus its
     /// approximation term) or `mix` (the hinge plus PNLL on each triplet's three pairs).
@@ -99,6 +105,24 @@ pub struct Args {
     /// end; the learning-rate schedule still spans --steps.
     #[arg(long)]
     pub stop_after: Option<u64>,
+    /// CNN-ED: epochs, each string of the training sample once as an anchor [default: 50].
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// CNN-ED: strings sampled (seeded) from --corpus to train on; their all-pairs exact
+    /// distances are computed once [default: 1000].
+    #[arg(long)]
+    pub train_strings: Option<usize>,
+    /// CNN-ED: triplet partners come from each anchor's 2 x this many nearest training
+    /// strings [default: 100].
+    #[arg(long)]
+    pub neighbours: Option<usize>,
+    /// CNN-ED: the padded length M (even, at most 5,000) [default: the longest training
+    /// string, rounded up to even].
+    #[arg(long)]
+    pub max_len: Option<usize>,
+    /// CNN-ED: conv + pool layers [default: min(10, floor(log2 M))].
+    #[arg(long)]
+    pub layers: Option<usize>,
     /// Prepare step t + 1 while the device runs step t (auto: on GPUs, not on CPU
     /// adapters, where it measured slower). The result is the same either way.
     #[arg(long, value_enum, default_value_t = StepOverlap::Auto)]
@@ -107,7 +131,27 @@ pub struct Args {
     pub gpu: super::DeviceArgs,
 }
 
+/// What `train` builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Arch {
+    Megashtein,
+    CnnEd,
+}
+
 pub fn run(args: &Args) -> Result<()> {
+    if args.arch == Arch::CnnEd {
+        return super::train_cnn_ed::run(args);
+    }
+    let cnn_ed_only = [
+        ("--epochs", args.epochs.is_some()),
+        ("--train-strings", args.train_strings.is_some()),
+        ("--neighbours", args.neighbours.is_some()),
+        ("--max-len", args.max_len.is_some()),
+        ("--layers", args.layers.is_some()),
+    ];
+    if let Some((name, _)) = cnn_ed_only.iter().find(|o| o.1) {
+        bail!("{name} is an option of train --arch cnn-ed");
+    }
     let with_suffix = |suffix: &str| {
         let mut name = args.output.as_os_str().to_owned();
         name.push(suffix);
@@ -207,10 +251,15 @@ pub fn run(args: &Args) -> Result<()> {
     }
 }
 
+/// Pairs (or triplets) per step of the megashtein trainer.
+fn batch(args: &Args) -> usize {
+    args.batch.unwrap_or(256)
+}
+
 fn fresh_start(args: &Args) -> Result<Checkpoint> {
     for (name, value) in [
         ("--steps", args.steps as f64),
-        ("--batch", args.batch as f64),
+        ("--batch", batch(args) as f64),
         ("--val-pairs", args.val_pairs as f64),
         ("--val-every", args.val_every as f64),
         ("--checkpoint-every", args.checkpoint_every as f64),
@@ -290,7 +339,7 @@ fn fresh_start(args: &Args) -> Result<Checkpoint> {
     };
     let config = TrainConfig {
         steps: args.steps,
-        pairs: args.batch,
+        pairs: batch(args),
         objective: objective(args)?,
         lr: args.lr,
         schedule: args.schedule,

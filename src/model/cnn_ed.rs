@@ -468,6 +468,15 @@ impl CnnEd {
         )
     }
 
+    /// Writes the model file atomically (complete or absent).
+    pub fn save(&self, path: &std::path::Path) -> Result<()> {
+        let bytes = self.to_safetensors()?;
+        crate::io::write_atomic(path, |out| {
+            std::io::Write::write_all(out, &bytes)?;
+            Ok(())
+        })
+    }
+
     /// Parses a CNN-ED model file; `source` names it in messages.
     pub fn from_safetensors(bytes: &[u8], source: &str) -> Result<CnnEd> {
         let invalid = |e: safetensors::SafeTensorError| {

@@ -18,7 +18,7 @@ use crate::model::cnn_ed::{CnnEd, CnnEdShape};
 use crate::ops::Ops;
 use crate::ops::adamw::{AdamWBuffers, AdamWCalls, AdamWStep};
 use crate::ops::conv1d::{Conv1dGrads, Conv1dShape, Packing};
-use crate::ops::linear::{LinearGrads, LinearShape};
+use crate::ops::linear::{KMAX, LinearGrads, LinearShape};
 use crate::ops::onehot_conv::OneHotConvShape;
 use crate::ops::pnll::{LossBuffers, LossCall, LossShape};
 use crate::ops::ranking::RankingWeights;
@@ -176,6 +176,20 @@ impl<'g> CnnEdTrainer<'g> {
                 shape.max_len,
                 widest >> 20,
                 gpu.max_binding_bytes() >> 20
+            );
+        }
+        let widest_head = shape.flat().max(shape.dim);
+        if widest_head > KMAX as usize {
+            bail!(
+                "the GPU trainer's linear head reduces over at most {KMAX} values, and this \
+                 network's head takes {} inputs (alphabet {} x {} channels x {} places) to {} \
+                 outputs: use more --layers (down to 1 place), fewer channels, or a corpus \
+                 with fewer distinct characters",
+                shape.flat(),
+                shape.alphabet,
+                shape.channels,
+                shape.final_len(),
+                shape.dim
             );
         }
         if state.params.len() != shape.num_params() + 1 {
