@@ -44,3 +44,12 @@ impl<'a> Exact<'a> {
 fn chars(text: &[u8]) -> Vec<char> {
     String::from_utf8_lossy(text).chars().collect()
 }
+
+/// The length the distance counts: bytes of ASCII, code points otherwise.
+pub fn char_len(text: &[u8]) -> usize {
+    if text.is_ascii() {
+        text.len()
+    } else {
+        String::from_utf8_lossy(text).chars().count()
+    }
+}

@@ -53,13 +53,17 @@ pub enum NonAscii {
 }
 
 impl NonAscii {
-    /// The rule for `model`: [`NonAscii::Utf8`] for a model that reads any alphabet,
-    /// else `self`.
-    pub fn for_model(self, model: &crate::model::Model) -> NonAscii {
-        if model.reads_unicode() {
-            NonAscii::Utf8
-        } else {
-            self
+    /// The rule for `model`: [`NonAscii::Utf8`] for a model that reads any alphabet (an
+    /// error if `--non-ascii` asked for something else), else `self`.
+    pub fn for_model(self, model: &crate::model::Model) -> Result<NonAscii> {
+        match (model.reads_unicode(), self) {
+            (false, rule) => Ok(rule),
+            (true, NonAscii::Error | NonAscii::Utf8) => Ok(NonAscii::Utf8),
+            (true, _) => bail!(
+                "--non-ascii does not apply to {} ({}), which reads any UTF-8",
+                model.source(),
+                model.arch_name()
+            ),
         }
     }
 

@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::join::SearchArgs;
 use super::table::{OutputArgs, as_text};
+use crate::edit_distance::char_len;
 use crate::embed::Embedder;
 use crate::gpu::Gpu;
 use crate::input::{LineReader, NonAscii};
@@ -63,7 +64,7 @@ pub fn run(args: &Args) -> Result<()> {
     let gpu = args.gpu.open()?;
     let (index, _temporary) = open_source(args, &gpu)?;
     // The join's threshold: with --max-ratio, the largest distance any pair may have.
-    let longest = (0..index.len()).map(|i| index.string(i).len()).max();
+    let longest = (0..index.len()).map(|i| char_len(index.string(i))).max();
     let max_distance = match (args.max_distance, args.max_ratio) {
         (Some(d), _) => d,
         (None, Some(r)) => (r * longest.unwrap_or(0) as f64).floor() as u32,
@@ -109,7 +110,7 @@ pub fn run(args: &Args) -> Result<()> {
 /// `--max-ratio`: distance <= R * max(len a, len b); without it every join pair counts.
 fn within_ratio(index: &Index, a: usize, b: usize, distance: u32, ratio: Option<f64>) -> bool {
     ratio.is_none_or(|r| {
-        let longer = index.string(a).len().max(index.string(b).len());
+        let longer = char_len(index.string(a)).max(char_len(index.string(b)));
         f64::from(distance) <= r * longer as f64
     })
 }
@@ -122,7 +123,7 @@ fn open_source(args: &Args, gpu: &Gpu) -> Result<(Index, Option<(Tracked, tempfi
     }
     let input = args.input.as_deref().expect("clap requires a source");
     let model = Model::open_or_builtin(args.model.as_deref())?;
-    let mut reader = LineReader::open(input, args.non_ascii.for_model(&model))?;
+    let mut reader = LineReader::open(input, args.non_ascii.for_model(&model)?)?;
     let dir = tempfile::tempdir()?;
     let tracked = Tracked::new(dir.path());
     let path = dir.path().join("dedup.idx");

@@ -33,7 +33,7 @@ const COLUMNS: &[&str] = &["a", "b", "distance", "estimate"];
 
 pub fn run(args: &Args) -> Result<()> {
     let model = crate::model::Model::open_or_builtin(args.model.as_deref())?;
-    let mode = NonAscii::Error.for_model(&model);
+    let mode = NonAscii::Error.for_model(&model)?;
     // Pairs stream from the file a batch at a time: memory does not grow with it.
     let mut pairs: Box<dyn Iterator<Item = Result<Pair>>> = match &args.pairs {
         Some(path) => Box::new(read_pairs(path, mode)?),

@@ -72,7 +72,7 @@ pub fn run(args: &Args) -> Result<()> {
         );
     }
     let model = Model::open_or_builtin(args.model.as_deref())?;
-    let mut reader = LineReader::open(&args.input, args.non_ascii.for_model(&model))?;
+    let mut reader = LineReader::open(&args.input, args.non_ascii.for_model(&model)?)?;
     let total_bytes = std::fs::metadata(&args.input)
         .ok()
         .filter(|m| m.is_file())

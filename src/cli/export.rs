@@ -100,7 +100,7 @@ fn write_files(index: &Index, dir: &Path) -> Result<()> {
             cnn_ed::ARCH,
             json!({
                 "metric": Metric::Euclidean.name(),
-                "formula": "estimate = scale * sqrt(sum((a - b)^2)) + offset",
+                "formula": "estimate = max(0, scale * sqrt(sum((a - b)^2)) + offset)",
                 "scale": f32_value(estimator.scale),
                 "offset": f32_value(estimator.offset),
             }),

@@ -87,7 +87,7 @@ pub fn run(args: &Args) -> Result<()> {
         searcher = searcher.also(also, model)?;
     }
     searcher.set_timed(args.timings);
-    let non_ascii = args.non_ascii.for_model(&model);
+    let non_ascii = args.non_ascii.for_model(&model)?;
     let startup = started.elapsed();
     let stdout = std::io::stdout();
     let mut out = Output::new(BufWriter::new(stdout.lock()), args.format)?;

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 
-use super::train::{Args, Loss};
+use super::train::Args;
 use crate::input::{LineReader, NonAscii};
 use crate::model::cnn_ed::{self, CnnEd, CnnEdShape, DEFAULT_CHANNELS, DEFAULT_DIM};
 use crate::ops::Ops;
@@ -26,47 +26,9 @@ pub fn run(args: &Args) -> Result<()> {
     let Some(corpus) = &args.corpus else {
         bail!("train --arch cnn-ed trains on your strings: give them with --corpus FILE");
     };
-    let (lines, _) = LineReader::open(corpus, NonAscii::Utf8)?.read_all()?;
-    let strings: Vec<String> = lines
-        .into_iter()
-        .map(|l| String::from_utf8(l.text).expect("the UTF-8 rule checked every line"))
-        .collect();
-    let wanted = args.train_strings.unwrap_or(DEFAULT_TRAIN_STRINGS);
-    if strings.len() < 3 {
-        bail!(
-            "corpus {} has {} strings; CNN-ED's triplets need at least 3",
-            corpus.display(),
-            strings.len()
-        );
-    }
-    if strings.len() < wanted {
-        eprintln!(
-            "warning: corpus {} has {} strings, fewer than --train-strings {wanted}: training on all of them",
-            corpus.display(),
-            strings.len()
-        );
-    }
-    let training = sample(&strings, wanted, args.seed);
-    let alphabet = cnn_ed::alphabet_of(strings.iter().map(String::as_str));
-    let longest = training
-        .iter()
-        .map(|s| s.chars().count())
-        .max()
-        .unwrap_or(0);
-    let max_len = args.max_len.unwrap_or(cnn_ed::padded_len(longest));
-    let shape = CnnEdShape {
-        alphabet: alphabet.len(),
-        max_len,
-        layers: args.layers.unwrap_or(cnn_ed::default_layers(max_len)),
-        channels: DEFAULT_CHANNELS,
-        dim: DEFAULT_DIM,
-    };
-    let model = CnnEd::random(alphabet, shape, args.seed)?;
-    // Cut as the model cuts, so that every target is the distance of what it reads.
-    let training: Vec<String> = training
-        .into_iter()
-        .map(|s| s.chars().take(max_len).collect())
-        .collect();
+    let strings = read_corpus(corpus)?;
+    let (model, training) = untrained_model(args, &strings)?;
+    let shape = model.shape();
     let run = CnnEdRun {
         epochs: args.epochs.unwrap_or(DEFAULT_EPOCHS),
         triplets: args.batch.unwrap_or(DEFAULT_TRIPLETS),
@@ -143,7 +105,7 @@ pub fn run(args: &Args) -> Result<()> {
     bar.finish_and_clear();
     trained.save(&args.output)?;
     let e = trained.estimator();
-    let error = relative_error(&trained, data.strings()).unwrap_or(f64::NAN);
+    let error = relative_error(&trained, &data).unwrap_or(f64::NAN);
     eprintln!(
         "trained {} epochs in {:.0} s; estimate = {:.4} x distance + {:.4} (mean relative \
          error on the training pairs {error:.3}); model written to {}",
@@ -154,6 +116,65 @@ pub fn run(args: &Args) -> Result<()> {
         args.output.display()
     );
     Ok(())
+}
+
+/// Every line of `corpus` (any valid UTF-8; invalid UTF-8 is an error naming the line).
+fn read_corpus(corpus: &std::path::Path) -> Result<Vec<String>> {
+    let (lines, _) = LineReader::open(corpus, NonAscii::Utf8)?.read_all()?;
+    let strings: Vec<String> = lines
+        .into_iter()
+        .map(|l| String::from_utf8(l.text).expect("the UTF-8 rule checked every line"))
+        .collect();
+    if strings.len() < 3 {
+        bail!(
+            "corpus {} has {} strings; CNN-ED's triplets need at least 3",
+            corpus.display(),
+            strings.len()
+        );
+    }
+    Ok(strings)
+}
+
+/// The network for `strings` (shape from the data and the options, PyTorch's
+/// initialisation from --seed) and its training sample, cut to M as the model cuts them
+/// so that every target is the distance of what it reads.
+fn untrained_model(args: &Args, strings: &[String]) -> Result<(CnnEd, Vec<String>)> {
+    let wanted = args.train_strings.unwrap_or(DEFAULT_TRAIN_STRINGS);
+    if wanted < 3 {
+        bail!("--train-strings {wanted}: CNN-ED's triplets need at least 3");
+    }
+    if strings.len() < wanted {
+        eprintln!(
+            "warning: the corpus has {} strings, fewer than --train-strings {wanted}: \
+             training on all of them",
+            strings.len()
+        );
+    }
+    let training = sample(strings, wanted, args.seed);
+    let longest = training
+        .iter()
+        .map(|s| s.chars().count())
+        .max()
+        .unwrap_or(0);
+    let max_len = args.max_len.unwrap_or(cnn_ed::padded_len(longest));
+    let cut = |s: &String| -> String { s.chars().take(max_len).collect() };
+    let alphabet = cnn_ed::alphabet_of(
+        strings
+            .iter()
+            .map(cut)
+            .collect::<Vec<_>>()
+            .iter()
+            .map(String::as_str),
+    );
+    let shape = CnnEdShape {
+        alphabet: alphabet.len(),
+        max_len,
+        layers: args.layers.unwrap_or(cnn_ed::default_layers(max_len)),
+        channels: DEFAULT_CHANNELS,
+        dim: DEFAULT_DIM,
+    };
+    let model = CnnEd::random(alphabet, shape, args.seed)?;
+    Ok((model, training.iter().map(cut).collect()))
 }
 
 fn log_path(args: &Args) -> std::path::PathBuf {
@@ -180,7 +201,7 @@ fn refuse_megashtein_options(args: &Args) -> Result<()> {
         ("--checkpoint", args.checkpoint.is_some()),
         ("--stop-after", args.stop_after.is_some()),
         ("--steps", args.steps != defaults.steps),
-        ("--loss", args.loss != Loss::Pnll),
+        ("--loss", args.loss != defaults.loss),
         ("--hinge-weight", args.hinge_weight.is_some()),
         ("--approx-weight", args.approx_weight.is_some()),
         ("--pnll-weight", args.pnll_weight.is_some()),

@@ -140,7 +140,7 @@ impl CnnEdShape {
                 "max_len is {max_len}, expected an even length from 2 to {MAX_LEN}"
             ));
         }
-        if layers == 0 || max_len >> layers == 0 {
+        if layers == 0 || layers > max_len.ilog2() as usize {
             return Err(format!(
                 "{layers} layers for max_len {max_len}: expected 1 to {} (each halves the length)",
                 max_len.ilog2()
@@ -549,11 +549,15 @@ impl CnnEd {
         if let Some(i) = params.iter().position(|v| !v.is_finite()) {
             bail!("{source}: parameter {i} is not finite");
         }
+        let slope = real(META_SLOPE)?;
+        if slope <= 0.0 {
+            bail!("{source}: {META_SLOPE} is {slope}; the estimate must grow with distance");
+        }
         CnnEd::from_parts(
             alphabet,
             shape,
             params,
-            real(META_SLOPE)?,
+            slope,
             real(META_INTERCEPT)?,
             source,
         )

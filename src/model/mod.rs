@@ -56,7 +56,7 @@ impl Metric {
         }
     }
 
-    /// `"squared_euclidean"` or `"hamming"`, as export manifests name it.
+    /// `"squared_euclidean"`, `"hamming"` or `"euclidean"`, as export manifests name it.
     pub fn name(self) -> &'static str {
         match self {
             Metric::SquaredEuclidean => "squared_euclidean",
@@ -132,6 +132,13 @@ impl Estimator {
         }
         // A fitted line can cross zero; an edit distance cannot.
         (estimate + self.offset).max(0.0)
+    }
+
+    /// What threshold search compares with blowup x D: the estimate less a positive
+    /// offset, which would otherwise keep even equal strings (distance 0) out of reach of
+    /// a small D (a fitted line's intercept can be far above 0).
+    pub fn screen(&self, distance: f32) -> f32 {
+        self.estimate(distance) - self.offset.max(0.0)
     }
 
     /// The estimate for two embeddings.

@@ -1,9 +1,10 @@
 //! Conv1d with kernel 3, stride 1, padding 1, an optional bias and an optional fused
 //! ReLU, on `[batch, channels, len]`, and the same conv fused with the AvgPool1d(2) that
-//! follows it in the models (then the ReLU, if any). Both are the register-tiled product of `shaders/gemm_tile.wgsl` over a weight packed
-//! `[cin * 3][cout]` ([`Conv1d::pack`]: once per set of weights, at model build or per
-//! training step). The backward pass reuses the product for the input gradient (a conv
-//! with flipped, transposed weights) and `weight_grad` for the weight and bias gradients.
+//! follows it in the models (then the ReLU, if any). Both are the register-tiled product
+//! of `shaders/gemm_tile.wgsl` over a weight packed `[cin * 3][cout]` ([`Conv1d::pack`]:
+//! once per set of weights, at model build or per training step). The backward pass
+//! reuses the product for the input gradient (a conv with flipped, transposed weights)
+//! and `weight_grad` for the weight and bias gradients.
 use super::weight_grad::{WeightGrad, WeightGradShape};
 use super::{PackedWeight, tile_rows};
 use crate::gpu::{Call, Calls, Gpu, Kernel};
@@ -142,8 +143,8 @@ impl Conv1d {
         PackedWeight::new(gpu, &self.pack_weight, &uniform, params, len)
     }
 
-    /// `x [batch, cin, len]` -> `y [batch, cout, len]` (then ReLU if `shape.relu`), with `packed` from
-    /// [`Packing::Conv`] (recorded before).
+    /// `x [batch, cin, len]` -> `y [batch, cout, len]` (then ReLU if `shape.relu`), with
+    /// `packed` from [`Packing::Conv`] (recorded before).
     pub fn forward(
         &self,
         gpu: &Gpu,

@@ -3,7 +3,7 @@
 use rayon::prelude::*;
 
 use super::index::Index;
-use crate::edit_distance::Exact;
+use crate::edit_distance::{Exact, char_len};
 
 /// Which member of a cluster represents it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,7 +116,7 @@ fn representative(index: &Index, rows: &[usize], keep: Keep) -> usize {
     let best_by = |key: &dyn Fn(usize) -> i64| rows.iter().map(|&r| (key(r), r)).min();
     let best = match keep {
         Keep::First => return rows[0],
-        Keep::Longest => best_by(&|r| -(index.string(r).len() as i64)),
+        Keep::Longest => best_by(&|r| -(char_len(index.string(r)) as i64)),
         Keep::MostCentral => best_by(&|r| {
             let exact = Exact::new(index.string(r));
             rows.iter()

@@ -260,7 +260,8 @@ impl Verifier<'_> {
         let mut pairs = Vec::new();
         let mut verified = 0;
         for n in list.iter().filter(|n| !(self.within && n.row == a)) {
-            let estimate = estimator.estimate(self.right.distance(n.row, query));
+            let distance = self.right.distance(n.row, query);
+            let estimate = estimator.estimate(distance);
             if !estimate.is_finite() {
                 bail!(
                     "rows {a} and {} have a non-finite estimated distance: an index holds \
@@ -268,7 +269,7 @@ impl Verifier<'_> {
                     n.row
                 );
             }
-            if estimate > self.limit {
+            if estimator.screen(distance) > self.limit {
                 continue;
             }
             verified += 1;
@@ -291,9 +292,9 @@ impl Verifier<'_> {
         // The list's last (farthest) row passed the filter: rows after it might too. The
         // margin covers the difference between the GPU's and the CPU's rounding.
         let capped = self.may_cut
-            && list.last().is_some_and(|n| {
-                estimator.estimate(n.distance) <= self.limit * (1.0 + 1e-3) + 1e-6
-            });
+            && list
+                .last()
+                .is_some_and(|n| estimator.screen(n.distance) <= self.limit * (1.0 + 1e-3) + 1e-6);
         let candidates = if capped && self.within {
             list.iter().map(|n| n.row).collect()
         } else {

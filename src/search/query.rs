@@ -32,7 +32,8 @@ pub struct QueryOptions {
     pub candidates: usize,
     /// Threshold search: every candidate within this exact distance.
     pub max_distance: Option<u32>,
-    /// Threshold search keeps candidates with estimate <= blowup * max_distance.
+    /// Threshold search keeps candidates with estimate <= blowup * max_distance (the
+    /// estimate less a positive intercept: [`crate::model::Estimator::screen`]).
     pub blowup: f32,
     /// Skip the exact re-rank and return raw embedding neighbours.
     pub rerank: bool,
@@ -110,6 +111,8 @@ struct Source<'a> {
 struct Candidate {
     row: usize,
     estimate: f32,
+    /// What threshold search compares ([`crate::model::Estimator::screen`]).
+    screen: f32,
 }
 
 impl<'a> Searcher<'a> {
@@ -137,6 +140,8 @@ impl<'a> Searcher<'a> {
     /// candidates from the first index and C - C / 2 from this one, re-ranked together.
     /// A hit's estimate is that of the model that found it (the first's when both did).
     pub fn also(mut self, index: &'a Index, model: &Model) -> Result<Self> {
+        // Queries must suit both models.
+        self.unicode &= model.reads_unicode();
         let first = self.primary.index;
         let same = index.len() == first.len()
             && (0..index.len()).all(|i| index.string(i) == first.string(i));
@@ -165,7 +170,8 @@ impl<'a> Searcher<'a> {
         self.timings
     }
 
-    /// Answer `queries` (full strings, ASCII; cut to 80 only for the model).
+    /// Answer `queries` (full strings, ASCII, or any UTF-8 for a CNN-ED model; cut only
+    /// for the model).
     pub fn search<Q: AsRef<[u8]>>(
         &mut self,
         queries: &[Q],
@@ -321,6 +327,7 @@ impl<'a> Source<'a> {
                     .map(|n| Candidate {
                         row: n.row,
                         estimate: estimator.estimate(n.distance),
+                        screen: estimator.screen(n.distance),
                     })
                     .collect()
             })
@@ -377,7 +384,7 @@ fn answer(
     let pool: Vec<&Candidate> = match opts.max_distance {
         Some(d) => {
             let limit = opts.blowup * d as f32;
-            let within: Vec<&Candidate> = found.iter().filter(|c| c.estimate <= limit).collect();
+            let within: Vec<&Candidate> = found.iter().filter(|c| c.screen <= limit).collect();
             // Every candidate passed the filter, so the cap may have cut more that would.
             capped = cut && within.len() == found.len();
             within

@@ -15,13 +15,15 @@ use anyhow::{Result, bail};
 
 use crate::gpu::{Calls, Gpu, Readback, storage_buffer, storage_buffer_init};
 use crate::model::cnn_ed::{CnnEd, CnnEdShape};
+use crate::ops::MAX_SEGMENTS;
 use crate::ops::Ops;
 use crate::ops::adamw::{AdamWBuffers, AdamWCalls, AdamWStep};
 use crate::ops::conv1d::{Conv1dGrads, Conv1dShape, Packing};
 use crate::ops::linear::{KMAX, LinearGrads, LinearShape};
-use crate::ops::onehot_conv::OneHotConvShape;
+use crate::ops::onehot_conv::{CHANNELS, OneHotConvShape};
 use crate::ops::pnll::{LossBuffers, LossCall, LossShape};
 use crate::ops::ranking::RankingWeights;
+use crate::ops::weight_grad::SEGMENT;
 
 use super::cnn_ed_data::Triplet;
 
@@ -92,13 +94,10 @@ pub struct CnnEdTrainer<'g> {
     triplets: usize,
     slabs: Slabs,
     tokens: wgpu::Buffer,
-    labels: wgpu::Buffer,
     /// Layer i's output `[rows, channels, M >> (i + 1)]`, and its gradient.
     _acts: Vec<wgpu::Buffer>,
     _d_acts: Vec<wgpu::Buffer>,
-    /// The head's output, `[3 triplets, dim]`, and the loss's gradient there.
-    embeddings: wgpu::Buffer,
-    d_embeddings: wgpu::Buffer,
+    head_io: HeadIo,
     /// Per string (`[3 triplets]` batch): tokens in, head, loss-side calls.
     prepare: Calls,
     first_block: Calls,
@@ -112,6 +111,16 @@ pub struct CnnEdTrainer<'g> {
     adamw: AdamWCalls,
 }
 
+/// What the loss head reads and writes.
+struct HeadIo {
+    /// The network's output, `[3 triplets, dim]`.
+    embeddings: wgpu::Buffer,
+    /// The triplets' targets, `[triplets, 3]`.
+    labels: wgpu::Buffer,
+    /// The loss's gradient at the embeddings.
+    d_embeddings: wgpu::Buffer,
+}
+
 struct Slabs {
     params: wgpu::Buffer,
     grads: wgpu::Buffer,
@@ -119,6 +128,49 @@ struct Slabs {
     exp_avg_sq: wgpu::Buffer,
     norm: wgpu::Buffer,
     losses: wgpu::Buffer,
+}
+
+/// An error unless `triplets` per step of a network of `shape` fit the device and the
+/// kernels: each activation within one storage binding, each weight gradient within the
+/// reductions' segment limit, the first block's 8 channels, the head within the tile.
+fn check_fits(gpu: &Gpu, shape: &CnnEdShape, triplets: usize) -> Result<()> {
+    let rows = (3 * triplets * shape.alphabet) as u64;
+    let widest = rows * (shape.channels * shape.max_len / 2) as u64 * F32;
+    // Block 1's weight gradient reduces over every row's pooled positions (M / 4).
+    let positions = rows * (shape.max_len / 4) as u64;
+    let most_positions = MAX_SEGMENTS * u64::from(SEGMENT);
+    if triplets == 0 || widest > gpu.max_binding_bytes() || positions > most_positions {
+        bail!(
+            "{triplets} triplets per step of {} characters x {} places need {} MiB per \
+             activation and {positions} positions in a weight gradient; this device binds \
+             {} MiB and the reduction takes {most_positions}: use fewer triplets per step \
+             (--batch) or a shorter --max-len",
+            shape.alphabet,
+            shape.max_len,
+            widest >> 20,
+            gpu.max_binding_bytes() >> 20
+        );
+    }
+    if shape.channels != CHANNELS as usize {
+        bail!(
+            "the GPU trainer's first block has {CHANNELS} channels, not {}",
+            shape.channels
+        );
+    }
+    if shape.flat().max(shape.dim) > KMAX as usize {
+        bail!(
+            "the GPU trainer's linear head reduces over at most {KMAX} values, and this \
+             network's head takes {} inputs (alphabet {} x {} channels x {} places) to {} \
+             outputs: use more --layers (down to 1 place) or a corpus with fewer distinct \
+             characters",
+            shape.flat(),
+            shape.alphabet,
+            shape.channels,
+            shape.final_len(),
+            shape.dim
+        );
+    }
+    Ok(())
 }
 
 /// Shapes of the layers over the slab.
@@ -166,32 +218,7 @@ impl<'g> CnnEdTrainer<'g> {
     ) -> Result<Self> {
         let strings = 3 * triplets;
         let rows = strings * shape.alphabet;
-        let widest = (rows * shape.channels * shape.max_len / 2) as u64 * F32;
-        if triplets == 0 || widest > gpu.max_binding_bytes() {
-            bail!(
-                "{triplets} triplets of {} characters x {} places need {} MiB per activation, \
-                 more than this device binds ({} MiB): use fewer triplets per step or a \
-                 shorter --max-len",
-                shape.alphabet,
-                shape.max_len,
-                widest >> 20,
-                gpu.max_binding_bytes() >> 20
-            );
-        }
-        let widest_head = shape.flat().max(shape.dim);
-        if widest_head > KMAX as usize {
-            bail!(
-                "the GPU trainer's linear head reduces over at most {KMAX} values, and this \
-                 network's head takes {} inputs (alphabet {} x {} channels x {} places) to {} \
-                 outputs: use more --layers (down to 1 place), fewer channels, or a corpus \
-                 with fewer distinct characters",
-                shape.flat(),
-                shape.alphabet,
-                shape.channels,
-                shape.final_len(),
-                shape.dim
-            );
-        }
+        check_fits(gpu, &shape, triplets)?;
         if state.params.len() != shape.num_params() + 1 {
             bail!(
                 "a training state of {} values for a network of {}",
@@ -209,14 +236,12 @@ impl<'g> CnnEdTrainer<'g> {
             losses: storage_buffer(gpu, "cnn-ed loss", F32),
         };
         let tokens = storage_buffer(gpu, "cnn-ed tokens", (strings * shape.max_len) as u64 * 4);
-        let labels = storage_buffer(gpu, "cnn-ed targets", (3 * triplets) as u64 * F32);
-        let embeddings =
-            storage_buffer(gpu, "cnn-ed embeddings", (strings * shape.dim) as u64 * F32);
-        let d_embeddings = storage_buffer(
-            gpu,
-            "cnn-ed d embeddings",
-            (strings * shape.dim) as u64 * F32,
-        );
+        let output_bytes = (strings * shape.dim) as u64 * F32;
+        let head_io = HeadIo {
+            embeddings: storage_buffer(gpu, "cnn-ed embeddings", output_bytes),
+            labels: storage_buffer(gpu, "cnn-ed targets", (3 * triplets) as u64 * F32),
+            d_embeddings: storage_buffer(gpu, "cnn-ed d embeddings", output_bytes),
+        };
         // Layer i's output and its gradient, [rows, channels, M >> (i + 1)].
         let act = |i: usize, what: &str| {
             let floats = rows * shape.channels * (shape.max_len >> (i + 1));
@@ -262,22 +287,13 @@ impl<'g> CnnEdTrainer<'g> {
             &acts[last],
             &packed,
             &slabs.params,
-            &embeddings,
+            &head_io.embeddings,
         ));
         prepare.push(packed.pack.clone());
         prepare.keep(packed.into_buffer());
 
         // The loss and its gradient at the embeddings.
-        let loss = Self::loss_call(
-            gpu,
-            ops,
-            &shape,
-            &slabs,
-            &embeddings,
-            &labels,
-            &d_embeddings,
-            weights,
-        );
+        let loss = Self::loss_call(gpu, ops, &shape, &slabs, &head_io, weights);
 
         // Backward, last layer first.
         let head_backward = ops.linear.backward(
@@ -287,7 +303,7 @@ impl<'g> CnnEdTrainer<'g> {
             strings,
             LinearGrads {
                 x: &acts[last],
-                dy: &d_embeddings,
+                dy: &head_io.d_embeddings,
                 params: &slabs.params,
                 grads: &slabs.grads,
                 dx: &d_acts[last],
@@ -335,11 +351,9 @@ impl<'g> CnnEdTrainer<'g> {
             triplets,
             slabs,
             tokens,
-            labels,
             _acts: acts,
             _d_acts: d_acts,
-            embeddings,
-            d_embeddings,
+            head_io,
             prepare,
             first_block: first_block_calls,
             blocks,
@@ -354,15 +368,12 @@ impl<'g> CnnEdTrainer<'g> {
         Ok(trainer)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn loss_call(
         gpu: &Gpu,
         ops: &Ops,
         shape: &CnnEdShape,
         slabs: &Slabs,
-        embeddings: &wgpu::Buffer,
-        labels: &wgpu::Buffer,
-        d_embeddings: &wgpu::Buffer,
+        io: &HeadIo,
         weights: LossWeights,
     ) -> LossCall {
         let loss_shape = LossShape {
@@ -371,10 +382,10 @@ impl<'g> CnnEdTrainer<'g> {
             learn: false,
         };
         let buffers = LossBuffers {
-            e: embeddings,
-            labels,
+            e: &io.embeddings,
+            labels: &io.labels,
             params: &slabs.params,
-            de: d_embeddings,
+            de: &io.d_embeddings,
             grads: &slabs.grads,
             losses: &slabs.losses,
         };
@@ -439,7 +450,7 @@ impl<'g> CnnEdTrainer<'g> {
             .write_buffer(&self.tokens, 0, bytemuck::cast_slice(&ids));
         self.gpu
             .queue
-            .write_buffer(&self.labels, 0, bytemuck::cast_slice(&targets));
+            .write_buffer(&self.head_io.labels, 0, bytemuck::cast_slice(&targets));
         self.loss.set(self.gpu, self.triplets as u32, 0);
         Ok(())
     }
@@ -466,9 +477,7 @@ impl<'g> CnnEdTrainer<'g> {
             ops,
             &self.shape,
             &self.slabs,
-            &self.embeddings,
-            &self.labels,
-            &self.d_embeddings,
+            &self.head_io,
             weights,
         );
     }
@@ -482,16 +491,8 @@ impl<'g> CnnEdTrainer<'g> {
         triplets: &[(Triplet, [f32; 3])],
         hyper: &AdamWStep,
     ) -> Result<f32> {
-        self.upload(model, strings, triplets)?;
         self.adamw.set(self.gpu, hyper);
-        let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            self.record_gradients(&mut pass);
-            self.adamw.record(&mut pass, self.gpu);
-        }
-        self.gpu.queue.submit([encoder.finish()]);
-        Ok(self.gpu.read_buffer::<f32>(&self.slabs.losses, 1)?[0])
+        self.run(model, strings, triplets, true)
     }
 
     /// Forward, loss and backward only; returns the loss (the gradients are in
@@ -502,11 +503,24 @@ impl<'g> CnnEdTrainer<'g> {
         strings: &[String],
         triplets: &[(Triplet, [f32; 3])],
     ) -> Result<f32> {
+        self.run(model, strings, triplets, false)
+    }
+
+    fn run(
+        &mut self,
+        model: &CnnEd,
+        strings: &[String],
+        triplets: &[(Triplet, [f32; 3])],
+        update: bool,
+    ) -> Result<f32> {
         self.upload(model, strings, triplets)?;
         let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
             self.record_gradients(&mut pass);
+            if update {
+                self.adamw.record(&mut pass, self.gpu);
+            }
         }
         self.gpu.queue.submit([encoder.finish()]);
         Ok(self.gpu.read_buffer::<f32>(&self.slabs.losses, 1)?[0])
@@ -521,7 +535,7 @@ impl<'g> CnnEdTrainer<'g> {
     /// The embeddings of the last forward, `[3 triplets, dim]`.
     pub fn read_embeddings(&self) -> Result<Vec<f32>> {
         self.gpu
-            .read_buffer(&self.embeddings, 3 * self.triplets * self.shape.dim)
+            .read_buffer(&self.head_io.embeddings, 3 * self.triplets * self.shape.dim)
     }
 
     /// The slabs, read back in one submit.

@@ -8,7 +8,6 @@ use rand::{SeedableRng, rngs::StdRng};
 
 use super::cnn_ed::{CnnEdState, CnnEdTrainer, LossWeights, official_schedule};
 use super::cnn_ed_data::{TripletData, fit_line};
-use crate::edit_distance::Exact;
 use crate::gpu::Gpu;
 use crate::model::cnn_ed::CnnEd;
 use crate::ops::Ops;
@@ -96,55 +95,54 @@ pub fn train(
     }
     let params = trainer.state()?.params;
     let mut trained = model.with_params(params[..model.params().len()].to_vec())?;
-    fit_estimator(&mut trained, data);
+    fit_estimator(&mut trained, data)?;
     Ok(trained)
 }
 
 /// Fits the model's estimator, edit distance = slope * embedding distance + intercept,
-/// by least squares over every pair of training strings (CNN-ED's linear g); keeps the
-/// current one when the embeddings cannot support a line (all equal).
-pub fn fit_estimator(model: &mut CnnEd, data: &TripletData) {
-    let embeddings = embed_all(model, data.strings());
-    let n = data.strings().len();
-    let dim = model.dim();
-    let mut points = Vec::with_capacity(n * (n - 1) / 2);
-    for i in 0..n {
-        for j in i + 1..n {
-            let d = distance(
-                &embeddings[i * dim..(i + 1) * dim],
-                &embeddings[j * dim..(j + 1) * dim],
-            );
-            points.push((d, f64::from(data.distance(i, j))));
+/// by least squares over every pair of training strings (CNN-ED's linear g). An error
+/// when the distances do not grow with edit distance (a slope of 0 or less).
+pub fn fit_estimator(model: &mut CnnEd, data: &TripletData) -> Result<()> {
+    let points = pairs(model, data)
+        .map(|(d, ed)| (d, f64::from(ed)))
+        .collect::<Vec<_>>();
+    match fit_line(&points) {
+        Some((slope, intercept)) if slope > 0.0 => {
+            model.set_estimator(slope as f32, intercept as f32);
+            Ok(())
         }
-    }
-    if let Some((slope, intercept)) = fit_line(&points) {
-        model.set_estimator(slope as f32, intercept as f32);
+        _ => Err(anyhow!(
+            "the embedding distances of the training pairs do not grow with their edit \
+             distances, so no estimate can be fitted: train longer or on more varied strings"
+        )),
     }
 }
 
 /// The mean relative error |d̂ - ED| / ED of `model`'s estimate over the pairs of
-/// `strings` at a positive distance (CNN-ED's Table 2 measure); `None` without such pairs.
-pub fn relative_error(model: &CnnEd, strings: &[String]) -> Option<f64> {
-    let embeddings = embed_all(model, strings);
+/// `data`'s strings at a positive distance (CNN-ED's Table 2 measure); `None` without
+/// such pairs.
+pub fn relative_error(model: &CnnEd, data: &TripletData) -> Option<f64> {
     let estimator = model.estimator();
-    let dim = model.dim();
     let (mut sum, mut count) = (0.0, 0usize);
-    for (i, a) in strings.iter().enumerate() {
-        let exact = Exact::new(a.as_bytes());
-        for (j, b) in strings.iter().enumerate().skip(i + 1) {
-            let truth = exact.distance(b.as_bytes()) as f64;
-            if truth > 0.0 {
-                let (x, y) = (
-                    &embeddings[i * dim..(i + 1) * dim],
-                    &embeddings[j * dim..(j + 1) * dim],
-                );
-                let squared = distance(x, y).powi(2) as f32;
-                sum += (f64::from(estimator.estimate(squared)) - truth).abs() / truth;
-                count += 1;
-            }
-        }
+    for (d, ed) in pairs(model, data).filter(|p| p.1 > 0) {
+        let truth = f64::from(ed);
+        sum += (f64::from(estimator.estimate((d * d) as f32)) - truth).abs() / truth;
+        count += 1;
     }
     (count > 0).then(|| sum / count as f64)
+}
+
+/// (embedding distance, edit distance) of every pair of `data`'s strings.
+fn pairs<'a>(model: &CnnEd, data: &'a TripletData) -> impl Iterator<Item = (f64, u32)> + 'a {
+    let embeddings = embed_all(model, data.strings());
+    let (n, dim) = (data.strings().len(), model.dim());
+    (0..n)
+        .flat_map(move |i| (i + 1..n).map(move |j| (i, j)))
+        .map(move |(i, j)| {
+            let row = |k: usize| &embeddings[k * dim..(k + 1) * dim];
+            let d = crate::stats::squared_distance(row(i), row(j)).sqrt();
+            (d, data.distance(i, j))
+        })
 }
 
 /// Every string's embedding through the folded table, `[strings, dim]`.
@@ -154,8 +152,4 @@ fn embed_all(model: &CnnEd, strings: &[String]) -> Vec<f32> {
         .iter()
         .flat_map(|s| folded.embed(model.token_ids(s)))
         .collect()
-}
-
-fn distance(a: &[f32], b: &[f32]) -> f64 {
-    crate::stats::squared_distance(a, b).sqrt()
 }
