@@ -558,6 +558,9 @@ fn a_short_run_lowers_the_held_out_relative_error() {
         after < 0.75 * before,
         "held-out relative error {before:.3} -> {after:.3}"
     );
+    // Centred on its training strings: their mean embedding is 0 (distances as before).
+    let mean = trained.mean_embedding(training);
+    assert!(mean.iter().all(|m| m.abs() < 1e-5), "{mean:?}");
     // The trained model round-trips and embeds on the GPU like on the CPU.
     let again = CnnEd::from_safetensors(&trained.to_safetensors().unwrap(), "trained").unwrap();
     assert_eq!(again, trained);

@@ -256,6 +256,30 @@ impl CnnEd {
         })
     }
 
+    /// Moves the head's bias so that the mean embedding of `strings` is 0. Distances do
+    /// not change (and the loss never sees the bias: its gradient is 0), but search does:
+    /// an embedding's common part, far larger than the differences between strings,
+    /// would swamp them in the kNN's f32 products |q|² + |x|² - 2 q·x.
+    pub fn center_on(&mut self, strings: &[String]) {
+        let mean = self.mean_embedding(strings);
+        let at = self.shape.fc_offset() + self.shape.dim * self.shape.flat();
+        for (b, m) in self.params[at..].iter_mut().zip(mean) {
+            *b -= m as f32;
+        }
+    }
+
+    /// The mean embedding of `strings` (0 for none).
+    pub fn mean_embedding(&self, strings: &[String]) -> Vec<f64> {
+        let folded = self.fold();
+        let mut mean = vec![0.0f64; self.shape.dim];
+        for s in strings {
+            for (m, v) in mean.iter_mut().zip(folded.embed(self.token_ids(s))) {
+                *m += f64::from(v) / strings.len() as f64;
+            }
+        }
+        mean
+    }
+
     /// The same network with other weights (trained ones), same length as
     /// [`CnnEd::params`].
     pub fn with_params(&self, params: Vec<f32>) -> Result<CnnEd> {

@@ -38,8 +38,9 @@ pub struct EpochReport {
 }
 
 /// Trains `model` on `data` for `run.epochs` epochs; `on_step(done, total)` after every
-/// step, `on_epoch` after every epoch. Returns the trained model with its estimator
-/// fitted on the training pairs ([`fit_estimator`]).
+/// step, `on_epoch` after every epoch. Returns the trained model, centred on the training
+/// strings ([`CnnEd::center_on`]), with its estimator fitted on the training pairs
+/// ([`fit_estimator`]).
 pub fn train(
     gpu: &Gpu,
     ops: &Ops,
@@ -95,6 +96,7 @@ pub fn train(
     }
     let params = trainer.state()?.params;
     let mut trained = model.with_params(params[..model.params().len()].to_vec())?;
+    trained.center_on(data.strings());
     fit_estimator(&mut trained, data)?;
     Ok(trained)
 }
