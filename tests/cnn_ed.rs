@@ -4,7 +4,7 @@
 //! answers queries exactly when every row is a candidate.
 mod common;
 
-use common::{assert_close, err, gpu, ok, run_bin};
+use common::{assert_close, err, gpu, levenshtein, ok, run_bin};
 use megashtein_gpu::embed::Embedder;
 use megashtein_gpu::model::cnn_ed::{self, CnnEd, CnnEdShape};
 use megashtein_gpu::model::{Architecture, Metric, Model};
@@ -283,29 +283,13 @@ fn index_of_unicode_strings_answers_exactly_with_every_row_a_candidate() {
         let mut exact: Vec<(u32, usize)> = base
             .iter()
             .enumerate()
-            .map(|(i, s)| (levenshtein_chars(&code_points(q), &code_points(s)), i))
+            .map(|(i, s)| (levenshtein(&code_points(q), &code_points(s)), i))
             .collect();
         exact.sort();
         let got: Vec<u32> = answer.hits.iter().map(|h| h.distance.unwrap()).collect();
         let want: Vec<u32> = exact[..5].iter().map(|e| e.0).collect();
         assert_eq!(got, want, "query {q:?}");
     }
-}
-
-fn levenshtein_chars(a: &[u32], b: &[u32]) -> u32 {
-    let mut row: Vec<u32> = (0..=b.len() as u32).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut diag = row[0];
-        row[0] = i as u32 + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let next = (diag + u32::from(ca != cb))
-                .min(row[j] + 1)
-                .min(row[j + 1] + 1);
-            diag = row[j + 1];
-            row[j + 1] = next;
-        }
-    }
-    row[b.len()]
 }
 
 #[test]
@@ -327,7 +311,7 @@ fn triplet_epochs_follow_the_official_sampler() {
     let mut total = 0.0;
     for (i, a) in strings.iter().enumerate() {
         for (j, b) in strings.iter().enumerate() {
-            let d = levenshtein_chars(&code_points(a), &code_points(b));
+            let d = levenshtein(&code_points(a), &code_points(b));
             assert_eq!(data.distance(i, j), d, "{a:?} {b:?}");
             total += f64::from(d);
         }

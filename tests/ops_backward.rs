@@ -3,7 +3,7 @@
 //! central finite differences of its forward, in f64.
 mod common;
 
-use common::{assert_close, gpu, rng, to_f64, uniform};
+use common::{assert_close, dot, finite_differences, gpu, rng, to_f64, uniform};
 use megashtein_gpu::gpu::{Calls, Gpu, storage_buffer, storage_buffer_init};
 use megashtein_gpu::ops::adamw::{AdamWBuffers, AdamWStep};
 use megashtein_gpu::ops::batchnorm::BatchNormShape;
@@ -32,34 +32,6 @@ fn submit(gpu: &Gpu, calls: &Calls, batch: u32) {
 
 fn read(gpu: &Gpu, buffer: &wgpu::Buffer, count: usize) -> Vec<f32> {
     gpu.read_buffer(buffer, count).unwrap()
-}
-
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-/// Central differences of `f` at up to 24 random coordinates of `x` against `grad`.
-fn finite_differences(
-    what: &str,
-    r: &mut StdRng,
-    x: &[f64],
-    grad: &[f64],
-    f: impl Fn(&[f64]) -> f64,
-) {
-    let h = 1e-6;
-    for _ in 0..24.min(x.len()) {
-        let i = r.random_range(0..x.len());
-        let mut xp = x.to_vec();
-        xp[i] += h;
-        let mut xm = x.to_vec();
-        xm[i] -= h;
-        let fd = (f(&xp) - f(&xm)) / (2.0 * h);
-        assert!(
-            (fd - grad[i]).abs() <= 1e-6 + 1e-5 * fd.abs(),
-            "{what}: coordinate {i}: finite difference {fd}, backward {}",
-            grad[i]
-        );
-    }
 }
 
 /// A gradient slab filled with a sentinel, so an unwritten gradient shows.

@@ -6,7 +6,7 @@
 //! bit-identical over two runs.
 mod common;
 
-use common::{TestGpu, assert_close, gpu, rng, to_f64, uniform};
+use common::{TestGpu, assert_close, dot, finite_differences, gpu, rng, to_f64, uniform};
 use megashtein_gpu::gpu::{Calls, Gpu, storage_buffer, storage_buffer_init};
 use megashtein_gpu::ops::conv1d::{Conv1dGrads, Conv1dShape, Packing};
 use megashtein_gpu::ops::onehot_conv::{CHANNELS, OneHotConvShape};
@@ -30,34 +30,6 @@ fn run(gpu: &Gpu, calls: &Calls, batch: u32, out: &wgpu::Buffer, count: usize) -
     }
     gpu.queue.submit([encoder.finish()]);
     gpu.read_buffer(out, count).unwrap()
-}
-
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-/// Central differences of `f` at up to 24 random coordinates of `x` against `grad`.
-fn finite_differences(
-    what: &str,
-    r: &mut StdRng,
-    x: &[f64],
-    grad: &[f64],
-    f: impl Fn(&[f64]) -> f64,
-) {
-    let h = 1e-6;
-    for _ in 0..24.min(x.len()) {
-        let i = r.random_range(0..x.len());
-        let mut xp = x.to_vec();
-        xp[i] += h;
-        let mut xm = x.to_vec();
-        xm[i] -= h;
-        let fd = (f(&xp) - f(&xm)) / (2.0 * h);
-        assert!(
-            (fd - grad[i]).abs() <= 1e-6 + 1e-5 * fd.abs(),
-            "{what}: coordinate {i}: finite difference {fd}, backward {}",
-            grad[i]
-        );
-    }
 }
 
 /// A slab of `len` NaNs, so an unwritten value shows.

@@ -26,13 +26,12 @@
 //! bits that rarely advance; then the unread tails are not paid for and the bound can
 //! fail (e.g. bits that never advance on `a`: "aa…a" and "aa…ab" both map to "aa…a").
 //! The tests check both statements on random pairs.
-use std::collections::HashMap;
-
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, bail};
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use safetensors::tensor::{Dtype, SafeTensors};
+use safetensors::tensor::Dtype;
 
 use super::Estimator;
+use super::metadata::ModelFile;
 use super::params::MAX_LEN;
 use super::state_dict::{DType, StateDict, Tensor};
 use super::weights::{META_ARCH, serialize_safetensors};
@@ -231,30 +230,11 @@ impl Cgk {
 
     /// Parses a CGK model file; `source` names it in messages.
     pub fn from_safetensors(bytes: &[u8], source: &str) -> Result<Cgk> {
-        let invalid = |e: safetensors::SafeTensorError| {
-            anyhow!("{source} is not a valid safetensors file ({e})")
-        };
-        let st = SafeTensors::deserialize(bytes).map_err(invalid)?;
-        let (_, header) = SafeTensors::read_metadata(bytes).map_err(invalid)?;
-        let empty = HashMap::new();
-        let meta = header.metadata().as_ref().unwrap_or(&empty);
-        let get = |key: &str| {
-            meta.get(key)
-                .map(|v| v.trim())
-                .ok_or_else(|| anyhow!("{source}: a {ARCH} model needs {key} metadata"))
-        };
-        let number = |key: &str| -> Result<u64> {
-            get(key)?
-                .parse()
-                .map_err(|_| anyhow!("{source}: {key} is not a whole number"))
-        };
-        let positive = |key: &str| -> Result<f32> {
-            get(key)?
-                .parse::<f32>()
-                .ok()
-                .filter(|v| v.is_finite() && *v > 0.0)
-                .ok_or_else(|| anyhow!("{source}: {key} is not a positive number"))
-        };
+        let file = ModelFile::parse(bytes, source, ARCH)?;
+        let st = &file.tensors;
+        let get = |key: &str| file.get(key);
+        let number = |key: &str| file.number::<u64>(key);
+        let positive = |key: &str| file.positive(key);
         let seed = number(META_SEED)?;
         let reps = number(META_REPS)? as usize;
         let n = number(META_LEN)? as usize;
@@ -276,7 +256,7 @@ impl Cgk {
         if names != [HASH_TENSOR] {
             bail!("{source}: a {ARCH} model holds one tensor, {HASH_TENSOR}, not {names:?}");
         }
-        let view = st.tensor(HASH_TENSOR).map_err(invalid)?;
+        let view = st.tensor(HASH_TENSOR).map_err(|e| file.invalid(e))?;
         let shape = [reps, 3 * n, STEP_BYTES];
         if view.dtype() != Dtype::U8 || view.shape() != shape {
             bail!(

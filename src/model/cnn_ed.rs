@@ -20,9 +20,10 @@ use std::collections::HashMap;
 
 use anyhow::{Result, anyhow, bail};
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use safetensors::tensor::{Dtype, SafeTensors};
+use safetensors::tensor::Dtype;
 
 use super::Estimator;
+use super::metadata::ModelFile;
 use super::state_dict::{DType, StateDict, Tensor};
 use super::weights::{META_ARCH, serialize_safetensors};
 
@@ -503,30 +504,11 @@ impl CnnEd {
 
     /// Parses a CNN-ED model file; `source` names it in messages.
     pub fn from_safetensors(bytes: &[u8], source: &str) -> Result<CnnEd> {
-        let invalid = |e: safetensors::SafeTensorError| {
-            anyhow!("{source} is not a valid safetensors file ({e})")
-        };
-        let st = SafeTensors::deserialize(bytes).map_err(invalid)?;
-        let (_, header) = SafeTensors::read_metadata(bytes).map_err(invalid)?;
-        let empty = HashMap::new();
-        let meta = header.metadata().as_ref().unwrap_or(&empty);
-        let get = |key: &str| {
-            meta.get(key)
-                .map(|v| v.trim())
-                .ok_or_else(|| anyhow!("{source}: a {ARCH} model needs {key} metadata"))
-        };
-        let number = |key: &str| -> Result<usize> {
-            get(key)?
-                .parse()
-                .map_err(|_| anyhow!("{source}: {key} is not a whole number"))
-        };
-        let real = |key: &str| -> Result<f32> {
-            get(key)?
-                .parse::<f32>()
-                .ok()
-                .filter(|v| v.is_finite())
-                .ok_or_else(|| anyhow!("{source}: {key} is not a finite number"))
-        };
+        let file = ModelFile::parse(bytes, source, ARCH)?;
+        let st = &file.tensors;
+        let get = |key: &str| file.get(key);
+        let number = |key: &str| file.number::<usize>(key);
+        let real = |key: &str| file.real(key);
         let codes: Vec<u32> = serde_json::from_str(get(META_ALPHABET)?).map_err(|e| {
             anyhow!("{source}: {META_ALPHABET} is not a JSON list of code points ({e})")
         })?;
@@ -556,7 +538,7 @@ impl CnnEd {
         }
         let mut params = Vec::with_capacity(shape.num_params());
         for (name, dims) in &expected {
-            let view = st.tensor(name).map_err(invalid)?;
+            let view = st.tensor(name).map_err(|e| file.invalid(e))?;
             if view.dtype() != Dtype::F32 || view.shape() != dims.as_slice() {
                 bail!(
                     "{source}: {name} is {:?} {:?}, expected F32 {dims:?}",

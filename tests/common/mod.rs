@@ -45,14 +45,42 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64)
     }
 }
 
-/// Plain dynamic-programming Levenshtein distance, independent of the crate the library
-/// uses, to check it.
-pub fn levenshtein(a: &[u8], b: &[u8]) -> u32 {
+pub fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Central differences of `f` at up to 24 random coordinates of `x` against `grad`.
+pub fn finite_differences(
+    what: &str,
+    r: &mut StdRng,
+    x: &[f64],
+    grad: &[f64],
+    f: impl Fn(&[f64]) -> f64,
+) {
+    let h = 1e-6;
+    for _ in 0..24.min(x.len()) {
+        let i = r.random_range(0..x.len());
+        let mut xp = x.to_vec();
+        xp[i] += h;
+        let mut xm = x.to_vec();
+        xm[i] -= h;
+        let fd = (f(&xp) - f(&xm)) / (2.0 * h);
+        assert!(
+            (fd - grad[i]).abs() <= 1e-6 + 1e-5 * fd.abs(),
+            "{what}: coordinate {i}: finite difference {fd}, backward {}",
+            grad[i]
+        );
+    }
+}
+
+/// Plain dynamic-programming Levenshtein distance over any symbols (bytes, or code
+/// points), independent of the crate the library uses, to check it.
+pub fn levenshtein<T: PartialEq>(a: &[T], b: &[T]) -> u32 {
     let mut row: Vec<u32> = (0..=b.len() as u32).collect();
-    for (i, &ca) in a.iter().enumerate() {
+    for (i, ca) in a.iter().enumerate() {
         let mut diag = row[0];
         row[0] = i as u32 + 1;
-        for (j, &cb) in b.iter().enumerate() {
+        for (j, cb) in b.iter().enumerate() {
             let next = (diag + u32::from(ca != cb))
                 .min(row[j] + 1)
                 .min(row[j + 1] + 1);
