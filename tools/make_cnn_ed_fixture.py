@@ -10,8 +10,8 @@ Default DIR: tests/fixtures. Writes DIR/cnn_ed_dna.safetensors, DIR/cnn_ed_text.
 and DIR/cnn_ed_cases.json; running it twice gives byte-identical files.
 
 The model (CNN-ED, Dai et al. SIGIR 2020; the official code's DBLPCNN with its default
-`--mtc False` per-character layout, generalised in C, M, L and dim; /work/shared/CNN-ED.md
-sections 1, 3, 6):
+`--mtc False` per-character layout, generalised in C, M, L and dim; the code is
+github.com/xinyandai/string-embed, networks.py and datasets.py):
 
     alphabet  list of code points, id = position; a string is cut to its first M code points
     X         [B, C, M] float, X[b, c, l] = 1 iff l < len(s_b) and s_b[l] == alphabet[c]

@@ -1,5 +1,5 @@
 //! `megashtein-gpu train --arch cnn-ed`: a CNN-ED model trained on the user's strings
-//! (../shared/CNN-ED.md): a seeded sample of the corpus, its all-pairs exact distances on
+//! (Dai et al., SIGIR 2020): a seeded sample of the corpus, its all-pairs exact distances on
 //! CPU threads, epochs of triplets on the GPU with a progress bar and a JSON-lines log,
 //! the estimator's line fitted on the training pairs, the model file written atomically.
 use std::io::Write;

@@ -1,7 +1,8 @@
 //! CNN-ED (Dai, Yan, Zhou, Wang, Yang and Cheng, "Convolutional Embedding for Edit
-//! Distance", SIGIR 2020; ../shared/CNN-ED.md): strings of up to 5,000 characters over an
-//! alphabet taken from the data, embedded by a stack of bias-free conv + average-pool
-//! layers and a linear head, compared by Euclidean distance.
+//! Distance", SIGIR 2020, and its code, github.com/xinyandai/string-embed): strings of up
+//! to 5,000 characters over an alphabet taken from the data, embedded by a stack of
+//! bias-free conv + average-pool layers and a linear head, compared by Euclidean
+//! distance.
 //!
 //! The network, as the official code's default (per-character) layout computes it:
 //! - a string's one-hot matrix `[C, M]` (column l is character l's indicator, zero past
@@ -15,7 +16,7 @@
 //! Without activations the network is affine in the one-hot input, so it folds exactly
 //! into a table ([`CnnEd::fold`]): `T[c, l, :]` is the head applied to the conv stack's
 //! response to a unit impulse at position l, placed in character c's block, and a
-//! string's embedding is the bias plus one table row per character (spec section 6).
+//! string's embedding is the bias plus one table row per character.
 use std::collections::HashMap;
 
 use anyhow::{Result, anyhow, bail};

@@ -1,4 +1,4 @@
-//! CNN-ED's training step on the GPU (../shared/CNN-ED.md, sections 1, 3 and 6): the
+//! CNN-ED's training step on the GPU (the official code's networks.py): the
 //! anchors, positives and negatives of a batch of triplets through the layered network
 //! as one batch, the triplet + approximation loss on Euclidean distances, every layer's
 //! backward pass in reverse order, Adam. No autograd: the order of the calls below is

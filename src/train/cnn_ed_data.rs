@@ -1,4 +1,4 @@
-//! CNN-ED's training data (../shared/CNN-ED.md, section 3): a sample of the user's
+//! CNN-ED's training data (the official code's datasets.py): a sample of the user's
 //! strings, their all-pairs exact edit distances (computed once, on CPU threads), each
 //! string's others ranked by distance, and epochs of triplets drawn from near ranks.
 use rand::seq::SliceRandom;

@@ -1,4 +1,4 @@
-//! A CNN-ED training run (../shared/CNN-ED.md, section 3): epochs in which every
+//! A CNN-ED training run (the official code's trainer.py and networks.py): epochs in which every
 //! training string is an anchor once, in batches of triplets, with the official code's
 //! loss schedule and Adam; then the estimator's line fitted on the training pairs.
 use std::time::Instant;
