@@ -258,12 +258,13 @@ impl CnnEd {
         })
     }
 
-    /// Moves the head's bias so that the mean embedding of `strings` is 0. Distances do
-    /// not change (and the loss never sees the bias: its gradient is 0), but search does:
-    /// an embedding's common part, far larger than the differences between strings,
-    /// would swamp them in the kNN's f32 products |q|² + |x|² - 2 q·x.
-    pub fn center_on(&mut self, strings: &[String]) {
-        let mean = self.mean_embedding(strings);
+    /// Moves the head's bias so that the mean of `embeddings` (`[rows, dim]`, this
+    /// model's) is 0. Distances do not change (and the loss never sees the bias: its
+    /// gradient is 0), but search does: an embedding's common part, far larger than the
+    /// differences between strings, would swamp them in the kNN's f32 products
+    /// |q|² + |x|² - 2 q·x.
+    pub fn center_on(&mut self, embeddings: &[f32]) {
+        let mean = column_mean(embeddings, self.shape.dim);
         let at = self.shape.fc_offset() + self.shape.dim * self.shape.flat();
         for (b, m) in self.params[at..].iter_mut().zip(mean) {
             *b -= m as f32;
@@ -272,14 +273,16 @@ impl CnnEd {
 
     /// The mean embedding of `strings` (0 for none).
     pub fn mean_embedding(&self, strings: &[String]) -> Vec<f64> {
+        column_mean(&self.embed_all(strings), self.shape.dim)
+    }
+
+    /// Every string's embedding through the folded table (one fold), `[strings, dim]`.
+    pub fn embed_all(&self, strings: &[String]) -> Vec<f32> {
         let folded = self.fold();
-        let mut mean = vec![0.0f64; self.shape.dim];
-        for s in strings {
-            for (m, v) in mean.iter_mut().zip(folded.embed(self.token_ids(s))) {
-                *m += f64::from(v) / strings.len() as f64;
-            }
-        }
-        mean
+        strings
+            .iter()
+            .flat_map(|s| folded.embed(self.token_ids(s)))
+            .collect()
     }
 
     /// The same network with other weights (trained ones), same length as
@@ -569,6 +572,18 @@ impl CnnEd {
             source,
         )
     }
+}
+
+/// The mean of the rows of `[rows, dim]` values (0 for no rows).
+fn column_mean(values: &[f32], dim: usize) -> Vec<f64> {
+    let rows = (values.len() / dim).max(1) as f64;
+    let mut mean = vec![0.0f64; dim];
+    for row in values.chunks_exact(dim) {
+        for (m, v) in mean.iter_mut().zip(row) {
+            *m += f64::from(*v) / rows;
+        }
+    }
+    mean
 }
 
 /// A CNN-ED network folded into a table: a string's embedding is

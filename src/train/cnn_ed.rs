@@ -26,6 +26,7 @@ use crate::ops::ranking::RankingWeights;
 use crate::ops::weight_grad::SEGMENT;
 
 use super::cnn_ed_data::Triplet;
+use super::trainer::LOSS_SLOTS;
 
 const F32: u64 = 4;
 
@@ -233,7 +234,7 @@ impl<'g> CnnEdTrainer<'g> {
             exp_avg: storage_buffer_init(gpu, "cnn-ed exp_avg", &state.exp_avg),
             exp_avg_sq: storage_buffer_init(gpu, "cnn-ed exp_avg_sq", &state.exp_avg_sq),
             norm: storage_buffer_init(gpu, "cnn-ed grad norm", &[0.0f32, 1.0]),
-            losses: storage_buffer(gpu, "cnn-ed loss", F32),
+            losses: storage_buffer(gpu, "cnn-ed losses", LOSS_SLOTS as u64 * F32),
         };
         let tokens = storage_buffer(gpu, "cnn-ed tokens", (strings * shape.max_len) as u64 * 4);
         let output_bytes = (strings * shape.dim) as u64 * F32;
@@ -414,12 +415,13 @@ impl<'g> CnnEdTrainer<'g> {
     }
 
     /// Uploads the strings of `triplets` (anchors, then positives, then negatives, as
-    /// token ids padded with the unseen id) and their targets.
+    /// token ids padded with the unseen id) and their targets; the loss goes to `slot`.
     fn upload(
         &mut self,
         model: &CnnEd,
         strings: &[String],
         triplets: &[(Triplet, [f32; 3])],
+        slot: usize,
     ) -> Result<()> {
         if triplets.is_empty() || triplets.len() > self.capacity {
             bail!(
@@ -428,7 +430,9 @@ impl<'g> CnnEdTrainer<'g> {
                 self.capacity
             );
         }
-        self.set_batches(triplets.len());
+        if triplets.len() != self.triplets {
+            self.set_batches(triplets.len());
+        }
         let m = self.shape.max_len;
         let mut ids = vec![model.unseen(); 3 * self.triplets * m];
         let order = [
@@ -451,7 +455,8 @@ impl<'g> CnnEdTrainer<'g> {
         self.gpu
             .queue
             .write_buffer(&self.head_io.labels, 0, bytemuck::cast_slice(&targets));
-        self.loss.set(self.gpu, self.triplets as u32, 0);
+        self.loss
+            .set(self.gpu, self.triplets as u32, (slot % LOSS_SLOTS) as u32);
         Ok(())
     }
 
@@ -482,20 +487,28 @@ impl<'g> CnnEdTrainer<'g> {
         );
     }
 
-    /// One step (gradients, then Adam) on `triplets` of `strings`, each with its targets;
-    /// waits for the GPU and returns the loss.
+    /// One step (gradients, then Adam) on `triplets` of `strings`, each with its targets,
+    /// submitted without waiting; the loss of 1-based step t lands in slot
+    /// `(t - 1) % LOSS_SLOTS` of [`CnnEdTrainer::losses`]. Hand the submission to a
+    /// [`StepQueue`](super::trainer::StepQueue).
     pub fn step(
         &mut self,
         model: &CnnEd,
         strings: &[String],
         triplets: &[(Triplet, [f32; 3])],
         hyper: &AdamWStep,
-    ) -> Result<f32> {
+    ) -> Result<wgpu::SubmissionIndex> {
+        self.upload(
+            model,
+            strings,
+            triplets,
+            hyper.step.saturating_sub(1) as usize,
+        )?;
         self.adamw.set(self.gpu, hyper);
-        self.run(model, strings, triplets, true)
+        Ok(self.submit(true))
     }
 
-    /// Forward, loss and backward only; returns the loss (the gradients are in
+    /// Forward, loss and backward only; waits and returns the loss (the gradients are in
     /// [`CnnEdTrainer::read_grads`]).
     pub fn gradients(
         &mut self,
@@ -503,17 +516,12 @@ impl<'g> CnnEdTrainer<'g> {
         strings: &[String],
         triplets: &[(Triplet, [f32; 3])],
     ) -> Result<f32> {
-        self.run(model, strings, triplets, false)
+        self.upload(model, strings, triplets, 0)?;
+        self.submit(false);
+        Ok(self.losses(0, 1)?[0])
     }
 
-    fn run(
-        &mut self,
-        model: &CnnEd,
-        strings: &[String],
-        triplets: &[(Triplet, [f32; 3])],
-        update: bool,
-    ) -> Result<f32> {
-        self.upload(model, strings, triplets)?;
+    fn submit(&self, update: bool) -> wgpu::SubmissionIndex {
         let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
@@ -522,8 +530,14 @@ impl<'g> CnnEdTrainer<'g> {
                 self.adamw.record(&mut pass, self.gpu);
             }
         }
-        self.gpu.queue.submit([encoder.finish()]);
-        Ok(self.gpu.read_buffer::<f32>(&self.slabs.losses, 1)?[0])
+        self.gpu.queue.submit([encoder.finish()])
+    }
+
+    /// The losses of steps `from + 1 ..= to` (1-based; at most `LOSS_SLOTS` of them),
+    /// waiting for the GPU.
+    pub fn losses(&self, from: u64, to: u64) -> Result<Vec<f32>> {
+        let all: Vec<f32> = self.gpu.read_buffer(&self.slabs.losses, LOSS_SLOTS)?;
+        Ok((from..to).map(|s| all[s as usize % LOSS_SLOTS]).collect())
     }
 
     /// The gradient slab (the tensors' gradients, then 0 for log s).

@@ -8,6 +8,7 @@ use rand::{SeedableRng, rngs::StdRng};
 
 use super::cnn_ed::{CnnEdState, CnnEdTrainer, LossWeights, official_schedule};
 use super::cnn_ed_data::{TripletData, fit_line};
+use super::trainer::{LOSS_SLOTS, StepOverlap, StepQueue};
 use crate::gpu::Gpu;
 use crate::model::cnn_ed::CnnEd;
 use crate::ops::Ops;
@@ -39,8 +40,8 @@ pub struct EpochReport {
 
 /// Trains `model` on `data` for `run.epochs` epochs; `on_step(done, total)` after every
 /// step, `on_epoch` after every epoch. Returns the trained model, centred on the training
-/// strings ([`CnnEd::center_on`]), with its estimator fitted on the training pairs
-/// ([`fit_estimator`]).
+/// strings' embeddings ([`CnnEd::center_on`]), with its estimator fitted on the training
+/// pairs ([`fit_estimator`]).
 pub fn train(
     gpu: &Gpu,
     ops: &Ops,
@@ -57,11 +58,16 @@ pub fn train(
     let first = official_schedule(0, run.epochs);
     let mut trainer = CnnEdTrainer::new(gpu, ops, model.shape(), &state, run.triplets, first)?;
     let mut rng = StdRng::seed_from_u64(run.seed);
+    let mut queue = StepQueue::new(gpu, StepOverlap::Auto);
     let mut step = 0u64;
+    let mut weights = first;
     for epoch in 0..run.epochs {
         let started = Instant::now();
-        let weights = official_schedule(epoch, run.epochs);
-        trainer.set_loss(ops, weights);
+        if official_schedule(epoch, run.epochs) != weights {
+            weights = official_schedule(epoch, run.epochs);
+            trainer.set_loss(ops, weights);
+        }
+        let (epoch_start, mut unread) = (step, step);
         let mut loss_sum = 0.0;
         let triplets = data.epoch(&mut rng);
         for chunk in triplets.chunks(run.triplets) {
@@ -76,15 +82,22 @@ pub fn train(
                 step,
                 clip: 0.0,
             };
-            let loss = trainer.step(model, data.strings(), &batch, &hyper)?;
-            if !loss.is_finite() {
-                return Err(anyhow!(
-                    "the loss became {loss} at step {step} (epoch {}): lower --lr",
-                    epoch + 1
-                ));
-            }
-            loss_sum += f64::from(loss);
+            queue.submitted(gpu, trainer.step(model, data.strings(), &batch, &hyper)?)?;
             on_step(step, total);
+            // Losses are read at the epoch's end, or sooner when the slots are full.
+            if step == epoch_start + steps_per_epoch || step - unread == LOSS_SLOTS as u64 {
+                queue.drain(gpu)?;
+                for (t, loss) in (unread + 1..).zip(trainer.losses(unread, step)?) {
+                    if !loss.is_finite() {
+                        return Err(anyhow!(
+                            "the loss became {loss} at step {t} (epoch {}): lower --lr",
+                            epoch + 1
+                        ));
+                    }
+                    loss_sum += f64::from(loss);
+                }
+                unread = step;
+            }
         }
         on_epoch(&EpochReport {
             epoch: epoch + 1,
@@ -96,8 +109,10 @@ pub fn train(
     }
     let params = trainer.state()?.params;
     let mut trained = model.with_params(params[..model.params().len()].to_vec())?;
-    trained.center_on(data.strings());
-    fit_estimator(&mut trained, data)?;
+    // One fold for both: centring moves only the bias, which no distance sees.
+    let embeddings = trained.embed_all(data.strings());
+    trained.center_on(&embeddings);
+    fit_line_to(&mut trained, data, &embeddings)?;
     Ok(trained)
 }
 
@@ -105,7 +120,13 @@ pub fn train(
 /// by least squares over every pair of training strings (CNN-ED's linear g). An error
 /// when the distances do not grow with edit distance (a slope of 0 or less).
 pub fn fit_estimator(model: &mut CnnEd, data: &TripletData) -> Result<()> {
-    let points = pairs(model, data)
+    let embeddings = model.embed_all(data.strings());
+    fit_line_to(model, data, &embeddings)
+}
+
+/// [`fit_estimator`] from the strings' embeddings.
+fn fit_line_to(model: &mut CnnEd, data: &TripletData, embeddings: &[f32]) -> Result<()> {
+    let points = pairs(embeddings, model.dim(), data)
         .map(|(d, ed)| (d, f64::from(ed)))
         .collect::<Vec<_>>();
     match fit_line(&points) {
@@ -126,7 +147,8 @@ pub fn fit_estimator(model: &mut CnnEd, data: &TripletData) -> Result<()> {
 pub fn relative_error(model: &CnnEd, data: &TripletData) -> Option<f64> {
     let estimator = model.estimator();
     let (mut sum, mut count) = (0.0, 0usize);
-    for (d, ed) in pairs(model, data).filter(|p| p.1 > 0) {
+    let embeddings = model.embed_all(data.strings());
+    for (d, ed) in pairs(&embeddings, model.dim(), data).filter(|p| p.1 > 0) {
         let truth = f64::from(ed);
         sum += (f64::from(estimator.estimate((d * d) as f32)) - truth).abs() / truth;
         count += 1;
@@ -134,10 +156,14 @@ pub fn relative_error(model: &CnnEd, data: &TripletData) -> Option<f64> {
     (count > 0).then(|| sum / count as f64)
 }
 
-/// (embedding distance, edit distance) of every pair of `data`'s strings.
-fn pairs<'a>(model: &CnnEd, data: &'a TripletData) -> impl Iterator<Item = (f64, u32)> + 'a {
-    let embeddings = embed_all(model, data.strings());
-    let (n, dim) = (data.strings().len(), model.dim());
+/// (embedding distance, edit distance) of every pair of `data`'s strings, from their
+/// embeddings `[strings, dim]`.
+fn pairs<'a>(
+    embeddings: &'a [f32],
+    dim: usize,
+    data: &'a TripletData,
+) -> impl Iterator<Item = (f64, u32)> + 'a {
+    let n = data.strings().len();
     (0..n)
         .flat_map(move |i| (i + 1..n).map(move |j| (i, j)))
         .map(move |(i, j)| {
@@ -145,13 +171,4 @@ fn pairs<'a>(model: &CnnEd, data: &'a TripletData) -> impl Iterator<Item = (f64,
             let d = crate::stats::squared_distance(row(i), row(j)).sqrt();
             (d, data.distance(i, j))
         })
-}
-
-/// Every string's embedding through the folded table, `[strings, dim]`.
-fn embed_all(model: &CnnEd, strings: &[String]) -> Vec<f32> {
-    let folded = model.fold();
-    strings
-        .iter()
-        .flat_map(|s| folded.embed(model.token_ids(s)))
-        .collect()
 }
