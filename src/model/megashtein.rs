@@ -206,11 +206,11 @@ pub fn forward_calls(
     }
     // The last block, [batch, 64, 2], is [batch, 128] channel-major as it lies.
     let last = &a[CONV_BLOCKS - 1];
-    calls.push(
+    calls.extend(
         ops.linear
             .forward(gpu, layers::fc0(), last, &derived.fc0, params, &acts.hidden),
     );
-    calls.push(ops.linear.forward(
+    calls.extend(ops.linear.forward(
         gpu,
         layers::fc2(),
         &acts.hidden,

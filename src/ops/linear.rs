@@ -1,13 +1,15 @@
 //! Linear layer with bias and an optional fused ReLU, PyTorch weight layout `[out, in]`:
 //! the register-tiled product of `shaders/gemm_tile.wgsl` over a weight packed
 //! `[in][out]` ([`Linear::pack`]). The backward pass reuses the product for dx (over the
-//! weight as it lies) and `weight_grad` for dw, db.
+//! weight as it lies) and `weight_grad` for dw, db. A reduction longer than the tile
+//! stages ([`KMAX`]) is split into calls of at most `KMAX` that add up in order
+//! (split-K), so any `fan_in` and `fan_out` work.
 use super::weight_grad::{WeightGrad, WeightGradShape};
 use super::{PackedWeight, tile_rows};
-use crate::gpu::{Call, Calls, Gpu, Kernel};
+use crate::gpu::{Calls, Gpu, Kernel};
 
-/// The largest reduction (`fan_in`, and `fan_out` for the input gradient) the tile
-/// stages in workgroup memory: 2 x 200 4x4 f32 matrices, 25 KiB.
+/// The longest reduction one call stages in workgroup memory (2 x 200 4x4 f32
+/// matrices, 25 KiB); longer ones take several calls.
 pub const KMAX: u32 = 200;
 
 #[repr(C)]
@@ -21,11 +23,14 @@ struct Shape {
     relu: u32,
     rows: u32,
     flags: u32,
+    k0: u32,
+    k_len: u32,
 }
 
 // `flags` bits, as in the shader.
 const TRANSPOSE: u32 = 2;
 const NO_BIAS: u32 = 4;
+const ACCUMULATE: u32 = 8;
 
 /// Sizes of one linear layer; `weight` and `bias` are offsets in the parameter slab.
 #[derive(Debug, Clone, Copy)]
@@ -53,7 +58,33 @@ impl LinearShape {
             relu: u32::from(self.relu),
             rows: tile_rows(outs),
             flags,
+            k0: 0,
+            k_len: 0,
         }
+    }
+
+    /// The uniforms of a forward over this shape, one per split-K call: reduction
+    /// ranges of at most [`KMAX`], the bias (unless `flags` has `NO_BIAS`) with the
+    /// first, the ReLU with the last.
+    fn forward_uniforms(&self, flags: u32) -> Vec<Shape> {
+        let whole = self.uniform(flags);
+        let starts: Vec<u32> = (0..self.fan_in).step_by(KMAX as usize).collect();
+        let last = starts.len() - 1;
+        starts
+            .iter()
+            .enumerate()
+            .map(|(i, &k0)| Shape {
+                k0,
+                k_len: KMAX.min(self.fan_in - k0),
+                relu: if i == last { whole.relu } else { 0 },
+                flags: if i == 0 {
+                    flags
+                } else {
+                    flags | NO_BIAS | ACCUMULATE
+                },
+                ..whole
+            })
+            .collect()
     }
 }
 
@@ -101,10 +132,6 @@ impl Linear {
         } else {
             shape.fan_in
         };
-        assert!(
-            ins <= KMAX,
-            "linear reduces over at most {KMAX} values ({ins} given)"
-        );
         let len = ins * uniform.rows;
         PackedWeight::new(gpu, &self.pack_weight, &uniform, params, len)
     }
@@ -119,13 +146,22 @@ impl Linear {
         packed: &PackedWeight,
         params: &wgpu::Buffer,
         y: &wgpu::Buffer,
-    ) -> Call {
-        self.forward.call(
-            gpu,
-            &shape.uniform(0),
-            &[x, &packed.weight, params, y],
-            THREADS_PER_ROW,
-        )
+    ) -> Calls {
+        self.forward_calls(gpu, shape, 0, [x, &packed.weight, params, y])
+    }
+
+    fn forward_calls(
+        &self,
+        gpu: &Gpu,
+        shape: LinearShape,
+        flags: u32,
+        buffers: [&wgpu::Buffer; 4],
+    ) -> Calls {
+        let mut calls = Calls::default();
+        for uniform in shape.forward_uniforms(flags) {
+            calls.push(self.forward.call(gpu, &uniform, &buffers, THREADS_PER_ROW));
+        }
+        calls
     }
 
     /// The backward pass for batches up to `capacity`: dx, dw and db, overwritten. A fused
@@ -146,11 +182,11 @@ impl Linear {
             ..shape
         };
         let mut calls = Calls::from(transposed_weight.pack);
-        calls.push(self.forward.call(
+        calls.extend(self.forward_calls(
             gpu,
-            &transposed.uniform(NO_BIAS),
-            &[b.dy, &transposed_weight.weight, b.params, b.dx],
-            THREADS_PER_ROW,
+            transposed,
+            NO_BIAS,
+            [b.dy, &transposed_weight.weight, b.params, b.dx],
         ));
         calls.extend(weight_grad.calls(
             gpu,

@@ -19,7 +19,7 @@ use crate::ops::MAX_SEGMENTS;
 use crate::ops::Ops;
 use crate::ops::adamw::{AdamWBuffers, AdamWCalls, AdamWStep};
 use crate::ops::conv1d::{Conv1dGrads, Conv1dShape, Packing};
-use crate::ops::linear::{KMAX, LinearGrads, LinearShape};
+use crate::ops::linear::{LinearGrads, LinearShape};
 use crate::ops::onehot_conv::{CHANNELS, OneHotConvShape};
 use crate::ops::pnll::{LossBuffers, LossCall, LossShape};
 use crate::ops::ranking::RankingWeights;
@@ -133,7 +133,7 @@ struct Slabs {
 
 /// An error unless `triplets` per step of a network of `shape` fit the device and the
 /// kernels: each activation within one storage binding, each weight gradient within the
-/// reductions' segment limit, the first block's 8 channels, the head within the tile.
+/// reductions' segment limit, the first block's 8 channels.
 fn check_fits(gpu: &Gpu, shape: &CnnEdShape, triplets: usize) -> Result<()> {
     let rows = (3 * triplets * shape.alphabet) as u64;
     let widest = rows * (shape.channels * shape.max_len / 2) as u64 * F32;
@@ -156,19 +156,6 @@ fn check_fits(gpu: &Gpu, shape: &CnnEdShape, triplets: usize) -> Result<()> {
         bail!(
             "the GPU trainer's first block has {CHANNELS} channels, not {}",
             shape.channels
-        );
-    }
-    if shape.flat().max(shape.dim) > KMAX as usize {
-        bail!(
-            "the GPU trainer's linear head reduces over at most {KMAX} values, and this \
-             network's head takes {} inputs (alphabet {} x {} channels x {} places) to {} \
-             outputs: use more --layers (down to 1 place) or a corpus with fewer distinct \
-             characters",
-            shape.flat(),
-            shape.alphabet,
-            shape.channels,
-            shape.final_len(),
-            shape.dim
         );
     }
     Ok(())
@@ -282,14 +269,14 @@ impl<'g> CnnEdTrainer<'g> {
             prepare.keep(packed.into_buffer());
         }
         let packed = ops.linear.pack(gpu, head(&shape), &slabs.params);
-        let head_calls = Calls::from(ops.linear.forward(
+        let head_calls = ops.linear.forward(
             gpu,
             head(&shape),
             &acts[last],
             &packed,
             &slabs.params,
             &head_io.embeddings,
-        ));
+        );
         prepare.push(packed.pack.clone());
         prepare.keep(packed.into_buffer());
 
