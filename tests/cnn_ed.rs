@@ -429,12 +429,15 @@ fn commands_read_utf8_with_a_cnn_ed_model() {
 /// split-K path, forward and backward.
 #[test]
 fn one_training_step_matches_pytorch() {
+    use megashtein_gpu::train::cnn_ed::Formulation;
     for key in ["dna", "text"] {
-        check_training_step(key);
+        for formulation in [Formulation::Strings, Formulation::Table] {
+            check_training_step(key, formulation);
+        }
     }
 }
 
-fn check_training_step(key: &str) {
+fn check_training_step(key: &str, formulation: megashtein_gpu::train::cnn_ed::Formulation) {
     use megashtein_gpu::train::cnn_ed::{CnnEdState, CnnEdTrainer, LossWeights};
     use megashtein_gpu::train::cnn_ed_data::Triplet;
     let t = gpu();
@@ -460,13 +463,21 @@ fn check_training_step(key: &str) {
         approx: step["rho"].as_f64().unwrap() as f32,
     };
     let state = CnnEdState::new(&model);
-    let mut trainer =
-        CnnEdTrainer::new(&t.gpu, &t.ops, model.shape(), &state, batch.len(), weights).unwrap();
+    let mut trainer = CnnEdTrainer::new(
+        &t.gpu,
+        &t.ops,
+        model.shape(),
+        formulation,
+        &state,
+        batch.len(),
+        weights,
+    )
+    .unwrap();
     let loss = trainer.gradients(&model, &strings, &batch).unwrap();
     let want_loss = step["loss"].as_f64().unwrap();
     assert!(
         (f64::from(loss) - want_loss).abs() <= 1e-4 * want_loss,
-        "{key}: loss {loss} vs {want_loss}"
+        "{key} {formulation:?}: loss {loss} vs {want_loss}"
     );
     let grads = trainer.read_grads().unwrap();
     let mut at = 0;
@@ -476,7 +487,7 @@ fn check_training_step(key: &str) {
         let norm = want.iter().map(|v| v * v).sum::<f64>().sqrt();
         // 1e-4 of the gradient's norm. fc.bias's is 0 in exact arithmetic (the loss sees
         // only differences of embeddings), so there f32 rounding of terms of size ~1 shows.
-        let what = format!("{key} {name}");
+        let what = format!("{key} {formulation:?} {name}");
         assert_close(&what, &grads[at..at + n], &want, 1e-4 * norm.max(0.01), 0.0);
         at += n;
     }

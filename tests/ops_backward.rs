@@ -326,7 +326,7 @@ fn linear_backward_matches_reference_and_finite_differences() {
             fan_in: fan_in as u32,
             fan_out: fan_out as u32,
             weight: 0,
-            bias: w.len() as u32,
+            bias: Some(w.len() as u32),
             relu: false,
         };
         let calls = t.ops.linear.backward(

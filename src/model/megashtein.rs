@@ -77,7 +77,7 @@ pub mod layers {
             fan_in: FLAT as u32,
             fan_out: HIDDEN as u32,
             weight: at("fc_layers.0.weight"),
-            bias: at("fc_layers.0.bias"),
+            bias: Some(at("fc_layers.0.bias")),
             relu: true,
         }
     }
@@ -88,7 +88,7 @@ pub mod layers {
             fan_in: HIDDEN as u32,
             fan_out: EMBED_DIM as u32,
             weight: at("fc_layers.2.weight"),
-            bias: at("fc_layers.2.bias"),
+            bias: Some(at("fc_layers.2.bias")),
             relu: false,
         }
     }

@@ -32,18 +32,24 @@ const TRANSPOSE: u32 = 2;
 const NO_BIAS: u32 = 4;
 const ACCUMULATE: u32 = 8;
 
-/// Sizes of one linear layer; `weight` and `bias` are offsets in the parameter slab.
+/// Sizes of one linear layer; `weight` and `bias` are offsets in the parameter slab
+/// (no bias: none added, no gradient written).
 #[derive(Debug, Clone, Copy)]
 pub struct LinearShape {
     pub fan_in: u32,
     pub fan_out: u32,
     pub weight: u32,
-    pub bias: u32,
+    pub bias: Option<u32>,
     pub relu: bool,
 }
 
 impl LinearShape {
     fn uniform(&self, flags: u32) -> Shape {
+        let flags = if self.bias.is_none() {
+            flags | NO_BIAS
+        } else {
+            flags
+        };
         let outs = if flags & TRANSPOSE != 0 {
             self.fan_in
         } else {
@@ -54,7 +60,7 @@ impl LinearShape {
             fan_in: self.fan_in,
             fan_out: self.fan_out,
             weight: self.weight,
-            bias: self.bias,
+            bias: self.bias.unwrap_or(0),
             relu: u32::from(self.relu),
             rows: tile_rows(outs),
             flags,
@@ -78,9 +84,9 @@ impl LinearShape {
                 k_len: KMAX.min(self.fan_in - k0),
                 relu: if i == last { whole.relu } else { 0 },
                 flags: if i == 0 {
-                    flags
+                    whole.flags
                 } else {
-                    flags | NO_BIAS | ACCUMULATE
+                    whole.flags | NO_BIAS | ACCUMULATE
                 },
                 ..whole
             })
@@ -197,7 +203,7 @@ impl Linear {
                 taps: 1,
                 pad: 0,
                 weight: shape.weight,
-                bias: Some(shape.bias),
+                bias: shape.bias,
                 pooled: false,
             },
             capacity,
