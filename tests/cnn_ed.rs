@@ -11,7 +11,7 @@ use megashtein_gpu::model::{Architecture, Metric, Model};
 use megashtein_gpu::reference;
 use megashtein_gpu::search::index::{Index, Precision};
 use megashtein_gpu::search::query::{QueryOptions, Searcher};
-use megashtein_gpu::train::cnn_ed::CnnEdState;
+use megashtein_gpu::train::cnn_ed::{CnnEdLoss, CnnEdState};
 use megashtein_gpu::train::cnn_ed_run::{CnnEdHooks, CnnEdOutcome, CnnEdStart, EpochReport};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -463,6 +463,7 @@ fn check_training_step(key: &str, formulation: megashtein_gpu::train::cnn_ed::Fo
     let weights = LossWeights {
         hinge: step["lambda"].as_f64().unwrap() as f32,
         approx: step["rho"].as_f64().unwrap() as f32,
+        absolute: 0.0,
     };
     let state = CnnEdState::new(&model);
     let mut trainer = CnnEdTrainer::new(
@@ -541,6 +542,7 @@ fn a_short_run_lowers_the_held_out_relative_error() {
         triplets: 16,
         lr: 5e-3,
         seed: 1,
+        loss: CnnEdLoss::Official,
     };
     let mut hooks = Recorder::default();
     let start = CnnEdStart::fresh(&untrained);
@@ -626,6 +628,7 @@ fn a_resumed_run_equals_the_run_in_one_go() {
         triplets: 16,
         lr: 5e-3,
         seed: 2,
+        loss: CnnEdLoss::Paper,
     };
     let fresh = CnnEdStart::fresh(&model);
     let mut whole = Recorder::default();
@@ -709,9 +712,10 @@ fn train_arch_cnn_ed_from_the_command_line() {
     );
 }
 
-/// `--stop-after` leaves a checkpoint and no model; `--resume` finishes the run into the
-/// same model file, byte for byte, as the run done in one go. Settings cannot be given
-/// with --resume, and a changed corpus is refused.
+/// `--stop-after` leaves a checkpoint and no model; `--resume` finishes the run (with the
+/// paper's loss, kept in the checkpoint) into the same model file, byte for byte, as the
+/// run done in one go. Settings cannot be given with --resume, and a changed corpus is
+/// refused.
 #[test]
 fn train_cnn_ed_stops_and_resumes_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -722,6 +726,7 @@ fn train_cnn_ed_stops_and_resumes_from_the_command_line() {
     let fresh = |output: &str, extra: &[&str]| {
         let mut args = vec!["train", "--arch", "cnn-ed", "--corpus", &corpus, "--output"];
         args.extend([output, "--epochs", "2", "--batch", "16", "--seed", "5"]);
+        args.extend(["--cnn-ed-loss", "paper"]);
         args.extend(extra);
         run_bin(&args, b"")
     };
@@ -749,6 +754,13 @@ fn train_cnn_ed_stops_and_resumes_from_the_command_line() {
     assert!(resumed.contains("from step 2"), "{resumed}");
     let read = |name: &str| std::fs::read(dir.path().join(name)).unwrap();
     assert!(read("split.safetensors") == read("whole.safetensors"));
+    // The resumed run kept the paper's loss and appended its epochs to the log.
+    let log = String::from_utf8(read("split.safetensors.log.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 2, "{log}");
+    assert!(
+        log.lines().all(|l| l.contains("\"absolute_weight\":0.1")),
+        "{log}"
+    );
     std::fs::write(path("dna.txt"), "ACGT\nACGA\nTTTT\n").unwrap();
     let e = err(resume(&[]));
     assert!(e.contains("has changed since the run started"), "{e}");

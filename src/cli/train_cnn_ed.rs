@@ -200,6 +200,7 @@ impl CnnEdHooks for CliHooks<'_> {
             "loss": report.loss,
             "hinge_weight": report.weights.hinge,
             "approx_weight": report.weights.approx,
+            "absolute_weight": report.weights.absolute,
             "triplets_per_s": report.triplets_per_s,
             "elapsed_s": self.started.elapsed().as_secs_f64(),
         });
@@ -232,6 +233,7 @@ fn fresh_config(args: &Args) -> Result<CnnEdConfig> {
         triplets: args.batch.unwrap_or(DEFAULT_TRIPLETS),
         lr: args.lr,
         seed: args.seed,
+        loss: args.cnn_ed_loss.unwrap_or_default(),
     };
     if run.epochs == 0 || run.triplets == 0 {
         bail!("--epochs and --batch must be at least 1");
@@ -354,7 +356,7 @@ fn refuse_megashtein_options(args: &Args) -> Result<()> {
         bail!(
             "{} {} for the megashtein trainer; train --arch cnn-ed takes --corpus, --output, \
              --log, --epochs, --batch (triplets), --train-strings, --neighbours, --max-len, \
-             --layers, --lr, --seed, --checkpoint, --resume and --stop-after",
+             --layers, --cnn-ed-loss, --lr, --seed, --checkpoint, --resume and --stop-after",
             named.join(", "),
             if named.len() == 1 { "is" } else { "are" }
         );

@@ -42,12 +42,41 @@ use super::trainer::LOSS_SLOTS;
 
 const F32: u64 = 4;
 
-/// The weights of the loss's two terms for one phase of training: `hinge` λ on the
-/// triplet hinge, `approx` ρ on the approximation term.
+/// The weights of the loss's terms for one phase of training: `hinge` λ on the triplet
+/// hinge, `approx` ρ on the code's approximation term sqrt(Σ (d - t)²), `absolute` α on
+/// the paper's Σ |d - t|.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LossWeights {
     pub hinge: f32,
     pub approx: f32,
+    pub absolute: f32,
+}
+
+/// Which of CNN-ED's losses a run minimises (the spec's "paper vs code" difference 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "snake_case")]
+pub enum CnnEdLoss {
+    /// The official code's: the hinge and sqrt(Σ (d - t)²) on its epoch schedule
+    /// ([`official_schedule`]).
+    #[default]
+    Official,
+    /// The paper's (section 3.1): the hinge plus 0.1 Σ |d - t|, in every epoch.
+    Paper,
+}
+
+impl CnnEdLoss {
+    /// The weights of epoch `epoch` (0-based) of `epochs`.
+    pub fn weights(self, epoch: usize, epochs: usize) -> LossWeights {
+        match self {
+            CnnEdLoss::Official => official_schedule(epoch, epochs),
+            CnnEdLoss::Paper => LossWeights {
+                hinge: 1.0,
+                approx: 0.0,
+                absolute: 0.1,
+            },
+        }
+    }
 }
 
 /// The official code's schedule (networks.py:410-418): (λ, ρ) set at the start of each
@@ -72,6 +101,7 @@ pub fn official_schedule(epoch: usize, epochs: usize) -> LossWeights {
     LossWeights {
         hinge: weights.0,
         approx: weights.1,
+        absolute: 0.0,
     }
 }
 
@@ -591,6 +621,7 @@ impl<'g> CnnEdTrainer<'g> {
         let ranking = RankingWeights {
             hinge: weights.hinge,
             approx: weights.approx,
+            absolute: weights.absolute,
             pnll: 0.0,
             squared: false,
         };

@@ -1,12 +1,13 @@
 //! A CNN-ED training run (the official code's trainer.py and networks.py): epochs in which every
 //! training string is an anchor once, in batches of triplets, with the official code's
-//! loss schedule and Adam; then the estimator's line fitted on the training pairs.
+//! loss schedule (or the paper's loss) and Adam; then the estimator's line fitted on the
+//! training pairs.
 use std::time::Instant;
 
 use anyhow::{Result, anyhow, bail};
 use rand::{SeedableRng, rngs::StdRng};
 
-use super::cnn_ed::{CnnEdState, CnnEdTrainer, Formulation, LossWeights, official_schedule};
+use super::cnn_ed::{CnnEdLoss, CnnEdState, CnnEdTrainer, Formulation, LossWeights};
 use super::cnn_ed_data::{TripletData, fit_line};
 use super::trainer::{LOSS_SLOTS, StepOverlap, StepQueue};
 use crate::gpu::Gpu;
@@ -24,6 +25,8 @@ pub struct CnnEdRun {
     pub lr: f64,
     /// Seed of the epochs' order and partners.
     pub seed: u64,
+    /// The loss and its schedule.
+    pub loss: CnnEdLoss,
 }
 
 /// What one epoch did.
@@ -110,7 +113,7 @@ pub fn train(
         );
     }
     let first_epoch = (start.step / per_epoch) as usize;
-    let mut weights = official_schedule(first_epoch, run.epochs);
+    let mut weights = run.loss.weights(first_epoch, run.epochs);
     let shape = model.shape();
     let formulation = Formulation::cheaper(gpu, &shape, run.triplets)?;
     let mut trainer = CnnEdTrainer::new(
@@ -128,8 +131,8 @@ pub fn train(
     let mut epoch_loss = start.epoch_loss;
     for epoch in first_epoch..run.epochs {
         let started = Instant::now();
-        if official_schedule(epoch, run.epochs) != weights {
-            weights = official_schedule(epoch, run.epochs);
+        if run.loss.weights(epoch, run.epochs) != weights {
+            weights = run.loss.weights(epoch, run.epochs);
             trainer.set_loss(ops, weights);
         }
         let epoch_end = (epoch as u64 + 1) * per_epoch;
