@@ -402,6 +402,38 @@ fn commands_read_utf8_with_a_cnn_ed_model() {
         b"",
     ));
     assert!(out.starts_with("straße\tstrasse\t2\t"), "{out}");
+    // bench query samples non-ASCII queries for this model and scans over code points:
+    // with every row a candidate, recall is exact.
+    let pairs = dir.path().join("pairs.tsv");
+    std::fs::write(
+        &pairs,
+        "strase\tstraße\n中文\t中文字\nnaive café\tnaïve café\n",
+    )
+    .unwrap();
+    let out = ok(run_bin(
+        &[
+            "bench",
+            "query",
+            "--index",
+            index,
+            "--pairs",
+            pairs.to_str().unwrap(),
+            "-k",
+            "2",
+            "-C",
+            "5",
+            "--json",
+        ],
+        b"",
+    ));
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["sample"]["eligible"], 3, "{report}");
+    let row = &report["candidates"][0];
+    assert_eq!(
+        (row["recall_at_1"].as_f64(), row["recall_at_k"].as_f64()),
+        (Some(1.0), Some(1.0)),
+        "{report}"
+    );
     // Invalid UTF-8 names the file and line; --non-ascii does not apply.
     let bad = dir.path().join("bad.txt");
     std::fs::write(&bad, b"ok\n\xffno\n").unwrap();
