@@ -177,6 +177,50 @@ fn gpu_table_equals_the_cpu_table_in_batches() {
     }
 }
 
+/// A table larger than one storage binding is uploaded in parts of whole characters and
+/// summed part by part: here 37 characters in parts of 3 (the last one short), against
+/// the CPU table, with strings of characters from every part and outside the alphabet.
+#[test]
+fn a_table_split_into_parts_equals_the_cpu_table() {
+    use megashtein_gpu::model::cnn_ed_encoder::CnnEdEncoder;
+    let t = gpu();
+    let (model, _) = fixture_model("cnn_ed_text.safetensors");
+    let shape = model.shape();
+    let mut rng = StdRng::seed_from_u64(7);
+    let pool: Vec<char> = model
+        .alphabet()
+        .iter()
+        .copied()
+        .chain(['q', '文'])
+        .collect();
+    let texts: Vec<String> = (0..20)
+        .map(|i| random_text(&mut rng, &pool, (i * 13) % (shape.max_len + 9)))
+        .collect();
+    let part_bytes = (3 * shape.max_len * shape.dim * 4) as u64;
+    let mut encoder = CnnEdEncoder::with_part_bytes(&t.gpu, &model, 8, part_bytes).unwrap();
+    let folded = model.fold();
+    for (b, batch) in texts.chunks(8).enumerate() {
+        let bytes: Vec<&[u8]> = batch.iter().map(|s| s.as_bytes()).collect();
+        let pending = encoder.submit(&t.gpu, &bytes).unwrap();
+        let got = encoder.collect(&t.gpu, pending).unwrap();
+        for (i, text) in batch.iter().enumerate() {
+            let want: Vec<f64> = folded
+                .embed(model.token_ids(text))
+                .iter()
+                .map(|&v| f64::from(v))
+                .collect();
+            let row = &got[i * shape.dim..(i + 1) * shape.dim];
+            assert_close(&format!("batch {b} string {i}"), row, &want, 1e-5, 1e-5);
+        }
+    }
+    let too_small = (shape.max_len * shape.dim * 4 - 4) as u64;
+    let e = CnnEdEncoder::with_part_bytes(&t.gpu, &model, 8, too_small)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("one character's rows"), "{e}");
+}
+
 #[test]
 fn bad_model_files_and_input_are_clear_errors() {
     let (model, _) = fixture_model("cnn_ed_dna.safetensors");
