@@ -573,6 +573,61 @@ fn check_training_step(key: &str, formulation: megashtein_gpu::train::cnn_ed::Fo
     assert_eq!(grads[at], 0.0, "{key}: log s is not learned");
 }
 
+/// The two formulations of a step agree on a batch much shorter than M, where the table
+/// formulation runs only the impulses of the places the batch holds.
+#[test]
+fn formulations_agree_on_short_batches() {
+    use megashtein_gpu::train::cnn_ed::{CnnEdTrainer, Formulation, LossWeights};
+    use megashtein_gpu::train::cnn_ed_data::Triplet;
+    let t = gpu();
+    let (model, _) = fixture_model("cnn_ed_text.safetensors");
+    let mut rng = StdRng::seed_from_u64(9);
+    let strings: Vec<String> = (0..12)
+        .map(|i| random_text(&mut rng, model.alphabet(), 3 + 3 * i))
+        .collect();
+    let batch: Vec<(Triplet, [f32; 3])> = (0..4)
+        .map(|i| {
+            let triplet = Triplet {
+                anchor: 3 * i,
+                positive: 3 * i + 1,
+                negative: 3 * i + 2,
+            };
+            (triplet, [0.5, 1.5, 1.0])
+        })
+        .collect();
+    let weights = LossWeights {
+        hinge: 1.0,
+        approx: 1.0,
+        absolute: 0.5,
+    };
+    let state = CnnEdState::new(&model);
+    let mut results = Vec::new();
+    for formulation in [Formulation::Strings, Formulation::Table] {
+        let mut trainer = CnnEdTrainer::new(
+            &t.gpu,
+            &t.ops,
+            model.shape(),
+            formulation,
+            &state,
+            4,
+            weights,
+        )
+        .unwrap();
+        let loss = trainer.gradients(&model, &strings, &batch).unwrap();
+        results.push((loss, trainer.read_grads().unwrap()));
+    }
+    let (want_loss, want) = &results[0];
+    let (loss, got) = &results[1];
+    assert!(
+        (loss - want_loss).abs() <= 1e-5 * want_loss.abs(),
+        "{loss} vs {want_loss}"
+    );
+    let want: Vec<f64> = want.iter().map(|&v| f64::from(v)).collect();
+    let norm = want.iter().map(|v| v * v).sum::<f64>().sqrt();
+    assert!(norm > 0.0);
+    assert_close("table vs strings", got, &want, 1e-5 * norm, 0.0);
+}
+
 /// DNA-like strings around a few random bases, each with a few random edits.
 fn dna_family(rng: &mut StdRng, count: usize) -> Vec<String> {
     let letters = ['A', 'C', 'G', 'T'];

@@ -165,19 +165,24 @@ impl Formulation {
     }
 
     /// Strings (or impulses) through the first block, rows through the later blocks,
-    /// rows through the head, for `strings` strings in the batch.
-    fn items(self, shape: &CnnEdShape, strings: usize) -> Items {
+    /// rows through the head, for `strings` strings in the batch, the longest `places`
+    /// long: the table needs the impulses of those places only (its later rows are never
+    /// read, and their gradient is 0).
+    fn items(self, shape: &CnnEdShape, strings: usize, places: usize) -> Items {
         match self {
             Formulation::Strings => Items {
                 first: strings,
                 rows: strings * shape.alphabet,
                 head: strings,
             },
-            Formulation::Table => Items {
-                first: shape.max_len,
-                rows: shape.max_len,
-                head: shape.max_len,
-            },
+            Formulation::Table => {
+                let places = places.clamp(1, shape.max_len);
+                Items {
+                    first: places,
+                    rows: places,
+                    head: places,
+                }
+            }
         }
     }
 }
@@ -197,8 +202,9 @@ pub struct CnnEdTrainer<'g> {
     formulation: Formulation,
     /// Triplets per step at most.
     capacity: usize,
-    /// Triplets of the last upload.
+    /// Triplets of the last upload, and its longest string's length.
     triplets: usize,
+    places: usize,
     slabs: Slabs,
     inputs: Inputs,
     /// Layer i's output `[rows, channels, M >> (i + 1)]`, and its gradient.
@@ -261,7 +267,7 @@ fn check_fits(
     formulation: Formulation,
     triplets: usize,
 ) -> Result<()> {
-    let rows = formulation.items(shape, 3 * triplets).rows as u64;
+    let rows = formulation.items(shape, 3 * triplets, shape.max_len).rows as u64;
     let widest = rows * (shape.channels * shape.max_len / 2) as u64 * F32;
     let table = match formulation {
         Formulation::Strings => 0,
@@ -389,7 +395,7 @@ impl<'g> CnnEdTrainer<'g> {
         weights: LossWeights,
     ) -> Result<Self> {
         let strings = 3 * triplets;
-        let items = formulation.items(&shape, strings);
+        let items = formulation.items(&shape, strings, shape.max_len);
         check_fits(gpu, &shape, formulation, triplets)?;
         if state.params.len() != shape.num_params() + 1 {
             bail!(
@@ -575,6 +581,7 @@ impl<'g> CnnEdTrainer<'g> {
             formulation,
             capacity: triplets,
             triplets,
+            places: shape.max_len,
             slabs,
             inputs,
             _acts: acts,
@@ -593,7 +600,7 @@ impl<'g> CnnEdTrainer<'g> {
             first_block_backward,
             adamw,
         };
-        trainer.set_batches(triplets);
+        trainer.set_batches(triplets, shape.max_len);
         Ok(trainer)
     }
 
@@ -629,11 +636,12 @@ impl<'g> CnnEdTrainer<'g> {
             .forward_backward(gpu, loss_shape, ranking, &buffers)
     }
 
-    /// Sizes every call for `triplets` triplets.
-    fn set_batches(&mut self, triplets: usize) {
+    /// Sizes every call for `triplets` triplets, the longest string `places` long.
+    fn set_batches(&mut self, triplets: usize, places: usize) {
         self.triplets = triplets;
+        self.places = places;
         let strings = 3 * triplets;
-        let items = self.formulation.items(&self.shape, strings);
+        let items = self.formulation.items(&self.shape, strings, places);
         let gpu = self.gpu;
         let set = |calls: &Calls, n: usize| calls.set_batch(gpu, n as u32);
         set(&self.first_block, items.first);
@@ -662,9 +670,6 @@ impl<'g> CnnEdTrainer<'g> {
                 self.capacity
             );
         }
-        if triplets.len() != self.triplets {
-            self.set_batches(triplets.len());
-        }
         // Anchors, then positives, then negatives.
         let batch: Vec<Vec<u32>> = [
             |t: &Triplet| t.anchor,
@@ -678,6 +683,10 @@ impl<'g> CnnEdTrainer<'g> {
                 .map(|(t, _)| model.token_ids(&strings[pick(t)]).collect())
         })
         .collect();
+        let places = batch.iter().map(Vec::len).max().unwrap_or(0);
+        if (triplets.len(), places) != (self.triplets, self.places) {
+            self.set_batches(triplets.len(), places);
+        }
         let queue = &self.gpu.queue;
         match self.formulation {
             Formulation::Strings => {
@@ -710,7 +719,7 @@ impl<'g> CnnEdTrainer<'g> {
     /// Forward, loss and backward: the gradient slab holds this batch's gradients.
     fn record_gradients(&self, pass: &mut wgpu::ComputePass) {
         let strings = 3 * self.triplets;
-        let items = self.formulation.items(&self.shape, strings);
+        let items = self.formulation.items(&self.shape, strings, self.places);
         let gpu = self.gpu;
         let mut record = |calls: &Calls, n: usize| calls.record(pass, gpu, n as u32);
         record(&self.prepare, 1);
