@@ -1,6 +1,7 @@
 //! CNN-ED's training kernels against the plain CPU blocks of `reference::cnn_ed`: the
 //! one-hot first block (forward and weight gradient) and the bias-free conv + pool
-//! (+ ReLU) blocks (forward, input and weight gradients), on random shapes (odd lengths,
+//! (+ ReLU) blocks (forward, input and weight gradients), both the shared tile's
+//! (`conv1d`) and the 8-channel one the trainer runs (`conv8`), on random shapes (odd lengths,
 //! alphabets of 4 and 37, batch 1, tokens outside the alphabet), each backward of the
 //! reference against central finite differences of its forward, and every GPU gradient
 //! bit-identical over two runs.
@@ -194,12 +195,44 @@ const BLOCK_SHAPES: [(usize, usize, bool); 7] = [
     (2, 333, false),
 ];
 
+/// A block's forward calls: `(gpu, shape, x, params, y)`.
+type BlockForward = fn(&TestGpu, Conv1dShape, &wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer) -> Calls;
+
+/// The shared tile's block: the weight packed, then the product.
+fn tiled_forward(
+    t: &TestGpu,
+    shape: Conv1dShape,
+    x: &wgpu::Buffer,
+    params: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+) -> Calls {
+    let packed = t.ops.conv1d.pack(&t.gpu, shape, params, Packing::Pooled);
+    let mut calls = Calls::from(packed.pack.clone());
+    calls.push(
+        t.ops
+            .conv1d
+            .forward_pool(&t.gpu, shape, x, &packed, params, y),
+    );
+    calls.keep(packed.into_buffer());
+    calls
+}
+
+fn conv8_forward(
+    t: &TestGpu,
+    shape: Conv1dShape,
+    x: &wgpu::Buffer,
+    params: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+) -> Calls {
+    t.ops.conv8.forward(&t.gpu, shape, x, params, y).into()
+}
+
 #[test]
 fn conv_pool_block_matches_reference() {
     let t = gpu();
     let mut r = rng(44);
     for (rows, len, relu) in BLOCK_SHAPES {
-        check_block_forward(t, &mut r, rows, 8, len, relu);
+        check_block_forward(t, &mut r, tiled_forward, rows, 8, len, relu);
     }
 }
 
@@ -209,12 +242,31 @@ fn conv_pool_block_matches_reference() {
 fn conv_pool_block_grid_wraps() {
     let t = gpu();
     let mut r = rng(45);
-    check_block_forward(t, &mut r, 2_048, 8, 2_048, false);
+    check_block_forward(t, &mut r, tiled_forward, 2_048, 8, 2_048, false);
+}
+
+#[test]
+fn conv8_block_matches_reference() {
+    let t = gpu();
+    let mut r = rng(47);
+    for (rows, len, relu) in BLOCK_SHAPES {
+        check_block_forward(t, &mut r, conv8_forward, rows, 8, len, relu);
+    }
+}
+
+/// conv8 runs 2 threads per pooled position: 2,048 rows of 2,048 places are 2^22 threads,
+/// past one grid dimension, over an input of 128 MiB; every output checked.
+#[test]
+fn conv8_block_grid_wraps() {
+    let t = gpu();
+    let mut r = rng(48);
+    check_block_forward(t, &mut r, conv8_forward, 2_048, 8, 2_048, true);
 }
 
 fn check_block_forward(
     t: &TestGpu,
     r: &mut StdRng,
+    forward: BlockForward,
     rows: usize,
     ch: usize,
     len: usize,
@@ -227,25 +279,48 @@ fn check_block_forward(
     let x_b = storage_buffer_init(&t.gpu, "x", &x);
     let n = rows * ch * (len / 2);
     let y = nan_slab(&t.gpu, n);
-    let packed = t.ops.conv1d.pack(&t.gpu, shape, &params, Packing::Pooled);
-    let mut calls = Calls::from(packed.pack.clone());
-    calls.push(
-        t.ops
-            .conv1d
-            .forward_pool(&t.gpu, shape, &x_b, &packed, &params, &y),
-    );
+    let calls = forward(t, shape, &x_b, &params, &y);
     let got = run(&t.gpu, &calls, rows as u32, &y, n);
     let want = cnn_ed::conv_pool(&to_f64(&x), &to_f64(&w), ch, ch, len, relu);
     let what = format!("block {rows}x{ch}x{len} relu {relu}");
     assert_close(&what, &got, &want, ATOL, RTOL);
 }
 
+/// A block's backward calls for up to `capacity` rows: `(gpu, shape, capacity, buffers)`.
+type BlockBackward = fn(&TestGpu, Conv1dShape, usize, Conv1dGrads) -> Calls;
+
+fn tiled_backward(t: &TestGpu, shape: Conv1dShape, capacity: usize, b: Conv1dGrads) -> Calls {
+    t.ops
+        .conv1d
+        .backward_pool(&t.gpu, &t.ops.weight_grad, shape, capacity, b)
+}
+
+fn conv8_backward(t: &TestGpu, shape: Conv1dShape, capacity: usize, b: Conv1dGrads) -> Calls {
+    t.ops.conv8.backward(&t.gpu, shape, capacity, b)
+}
+
 #[test]
 fn conv_pool_block_backward_matches_reference_and_finite_differences() {
     let mut r = rng(46);
     for (rows, len, relu) in BLOCK_SHAPES {
-        check_block_backward(&mut r, rows, 8, len, relu);
+        check_block_backward(&mut r, tiled_backward, rows, 8, len, relu);
     }
+}
+
+#[test]
+fn conv8_block_backward_matches_reference_and_finite_differences() {
+    let mut r = rng(49);
+    for (rows, len, relu) in BLOCK_SHAPES {
+        check_block_backward(&mut r, conv8_backward, rows, 8, len, relu);
+    }
+}
+
+/// conv8's input gradient runs 2 threads per pair of input places: 2,048 rows of 2,048
+/// places are 2^22 threads, past one grid dimension; every dx and dw checked.
+#[test]
+fn conv8_block_backward_grid_wraps() {
+    let mut r = rng(50);
+    check_block_backward(&mut r, conv8_backward, 2_048, 8, 2_048, false);
 }
 
 /// A weight gradient needs at most 65,535 segments (192 positions each): past that
@@ -274,7 +349,14 @@ fn block_backward_past_the_segment_limit_fails_loudly() {
 /// here on the CPU as the model's relu backward would) against the reference, bit for
 /// bit the same over two runs, no bias gradient written; and the reference against
 /// finite differences.
-fn check_block_backward(r: &mut StdRng, rows: usize, ch: usize, len: usize, relu: bool) {
+fn check_block_backward(
+    r: &mut StdRng,
+    backward: BlockBackward,
+    rows: usize,
+    ch: usize,
+    len: usize,
+    relu: bool,
+) {
     let t = gpu();
     let x = uniform(r, rows * ch * len);
     let w = uniform(r, ch * ch * 3);
@@ -294,14 +376,14 @@ fn check_block_backward(r: &mut StdRng, rows: usize, ch: usize, len: usize, relu
     let params_b = storage_buffer_init(&t.gpu, "params", &params);
     let x_b = storage_buffer_init(&t.gpu, "x", &x);
     let dz_b = storage_buffer_init(&t.gpu, "dz", &dz);
-    let dx_b = storage_buffer(&t.gpu, "dx", (x.len() * 4) as u64);
+    let dx_b = nan_slab(&t.gpu, x.len());
     // A sentinel after dw: a bias gradient would land there or nowhere.
     let grads = nan_slab(&t.gpu, params.len() + ch);
-    let calls = t.ops.conv1d.backward_pool(
-        &t.gpu,
-        &t.ops.weight_grad,
+    // Built for twice the rows: the weight gradient's grid has segments left empty.
+    let calls = backward(
+        t,
         shape,
-        rows,
+        2 * rows,
         Conv1dGrads {
             x: &x_b,
             dy: &dz_b,

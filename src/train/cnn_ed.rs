@@ -18,12 +18,12 @@ use crate::model::cnn_ed::{CnnEd, CnnEdShape};
 use crate::ops::MAX_SEGMENTS;
 use crate::ops::Ops;
 use crate::ops::adamw::{AdamWBuffers, AdamWCalls, AdamWStep};
-use crate::ops::conv1d::{Conv1dGrads, Conv1dShape, Packing};
+use crate::ops::conv1d::{Conv1dGrads, Conv1dShape};
+use crate::ops::conv8::SEGMENT;
 use crate::ops::linear::{KMAX, LinearGrads, LinearShape};
 use crate::ops::onehot_conv::{CHANNELS, OneHotConvShape};
 use crate::ops::pnll::{LossBuffers, LossCall, LossShape};
 use crate::ops::ranking::RankingWeights;
-use crate::ops::weight_grad::SEGMENT;
 
 use super::cnn_ed_data::Triplet;
 use super::trainer::LOSS_SLOTS;
@@ -267,19 +267,13 @@ impl<'g> CnnEdTrainer<'g> {
         let mut prepare = Calls::default();
         let mut blocks = Calls::default();
         for i in 1..shape.layers {
-            let packed = ops
-                .conv1d
-                .pack(gpu, block(&shape, i), &slabs.params, Packing::Pooled);
-            blocks.push(ops.conv1d.forward_pool(
+            blocks.push(ops.conv8.forward(
                 gpu,
                 block(&shape, i),
                 &acts[i - 1],
-                &packed,
                 &slabs.params,
                 &acts[i],
             ));
-            prepare.push(packed.pack.clone());
-            prepare.keep(packed.into_buffer());
         }
         let packed = ops.linear.pack(gpu, head(&shape), &slabs.params);
         let head_calls = Calls::from(ops.linear.forward(
@@ -312,9 +306,8 @@ impl<'g> CnnEdTrainer<'g> {
         );
         let mut blocks_backward = Calls::default();
         for i in (1..shape.layers).rev() {
-            blocks_backward.extend(ops.conv1d.backward_pool(
+            blocks_backward.extend(ops.conv8.backward(
                 gpu,
-                &ops.weight_grad,
                 block(&shape, i),
                 rows,
                 Conv1dGrads {
@@ -473,6 +466,33 @@ impl<'g> CnnEdTrainer<'g> {
         self.head_backward.record(pass, gpu, strings);
         self.blocks_backward.record(pass, gpu, rows);
         self.first_block_backward.record(pass, gpu, strings);
+    }
+
+    /// Each kernel of one step on `triplets` timed on its own, fastest of 3 (the loss
+    /// and Adam are small): where a step spends its time, for benchmarks.
+    pub fn profile(
+        &mut self,
+        model: &CnnEd,
+        strings: &[String],
+        triplets: &[(Triplet, [f32; 3])],
+    ) -> Result<Vec<(&'static str, f64)>> {
+        self.gradients(model, strings, triplets)?;
+        let strings = (3 * self.triplets) as u32;
+        let rows = strings * self.shape.alphabet as u32;
+        let groups = [
+            (&self.prepare, 1),
+            (&self.first_block, strings),
+            (&self.blocks, rows),
+            (&self.head, strings),
+            (&self.head_backward, strings),
+            (&self.blocks_backward, rows),
+            (&self.first_block_backward, strings),
+        ];
+        let mut times = Vec::new();
+        for (calls, batch) in groups {
+            times.extend(calls.time_each(self.gpu, batch, 3)?);
+        }
+        Ok(times)
     }
 
     /// The loss weights from now on.
