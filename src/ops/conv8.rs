@@ -13,7 +13,7 @@ use crate::gpu::{Call, Calls, Gpu, Kernel, storage_buffer};
 pub const CHANNELS: u32 = 8;
 
 /// `(row, j)` positions per workgroup of the weight gradient's partial sums.
-pub const SEGMENT: u32 = 1024;
+pub const SEGMENT: u32 = 4096;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -69,9 +69,8 @@ impl Conv8 {
         params: &wgpu::Buffer,
         y: &wgpu::Buffer,
     ) -> Call {
-        // Two invocations (channel groups) per pooled position.
         self.forward
-            .call(gpu, &uniform(&shape), &[x, params, y], shape.len / 2 * 2)
+            .call(gpu, &uniform(&shape), &[x, params, y], shape.len / 2)
     }
 
     /// The backward pass of [`Conv8::forward`] for batches of up to `capacity` rows, from
@@ -94,18 +93,17 @@ impl Conv8 {
         );
         let weights = u64::from(CHANNELS * CHANNELS * 3);
         let partials = storage_buffer(gpu, "conv8 weight partials", segments * weights * 4);
-        // Two invocations (channel groups) per pair of input positions.
         let mut calls = Calls::from(self.backward_data.call(
             gpu,
             &uniform,
             &[b.dy, b.params, b.dx],
-            shape.len.div_ceil(2) * 2,
+            shape.len.div_ceil(2),
         ));
         calls.push(self.weight_partial.call_fixed(
             gpu,
             &uniform,
             &[b.x, b.dy, &partials],
-            [segments as u32, CHANNELS],
+            [segments as u32, CHANNELS / 4],
         ));
         calls.push(self.weight_reduce.call_fixed(
             gpu,
