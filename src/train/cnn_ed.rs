@@ -468,33 +468,6 @@ impl<'g> CnnEdTrainer<'g> {
         self.first_block_backward.record(pass, gpu, strings);
     }
 
-    /// Each kernel of one step on `triplets` timed on its own, fastest of 3 (the loss
-    /// and Adam are small): where a step spends its time, for benchmarks.
-    pub fn profile(
-        &mut self,
-        model: &CnnEd,
-        strings: &[String],
-        triplets: &[(Triplet, [f32; 3])],
-    ) -> Result<Vec<(&'static str, f64)>> {
-        self.gradients(model, strings, triplets)?;
-        let strings = (3 * self.triplets) as u32;
-        let rows = strings * self.shape.alphabet as u32;
-        let groups = [
-            (&self.prepare, 1),
-            (&self.first_block, strings),
-            (&self.blocks, rows),
-            (&self.head, strings),
-            (&self.head_backward, strings),
-            (&self.blocks_backward, rows),
-            (&self.first_block_backward, strings),
-        ];
-        let mut times = Vec::new();
-        for (calls, batch) in groups {
-            times.extend(calls.time_each(self.gpu, batch, 3)?);
-        }
-        Ok(times)
-    }
-
     /// The loss weights from now on.
     pub fn set_loss(&mut self, ops: &Ops, weights: LossWeights) {
         self.loss = Self::loss_call(
