@@ -1,8 +1,9 @@
 //! CNN-ED's conv blocks after the first, Conv1d(8 -> 8, kernel 3, padding 1, no bias) +
 //! AvgPool1d(2) (+ ReLU), forward and backward (`shaders/conv8.wgsl`). The same block as
 //! [`Conv1d::forward_pool`](super::conv1d::Conv1d::forward_pool) and its backward, without
-//! the register tile's padding of 8 output channels to 64 rows: an invocation computes
-//! 4 channels of one position, reading the weights straight from the slab (no packing).
+//! the register tile's padding of 8 output channels to 64 rows: an invocation holds the
+//! weight in registers, read straight from the slab (no packing), and computes all 8
+//! channels of up to 32 positions.
 //! The weight gradient is deterministic: fixed-order partial sums per segment, then a
 //! fixed-order reduce.
 use super::MAX_SEGMENTS;
@@ -11,6 +12,9 @@ use crate::gpu::{Call, Calls, Gpu, Kernel, storage_buffer};
 
 /// Input and output channels.
 pub const CHANNELS: u32 = 8;
+
+/// Positions per invocation of the forward and the input gradient (as in the shader).
+const POSITIONS: u32 = 32;
 
 /// `(row, j)` positions per workgroup of the weight gradient's partial sums.
 pub const SEGMENT: u32 = 4096;
@@ -69,8 +73,9 @@ impl Conv8 {
         params: &wgpu::Buffer,
         y: &wgpu::Buffer,
     ) -> Call {
+        let per_row = (shape.len / 2).div_ceil(POSITIONS);
         self.forward
-            .call(gpu, &uniform(&shape), &[x, params, y], shape.len / 2)
+            .call(gpu, &uniform(&shape), &[x, params, y], per_row)
     }
 
     /// The backward pass of [`Conv8::forward`] for batches of up to `capacity` rows, from
@@ -97,7 +102,7 @@ impl Conv8 {
             gpu,
             &uniform,
             &[b.dy, b.params, b.dx],
-            shape.len.div_ceil(2),
+            shape.len.div_ceil(2).div_ceil(POSITIONS),
         ));
         calls.push(self.weight_partial.call_fixed(
             gpu,
