@@ -30,12 +30,12 @@ use crate::ops::MAX_SEGMENTS;
 use crate::ops::Ops;
 use crate::ops::adamw::{AdamWBuffers, AdamWCalls, AdamWStep};
 use crate::ops::cnn_ed::{TableBuffers, TableGrads, TableLayout, TableShape};
-use crate::ops::conv1d::{Conv1dGrads, Conv1dShape, Packing};
+use crate::ops::conv1d::{Conv1dGrads, Conv1dShape};
+use crate::ops::conv8::SEGMENT;
 use crate::ops::linear::{LinearGrads, LinearShape};
 use crate::ops::onehot_conv::{CHANNELS, OneHotConvShape};
 use crate::ops::pnll::{LossBuffers, LossCall, LossShape};
 use crate::ops::ranking::RankingWeights;
-use crate::ops::weight_grad::SEGMENT;
 
 use super::cnn_ed_data::Triplet;
 use super::trainer::LOSS_SLOTS;
@@ -468,19 +468,13 @@ impl<'g> CnnEdTrainer<'g> {
         let mut prepare = Calls::default();
         let mut blocks = Calls::default();
         for i in 1..shape.layers {
-            let packed = ops
-                .conv1d
-                .pack(gpu, block(&shape, i), &slabs.params, Packing::Pooled);
-            blocks.push(ops.conv1d.forward_pool(
+            blocks.push(ops.conv8.forward(
                 gpu,
                 block(&shape, i),
                 &acts[i - 1],
-                &packed,
                 &slabs.params,
                 &acts[i],
             ));
-            prepare.push(packed.pack.clone());
-            prepare.keep(packed.into_buffer());
         }
         let head_shape = head(&shape, formulation);
         let packed = ops.linear.pack(gpu, head_shape, &slabs.params);
@@ -542,9 +536,8 @@ impl<'g> CnnEdTrainer<'g> {
         );
         let mut blocks_backward = Calls::default();
         for i in (1..shape.layers).rev() {
-            blocks_backward.extend(ops.conv1d.backward_pool(
+            blocks_backward.extend(ops.conv8.backward(
                 gpu,
-                &ops.weight_grad,
                 block(&shape, i),
                 items.rows,
                 Conv1dGrads {
