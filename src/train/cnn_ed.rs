@@ -135,19 +135,20 @@ pub enum Formulation {
 }
 
 impl Formulation {
-    /// Multiply-adds of one forward for `triplets` triplets: the conv stack (~M x 192
-    /// a row, its first layers dominating) and the head.
+    /// The relative cost of a step of `triplets` triplets, in multiply-adds: the conv
+    /// stack (~M x 192 a row, its first layers dominating), the head, and for the table
+    /// the sum of each string's rows and the scatter back, which cost ~4 multiply-adds'
+    /// time per value on lavapipe (scattered reads and writes; calibrated on 500-letter
+    /// DNA, where the string rows win: 7.2 s an epoch against 8.4-10.7, BENCHMARKS.md
+    /// "CNN-ED").
     fn cost(self, shape: &CnnEdShape, triplets: usize) -> f64 {
-        let m = shape.max_len as f64;
-        let head_rows = match self {
-            Formulation::Strings => 3.0 * triplets as f64,
-            Formulation::Table => m,
+        let (m, dim) = (shape.max_len as f64, shape.dim as f64);
+        let strings = 3.0 * triplets as f64;
+        let (conv_rows, head_rows, gather) = match self {
+            Formulation::Strings => (strings * shape.alphabet as f64, strings, 0.0),
+            Formulation::Table => (m, m, strings * m * dim * 4.0),
         };
-        let conv_rows = match self {
-            Formulation::Strings => head_rows * shape.alphabet as f64,
-            Formulation::Table => m,
-        };
-        conv_rows * m * 192.0 + head_rows * (shape.flat() * shape.dim) as f64
+        conv_rows * m * 192.0 + head_rows * (shape.flat() * shape.dim) as f64 + gather
     }
 
     /// The cheaper formulation for `triplets` per step whose buffers fit `gpu`; an error
