@@ -228,14 +228,6 @@ pub fn run(args: &Args) -> Result<()> {
         &options,
         &interrupted,
     )?;
-    let mut resume = format!(
-        "megashtein-gpu train --output {} --resume {}",
-        args.output.display(),
-        options.checkpoint.display()
-    );
-    if let Some(log) = &args.log {
-        resume.push_str(&format!(" --log {}", log.display()));
-    }
     match outcome {
         Outcome::Finished { step } => {
             eprintln!(
@@ -245,20 +237,34 @@ pub fn run(args: &Args) -> Result<()> {
             Ok(())
         }
         Outcome::Stopped { step, interrupted } => {
-            eprintln!(
-                "{} at step {step}; checkpoint {}. Continue with:\n  {resume}",
-                if interrupted {
-                    "interrupted"
-                } else {
-                    "stopped"
-                },
-                options.checkpoint.display()
-            );
-            if interrupted {
-                std::process::exit(130);
-            }
+            stopped(args, &options.checkpoint, step, interrupted);
             Ok(())
         }
+    }
+}
+
+/// Says where a run stopped early and how to continue it; exits 130 if it was
+/// interrupted.
+pub(super) fn stopped(args: &Args, checkpoint: &Path, step: u64, interrupted: bool) {
+    let mut resume = format!(
+        "megashtein-gpu train --output {} --resume {}",
+        args.output.display(),
+        checkpoint.display()
+    );
+    if let Some(log) = &args.log {
+        resume.push_str(&format!(" --log {}", log.display()));
+    }
+    eprintln!(
+        "{} at step {step}; checkpoint {}. Continue with:\n  {resume}",
+        if interrupted {
+            "interrupted"
+        } else {
+            "stopped"
+        },
+        checkpoint.display()
+    );
+    if interrupted {
+        std::process::exit(130);
     }
 }
 

@@ -140,26 +140,7 @@ pub fn run(args: &Args) -> Result<()> {
         }
         CnnEdOutcome::Stopped { step } => {
             let interrupted = hooks.interrupted.load(Ordering::Relaxed);
-            let mut resume = format!(
-                "megashtein-gpu train --output {} --resume {}",
-                args.output.display(),
-                checkpoint.display()
-            );
-            if let Some(log) = &args.log {
-                resume.push_str(&format!(" --log {}", log.display()));
-            }
-            eprintln!(
-                "{} at step {step}; checkpoint {}. Continue with:\n  {resume}",
-                if interrupted {
-                    "interrupted"
-                } else {
-                    "stopped"
-                },
-                checkpoint.display()
-            );
-            if interrupted {
-                std::process::exit(130);
-            }
+            super::train::stopped(args, &checkpoint, step, interrupted);
             Ok(())
         }
     }

@@ -13,11 +13,12 @@ use crate::model::weights::Weights;
 
 /// Format name recorded in every checkpoint.
 pub const FORMAT: &str = "megashtein-train-checkpoint-v1";
-const META_FORMAT: &str = "train.format";
-const META_STEP: &str = "train.step";
-const META_CONFIG: &str = "train.config";
-const EXP_AVG: &str = "train.exp_avg";
-const EXP_AVG_SQ: &str = "train.exp_avg_sq";
+// Keys shared with CNN-ED's checkpoints (`cnn_ed_checkpoint`).
+pub(super) const META_FORMAT: &str = "train.format";
+pub(super) const META_STEP: &str = "train.step";
+pub(super) const META_CONFIG: &str = "train.config";
+pub(super) const EXP_AVG: &str = "train.exp_avg";
+pub(super) const EXP_AVG_SQ: &str = "train.exp_avg_sq";
 const LOG_S: &str = "train.log_scale";
 
 /// Where the pairs come from.

@@ -9,6 +9,7 @@ use std::path::Path;
 use anyhow::{Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 
+use super::checkpoint::{EXP_AVG, EXP_AVG_SQ, META_CONFIG, META_FORMAT, META_STEP};
 use super::cnn_ed::CnnEdState;
 use super::cnn_ed_run::CnnEdRun;
 use crate::model::metadata::ModelFile;
@@ -17,13 +18,8 @@ use crate::model::weights::serialize_safetensors;
 
 /// Format name recorded in every checkpoint.
 pub const FORMAT: &str = "megashtein-cnn-ed-checkpoint-v1";
-const META_FORMAT: &str = "train.format";
-const META_STEP: &str = "train.step";
 const META_EPOCH_LOSS: &str = "train.epoch_loss";
-const META_CONFIG: &str = "train.config";
 const PARAMS: &str = "train.params";
-const EXP_AVG: &str = "train.exp_avg";
-const EXP_AVG_SQ: &str = "train.exp_avg_sq";
 
 /// Everything that defines a run; a resumed run takes it from the checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
