@@ -1,37 +1,101 @@
 // CNN-ED folded into a table (src/model/cnn_ed.rs, `Folded`): a string's embedding is the
-// bias plus, for each of its places l, the table row T[id, l, :]. One thread per (string,
-// four outputs) sums in place order, as `Folded::embed` does on the CPU; neighbouring
-// threads read neighbouring words of a row.
+// bias plus, for each of its places l, the table row T[id, l, :].
+//   embed:  one thread per (string, four outputs) sums in place order, as
+//           `Folded::embed` does on the CPU; neighbouring threads read neighbouring
+//           words of a row.
+//   d_table: the backward to the table, dT[c, l, :] = sum of d_out over the strings
+//           holding character c at place l: one thread per (place, four outputs) owns
+//           every character's row there, zeroes them and adds the strings in order (no
+//           atomics, the same bits on every run).
+//   d_bias: db = sum of d_out over the strings, in order.
+// The table is character-major [C, M, dim] for inference and place-major [M, C, dim] in
+// training (the head's output over the places, ops/cnn_ed.rs), so row (c, l) is at
+// c * char_stride + l * place_stride.
 struct Shape {
     batch: u32,
-    max_len: u32,  // M: table rows per character
-    dim4: u32,     // outputs / 4
-    unseen: u32,   // ids >= this (characters outside the alphabet) add nothing
+    max_len: u32,       // M: places
+    dim4: u32,          // outputs / 4
+    alphabet: u32,      // C: ids >= C (characters outside the alphabet) add nothing
+    char_stride: u32,   // vec4s between two characters' rows at one place
+    place_stride: u32,  // vec4s between two places' rows of one character
+    bias: u32,          // offset of the bias [dim] in `bias` (of db in `grads`), floats
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> s: Shape;
-@group(0) @binding(1) var<storage, read> table: array<vec4<f32>>;  // [C, M, dim4]
-@group(0) @binding(2) var<storage, read> bias: array<vec4<f32>>;   // [dim4]
-@group(0) @binding(3) var<storage, read> ids: array<u32>;          // the batch's ids back to back
-@group(0) @binding(4) var<storage, read> starts: array<u32>;       // [batch + 1] into `ids`
+@group(0) @binding(1) var<storage, read> ids: array<u32>;          // the batch's ids back to back
+@group(0) @binding(2) var<storage, read> starts: array<u32>;       // [batch + 1] into `ids`
+@group(0) @binding(3) var<storage, read> table: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<vec4<f32>>; // [batch, dim4]
+
+fn row(c: u32, l: u32, col: u32) -> u32 {
+    return c * s.char_stride + l * s.place_stride + col;
+}
+
+// String `string`'s length in places, cut to M.
+fn places(string: u32) -> u32 {
+    return min(starts[string + 1u] - starts[string], s.max_len);
+}
 
 @compute @workgroup_size(64)
 fn embed(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let thread = gid.x + gid.y * nwg.x * 64u;
-    let row = thread / s.dim4;
+    let string = thread / s.dim4;
     let col = thread % s.dim4;
-    if row >= s.batch {
+    if string >= s.batch {
         return;
     }
-    let start = starts[row];
-    let len = min(starts[row + 1u] - start, s.max_len);
-    var acc = bias[col];
-    for (var l = 0u; l < len; l++) {
+    let start = starts[string];
+    let at = s.bias + 4u * col;
+    var acc = vec4(bias[at], bias[at + 1u], bias[at + 2u], bias[at + 3u]);
+    for (var l = 0u; l < places(string); l++) {
         let id = ids[start + l];
-        if id < s.unseen {
-            acc += table[(id * s.max_len + l) * s.dim4 + col];
+        if id < s.alphabet {
+            acc += table[row(id, l, col)];
         }
     }
-    out[row * s.dim4 + col] = acc;
+    out[string * s.dim4 + col] = acc;
+}
+
+@group(0) @binding(3) var<storage, read> d_out: array<vec4<f32>>;        // [batch, dim4]
+@group(0) @binding(4) var<storage, read_write> d_table: array<vec4<f32>>; // as `table`
+
+@compute @workgroup_size(64)
+fn d_table_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let thread = gid.x + gid.y * nwg.x * 64u;
+    let l = thread / s.dim4;
+    let col = thread % s.dim4;
+    if l >= s.max_len {
+        return;
+    }
+    for (var c = 0u; c < s.alphabet; c++) {
+        d_table[row(c, l, col)] = vec4<f32>();
+    }
+    for (var string = 0u; string < s.batch; string++) {
+        if l < places(string) {
+            let id = ids[starts[string] + l];
+            if id < s.alphabet {
+                d_table[row(id, l, col)] += d_out[string * s.dim4 + col];
+            }
+        }
+    }
+}
+
+@group(0) @binding(1) var<storage, read> d_embeddings: array<vec4<f32>>;  // d_out
+@group(0) @binding(2) var<storage, read_write> grads: array<f32>;
+
+@compute @workgroup_size(64)
+fn d_bias(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let col = gid.x;
+    if col >= s.dim4 {
+        return;
+    }
+    var acc = vec4<f32>();
+    for (var string = 0u; string < s.batch; string++) {
+        acc += d_embeddings[string * s.dim4 + col];
+    }
+    for (var i = 0u; i < 4u; i++) {
+        grads[s.bias + 4u * col + i] = acc[i];
+    }
 }

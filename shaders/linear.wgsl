@@ -7,6 +7,9 @@
 //                packs W[o, i] = w[o, i] ([fan_out][rows over fan_in]), so that
 //                `forward` over it (fan_in <-> fan_out, no bias) is the input gradient
 //                dx[b, i] = sum_o dy[b, o] w[o, i] (ops/linear.rs `backward`).
+// A reduction longer than the tile stages (KMAX) is split over calls (split-K): each
+// covers k0 .. k0 + k_len, the first writes y (with the bias), the later ones ACCUMULATE
+// into it, in order, and only the last applies the ReLU.
 struct Shape {
     batch: u32,
     fan_in: u32,
@@ -16,10 +19,13 @@ struct Shape {
     relu: u32,    // 1: fused ReLU
     rows: u32,    // rows of the packed weight: fan_out rounded up to 64
     flags: u32,
+    k0: u32,      // forward: this call's first reduction index
+    k_len: u32,   // forward: its reduction length (<= KMAX)
 }
 
-const TRANSPOSE: u32 = 2u;  // pack_weight: the input gradient's weight
-const NO_BIAS: u32 = 4u;    // forward: no bias (the input gradient)
+const TRANSPOSE: u32 = 2u;    // pack_weight: the input gradient's weight
+const NO_BIAS: u32 = 4u;      // forward: no bias (the input gradient, split-K calls after the first)
+const ACCUMULATE: u32 = 8u;   // forward: add to y (split-K calls after the first)
 
 @group(0) @binding(0) var<uniform> s: Shape;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -28,7 +34,7 @@ const NO_BIAS: u32 = 4u;    // forward: no bias (the input gradient)
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
 fn tile_weights(k: u32, o: u32) -> vec4<f32> {
-    return packed[tile_packed_vec4(k, o, s.rows)];
+    return packed[tile_packed_vec4(s.k0 + k, o, s.rows)];
 }
 
 fn tile_store(o: u32, b: u32, v: f32) {
@@ -36,13 +42,17 @@ fn tile_store(o: u32, b: u32, v: f32) {
         return;
     }
     var value = v;
+    let at = b * s.fan_out + o;
     if (s.flags & NO_BIAS) == 0u {
         value += params[s.bias + o];
+    }
+    if (s.flags & ACCUMULATE) != 0u {
+        value += y[at];
     }
     if s.relu == 1u {
         value = max(value, 0.0);
     }
-    y[b * s.fan_out + o] = value;
+    y[at] = value;
 }
 
 @compute @workgroup_size(16)
@@ -58,17 +68,17 @@ fn forward(
     // Invocation `lane` stages rows b0 + lane and b0 + lane + 16 (zeros past the batch).
     for (var c = lane; c < TILE_COLS; c += TILE_LANES) {
         let b = b0 + c;
-        for (var i = 0u; i < s.fan_in; i++) {
+        for (var i = 0u; i < s.k_len; i++) {
             var v = 0.0;
             if b < s.batch {
-                v = x[b * s.fan_in + i];
+                v = x[b * s.fan_in + s.k0 + i];
             }
             tile_put(i, c, v);
         }
     }
     workgroupBarrier();
     for (var o0 = 0u; o0 < s.rows; o0 += TILE_ROWS) {
-        tile_multiply(lane, o0, b0, s.fan_in, min(TILE_COLS, s.batch - b0));
+        tile_multiply(lane, o0, b0, s.k_len, min(TILE_COLS, s.batch - b0));
     }
 }
 

@@ -16,7 +16,7 @@ struct Shape {
     len: u32,       // conv input length (<= stride); the output has len / 2 positions
     stride: u32,    // tokens per string in `tokens` (M)
     weight: u32,    // offset of w [8, 1, 3] in the parameter slab (of dw in `grads`)
-    _pad0: u32,
+    impulses: u32,  // 1: tokens unread, string b is character 0 at place b (alphabet 1)
     _pad1: u32,
     _pad2: u32,
 }
@@ -33,6 +33,9 @@ const SEGMENT: u32 = 512u;
 fn char_at(b: u32, m: i32) -> u32 {
     if m < 0 || m >= i32(s.len) {
         return s.alphabet;
+    }
+    if s.impulses == 1u {
+        return select(s.alphabet, 0u, u32(m) == b);
     }
     return min(tokens[b * s.stride + u32(m)], s.alphabet);
 }

@@ -425,14 +425,25 @@ fn commands_read_utf8_with_a_cnn_ed_model() {
     );
 }
 
+/// The text case's head reduces over 37 x 8 x 6 = 1,776 inputs: the linear layer's
+/// split-K path, forward and backward.
 #[test]
 fn one_training_step_matches_pytorch() {
+    use megashtein_gpu::train::cnn_ed::Formulation;
+    for key in ["dna", "text"] {
+        for formulation in [Formulation::Strings, Formulation::Table] {
+            check_training_step(key, formulation);
+        }
+    }
+}
+
+fn check_training_step(key: &str, formulation: megashtein_gpu::train::cnn_ed::Formulation) {
     use megashtein_gpu::train::cnn_ed::{CnnEdState, CnnEdTrainer, LossWeights};
     use megashtein_gpu::train::cnn_ed_data::Triplet;
     let t = gpu();
-    let (model, _, strings, _) = fixture_case("dna");
+    let (model, _, strings, _) = fixture_case(key);
     let cases: serde_json::Value = serde_json::from_str(CASES).unwrap();
-    let step = &cases["dna"]["step"];
+    let step = &cases[key]["step"];
     let triplets: Vec<[usize; 3]> = serde_json::from_value(step["triplets"].clone()).unwrap();
     let targets: Vec<[f32; 3]> = serde_json::from_value(step["targets"].clone()).unwrap();
     let batch: Vec<(Triplet, [f32; 3])> = triplets
@@ -452,13 +463,21 @@ fn one_training_step_matches_pytorch() {
         approx: step["rho"].as_f64().unwrap() as f32,
     };
     let state = CnnEdState::new(&model);
-    let mut trainer =
-        CnnEdTrainer::new(&t.gpu, &t.ops, model.shape(), &state, batch.len(), weights).unwrap();
+    let mut trainer = CnnEdTrainer::new(
+        &t.gpu,
+        &t.ops,
+        model.shape(),
+        formulation,
+        &state,
+        batch.len(),
+        weights,
+    )
+    .unwrap();
     let loss = trainer.gradients(&model, &strings, &batch).unwrap();
     let want_loss = step["loss"].as_f64().unwrap();
     assert!(
         (f64::from(loss) - want_loss).abs() <= 1e-4 * want_loss,
-        "loss {loss} vs {want_loss}"
+        "{key} {formulation:?}: loss {loss} vs {want_loss}"
     );
     let grads = trainer.read_grads().unwrap();
     let mut at = 0;
@@ -468,10 +487,11 @@ fn one_training_step_matches_pytorch() {
         let norm = want.iter().map(|v| v * v).sum::<f64>().sqrt();
         // 1e-4 of the gradient's norm. fc.bias's is 0 in exact arithmetic (the loss sees
         // only differences of embeddings), so there f32 rounding of terms of size ~1 shows.
-        assert_close(&name, &grads[at..at + n], &want, 1e-4 * norm.max(0.01), 0.0);
+        let what = format!("{key} {formulation:?} {name}");
+        assert_close(&what, &grads[at..at + n], &want, 1e-4 * norm.max(0.01), 0.0);
         at += n;
     }
-    assert_eq!(grads[at], 0.0, "log s is not learned");
+    assert_eq!(grads[at], 0.0, "{key}: log s is not learned");
 }
 
 /// DNA-like strings around a few random bases, each with a few random edits.

@@ -309,6 +309,9 @@ fn linear_backward_matches_reference_and_finite_differences() {
         (3, 5, 4),
         (33, 128, 200),
         (1100, 200, 80),
+        // Split-K in both directions (dx reduces over fan_out).
+        (6, 410, 7),
+        (4, 9, 230),
     ] {
         let x = uniform(&mut r, batch * fan_in);
         let w = uniform(&mut r, fan_out * fan_in);
@@ -323,7 +326,7 @@ fn linear_backward_matches_reference_and_finite_differences() {
             fan_in: fan_in as u32,
             fan_out: fan_out as u32,
             weight: 0,
-            bias: w.len() as u32,
+            bias: Some(w.len() as u32),
             relu: false,
         };
         let calls = t.ops.linear.backward(

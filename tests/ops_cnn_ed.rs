@@ -63,6 +63,7 @@ fn onehot_shape(alphabet: usize, len: usize, stride: usize) -> OneHotConvShape {
         len: len as u32,
         stride: stride as u32,
         weight: W_AT as u32,
+        impulses: false,
     }
 }
 
@@ -162,6 +163,43 @@ fn onehot_conv_backward_matches_reference_and_finite_differences() {
                 )
             });
         }
+    }
+}
+
+/// Impulse mode (the folded table's inputs: string b is character 0 at place b) equals
+/// the reference on those strings written out as tokens, forward and backward.
+#[test]
+fn onehot_conv_impulses_match_reference() {
+    let t = gpu();
+    let mut r = rng(44);
+    for len in [2usize, 7, 50, 333] {
+        let tokens: Vec<u32> = (0..len * len)
+            .map(|i| u32::from(i / len != i % len))
+            .collect();
+        let shape = OneHotConvShape {
+            impulses: true,
+            ..onehot_shape(1, len, len)
+        };
+        let w = uniform(&mut r, 3 * CHANNELS as usize);
+        // A token buffer of junk: impulse mode must not read it.
+        let junk = vec![0u32; len * len];
+        let got = onehot_forward(t, shape, &junk, &w);
+        let want = cnn_ed::onehot_conv(&tokens, &to_f64(&w), 1, len, len);
+        assert_close(&format!("impulses {len}"), &got, &want, ATOL, RTOL);
+
+        let dy = uniform(&mut r, len * shape.out_len());
+        let tok = storage_buffer_init(&t.gpu, "tokens", &junk);
+        let dy_b = storage_buffer_init(&t.gpu, "dy", &dy);
+        let n = W_AT + 3 * CHANNELS as usize;
+        let grads = nan_slab(&t.gpu, n);
+        let calls = t
+            .ops
+            .onehot_conv
+            .backward(&t.gpu, shape, len, &tok, &dy_b, &grads);
+        let got = run(&t.gpu, &calls, len as u32, &grads, n);
+        let want = cnn_ed::onehot_conv_backward(&tokens, &to_f64(&dy), 1, len, len);
+        let what = format!("impulses backward {len}");
+        assert_close(&what, &got[W_AT..], &want, GRAD_ATOL, GRAD_RTOL);
     }
 }
 
@@ -343,5 +381,133 @@ fn check_block_backward(r: &mut StdRng, rows: usize, ch: usize, len: usize, relu
         let f = |x: &[f64], w: &[f64]| dot(&dy64, &cnn_ed::conv_pool(x, w, ch, ch, len, relu));
         finite_differences(&format!("{what} dx"), r, &x64, &dx, |v| f(v, &w64));
         finite_differences(&format!("{what} dw"), r, &w64, &dw, |v| f(&x64, v));
+    }
+}
+
+/// The folded table's sum and its backward (training through the table) against the
+/// reference, in both layouts: alphabets 4 and 37, M not a power of two, batch 1,
+/// strings longer than M, empty strings, ids outside the alphabet; the bias read and db
+/// written at an offset; the reference's backward against finite differences.
+#[test]
+fn table_embed_and_backward_match_reference() {
+    use megashtein_gpu::ops::cnn_ed::{TableBuffers, TableGrads, TableLayout, TableShape};
+    let t = gpu();
+    let mut r = rng(45);
+    for (batch, alphabet, max_len, dim) in [
+        (1usize, 4usize, 7usize, 8usize),
+        (9, 37, 50, 128),
+        (5, 4, 3, 4),
+    ] {
+        for layout in [TableLayout::CharMajor, TableLayout::PlaceMajor] {
+            let what = format!("table {batch}x{alphabet}x{max_len}x{dim} {layout:?}");
+            let row = |c: usize, l: usize| match layout {
+                TableLayout::CharMajor => (c * max_len + l) * dim,
+                TableLayout::PlaceMajor => (l * alphabet + c) * dim,
+            };
+            let strings: Vec<Vec<u32>> = (0..batch)
+                .map(|b| {
+                    let len = if b == 1 {
+                        0
+                    } else {
+                        r.random_range(1..max_len + 4)
+                    };
+                    (0..len)
+                        .map(|_| r.random_range(0..=alphabet as u32))
+                        .collect()
+                })
+                .collect();
+            let table = uniform(&mut r, alphabet * max_len * dim);
+            // The bias sits at an offset in a larger slab, as in the trainer's.
+            const AT: usize = 8;
+            let bias = uniform(&mut r, dim);
+            let slab = [&[9.0f32; AT][..], &bias, &[9.0]].concat();
+            let shape = TableShape {
+                alphabet,
+                max_len,
+                dim,
+                layout,
+                bias: AT,
+            };
+            let ids: Vec<u32> = strings.concat();
+            let mut starts = vec![0u32];
+            for s in &strings {
+                starts.push(starts.last().unwrap() + s.len() as u32);
+            }
+            // A zero-length binding is not allowed: keep one id.
+            let ids_b = storage_buffer_init(&t.gpu, "ids", &[ids.as_slice(), &[0]].concat());
+            let starts_b = storage_buffer_init(&t.gpu, "starts", &starts);
+            let table_b = storage_buffer_init(&t.gpu, "table", &table);
+            let slab_b = storage_buffer_init(&t.gpu, "slab", &slab);
+            let out = nan_slab(&t.gpu, batch * dim);
+            let call = t.ops.table.call(
+                &t.gpu,
+                shape,
+                TableBuffers {
+                    table: &table_b,
+                    bias: &slab_b,
+                    ids: &ids_b,
+                    starts: &starts_b,
+                    out: &out,
+                },
+            );
+            let got = run(&t.gpu, &call.into(), batch as u32, &out, batch * dim);
+            let (t64, b64) = (to_f64(&table), to_f64(&bias));
+            let want = cnn_ed::table_embed(&t64, &b64, &strings, alphabet, max_len, row);
+            assert_close(&what, &got, &want, ATOL, RTOL);
+
+            let d_out = uniform(&mut r, batch * dim);
+            let d_out_b = storage_buffer_init(&t.gpu, "d_out", &d_out);
+            let d_table = nan_slab(&t.gpu, table.len());
+            let grads = nan_slab(&t.gpu, AT + dim + 1);
+            let calls = t.ops.table.backward(
+                &t.gpu,
+                shape,
+                TableGrads {
+                    d_out: &d_out_b,
+                    ids: &ids_b,
+                    starts: &starts_b,
+                    d_table: &d_table,
+                    grads: &grads,
+                },
+            );
+            let got_table = run(&t.gpu, &calls, batch as u32, &d_table, table.len());
+            let got_slab = t.gpu.read_buffer(&grads, AT + dim + 1).unwrap();
+            let d64 = to_f64(&d_out);
+            let (want_table, want_bias) =
+                cnn_ed::table_embed_backward(&d64, &strings, alphabet, max_len, table.len(), row);
+            assert_close(
+                &format!("{what} d_table"),
+                &got_table,
+                &want_table,
+                ATOL,
+                RTOL,
+            );
+            assert_close(
+                &format!("{what} d_bias"),
+                &got_slab[AT..AT + dim],
+                &want_bias,
+                ATOL,
+                RTOL,
+            );
+            assert!(
+                got_slab[..AT]
+                    .iter()
+                    .chain(&got_slab[AT + dim..])
+                    .all(|v| v.is_nan()),
+                "{what}: wrote outside db"
+            );
+            let f = |table: &[f64], bias: &[f64]| {
+                dot(
+                    &d64,
+                    &cnn_ed::table_embed(table, bias, &strings, alphabet, max_len, row),
+                )
+            };
+            finite_differences(&format!("{what} d_table"), &mut r, &t64, &want_table, |v| {
+                f(v, &b64)
+            });
+            finite_differences(&format!("{what} d_bias"), &mut r, &b64, &want_bias, |v| {
+                f(&t64, v)
+            });
+        }
     }
 }

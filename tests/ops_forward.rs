@@ -3,7 +3,7 @@
 mod common;
 
 use common::{assert_close, gpu, rng, to_f64, uniform};
-use megashtein_gpu::gpu::{Call, Gpu, storage_buffer, storage_buffer_init};
+use megashtein_gpu::gpu::{Call, Calls, Gpu, storage_buffer, storage_buffer_init};
 use megashtein_gpu::input::{MAX_CHAR, MAX_LEN, tokenize_batch};
 use megashtein_gpu::model::params::VOCAB;
 use megashtein_gpu::ops::{
@@ -23,11 +23,15 @@ const RTOL: f64 = 1e-5;
 
 /// Run `call` for `batch` items and read `count` floats of `out`.
 fn run(gpu: &Gpu, call: &Call, batch: u32, out: &wgpu::Buffer, count: usize) -> Vec<f32> {
-    call.set_batch(gpu, batch);
+    run_calls(gpu, &Calls::from(call.clone()), batch, out, count)
+}
+
+fn run_calls(gpu: &Gpu, calls: &Calls, batch: u32, out: &wgpu::Buffer, count: usize) -> Vec<f32> {
+    calls.set_batch(gpu, batch);
     let mut encoder = gpu.device.create_command_encoder(&Default::default());
     {
         let mut pass = encoder.begin_compute_pass(&Default::default());
-        call.record(&mut pass, gpu, batch);
+        calls.record(&mut pass, gpu, batch);
     }
     gpu.queue.submit([encoder.finish()]);
     gpu.read_buffer(out, count).unwrap()
@@ -383,20 +387,31 @@ fn relu_matches_reference() {
 fn linear_matches_reference() {
     let t = gpu();
     let mut r = rng(5);
-    for &(batch, fan_in, fan_out, relu) in &[
-        (1usize, 1usize, 1usize, false),
-        (1, 3, 5, true),
-        (7, 13, 9, false),
-        (33, 128, 200, true),
-        (4, 200, 80, false),
-        (70, 17, 65, true),
+    // (batch, fan_in, fan_out, relu, bias)
+    for &(batch, fan_in, fan_out, relu, bias) in &[
+        (1usize, 1usize, 1usize, false, true),
+        (1, 3, 5, true, true),
+        (7, 13, 9, false, true),
+        (33, 128, 200, true, true),
+        (4, 200, 80, false, true),
+        (70, 17, 65, true, true),
+        // Split-K: reductions past KMAX, the last call 1 wide or ragged; ReLU after
+        // the whole sum.
+        (5, 201, 3, true, true),
+        (37, 450, 128, true, true),
+        (2, 601, 70, false, true),
+        // No bias, with one call and with several.
+        (9, 30, 20, true, false),
+        (3, 450, 40, false, false),
         // 2.1 M rows: the grid wraps into its second dimension.
-        (2_100_000, 1, 2, true),
+        (2_100_000, 1, 2, true, true),
     ] {
         let x = uniform(&mut r, batch * fan_in);
         let w = uniform(&mut r, fan_out * fan_in);
+        // Without a bias the slab still holds one, which must not be added.
         let b = uniform(&mut r, fan_out);
         let (params, off) = slab(&[&w, &b]);
+        let b = if bias { b } else { vec![0.0; fan_out] };
         let params = storage_buffer_init(&t.gpu, "params", &params);
         let xb = storage_buffer_init(&t.gpu, "x", &x);
         let y = storage_buffer(&t.gpu, "y", (batch * fan_out * 4) as u64);
@@ -404,16 +419,16 @@ fn linear_matches_reference() {
             fan_in: fan_in as u32,
             fan_out: fan_out as u32,
             weight: off[0],
-            bias: off[1],
+            bias: bias.then_some(off[1]),
             relu,
         };
         let packed = t.ops.linear.pack(&t.gpu, shape, &params);
         pack(&t.gpu, &packed);
-        let call = t
+        let calls = t
             .ops
             .linear
             .forward(&t.gpu, shape, &xb, &packed, &params, &y);
-        let got = run(&t.gpu, &call, batch as u32, &y, batch * fan_out);
+        let got = run_calls(&t.gpu, &calls, batch as u32, &y, batch * fan_out);
         let want = reference::linear(&to_f64(&x), &to_f64(&w), &to_f64(&b), fan_in, fan_out, relu);
         assert_close("linear", &got, &want, ATOL, RTOL);
     }

@@ -8,4 +8,4 @@ pub use buffer::{
     Pending, Readback, ReadbackPair, storage_buffer, storage_buffer_init, uniform_buffer,
 };
 pub use context::{AdapterReport, BackendChoice, Gpu, GpuOptions, list_adapters};
-pub use kernel::{Call, Calls, Kernel};
+pub use kernel::{Call, Calls, Kernel, grid};

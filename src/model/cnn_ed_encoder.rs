@@ -6,7 +6,7 @@ use anyhow::{Result, anyhow, bail};
 
 use super::cnn_ed::CnnEd;
 use crate::gpu::{Call, Gpu, Pending, ReadbackPair, storage_buffer, storage_buffer_init};
-use crate::ops::cnn_ed::{TableBuffers, TableEmbed, TableShape};
+use crate::ops::cnn_ed::{TableBuffers, TableEmbed, TableLayout, TableShape};
 
 /// The most bytes of token ids one batch uploads: batches of long strings get fewer
 /// strings.
@@ -55,9 +55,11 @@ impl CnnEdEncoder {
         let out_bytes = (capacity * shape.dim * 4) as u64;
         let out = storage_buffer(gpu, "cnn-ed embeddings", out_bytes);
         let table_shape = TableShape {
+            alphabet: shape.alphabet,
             max_len: shape.max_len,
             dim: shape.dim,
-            unseen: model.unseen(),
+            layout: TableLayout::CharMajor,
+            bias: 0,
         };
         let buffers = TableBuffers {
             table: &table,

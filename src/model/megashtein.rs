@@ -77,7 +77,7 @@ pub mod layers {
             fan_in: FLAT as u32,
             fan_out: HIDDEN as u32,
             weight: at("fc_layers.0.weight"),
-            bias: at("fc_layers.0.bias"),
+            bias: Some(at("fc_layers.0.bias")),
             relu: true,
         }
     }
@@ -88,7 +88,7 @@ pub mod layers {
             fan_in: HIDDEN as u32,
             fan_out: EMBED_DIM as u32,
             weight: at("fc_layers.2.weight"),
-            bias: at("fc_layers.2.bias"),
+            bias: Some(at("fc_layers.2.bias")),
             relu: false,
         }
     }
@@ -206,11 +206,11 @@ pub fn forward_calls(
     }
     // The last block, [batch, 64, 2], is [batch, 128] channel-major as it lies.
     let last = &a[CONV_BLOCKS - 1];
-    calls.push(
+    calls.extend(
         ops.linear
             .forward(gpu, layers::fc0(), last, &derived.fc0, params, &acts.hidden),
     );
-    calls.push(ops.linear.forward(
+    calls.extend(ops.linear.forward(
         gpu,
         layers::fc2(),
         &acts.hidden,

@@ -1,7 +1,8 @@
-//! CNN-ED's folded forward pass (`shaders/cnn_ed_table.wgsl`): each string's embedding
-//! as the bias plus one table row per character, as `model::cnn_ed::Folded::embed` sums
-//! it on the CPU.
-use crate::gpu::{Call, Gpu, Kernel};
+//! CNN-ED's folded table (`shaders/cnn_ed_table.wgsl`): each string's embedding as the
+//! bias plus one table row per character, as `model::cnn_ed::Folded::embed` sums it on
+//! the CPU; and, for training through the table, its backward pass to the table and the
+//! bias.
+use crate::gpu::{Call, Calls, Gpu, Kernel, grid};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -9,27 +10,69 @@ struct Shape {
     batch: u32,
     max_len: u32,
     dim4: u32,
-    unseen: u32,
+    alphabet: u32,
+    char_stride: u32,
+    place_stride: u32,
+    bias: u32,
+    _pad: u32,
 }
 
-/// The table's sizes: `M` places, `dim` outputs (a multiple of 4), ids from `unseen` up
-/// adding nothing.
+/// How the table's rows lie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableLayout {
+    /// `[C, M, dim]`: the folded model's table (`Folded::table`).
+    CharMajor,
+    /// `[M, C, dim]`: the head's output over the places, in training.
+    PlaceMajor,
+}
+
+/// The table's sizes: `alphabet` characters (ids from there up add nothing) at
+/// `max_len` places, `dim` outputs (a multiple of 4); `bias` the offset of the bias
+/// `[dim]` in its buffer (a multiple of 4).
 #[derive(Debug, Clone, Copy)]
 pub struct TableShape {
+    pub alphabet: usize,
     pub max_len: usize,
     pub dim: usize,
-    pub unseen: u32,
+    pub layout: TableLayout,
+    pub bias: usize,
+}
+
+impl TableShape {
+    fn uniform(&self) -> Shape {
+        assert!(
+            self.dim.is_multiple_of(4) && self.bias.is_multiple_of(4),
+            "the table's rows are read as vec4"
+        );
+        let dim4 = (self.dim / 4) as u32;
+        let (char_stride, place_stride) = match self.layout {
+            TableLayout::CharMajor => (self.max_len as u32 * dim4, dim4),
+            TableLayout::PlaceMajor => (dim4, self.alphabet as u32 * dim4),
+        };
+        Shape {
+            batch: 0,
+            max_len: self.max_len as u32,
+            dim4,
+            alphabet: self.alphabet as u32,
+            char_stride,
+            place_stride,
+            bias: self.bias as u32,
+            _pad: 0,
+        }
+    }
 }
 
 pub struct TableEmbed {
-    kernel: Kernel,
+    embed: Kernel,
+    d_table: Kernel,
+    d_bias: Kernel,
 }
 
-/// The buffers one call reads and writes.
+/// The buffers of the forward.
 pub struct TableBuffers<'a> {
-    /// `[C, M, dim]` f32.
+    /// Laid out as the shape says, f32.
     pub table: &'a wgpu::Buffer,
-    /// `[dim]` f32.
+    /// Holds the bias `[dim]` f32 at the shape's offset.
     pub bias: &'a wgpu::Buffer,
     /// Every string's token ids back to back, u32.
     pub ids: &'a wgpu::Buffer,
@@ -39,31 +82,56 @@ pub struct TableBuffers<'a> {
     pub out: &'a wgpu::Buffer,
 }
 
+/// The buffers of the backward.
+pub struct TableGrads<'a> {
+    /// The gradient at the embeddings, `[batch, dim]`.
+    pub d_out: &'a wgpu::Buffer,
+    pub ids: &'a wgpu::Buffer,
+    pub starts: &'a wgpu::Buffer,
+    /// The table's gradient, laid out as the table, overwritten.
+    pub d_table: &'a wgpu::Buffer,
+    /// db is written at the shape's bias offset.
+    pub grads: &'a wgpu::Buffer,
+}
+
 impl TableEmbed {
     pub fn new(gpu: &Gpu) -> Self {
         let source = include_str!("../../shaders/cnn_ed_table.wgsl");
         TableEmbed {
-            kernel: Kernel::new(gpu, "cnn_ed.table_embed", source, "embed"),
+            embed: Kernel::new(gpu, "cnn_ed.table_embed", source, "embed"),
+            d_table: Kernel::new(gpu, "cnn_ed.d_table", source, "d_table_rows"),
+            d_bias: Kernel::new(gpu, "cnn_ed.d_bias", source, "d_bias"),
         }
     }
 
+    /// The embeddings of a batch of strings (recorded per string).
     pub fn call(&self, gpu: &Gpu, shape: TableShape, b: TableBuffers) -> Call {
-        assert!(
-            shape.dim.is_multiple_of(4),
-            "the table's rows are read as vec4"
-        );
-        let dim4 = (shape.dim / 4) as u32;
-        let uniform = Shape {
-            batch: 0,
-            max_len: shape.max_len as u32,
-            dim4,
-            unseen: shape.unseen,
-        };
-        self.kernel.call(
+        let uniform = shape.uniform();
+        self.embed.call(
             gpu,
             &uniform,
-            &[b.table, b.bias, b.ids, b.starts, b.out],
-            dim4,
+            &[b.ids, b.starts, b.table, b.bias, b.out],
+            uniform.dim4,
         )
+    }
+
+    /// dT and db from the gradient at the embeddings (the batch is the strings').
+    pub fn backward(&self, gpu: &Gpu, shape: TableShape, b: TableGrads) -> Calls {
+        let uniform = shape.uniform();
+        let max = gpu.limits.max_compute_workgroups_per_dimension;
+        let rows = u64::from(uniform.max_len) * u64::from(uniform.dim4);
+        let mut calls = Calls::from(self.d_table.call_fixed(
+            gpu,
+            &uniform,
+            &[b.ids, b.starts, b.d_out, b.d_table],
+            grid(rows, max),
+        ));
+        calls.push(self.d_bias.call_fixed(
+            gpu,
+            &uniform,
+            &[b.d_out, b.grads],
+            grid(u64::from(uniform.dim4), max),
+        ));
+        calls
     }
 }

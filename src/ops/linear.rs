@@ -1,13 +1,15 @@
 //! Linear layer with bias and an optional fused ReLU, PyTorch weight layout `[out, in]`:
 //! the register-tiled product of `shaders/gemm_tile.wgsl` over a weight packed
 //! `[in][out]` ([`Linear::pack`]). The backward pass reuses the product for dx (over the
-//! weight as it lies) and `weight_grad` for dw, db.
+//! weight as it lies) and `weight_grad` for dw, db. A reduction longer than the tile
+//! stages ([`KMAX`]) is split into calls of at most `KMAX` that add up in order
+//! (split-K), so any `fan_in` and `fan_out` work.
 use super::weight_grad::{WeightGrad, WeightGradShape};
 use super::{PackedWeight, tile_rows};
-use crate::gpu::{Call, Calls, Gpu, Kernel};
+use crate::gpu::{Calls, Gpu, Kernel};
 
-/// The largest reduction (`fan_in`, and `fan_out` for the input gradient) the tile
-/// stages in workgroup memory: 2 x 200 4x4 f32 matrices, 25 KiB.
+/// The longest reduction one call stages in workgroup memory (2 x 200 4x4 f32
+/// matrices, 25 KiB); longer ones take several calls.
 pub const KMAX: u32 = 200;
 
 #[repr(C)]
@@ -21,24 +23,33 @@ struct Shape {
     relu: u32,
     rows: u32,
     flags: u32,
+    k0: u32,
+    k_len: u32,
 }
 
 // `flags` bits, as in the shader.
 const TRANSPOSE: u32 = 2;
 const NO_BIAS: u32 = 4;
+const ACCUMULATE: u32 = 8;
 
-/// Sizes of one linear layer; `weight` and `bias` are offsets in the parameter slab.
+/// Sizes of one linear layer; `weight` and `bias` are offsets in the parameter slab
+/// (no bias: none added, no gradient written).
 #[derive(Debug, Clone, Copy)]
 pub struct LinearShape {
     pub fan_in: u32,
     pub fan_out: u32,
     pub weight: u32,
-    pub bias: u32,
+    pub bias: Option<u32>,
     pub relu: bool,
 }
 
 impl LinearShape {
     fn uniform(&self, flags: u32) -> Shape {
+        let flags = if self.bias.is_none() {
+            flags | NO_BIAS
+        } else {
+            flags
+        };
         let outs = if flags & TRANSPOSE != 0 {
             self.fan_in
         } else {
@@ -49,11 +60,37 @@ impl LinearShape {
             fan_in: self.fan_in,
             fan_out: self.fan_out,
             weight: self.weight,
-            bias: self.bias,
+            bias: self.bias.unwrap_or(0),
             relu: u32::from(self.relu),
             rows: tile_rows(outs),
             flags,
+            k0: 0,
+            k_len: 0,
         }
+    }
+
+    /// The uniforms of a forward over this shape, one per split-K call: reduction
+    /// ranges of at most [`KMAX`], the bias (unless `flags` has `NO_BIAS`) with the
+    /// first, the ReLU with the last.
+    fn forward_uniforms(&self, flags: u32) -> Vec<Shape> {
+        let whole = self.uniform(flags);
+        let starts: Vec<u32> = (0..self.fan_in).step_by(KMAX as usize).collect();
+        let last = starts.len() - 1;
+        starts
+            .iter()
+            .enumerate()
+            .map(|(i, &k0)| Shape {
+                k0,
+                k_len: KMAX.min(self.fan_in - k0),
+                relu: if i == last { whole.relu } else { 0 },
+                flags: if i == 0 {
+                    whole.flags
+                } else {
+                    whole.flags | NO_BIAS | ACCUMULATE
+                },
+                ..whole
+            })
+            .collect()
     }
 }
 
@@ -101,10 +138,6 @@ impl Linear {
         } else {
             shape.fan_in
         };
-        assert!(
-            ins <= KMAX,
-            "linear reduces over at most {KMAX} values ({ins} given)"
-        );
         let len = ins * uniform.rows;
         PackedWeight::new(gpu, &self.pack_weight, &uniform, params, len)
     }
@@ -119,13 +152,22 @@ impl Linear {
         packed: &PackedWeight,
         params: &wgpu::Buffer,
         y: &wgpu::Buffer,
-    ) -> Call {
-        self.forward.call(
-            gpu,
-            &shape.uniform(0),
-            &[x, &packed.weight, params, y],
-            THREADS_PER_ROW,
-        )
+    ) -> Calls {
+        self.forward_calls(gpu, shape, 0, [x, &packed.weight, params, y])
+    }
+
+    fn forward_calls(
+        &self,
+        gpu: &Gpu,
+        shape: LinearShape,
+        flags: u32,
+        buffers: [&wgpu::Buffer; 4],
+    ) -> Calls {
+        let mut calls = Calls::default();
+        for uniform in shape.forward_uniforms(flags) {
+            calls.push(self.forward.call(gpu, &uniform, &buffers, THREADS_PER_ROW));
+        }
+        calls
     }
 
     /// The backward pass for batches up to `capacity`: dx, dw and db, overwritten. A fused
@@ -146,11 +188,11 @@ impl Linear {
             ..shape
         };
         let mut calls = Calls::from(transposed_weight.pack);
-        calls.push(self.forward.call(
+        calls.extend(self.forward_calls(
             gpu,
-            &transposed.uniform(NO_BIAS),
-            &[b.dy, &transposed_weight.weight, b.params, b.dx],
-            THREADS_PER_ROW,
+            transposed,
+            NO_BIAS,
+            [b.dy, &transposed_weight.weight, b.params, b.dx],
         ));
         calls.extend(weight_grad.calls(
             gpu,
@@ -161,7 +203,7 @@ impl Linear {
                 taps: 1,
                 pad: 0,
                 weight: shape.weight,
-                bias: Some(shape.bias),
+                bias: shape.bias,
                 pooled: false,
             },
             capacity,

@@ -25,19 +25,23 @@ struct Shape {
     len: u32,
     stride: u32,
     weight: u32,
-    _pad: [u32; 3],
+    impulses: u32,
+    _pad: [u32; 2],
 }
 
 /// One first block: `alphabet` rows per string, conv input length `len` (tokens at
 /// positions >= `len` are ignored, so a batch of short strings can run a shorter
 /// `len`), `stride` tokens per string in the token buffer (`len <= stride`), `weight`
 /// the offset of w `[8, 1, 3]` in the parameter slab (and of dw in the gradient slab).
+/// With `impulses`, the tokens are not read: "string" b is a single character 0 at place
+/// b (alphabet 1), the inputs whose responses make CNN-ED's folded table.
 #[derive(Debug, Clone, Copy)]
 pub struct OneHotConvShape {
     pub alphabet: u32,
     pub len: u32,
     pub stride: u32,
     pub weight: u32,
+    pub impulses: bool,
 }
 
 impl OneHotConvShape {
@@ -54,7 +58,8 @@ impl OneHotConvShape {
             len: self.len,
             stride: self.stride,
             weight: self.weight,
-            _pad: [0; 3],
+            impulses: u32::from(self.impulses),
+            _pad: [0; 2],
         }
     }
 

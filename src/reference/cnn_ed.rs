@@ -80,3 +80,60 @@ pub fn onehot_conv_backward(
     // The block is linear in w: its weight gradient does not depend on w.
     conv_pool_backward(&x, &vec![0.0; cout * 3], dy, 1, cout, len, false).1
 }
+
+/// The folded table's sum: `out[b] = bias + sum_{l < min(len, M)} table[row(ids_b[l], l)]`
+/// for ids below `alphabet`, with `row(c, l)` the offset of that row's `dim` values
+/// (the layout's). `strings` are id lists.
+pub fn table_embed(
+    table: &[f64],
+    bias: &[f64],
+    strings: &[Vec<u32>],
+    alphabet: usize,
+    max_len: usize,
+    row: impl Fn(usize, usize) -> usize,
+) -> Vec<f64> {
+    let dim = bias.len();
+    let mut out = Vec::with_capacity(strings.len() * dim);
+    for ids in strings {
+        let mut e = bias.to_vec();
+        for (l, &id) in ids.iter().take(max_len).enumerate() {
+            if (id as usize) < alphabet {
+                let at = row(id as usize, l);
+                for (v, t) in e.iter_mut().zip(&table[at..at + dim]) {
+                    *v += t;
+                }
+            }
+        }
+        out.extend(e);
+    }
+    out
+}
+
+/// The gradients of [`table_embed`] from `d_out [batch, dim]`: (d_table laid out as the
+/// table, `table_len` values; d_bias).
+pub fn table_embed_backward(
+    d_out: &[f64],
+    strings: &[Vec<u32>],
+    alphabet: usize,
+    max_len: usize,
+    table_len: usize,
+    row: impl Fn(usize, usize) -> usize,
+) -> (Vec<f64>, Vec<f64>) {
+    let dim = d_out.len() / strings.len();
+    let mut d_table = vec![0.0; table_len];
+    let mut d_bias = vec![0.0; dim];
+    for (ids, d) in strings.iter().zip(d_out.chunks(dim)) {
+        for (b, v) in d_bias.iter_mut().zip(d) {
+            *b += v;
+        }
+        for (l, &id) in ids.iter().take(max_len).enumerate() {
+            if (id as usize) < alphabet {
+                let at = row(id as usize, l);
+                for (t, v) in d_table[at..at + dim].iter_mut().zip(d) {
+                    *t += v;
+                }
+            }
+        }
+    }
+    (d_table, d_bias)
+}

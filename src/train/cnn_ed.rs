@@ -8,9 +8,20 @@
 //! ([`CnnEdShape::tensors`]) followed by one value the loss head reads as log s: fixed
 //! at 0 (s = 1), since CNN-ED's targets are already on the embedding's scale (ED / avgD).
 //!
-//! Activations are `[rows, 8, len]` with `rows = 3 triplets * C`: string b's characters
-//! are rows `b * C .. (b + 1) * C`, so the last layer's output is already the c-major
-//! flattening the head reads (`[3 triplets, C * 8 * Lf]`).
+//! The network is affine in its one-hot input, so a step can run it two ways with the
+//! same result ([`Formulation`]):
+//! - **Strings**: every character row of every string through the conv stack. Activations
+//!   are `[rows, 8, len]` with `rows = 3 triplets * C`: string b's characters are rows
+//!   `b * C .. (b + 1) * C`, so the last layer's output is already the c-major flattening
+//!   the head reads (`[3 triplets, C * 8 * Lf]`).
+//! - **Table**: the conv stack once on each place's impulse (M rows), the head on each
+//!   response with its weight regrouped by character, giving the folded table `[M, C,
+//!   dim]` (the model's `fold`, differentiable); each string's embedding is the bias
+//!   plus its characters' rows, and the backward pass scatters back into the table. The
+//!   slabs hold fc.weight regrouped as `[C, dim, 8 Lf]` ([`slab_order`]).
+//!
+//! The cost of the first grows with 3 triplets x C rows, of the second with M: the
+//! trainer takes the cheaper that fits ([`Formulation::cheaper`]).
 use anyhow::{Result, bail};
 
 use crate::gpu::{Calls, Gpu, Readback, storage_buffer, storage_buffer_init};
@@ -18,8 +29,9 @@ use crate::model::cnn_ed::{CnnEd, CnnEdShape};
 use crate::ops::MAX_SEGMENTS;
 use crate::ops::Ops;
 use crate::ops::adamw::{AdamWBuffers, AdamWCalls, AdamWStep};
+use crate::ops::cnn_ed::{TableBuffers, TableGrads, TableLayout, TableShape};
 use crate::ops::conv1d::{Conv1dGrads, Conv1dShape, Packing};
-use crate::ops::linear::{KMAX, LinearGrads, LinearShape};
+use crate::ops::linear::{LinearGrads, LinearShape};
 use crate::ops::onehot_conv::{CHANNELS, OneHotConvShape};
 use crate::ops::pnll::{LossBuffers, LossCall, LossShape};
 use crate::ops::ranking::RankingWeights;
@@ -85,31 +97,109 @@ impl CnnEdState {
     }
 }
 
+/// How a step runs the network (module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Formulation {
+    Strings,
+    Table,
+}
+
+impl Formulation {
+    /// Multiply-adds of one forward for `triplets` triplets: the conv stack (~M x 192
+    /// a row, its first layers dominating) and the head.
+    fn cost(self, shape: &CnnEdShape, triplets: usize) -> f64 {
+        let m = shape.max_len as f64;
+        let head_rows = match self {
+            Formulation::Strings => 3.0 * triplets as f64,
+            Formulation::Table => m,
+        };
+        let conv_rows = match self {
+            Formulation::Strings => head_rows * shape.alphabet as f64,
+            Formulation::Table => m,
+        };
+        conv_rows * m * 192.0 + head_rows * (shape.flat() * shape.dim) as f64
+    }
+
+    /// The cheaper formulation for `triplets` per step whose buffers fit `gpu`; an error
+    /// when neither fits.
+    pub fn cheaper(gpu: &Gpu, shape: &CnnEdShape, triplets: usize) -> Result<Self> {
+        let mut both = [Formulation::Table, Formulation::Strings];
+        both.sort_by(|a, b| a.cost(shape, triplets).total_cmp(&b.cost(shape, triplets)));
+        let [best, other] = both;
+        match check_fits(gpu, shape, best, triplets) {
+            Ok(()) => Ok(best),
+            Err(e) => check_fits(gpu, shape, other, triplets)
+                .map(|()| other)
+                .map_err(|_| e),
+        }
+    }
+
+    /// Strings (or impulses) through the first block, rows through the later blocks,
+    /// rows through the head, for `strings` strings in the batch.
+    fn items(self, shape: &CnnEdShape, strings: usize) -> Items {
+        match self {
+            Formulation::Strings => Items {
+                first: strings,
+                rows: strings * shape.alphabet,
+                head: strings,
+            },
+            Formulation::Table => Items {
+                first: shape.max_len,
+                rows: shape.max_len,
+                head: shape.max_len,
+            },
+        }
+    }
+}
+
+/// Batch sizes of a step's call groups.
+#[derive(Debug, Clone, Copy)]
+struct Items {
+    first: usize,
+    rows: usize,
+    head: usize,
+}
+
 /// The layered network's calls for batches of up to a fixed number of triplets.
 pub struct CnnEdTrainer<'g> {
     gpu: &'g Gpu,
     shape: CnnEdShape,
+    formulation: Formulation,
     /// Triplets per step at most.
     capacity: usize,
     /// Triplets of the last upload.
     triplets: usize,
     slabs: Slabs,
-    tokens: wgpu::Buffer,
+    inputs: Inputs,
     /// Layer i's output `[rows, channels, M >> (i + 1)]`, and its gradient.
     _acts: Vec<wgpu::Buffer>,
     _d_acts: Vec<wgpu::Buffer>,
     head_io: HeadIo,
-    /// Per string (`[3 triplets]` batch): tokens in, head, loss-side calls.
+    /// The table and its gradient (Table only).
+    _table: Option<[wgpu::Buffer; 2]>,
+    /// Weight packing, once per step.
     prepare: Calls,
     first_block: Calls,
-    /// Per character row (`[3 triplets * C]` batch): the conv blocks after the first.
+    /// The conv blocks after the first.
     blocks: Calls,
     head: Calls,
+    /// The table's rows summed per string, and back (Table only; empty otherwise).
+    gather: Calls,
     loss: LossCall,
+    gather_backward: Calls,
     head_backward: Calls,
     blocks_backward: Calls,
     first_block_backward: Calls,
     adamw: AdamWCalls,
+}
+
+/// The batch's strings as the first block (Strings) or the table (Table) reads them.
+struct Inputs {
+    /// `[3 triplets, M]` ids padded with the unseen id (Strings).
+    tokens: wgpu::Buffer,
+    /// Ids back to back, and `[3 triplets + 1]` starts (Table).
+    ids: wgpu::Buffer,
+    starts: wgpu::Buffer,
 }
 
 /// What the loss head reads and writes.
@@ -131,25 +221,34 @@ struct Slabs {
     losses: wgpu::Buffer,
 }
 
-/// An error unless `triplets` per step of a network of `shape` fit the device and the
-/// kernels: each activation within one storage binding, each weight gradient within the
-/// reductions' segment limit, the first block's 8 channels, the head within the tile.
-fn check_fits(gpu: &Gpu, shape: &CnnEdShape, triplets: usize) -> Result<()> {
-    let rows = (3 * triplets * shape.alphabet) as u64;
+/// An error unless `triplets` per step of a network of `shape`, run as `formulation`,
+/// fit the device and the kernels: each activation (and the table) within one storage
+/// binding, each weight gradient within the reductions' segment limit, the first
+/// block's 8 channels.
+fn check_fits(
+    gpu: &Gpu,
+    shape: &CnnEdShape,
+    formulation: Formulation,
+    triplets: usize,
+) -> Result<()> {
+    let rows = formulation.items(shape, 3 * triplets).rows as u64;
     let widest = rows * (shape.channels * shape.max_len / 2) as u64 * F32;
+    let table = match formulation {
+        Formulation::Strings => 0,
+        Formulation::Table => (shape.max_len * shape.alphabet * shape.dim) as u64 * F32,
+    };
     // Block 1's weight gradient reduces over every row's pooled positions (M / 4).
     let positions = rows * (shape.max_len / 4) as u64;
     let most_positions = MAX_SEGMENTS * u64::from(SEGMENT);
-    if triplets == 0 || widest > gpu.max_binding_bytes() || positions > most_positions {
+    let binding = gpu.max_binding_bytes();
+    if triplets == 0 || widest.max(table) > binding || positions > most_positions {
         bail!(
-            "{triplets} triplets per step of {} characters x {} places need {} MiB per \
-             activation and {positions} positions in a weight gradient; this device binds \
-             {} MiB and the reduction takes {most_positions}: use fewer triplets per step \
-             (--batch) or a shorter --max-len",
+            "{triplets} triplets per step of {} characters x {} places ({formulation:?})              need {} MiB per activation, a {} MiB table and {positions} positions in a              weight gradient; this device binds {} MiB and the reduction takes              {most_positions}: use fewer triplets per step (--batch) or a shorter --max-len",
             shape.alphabet,
             shape.max_len,
             widest >> 20,
-            gpu.max_binding_bytes() >> 20
+            table >> 20,
+            binding >> 20
         );
     }
     if shape.channels != CHANNELS as usize {
@@ -158,29 +257,21 @@ fn check_fits(gpu: &Gpu, shape: &CnnEdShape, triplets: usize) -> Result<()> {
             shape.channels
         );
     }
-    if shape.flat().max(shape.dim) > KMAX as usize {
-        bail!(
-            "the GPU trainer's linear head reduces over at most {KMAX} values, and this \
-             network's head takes {} inputs (alphabet {} x {} channels x {} places) to {} \
-             outputs: use more --layers (down to 1 place) or a corpus with fewer distinct \
-             characters",
-            shape.flat(),
-            shape.alphabet,
-            shape.channels,
-            shape.final_len(),
-            shape.dim
-        );
-    }
     Ok(())
 }
 
 /// Shapes of the layers over the slab.
-fn first_block(shape: &CnnEdShape) -> OneHotConvShape {
+fn first_block(shape: &CnnEdShape, formulation: Formulation) -> OneHotConvShape {
+    let (alphabet, impulses) = match formulation {
+        Formulation::Strings => (shape.alphabet as u32, false),
+        Formulation::Table => (1, true),
+    };
     OneHotConvShape {
-        alphabet: shape.alphabet as u32,
+        alphabet,
         len: shape.max_len as u32,
         stride: shape.max_len as u32,
         weight: shape.conv_offset(0) as u32,
+        impulses,
     }
 }
 
@@ -195,31 +286,81 @@ fn block(shape: &CnnEdShape, i: usize) -> Conv1dShape {
     }
 }
 
-fn head(shape: &CnnEdShape) -> LinearShape {
+/// The head: on each string's flattened rows (Strings), or on each place's response
+/// with the weight regrouped by character, `[C * dim, 8 Lf]`, and no bias (Table; the
+/// bias is added per string by the table's sum).
+fn head(shape: &CnnEdShape, formulation: Formulation) -> LinearShape {
     let weight = shape.fc_offset();
+    let bias = (weight + shape.dim * shape.flat()) as u32;
+    let per_place = shape.channels * shape.final_len();
+    let (fan_in, fan_out, bias) = match formulation {
+        Formulation::Strings => (shape.flat(), shape.dim, Some(bias)),
+        Formulation::Table => (per_place, shape.alphabet * shape.dim, None),
+    };
     LinearShape {
-        fan_in: shape.flat() as u32,
-        fan_out: shape.dim as u32,
+        fan_in: fan_in as u32,
+        fan_out: fan_out as u32,
         weight: weight as u32,
-        bias: (weight + shape.dim * shape.flat()) as u32,
+        bias,
         relu: false,
     }
 }
 
+/// The table the Table formulation builds: place-major, the bias in the parameter slab.
+fn table_shape(shape: &CnnEdShape) -> TableShape {
+    TableShape {
+        alphabet: shape.alphabet,
+        max_len: shape.max_len,
+        dim: shape.dim,
+        layout: TableLayout::PlaceMajor,
+        bias: shape.fc_offset() + shape.dim * shape.flat(),
+    }
+}
+
+/// A slab (params, a moment or gradients, model order) in the order `formulation`'s
+/// trainer keeps it: Table regroups fc.weight `[dim, C, 8 Lf]` as `[C, dim, 8 Lf]`;
+/// `back` undoes it.
+fn slab_order(shape: &CnnEdShape, formulation: Formulation, slab: &[f32], back: bool) -> Vec<f32> {
+    let mut out = slab.to_vec();
+    if formulation == Formulation::Table {
+        let (dim, chars, per_place) = (
+            shape.dim,
+            shape.alphabet,
+            shape.channels * shape.final_len(),
+        );
+        let at = shape.fc_offset();
+        for o in 0..dim {
+            for c in 0..chars {
+                let model = at + (o * chars + c) * per_place;
+                let regrouped = at + (c * dim + o) * per_place;
+                let (from, to) = if back {
+                    (regrouped, model)
+                } else {
+                    (model, regrouped)
+                };
+                out[to..to + per_place].copy_from_slice(&slab[from..from + per_place]);
+            }
+        }
+    }
+    out
+}
+
 impl<'g> CnnEdTrainer<'g> {
     /// A trainer for steps of up to `triplets` triplets of `state`'s network of `shape`,
-    /// with the loss weights `weights` (change them with [`CnnEdTrainer::set_loss`]).
+    /// run as `formulation` (usually [`Formulation::cheaper`]), with the loss weights
+    /// `weights` (change them with [`CnnEdTrainer::set_loss`]).
     pub fn new(
         gpu: &'g Gpu,
         ops: &Ops,
         shape: CnnEdShape,
+        formulation: Formulation,
         state: &CnnEdState,
         triplets: usize,
         weights: LossWeights,
     ) -> Result<Self> {
         let strings = 3 * triplets;
-        let rows = strings * shape.alphabet;
-        check_fits(gpu, &shape, triplets)?;
+        let items = formulation.items(&shape, strings);
+        check_fits(gpu, &shape, formulation, triplets)?;
         if state.params.len() != shape.num_params() + 1 {
             bail!(
                 "a training state of {} values for a network of {}",
@@ -228,15 +369,28 @@ impl<'g> CnnEdTrainer<'g> {
             );
         }
         let n = state.params.len() as u64;
+        let ordered = |slab: &[f32]| slab_order(&shape, formulation, slab, false);
         let slabs = Slabs {
-            params: storage_buffer_init(gpu, "cnn-ed params", &state.params),
+            params: storage_buffer_init(gpu, "cnn-ed params", &ordered(&state.params)),
             grads: storage_buffer(gpu, "cnn-ed grads", n * F32),
-            exp_avg: storage_buffer_init(gpu, "cnn-ed exp_avg", &state.exp_avg),
-            exp_avg_sq: storage_buffer_init(gpu, "cnn-ed exp_avg_sq", &state.exp_avg_sq),
+            exp_avg: storage_buffer_init(gpu, "cnn-ed exp_avg", &ordered(&state.exp_avg)),
+            exp_avg_sq: storage_buffer_init(gpu, "cnn-ed exp_avg_sq", &ordered(&state.exp_avg_sq)),
             norm: storage_buffer_init(gpu, "cnn-ed grad norm", &[0.0f32, 1.0]),
             losses: storage_buffer(gpu, "cnn-ed losses", LOSS_SLOTS as u64 * F32),
         };
-        let tokens = storage_buffer(gpu, "cnn-ed tokens", (strings * shape.max_len) as u64 * 4);
+        let id_bytes = (strings * shape.max_len) as u64 * 4;
+        let inputs = match formulation {
+            Formulation::Strings => Inputs {
+                tokens: storage_buffer(gpu, "cnn-ed tokens", id_bytes),
+                ids: storage_buffer(gpu, "cnn-ed ids (unused)", 4),
+                starts: storage_buffer(gpu, "cnn-ed starts (unused)", 4),
+            },
+            Formulation::Table => Inputs {
+                tokens: storage_buffer(gpu, "cnn-ed tokens (unused)", 4),
+                ids: storage_buffer(gpu, "cnn-ed ids", id_bytes),
+                starts: storage_buffer(gpu, "cnn-ed starts", (strings as u64 + 1) * 4),
+            },
+        };
         let output_bytes = (strings * shape.dim) as u64 * F32;
         let head_io = HeadIo {
             embeddings: storage_buffer(gpu, "cnn-ed embeddings", output_bytes),
@@ -245,7 +399,7 @@ impl<'g> CnnEdTrainer<'g> {
         };
         // Layer i's output and its gradient, [rows, channels, M >> (i + 1)].
         let act = |i: usize, what: &str| {
-            let floats = rows * shape.channels * (shape.max_len >> (i + 1));
+            let floats = items.rows * shape.channels * (shape.max_len >> (i + 1));
             storage_buffer(gpu, what, floats as u64 * F32)
         };
         let acts: Vec<wgpu::Buffer> = (0..shape.layers)
@@ -255,12 +409,23 @@ impl<'g> CnnEdTrainer<'g> {
             .map(|i| act(i, "cnn-ed activation gradient"))
             .collect();
         let last = shape.layers - 1;
+        let table = (formulation == Formulation::Table).then(|| {
+            let bytes = (shape.max_len * shape.alphabet * shape.dim) as u64 * F32;
+            [
+                storage_buffer(gpu, "cnn-ed table", bytes),
+                storage_buffer(gpu, "cnn-ed table gradient", bytes),
+            ]
+        });
+        // The head writes the embeddings (Strings) or the table (Table).
+        let head_out = table.as_ref().map_or(&head_io.embeddings, |[t, _]| t);
+        let d_head_out = table.as_ref().map_or(&head_io.d_embeddings, |[_, d]| d);
 
         // Forward.
+        let first = first_block(&shape, formulation);
         let first_block_calls = Calls::from(ops.onehot_conv.forward(
             gpu,
-            first_block(&shape),
-            &tokens,
+            first,
+            &inputs.tokens,
             &slabs.params,
             &acts[0],
         ));
@@ -281,17 +446,46 @@ impl<'g> CnnEdTrainer<'g> {
             prepare.push(packed.pack.clone());
             prepare.keep(packed.into_buffer());
         }
-        let packed = ops.linear.pack(gpu, head(&shape), &slabs.params);
-        let head_calls = Calls::from(ops.linear.forward(
+        let head_shape = head(&shape, formulation);
+        let packed = ops.linear.pack(gpu, head_shape, &slabs.params);
+        let head_calls = ops.linear.forward(
             gpu,
-            head(&shape),
+            head_shape,
             &acts[last],
             &packed,
             &slabs.params,
-            &head_io.embeddings,
-        ));
+            head_out,
+        );
         prepare.push(packed.pack.clone());
         prepare.keep(packed.into_buffer());
+        let (gather, gather_backward) = match &table {
+            None => (Calls::default(), Calls::default()),
+            Some([t, d_t]) => {
+                let forward = ops.table.call(
+                    gpu,
+                    table_shape(&shape),
+                    TableBuffers {
+                        table: t,
+                        bias: &slabs.params,
+                        ids: &inputs.ids,
+                        starts: &inputs.starts,
+                        out: &head_io.embeddings,
+                    },
+                );
+                let backward = ops.table.backward(
+                    gpu,
+                    table_shape(&shape),
+                    TableGrads {
+                        d_out: &head_io.d_embeddings,
+                        ids: &inputs.ids,
+                        starts: &inputs.starts,
+                        d_table: d_t,
+                        grads: &slabs.grads,
+                    },
+                );
+                (Calls::from(forward), backward)
+            }
+        };
 
         // The loss and its gradient at the embeddings.
         let loss = Self::loss_call(gpu, ops, &shape, &slabs, &head_io, weights);
@@ -300,11 +494,11 @@ impl<'g> CnnEdTrainer<'g> {
         let head_backward = ops.linear.backward(
             gpu,
             &ops.weight_grad,
-            head(&shape),
-            strings,
+            head_shape,
+            items.head,
             LinearGrads {
                 x: &acts[last],
-                dy: &head_io.d_embeddings,
+                dy: d_head_out,
                 params: &slabs.params,
                 grads: &slabs.grads,
                 dx: &d_acts[last],
@@ -316,7 +510,7 @@ impl<'g> CnnEdTrainer<'g> {
                 gpu,
                 &ops.weight_grad,
                 block(&shape, i),
-                rows,
+                items.rows,
                 Conv1dGrads {
                     x: &acts[i - 1],
                     dy: &d_acts[i],
@@ -328,9 +522,9 @@ impl<'g> CnnEdTrainer<'g> {
         }
         let first_block_backward = ops.onehot_conv.backward(
             gpu,
-            first_block(&shape),
-            strings,
-            &tokens,
+            first,
+            items.first,
+            &inputs.tokens,
             &d_acts[0],
             &slabs.grads,
         );
@@ -348,18 +542,22 @@ impl<'g> CnnEdTrainer<'g> {
         let mut trainer = CnnEdTrainer {
             gpu,
             shape,
+            formulation,
             capacity: triplets,
             triplets,
             slabs,
-            tokens,
+            inputs,
             _acts: acts,
             _d_acts: d_acts,
             head_io,
+            _table: table,
             prepare,
             first_block: first_block_calls,
             blocks,
             head: head_calls,
+            gather,
             loss,
+            gather_backward,
             head_backward,
             blocks_backward,
             first_block_backward,
@@ -403,15 +601,18 @@ impl<'g> CnnEdTrainer<'g> {
     /// Sizes every call for `triplets` triplets.
     fn set_batches(&mut self, triplets: usize) {
         self.triplets = triplets;
-        let strings = (3 * triplets) as u32;
-        let rows = strings * self.shape.alphabet as u32;
+        let strings = 3 * triplets;
+        let items = self.formulation.items(&self.shape, strings);
         let gpu = self.gpu;
-        self.first_block.set_batch(gpu, strings);
-        self.blocks.set_batch(gpu, rows);
-        self.head.set_batch(gpu, strings);
-        self.head_backward.set_batch(gpu, strings);
-        self.blocks_backward.set_batch(gpu, rows);
-        self.first_block_backward.set_batch(gpu, strings);
+        let set = |calls: &Calls, n: usize| calls.set_batch(gpu, n as u32);
+        set(&self.first_block, items.first);
+        set(&self.blocks, items.rows);
+        set(&self.head, items.head);
+        set(&self.gather, strings);
+        set(&self.gather_backward, strings);
+        set(&self.head_backward, items.head);
+        set(&self.blocks_backward, items.rows);
+        set(&self.first_block_backward, items.first);
     }
 
     /// Uploads the strings of `triplets` (anchors, then positives, then negatives, as
@@ -433,28 +634,43 @@ impl<'g> CnnEdTrainer<'g> {
         if triplets.len() != self.triplets {
             self.set_batches(triplets.len());
         }
-        let m = self.shape.max_len;
-        let mut ids = vec![model.unseen(); 3 * self.triplets * m];
-        let order = [
+        // Anchors, then positives, then negatives.
+        let batch: Vec<Vec<u32>> = [
             |t: &Triplet| t.anchor,
             |t: &Triplet| t.positive,
             |t: &Triplet| t.negative,
-        ];
-        for (side, pick) in order.iter().enumerate() {
-            for (i, (t, _)) in triplets.iter().enumerate() {
-                let row = side * self.triplets + i;
-                for (l, id) in model.token_ids(&strings[pick(t)]).enumerate() {
-                    ids[row * m + l] = id;
+        ]
+        .iter()
+        .flat_map(|pick| {
+            triplets
+                .iter()
+                .map(|(t, _)| model.token_ids(&strings[pick(t)]).collect())
+        })
+        .collect();
+        let queue = &self.gpu.queue;
+        match self.formulation {
+            Formulation::Strings => {
+                let m = self.shape.max_len;
+                let mut padded = vec![model.unseen(); batch.len() * m];
+                for (row, ids) in padded.chunks_mut(m).zip(&batch) {
+                    row[..ids.len()].copy_from_slice(ids);
                 }
+                queue.write_buffer(&self.inputs.tokens, 0, bytemuck::cast_slice(&padded));
+            }
+            Formulation::Table => {
+                let starts: Vec<u32> = std::iter::once(0)
+                    .chain(batch.iter().scan(0, |end, ids| {
+                        *end += ids.len() as u32;
+                        Some(*end)
+                    }))
+                    .collect();
+                let ids = batch.concat();
+                queue.write_buffer(&self.inputs.ids, 0, bytemuck::cast_slice(&ids));
+                queue.write_buffer(&self.inputs.starts, 0, bytemuck::cast_slice(&starts));
             }
         }
         let targets: Vec<f32> = triplets.iter().flat_map(|(_, t)| *t).collect();
-        self.gpu
-            .queue
-            .write_buffer(&self.tokens, 0, bytemuck::cast_slice(&ids));
-        self.gpu
-            .queue
-            .write_buffer(&self.head_io.labels, 0, bytemuck::cast_slice(&targets));
+        queue.write_buffer(&self.head_io.labels, 0, bytemuck::cast_slice(&targets));
         self.loss
             .set(self.gpu, self.triplets as u32, (slot % LOSS_SLOTS) as u32);
         Ok(())
@@ -462,17 +678,21 @@ impl<'g> CnnEdTrainer<'g> {
 
     /// Forward, loss and backward: the gradient slab holds this batch's gradients.
     fn record_gradients(&self, pass: &mut wgpu::ComputePass) {
-        let strings = (3 * self.triplets) as u32;
-        let rows = strings * self.shape.alphabet as u32;
+        let strings = 3 * self.triplets;
+        let items = self.formulation.items(&self.shape, strings);
         let gpu = self.gpu;
-        self.prepare.record(pass, gpu, 1);
-        self.first_block.record(pass, gpu, strings);
-        self.blocks.record(pass, gpu, rows);
-        self.head.record(pass, gpu, strings);
+        let mut record = |calls: &Calls, n: usize| calls.record(pass, gpu, n as u32);
+        record(&self.prepare, 1);
+        record(&self.first_block, items.first);
+        record(&self.blocks, items.rows);
+        record(&self.head, items.head);
+        record(&self.gather, strings);
         self.loss.record(pass, gpu);
-        self.head_backward.record(pass, gpu, strings);
-        self.blocks_backward.record(pass, gpu, rows);
-        self.first_block_backward.record(pass, gpu, strings);
+        let mut record = |calls: &Calls, n: usize| calls.record(pass, gpu, n as u32);
+        record(&self.gather_backward, strings);
+        record(&self.head_backward, items.head);
+        record(&self.blocks_backward, items.rows);
+        record(&self.first_block_backward, items.first);
     }
 
     /// The loss weights from now on.
@@ -542,8 +762,14 @@ impl<'g> CnnEdTrainer<'g> {
 
     /// The gradient slab (the tensors' gradients, then 0 for log s).
     pub fn read_grads(&self) -> Result<Vec<f32>> {
-        self.gpu
-            .read_buffer(&self.slabs.grads, self.shape.num_params() + 1)
+        let grads = self
+            .gpu
+            .read_buffer(&self.slabs.grads, self.shape.num_params() + 1)?;
+        Ok(self.model_order(&grads))
+    }
+
+    fn model_order(&self, slab: &[f32]) -> Vec<f32> {
+        slab_order(&self.shape, self.formulation, slab, true)
     }
 
     /// The embeddings of the last forward, `[3 triplets, dim]`.
@@ -568,7 +794,9 @@ impl<'g> CnnEdTrainer<'g> {
         let mut values = readbacks
             .iter()
             .map(|(r, _)| r.read::<f32>(self.gpu, bytes));
-        let mut next = || values.next().expect("three readbacks");
+        let mut next = || -> Result<Vec<f32>> {
+            Ok(self.model_order(&values.next().expect("three readbacks")?))
+        };
         Ok(CnnEdState {
             params: next()?,
             exp_avg: next()?,

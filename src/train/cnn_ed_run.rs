@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{Result, anyhow};
 use rand::{SeedableRng, rngs::StdRng};
 
-use super::cnn_ed::{CnnEdState, CnnEdTrainer, LossWeights, official_schedule};
+use super::cnn_ed::{CnnEdState, CnnEdTrainer, Formulation, LossWeights, official_schedule};
 use super::cnn_ed_data::{TripletData, fit_line};
 use super::trainer::{LOSS_SLOTS, StepOverlap, StepQueue};
 use crate::gpu::Gpu;
@@ -56,7 +56,9 @@ pub fn train(
     let total = steps_per_epoch * run.epochs as u64;
     let state = CnnEdState::new(model);
     let first = official_schedule(0, run.epochs);
-    let mut trainer = CnnEdTrainer::new(gpu, ops, model.shape(), &state, run.triplets, first)?;
+    let shape = model.shape();
+    let formulation = Formulation::cheaper(gpu, &shape, run.triplets)?;
+    let mut trainer = CnnEdTrainer::new(gpu, ops, shape, formulation, &state, run.triplets, first)?;
     let mut rng = StdRng::seed_from_u64(run.seed);
     let mut queue = StepQueue::new(gpu, StepOverlap::Auto);
     let mut step = 0u64;
