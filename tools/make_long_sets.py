@@ -31,9 +31,15 @@ Usage (from the repository root):
 
     python3 tools/make_long_sets.py abstracts RAW/daily-arxiv/data --out OUT/abstracts
     python3 tools/make_long_sets.py titles RAW/paperlists RAW/daily-arxiv --out OUT/titles
-    python3 tools/make_long_sets.py proteins RAW/cfdb-fasta --out OUT/proteins
+    python3 tools/make_long_sets.py proteins RAW/cfdb-fasta --out OUT/proteins --max-len 500
     python3 tools/make_dna_families.py DNA && \\
-        python3 tools/make_long_sets.py dna DNA/base.txt DNA/queries.txt --out OUT/dna
+        python3 tools/make_long_sets.py dna DNA/base.txt DNA/queries.txt --out OUT/dna --base 15000
+
+RAW/daily-arxiv and RAW/paperlists hold the files of the two snapshots (as for
+tools/make_titles.py); RAW/cfdb-fasta the 15 `*.fasta.gz` files present in the proteomes snapshot used
+(E. coli, two S. typhimurium, P. anserina, Cyanothece, Synechocystis, P. falciparum,
+S. cerevisiae, Anabaena, S. elongatus, C. thermophilum, T. brucei, P. knowlesi, P. berghei,
+K. stuttgartiensis; the 20 larger proteomes, human among them, were absent from it).
 """
 
 from __future__ import annotations
