@@ -231,6 +231,19 @@ fn eval_of_a_cnn_ed_model_needs_its_files() {
         e.contains("--queries 20") && e.contains("--max-queries"),
         "{e}"
     );
+    let e = run(&[
+        "--train",
+        &s,
+        "--queries",
+        &s,
+        "--base",
+        &s,
+        "--max-queries",
+        "0",
+        "--out",
+        &out,
+    ]);
+    assert!(e.contains("--max-queries must be positive"), "{e}");
 
     // Invalid UTF-8 names the file and line; an empty base is refused.
     std::fs::write(path("bad.txt"), b"ACGT\nAC\xffGT\n").unwrap();

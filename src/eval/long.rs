@@ -169,6 +169,12 @@ pub fn run(gpu: &Gpu, model: &Model, opts: &LongOptions) -> Result<LongReport> {
             model.arch_name()
         );
     };
+    if let Some(c) = opts.candidates.iter().find(|&&c| c == 0) {
+        bail!("--candidates must be positive, not {c}");
+    }
+    if opts.max_queries == Some(0) {
+        bail!("--max-queries must be positive");
+    }
     let mut notes = Vec::new();
     let train = read_strings(&opts.train, "--train")?;
     if train.len() < 2 {
@@ -199,9 +205,6 @@ pub fn run(gpu: &Gpu, model: &Model, opts: &LongOptions) -> Result<LongReport> {
         }
         _ => all_queries.clone(),
     };
-    if let Some(c) = opts.candidates.iter().find(|&&c| c == 0) {
-        bail!("--candidates must be positive, not {c}");
-    }
 
     let exact_start = Instant::now();
     let exact = exact_matrix(&queries, &base, opts.progress);
@@ -216,36 +219,19 @@ pub fn run(gpu: &Gpu, model: &Model, opts: &LongOptions) -> Result<LongReport> {
     // Training pairs' distances, computed once for every fitted line.
     let training = TripletData::new(train, 1);
 
-    let mut models = Vec::new();
-    let e = cnn_ed.estimator();
-    models.push(embedded_row(
-        gpu,
-        opts,
-        &strings,
-        &ts,
-        "model",
-        model,
-        LinearFit {
-            slope: f64::from(e.scale),
-            intercept: f64::from(e.offset),
-        },
-    )?);
+    let mut models = vec![embedded_row(gpu, opts, &strings, &ts, "model", model)?];
     if !opts.no_baselines {
         let mut random = CnnEd::random(cnn_ed.alphabet().to_vec(), cnn_ed.shape(), RANDOM_SEED)?;
         fit_estimator(&mut random, &training).context("the untrained CNN-ED's line")?;
-        let e = random.estimator();
         let source = format!("untrained CNN-ED of the model's shape, seed {RANDOM_SEED:#x}");
+        let random = Model::from_cnn_ed(random, source)?;
         models.push(embedded_row(
             gpu,
             opts,
             &strings,
             &ts,
             "random-cnn-ed",
-            &Model::from_cnn_ed(random, source)?,
-            LinearFit {
-                slope: f64::from(e.scale),
-                intercept: f64::from(e.offset),
-            },
+            &random,
         )?);
         models.push(cgk_row(opts, &strings, &training, &ts));
         if strings.all.iter().any(|s| !s.is_ascii()) {
@@ -344,7 +330,8 @@ struct Row<'a> {
     progress: bool,
 }
 
-/// The row of a CNN-ED model, embedded on the GPU as `query` embeds it.
+/// The row of a CNN-ED model, embedded on the GPU as `query` embeds it, under its own
+/// line.
 fn embedded_row(
     gpu: &Gpu,
     opts: &LongOptions,
@@ -352,9 +339,13 @@ fn embedded_row(
     ts: &[usize],
     name: &str,
     model: &Model,
-    g: LinearFit,
 ) -> Result<LongRow> {
     let start = Instant::now();
+    let e = model.estimator();
+    let g = LinearFit {
+        slope: f64::from(e.scale),
+        intercept: f64::from(e.offset),
+    };
     let mut embedder = Embedder::with_batch(gpu, model, opts.batch)?;
     let bar = bar(s.all.len(), &format!("embed ({name})"), opts.progress);
     let mut data = Vec::with_capacity(s.all.len() * embedder.dim());
