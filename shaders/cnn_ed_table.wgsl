@@ -10,7 +10,9 @@
 //   d_bias: db = sum of d_out over the strings, in order.
 // The table is character-major [C, M, dim] for inference and place-major [M, C, dim] in
 // training (the head's output over the places, ops/cnn_ed.rs), so row (c, l) is at
-// c * char_stride + l * place_stride.
+// c * char_stride + l * place_stride. A table larger than one storage binding is split
+// into parts of consecutive characters, summed by one `embed` call each: a part holds
+// ids first .. first + alphabet, and every part after the first ACCUMULATEs onto `out`.
 struct Shape {
     batch: u32,
     max_len: u32,       // M: places
@@ -19,7 +21,10 @@ struct Shape {
     char_stride: u32,   // vec4s between two characters' rows at one place
     place_stride: u32,  // vec4s between two places' rows of one character
     bias: u32,          // offset of the bias [dim] in `bias` (of db in `grads`), floats
-    _pad: u32,
+    first: u32,         // embed: the part's first id
+    accumulate: u32,    // embed: 1: add to `out` (a later part) instead of to the bias
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> s: Shape;
@@ -49,8 +54,12 @@ fn embed(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
     let start = starts[string];
     let at = s.bias + 4u * col;
     var acc = vec4(bias[at], bias[at + 1u], bias[at + 2u], bias[at + 3u]);
+    if s.accumulate == 1u {
+        acc = out[string * s.dim4 + col];
+    }
     for (var l = 0u; l < places(string); l++) {
-        let id = ids[start + l];
+        // Ids below `first` wrap to large values: one comparison covers the part.
+        let id = ids[start + l] - s.first;
         if id < s.alphabet {
             acc += table[row(id, l, col)];
         }

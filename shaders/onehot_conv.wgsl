@@ -24,6 +24,8 @@ struct Shape {
 const CHANNELS: u32 = 8u;
 // (b, j) positions per workgroup of `partial`: 8 per invocation.
 const SEGMENT: u32 = 512u;
+// Output positions per invocation of `forward` (ops/onehot_conv.rs dispatches for it).
+const FORWARD_POSITIONS: u32 = 32u;
 
 @group(0) @binding(0) var<uniform> s: Shape;
 @group(0) @binding(1) var<storage, read> tokens: array<u32>;  // [batch, stride]
@@ -43,28 +45,48 @@ fn char_at(b: u32, m: i32) -> u32 {
 @group(0) @binding(2) var<storage, read> params: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;  // [batch * alphabet, 8, len / 2]
 
-// One invocation per output position (r, j), all 8 channels.
+// w[o0 + c, t] for c = 0..3, in column t.
+fn taps4(o0: u32) -> mat3x4<f32> {
+    let at = s.weight + 3u * o0;
+    return mat3x4(
+        vec4(params[at], params[at + 3u], params[at + 6u], params[at + 9u]),
+        vec4(params[at + 1u], params[at + 4u], params[at + 7u], params[at + 10u]),
+        vec4(params[at + 2u], params[at + 5u], params[at + 8u], params[at + 11u]),
+    );
+}
+
+// One invocation per FORWARD_POSITIONS output positions (r, j), all 8 channels: it reads
+// the weight once (on lavapipe a read of the slab is a gather of 8 lanes one by one,
+// however uniform its address). The invocations take neighbouring positions, that many
+// times over.
 @compute @workgroup_size(64)
 fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let idx = gid.x + gid.y * nwg.x * 64u;
+    let first = gid.x + gid.y * nwg.x * 64u;
     let half = s.len / 2u;
-    if idx >= s.batch * s.alphabet * half {
+    let per_string = s.alphabet * half;
+    let stride = s.batch * ((per_string + FORWARD_POSITIONS - 1u) / FORWARD_POSITIONS);
+    if first >= stride {
         return;
     }
-    let r = idx / half;
-    let j = idx - r * half;
-    let b = r / s.alphabet;
-    let c = r - b * s.alphabet;
-    var e = vec4<f32>();
-    for (var q = 0u; q < 4u; q++) {
-        e[q] = select(0.0, 1.0, char_at(b, i32(2u * j + q) - 1) == c);
-    }
-    // The pair sums each tap sees over the pool's two positions.
-    let p = vec3(e.x + e.y, e.y + e.z, e.z + e.w);
-    for (var o = 0u; o < CHANNELS; o++) {
-        let at = s.weight + 3u * o;
-        let w = vec3(params[at], params[at + 1u], params[at + 2u]);
-        y[(r * CHANNELS + o) * half + j] = 0.5 * dot(w, p);
+    let lo = taps4(0u);
+    let hi = taps4(4u);
+    for (var idx = first; idx < s.batch * per_string; idx += stride) {
+        let r = idx / half;
+        let j = idx - r * half;
+        let b = r / s.alphabet;
+        let c = r - b * s.alphabet;
+        var e = vec4<f32>();
+        for (var q = 0u; q < 4u; q++) {
+            e[q] = select(0.0, 1.0, char_at(b, i32(2u * j + q) - 1) == c);
+        }
+        // The pair sums each tap sees over the pool's two positions.
+        let p = vec3(e.x + e.y, e.y + e.z, e.z + e.w);
+        let y_lo = 0.5 * (lo * p);
+        let y_hi = 0.5 * (hi * p);
+        for (var o = 0u; o < 4u; o++) {
+            y[(r * CHANNELS + o) * half + j] = y_lo[o];
+            y[(r * CHANNELS + 4u + o) * half + j] = y_hi[o];
+        }
     }
 }
 

@@ -8,9 +8,10 @@
 // and the triplet's loss, weighted by `hinge`, `approx` and `pnll`:
 //   R = relu(d_ap - d_an + t_an - t_ap)                              the ranking hinge
 //   S = sqrt((d_ap - t_ap)^2 + (d_an - t_an)^2 + (d_pn - t_pn)^2)    the approximation
+//   A = |d_ap - t_ap| + |d_an - t_an| + |d_pn - t_pn|                the paper's form of it
 //   P = mean over the three pairs of d - t log(d + eps)              PNLL
-//   loss = mean_i (hinge R + approx S + pnll P)
-// With G_xy = dloss/dd_xy (relu' and sqrt' are 0 at 0, as in PyTorch; so is the
+//   loss = mean_i (hinge R + approx S + absolute A + pnll P)
+// With G_xy = dloss/dd_xy (relu', sqrt' and |.|' are 0 at 0, as in PyTorch; so is the
 // Euclidean distance's gradient at q = 0) and c_xy = G_xy * s * (2 or 1 / sqrt(q)):
 //   de_a = c_ap (e_a - e_p) + c_an (e_a - e_n)
 //   de_p = -c_ap (e_a - e_p) + c_pn (e_p - e_n)
@@ -29,7 +30,7 @@ struct Shape {
     hinge: f32,
     approx: f32,
     pnll: f32,
-    _pad0: u32,
+    absolute: f32,
     _pad1: u32,
 }
 
@@ -70,9 +71,12 @@ fn forward_backward(@builtin(local_invocation_index) tid: u32) {
         let err = d - t;
         let approx = sqrt(dot(err, err));
         let pnll = d - t * log(d + s.eps);
+        let absolute = abs(err);
         loss += s.hinge * max(margin, 0.0) + s.approx * approx
+            + s.absolute * (absolute.x + absolute.y + absolute.z)
             + s.pnll * (pnll.x + pnll.y + pnll.z) / 3.0;
         var g = s.approx * select(vec3<f32>(), err / approx, approx > 0.0)
+            + s.absolute * sign(err)
             + s.pnll * (1.0 - t / (d + s.eps)) / 3.0;
         if margin > 0.0 {
             g += s.hinge * vec3(1.0, -1.0, 0.0);

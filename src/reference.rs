@@ -459,7 +459,7 @@ pub fn ranking(
     log_s: f64,
     dim: usize,
     eps: f64,
-    (hinge, approx, pnll): (f64, f64, f64),
+    (hinge, approx, absolute, pnll): (f64, f64, f64, f64),
     squared: bool,
 ) -> (f64, Vec<f64>, f64) {
     let n = labels.len() / 3;
@@ -485,9 +485,14 @@ pub fn ranking(
         let err: Vec<f64> = (0..3).map(|j| d[j] - t[j]).collect();
         let norm = err.iter().map(|v| v * v).sum::<f64>().sqrt();
         let poisson: f64 = (0..3).map(|j| d[j] - t[j] * (d[j] + eps).ln()).sum::<f64>() / 3.0;
-        loss += (hinge * margin.max(0.0) + approx * norm + pnll * poisson) / n as f64;
+        let l1: f64 = err.iter().map(|v| v.abs()).sum();
+        loss +=
+            (hinge * margin.max(0.0) + approx * norm + absolute * l1 + pnll * poisson) / n as f64;
         for (j, &(x, y)) in pairs.iter().enumerate() {
             let mut g = pnll * (1.0 - t[j] / (d[j] + eps)) / 3.0;
+            if err[j] != 0.0 {
+                g += absolute * err[j].signum();
+            }
             if norm > 0.0 {
                 g += approx * err[j] / norm;
             }

@@ -11,6 +11,8 @@ use megashtein_gpu::model::{Architecture, Metric, Model};
 use megashtein_gpu::reference;
 use megashtein_gpu::search::index::{Index, Precision};
 use megashtein_gpu::search::query::{QueryOptions, Searcher};
+use megashtein_gpu::train::cnn_ed::{CnnEdLoss, CnnEdState};
+use megashtein_gpu::train::cnn_ed_run::{CnnEdHooks, CnnEdOutcome, CnnEdStart, EpochReport};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 const CASES: &str = include_str!("fixtures/cnn_ed_cases.json");
@@ -173,6 +175,50 @@ fn gpu_table_equals_the_cpu_table_in_batches() {
         // The same sums in the same order: equal bit for bit.
         assert_eq!(&got[i * 128..(i + 1) * 128], &want[..], "string {i}");
     }
+}
+
+/// A table larger than one storage binding is uploaded in parts of whole characters and
+/// summed part by part: here 37 characters in parts of 3 (the last one short), against
+/// the CPU table, with strings of characters from every part and outside the alphabet.
+#[test]
+fn a_table_split_into_parts_equals_the_cpu_table() {
+    use megashtein_gpu::model::cnn_ed_encoder::CnnEdEncoder;
+    let t = gpu();
+    let (model, _) = fixture_model("cnn_ed_text.safetensors");
+    let shape = model.shape();
+    let mut rng = StdRng::seed_from_u64(7);
+    let pool: Vec<char> = model
+        .alphabet()
+        .iter()
+        .copied()
+        .chain(['q', '文'])
+        .collect();
+    let texts: Vec<String> = (0..20)
+        .map(|i| random_text(&mut rng, &pool, (i * 13) % (shape.max_len + 9)))
+        .collect();
+    let part_bytes = (3 * shape.max_len * shape.dim * 4) as u64;
+    let mut encoder = CnnEdEncoder::with_part_bytes(&t.gpu, &model, 8, part_bytes).unwrap();
+    let folded = model.fold();
+    for (b, batch) in texts.chunks(8).enumerate() {
+        let bytes: Vec<&[u8]> = batch.iter().map(|s| s.as_bytes()).collect();
+        let pending = encoder.submit(&t.gpu, &bytes).unwrap();
+        let got = encoder.collect(&t.gpu, pending).unwrap();
+        for (i, text) in batch.iter().enumerate() {
+            let want: Vec<f64> = folded
+                .embed(model.token_ids(text))
+                .iter()
+                .map(|&v| f64::from(v))
+                .collect();
+            let row = &got[i * shape.dim..(i + 1) * shape.dim];
+            assert_close(&format!("batch {b} string {i}"), row, &want, 1e-5, 1e-5);
+        }
+    }
+    let too_small = (shape.max_len * shape.dim * 4 - 4) as u64;
+    let e = CnnEdEncoder::with_part_bytes(&t.gpu, &model, 8, too_small)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("one character's rows"), "{e}");
 }
 
 #[test]
@@ -400,6 +446,38 @@ fn commands_read_utf8_with_a_cnn_ed_model() {
         b"",
     ));
     assert!(out.starts_with("straße\tstrasse\t2\t"), "{out}");
+    // bench query samples non-ASCII queries for this model and scans over code points:
+    // with every row a candidate, recall is exact.
+    let pairs = dir.path().join("pairs.tsv");
+    std::fs::write(
+        &pairs,
+        "strase\tstraße\n中文\t中文字\nnaive café\tnaïve café\n",
+    )
+    .unwrap();
+    let out = ok(run_bin(
+        &[
+            "bench",
+            "query",
+            "--index",
+            index,
+            "--pairs",
+            pairs.to_str().unwrap(),
+            "-k",
+            "2",
+            "-C",
+            "5",
+            "--json",
+        ],
+        b"",
+    ));
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["sample"]["eligible"], 3, "{report}");
+    let row = &report["candidates"][0];
+    assert_eq!(
+        (row["recall_at_1"].as_f64(), row["recall_at_k"].as_f64()),
+        (Some(1.0), Some(1.0)),
+        "{report}"
+    );
     // Invalid UTF-8 names the file and line; --non-ascii does not apply.
     let bad = dir.path().join("bad.txt");
     std::fs::write(&bad, b"ok\n\xffno\n").unwrap();
@@ -461,6 +539,7 @@ fn check_training_step(key: &str, formulation: megashtein_gpu::train::cnn_ed::Fo
     let weights = LossWeights {
         hinge: step["lambda"].as_f64().unwrap() as f32,
         approx: step["rho"].as_f64().unwrap() as f32,
+        absolute: 0.0,
     };
     let state = CnnEdState::new(&model);
     let mut trainer = CnnEdTrainer::new(
@@ -492,6 +571,61 @@ fn check_training_step(key: &str, formulation: megashtein_gpu::train::cnn_ed::Fo
         at += n;
     }
     assert_eq!(grads[at], 0.0, "{key}: log s is not learned");
+}
+
+/// The two formulations of a step agree on a batch much shorter than M, where the table
+/// formulation runs only the impulses of the places the batch holds.
+#[test]
+fn formulations_agree_on_short_batches() {
+    use megashtein_gpu::train::cnn_ed::{CnnEdTrainer, Formulation, LossWeights};
+    use megashtein_gpu::train::cnn_ed_data::Triplet;
+    let t = gpu();
+    let (model, _) = fixture_model("cnn_ed_text.safetensors");
+    let mut rng = StdRng::seed_from_u64(9);
+    let strings: Vec<String> = (0..12)
+        .map(|i| random_text(&mut rng, model.alphabet(), 3 + 3 * i))
+        .collect();
+    let batch: Vec<(Triplet, [f32; 3])> = (0..4)
+        .map(|i| {
+            let triplet = Triplet {
+                anchor: 3 * i,
+                positive: 3 * i + 1,
+                negative: 3 * i + 2,
+            };
+            (triplet, [0.5, 1.5, 1.0])
+        })
+        .collect();
+    let weights = LossWeights {
+        hinge: 1.0,
+        approx: 1.0,
+        absolute: 0.5,
+    };
+    let state = CnnEdState::new(&model);
+    let mut results = Vec::new();
+    for formulation in [Formulation::Strings, Formulation::Table] {
+        let mut trainer = CnnEdTrainer::new(
+            &t.gpu,
+            &t.ops,
+            model.shape(),
+            formulation,
+            &state,
+            4,
+            weights,
+        )
+        .unwrap();
+        let loss = trainer.gradients(&model, &strings, &batch).unwrap();
+        results.push((loss, trainer.read_grads().unwrap()));
+    }
+    let (want_loss, want) = &results[0];
+    let (loss, got) = &results[1];
+    assert!(
+        (loss - want_loss).abs() <= 1e-5 * want_loss.abs(),
+        "{loss} vs {want_loss}"
+    );
+    let want: Vec<f64> = want.iter().map(|&v| f64::from(v)).collect();
+    let norm = want.iter().map(|v| v * v).sum::<f64>().sqrt();
+    assert!(norm > 0.0);
+    assert_close("table vs strings", got, &want, 1e-5 * norm, 0.0);
 }
 
 /// DNA-like strings around a few random bases, each with a few random edits.
@@ -539,25 +673,22 @@ fn a_short_run_lowers_the_held_out_relative_error() {
         triplets: 16,
         lr: 5e-3,
         seed: 1,
+        loss: CnnEdLoss::Official,
     };
-    let mut epochs = Vec::new();
-    let trained = train(
-        &t.gpu,
-        &t.ops,
-        &untrained,
-        &data,
-        &run,
-        |_, _| {},
-        |r| {
-            epochs.push(*r);
-            Ok(())
-        },
-    )
-    .unwrap();
+    let mut hooks = Recorder::default();
+    let start = CnnEdStart::fresh(&untrained);
+    let trained = finished(train(
+        &t.gpu, &t.ops, &untrained, &data, &run, &start, &mut hooks,
+    ));
     let after = relative_error(&trained, &held_out).unwrap();
-    assert_eq!(epochs.len(), 20);
+    assert_eq!(hooks.epochs.len(), 20);
+    assert_eq!(
+        hooks.checkpoints.len(),
+        20,
+        "a checkpoint after every epoch"
+    );
     // The random network with a fitted line is a real baseline (0.38 here); 20 short
-    // epochs take it to 0.23.
+    // epochs must cut it by a quarter at least.
     assert!(
         after < 0.75 * before,
         "held-out relative error {before:.3} -> {after:.3}"
@@ -568,6 +699,91 @@ fn a_short_run_lowers_the_held_out_relative_error() {
     // The trained model round-trips and embeds on the GPU like on the CPU.
     let again = CnnEd::from_safetensors(&trained.to_safetensors().unwrap(), "trained").unwrap();
     assert_eq!(again, trained);
+}
+
+/// Records what a run reports; stops after `stop_at` steps.
+#[derive(Default)]
+struct Recorder {
+    epochs: Vec<EpochReport>,
+    checkpoints: Vec<CnnEdStart>,
+    stop_at: Option<u64>,
+}
+
+impl CnnEdHooks for Recorder {
+    fn step(&mut self, _: u64, _: u64) {}
+
+    fn epoch(&mut self, report: &EpochReport) -> anyhow::Result<()> {
+        self.epochs.push(*report);
+        Ok(())
+    }
+
+    fn checkpoint(&mut self, step: u64, epoch_loss: f64, state: &CnnEdState) -> anyhow::Result<()> {
+        self.checkpoints.push(CnnEdStart {
+            step,
+            epoch_loss,
+            state: state.clone(),
+        });
+        Ok(())
+    }
+
+    fn stop(&self, step: u64) -> bool {
+        self.stop_at == Some(step)
+    }
+}
+
+fn finished(outcome: anyhow::Result<CnnEdOutcome>) -> CnnEd {
+    match outcome.unwrap() {
+        CnnEdOutcome::Finished(model) => *model,
+        CnnEdOutcome::Stopped { step } => panic!("stopped at step {step}"),
+    }
+}
+
+/// A run stopped mid-epoch (and one stopped at an epoch's end), then continued from its
+/// checkpoint, ends with the same model, bit for bit, and logs the same epoch losses as
+/// the run done in one go.
+#[test]
+fn a_resumed_run_equals_the_run_in_one_go() {
+    use megashtein_gpu::train::cnn_ed_data::TripletData;
+    use megashtein_gpu::train::cnn_ed_run::{CnnEdRun, train};
+    let t = gpu();
+    let mut rng = StdRng::seed_from_u64(32);
+    let strings = dna_family(&mut rng, 40);
+    let alphabet = cnn_ed::alphabet_of(strings.iter().map(String::as_str));
+    let longest = strings.iter().map(|s| s.chars().count()).max().unwrap();
+    let shape = CnnEdShape::official(alphabet.len(), cnn_ed::padded_len(longest));
+    let model = CnnEd::random(alphabet, shape, 8).unwrap();
+    let data = TripletData::new(strings, 10);
+    // 3 steps an epoch (16 + 16 + 8 triplets), 9 in all.
+    let run = CnnEdRun {
+        epochs: 3,
+        triplets: 16,
+        lr: 5e-3,
+        seed: 2,
+        loss: CnnEdLoss::Paper,
+    };
+    let fresh = CnnEdStart::fresh(&model);
+    let mut whole = Recorder::default();
+    let want = finished(train(
+        &t.gpu, &t.ops, &model, &data, &run, &fresh, &mut whole,
+    ));
+    for stop_at in [4, 6] {
+        let mut first = Recorder {
+            stop_at: Some(stop_at),
+            ..Recorder::default()
+        };
+        let outcome = train(&t.gpu, &t.ops, &model, &data, &run, &fresh, &mut first).unwrap();
+        assert!(matches!(outcome, CnnEdOutcome::Stopped { step } if step == stop_at));
+        let start = first.checkpoints.pop().unwrap();
+        assert_eq!(start.step, stop_at);
+        let mut rest = Recorder::default();
+        let got = finished(train(
+            &t.gpu, &t.ops, &model, &data, &run, &start, &mut rest,
+        ));
+        assert_eq!(got, want, "stopped at step {stop_at}");
+        let losses = |r: &Recorder| r.epochs.iter().map(|e| e.loss).collect::<Vec<_>>();
+        let joined = [losses(&first), losses(&rest)].concat();
+        assert_eq!(joined, losses(&whole), "stopped at step {stop_at}");
+    }
 }
 
 #[test]
@@ -625,6 +841,60 @@ fn train_arch_cnn_ed_from_the_command_line() {
         e.contains("--epochs is an option of train --arch cnn-ed"),
         "{e}"
     );
+}
+
+/// `--stop-after` leaves a checkpoint and no model; `--resume` finishes the run (with the
+/// paper's loss, kept in the checkpoint) into the same model file, byte for byte, as the
+/// run done in one go. Settings cannot be given with --resume, and a changed corpus is
+/// refused.
+#[test]
+fn train_cnn_ed_stops_and_resumes_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let mut rng = StdRng::seed_from_u64(42);
+    std::fs::write(path("dna.txt"), dna_family(&mut rng, 40).join("\n")).unwrap();
+    let corpus = path("dna.txt");
+    let fresh = |output: &str, extra: &[&str]| {
+        let mut args = vec!["train", "--arch", "cnn-ed", "--corpus", &corpus, "--output"];
+        args.extend([output, "--epochs", "2", "--batch", "16", "--seed", "5"]);
+        args.extend(["--cnn-ed-loss", "paper"]);
+        args.extend(extra);
+        run_bin(&args, b"")
+    };
+    // Stderr of a run that must succeed.
+    let succeeded = |out: std::process::Output| {
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        stderr
+    };
+    succeeded(fresh(&path("whole.safetensors"), &[]));
+    let stopped = succeeded(fresh(&path("split.safetensors"), &["--stop-after", "2"]));
+    assert!(stopped.contains("stopped at step 2"), "{stopped}");
+    assert!(!dir.path().join("split.safetensors").exists());
+    let checkpoint = path("split.safetensors.ckpt");
+    let resume = |extra: &[&str]| {
+        let mut args = vec!["train", "--output"];
+        let output = path("split.safetensors");
+        args.extend([output.as_str(), "--resume", &checkpoint]);
+        args.extend(extra);
+        run_bin(&args, b"")
+    };
+    let e = err(resume(&["--epochs", "3"]));
+    assert!(e.contains("cannot be used with"), "{e}");
+    let resumed = succeeded(resume(&[]));
+    assert!(resumed.contains("from step 2"), "{resumed}");
+    let read = |name: &str| std::fs::read(dir.path().join(name)).unwrap();
+    assert!(read("split.safetensors") == read("whole.safetensors"));
+    // The resumed run kept the paper's loss and appended its epochs to the log.
+    let log = String::from_utf8(read("split.safetensors.log.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 2, "{log}");
+    assert!(
+        log.lines().all(|l| l.contains("\"absolute_weight\":0.1")),
+        "{log}"
+    );
+    std::fs::write(path("dna.txt"), "ACGT\nACGA\nTTTT\n").unwrap();
+    let e = err(resume(&[]));
+    assert!(e.contains("has changed since the run started"), "{e}");
 }
 
 #[test]

@@ -625,15 +625,19 @@ fn run_ranking(
 fn ranking_matches_reference_and_finite_differences() {
     let mut r = rng(29);
     let cases = [
-        // (triplets, dim, (hinge, approx, pnll), squared)
-        (1usize, 1usize, (1.0, 0.0, 0.0), true),
-        (3, 5, (1.0, 0.1, 0.0), false),
-        (4, 7, (1.0, 0.0, 1.0), true),
-        (5, 3, (0.5, 2.0, 0.25), false),
-        (300, 80, (1.0, 0.1, 1.0), true),
-        (300, 80, (1.0, 1.0, 0.0), false),
+        // (triplets, dim, (hinge, approx, absolute, pnll), squared)
+        (1usize, 1usize, (1.0, 0.0, 0.0, 0.0), true),
+        (3, 5, (1.0, 0.1, 0.0, 0.0), false),
+        (4, 7, (1.0, 0.0, 0.0, 1.0), true),
+        (5, 3, (0.5, 2.0, 0.0, 0.25), false),
+        (300, 80, (1.0, 0.1, 0.0, 1.0), true),
+        (300, 80, (1.0, 1.0, 0.0, 0.0), false),
+        // The paper's approximation term, alone and beside the others.
+        (4, 6, (0.0, 0.0, 1.0, 0.0), false),
+        (200, 64, (1.0, 0.0, 0.1, 0.0), false),
+        (3, 5, (0.5, 0.3, 0.7, 0.2), true),
     ];
-    for &(triplets, dim, (hinge, approx, pnll), squared) in &cases {
+    for &(triplets, dim, (hinge, approx, absolute, pnll), squared) in &cases {
         let e = uniform(&mut r, 3 * triplets * dim);
         let labels: Vec<f32> = (0..3 * triplets)
             .map(|_| r.random_range(0..12) as f32)
@@ -642,6 +646,7 @@ fn ranking_matches_reference_and_finite_differences() {
         let weights = RankingWeights {
             hinge,
             approx,
+            absolute,
             pnll,
             squared,
         };
@@ -649,7 +654,12 @@ fn ranking_matches_reference_and_finite_differences() {
 
         let what = format!("ranking {triplets}x{dim} {weights:?}");
         let (e64, l64) = (to_f64(&e), to_f64(&labels));
-        let w64 = (f64::from(hinge), f64::from(approx), f64::from(pnll));
+        let w64 = (
+            f64::from(hinge),
+            f64::from(approx),
+            f64::from(absolute),
+            f64::from(pnll),
+        );
         let eps = f64::from(EPS);
         let f = |e: &[f64], log_s: f64| reference::ranking(e, &l64, log_s, dim, eps, w64, squared);
         let (loss, de, dlog_s) = f(&e64, f64::from(log_s));
@@ -701,11 +711,12 @@ fn ranking_matches_pytorch() {
             .collect();
         (values, v.shape().to_vec())
     };
-    assert_eq!(cases.len(), 4);
+    assert_eq!(cases.len(), 6);
     for (i, case) in cases.iter().enumerate() {
         let weights = RankingWeights {
             hinge: case["hinge"].as_f64().unwrap() as f32,
             approx: case["approx"].as_f64().unwrap() as f32,
+            absolute: case["absolute"].as_f64().unwrap() as f32,
             pnll: case["pnll"].as_f64().unwrap() as f32,
             squared: case["squared"].as_bool().unwrap(),
         };

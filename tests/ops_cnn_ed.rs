@@ -1,12 +1,15 @@
 //! CNN-ED's training kernels against the plain CPU blocks of `reference::cnn_ed`: the
 //! one-hot first block (forward and weight gradient) and the bias-free conv + pool
-//! (+ ReLU) blocks (forward, input and weight gradients), on random shapes (odd lengths,
+//! (+ ReLU) blocks (forward, input and weight gradients), both the shared tile's
+//! (`conv1d`) and the 8-channel one the trainer runs (`conv8`), on random shapes (odd lengths,
 //! alphabets of 4 and 37, batch 1, tokens outside the alphabet), each backward of the
 //! reference against central finite differences of its forward, and every GPU gradient
 //! bit-identical over two runs.
 mod common;
 
-use common::{TestGpu, assert_close, dot, finite_differences, gpu, rng, to_f64, uniform};
+use common::{
+    TestGpu, assert_close, dot, finite_differences, gpu, narrow_grid_gpu, rng, to_f64, uniform,
+};
 use megashtein_gpu::gpu::{Calls, Gpu, storage_buffer, storage_buffer_init};
 use megashtein_gpu::ops::conv1d::{Conv1dGrads, Conv1dShape, Packing};
 use megashtein_gpu::ops::onehot_conv::{CHANNELS, OneHotConvShape};
@@ -93,15 +96,14 @@ fn onehot_conv_matches_reference() {
     }
 }
 
-/// More threads than one grid dimension holds (65,535 workgroups of 64): the grid wraps
-/// into its second dimension, and every output is still checked. 2^22 threads write
-/// 128 MiB, lavapipe's largest binding.
+/// The forward runs one thread per 32 positions, too few to fill one grid dimension
+/// within lavapipe's largest binding: on a device whose grid wraps past 4 workgroups,
+/// 100 strings of 333 places over an alphabet of 4 take 33 (9 x 4); every output checked.
 #[test]
 fn onehot_conv_grid_wraps() {
-    let t = gpu();
+    let t = narrow_grid_gpu();
     let mut r = rng(42);
-    let (batch, alphabet, len) = (1_024, 4, 2_049);
-    assert!(batch * alphabet * (len / 2) > 64 * 65_535);
+    let (batch, alphabet, len) = (100, 4, 333);
     let tokens = random_tokens(&mut r, batch, alphabet, len);
     let w = uniform(&mut r, 3 * CHANNELS as usize);
     let shape = onehot_shape(alphabet, len, len);
@@ -232,12 +234,44 @@ const BLOCK_SHAPES: [(usize, usize, bool); 7] = [
     (2, 333, false),
 ];
 
+/// A block's forward calls: `(gpu, shape, x, params, y)`.
+type BlockForward = fn(&TestGpu, Conv1dShape, &wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer) -> Calls;
+
+/// The shared tile's block: the weight packed, then the product.
+fn tiled_forward(
+    t: &TestGpu,
+    shape: Conv1dShape,
+    x: &wgpu::Buffer,
+    params: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+) -> Calls {
+    let packed = t.ops.conv1d.pack(&t.gpu, shape, params, Packing::Pooled);
+    let mut calls = Calls::from(packed.pack.clone());
+    calls.push(
+        t.ops
+            .conv1d
+            .forward_pool(&t.gpu, shape, x, &packed, params, y),
+    );
+    calls.keep(packed.into_buffer());
+    calls
+}
+
+fn conv8_forward(
+    t: &TestGpu,
+    shape: Conv1dShape,
+    x: &wgpu::Buffer,
+    params: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+) -> Calls {
+    t.ops.conv8.forward(&t.gpu, shape, x, params, y).into()
+}
+
 #[test]
 fn conv_pool_block_matches_reference() {
     let t = gpu();
     let mut r = rng(44);
     for (rows, len, relu) in BLOCK_SHAPES {
-        check_block_forward(t, &mut r, rows, 8, len, relu);
+        check_block_forward(t, &mut r, tiled_forward, rows, 8, len, relu);
     }
 }
 
@@ -247,12 +281,32 @@ fn conv_pool_block_matches_reference() {
 fn conv_pool_block_grid_wraps() {
     let t = gpu();
     let mut r = rng(45);
-    check_block_forward(t, &mut r, 2_048, 8, 2_048, false);
+    check_block_forward(t, &mut r, tiled_forward, 2_048, 8, 2_048, false);
+}
+
+#[test]
+fn conv8_block_matches_reference() {
+    let t = gpu();
+    let mut r = rng(47);
+    for (rows, len, relu) in BLOCK_SHAPES {
+        check_block_forward(t, &mut r, conv8_forward, rows, 8, len, relu);
+    }
+}
+
+/// conv8 runs one thread per 32 positions, too few to fill one grid dimension within
+/// lavapipe's largest binding: on a device whose grid wraps past 4 workgroups, 148 rows
+/// of 333 places take 14 (4 x 4); every output checked.
+#[test]
+fn conv8_block_grid_wraps() {
+    let t = narrow_grid_gpu();
+    let mut r = rng(48);
+    check_block_forward(t, &mut r, conv8_forward, 148, 8, 333, true);
 }
 
 fn check_block_forward(
     t: &TestGpu,
     r: &mut StdRng,
+    forward: BlockForward,
     rows: usize,
     ch: usize,
     len: usize,
@@ -265,25 +319,47 @@ fn check_block_forward(
     let x_b = storage_buffer_init(&t.gpu, "x", &x);
     let n = rows * ch * (len / 2);
     let y = nan_slab(&t.gpu, n);
-    let packed = t.ops.conv1d.pack(&t.gpu, shape, &params, Packing::Pooled);
-    let mut calls = Calls::from(packed.pack.clone());
-    calls.push(
-        t.ops
-            .conv1d
-            .forward_pool(&t.gpu, shape, &x_b, &packed, &params, &y),
-    );
+    let calls = forward(t, shape, &x_b, &params, &y);
     let got = run(&t.gpu, &calls, rows as u32, &y, n);
     let want = cnn_ed::conv_pool(&to_f64(&x), &to_f64(&w), ch, ch, len, relu);
     let what = format!("block {rows}x{ch}x{len} relu {relu}");
     assert_close(&what, &got, &want, ATOL, RTOL);
 }
 
+/// A block's backward calls for up to `capacity` rows: `(gpu, shape, capacity, buffers)`.
+type BlockBackward = fn(&TestGpu, Conv1dShape, usize, Conv1dGrads) -> Calls;
+
+fn tiled_backward(t: &TestGpu, shape: Conv1dShape, capacity: usize, b: Conv1dGrads) -> Calls {
+    t.ops
+        .conv1d
+        .backward_pool(&t.gpu, &t.ops.weight_grad, shape, capacity, b)
+}
+
+fn conv8_backward(t: &TestGpu, shape: Conv1dShape, capacity: usize, b: Conv1dGrads) -> Calls {
+    t.ops.conv8.backward(&t.gpu, shape, capacity, b)
+}
+
 #[test]
 fn conv_pool_block_backward_matches_reference_and_finite_differences() {
     let mut r = rng(46);
     for (rows, len, relu) in BLOCK_SHAPES {
-        check_block_backward(&mut r, rows, 8, len, relu);
+        check_block_backward(gpu(), &mut r, tiled_backward, rows, 8, len, relu);
     }
+}
+
+#[test]
+fn conv8_block_backward_matches_reference_and_finite_differences() {
+    let mut r = rng(49);
+    for (rows, len, relu) in BLOCK_SHAPES {
+        check_block_backward(gpu(), &mut r, conv8_backward, rows, 8, len, relu);
+    }
+}
+
+/// As [`conv8_block_grid_wraps`], for the input gradient; every dx and dw checked.
+#[test]
+fn conv8_block_backward_grid_wraps() {
+    let mut r = rng(50);
+    check_block_backward(narrow_grid_gpu(), &mut r, conv8_backward, 148, 8, 333, true);
 }
 
 /// A weight gradient needs at most 65,535 segments (192 positions each): past that
@@ -312,8 +388,15 @@ fn block_backward_past_the_segment_limit_fails_loudly() {
 /// here on the CPU as the model's relu backward would) against the reference, bit for
 /// bit the same over two runs, no bias gradient written; and the reference against
 /// finite differences.
-fn check_block_backward(r: &mut StdRng, rows: usize, ch: usize, len: usize, relu: bool) {
-    let t = gpu();
+fn check_block_backward(
+    t: &TestGpu,
+    r: &mut StdRng,
+    backward: BlockBackward,
+    rows: usize,
+    ch: usize,
+    len: usize,
+    relu: bool,
+) {
     let x = uniform(r, rows * ch * len);
     let w = uniform(r, ch * ch * 3);
     let dy = uniform(r, rows * ch * (len / 2));
@@ -332,14 +415,14 @@ fn check_block_backward(r: &mut StdRng, rows: usize, ch: usize, len: usize, relu
     let params_b = storage_buffer_init(&t.gpu, "params", &params);
     let x_b = storage_buffer_init(&t.gpu, "x", &x);
     let dz_b = storage_buffer_init(&t.gpu, "dz", &dz);
-    let dx_b = storage_buffer(&t.gpu, "dx", (x.len() * 4) as u64);
+    let dx_b = nan_slab(&t.gpu, x.len());
     // A sentinel after dw: a bias gradient would land there or nowhere.
     let grads = nan_slab(&t.gpu, params.len() + ch);
-    let calls = t.ops.conv1d.backward_pool(
-        &t.gpu,
-        &t.ops.weight_grad,
+    // Built for twice the rows: the weight gradient's grid has segments left empty.
+    let calls = backward(
+        t,
         shape,
-        rows,
+        2 * rows,
         Conv1dGrads {
             x: &x_b,
             dy: &dz_b,

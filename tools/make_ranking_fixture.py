@@ -15,8 +15,9 @@ ED(p,n):
          = s * torch.norm(x - y, dim=1)         Euclidean (CNN-ED), s = exp(log_s)
     R    = relu(d_ap - d_an + (t_an - t_ap))
     S    = sqrt((d_ap - t_ap)^2 + (d_an - t_an)^2 + (d_pn - t_pn)^2)
+    A    = |d_ap - t_ap| + |d_an - t_an| + |d_pn - t_pn|   (the paper's approximation term)
     P    = mean over the three pairs of d - t * log(d + 1e-8)
-    loss = mean(hinge * R + approx * S + pnll * P)
+    loss = mean(hinge * R + approx * S + absolute * A + pnll * P)
 
 computed in float64 by autograd, stored as float32.
 
@@ -27,7 +28,7 @@ Output (safetensors, float32), for each case i:
     case{i}.loss     [1]
     case{i}.de       [3n, dim]   d loss / d e
     case{i}.dlog_s   [1]         d loss / d log_s
-    __metadata__: cases = json list of {"hinge", "approx", "pnll", "squared"}
+    __metadata__: cases = json list of {"hinge", "approx", "absolute", "pnll", "squared"}
 """
 import argparse
 import json
@@ -37,15 +38,18 @@ from safetensors.torch import save_file
 
 EPS = 1e-8
 CASES = [
-    # (triplets, dim, hinge, approx, pnll, squared)
-    (7, 80, 1.0, 0.1, 0.0, True),
-    (7, 80, 1.0, 0.1, 0.0, False),
-    (33, 80, 1.0, 0.0, 1.0, True),
-    (5, 16, 10.0, 1.0, 0.5, False),
+    # (triplets, dim, hinge, approx, absolute, pnll, squared)
+    (7, 80, 1.0, 0.1, 0.0, 0.0, True),
+    (7, 80, 1.0, 0.1, 0.0, 0.0, False),
+    (33, 80, 1.0, 0.0, 0.0, 1.0, True),
+    (5, 16, 10.0, 1.0, 0.0, 0.5, False),
+    # The CNN-ED paper's loss: the hinge plus 0.1 x the absolute approximation term.
+    (9, 128, 1.0, 0.0, 0.1, 0.0, False),
+    (6, 16, 0.5, 0.2, 0.7, 0.3, True),
 ]
 
 
-def head(e, labels, log_s, hinge, approx, pnll, squared):
+def head(e, labels, log_s, hinge, approx, absolute, pnll, squared):
     n = labels.shape[0]
     a, p, m = e[:n], e[n:2 * n], e[2 * n:]
     s = torch.exp(log_s)
@@ -59,8 +63,9 @@ def head(e, labels, log_s, hinge, approx, pnll, squared):
     t = labels
     r = torch.relu(d[:, 0] - d[:, 1] + (t[:, 1] - t[:, 0]))
     sq = torch.sqrt(((d - t) ** 2).sum(1))
+    l1 = (d - t).abs().sum(1)
     poisson = (d - t * torch.log(d + EPS)).mean(1)
-    return (hinge * r + approx * sq + pnll * poisson).mean()
+    return (hinge * r + approx * sq + absolute * l1 + pnll * poisson).mean()
 
 
 def main():
@@ -69,7 +74,7 @@ def main():
     args = parser.parse_args()
     gen = torch.Generator().manual_seed(20261206)
     tensors, meta = {}, []
-    for i, (n, dim, hinge, approx, pnll, squared) in enumerate(CASES):
+    for i, (n, dim, hinge, approx, absolute, pnll, squared) in enumerate(CASES):
         e = (torch.rand(3 * n, dim, generator=gen, dtype=torch.float64) * 2 - 1)
         # Partners at graded distances: the positive no farther than the negative.
         ap = torch.randint(0, 6, (n,), generator=gen)
@@ -80,12 +85,13 @@ def main():
         # The values are stored as float32: compute from exactly those.
         e = e.float().double().requires_grad_()
         log_s = log_s.float().double().requires_grad_()
-        loss = head(e, labels, log_s[0], hinge, approx, pnll, squared)
+        loss = head(e, labels, log_s[0], hinge, approx, absolute, pnll, squared)
         loss.backward()
         for name, value in [("e", e), ("labels", labels), ("log_s", log_s), ("loss", loss.reshape(1)),
                             ("de", e.grad), ("dlog_s", log_s.grad)]:
             tensors[f"case{i}.{name}"] = value.detach().float().contiguous()
-        meta.append({"hinge": hinge, "approx": approx, "pnll": pnll, "squared": squared})
+        meta.append({"hinge": hinge, "approx": approx, "absolute": absolute, "pnll": pnll,
+                     "squared": squared})
     save_file(tensors, args.out, metadata={"cases": json.dumps(meta)})
     print(f"wrote {args.out}: {len(CASES)} cases")
 

@@ -1,10 +1,12 @@
 //! End-to-end fuzzy search against an exact scan: the number users care about.
 //!
 //! Queries are real misspellings (column 1 of `misspelling<TAB>correct` lines, e.g.
-//! codespell's list), sampled with a fixed seed, leaving out non-ASCII ones and ones
-//! that are themselves strings of the index. The exact answer is an exhaustive scan of
-//! every index string with rapidfuzz's bit-parallel Levenshtein on all CPU threads
-//! ([`exact_scan`], timed: it is the exact-search peer). For each candidate count C,
+//! codespell's list) or any near-duplicates, sampled with a fixed seed, leaving out ones
+//! the model cannot read (non-ASCII for the ASCII models, invalid UTF-8 for CNN-ED) and
+//! ones that are themselves strings of the index. The exact answer is an exhaustive scan
+//! of every index string with rapidfuzz's bit-parallel Levenshtein on all CPU threads
+//! ([`exact_scan`], timed: it is the exact-search peer; over code points where a string
+//! is not ASCII, as the re-rank counts). For each candidate count C,
 //! [`Searcher::search`] answers the whole sample end to end (embedding, GPU kNN, exact
 //! re-rank of C candidates) and is scored tie-aware against the scan:
 //! - recall@1: the top hit's exact distance equals the smallest distance in the index;
@@ -16,9 +18,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
-use rapidfuzz::distance::levenshtein::BatchComparator;
 use rayon::prelude::*;
 
+use crate::edit_distance::Exact;
 use crate::search::index::Index;
 use crate::search::query::{Answer, MAX_GPU_CANDIDATES, QueryOptions, Searcher};
 
@@ -31,14 +33,22 @@ pub struct QuerySample {
     pub lines: usize,
     /// Distinct usable misspellings the sample was drawn from.
     pub eligible: usize,
+    /// Left out because the model cannot read them (non-ASCII, or invalid UTF-8).
     pub skipped_non_ascii: usize,
     pub skipped_in_index: usize,
     pub seed: u64,
 }
 
 /// Up to `n` distinct misspellings (column 1) of the `pairs` file, chosen with `seed`,
-/// skipping empty, non-ASCII and ones that are strings of `index`.
-pub fn sample_queries(pairs: &Path, index: &Index, n: usize, seed: u64) -> Result<QuerySample> {
+/// skipping empty ones, ones the model cannot read (non-ASCII; with `unicode`, invalid
+/// UTF-8 only) and ones that are strings of `index`.
+pub fn sample_queries(
+    pairs: &Path,
+    index: &Index,
+    n: usize,
+    seed: u64,
+    unicode: bool,
+) -> Result<QuerySample> {
     let data = std::fs::read(pairs).with_context(|| format!("cannot read {}", pairs.display()))?;
     let in_index: HashSet<&[u8]> = (0..index.len()).map(|i| index.string(i)).collect();
     let mut seen = HashSet::new();
@@ -52,7 +62,8 @@ pub fn sample_queries(pairs: &Path, index: &Index, n: usize, seed: u64) -> Resul
         if query.is_empty() || !seen.insert(query) {
             continue;
         }
-        if !query.is_ascii() {
+        let readable = query.is_ascii() || (unicode && std::str::from_utf8(query).is_ok());
+        if !readable {
             non_ascii += 1;
         } else if in_index.contains(query) {
             skipped_in_index += 1;
@@ -91,8 +102,9 @@ pub struct ExactScan {
 }
 
 /// Exhaustive exact scan: the Levenshtein distance of every query to every one of
-/// `choices`, queries spread over rayon's threads, one rapidfuzz `BatchComparator` per
-/// query. Keeps a histogram of distances per query for the smallest and k-th smallest.
+/// `choices`, queries spread over rayon's threads, one [`Exact`] (rapidfuzz's
+/// `BatchComparator` for ASCII) per query. Keeps a histogram of distances per query for
+/// the smallest and k-th smallest.
 pub fn exact_scan(choices: &[&[u8]], queries: &[&[u8]], k: usize) -> ExactScan {
     let k = k.min(choices.len()).max(1);
     let longest = choices.iter().map(|c| c.len()).max().unwrap_or(0);
@@ -100,10 +112,10 @@ pub fn exact_scan(choices: &[&[u8]], queries: &[&[u8]], k: usize) -> ExactScan {
     let (min, kth): (Vec<u32>, Vec<u32>) = queries
         .par_iter()
         .map(|q| {
-            let exact = BatchComparator::new(q.iter().copied());
+            let exact = Exact::new(q);
             let mut histogram = vec![0usize; longest.max(q.len()) + 1];
             for c in choices {
-                histogram[exact.distance(c.iter().copied())] += 1;
+                histogram[exact.distance(c)] += 1;
             }
             let min = histogram.iter().position(|&n| n > 0).unwrap_or(0);
             let mut seen = 0;
@@ -355,6 +367,10 @@ mod tests {
         assert_eq!(scan.kth[1], 6);
         // k above the number of choices is capped.
         assert_eq!(exact_scan(&choices, &queries, 50).k, 5);
+        // Non-ASCII strings are compared by code point: 中 is 1 edit from 中文, not 3.
+        let choices: Vec<&[u8]> = vec!["中文".as_bytes(), "straße".as_bytes()];
+        let queries: Vec<&[u8]> = vec!["中".as_bytes(), "strase".as_bytes()];
+        assert_eq!(exact_scan(&choices, &queries, 1).min, vec![1, 1]);
     }
 
     #[test]

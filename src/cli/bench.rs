@@ -155,7 +155,8 @@ pub struct QueryArgs {
     /// Lines `misspelling<TAB>correct`; the misspellings are the queries.
     #[arg(long)]
     pub pairs: PathBuf,
-    /// Queries sampled from the pairs (distinct, ASCII, not strings of the index).
+    /// Queries sampled from the pairs (distinct, readable by the model: ASCII, or any
+    /// UTF-8 for a CNN-ED model; not strings of the index).
     #[arg(long, default_value_t = 1000)]
     pub queries: usize,
     /// Seed of the sample.
@@ -611,7 +612,8 @@ fn bench_query(args: &QueryArgs) -> Result<()> {
     }
     let model = index.load_model(args.model.as_deref())?;
     let gpu = args.gpu.open()?;
-    let sample = sample_queries(&args.pairs, &index, args.queries, args.seed)?;
+    let unicode = model.reads_unicode();
+    let sample = sample_queries(&args.pairs, &index, args.queries, args.seed, unicode)?;
     if sample.queries.is_empty() {
         bail!("no usable queries in {}", args.pairs.display());
     }
@@ -623,13 +625,18 @@ fn bench_query(args: &QueryArgs) -> Result<()> {
         }
     };
     say(format!(
-        "{} queries sampled (seed {}) from {} eligible misspellings of {} ({} non-ASCII and \
-         {} already in the index left out); exact scan of {} strings...",
+        "{} queries sampled (seed {}) from {} eligible misspellings of {} ({} {} and {} \
+         already in the index left out); exact scan of {} strings...",
         queries.len(),
         args.seed,
         sample.eligible,
         args.pairs.display(),
         sample.skipped_non_ascii,
+        if unicode {
+            "invalid UTF-8"
+        } else {
+            "non-ASCII"
+        },
         sample.skipped_in_index,
         choices.len()
     ));

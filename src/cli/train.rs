@@ -25,12 +25,13 @@ pub struct Args {
     /// README "CNN-ED").
     #[arg(long, value_enum, default_value_t = Arch::Megashtein)]
     pub arch: Arch,
-    /// Continue the run saved in this checkpoint (its settings are used; only --output,
-    /// --checkpoint, --log, --stop-after and the GPU options may be given with it).
-    #[arg(long, conflicts_with_all = ["steps", "batch", "loss", "hinge_weight", "approx_weight", "pnll_weight", "lr", "schedule", "warmup", "weight_decay", "clip", "seed", "scale", "init", "corpus", "non_ascii", "alphabet", "val_pairs", "val_every", "checkpoint_every"])]
+    /// Continue the run saved in this checkpoint, of either architecture (its settings
+    /// are used; only --output, --checkpoint, --log, --stop-after and the GPU options
+    /// may be given with it).
+    #[arg(long, conflicts_with_all = ["steps", "batch", "loss", "hinge_weight", "approx_weight", "pnll_weight", "lr", "schedule", "warmup", "weight_decay", "clip", "seed", "scale", "init", "corpus", "non_ascii", "alphabet", "val_pairs", "val_every", "checkpoint_every", "epochs", "train_strings", "neighbours", "max_len", "layers", "cnn_ed_loss"])]
     pub resume: Option<PathBuf>,
-    /// Checkpoint file, written atomically every --checkpoint-every steps, at
-    /// --stop-after and on Ctrl-C [default: OUTPUT.ckpt].
+    /// Checkpoint file, written atomically every --checkpoint-every steps (CNN-ED: every
+    /// epoch), at --stop-after and on Ctrl-C [default: OUTPUT.ckpt].
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
     /// JSON-lines metrics log, appended to [default: OUTPUT.log.jsonl].
@@ -123,6 +124,11 @@ pub struct Args {
     /// CNN-ED: conv + pool layers [default: min(10, floor(log2 M))].
     #[arg(long)]
     pub layers: Option<usize>,
+    /// CNN-ED: the loss: `official` (the official code's: the triplet hinge and
+    /// sqrt(Σ (d - t)²) on its epoch schedule) or `paper` (the paper's: the hinge plus
+    /// 0.1 Σ |d - t|) [default: official].
+    #[arg(long, value_enum)]
+    pub cnn_ed_loss: Option<crate::train::cnn_ed::CnnEdLoss>,
     /// Prepare step t + 1 while the device runs step t (auto: on GPUs, not on CPU
     /// adapters, where it measured slower). The result is the same either way.
     #[arg(long, value_enum, default_value_t = StepOverlap::Auto)]
@@ -139,7 +145,11 @@ pub enum Arch {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    if args.arch == Arch::CnnEd {
+    let resumes_cnn_ed = args
+        .resume
+        .as_deref()
+        .is_some_and(crate::train::cnn_ed_checkpoint::CnnEdCheckpoint::is_one);
+    if args.arch == Arch::CnnEd || resumes_cnn_ed {
         return super::train_cnn_ed::run(args);
     }
     let cnn_ed_only = [
@@ -148,6 +158,7 @@ pub fn run(args: &Args) -> Result<()> {
         ("--neighbours", args.neighbours.is_some()),
         ("--max-len", args.max_len.is_some()),
         ("--layers", args.layers.is_some()),
+        ("--cnn-ed-loss", args.cnn_ed_loss.is_some()),
     ];
     if let Some((name, _)) = cnn_ed_only.iter().find(|o| o.1) {
         bail!("{name} is an option of train --arch cnn-ed");
@@ -421,7 +432,7 @@ pub(super) fn read_corpus(path: &Path, non_ascii: NonAscii) -> Result<Vec<Vec<u8
     Ok(lines.into_iter().map(|l| l.text).collect())
 }
 
-fn corpus_fingerprint(path: &Path) -> Result<String> {
+pub(super) fn corpus_fingerprint(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).map_err(|e| {
         anyhow!(
             "cannot read corpus {}: {}",
@@ -482,7 +493,7 @@ fn validation_sets(config: &TrainConfig, generator: &PairGenerator) -> Vec<Valid
 }
 
 /// The training progress bar: steps with rate and ETA, and the latest validation.
-fn train_bar() -> indicatif::ProgressBar {
+pub(super) fn train_bar() -> indicatif::ProgressBar {
     indicatif::ProgressBar::new(0).with_style(
         indicatif::ProgressStyle::with_template(
             "train [{bar:25}] {pos}/{len} steps {per_sec} ETA {eta} {msg}",

@@ -1,18 +1,26 @@
 //! `megashtein-gpu train --arch cnn-ed`: a CNN-ED model trained on the user's strings
 //! (Dai et al., SIGIR 2020): a seeded sample of the corpus, its all-pairs exact distances on
 //! CPU threads, epochs of triplets on the GPU with a progress bar and a JSON-lines log,
-//! the estimator's line fitted on the training pairs, the model file written atomically.
+//! the estimator's line fitted on the training pairs, the model file written atomically;
+//! a checkpoint after every epoch (and at --stop-after or Ctrl-C) to --resume from.
 use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::{Result, anyhow, bail};
 
 use super::train::Args;
 use crate::input::{LineReader, NonAscii};
 use crate::model::cnn_ed::{self, CnnEd, CnnEdShape, DEFAULT_CHANNELS, DEFAULT_DIM};
 use crate::ops::Ops;
+use crate::train::cnn_ed::CnnEdState;
+use crate::train::cnn_ed_checkpoint::{CnnEdCheckpoint, CnnEdConfig};
 use crate::train::cnn_ed_data::{TripletData, sample};
-use crate::train::cnn_ed_run::{CnnEdRun, relative_error, train};
+use crate::train::cnn_ed_run::{
+    CnnEdHooks, CnnEdOutcome, CnnEdRun, CnnEdStart, EpochReport, relative_error, train,
+};
 
 /// The official code's batch: 64 triplets.
 pub const DEFAULT_TRIPLETS: usize = 64;
@@ -23,21 +31,43 @@ pub const DEFAULT_EPOCHS: usize = 50;
 
 pub fn run(args: &Args) -> Result<()> {
     refuse_megashtein_options(args)?;
-    let Some(corpus) = &args.corpus else {
-        bail!("train --arch cnn-ed trains on your strings: give them with --corpus FILE");
+    // Everything that can fail on bad input fails before the GPU starts.
+    let resumed = args
+        .resume
+        .as_deref()
+        .map(CnnEdCheckpoint::load)
+        .transpose()?;
+    let config = match &resumed {
+        Some(checkpoint) => checkpoint.config.clone(),
+        None => fresh_config(args)?,
     };
+    let corpus = Path::new(&config.corpus);
     let strings = read_corpus(corpus)?;
-    let (model, training) = untrained_model(args, &strings)?;
-    let shape = model.shape();
-    let run = CnnEdRun {
-        epochs: args.epochs.unwrap_or(DEFAULT_EPOCHS),
-        triplets: args.batch.unwrap_or(DEFAULT_TRIPLETS),
-        lr: args.lr,
-        seed: args.seed,
-    };
-    if run.epochs == 0 || run.triplets == 0 {
-        bail!("--epochs and --batch must be at least 1");
+    let now = super::train::corpus_fingerprint(corpus)?;
+    if now != config.sha256 {
+        bail!(
+            "corpus {} has changed since the run started (sha256 {now}, was {})",
+            corpus.display(),
+            config.sha256
+        );
     }
+    let (model, training) = untrained_model(&config, &strings)?;
+    let shape = model.shape();
+    let start = match resumed {
+        Some(c) if c.state.params.len() != shape.num_params() + 1 => bail!(
+            "checkpoint {} holds {} parameters, the network of its corpus and settings {}",
+            args.resume.as_deref().unwrap_or(Path::new("")).display(),
+            c.state.params.len(),
+            shape.num_params() + 1
+        ),
+        Some(c) => CnnEdStart {
+            step: c.step,
+            epoch_loss: c.epoch_loss,
+            state: c.state,
+        },
+        None => CnnEdStart::fresh(&model),
+    };
+    let run = config.run;
     let gpu = args.gpu.open()?;
     let ops = Ops::new(&gpu);
     let started = Instant::now();
@@ -45,13 +75,18 @@ pub fn run(args: &Args) -> Result<()> {
         "computing the {0} x {0} exact distances of the training strings...",
         training.len()
     );
-    let neighbours = args
-        .neighbours
-        .unwrap_or(crate::train::cnn_ed_data::DEFAULT_NEIGHBOURS);
-    let data = TripletData::new(training, neighbours);
+    let data = TripletData::new(training, config.neighbours);
+    let checkpoint = args
+        .checkpoint
+        .clone()
+        .unwrap_or_else(|| with_suffix(&args.output, ".ckpt"));
+    let log = args
+        .log
+        .clone()
+        .unwrap_or_else(|| with_suffix(&args.output, ".log.jsonl"));
     eprintln!(
         "training CNN-ED on {}: {} strings (mean distance {:.1}), alphabet {}, M {}, {} layers, \
-         {} epochs of {} triplets per step, log {}",
+         {} epochs of {} triplets per step{}, log {}, checkpoint {}",
         gpu.info.name,
         data.strings().len(),
         data.average(),
@@ -60,62 +95,168 @@ pub fn run(args: &Args) -> Result<()> {
         shape.layers,
         run.epochs,
         run.triplets,
-        log_path(args).display()
-    );
-    let mut log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log_path(args))
-        .map_err(|e| anyhow::anyhow!("cannot open log {}: {e}", log_path(args).display()))?;
-    let bar = indicatif::ProgressBar::new(0).with_style(
-        indicatif::ProgressStyle::with_template(
-            "train [{bar:25}] {pos}/{len} steps {per_sec} ETA {eta} {msg}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    let trained = train(
-        &gpu,
-        &ops,
-        &model,
-        &data,
-        &run,
-        |done, total| {
-            bar.set_length(total);
-            bar.set_position(done);
+        if start.step > 0 {
+            format!(", from step {}", start.step)
+        } else {
+            String::new()
         },
-        |report| {
-            bar.set_message(format!(
-                "epoch {}/{} loss {:.4}",
-                report.epoch, report.epochs, report.loss
-            ));
-            let line = serde_json::json!({
-                "epoch": report.epoch,
-                "epochs": report.epochs,
-                "loss": report.loss,
-                "hinge_weight": report.weights.hinge,
-                "approx_weight": report.weights.approx,
-                "triplets_per_s": report.triplets_per_s,
-                "elapsed_s": started.elapsed().as_secs_f64(),
-            });
-            writeln!(log, "{line}")?;
+        log.display(),
+        checkpoint.display()
+    );
+    let mut hooks = CliHooks {
+        bar: super::train::train_bar(),
+        // A fresh run starts the log anew, a resumed one appends.
+        log: std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(start.step > 0)
+            .truncate(start.step == 0)
+            .open(&log)
+            .map_err(|e| anyhow!("cannot open log {}: {e}", log.display()))?,
+        started,
+        resumed_at: Some(start.step),
+        config: &config,
+        checkpoint: checkpoint.clone(),
+        stop_after: args.stop_after,
+        interrupted: super::stop_flag(),
+    };
+    let outcome = train(&gpu, &ops, &model, &data, &run, &start, &mut hooks)?;
+    hooks.bar.finish_and_clear();
+    match outcome {
+        CnnEdOutcome::Finished(trained) => {
+            trained.save(&args.output)?;
+            let e = trained.estimator();
+            let error = relative_error(&trained, &data).unwrap_or(f64::NAN);
+            eprintln!(
+                "trained {} epochs in {:.0} s; estimate = {:.4} x distance + {:.4} (mean \
+                 relative error on the training pairs {error:.3}); model written to {}",
+                run.epochs,
+                started.elapsed().as_secs_f64(),
+                e.scale,
+                e.offset,
+                args.output.display()
+            );
             Ok(())
-        },
-    )?;
-    bar.finish_and_clear();
-    trained.save(&args.output)?;
-    let e = trained.estimator();
-    let error = relative_error(&trained, &data).unwrap_or(f64::NAN);
-    eprintln!(
-        "trained {} epochs in {:.0} s; estimate = {:.4} x distance + {:.4} (mean relative \
-         error on the training pairs {error:.3}); model written to {}",
-        run.epochs,
-        started.elapsed().as_secs_f64(),
-        e.scale,
-        e.offset,
-        args.output.display()
-    );
-    Ok(())
+        }
+        CnnEdOutcome::Stopped { step } => {
+            let interrupted = hooks.interrupted.load(Ordering::Relaxed);
+            let mut resume = format!(
+                "megashtein-gpu train --output {} --resume {}",
+                args.output.display(),
+                checkpoint.display()
+            );
+            if let Some(log) = &args.log {
+                resume.push_str(&format!(" --log {}", log.display()));
+            }
+            eprintln!(
+                "{} at step {step}; checkpoint {}. Continue with:\n  {resume}",
+                if interrupted {
+                    "interrupted"
+                } else {
+                    "stopped"
+                },
+                checkpoint.display()
+            );
+            if interrupted {
+                std::process::exit(130);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The CLI's side of a run: progress bar, JSON-lines log, checkpoints, stopping.
+struct CliHooks<'a> {
+    bar: indicatif::ProgressBar,
+    log: std::fs::File,
+    started: Instant,
+    /// The step the run started from, until the bar is set up.
+    resumed_at: Option<u64>,
+    config: &'a CnnEdConfig,
+    checkpoint: PathBuf,
+    stop_after: Option<u64>,
+    interrupted: Arc<AtomicBool>,
+}
+
+impl CnnEdHooks for CliHooks<'_> {
+    fn step(&mut self, done: u64, total: u64) {
+        if let Some(from) = self.resumed_at.take() {
+            self.bar.set_length(total);
+            self.bar.set_position(from);
+            // Rate and ETA count from the resumed step, not from 0.
+            self.bar.reset_eta();
+        }
+        self.bar.set_position(done);
+    }
+
+    fn epoch(&mut self, report: &EpochReport) -> Result<()> {
+        self.bar.set_message(format!(
+            "epoch {}/{} loss {:.4}",
+            report.epoch, report.epochs, report.loss
+        ));
+        let line = serde_json::json!({
+            "epoch": report.epoch,
+            "epochs": report.epochs,
+            "loss": report.loss,
+            "hinge_weight": report.weights.hinge,
+            "approx_weight": report.weights.approx,
+            "absolute_weight": report.weights.absolute,
+            "triplets_per_s": report.triplets_per_s,
+            "elapsed_s": self.started.elapsed().as_secs_f64(),
+        });
+        writeln!(self.log, "{line}")?;
+        Ok(())
+    }
+
+    fn checkpoint(&mut self, step: u64, epoch_loss: f64, state: &CnnEdState) -> Result<()> {
+        CnnEdCheckpoint {
+            config: self.config.clone(),
+            step,
+            epoch_loss,
+            state: state.clone(),
+        }
+        .save(&self.checkpoint)
+    }
+
+    fn stop(&self, step: u64) -> bool {
+        self.stop_after.is_some_and(|last| step >= last) || self.interrupted.load(Ordering::Relaxed)
+    }
+}
+
+/// A new run's settings from the options.
+fn fresh_config(args: &Args) -> Result<CnnEdConfig> {
+    let Some(corpus) = &args.corpus else {
+        bail!("train --arch cnn-ed trains on your strings: give them with --corpus FILE");
+    };
+    let run = CnnEdRun {
+        epochs: args.epochs.unwrap_or(DEFAULT_EPOCHS),
+        triplets: args.batch.unwrap_or(DEFAULT_TRIPLETS),
+        lr: args.lr,
+        seed: args.seed,
+        loss: args.cnn_ed_loss.unwrap_or_default(),
+    };
+    if run.epochs == 0 || run.triplets == 0 {
+        bail!("--epochs and --batch must be at least 1");
+    }
+    // Absolute, so --resume works from any directory.
+    let absolute = std::fs::canonicalize(corpus).unwrap_or_else(|_| corpus.clone());
+    Ok(CnnEdConfig {
+        corpus: absolute.to_string_lossy().into_owned(),
+        sha256: super::train::corpus_fingerprint(corpus)?,
+        train_strings: args.train_strings.unwrap_or(DEFAULT_TRAIN_STRINGS),
+        neighbours: args
+            .neighbours
+            .unwrap_or(crate::train::cnn_ed_data::DEFAULT_NEIGHBOURS),
+        max_len: args.max_len,
+        layers: args.layers,
+        run,
+    })
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    name.into()
 }
 
 /// Every line of `corpus` (any valid UTF-8; invalid UTF-8 is an error naming the line).
@@ -138,8 +279,8 @@ fn read_corpus(corpus: &std::path::Path) -> Result<Vec<String>> {
 /// The network for `strings` (shape from the data and the options, PyTorch's
 /// initialisation from --seed) and its training sample, cut to M as the model cuts them
 /// so that every target is the distance of what it reads.
-fn untrained_model(args: &Args, strings: &[String]) -> Result<(CnnEd, Vec<String>)> {
-    let wanted = args.train_strings.unwrap_or(DEFAULT_TRAIN_STRINGS);
+fn untrained_model(config: &CnnEdConfig, strings: &[String]) -> Result<(CnnEd, Vec<String>)> {
+    let wanted = config.train_strings;
     if wanted < 3 {
         bail!("--train-strings {wanted}: CNN-ED's triplets need at least 3");
     }
@@ -150,13 +291,14 @@ fn untrained_model(args: &Args, strings: &[String]) -> Result<(CnnEd, Vec<String
             strings.len()
         );
     }
-    let training = sample(strings, wanted, args.seed);
+    let seed = config.run.seed;
+    let training = sample(strings, wanted, seed);
     let longest = training
         .iter()
         .map(|s| s.chars().count())
         .max()
         .unwrap_or(0);
-    let max_len = args.max_len.unwrap_or(cnn_ed::padded_len(longest));
+    let max_len = config.max_len.unwrap_or(cnn_ed::padded_len(longest));
     let cut = |s: &String| -> String { s.chars().take(max_len).collect() };
     let alphabet = cnn_ed::alphabet_of(
         strings
@@ -169,20 +311,12 @@ fn untrained_model(args: &Args, strings: &[String]) -> Result<(CnnEd, Vec<String
     let shape = CnnEdShape {
         alphabet: alphabet.len(),
         max_len,
-        layers: args.layers.unwrap_or(cnn_ed::default_layers(max_len)),
+        layers: config.layers.unwrap_or(cnn_ed::default_layers(max_len)),
         channels: DEFAULT_CHANNELS,
         dim: DEFAULT_DIM,
     };
-    let model = CnnEd::random(alphabet, shape, args.seed)?;
+    let model = CnnEd::random(alphabet, shape, seed)?;
     Ok((model, training.iter().map(cut).collect()))
-}
-
-fn log_path(args: &Args) -> std::path::PathBuf {
-    args.log.clone().unwrap_or_else(|| {
-        let mut name = args.output.as_os_str().to_owned();
-        name.push(".log.jsonl");
-        name.into()
-    })
 }
 
 /// An error for options of the megashtein trainer given to a CNN-ED run (each differs
@@ -197,9 +331,6 @@ fn refuse_megashtein_options(args: &Args) -> Result<()> {
         .expect("the defaults parse")
         .args;
     let given = [
-        ("--resume", args.resume.is_some()),
-        ("--checkpoint", args.checkpoint.is_some()),
-        ("--stop-after", args.stop_after.is_some()),
         ("--steps", args.steps != defaults.steps),
         ("--loss", args.loss != defaults.loss),
         ("--hinge-weight", args.hinge_weight.is_some()),
@@ -225,7 +356,7 @@ fn refuse_megashtein_options(args: &Args) -> Result<()> {
         bail!(
             "{} {} for the megashtein trainer; train --arch cnn-ed takes --corpus, --output, \
              --log, --epochs, --batch (triplets), --train-strings, --neighbours, --max-len, \
-             --layers, --lr and --seed",
+             --layers, --cnn-ed-loss, --lr, --seed, --checkpoint, --resume and --stop-after",
             named.join(", "),
             if named.len() == 1 { "is" } else { "are" }
         );

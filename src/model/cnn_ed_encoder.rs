@@ -1,12 +1,13 @@
 //! A CNN-ED model on a device, folded into its table ([`super::cnn_ed::Folded`]): the
-//! table uploaded once, buffers for batches of up to `capacity` strings, and the table
+//! table uploaded once (in parts of consecutive characters when it is larger than one
+//! storage binding), buffers for batches of up to `capacity` strings, and the table
 //! pass ([`crate::ops::cnn_ed`]) that fills a `[batch, dim]` f32 buffer, which the kNN
 //! reads in place.
 use anyhow::{Result, anyhow, bail};
 
 use super::cnn_ed::CnnEd;
-use crate::gpu::{Call, Gpu, Pending, ReadbackPair, storage_buffer, storage_buffer_init};
-use crate::ops::cnn_ed::{TableBuffers, TableEmbed, TableLayout, TableShape};
+use crate::gpu::{Calls, Gpu, Pending, ReadbackPair, storage_buffer, storage_buffer_init};
+use crate::ops::cnn_ed::{TableBuffers, TableEmbed, TableLayout, TablePart, TableShape};
 
 /// The most bytes of token ids one batch uploads: batches of long strings get fewer
 /// strings.
@@ -19,56 +20,81 @@ pub struct CnnEdEncoder {
     ids: wgpu::Buffer,
     starts: wgpu::Buffer,
     out: wgpu::Buffer,
-    call: Call,
+    /// One table pass per part.
+    calls: Calls,
     readbacks: ReadbackPair,
     /// Host copies of a batch's ids and starts, reused.
     id_words: Vec<u32>,
     start_words: Vec<u32>,
-    _table: wgpu::Buffer,
+    _table_parts: Vec<wgpu::Buffer>,
     _bias: wgpu::Buffer,
 }
 
 impl CnnEdEncoder {
     /// `model` folded and uploaded to `gpu`, for batches of up to `capacity` strings
-    /// (clamped so that a batch's ids fit [`MAX_ID_BYTES`]). An error when the table
-    /// does not fit one storage binding of the device.
+    /// (clamped so that a batch's ids fit [`MAX_ID_BYTES`]).
     pub fn new(gpu: &Gpu, model: &CnnEd, capacity: usize) -> Result<Self> {
+        Self::with_part_bytes(gpu, model, capacity, gpu.max_binding_bytes())
+    }
+
+    /// [`CnnEdEncoder::new`] with the table split into parts of at most `part_bytes`
+    /// (whole characters); an error when one character's rows exceed it.
+    pub fn with_part_bytes(
+        gpu: &Gpu,
+        model: &CnnEd,
+        capacity: usize,
+        part_bytes: u64,
+    ) -> Result<Self> {
         let shape = model.shape();
-        let table_bytes = (shape.alphabet * shape.max_len * shape.dim * 4) as u64;
-        if table_bytes > gpu.max_binding_bytes() {
+        let char_floats = shape.max_len * shape.dim;
+        let chars_per_part = (part_bytes / (char_floats as u64 * 4)) as usize;
+        if chars_per_part == 0 {
             bail!(
-                "this CNN-ED model's folded table ({} characters x {} places x {} outputs, \
-                 {} MiB) does not fit the device's largest storage binding ({} MiB)",
-                shape.alphabet,
+                "one character's rows of this CNN-ED model's folded table ({} places x {} \
+                 outputs, {} MiB) do not fit the device's largest storage binding ({} MiB)",
                 shape.max_len,
                 shape.dim,
-                table_bytes >> 20,
-                gpu.max_binding_bytes() >> 20
+                (char_floats * 4) >> 20,
+                part_bytes >> 20
             );
         }
         let folded = model.fold();
         let capacity = capacity.clamp(1, (MAX_ID_BYTES / (4 * shape.max_len)).max(1));
-        let table = storage_buffer_init(gpu, "cnn-ed table", &folded.table);
         let bias = storage_buffer_init(gpu, "cnn-ed bias", &folded.bias);
         let ids = storage_buffer(gpu, "cnn-ed ids", (capacity * shape.max_len * 4) as u64);
         let starts = storage_buffer(gpu, "cnn-ed starts", (capacity as u64 + 1) * 4);
         let out_bytes = (capacity * shape.dim * 4) as u64;
         let out = storage_buffer(gpu, "cnn-ed embeddings", out_bytes);
-        let table_shape = TableShape {
-            alphabet: shape.alphabet,
-            max_len: shape.max_len,
-            dim: shape.dim,
-            layout: TableLayout::CharMajor,
-            bias: 0,
-        };
-        let buffers = TableBuffers {
-            table: &table,
-            bias: &bias,
-            ids: &ids,
-            starts: &starts,
-            out: &out,
-        };
-        let call = TableEmbed::new(gpu).call(gpu, table_shape, buffers);
+        let kernel = TableEmbed::new(gpu);
+        let mut calls = Calls::default();
+        let mut parts = Vec::new();
+        for (i, rows) in folded
+            .table
+            .chunks(chars_per_part * char_floats)
+            .enumerate()
+        {
+            let table = storage_buffer_init(gpu, "cnn-ed table", rows);
+            let part_shape = TableShape {
+                alphabet: rows.len() / char_floats,
+                max_len: shape.max_len,
+                dim: shape.dim,
+                layout: TableLayout::CharMajor,
+                bias: 0,
+            };
+            let part = TablePart {
+                first: i * chars_per_part,
+                accumulate: i > 0,
+            };
+            let buffers = TableBuffers {
+                table: &table,
+                bias: &bias,
+                ids: &ids,
+                starts: &starts,
+                out: &out,
+            };
+            calls.push(kernel.call_part(gpu, part_shape, part, buffers));
+            parts.push(table);
+        }
         Ok(CnnEdEncoder {
             capacity,
             dim: shape.dim,
@@ -76,11 +102,11 @@ impl CnnEdEncoder {
             ids,
             starts,
             out,
-            call,
+            calls,
             readbacks: ReadbackPair::new(gpu, out_bytes),
             id_words: Vec::new(),
             start_words: Vec::new(),
-            _table: table,
+            _table_parts: parts,
             _bias: bias,
         })
     }
@@ -126,9 +152,9 @@ impl CnnEdEncoder {
             .write_buffer(&self.ids, 0, bytemuck::cast_slice(&self.id_words));
         gpu.queue
             .write_buffer(&self.starts, 0, bytemuck::cast_slice(&self.start_words));
-        self.call.set_batch(gpu, batch as u32);
+        self.calls.set_batch(gpu, batch as u32);
         let mut pass = encoder.begin_compute_pass(&Default::default());
-        self.call.record(&mut pass, gpu, batch as u32);
+        self.calls.record(&mut pass, gpu, batch as u32);
         Ok(batch)
     }
 

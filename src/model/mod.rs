@@ -6,7 +6,7 @@ pub mod cgk_encoder;
 pub mod cnn_ed;
 pub mod cnn_ed_encoder;
 pub mod megashtein;
-mod metadata;
+pub(crate) mod metadata;
 pub mod params;
 #[cfg(feature = "pth")]
 pub mod pth;

@@ -14,7 +14,9 @@ struct Shape {
     char_stride: u32,
     place_stride: u32,
     bias: u32,
-    _pad: u32,
+    first: u32,
+    accumulate: u32,
+    _pad: [u32; 2],
 }
 
 /// How the table's rows lie.
@@ -38,6 +40,15 @@ pub struct TableShape {
     pub bias: usize,
 }
 
+/// One part of a character-major table too large for one storage binding: characters
+/// `first .. first + shape.alphabet`.
+#[derive(Debug, Clone, Copy)]
+pub struct TablePart {
+    pub first: usize,
+    /// Add onto the embeddings of the parts before (every part but the first).
+    pub accumulate: bool,
+}
+
 impl TableShape {
     fn uniform(&self) -> Shape {
         assert!(
@@ -57,7 +68,9 @@ impl TableShape {
             char_stride,
             place_stride,
             bias: self.bias as u32,
-            _pad: 0,
+            first: 0,
+            accumulate: 0,
+            _pad: [0; 2],
         }
     }
 }
@@ -106,7 +119,26 @@ impl TableEmbed {
 
     /// The embeddings of a batch of strings (recorded per string).
     pub fn call(&self, gpu: &Gpu, shape: TableShape, b: TableBuffers) -> Call {
-        let uniform = shape.uniform();
+        let whole = TablePart {
+            first: 0,
+            accumulate: false,
+        };
+        self.call_part(gpu, shape, whole, b)
+    }
+
+    /// [`TableEmbed::call`] for one part of a table split by characters.
+    pub fn call_part(
+        &self,
+        gpu: &Gpu,
+        shape: TableShape,
+        part: TablePart,
+        b: TableBuffers,
+    ) -> Call {
+        let uniform = Shape {
+            first: part.first as u32,
+            accumulate: u32::from(part.accumulate),
+            ..shape.uniform()
+        };
         self.embed.call(
             gpu,
             &uniform,

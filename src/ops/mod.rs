@@ -10,6 +10,7 @@ pub mod batchnorm;
 pub mod cgk;
 pub mod cnn_ed;
 pub mod conv1d;
+pub mod conv8;
 pub mod embedding;
 pub mod knn;
 pub mod linear;
@@ -122,6 +123,7 @@ pub fn check_tile_limits(gpu: &crate::gpu::Gpu) -> anyhow::Result<()> {
 pub struct Ops {
     pub embedding: embedding::Embedding,
     pub conv1d: conv1d::Conv1d,
+    pub conv8: conv8::Conv8,
     pub avgpool: avgpool::AvgPool,
     pub relu: relu::Relu,
     pub linear: linear::Linear,
@@ -140,6 +142,7 @@ impl Ops {
         Ops {
             embedding: embedding::Embedding::new(gpu),
             conv1d: conv1d::Conv1d::new(gpu),
+            conv8: conv8::Conv8::new(gpu),
             avgpool: avgpool::AvgPool::new(gpu),
             relu: relu::Relu::new(gpu),
             linear: linear::Linear::new(gpu),

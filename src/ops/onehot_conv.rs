@@ -17,6 +17,9 @@ pub const CHANNELS: u32 = 8;
 /// `(b, j)` positions per workgroup of the weight gradient's partial sums.
 const SEGMENT: u32 = 512;
 
+/// Output positions per invocation of the forward (as in the shader).
+const FORWARD_POSITIONS: u32 = 32;
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Shape {
@@ -99,7 +102,7 @@ impl OneHotConv {
             gpu,
             &shape.uniform(),
             &[tokens, params, y],
-            shape.alphabet * (shape.len / 2),
+            (shape.alphabet * (shape.len / 2)).div_ceil(FORWARD_POSITIONS),
         )
     }
 

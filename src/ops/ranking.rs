@@ -11,8 +11,12 @@ use crate::gpu::{Gpu, Kernel};
 pub struct RankingWeights {
     /// The ranking hinge relu(d_ap - d_an + t_an - t_ap).
     pub hinge: f32,
-    /// The approximation term sqrt(sum over the three pairs of (d - t)^2).
+    /// The approximation term sqrt(sum over the three pairs of (d - t)^2) (CNN-ED's
+    /// code).
     pub approx: f32,
+    /// The approximation term as the CNN-ED paper writes it: sum over the three pairs
+    /// of |d - t|.
+    pub absolute: f32,
     /// PNLL, averaged over the three pairs.
     pub pnll: f32,
     /// Squared Euclidean distance (else Euclidean).
@@ -58,7 +62,7 @@ impl Ranking {
             weights.hinge.to_bits(),
             weights.approx.to_bits(),
             weights.pnll.to_bits(),
-            0,
+            weights.absolute.to_bits(),
             0,
         ];
         LossCall::new(gpu, &self.forward_backward, shape, rest, buffers)

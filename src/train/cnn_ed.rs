@@ -30,24 +30,53 @@ use crate::ops::MAX_SEGMENTS;
 use crate::ops::Ops;
 use crate::ops::adamw::{AdamWBuffers, AdamWCalls, AdamWStep};
 use crate::ops::cnn_ed::{TableBuffers, TableGrads, TableLayout, TableShape};
-use crate::ops::conv1d::{Conv1dGrads, Conv1dShape, Packing};
+use crate::ops::conv1d::{Conv1dGrads, Conv1dShape};
+use crate::ops::conv8::SEGMENT;
 use crate::ops::linear::{LinearGrads, LinearShape};
 use crate::ops::onehot_conv::{CHANNELS, OneHotConvShape};
 use crate::ops::pnll::{LossBuffers, LossCall, LossShape};
 use crate::ops::ranking::RankingWeights;
-use crate::ops::weight_grad::SEGMENT;
 
 use super::cnn_ed_data::Triplet;
 use super::trainer::LOSS_SLOTS;
 
 const F32: u64 = 4;
 
-/// The weights of the loss's two terms for one phase of training: `hinge` λ on the
-/// triplet hinge, `approx` ρ on the approximation term.
+/// The weights of the loss's terms for one phase of training: `hinge` λ on the triplet
+/// hinge, `approx` ρ on the code's approximation term sqrt(Σ (d - t)²), `absolute` α on
+/// the paper's Σ |d - t|.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LossWeights {
     pub hinge: f32,
     pub approx: f32,
+    pub absolute: f32,
+}
+
+/// Which of CNN-ED's losses a run minimises (the spec's "paper vs code" difference 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "snake_case")]
+pub enum CnnEdLoss {
+    /// The official code's: the hinge and sqrt(Σ (d - t)²) on its epoch schedule
+    /// ([`official_schedule`]).
+    #[default]
+    Official,
+    /// The paper's (section 3.1): the hinge plus 0.1 Σ |d - t|, in every epoch.
+    Paper,
+}
+
+impl CnnEdLoss {
+    /// The weights of epoch `epoch` (0-based) of `epochs`.
+    pub fn weights(self, epoch: usize, epochs: usize) -> LossWeights {
+        match self {
+            CnnEdLoss::Official => official_schedule(epoch, epochs),
+            CnnEdLoss::Paper => LossWeights {
+                hinge: 1.0,
+                approx: 0.0,
+                absolute: 0.1,
+            },
+        }
+    }
 }
 
 /// The official code's schedule (networks.py:410-418): (λ, ρ) set at the start of each
@@ -72,6 +101,7 @@ pub fn official_schedule(epoch: usize, epochs: usize) -> LossWeights {
     LossWeights {
         hinge: weights.0,
         approx: weights.1,
+        absolute: 0.0,
     }
 }
 
@@ -135,19 +165,24 @@ impl Formulation {
     }
 
     /// Strings (or impulses) through the first block, rows through the later blocks,
-    /// rows through the head, for `strings` strings in the batch.
-    fn items(self, shape: &CnnEdShape, strings: usize) -> Items {
+    /// rows through the head, for `strings` strings in the batch, the longest `places`
+    /// long: the table needs the impulses of those places only (its later rows are never
+    /// read, and their gradient is 0).
+    fn items(self, shape: &CnnEdShape, strings: usize, places: usize) -> Items {
         match self {
             Formulation::Strings => Items {
                 first: strings,
                 rows: strings * shape.alphabet,
                 head: strings,
             },
-            Formulation::Table => Items {
-                first: shape.max_len,
-                rows: shape.max_len,
-                head: shape.max_len,
-            },
+            Formulation::Table => {
+                let places = places.clamp(1, shape.max_len);
+                Items {
+                    first: places,
+                    rows: places,
+                    head: places,
+                }
+            }
         }
     }
 }
@@ -167,8 +202,9 @@ pub struct CnnEdTrainer<'g> {
     formulation: Formulation,
     /// Triplets per step at most.
     capacity: usize,
-    /// Triplets of the last upload.
+    /// Triplets of the last upload, and its longest string's length.
     triplets: usize,
+    places: usize,
     slabs: Slabs,
     inputs: Inputs,
     /// Layer i's output `[rows, channels, M >> (i + 1)]`, and its gradient.
@@ -231,7 +267,7 @@ fn check_fits(
     formulation: Formulation,
     triplets: usize,
 ) -> Result<()> {
-    let rows = formulation.items(shape, 3 * triplets).rows as u64;
+    let rows = formulation.items(shape, 3 * triplets, shape.max_len).rows as u64;
     let widest = rows * (shape.channels * shape.max_len / 2) as u64 * F32;
     let table = match formulation {
         Formulation::Strings => 0,
@@ -359,7 +395,7 @@ impl<'g> CnnEdTrainer<'g> {
         weights: LossWeights,
     ) -> Result<Self> {
         let strings = 3 * triplets;
-        let items = formulation.items(&shape, strings);
+        let items = formulation.items(&shape, strings, shape.max_len);
         check_fits(gpu, &shape, formulation, triplets)?;
         if state.params.len() != shape.num_params() + 1 {
             bail!(
@@ -432,19 +468,13 @@ impl<'g> CnnEdTrainer<'g> {
         let mut prepare = Calls::default();
         let mut blocks = Calls::default();
         for i in 1..shape.layers {
-            let packed = ops
-                .conv1d
-                .pack(gpu, block(&shape, i), &slabs.params, Packing::Pooled);
-            blocks.push(ops.conv1d.forward_pool(
+            blocks.push(ops.conv8.forward(
                 gpu,
                 block(&shape, i),
                 &acts[i - 1],
-                &packed,
                 &slabs.params,
                 &acts[i],
             ));
-            prepare.push(packed.pack.clone());
-            prepare.keep(packed.into_buffer());
         }
         let head_shape = head(&shape, formulation);
         let packed = ops.linear.pack(gpu, head_shape, &slabs.params);
@@ -506,9 +536,8 @@ impl<'g> CnnEdTrainer<'g> {
         );
         let mut blocks_backward = Calls::default();
         for i in (1..shape.layers).rev() {
-            blocks_backward.extend(ops.conv1d.backward_pool(
+            blocks_backward.extend(ops.conv8.backward(
                 gpu,
-                &ops.weight_grad,
                 block(&shape, i),
                 items.rows,
                 Conv1dGrads {
@@ -545,6 +574,7 @@ impl<'g> CnnEdTrainer<'g> {
             formulation,
             capacity: triplets,
             triplets,
+            places: shape.max_len,
             slabs,
             inputs,
             _acts: acts,
@@ -563,7 +593,7 @@ impl<'g> CnnEdTrainer<'g> {
             first_block_backward,
             adamw,
         };
-        trainer.set_batches(triplets);
+        trainer.set_batches(triplets, shape.max_len);
         Ok(trainer)
     }
 
@@ -591,6 +621,7 @@ impl<'g> CnnEdTrainer<'g> {
         let ranking = RankingWeights {
             hinge: weights.hinge,
             approx: weights.approx,
+            absolute: weights.absolute,
             pnll: 0.0,
             squared: false,
         };
@@ -598,11 +629,12 @@ impl<'g> CnnEdTrainer<'g> {
             .forward_backward(gpu, loss_shape, ranking, &buffers)
     }
 
-    /// Sizes every call for `triplets` triplets.
-    fn set_batches(&mut self, triplets: usize) {
+    /// Sizes every call for `triplets` triplets, the longest string `places` long.
+    fn set_batches(&mut self, triplets: usize, places: usize) {
         self.triplets = triplets;
+        self.places = places;
         let strings = 3 * triplets;
-        let items = self.formulation.items(&self.shape, strings);
+        let items = self.formulation.items(&self.shape, strings, places);
         let gpu = self.gpu;
         let set = |calls: &Calls, n: usize| calls.set_batch(gpu, n as u32);
         set(&self.first_block, items.first);
@@ -631,9 +663,6 @@ impl<'g> CnnEdTrainer<'g> {
                 self.capacity
             );
         }
-        if triplets.len() != self.triplets {
-            self.set_batches(triplets.len());
-        }
         // Anchors, then positives, then negatives.
         let batch: Vec<Vec<u32>> = [
             |t: &Triplet| t.anchor,
@@ -647,6 +676,10 @@ impl<'g> CnnEdTrainer<'g> {
                 .map(|(t, _)| model.token_ids(&strings[pick(t)]).collect())
         })
         .collect();
+        let places = batch.iter().map(Vec::len).max().unwrap_or(0);
+        if (triplets.len(), places) != (self.triplets, self.places) {
+            self.set_batches(triplets.len(), places);
+        }
         let queue = &self.gpu.queue;
         match self.formulation {
             Formulation::Strings => {
@@ -679,7 +712,7 @@ impl<'g> CnnEdTrainer<'g> {
     /// Forward, loss and backward: the gradient slab holds this batch's gradients.
     fn record_gradients(&self, pass: &mut wgpu::ComputePass) {
         let strings = 3 * self.triplets;
-        let items = self.formulation.items(&self.shape, strings);
+        let items = self.formulation.items(&self.shape, strings, self.places);
         let gpu = self.gpu;
         let mut record = |calls: &Calls, n: usize| calls.record(pass, gpu, n as u32);
         record(&self.prepare, 1);

@@ -1,12 +1,13 @@
 //! A CNN-ED training run (the official code's trainer.py and networks.py): epochs in which every
 //! training string is an anchor once, in batches of triplets, with the official code's
-//! loss schedule and Adam; then the estimator's line fitted on the training pairs.
+//! loss schedule (or the paper's loss) and Adam; then the estimator's line fitted on the
+//! training pairs.
 use std::time::Instant;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Result, anyhow, bail};
 use rand::{SeedableRng, rngs::StdRng};
 
-use super::cnn_ed::{CnnEdState, CnnEdTrainer, Formulation, LossWeights, official_schedule};
+use super::cnn_ed::{CnnEdLoss, CnnEdState, CnnEdTrainer, Formulation, LossWeights};
 use super::cnn_ed_data::{TripletData, fit_line};
 use super::trainer::{LOSS_SLOTS, StepOverlap, StepQueue};
 use crate::gpu::Gpu;
@@ -15,7 +16,7 @@ use crate::ops::Ops;
 use crate::ops::adamw::AdamWStep;
 
 /// How long and how a run trains.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CnnEdRun {
     pub epochs: usize,
     /// Triplets per step (the official code's batch: 64).
@@ -24,6 +25,8 @@ pub struct CnnEdRun {
     pub lr: f64,
     /// Seed of the epochs' order and partners.
     pub seed: u64,
+    /// The loss and its schedule.
+    pub loss: CnnEdLoss,
 }
 
 /// What one epoch did.
@@ -38,43 +41,108 @@ pub struct EpochReport {
     pub triplets_per_s: f64,
 }
 
-/// Trains `model` on `data` for `run.epochs` epochs; `on_step(done, total)` after every
-/// step, `on_epoch` after every epoch. Returns the trained model, centred on the training
-/// strings' embeddings ([`CnnEd::center_on`]), with its estimator fitted on the training
-/// pairs ([`fit_estimator`]).
+/// What a run reports and asks while it trains.
+pub trait CnnEdHooks {
+    /// `done` of `total` steps are done.
+    fn step(&mut self, done: u64, total: u64);
+    /// An epoch ended.
+    fn epoch(&mut self, report: &EpochReport) -> Result<()>;
+    /// The state after `step` steps, with the current epoch's loss sum so far: at every
+    /// epoch's end and when the run stops early.
+    fn checkpoint(&mut self, step: u64, epoch_loss: f64, state: &CnnEdState) -> Result<()>;
+    /// Whether to stop (with a checkpoint) after `step` steps.
+    fn stop(&self, step: u64) -> bool;
+}
+
+/// Where a run starts: step 0 with a fresh optimizer, or a checkpoint's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CnnEdStart {
+    pub step: u64,
+    /// The current epoch's loss sum so far.
+    pub epoch_loss: f64,
+    pub state: CnnEdState,
+}
+
+impl CnnEdStart {
+    pub fn fresh(model: &CnnEd) -> Self {
+        CnnEdStart {
+            step: 0,
+            epoch_loss: 0.0,
+            state: CnnEdState::new(model),
+        }
+    }
+}
+
+/// How a run ended.
+pub enum CnnEdOutcome {
+    /// Every epoch done: the trained model, centred on the training strings' embeddings
+    /// ([`CnnEd::center_on`]), with its estimator fitted on the training pairs
+    /// ([`fit_estimator`]).
+    Finished(Box<CnnEd>),
+    /// Stopped after `step` steps, with a checkpoint.
+    Stopped { step: u64 },
+}
+
+/// Steps per epoch: every training string is an anchor once.
+pub fn steps_per_epoch(data: &TripletData, run: &CnnEdRun) -> u64 {
+    data.strings().len().div_ceil(run.triplets) as u64
+}
+
+/// Epoch `epoch`'s triplets are drawn with this generator: a pure function of the seed
+/// and the epoch, so a resumed run draws the same ones.
+fn epoch_rng(seed: u64, epoch: usize) -> StdRng {
+    StdRng::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+}
+
+/// Trains `model` on `data` for `run.epochs` epochs from `start`, reporting to `hooks`.
 pub fn train(
     gpu: &Gpu,
     ops: &Ops,
     model: &CnnEd,
     data: &TripletData,
     run: &CnnEdRun,
-    mut on_step: impl FnMut(u64, u64),
-    mut on_epoch: impl FnMut(&EpochReport) -> Result<()>,
-) -> Result<CnnEd> {
-    let n = data.strings().len();
-    let steps_per_epoch = n.div_ceil(run.triplets) as u64;
-    let total = steps_per_epoch * run.epochs as u64;
-    let state = CnnEdState::new(model);
-    let first = official_schedule(0, run.epochs);
+    start: &CnnEdStart,
+    hooks: &mut impl CnnEdHooks,
+) -> Result<CnnEdOutcome> {
+    let per_epoch = steps_per_epoch(data, run);
+    let total = per_epoch * run.epochs as u64;
+    if start.step > total {
+        bail!(
+            "the checkpoint is at step {}, past the run's {total} steps",
+            start.step
+        );
+    }
+    let first_epoch = (start.step / per_epoch) as usize;
+    let mut weights = run.loss.weights(first_epoch, run.epochs);
     let shape = model.shape();
     let formulation = Formulation::cheaper(gpu, &shape, run.triplets)?;
-    let mut trainer = CnnEdTrainer::new(gpu, ops, shape, formulation, &state, run.triplets, first)?;
-    let mut rng = StdRng::seed_from_u64(run.seed);
+    let mut trainer = CnnEdTrainer::new(
+        gpu,
+        ops,
+        shape,
+        formulation,
+        &start.state,
+        run.triplets,
+        weights,
+    )?;
     let mut queue = StepQueue::new(gpu, StepOverlap::Auto);
-    let mut step = 0u64;
-    let mut weights = first;
-    for epoch in 0..run.epochs {
+    let mut step = start.step;
+    let mut unread = step;
+    let mut epoch_loss = start.epoch_loss;
+    for epoch in first_epoch..run.epochs {
         let started = Instant::now();
-        if official_schedule(epoch, run.epochs) != weights {
-            weights = official_schedule(epoch, run.epochs);
+        if run.loss.weights(epoch, run.epochs) != weights {
+            weights = run.loss.weights(epoch, run.epochs);
             trainer.set_loss(ops, weights);
         }
-        let (epoch_start, mut unread) = (step, step);
-        let mut loss_sum = 0.0;
-        let triplets = data.epoch(&mut rng);
-        for chunk in triplets.chunks(run.triplets) {
+        let epoch_end = (epoch as u64 + 1) * per_epoch;
+        let done_before = step - epoch as u64 * per_epoch;
+        let triplets = data.epoch(&mut epoch_rng(run.seed, epoch));
+        let mut trained = 0;
+        for chunk in triplets.chunks(run.triplets).skip(done_before as usize) {
             let batch: Vec<_> = chunk.iter().map(|&t| (t, data.targets(t))).collect();
             step += 1;
+            trained += chunk.len();
             let hyper = AdamWStep {
                 lr: run.lr,
                 weight_decay: 0.0,
@@ -85,29 +153,31 @@ pub fn train(
                 clip: 0.0,
             };
             queue.submitted(gpu, trainer.step(model, data.strings(), &batch, &hyper)?)?;
-            on_step(step, total);
-            // Losses are read at the epoch's end, or sooner when the slots are full.
-            if step == epoch_start + steps_per_epoch || step - unread == LOSS_SLOTS as u64 {
+            hooks.step(step, total);
+            let stop = step < epoch_end && hooks.stop(step);
+            // Losses are read at the epoch's end, when stopping, or when the slots are full.
+            if step == epoch_end || stop || step - unread == LOSS_SLOTS as u64 {
                 queue.drain(gpu)?;
-                for (t, loss) in (unread + 1..).zip(trainer.losses(unread, step)?) {
-                    if !loss.is_finite() {
-                        return Err(anyhow!(
-                            "the loss became {loss} at step {t} (epoch {}): lower --lr",
-                            epoch + 1
-                        ));
-                    }
-                    loss_sum += f64::from(loss);
-                }
+                epoch_loss += read_losses(&trainer, unread, step, per_epoch)?;
                 unread = step;
             }
+            if stop {
+                hooks.checkpoint(step, epoch_loss, &trainer.state()?)?;
+                return Ok(CnnEdOutcome::Stopped { step });
+            }
         }
-        on_epoch(&EpochReport {
+        hooks.epoch(&EpochReport {
             epoch: epoch + 1,
             epochs: run.epochs,
             weights,
-            loss: loss_sum / steps_per_epoch as f64,
-            triplets_per_s: n as f64 / started.elapsed().as_secs_f64(),
+            loss: epoch_loss / per_epoch as f64,
+            triplets_per_s: trained as f64 / started.elapsed().as_secs_f64(),
         })?;
+        epoch_loss = 0.0;
+        hooks.checkpoint(step, epoch_loss, &trainer.state()?)?;
+        if step < total && hooks.stop(step) {
+            return Ok(CnnEdOutcome::Stopped { step });
+        }
     }
     let params = trainer.state()?.params;
     let mut trained = model.with_params(params[..model.params().len()].to_vec())?;
@@ -115,7 +185,23 @@ pub fn train(
     let embeddings = trained.embed_all(data.strings());
     trained.center_on(&embeddings);
     fit_line_to(&mut trained, data, &embeddings)?;
-    Ok(trained)
+    Ok(CnnEdOutcome::Finished(Box::new(trained)))
+}
+
+/// The sum of the losses of steps `from + 1 ..= to`; an error naming the step and epoch
+/// of the first that is not finite.
+fn read_losses(trainer: &CnnEdTrainer, from: u64, to: u64, per_epoch: u64) -> Result<f64> {
+    let mut sum = 0.0;
+    for (t, loss) in (from + 1..).zip(trainer.losses(from, to)?) {
+        if !loss.is_finite() {
+            bail!(
+                "the loss became {loss} at step {t} (epoch {}): lower --lr",
+                (t - 1) / per_epoch + 1
+            );
+        }
+        sum += f64::from(loss);
+    }
+    Ok(sum)
 }
 
 /// Fits the model's estimator, edit distance = slope * embedding distance + intercept,

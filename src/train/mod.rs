@@ -4,6 +4,7 @@
 //! ([`cnn_ed_run`]).
 pub mod checkpoint;
 pub mod cnn_ed;
+pub mod cnn_ed_checkpoint;
 pub mod cnn_ed_data;
 pub mod cnn_ed_run;
 pub mod data;

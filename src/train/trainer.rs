@@ -286,6 +286,7 @@ impl<'g> Trainer<'g> {
                 let weights = RankingWeights {
                     hinge,
                     approx,
+                    absolute: 0.0,
                     pnll,
                     squared: true,
                 };

@@ -21,6 +21,18 @@ pub fn gpu() -> &'static TestGpu {
     })
 }
 
+/// A second device whose calls wrap into the grid's second dimension past 4 workgroups
+/// (a real device's limit is 65,535 or more): small tests reach the shaders' 2-D indexing.
+pub fn narrow_grid_gpu() -> &'static TestGpu {
+    static GPU: OnceLock<TestGpu> = OnceLock::new();
+    GPU.get_or_init(|| {
+        let mut gpu = Gpu::new(&GpuOptions::default()).expect("tests need a GPU adapter");
+        gpu.limits.max_compute_workgroups_per_dimension = 4;
+        let ops = Ops::new(&gpu);
+        TestGpu { gpu, ops }
+    })
+}
+
 pub fn rng(seed: u64) -> StdRng {
     StdRng::seed_from_u64(seed)
 }

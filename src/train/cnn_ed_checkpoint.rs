@@ -1,0 +1,145 @@
+//! CNN-ED training checkpoints: one safetensors file holding the training slabs
+//! (parameters in model order with log s last, Adam's two moments), the step, the
+//! current epoch's loss so far and the run's configuration. The training strings, the
+//! model's shape and every epoch's triplets are pure functions of the configuration
+//! (corpus, seed, sizes), so nothing else is needed to continue bit for bit. Written
+//! atomically.
+use std::path::Path;
+
+use anyhow::{Result, anyhow, bail};
+use serde::{Deserialize, Serialize};
+
+use super::cnn_ed::CnnEdState;
+use super::cnn_ed_run::CnnEdRun;
+use crate::model::metadata::ModelFile;
+use crate::model::state_dict::{DType, StateDict, Tensor};
+use crate::model::weights::serialize_safetensors;
+
+/// Format name recorded in every checkpoint.
+pub const FORMAT: &str = "megashtein-cnn-ed-checkpoint-v1";
+const META_FORMAT: &str = "train.format";
+const META_STEP: &str = "train.step";
+const META_EPOCH_LOSS: &str = "train.epoch_loss";
+const META_CONFIG: &str = "train.config";
+const PARAMS: &str = "train.params";
+const EXP_AVG: &str = "train.exp_avg";
+const EXP_AVG_SQ: &str = "train.exp_avg_sq";
+
+/// Everything that defines a run; a resumed run takes it from the checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CnnEdConfig {
+    /// The corpus (absolute) and its hex SHA-256, so a resumed run sees the same strings.
+    pub corpus: String,
+    pub sha256: String,
+    pub train_strings: usize,
+    pub neighbours: usize,
+    /// `None`: from the data (the longest training string, rounded up to even).
+    pub max_len: Option<usize>,
+    /// `None`: min(10, floor(log2 M)).
+    pub layers: Option<usize>,
+    pub run: CnnEdRun,
+}
+
+/// A run after `step` steps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CnnEdCheckpoint {
+    pub config: CnnEdConfig,
+    pub step: u64,
+    /// The sum of the losses of the current epoch's steps so far (0 at an epoch's end).
+    pub epoch_loss: f64,
+    pub state: CnnEdState,
+}
+
+impl CnnEdCheckpoint {
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut sd = StateDict::new();
+        for (name, values) in [
+            (PARAMS, &self.state.params),
+            (EXP_AVG, &self.state.exp_avg),
+            (EXP_AVG_SQ, &self.state.exp_avg_sq),
+        ] {
+            let tensor = Tensor {
+                dtype: DType::F32,
+                shape: vec![values.len()],
+                data: bytemuck::cast_slice(values).to_vec(),
+            };
+            sd.insert(name, tensor);
+        }
+        let bytes = serialize_safetensors(
+            &sd,
+            &[
+                (META_FORMAT, FORMAT.to_string()),
+                (META_STEP, self.step.to_string()),
+                (META_EPOCH_LOSS, self.epoch_loss.to_string()),
+                (META_CONFIG, serde_json::to_string(&self.config)?),
+            ],
+        )?;
+        crate::io::write_atomic(path, |out| {
+            std::io::Write::write_all(out, &bytes)?;
+            Ok(())
+        })
+        .map_err(|e| anyhow!("cannot write checkpoint {}: {e}", path.display()))
+    }
+
+    /// Whether `path` is a CNN-ED checkpoint (not one of the megashtein trainer's).
+    pub fn is_one(path: &Path) -> bool {
+        std::fs::read(path).is_ok_and(|bytes| {
+            ModelFile::parse(&bytes, "", FORMAT)
+                .is_ok_and(|f| f.get(META_FORMAT).is_ok_and(|v| v == FORMAT))
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<Self> {
+        let source = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| {
+            anyhow!(
+                "cannot read checkpoint {source}: {}",
+                crate::io::io_reason(&e)
+            )
+        })?;
+        let file = ModelFile::parse(&bytes, &source, FORMAT)?;
+        match file.get(META_FORMAT) {
+            Ok(FORMAT) => {}
+            Ok(other) => bail!("{source} is a {other:?} checkpoint, not a {FORMAT} one"),
+            Err(_) => bail!("{source} is not a training checkpoint (no {META_FORMAT} metadata)"),
+        }
+        let config: CnnEdConfig = serde_json::from_str(file.get(META_CONFIG)?)
+            .map_err(|e| file.error(format!("{META_CONFIG} is not valid ({e})")))?;
+        let epoch_loss: f64 = file
+            .get(META_EPOCH_LOSS)?
+            .parse()
+            .ok()
+            .filter(|v: &f64| v.is_finite())
+            .ok_or_else(|| file.error(format!("{META_EPOCH_LOSS} is not a finite number")))?;
+        let slab = |name: &str| -> Result<Vec<f32>> {
+            let view = file.tensors.tensor(name).map_err(|e| file.invalid(e))?;
+            if view.dtype() != safetensors::Dtype::F32 || view.shape().len() != 1 {
+                bail!("{source}: {name} is not a flat F32 tensor");
+            }
+            let values: Vec<f32> = view
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            if values.iter().any(|v| !v.is_finite()) {
+                bail!("{source}: {name} holds non-finite values");
+            }
+            Ok(values)
+        };
+        let state = CnnEdState {
+            params: slab(PARAMS)?,
+            exp_avg: slab(EXP_AVG)?,
+            exp_avg_sq: slab(EXP_AVG_SQ)?,
+        };
+        let n = state.params.len();
+        if state.exp_avg.len() != n || state.exp_avg_sq.len() != n {
+            bail!("{source}: the parameter and moment slabs differ in length");
+        }
+        Ok(CnnEdCheckpoint {
+            config,
+            step: file.number(META_STEP)?,
+            epoch_loss,
+            state,
+        })
+    }
+}
