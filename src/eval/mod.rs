@@ -10,6 +10,7 @@
 //! Candidates are ranked on the CPU by the full estimate row of each query (ties by
 //! smaller row, the GPU search's order), so T runs up to N; embeddings come from the GPU.
 pub mod data;
+pub mod long;
 pub mod metrics;
 pub mod plot;
 
@@ -193,6 +194,43 @@ pub struct SearchReport {
     /// candidates, for each C of `candidates`.
     pub nearest_within: Vec<f64>,
     pub candidates: Vec<usize>,
+}
+
+impl SearchReport {
+    /// The means over `answered` queries, each `(recall, nearest)`: `recall[ki]` its recall
+    /// at each T of `ts` for k = `KS[ki]`, `nearest` the position of its first candidate at
+    /// the exact nearest distance. NaN where no query was answered.
+    fn summarize(ts: &[usize], candidates: &[usize], answered: &[(Vec<Vec<f64>>, usize)]) -> Self {
+        let n = answered.len();
+        let mean = |values: &mut dyn Iterator<Item = f64>| {
+            if n == 0 {
+                f64::NAN
+            } else {
+                values.sum::<f64>() / n as f64
+            }
+        };
+        let curves = KS
+            .iter()
+            .enumerate()
+            .map(|(ki, &k)| RecallCurve {
+                k,
+                recall: (0..ts.len())
+                    .map(|ti| mean(&mut answered.iter().map(|(r, _)| r[ki][ti])))
+                    .collect(),
+            })
+            .collect();
+        let nearest_within = candidates
+            .iter()
+            .map(|&c| mean(&mut answered.iter().map(|&(_, at)| f64::from(at < c))))
+            .collect();
+        SearchReport {
+            queries: n,
+            ts: ts.to_vec(),
+            curves,
+            nearest_within,
+            candidates: candidates.to_vec(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -747,48 +785,21 @@ fn evaluate(
             out
         })
         .collect();
-    let answered: Vec<&QueryOut> = per_query.iter().filter(|q| q.nearest.is_some()).collect();
+    // A query is answered when the base is not empty (its recall is then defined).
+    let answered: Vec<(Vec<Vec<f64>>, usize)> = per_query
+        .iter()
+        .filter_map(|q| {
+            let recall: Option<Vec<Vec<f64>>> = q.recall.iter().cloned().collect();
+            Some((recall?, q.nearest?))
+        })
+        .collect();
+    let search = SearchReport::summarize(ts, cs, &answered);
     let mean = |v: &mut dyn Iterator<Item = f64>, n: usize| {
         if n == 0 {
             f64::NAN
         } else {
             v.sum::<f64>() / n as f64
         }
-    };
-    let curves = KS
-        .iter()
-        .enumerate()
-        .map(|(ki, &k)| RecallCurve {
-            k,
-            recall: (0..ts.len())
-                .map(|ti| {
-                    mean(
-                        &mut answered
-                            .iter()
-                            .map(|q| q.recall[ki].as_ref().expect("non-empty base")[ti]),
-                        answered.len(),
-                    )
-                })
-                .collect(),
-        })
-        .collect();
-    let nearest_within = cs
-        .iter()
-        .map(|&c| {
-            mean(
-                &mut answered
-                    .iter()
-                    .map(|q| f64::from(q.nearest.is_some_and(|r| r < c))),
-                answered.len(),
-            )
-        })
-        .collect();
-    let search = SearchReport {
-        queries: answered.len(),
-        ts: ts.clone(),
-        curves,
-        nearest_within,
-        candidates: cs.clone(),
     };
     let threshold = THRESHOLDS
         .iter()

@@ -6,7 +6,7 @@ use std::sync::Once;
 use anyhow::{Result, anyhow};
 use plotters::prelude::*;
 
-use super::{KS, Report, THRESHOLDS};
+use super::{KS, Report, SearchReport, THRESHOLDS};
 
 /// DejaVu Sans Mono (Bitstream Vera license, free to embed and redistribute).
 const FONT: &[u8] = include_bytes!("DejaVuSansMono.ttf");
@@ -95,15 +95,57 @@ fn line_width(row: usize) -> u32 {
 }
 
 fn recall(report: &Report, ki: usize, path: &Path) -> Result<()> {
+    let rows: Vec<(&str, &SearchReport)> = report
+        .models
+        .iter()
+        .map(|m| (m.name.as_str(), &m.search))
+        .collect();
+    recall_curves(
+        path,
+        KS[ki],
+        ki,
+        report.data.queries,
+        report.data.base_rows,
+        &rows,
+    )
+}
+
+/// The recall-item plots of `rows` (name, search results), `recall_k{k}.png` for each k of
+/// [`KS`] in `dir`; returns the files written.
+pub fn write_recall_plots(
+    dir: &Path,
+    queries: usize,
+    base_rows: usize,
+    rows: &[(&str, &SearchReport)],
+) -> Result<Vec<PathBuf>> {
+    register_font();
+    KS.iter()
+        .enumerate()
+        .map(|(ki, k)| {
+            let path = dir.join(format!("recall_k{k}.png"));
+            recall_curves(&path, *k, ki, queries, base_rows, rows)
+                .map_err(|e| e.context(format!("writing {}", path.display())))?;
+            Ok(path)
+        })
+        .collect()
+}
+
+/// Recall of the exact top-`k` (curve `ki` of each row) against T, log scale.
+fn recall_curves(
+    path: &Path,
+    k: usize,
+    ki: usize,
+    queries: usize,
+    base_rows: usize,
+    rows: &[(&str, &SearchReport)],
+) -> Result<()> {
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
-    let n = report.data.base_rows.max(2) as f64;
-    let k = KS[ki];
+    let n = base_rows.max(2) as f64;
     let mut chart = ChartBuilder::on(&root)
         .caption(
             format!(
-                "Recall of the exact top-{k} within the first T candidates ({} queries, N = {})",
-                report.data.queries, report.data.base_rows
+                "Recall of the exact top-{k} within the first T candidates ({queries} queries, N = {base_rows})"
             ),
             ("sans-serif", 20),
         )
@@ -120,12 +162,11 @@ fn recall(report: &Report, ki: usize, path: &Path) -> Result<()> {
         .label_style(("sans-serif", 15))
         .draw()
         .map_err(err)?;
-    for (mi, m) in report.models.iter().enumerate() {
+    for (mi, (name, search)) in rows.iter().enumerate() {
         let c = color(mi);
         let width = line_width(mi);
-        let curve = &m.search.curves[ki];
-        let pts: Vec<(f64, f64)> = m
-            .search
+        let curve = &search.curves[ki];
+        let pts: Vec<(f64, f64)> = search
             .ts
             .iter()
             .zip(&curve.recall)
@@ -135,7 +176,7 @@ fn recall(report: &Report, ki: usize, path: &Path) -> Result<()> {
         chart
             .draw_series(LineSeries::new(pts, c.stroke_width(width)))
             .map_err(err)?
-            .label(m.name.clone())
+            .label(name.to_string())
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(width))
             });
