@@ -130,12 +130,7 @@ impl Checkpoint {
 
     pub fn load(path: &Path) -> Result<Self> {
         let source = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| {
-            anyhow!(
-                "cannot read checkpoint {source}: {}",
-                crate::io::io_reason(&e)
-            )
-        })?;
+        let bytes = read_checkpoint(path)?;
         let (weights, extra, meta) =
             Weights::from_safetensors_with(&bytes, &source, &[EXP_AVG, EXP_AVG_SQ, LOG_S])?;
         let not_one = |what: &str| {
@@ -198,4 +193,15 @@ impl Checkpoint {
             num_batches_tracked: weights.num_batches_tracked,
         })
     }
+}
+
+/// A checkpoint file's bytes, or an error naming it and the reason.
+pub(super) fn read_checkpoint(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| {
+        anyhow!(
+            "cannot read checkpoint {}: {}",
+            path.display(),
+            crate::io::io_reason(&e)
+        )
+    })
 }

@@ -87,12 +87,7 @@ impl CnnEdCheckpoint {
 
     pub fn load(path: &Path) -> Result<Self> {
         let source = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| {
-            anyhow!(
-                "cannot read checkpoint {source}: {}",
-                crate::io::io_reason(&e)
-            )
-        })?;
+        let bytes = super::checkpoint::read_checkpoint(path)?;
         let file = ModelFile::parse(&bytes, &source, FORMAT)?;
         match file.get(META_FORMAT) {
             Ok(FORMAT) => {}
