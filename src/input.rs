@@ -428,6 +428,16 @@ impl LineReader<Box<dyn BufRead>> {
     }
 }
 
+/// Every line of `path` as a string: any valid UTF-8, as CNN-ED models read (invalid
+/// UTF-8 is an error naming the file and line).
+pub fn read_utf8_lines(path: &Path) -> Result<Vec<String>> {
+    let (lines, _) = LineReader::open(path, NonAscii::Utf8)?.read_all()?;
+    Ok(lines
+        .into_iter()
+        .map(|l| String::from_utf8(l.text).expect("the UTF-8 rule checked every line"))
+        .collect())
+}
+
 impl<R: BufRead> LineReader<R> {
     /// Reads from `src`; `name` (a file path or `<stdin>`) names it in errors.
     pub fn new(src: R, name: impl Into<String>, mode: NonAscii) -> Self {

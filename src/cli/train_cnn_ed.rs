@@ -12,7 +12,7 @@ use std::time::Instant;
 use anyhow::{Result, anyhow, bail};
 
 use super::train::Args;
-use crate::input::{LineReader, NonAscii};
+use crate::input::read_utf8_lines;
 use crate::model::cnn_ed::{self, CnnEd, CnnEdShape, DEFAULT_CHANNELS, DEFAULT_DIM};
 use crate::ops::Ops;
 use crate::train::cnn_ed::CnnEdState;
@@ -242,11 +242,7 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 
 /// Every line of `corpus` (any valid UTF-8; invalid UTF-8 is an error naming the line).
 fn read_corpus(corpus: &std::path::Path) -> Result<Vec<String>> {
-    let (lines, _) = LineReader::open(corpus, NonAscii::Utf8)?.read_all()?;
-    let strings: Vec<String> = lines
-        .into_iter()
-        .map(|l| String::from_utf8(l.text).expect("the UTF-8 rule checked every line"))
-        .collect();
+    let strings = read_utf8_lines(corpus)?;
     if strings.len() < 3 {
         bail!(
             "corpus {} has {} strings; CNN-ED's triplets need at least 3",

@@ -26,7 +26,7 @@ use super::{KS, RANDOM_SEED, SearchReport, bar};
 use crate::edit_distance::Exact;
 use crate::embed::Embedder;
 use crate::gpu::Gpu;
-use crate::input::{LineReader, NonAscii};
+use crate::input::read_utf8_lines;
 use crate::model::cgk::{self, Cgk};
 use crate::model::cnn_ed::CnnEd;
 use crate::model::{Architecture, Model};
@@ -137,6 +137,11 @@ impl Strings {
 
     fn base(&self) -> std::ops::Range<usize> {
         self.train + self.queries..self.all.len()
+    }
+
+    /// (query, base) pairs at a positive distance: the pairs of the relative error.
+    fn positive_pairs(&self) -> usize {
+        self.exact.iter().flatten().filter(|&&d| d > 0).count()
     }
 }
 
@@ -273,7 +278,7 @@ pub fn run(gpu: &Gpu, model: &Model, opts: &LongOptions) -> Result<LongReport> {
             base_rows: base.len(),
             mean_query_len: mean_len(&queries),
             mean_base_len: mean_len(&base),
-            error_pairs: strings.exact.iter().flatten().filter(|&&d| d > 0).count(),
+            error_pairs: strings.positive_pairs(),
             seed: opts.seed,
             ks: KS.to_vec(),
             ts,
@@ -293,13 +298,7 @@ pub fn run(gpu: &Gpu, model: &Model, opts: &LongOptions) -> Result<LongReport> {
 /// Every line of `path` as a string (any valid UTF-8; invalid UTF-8 is an error naming
 /// the file and line).
 fn read_strings(path: &Path, option: &str) -> Result<Vec<String>> {
-    let (lines, _) = LineReader::open(path, NonAscii::Utf8)
-        .and_then(|r| r.read_all())
-        .with_context(|| format!("reading {option}"))?;
-    Ok(lines
-        .into_iter()
-        .map(|l| String::from_utf8(l.text).expect("the UTF-8 rule checked every line"))
-        .collect())
+    read_utf8_lines(path).with_context(|| format!("reading {option}"))
 }
 
 /// Exact code-point distances from every query to every base string, on all CPU threads.
@@ -461,8 +460,7 @@ fn evaluate(
         })
         .collect();
     bar.finish_and_clear();
-    let pairs_positive = s.exact.iter().flatten().filter(|&&d| d > 0).count();
-    let pairs = s.queries * (s.all.len() - s.train - s.queries);
+    let pairs = s.queries * s.base().len();
     let sum = |f: &dyn Fn(&QueryOut) -> f64| per_query.iter().map(f).sum::<f64>();
     let fraction = |f: &dyn Fn(&QueryOut) -> bool| {
         per_query.iter().filter(|q| f(q)).count() as f64 / s.queries as f64
@@ -472,7 +470,7 @@ fn evaluate(
         source: row.source,
         fingerprint: row.fingerprint,
         fit: g,
-        relative_error: sum(&|q| q.relative_error_sum) / pairs_positive as f64,
+        relative_error: sum(&|q| q.relative_error_sum) / s.positive_pairs() as f64,
         mean_abs_error: sum(&|q| q.abs_error_sum) / pairs as f64,
         search: SearchReport::summarize(
             ts,
