@@ -3,7 +3,7 @@
 //! The same measurement as `megashtein-gpu bench embed` ([`embed_throughput`]).
 use std::time::Duration;
 
-use megashtein_gpu::bench::embed_throughput;
+use megashtein_gpu::bench::{embed_throughput, random_strings};
 use megashtein_gpu::embed::Embedder;
 use megashtein_gpu::gpu::{Gpu, GpuOptions};
 
@@ -16,7 +16,7 @@ fn main() -> anyhow::Result<()> {
     let mut embedder = Embedder::new(&gpu, model.weights()?, BATCHES[BATCHES.len() - 1])?;
     println!("device: {}", gpu.describe());
     for batch in BATCHES {
-        let t = embed_throughput(&mut embedder, batch, BUDGET)?;
+        let t = embed_throughput(&mut embedder, &random_strings(batch, batch as u64), BUDGET)?;
         println!(
             "embed batch {:>6}: {:>10.0} strings/s ({} iterations in {:.2} s)",
             t.batch, t.strings_per_s, t.iterations, t.seconds

@@ -202,7 +202,7 @@ impl<'g> Embedder<'g> {
     /// `bench embed --profile`.
     pub fn profile(&mut self, texts: &[&[u8]]) -> Result<Vec<(&'static str, f64)>> {
         let Network::Megashtein(model) = &mut self.network else {
-            bail!("profiling is for megashtein networks; a CGK model has one kernel");
+            bail!("profiling is for megashtein networks; CGK and CNN-ED embed in one kernel");
         };
         self.tokens.clear();
         let batch = texts.len().min(model.capacity());

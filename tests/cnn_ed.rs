@@ -340,7 +340,7 @@ fn index_of_unicode_strings_answers_exactly_with_every_row_a_candidate() {
 
 #[test]
 fn triplet_epochs_follow_the_official_sampler() {
-    use megashtein_gpu::train::cnn_ed_data::{TripletData, fit_line, sample};
+    use megashtein_gpu::train::cnn_ed_data::{TripletData, sample};
     let mut rng = StdRng::seed_from_u64(12);
     let alphabet: Vec<char> = "ACGTé".chars().collect();
     let corpus: Vec<String> = (0..80)
@@ -394,9 +394,25 @@ fn triplet_epochs_follow_the_official_sampler() {
         );
     }
     assert_ne!(epoch, data.epoch(&mut StdRng::seed_from_u64(2)));
+}
+
+/// The estimator's line: least squares while it rises, else the line through 0.
+#[test]
+fn the_estimator_line_rises_or_goes_through_zero() {
+    use megashtein_gpu::train::cnn_ed_data::{fit_estimate, fit_line};
     let (slope, intercept) = fit_line(&[(1.0, 3.5), (2.0, 5.5), (4.0, 9.5)]).unwrap();
     assert!((slope - 2.0).abs() < 1e-12 && (intercept - 1.5).abs() < 1e-12);
     assert_eq!(fit_line(&[(1.0, 1.0), (1.0, 2.0)]), None);
+    let rising = fit_estimate(&[(1.0, 3.5), (2.0, 5.5), (4.0, 9.5)]).unwrap();
+    assert!(!rising.through_zero && (rising.slope - 2.0).abs() < 1e-12);
+    assert!((rising.correlation - 1.0).abs() < 1e-12);
+    let falling = fit_estimate(&[(1.0, 8.0), (2.0, 6.0), (3.0, 7.0)]).unwrap();
+    assert!(falling.through_zero && falling.intercept == 0.0);
+    assert!((falling.slope - (8.0 + 12.0 + 21.0) / 14.0).abs() < 1e-12);
+    assert!((falling.correlation + 0.5).abs() < 1e-12);
+    let level = fit_estimate(&[(2.0, 4.0), (2.0, 6.0)]).unwrap();
+    assert!(level.through_zero && (level.slope - 2.5).abs() < 1e-12);
+    assert_eq!(fit_estimate(&[(0.0, 4.0), (0.0, 6.0)]), None);
 }
 
 #[test]
@@ -733,7 +749,7 @@ impl CnnEdHooks for Recorder {
 
 fn finished(outcome: anyhow::Result<CnnEdOutcome>) -> CnnEd {
     match outcome.unwrap() {
-        CnnEdOutcome::Finished(model) => *model,
+        CnnEdOutcome::Finished { model, .. } => *model,
         CnnEdOutcome::Stopped { step } => panic!("stopped at step {step}"),
     }
 }

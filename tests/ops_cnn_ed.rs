@@ -473,7 +473,9 @@ fn check_block_backward(
 /// written at an offset; the reference's backward against finite differences.
 #[test]
 fn table_embed_and_backward_match_reference() {
-    use megashtein_gpu::ops::cnn_ed::{TableBuffers, TableGrads, TableLayout, TableShape};
+    use megashtein_gpu::ops::cnn_ed::{
+        TableBuffers, TableGrads, TableLayout, TableShape, pack_ids,
+    };
     let t = gpu();
     let mut r = rng(45);
     for (batch, alphabet, max_len, dim) in [
@@ -511,11 +513,8 @@ fn table_embed_and_backward_match_reference() {
                 layout,
                 bias: AT,
             };
-            let ids: Vec<u32> = strings.concat();
-            let mut starts = vec![0u32];
-            for s in &strings {
-                starts.push(starts.last().unwrap() + s.len() as u32);
-            }
+            let (mut ids, mut starts) = (Vec::new(), Vec::new());
+            pack_ids(strings.iter().cloned(), &mut ids, &mut starts);
             // A zero-length binding is not allowed: keep one id.
             let ids_b = storage_buffer_init(&t.gpu, "ids", &[ids.as_slice(), &[0]].concat());
             let starts_b = storage_buffer_init(&t.gpu, "starts", &starts);

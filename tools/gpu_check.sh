@@ -26,6 +26,12 @@
 #               peer where $PYTHON has rapidfuzz and numpy)
 #   bench_query_cgk  the same base embedded by models/cgk.safetensors: `bench query
 #               --json` on that index, then on the learned index `--also` it (two lines)
+#   cnn_ed      long strings (issue 16): DNA-like reads by tools/make_dna_families.py
+#               (16,000 reads of ~500 letters, 1,000 queries), `train --arch cnn-ed`,
+#               `bench embed --json` of the model (strings of its M), `embed` of the
+#               base and one `query -k 1 -C 10` process, each timed, and the
+#               rapidfuzz cdist peer with recall@1 where $PYTHON has rapidfuzz and numpy;
+#               JSON lines {"what": ..., "seconds": ...} beside bench embed's
 # and writes OUTDIR/summary.txt: every step's exit code, wall time and time limit.
 #
 # Environment:
@@ -57,7 +63,9 @@
 #   query_prep ~20 s (generation ~3 s, embedding 200,000 strings); bench query ~30 s
 #     (exact scan 1,000 x 200,000 on 16 cores ~3 s, 7 candidate counts).
 #   bench_query_cgk ~40 s (CGK embedding ~1 s, two sweeps like bench query).
-#   Total ~5 min; the budget (470 s) stops it before 8 min whatever happens.
+#   cnn_ed ~60 s (10 epochs: 257 s for 50 on lavapipe; the exact 1,000 x 1,000 training
+#     distances and the cdist peer, 116 s on 2 cores, on 16 cores).
+#   Total ~6 min; the budget (470 s) stops it before 8 min whatever happens.
 #
 # On the device machine (`run` tool), from a session on this repository:
 #   1. Here, once per session, after `cargo build --release` and
@@ -214,12 +222,14 @@ full)
     EMBED_SIZES=1,16,256,4096,65536 EMBED_SECONDS=2
     TRAIN_PAIRS=64,256,1024 TRAIN_SECONDS=3
     BASE_WORDS=200000 QUERY_PAIRS=1000 QUERY_C=10,20,50,100,200,500,1024
+    CNN_ED_BASE=16000 CNN_ED_QUERIES=1000 CNN_ED_EPOCHS=10
     ;;
 small)
     KNN_ROWS=10000 KNN_BATCHES="1 100 1000" KNN_K=10,100,1024 KNN_SECONDS=0.3
     EMBED_SIZES=1,16,256 EMBED_SECONDS=0.3
     TRAIN_PAIRS=64,256 TRAIN_SECONDS=0.5
     BASE_WORDS=20000 QUERY_PAIRS=200 QUERY_C=10,100,1024
+    CNN_ED_BASE=2000 CNN_ED_QUERIES=100 CNN_ED_EPOCHS=1
     ;;
 *)
     echo "GPU_CHECK_SCALE must be full or small, not $SCALE" >&2
@@ -256,6 +266,7 @@ plan query_prep 120 20
 plan bench_query 150 40
 plan bench_query_cgk 150 30
 plan bench_join 120 30
+plan cnn_ed 150 40
 
 # Seconds `timeout` gives step $1: its cap, cut to what is left of the budget after the
 # minimums of the steps after it. Prints 0 where less than 5 s would be left.
@@ -594,6 +605,54 @@ if [ "$prep_rc" -eq 0 ] && [ -f "$WORK/base.idx" ]; then
     add_note "$(json_note bench_join.json)"
 else
     echo "bench_join|-|SKIPPED|0.0|0|bench_join.json|no index: query_prep failed or was skipped" >>"$SUMMARY_ROWS"
+fi
+
+# CNN-ED on long strings: each stage's wall time as a JSON line, bench embed's own lines,
+# and the exact peer with recall@1 where $PYTHON has rapidfuzz and numpy.
+cnn_ed_check() {
+    local d=$WORK/cnn_ed t0 peer=0
+    timed() { # WHAT CMD...: run CMD (stdout to stderr), print {"what", "seconds"}
+        local what=$1 t
+        shift
+        t=$(now)
+        "$@" >&2 || return
+        echo "{\"what\": \"$what\", \"seconds\": $(elapsed "$t" "$(now)")}"
+    }
+    mkdir -p "$d/full"
+    python3 tools/make_dna_families.py "$d/full" >&2 || return
+    head -n "$CNN_ED_BASE" "$d/full/base.txt" >"$d/base.txt"
+    head -n "$CNN_ED_QUERIES" "$d/full/queries.txt" >"$d/queries.txt"
+    timed train "$BIN" train --arch cnn-ed --corpus "$d/base.txt" \
+        --output "$d/model.safetensors" --epochs "$CNN_ED_EPOCHS" || return
+    "$BIN" bench embed --json --model "$d/model.safetensors" --batch-sizes 1,256,4096 \
+        --seconds "$EMBED_SECONDS" || return
+    timed embed "$BIN" embed --model "$d/model.safetensors" --input "$d/base.txt" \
+        --output "$d/base.idx" || return
+    t0=$(now)
+    "$BIN" query --index "$d/base.idx" --queries "$d/queries.txt" -k 1 -C 10 --timings \
+        >"$d/hits.tsv" || return
+    echo "{\"what\": \"query -k 1 -C 10\", \"seconds\": $(elapsed "$t0" "$(now)")}"
+    if timeout 20 "$PYTHON" -c 'import rapidfuzz, numpy' >/dev/null 2>&1; then
+        timed "rapidfuzz cdist" "$PYTHON" tools/bench_cdist.py "$d/base.txt" "$d/queries.txt" \
+            "$d/exact.npy" || return
+        "$PYTHON" -c 'import sys, numpy as np
+exact = np.load(sys.argv[1])
+found = {}
+for line in open(sys.argv[2]):
+    q, rank, distance = line.split("\t")[:3]
+    found[int(q)] = int(distance)
+hits = sum(found.get(i + 1) == d for i, d in enumerate(exact))
+print("{\"what\": \"recall@1 at C = 10\", \"recall\": %.4f}" % (hits / len(exact)))' \
+            "$d/exact.npy" "$d/hits.tsv"
+    fi
+}
+if have python3 && "$BIN" train --help 2>/dev/null | grep -q -- --arch; then
+    export -f cnn_ed_check now elapsed
+    export WORK BIN PYTHON CNN_ED_BASE CNN_ED_QUERIES CNN_ED_EPOCHS EMBED_SECONDS
+    STEP_NOTE=
+    step cnn_ed cnn_ed.json bash -c cnn_ed_check
+else
+    echo "cnn_ed|-|SKIPPED|0.0|0|cnn_ed.json|no python3 or a binary without --arch" >>"$SUMMARY_ROWS"
 fi
 [ -n "${GPU_CHECK_WORK:-}" ] || rm -rf "$WORK"
 

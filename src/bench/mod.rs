@@ -21,6 +21,7 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use crate::embed::Embedder;
 use crate::model::params::MAX_LEN;
+use crate::model::{Architecture, Model};
 
 /// Printable ASCII strings of random length 1..=80, as the benchmarks embed.
 pub fn random_strings(n: usize, seed: u64) -> Vec<Vec<u8>> {
@@ -33,37 +34,66 @@ pub fn random_strings(n: usize, seed: u64) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// The strings `bench embed` feeds `model`: printable ASCII of random length 1..=80
+/// ([`random_strings`]) for the short-string models; for CNN-ED, whose cost grows with
+/// length, strings of its full length M drawn from its alphabet (the worst case it was
+/// built for).
+pub fn embed_strings(model: &Model, n: usize, seed: u64) -> Vec<Vec<u8>> {
+    let Architecture::CnnEd(cnn_ed) = model.architecture() else {
+        return random_strings(n, seed);
+    };
+    let mut rng = StdRng::seed_from_u64(seed);
+    let alphabet = cnn_ed.alphabet();
+    let len = cnn_ed.shape().max_len;
+    (0..n)
+        .map(|_| {
+            (0..len)
+                .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                .collect::<String>()
+                .into_bytes()
+        })
+        .collect()
+}
+
 /// One row of the embed benchmark.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Throughput {
     pub batch: usize,
     pub strings_per_s: f64,
+    /// Mean characters a string.
+    pub chars_per_string: f64,
     pub iterations: u32,
     pub seconds: f64,
 }
 
-/// Embed batches of `batch` random strings for about `budget` (at least two timed
-/// batches, after one untimed warm-up) and report strings per second, readback included.
+/// Embed the batch `strings` for about `budget` (at least two timed batches, after one
+/// untimed warm-up) and report strings per second, readback included.
 pub fn embed_throughput(
     embedder: &mut Embedder,
-    batch: usize,
+    strings: &[Vec<u8>],
     budget: Duration,
 ) -> Result<Throughput> {
-    let strings = random_strings(batch, batch as u64);
     let texts: Vec<&[u8]> = strings.iter().map(Vec::as_slice).collect();
     embedder.embed(&texts)?;
     let (iterations, seconds) = repeat_for(budget, 2, || embedder.embed(&texts).map(drop))?;
+    let chars: usize = texts
+        .iter()
+        .map(|t| String::from_utf8_lossy(t).chars().count())
+        .sum();
     Ok(Throughput {
-        batch,
-        strings_per_s: (batch as f64 * f64::from(iterations)) / seconds,
+        batch: texts.len(),
+        strings_per_s: (texts.len() as f64 * f64::from(iterations)) / seconds,
+        chars_per_string: chars as f64 / texts.len().max(1) as f64,
         iterations,
         seconds,
     })
 }
 
-/// Each kernel's fastest time in the forward pass of `batch` random strings.
-pub fn embed_profile(embedder: &mut Embedder, batch: usize) -> Result<Vec<(&'static str, f64)>> {
-    let strings = random_strings(batch, batch as u64);
+/// Each kernel's fastest time in the forward pass of the batch `strings`.
+pub fn embed_profile(
+    embedder: &mut Embedder,
+    strings: &[Vec<u8>],
+) -> Result<Vec<(&'static str, f64)>> {
     let texts: Vec<&[u8]> = strings.iter().map(Vec::as_slice).collect();
     embedder.profile(&texts)
 }

@@ -13,9 +13,10 @@ use crate::bench::query::{
     CandidateRow, candidate_sweep, exact_scan, rapidfuzz_peer, sample_queries,
 };
 use crate::bench::train::{TrainThroughput, train_profile, train_throughput};
-use crate::bench::{Throughput, embed_profile, embed_throughput};
+use crate::bench::{Throughput, embed_profile, embed_strings, embed_throughput};
 use crate::embed::Embedder;
 use crate::gpu::Gpu;
+use crate::model::Architecture;
 use crate::model::megashtein::Megashtein;
 use crate::search::index::{Index, short_fingerprint};
 use crate::search::join::JoinOptions;
@@ -258,6 +259,13 @@ fn bench_embed(args: &EmbedArgs) -> Result<()> {
         bail!("batch sizes must be at least 1 and --seconds positive");
     }
     let model = crate::model::Model::open_or_builtin(args.model.as_deref())?;
+    if args.peer.torch.is_some() && !matches!(model.architecture(), Architecture::Megashtein(_)) {
+        bail!(
+            "--torch: tools/bench_torch.py runs the megashtein network, not {}'s {} model",
+            model.source(),
+            model.arch_name()
+        );
+    }
     let gpu = args.gpu.open()?;
     let largest = args.batch_sizes.iter().copied().max().unwrap_or(1);
     let mut embedder = Embedder::with_batch(&gpu, &model, largest)?;
@@ -272,13 +280,17 @@ fn bench_embed(args: &EmbedArgs) -> Result<()> {
         );
     }
     let budget = Duration::from_secs_f64(args.seconds);
+    let strings = |batch: usize| embed_strings(&model, batch, batch as u64);
     let ours: Vec<Throughput> = args
         .batch_sizes
         .iter()
-        .map(|&b| embed_throughput(&mut embedder, b, budget))
+        .map(|&b| embed_throughput(&mut embedder, &strings(b), budget))
         .collect::<Result<_>>()?;
+    if !json {
+        println!("strings: {}", describe_strings(&model, &ours));
+    }
     let profile = match args.report.profile {
-        true => Some(embed_profile(&mut embedder, largest)?),
+        true => Some(embed_profile(&mut embedder, &strings(largest))?),
         false => None,
     };
     drop(embedder);
@@ -314,6 +326,21 @@ fn bench_embed(args: &EmbedArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// What `bench embed` embedded, for its header.
+fn describe_strings(model: &crate::model::Model, rows: &[Throughput]) -> String {
+    match model.architecture() {
+        Architecture::CnnEd(cnn_ed) => format!(
+            "{} characters each (the model's M), drawn from its alphabet of {}",
+            cnn_ed.shape().max_len,
+            cnn_ed.alphabet().len()
+        ),
+        _ => format!(
+            "random printable ASCII of 1-80 characters ({:.1} on average)",
+            rows.last().map_or(0.0, |t| t.chars_per_string)
+        ),
+    }
 }
 
 /// Where a JSON result was measured: device, backend and commit (CONTRACTS.md).

@@ -120,16 +120,36 @@ pub fn run(args: &Args) -> Result<()> {
         stop_after: args.stop_after,
         interrupted: super::stop_flag(),
     };
+    let start_step = start.step;
     let outcome = train(&gpu, &ops, &model, &data, &run, &start, &mut hooks)?;
     hooks.bar.finish_and_clear();
     match outcome {
-        CnnEdOutcome::Finished(trained) => {
+        CnnEdOutcome::Finished {
+            model: trained,
+            fit,
+        } => {
             trained.save(&args.output)?;
+            if fit.through_zero {
+                eprintln!(
+                    "warning: the embedding distances of the training pairs do not follow their \
+                     edit distances (correlation {:.2}), so the estimate is the least-squares \
+                     line through 0 and distance estimates are rough; search still ranks by \
+                     embedding distance and re-ranks exactly. This happens when the training \
+                     strings are mostly unrelated to each other (their distances then depend \
+                     mostly on their lengths): train longer, or on a sample with near \
+                     neighbours",
+                    fit.correlation
+                );
+            }
             let e = trained.estimator();
             let error = relative_error(&trained, &data).unwrap_or(f64::NAN);
+            let resumed = match start_step {
+                0 => String::new(),
+                step => format!(" (resumed at step {step})"),
+            };
             eprintln!(
-                "trained {} epochs in {:.0} s; estimate = {:.4} x distance + {:.4} (mean \
-                 relative error on the training pairs {error:.3}); model written to {}",
+                "trained {} epochs{resumed} in {:.0} s; estimate = {:.4} x distance + {:.4} \
+                 (mean relative error on the training pairs {error:.3}); model written to {}",
                 run.epochs,
                 started.elapsed().as_secs_f64(),
                 e.scale,

@@ -7,7 +7,9 @@ use anyhow::{Result, anyhow, bail};
 
 use super::cnn_ed::CnnEd;
 use crate::gpu::{Calls, Gpu, Pending, ReadbackPair, storage_buffer, storage_buffer_init};
-use crate::ops::cnn_ed::{TableBuffers, TableEmbed, TableLayout, TablePart, TableShape};
+use crate::ops::cnn_ed::{
+    TableBuffers, TableEmbed, TableLayout, TablePart, TableShape, id_words, pack_ids,
+};
 
 /// The most bytes of token ids one batch uploads: batches of long strings get fewer
 /// strings.
@@ -59,9 +61,10 @@ impl CnnEdEncoder {
             );
         }
         let folded = model.fold();
-        let capacity = capacity.clamp(1, (MAX_ID_BYTES / (4 * shape.max_len)).max(1));
+        let capacity = capacity.clamp(1, (MAX_ID_BYTES / (4 * id_words(1, shape.max_len))).max(1));
         let bias = storage_buffer_init(gpu, "cnn-ed bias", &folded.bias);
-        let ids = storage_buffer(gpu, "cnn-ed ids", (capacity * shape.max_len * 4) as u64);
+        let id_bytes = 4 * id_words(capacity, shape.max_len) as u64;
+        let ids = storage_buffer(gpu, "cnn-ed ids", id_bytes);
         let starts = storage_buffer(gpu, "cnn-ed starts", (capacity as u64 + 1) * 4);
         let out_bytes = (capacity * shape.dim * 4) as u64;
         let out = storage_buffer(gpu, "cnn-ed embeddings", out_bytes);
@@ -139,15 +142,16 @@ impl CnnEdEncoder {
         if batch == 0 {
             return Ok(0);
         }
-        self.id_words.clear();
-        self.start_words.clear();
-        for (i, text) in texts.iter().enumerate() {
-            let text = std::str::from_utf8(text)
-                .map_err(|e| anyhow!("string {} is not valid UTF-8 ({e})", i + 1))?;
-            self.start_words.push(self.id_words.len() as u32);
-            self.id_words.extend(self.model.token_ids(text));
-        }
-        self.start_words.push(self.id_words.len() as u32);
+        let texts = texts
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                std::str::from_utf8(text)
+                    .map_err(|e| anyhow!("string {} is not valid UTF-8 ({e})", i + 1))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let strings = texts.iter().map(|text| self.model.token_ids(text));
+        pack_ids(strings, &mut self.id_words, &mut self.start_words);
         gpu.queue
             .write_buffer(&self.ids, 0, bytemuck::cast_slice(&self.id_words));
         gpu.queue

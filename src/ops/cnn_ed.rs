@@ -81,13 +81,41 @@ pub struct TableEmbed {
     d_bias: Kernel,
 }
 
+/// The id that pads each string's ids to a multiple of 4: above every alphabet, it adds
+/// nothing.
+pub const PAD_ID: u32 = u32::MAX;
+
+/// The most id words a batch of `strings` strings of at most `max_len` places takes.
+pub fn id_words(strings: usize, max_len: usize) -> usize {
+    strings * max_len.next_multiple_of(4)
+}
+
+/// A batch's token ids as the table kernels read them, into `ids` and `starts` (both
+/// cleared first): each string's ids from a multiple of 4 words (the forward reads four
+/// at a time), padded to one with [`PAD_ID`]; string i's are `ids[starts[i]..starts[i +
+/// 1]]`.
+pub fn pack_ids<S: IntoIterator<Item = u32>>(
+    strings: impl IntoIterator<Item = S>,
+    ids: &mut Vec<u32>,
+    starts: &mut Vec<u32>,
+) {
+    ids.clear();
+    starts.clear();
+    for string in strings {
+        starts.push(ids.len() as u32);
+        ids.extend(string);
+        ids.resize(ids.len().next_multiple_of(4), PAD_ID);
+    }
+    starts.push(ids.len() as u32);
+}
+
 /// The buffers of the forward.
 pub struct TableBuffers<'a> {
     /// Laid out as the shape says, f32.
     pub table: &'a wgpu::Buffer,
     /// Holds the bias `[dim]` f32 at the shape's offset.
     pub bias: &'a wgpu::Buffer,
-    /// Every string's token ids back to back, u32.
+    /// Every string's token ids as [`pack_ids`] lays them out, u32.
     pub ids: &'a wgpu::Buffer,
     /// `[batch + 1]` u32: string i's ids are `ids[starts[i]..starts[i + 1]]`.
     pub starts: &'a wgpu::Buffer,

@@ -29,7 +29,7 @@ use crate::model::cnn_ed::{CnnEd, CnnEdShape};
 use crate::ops::MAX_SEGMENTS;
 use crate::ops::Ops;
 use crate::ops::adamw::{AdamWBuffers, AdamWCalls, AdamWStep};
-use crate::ops::cnn_ed::{TableBuffers, TableGrads, TableLayout, TableShape};
+use crate::ops::cnn_ed::{TableBuffers, TableGrads, TableLayout, TableShape, id_words, pack_ids};
 use crate::ops::conv1d::{Conv1dGrads, Conv1dShape};
 use crate::ops::conv8::SEGMENT;
 use crate::ops::linear::{LinearGrads, LinearShape};
@@ -415,7 +415,7 @@ impl<'g> CnnEdTrainer<'g> {
             norm: storage_buffer_init(gpu, "cnn-ed grad norm", &[0.0f32, 1.0]),
             losses: storage_buffer(gpu, "cnn-ed losses", LOSS_SLOTS as u64 * F32),
         };
-        let id_bytes = (strings * shape.max_len) as u64 * 4;
+        let id_bytes = 4 * id_words(strings, shape.max_len) as u64;
         let inputs = match formulation {
             Formulation::Strings => Inputs {
                 tokens: storage_buffer(gpu, "cnn-ed tokens", id_bytes),
@@ -692,13 +692,12 @@ impl<'g> CnnEdTrainer<'g> {
                 queue.write_buffer(&self.inputs.tokens, 0, bytemuck::cast_slice(&padded));
             }
             Formulation::Table => {
-                let starts: Vec<u32> = std::iter::once(0)
-                    .chain(batch.iter().scan(0, |end, ids| {
-                        *end += ids.len() as u32;
-                        Some(*end)
-                    }))
-                    .collect();
-                let ids = batch.concat();
+                let (mut ids, mut starts) = (Vec::new(), Vec::new());
+                pack_ids(
+                    batch.iter().map(|s| s.iter().copied()),
+                    &mut ids,
+                    &mut starts,
+                );
                 queue.write_buffer(&self.inputs.ids, 0, bytemuck::cast_slice(&ids));
                 queue.write_buffer(&self.inputs.starts, 0, bytemuck::cast_slice(&starts));
             }

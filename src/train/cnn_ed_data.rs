@@ -75,6 +75,15 @@ impl TripletData {
         self.distances[i * self.strings.len() + j]
     }
 
+    /// Every pair of strings `i < j` with its exact distance: the pairs an estimator's
+    /// line is fitted on.
+    pub fn pairs(&self) -> impl Iterator<Item = (usize, usize, u32)> + '_ {
+        let n = self.strings.len();
+        (0..n)
+            .flat_map(move |i| (i + 1..n).map(move |j| (i, j)))
+            .map(|(i, j)| (i, j, self.distance(i, j)))
+    }
+
     /// The mean distance over all pairs (the targets' unit).
     pub fn average(&self) -> f64 {
         self.average
@@ -136,5 +145,47 @@ pub fn fit_line(points: &[(f64, f64)]) -> Option<(f64, f64)> {
     (points.len() >= 2 && sxx > 0.0).then(|| {
         let slope = sxy / sxx;
         (slope, my - slope * mx)
+    })
+}
+
+/// An estimator's line `ED = slope * distance + intercept`, fitted on training pairs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EstimateFit {
+    pub slope: f64,
+    pub intercept: f64,
+    /// Pearson's correlation of the pairs' embedding and edit distances.
+    pub correlation: f64,
+    /// The least-squares line did not rise (the distances do not follow the edit
+    /// distances), so this is the least-squares line through 0 instead.
+    pub through_zero: bool,
+}
+
+/// CNN-ED's estimator: the least-squares line through the points `(distance, ED)`; when it
+/// does not rise (or every distance is the same), the least-squares line through 0, which
+/// does, so that a model comes out of every run and threshold search still screens by
+/// distance (the caller warns: such estimates are rough). `None` when every distance or
+/// every ED is 0.
+pub fn fit_estimate(points: &[(f64, f64)]) -> Option<EstimateFit> {
+    let n = points.len() as f64;
+    let mx = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let sum = |f: &dyn Fn(&(f64, f64)) -> f64| points.iter().map(f).sum::<f64>();
+    let sxy = sum(&|p| (p.0 - mx) * (p.1 - my));
+    let spread = (sum(&|p| (p.0 - mx).powi(2)) * sum(&|p| (p.1 - my).powi(2))).sqrt();
+    let correlation = if spread > 0.0 { sxy / spread } else { 0.0 };
+    if let Some((slope, intercept)) = fit_line(points).filter(|line| line.0 > 0.0) {
+        return Some(EstimateFit {
+            slope,
+            intercept,
+            correlation,
+            through_zero: false,
+        });
+    }
+    let (sxd, sxx) = (sum(&|p| p.0 * p.1), sum(&|p| p.0 * p.0));
+    (sxd > 0.0).then(|| EstimateFit {
+        slope: sxd / sxx,
+        intercept: 0.0,
+        correlation,
+        through_zero: true,
     })
 }

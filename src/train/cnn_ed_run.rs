@@ -8,7 +8,7 @@ use anyhow::{Result, anyhow, bail};
 use rand::{SeedableRng, rngs::StdRng};
 
 use super::cnn_ed::{CnnEdLoss, CnnEdState, CnnEdTrainer, Formulation, LossWeights};
-use super::cnn_ed_data::{TripletData, fit_line};
+use super::cnn_ed_data::{EstimateFit, TripletData, fit_estimate};
 use super::trainer::{LOSS_SLOTS, StepOverlap, StepQueue};
 use crate::gpu::Gpu;
 use crate::model::cnn_ed::CnnEd;
@@ -77,8 +77,8 @@ impl CnnEdStart {
 pub enum CnnEdOutcome {
     /// Every epoch done: the trained model, centred on the training strings' embeddings
     /// ([`CnnEd::center_on`]), with its estimator fitted on the training pairs
-    /// ([`fit_estimator`]).
-    Finished(Box<CnnEd>),
+    /// ([`fit_estimator`]) as `fit` says.
+    Finished { model: Box<CnnEd>, fit: EstimateFit },
     /// Stopped after `step` steps, with a checkpoint.
     Stopped { step: u64 },
 }
@@ -184,8 +184,11 @@ pub fn train(
     // One fold for both: centring moves only the bias, which no distance sees.
     let embeddings = trained.embed_all(data.strings());
     trained.center_on(&embeddings);
-    fit_line_to(&mut trained, data, &embeddings)?;
-    Ok(CnnEdOutcome::Finished(Box::new(trained)))
+    let fit = fit_line_to(&mut trained, data, &embeddings)?;
+    Ok(CnnEdOutcome::Finished {
+        model: Box::new(trained),
+        fit,
+    })
 }
 
 /// The sum of the losses of steps `from + 1 ..= to`; an error naming the step and epoch
@@ -205,28 +208,27 @@ fn read_losses(trainer: &CnnEdTrainer, from: u64, to: u64, per_epoch: u64) -> Re
 }
 
 /// Fits the model's estimator, edit distance = slope * embedding distance + intercept,
-/// by least squares over every pair of training strings (CNN-ED's linear g). An error
-/// when the distances do not grow with edit distance (a slope of 0 or less).
-pub fn fit_estimator(model: &mut CnnEd, data: &TripletData) -> Result<()> {
+/// by least squares over every pair of training strings (CNN-ED's linear g; through 0
+/// when that line does not rise, [`fit_estimate`]). An error when every embedding is the
+/// same.
+pub fn fit_estimator(model: &mut CnnEd, data: &TripletData) -> Result<EstimateFit> {
     let embeddings = model.embed_all(data.strings());
     fit_line_to(model, data, &embeddings)
 }
 
 /// [`fit_estimator`] from the strings' embeddings.
-fn fit_line_to(model: &mut CnnEd, data: &TripletData, embeddings: &[f32]) -> Result<()> {
+fn fit_line_to(model: &mut CnnEd, data: &TripletData, embeddings: &[f32]) -> Result<EstimateFit> {
     let points = pairs(embeddings, model.dim(), data)
         .map(|(d, ed)| (d, f64::from(ed)))
         .collect::<Vec<_>>();
-    match fit_line(&points) {
-        Some((slope, intercept)) if slope > 0.0 => {
-            model.set_estimator(slope as f32, intercept as f32);
-            Ok(())
-        }
-        _ => Err(anyhow!(
-            "the embedding distances of the training pairs do not grow with their edit \
-             distances, so no estimate can be fitted: train longer or on more varied strings"
-        )),
-    }
+    let fit = fit_estimate(&points).ok_or_else(|| {
+        anyhow!(
+            "every training string has the same embedding, so no estimate can be fitted: \
+             train longer or on more varied strings"
+        )
+    })?;
+    model.set_estimator(fit.slope as f32, fit.intercept as f32);
+    Ok(fit)
 }
 
 /// The mean relative error |d̂ - ED| / ED of `model`'s estimate over the pairs of
@@ -251,12 +253,9 @@ fn pairs<'a>(
     dim: usize,
     data: &'a TripletData,
 ) -> impl Iterator<Item = (f64, u32)> + 'a {
-    let n = data.strings().len();
-    (0..n)
-        .flat_map(move |i| (i + 1..n).map(move |j| (i, j)))
-        .map(move |(i, j)| {
-            let row = |k: usize| &embeddings[k * dim..(k + 1) * dim];
-            let d = crate::stats::squared_distance(row(i), row(j)).sqrt();
-            (d, data.distance(i, j))
-        })
+    let row = move |k: usize| &embeddings[k * dim..(k + 1) * dim];
+    data.pairs().map(move |(i, j, ed)| {
+        let d = crate::stats::squared_distance(row(i), row(j)).sqrt();
+        (d, ed)
+    })
 }
