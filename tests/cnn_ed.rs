@@ -494,6 +494,33 @@ fn commands_read_utf8_with_a_cnn_ed_model() {
         (Some(1.0), Some(1.0)),
         "{report}"
     );
+    // bench embed feeds the model strings of its full length M, and has no PyTorch peer
+    // for it.
+    let out = ok(run_bin(
+        &[
+            "bench",
+            "embed",
+            "--model",
+            &model,
+            "--batch-sizes",
+            "1,3",
+            "--seconds",
+            "0.01",
+            "--json",
+        ],
+        b"",
+    ));
+    let max_len = fixture_model("cnn_ed_text.safetensors").0.shape().max_len;
+    for line in out.lines() {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(row["result"]["chars_per_string"], max_len as f64, "{line}");
+    }
+    assert_eq!(out.lines().count(), 2, "{out}");
+    let refused = err(run_bin(
+        &["bench", "embed", "--model", &model, "--torch", "python3"],
+        b"",
+    ));
+    assert!(refused.contains("megashtein network"), "{refused}");
     // Invalid UTF-8 names the file and line; --non-ascii does not apply.
     let bad = dir.path().join("bad.txt");
     std::fs::write(&bad, b"ok\n\xffno\n").unwrap();
