@@ -21,6 +21,11 @@ Sets and their public sources (the raw files are not redistributed here):
   on a software GPU short).
 - dna: the synthetic DNA-like families of tools/make_dna_families.py (its base.txt and
   queries.txt pooled as the source).
+- logs (log lines, which the issue names beside text: many near-duplicates, lines of one
+  template differing in their fields): the `*_2k.log` samples of logpai/loghub
+  (https://github.com/logpai/loghub, commit dd61d0952749ee7963bde24220d1be5ede023033; 16
+  systems, 2,000 lines each; free for research or academic work, citing the repository URL).
+  Lines of 100-1,000 characters are kept.
 
 Every set: the distinct strings (sorted, then shuffled by random.Random(--seed)); the first
 1,000 train.txt, the next 1,000 queries.txt, the next --base base.txt (the paper uses all
@@ -32,6 +37,7 @@ Usage (from the repository root):
     python3 tools/make_long_sets.py abstracts RAW/daily-arxiv/data --out OUT/abstracts
     python3 tools/make_long_sets.py titles RAW/paperlists RAW/daily-arxiv --out OUT/titles
     python3 tools/make_long_sets.py proteins RAW/cfdb-fasta --out OUT/proteins --max-len 500
+    python3 tools/make_long_sets.py logs RAW/loghub --out OUT/logs
     python3 tools/make_dna_families.py DNA && \\
         python3 tools/make_long_sets.py dna DNA/base.txt DNA/queries.txt --out OUT/dna --base 15000
 
@@ -108,6 +114,15 @@ def fasta_sequences(paths: list[str]) -> Iterator[str]:
                 yield "".join(parts)
 
 
+def log_lines(paths: list[str], min_len: int, max_len: int) -> Iterator[str]:
+    for path in files_below(paths, ("_2k.log",)):
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                text = line.rstrip("\r\n")
+                if min_len <= len(text) <= max_len:
+                    yield text
+
+
 def plain_lines(paths: list[str]) -> Iterator[str]:
     for path in paths:
         with open(path, encoding="utf-8") as f:
@@ -116,12 +131,12 @@ def plain_lines(paths: list[str]) -> Iterator[str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("set", choices=["abstracts", "titles", "proteins", "dna"])
+    ap.add_argument("set", choices=["abstracts", "titles", "proteins", "dna", "logs"])
     ap.add_argument("sources", nargs="+", help="raw files or folders")
     ap.add_argument("--out", required=True, help="output folder")
     ap.add_argument("--base", type=int, default=10_000, help="most base strings")
     ap.add_argument("--max-len", type=int, default=None,
-                    help="longest string kept (abstracts 1000, titles 1000, proteins 1000)")
+                    help="longest string kept (default 1000)")
     ap.add_argument("--seed", type=int, default=808)  # the official code's split seed
     args = ap.parse_args(argv)
 
@@ -130,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         strings = abstracts(args.sources, 100, max_len)
     elif args.set == "titles":
         strings = titles(args.sources, max_len)
+    elif args.set == "logs":
+        strings = log_lines(args.sources, 100, max_len)
     elif args.set == "proteins":
         strings = (s for s in fasta_sequences(args.sources) if 0 < len(s) <= max_len)
     else:
