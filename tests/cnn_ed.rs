@@ -396,6 +396,30 @@ fn triplet_epochs_follow_the_official_sampler() {
     assert_ne!(epoch, data.epoch(&mut StdRng::seed_from_u64(2)));
 }
 
+/// Strings cut to the model's M train on their cut distances, while the estimator's line
+/// is fitted on the whole strings' (code points).
+#[test]
+fn the_line_is_fitted_on_whole_strings() {
+    use megashtein_gpu::train::cnn_ed_data::TripletData;
+    let whole: Vec<String> = ["ACGTACGTAé", "ACGT", "TTTT", "ACGTTTTTTTTT"]
+        .map(String::from)
+        .to_vec();
+    let chars = |s: &str| s.chars().collect::<Vec<_>>();
+    let cut: Vec<String> = whole.iter().map(|s| s.chars().take(6).collect()).collect();
+    let data = TripletData::new(cut.clone(), 1).with_whole_strings(&whole);
+    for (i, j, d) in data.pairs() {
+        assert_eq!(d, levenshtein(&chars(&whole[i]), &chars(&whole[j])));
+        assert_eq!(
+            data.distance(i, j),
+            levenshtein(&chars(&cut[i]), &chars(&cut[j]))
+        );
+    }
+    assert!(data.pairs().any(|(i, j, d)| d != data.distance(i, j)));
+    // Without whole strings, the line's pairs are the training distances.
+    let plain = TripletData::new(cut, 1);
+    assert!(plain.pairs().all(|(i, j, d)| d == plain.distance(i, j)));
+}
+
 /// The estimator's line: least squares while it rises, else the line through 0.
 #[test]
 fn the_estimator_line_rises_or_goes_through_zero() {

@@ -75,7 +75,12 @@ pub fn run(args: &Args) -> Result<()> {
         "computing the {0} x {0} exact distances of the training strings...",
         training.len()
     );
-    let data = TripletData::new(training, config.neighbours);
+    let max_len = shape.max_len;
+    let cut = training
+        .iter()
+        .map(|s| s.chars().take(max_len).collect())
+        .collect();
+    let data = TripletData::new(cut, config.neighbours).with_whole_strings(&training);
     let checkpoint = args
         .checkpoint
         .clone()
@@ -148,12 +153,13 @@ pub fn run(args: &Args) -> Result<()> {
                 step => format!(" (resumed at step {step})"),
             };
             eprintln!(
-                "trained {} epochs{resumed} in {:.0} s; estimate = {:.4} x distance + {:.4} \
+                "trained {} epochs{resumed} in {:.0} s; estimate = {:.4} x distance {} {:.4} \
                  (mean relative error on the training pairs {error:.3}); model written to {}",
                 run.epochs,
                 started.elapsed().as_secs_f64(),
                 e.scale,
-                e.offset,
+                if e.offset < 0.0 { '-' } else { '+' },
+                e.offset.abs(),
                 args.output.display()
             );
             Ok(())
@@ -274,8 +280,9 @@ fn read_corpus(corpus: &std::path::Path) -> Result<Vec<String>> {
 }
 
 /// The network for `strings` (shape from the data and the options, PyTorch's
-/// initialisation from --seed) and its training sample, cut to M as the model cuts them
-/// so that every target is the distance of what it reads.
+/// initialisation from --seed) and its training sample, whole: the caller cuts them to M
+/// as the model cuts them, so that every target is the distance of what it reads, and
+/// fits the estimator's line on the whole strings' distances.
 fn untrained_model(config: &CnnEdConfig, strings: &[String]) -> Result<(CnnEd, Vec<String>)> {
     let wanted = config.train_strings;
     if wanted < 3 {
@@ -313,7 +320,7 @@ fn untrained_model(config: &CnnEdConfig, strings: &[String]) -> Result<(CnnEd, V
         dim: DEFAULT_DIM,
     };
     let model = CnnEd::random(alphabet, shape, seed)?;
-    Ok((model, training.iter().map(cut).collect()))
+    Ok((model, training))
 }
 
 /// An error for options of the megashtein trainer given to a CNN-ED run (each differs

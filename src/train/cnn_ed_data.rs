@@ -30,6 +30,9 @@ pub struct TripletData {
     average: f64,
     /// Triplet partners come from ranks 1..=pool.
     pool: usize,
+    /// `[n, n]` distances of the whole strings where some were cut to the model's M
+    /// ([`TripletData::with_whole_strings`]): what the estimator's line is fitted on.
+    whole_distances: Option<Vec<u32>>,
 }
 
 impl TripletData {
@@ -63,6 +66,7 @@ impl TripletData {
             ranks,
             average,
             pool: (2 * neighbours).clamp(1, n - 1),
+            whole_distances: None,
         }
     }
 
@@ -75,13 +79,47 @@ impl TripletData {
         self.distances[i * self.strings.len() + j]
     }
 
-    /// Every pair of strings `i < j` with its exact distance: the pairs an estimator's
-    /// line is fitted on.
+    /// The strings as they were before being cut to the model's M (`whole[i]` begins
+    /// with `strings()[i]`): the estimator's line is then fitted on their distances, the
+    /// ones a search compares, while the triplets' targets stay those of the cut strings
+    /// the network reads. Only the pairs with a cut string are computed again.
+    pub fn with_whole_strings(mut self, whole: &[String]) -> Self {
+        let n = self.strings.len();
+        assert_eq!(whole.len(), n, "one whole string for each string");
+        let cut: Vec<usize> = (0..n).filter(|&i| whole[i] != self.strings[i]).collect();
+        if cut.is_empty() {
+            return self;
+        }
+        let rows: Vec<Vec<u32>> = cut
+            .par_iter()
+            .map(|&i| {
+                let exact = Exact::new(whole[i].as_bytes());
+                whole
+                    .iter()
+                    .map(|w| exact.distance(w.as_bytes()) as u32)
+                    .collect()
+            })
+            .collect();
+        let mut distances = self.distances.clone();
+        for (&i, row) in cut.iter().zip(rows) {
+            for (j, d) in row.into_iter().enumerate() {
+                distances[i * n + j] = d;
+                distances[j * n + i] = d;
+            }
+        }
+        self.whole_distances = Some(distances);
+        self
+    }
+
+    /// Every pair of strings `i < j` with the exact distance an estimator's line is
+    /// fitted on: of the whole strings, where [`TripletData::with_whole_strings`] gave
+    /// them.
     pub fn pairs(&self) -> impl Iterator<Item = (usize, usize, u32)> + '_ {
         let n = self.strings.len();
+        let distances = self.whole_distances.as_ref().unwrap_or(&self.distances);
         (0..n)
             .flat_map(move |i| (i + 1..n).map(move |j| (i, j)))
-            .map(|(i, j)| (i, j, self.distance(i, j)))
+            .map(move |(i, j)| (i, j, distances[i * n + j]))
     }
 
     /// The mean distance over all pairs (the targets' unit).
