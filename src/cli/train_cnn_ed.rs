@@ -76,10 +76,7 @@ pub fn run(args: &Args) -> Result<()> {
         training.len()
     );
     let max_len = shape.max_len;
-    let cut = training
-        .iter()
-        .map(|s| s.chars().take(max_len).collect())
-        .collect();
+    let cut = training.iter().map(|s| cut_to(s, max_len)).collect();
     let data = TripletData::new(cut, config.neighbours).with_whole_strings(&training);
     let checkpoint = args
         .checkpoint
@@ -303,11 +300,10 @@ fn untrained_model(config: &CnnEdConfig, strings: &[String]) -> Result<(CnnEd, V
         .max()
         .unwrap_or(0);
     let max_len = config.max_len.unwrap_or(cnn_ed::padded_len(longest));
-    let cut = |s: &String| -> String { s.chars().take(max_len).collect() };
     let alphabet = cnn_ed::alphabet_of(
         strings
             .iter()
-            .map(cut)
+            .map(|s| cut_to(s, max_len))
             .collect::<Vec<_>>()
             .iter()
             .map(String::as_str),
@@ -321,6 +317,11 @@ fn untrained_model(config: &CnnEdConfig, strings: &[String]) -> Result<(CnnEd, V
     };
     let model = CnnEd::random(alphabet, shape, seed)?;
     Ok((model, training))
+}
+
+/// `text`'s first `max_len` characters, as the model reads it.
+fn cut_to(text: &str, max_len: usize) -> String {
+    text.chars().take(max_len).collect()
 }
 
 /// An error for options of the megashtein trainer given to a CNN-ED run (each differs

@@ -204,13 +204,8 @@ pub struct EstimateFit {
 /// distance (the caller warns: such estimates are rough). `None` when every distance or
 /// every ED is 0.
 pub fn fit_estimate(points: &[(f64, f64)]) -> Option<EstimateFit> {
-    let n = points.len() as f64;
-    let mx = points.iter().map(|p| p.0).sum::<f64>() / n;
-    let my = points.iter().map(|p| p.1).sum::<f64>() / n;
-    let sum = |f: &dyn Fn(&(f64, f64)) -> f64| points.iter().map(f).sum::<f64>();
-    let sxy = sum(&|p| (p.0 - mx) * (p.1 - my));
-    let spread = (sum(&|p| (p.0 - mx).powi(2)) * sum(&|p| (p.1 - my).powi(2))).sqrt();
-    let correlation = if spread > 0.0 { sxy / spread } else { 0.0 };
+    let (xs, ys): (Vec<f64>, Vec<f64>) = points.iter().copied().unzip();
+    let correlation = crate::stats::pearson(&xs, &ys).unwrap_or(0.0);
     if let Some((slope, intercept)) = fit_line(points).filter(|line| line.0 > 0.0) {
         return Some(EstimateFit {
             slope,
@@ -219,7 +214,8 @@ pub fn fit_estimate(points: &[(f64, f64)]) -> Option<EstimateFit> {
             through_zero: false,
         });
     }
-    let (sxd, sxx) = (sum(&|p| p.0 * p.1), sum(&|p| p.0 * p.0));
+    let sxd: f64 = points.iter().map(|p| p.0 * p.1).sum();
+    let sxx: f64 = xs.iter().map(|x| x * x).sum();
     (sxd > 0.0).then(|| EstimateFit {
         slope: sxd / sxx,
         intercept: 0.0,
