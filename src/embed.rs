@@ -69,7 +69,12 @@ impl<'g> Embedder<'g> {
             }),
             Architecture::CnnEd(cnn_ed) => Ok(Embedder {
                 gpu,
-                network: Network::CnnEd(Box::new(CnnEdEncoder::new(gpu, cnn_ed, batch)?)),
+                network: Network::CnnEd(Box::new(CnnEdEncoder::new(
+                    gpu,
+                    &Ops::new(gpu),
+                    cnn_ed,
+                    batch,
+                )?)),
                 tokens: Vec::new(),
                 estimator: cnn_ed.estimator(),
             }),

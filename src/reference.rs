@@ -542,7 +542,8 @@ pub fn adamw(
 
 /// A CNN-ED network's embedding of `text`, layer by layer as the official code computes
 /// it: one 1-channel one-hot signal per character of the alphabet, `layers` times a
-/// bias-free conv and an average pool, flattened c-major into the linear head.
+/// bias-free conv and an average pool (and a ReLU where the shape has one), flattened
+/// c-major into the linear head.
 pub fn cnn_ed_forward(model: &crate::model::cnn_ed::CnnEd, text: &str) -> Vec<f64> {
     let shape = model.shape();
     let (c_count, mut len) = (shape.alphabet, shape.max_len);
@@ -565,6 +566,9 @@ pub fn cnn_ed_forward(model: &crate::model::cnn_ed::CnnEd, text: &str) -> Vec<f6
             len,
         );
         x = avgpool(&y, len);
+        if shape.relu_after(layer) {
+            x = relu(&x);
+        }
         (cin, len) = (shape.channels, len / 2);
     }
     let fc = f64s(model.fc_weight());

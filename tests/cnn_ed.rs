@@ -46,12 +46,14 @@ fn without_bias_f32(model: &CnnEd, e: &[f32]) -> Vec<f32> {
     e.iter().zip(model.fc_bias()).map(|(v, b)| v - b).collect()
 }
 
+/// dna and text are affine (folded on the CPU and the GPU); uniref has ReLUs after
+/// blocks 1, 3 and 5 (layer by layer on both).
 #[test]
 fn forward_matches_pytorch_folded_layered_and_on_the_gpu() {
     let t = gpu();
-    for key in ["dna", "text"] {
+    for key in ["dna", "text", "uniref"] {
         let (model, bytes, strings, want) = fixture_case(key);
-        let folded = model.fold();
+        let folded = model.shape().is_affine().then(|| model.fold());
         let wrapped = Model::from_bytes(bytes, key).unwrap();
         let mut embedder = Embedder::for_model(&t.gpu, &wrapped).unwrap();
         let on_gpu = embedder.embed(&strings).unwrap();
@@ -59,16 +61,76 @@ fn forward_matches_pytorch_folded_layered_and_on_the_gpu() {
         for (i, (text, want)) in strings.iter().zip(&want).enumerate() {
             let what = format!("{key} string {i} {text:?}");
             let want = without_bias(&model, want);
-            let layered = reference::cnn_ed_forward(&model, text);
-            let table = folded.embed(model.token_ids(text));
-            let gpu_row = &on_gpu[i * dim..(i + 1) * dim];
             let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
-            let layered = without_bias_f32(&model, &f32s(&layered));
-            assert_close(&format!("{what} layered"), &layered, &want, 1e-6, 1e-4);
-            let table = without_bias_f32(&model, &table);
-            assert_close(&format!("{what} folded"), &table, &want, 1e-6, 1e-4);
-            let gpu_part = without_bias_f32(&model, gpu_row);
-            assert_close(&format!("{what} GPU"), &gpu_part, &want, 1e-6, 1e-4);
+            let reference = f32s(&reference::cnn_ed_forward(&model, text));
+            let mut got = vec![
+                ("reference", reference),
+                ("layered", model.embed_layered(text)),
+                ("GPU", on_gpu[i * dim..(i + 1) * dim].to_vec()),
+            ];
+            if let Some(folded) = &folded {
+                got.push(("folded", folded.embed(model.token_ids(text))));
+            }
+            for (how, e) in got {
+                let part = without_bias_f32(&model, &e);
+                assert_close(&format!("{what} {how}"), &part, &want, 1e-6, 1e-4);
+            }
+        }
+    }
+}
+
+/// The layered network on the GPU, which serves networks with ReLUs, equals the folded
+/// table for affine ones (1e-4 relative) and the CPU reference for ones with ReLUs, in
+/// batches of 1 and of several, on shapes with M not a power of two and alphabets of 4
+/// and 37.
+#[test]
+fn the_layered_network_on_the_gpu_equals_the_table_and_the_reference() {
+    use megashtein_gpu::model::cnn_ed_encoder::CnnEdEncoder;
+    let t = gpu();
+    let mut rng = StdRng::seed_from_u64(12);
+    let letters: Vec<char> = "abcdefghijklmnopqrstuvwxyzäöüßéèñ中文字😀"
+        .chars()
+        .collect();
+    // (alphabet, M, layers, ReLU mask, batch)
+    for (c, max_len, layers, relu, batch) in [
+        (4, 38, 5, 0, 1),
+        (37, 250, 7, 0, 5),
+        (4, 38, 5, 0b10101, 1),
+        (37, 100, 6, 0b100100, 3),
+        (5, 64, 6, 0b111111, 4),
+    ] {
+        let shape = CnnEdShape {
+            layers,
+            relu,
+            ..CnnEdShape::official(c, max_len)
+        };
+        let alphabet = letters[..c].to_vec();
+        let model = CnnEd::random(alphabet.clone(), shape, rng.random()).unwrap();
+        let texts: Vec<String> = [0, 1, 7, max_len - 1, max_len, max_len + 3]
+            .iter()
+            .map(|&len| random_text(&mut rng, &alphabet, len))
+            .collect();
+        let mut encoder = CnnEdEncoder::layered(&t.gpu, &t.ops, &model, batch).unwrap();
+        let folded = shape.is_affine().then(|| model.fold());
+        for (b, chunk) in texts.chunks(batch).enumerate() {
+            let bytes: Vec<&[u8]> = chunk.iter().map(|s| s.as_bytes()).collect();
+            let pending = encoder.submit(&t.gpu, &bytes).unwrap();
+            let got = encoder.collect(&t.gpu, pending).unwrap();
+            for (i, text) in chunk.iter().enumerate() {
+                let want: Vec<f64> = match &folded {
+                    Some(folded) => folded
+                        .embed(model.token_ids(text))
+                        .iter()
+                        .map(|&v| f64::from(v))
+                        .collect(),
+                    None => reference::cnn_ed_forward(&model, text),
+                };
+                let norm = want.iter().map(|v| v * v).sum::<f64>().sqrt();
+                let what =
+                    format!("C {c} M {max_len} L {layers} ReLU {relu:b} batch {b} string {i}");
+                let row = &got[i * shape.dim..(i + 1) * shape.dim];
+                assert_close(&what, row, &want, 1e-4 * norm, 0.0);
+            }
         }
     }
 }
@@ -103,6 +165,12 @@ fn model_file_round_trips_and_loads_as_a_model() {
     assert_eq!(e.estimate(0.0), 0.0);
     let err = wrapped.weights().unwrap_err().to_string();
     assert!(err.contains("is a cnn-ed-v1 model"), "{err}");
+    // The ReLUs' blocks, 1-based in the file.
+    let (uniref, _) = fixture_model("cnn_ed_uniref.safetensors");
+    assert_eq!(uniref.shape().relu_blocks(), [1, 3, 5]);
+    assert!(!uniref.shape().is_affine() && model.shape().is_affine());
+    let again = CnnEd::from_safetensors(&uniref.to_safetensors().unwrap(), "again").unwrap();
+    assert_eq!(again, uniref);
 }
 
 fn random_text(rng: &mut StdRng, alphabet: &[char], len: usize) -> String {
@@ -197,7 +265,7 @@ fn a_table_split_into_parts_equals_the_cpu_table() {
         .map(|i| random_text(&mut rng, &pool, (i * 13) % (shape.max_len + 9)))
         .collect();
     let part_bytes = (3 * shape.max_len * shape.dim * 4) as u64;
-    let mut encoder = CnnEdEncoder::with_part_bytes(&t.gpu, &model, 8, part_bytes).unwrap();
+    let mut encoder = CnnEdEncoder::with_part_bytes(&t.gpu, &t.ops, &model, 8, part_bytes).unwrap();
     let folded = model.fold();
     for (b, batch) in texts.chunks(8).enumerate() {
         let bytes: Vec<&[u8]> = batch.iter().map(|s| s.as_bytes()).collect();
@@ -214,7 +282,7 @@ fn a_table_split_into_parts_equals_the_cpu_table() {
         }
     }
     let too_small = (shape.max_len * shape.dim * 4 - 4) as u64;
-    let e = CnnEdEncoder::with_part_bytes(&t.gpu, &model, 8, too_small)
+    let e = CnnEdEncoder::with_part_bytes(&t.gpu, &t.ops, &model, 8, too_small)
         .err()
         .unwrap()
         .to_string();
@@ -262,6 +330,34 @@ fn bad_model_files_and_input_are_clear_errors() {
         err.starts_with("edited.safetensors: a cnn-ed-v1 model of this shape holds tensors"),
         "{err}"
     );
+    // ReLU blocks outside the network.
+    let (uniref, _) = fixture_model("cnn_ed_uniref.safetensors");
+    let header_of = |bytes: &[u8]| {
+        let len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        (len, String::from_utf8(bytes[8..8 + len].to_vec()).unwrap())
+    };
+    for (relu_after, message) in [
+        ("[1,3,7]", "a ReLU after block 7, but the network has 6"),
+        ("[0]", "block 0: blocks are numbered 1 to 12"),
+        ("3", "not a JSON list of block numbers"),
+    ] {
+        let mut bytes = uniref.to_safetensors().unwrap();
+        let (len, header) = header_of(&bytes);
+        let edited = header.replace(
+            "\"megashtein.cnn_ed.relu_after\":\"[1,3,5]\"",
+            // Padded to the length of "[1,3,5]": the header keeps its length.
+            &format!("\"megashtein.cnn_ed.relu_after\":\"{relu_after:<7}\""),
+        );
+        assert_ne!(edited, header);
+        bytes.splice(8..8 + len, edited.into_bytes());
+        let err = CnnEd::from_safetensors(&bytes, "relu.safetensors")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("relu.safetensors: ") && err.contains(message),
+            "{err}"
+        );
+    }
     // Invalid UTF-8 is an error naming the string; any valid UTF-8 is input.
     let t = gpu();
     let wrapped = Model::from_cnn_ed(model, "dna").unwrap();
@@ -580,6 +676,39 @@ fn one_training_step_matches_pytorch() {
             check_training_step(key, formulation);
         }
     }
+    // With ReLUs, through the strings only: such a network does not fold.
+    check_training_step("uniref", Formulation::Strings);
+}
+
+#[test]
+fn a_network_with_relus_does_not_train_through_the_table() {
+    use megashtein_gpu::train::cnn_ed::{CnnEdTrainer, Formulation, LossWeights};
+    let t = gpu();
+    let (model, _) = fixture_model("cnn_ed_uniref.safetensors");
+    let shape = model.shape();
+    assert_eq!(
+        Formulation::cheaper(&t.gpu, &shape, 64).unwrap(),
+        Formulation::Strings
+    );
+    let weights = LossWeights {
+        hinge: 1.0,
+        approx: 1.0,
+        absolute: 0.0,
+    };
+    let state = CnnEdState::new(&model);
+    let err = CnnEdTrainer::new(
+        &t.gpu,
+        &t.ops,
+        shape,
+        Formulation::Table,
+        &state,
+        4,
+        weights,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("does not fold into a table"), "{err}");
 }
 
 fn check_training_step(key: &str, formulation: megashtein_gpu::train::cnn_ed::Formulation) {
@@ -729,43 +858,50 @@ fn a_short_run_lowers_the_held_out_relative_error() {
     let (training, held_out) = strings.split_at(200);
     let alphabet = cnn_ed::alphabet_of(training.iter().map(String::as_str));
     let longest = training.iter().map(|s| s.chars().count()).max().unwrap();
-    let shape = CnnEdShape::official(alphabet.len(), cnn_ed::padded_len(longest));
-    let mut untrained = CnnEd::random(alphabet, shape, 7).unwrap();
     let data = TripletData::new(training.to_vec(), 100);
     let held_out = TripletData::new(held_out.to_vec(), 100);
-    fit_estimator(&mut untrained, &data).unwrap();
-    let before = relative_error(&untrained, &held_out).unwrap();
-    let run = CnnEdRun {
-        epochs: 20,
-        triplets: 16,
-        lr: 5e-3,
-        seed: 1,
-        loss: CnnEdLoss::Official,
-    };
-    let mut hooks = Recorder::default();
-    let start = CnnEdStart::fresh(&untrained);
-    let trained = finished(train(
-        &t.gpu, &t.ops, &untrained, &data, &run, &start, &mut hooks,
-    ));
-    let after = relative_error(&trained, &held_out).unwrap();
-    assert_eq!(hooks.epochs.len(), 20);
-    assert_eq!(
-        hooks.checkpoints.len(),
-        20,
-        "a checkpoint after every epoch"
-    );
-    // The random network with a fitted line is a real baseline (0.38 here); 20 short
-    // epochs must cut it by a quarter at least.
-    assert!(
-        after < 0.75 * before,
-        "held-out relative error {before:.3} -> {after:.3}"
-    );
-    // Centred on its training strings: their mean embedding is 0 (distances as before).
-    let mean = trained.mean_embedding(training);
-    assert!(mean.iter().all(|m| m.abs() < 1e-5), "{mean:?}");
-    // The trained model round-trips and embeds on the GPU like on the CPU.
-    let again = CnnEd::from_safetensors(&trained.to_safetensors().unwrap(), "trained").unwrap();
-    assert_eq!(again, trained);
+    // The affine net, and one with ReLUs after blocks 3 and 6 (trained as strings).
+    for relu in [0, 0b100100] {
+        let shape = CnnEdShape {
+            relu,
+            ..CnnEdShape::official(alphabet.len(), cnn_ed::padded_len(longest))
+        };
+        let mut untrained = CnnEd::random(alphabet.clone(), shape, 7).unwrap();
+        fit_estimator(&mut untrained, &data).unwrap();
+        let before = relative_error(&untrained, &held_out).unwrap();
+        let run = CnnEdRun {
+            epochs: 20,
+            triplets: 16,
+            lr: 5e-3,
+            seed: 1,
+            loss: CnnEdLoss::Official,
+        };
+        let mut hooks = Recorder::default();
+        let start = CnnEdStart::fresh(&untrained);
+        let trained = finished(train(
+            &t.gpu, &t.ops, &untrained, &data, &run, &start, &mut hooks,
+        ));
+        let after = relative_error(&trained, &held_out).unwrap();
+        assert_eq!(hooks.epochs.len(), 20);
+        assert_eq!(
+            hooks.checkpoints.len(),
+            20,
+            "a checkpoint after every epoch"
+        );
+        // The random network with a fitted line is a real baseline (0.38 here); 20 short
+        // epochs must cut it by a quarter at least.
+        assert!(
+            after < 0.75 * before,
+            "ReLU {relu:b}: held-out relative error {before:.3} -> {after:.3}"
+        );
+        // Centred on its training strings: their mean embedding is 0 (distances as
+        // before).
+        let mean = trained.mean_embedding(training);
+        assert!(mean.iter().all(|m| m.abs() < 1e-5), "{mean:?}");
+        // The trained model round-trips.
+        let again = CnnEd::from_safetensors(&trained.to_safetensors().unwrap(), "trained").unwrap();
+        assert_eq!(again, trained);
+    }
 }
 
 /// Records what a run reports; stops after `stop_at` steps.
@@ -883,6 +1019,28 @@ fn train_arch_cnn_ed_from_the_command_line() {
     assert!(model.estimator().scale > 0.0);
     let log = std::fs::read_to_string(path("dna.safetensors.log.jsonl")).unwrap();
     assert_eq!(log.lines().count(), 2, "one line per epoch");
+    // ReLUs after blocks 2 and 3: recorded in the model, which embeds layer by layer.
+    let out = train(&path("dna.txt"), &["--layers", "4", "--relu-after", "2,3"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let model = Model::open(path("dna.safetensors")).unwrap();
+    let Architecture::CnnEd(relu) = model.architecture() else {
+        panic!("not a CNN-ED model");
+    };
+    assert_eq!(relu.shape().relu_blocks(), [2, 3]);
+    let first = corpus.lines().next().unwrap();
+    let mut embedder = Embedder::for_model(&gpu().gpu, &model).unwrap();
+    let e = embedder.embed(&[first]).unwrap();
+    assert_close(
+        "embed with ReLUs",
+        &e,
+        &reference::cnn_ed_forward(relu, first),
+        1e-5,
+        1e-4,
+    );
     // Bad input: clear errors, no panic.
     std::fs::write(path("empty.txt"), "").unwrap();
     let e = err(train(&path("empty.txt"), &[]));
@@ -900,6 +1058,19 @@ fn train_arch_cnn_ed_from_the_command_line() {
     assert!(e.contains("--steps is for the megashtein trainer"), "{e}");
     let e = err(train(&path("dna.txt"), &["--max-len", "7"]));
     assert!(e.contains("max_len is 7, expected an even length"), "{e}");
+    let e = err(train(
+        &path("dna.txt"),
+        &["--layers", "4", "--relu-after", "5"],
+    ));
+    assert!(
+        e.contains("a ReLU after block 5, but the network has 4"),
+        "{e}"
+    );
+    let e = err(train(&path("dna.txt"), &["--relu-after", "0"]));
+    assert!(
+        e.contains("--relu-after: block 0: blocks are numbered 1 to 12"),
+        "{e}"
+    );
     let e = err(run_bin(
         &["train", "--output", &path("x.safetensors"), "--epochs", "3"],
         b"",

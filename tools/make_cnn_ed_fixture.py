@@ -6,8 +6,9 @@ Usage (from the repo root):
 
     python tools/make_cnn_ed_fixture.py [--out-dir DIR]
 
-Default DIR: tests/fixtures. Writes DIR/cnn_ed_dna.safetensors, DIR/cnn_ed_text.safetensors
-and DIR/cnn_ed_cases.json; running it twice gives byte-identical files.
+Default DIR: tests/fixtures. Writes DIR/cnn_ed_dna.safetensors, DIR/cnn_ed_text.safetensors,
+DIR/cnn_ed_uniref.safetensors and DIR/cnn_ed_cases.json; running it twice gives
+byte-identical files.
 
 The model (CNN-ED, Dai et al. SIGIR 2020; the official code's DBLPCNN with its default
 `--mtc False` per-character layout, generalised in C, M, L and dim; the code is
@@ -18,7 +19,9 @@ github.com/xinyandai/string-embed, networks.py and datasets.py):
               (a code point outside the alphabet gives an all-zero column, like padding)
     h         X.view(B*C, 1, M)
     L times   h = AvgPool1d(2)(Conv1d(cin, 8, 3, stride 1, padding 1, bias=False)(h))
-              (cin 1 for the first conv, 8 after; floor mode; no activation anywhere)
+              (cin 1 for the first conv, 8 after; floor mode; no activation, except a
+              ReLU after the pools of the blocks in R, 1-based, for the uniref model:
+              the official UnirefCNN has one after blocks 3, 6 and 9 of 12)
     y         Linear(C*8*Lf, dim)(h.view(B, C*8*Lf)),  Lf = M >> L,
               flatten index c*(8*Lf) + ch*Lf + pos
     init      PyTorch defaults after torch.manual_seed(SEED_*); weights are float32, every
@@ -36,6 +39,7 @@ because safetensors' save_file emits __metadata__ in hash-map order):
         megashtein.cnn_ed.layers       L
         megashtein.cnn_ed.channels     "8"
         megashtein.cnn_ed.dim          dim
+        megashtein.cnn_ed.relu_after   JSON array R, "[1,3,5]" (only when R is not empty)
         megashtein.estimate_slope      fixed test value (round-trip only)
         megashtein.estimate_intercept  fixed test value (round-trip only)
 
@@ -44,6 +48,9 @@ The two models:
           order), C = 4, M = 38, L = 5 (Lf = 1), dim = 128
     text  C = 37 code points in a fixed unsorted order, incl. 'é', 'ß', 'ñ', '中', '😀'
           (U+1F600), M = 100, L = 4 (Lf = 6, flat = 1776), dim = 32
+    uniref  alphabet = first-appearance order of seeded random protein-like strings over
+          the 20 amino acids, C = 20, M = 64, L = 6 (Lf = 1), dim = 64, R = [1, 3, 5]
+          (a ReLU after the first block too, and after the last)
 
 cnn_ed_cases.json (UTF-8; floats are float32 values written as the exact decimal of the f32):
     {"dna":  {"model": "cnn_ed_dna.safetensors", "strings": [...], "embeddings": [[dim]...],
@@ -99,7 +106,10 @@ SEED_DNA_DATA = 20260101
 SEED_DNA_MODEL = 1101
 SEED_TEXT_DATA = 20260202
 SEED_TEXT_MODEL = 2202
+SEED_UNIREF_DATA = 20260303
+SEED_UNIREF_MODEL = 3303
 SEED_TRIPLETS = 3303
+AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
 N_TRIPLETS = 6
 LAMBDA = 10.0
 RHO = 1.0
@@ -111,9 +121,9 @@ TEXT_ALPHABET = list("et aoinsrhl中dcuémfpgwyb😀ßvk.,TS'012ñ-")
 
 
 class CnnEd(nn.Module):
-    def __init__(self, c: int, m: int, layers: int, dim: int):
+    def __init__(self, c: int, m: int, layers: int, dim: int, relu_after=()):
         super().__init__()
-        self.c, self.m, self.layers = c, m, layers
+        self.c, self.m, self.layers, self.relu_after = c, m, layers, tuple(relu_after)
         self.lf = m >> layers
         assert self.lf >= 1, "M too short for L pools"
         self.conv = nn.ModuleList(
@@ -125,8 +135,10 @@ class CnnEd(nn.Module):
     def forward(self, x):  # x: [B, C, M]
         b = x.shape[0]
         h = x.reshape(b * self.c, 1, self.m)
-        for conv in self.conv:
+        for i, conv in enumerate(self.conv):
             h = self.pool(conv(h))
+            if i + 1 in self.relu_after:
+                h = torch.relu(h)
         return self.fc(h.reshape(b, self.c * CHANNELS * self.lf))
 
 
@@ -140,7 +152,8 @@ def one_hot(strings: list[str], alphabet: list[str], m: int) -> torch.Tensor:
     return x
 
 
-def numpy_forward(tensors: dict[str, np.ndarray], strings: list[str], alphabet: list[int], m: int, layers: int):
+def numpy_forward(tensors: dict[str, np.ndarray], strings: list[str], alphabet: list[int], m: int, layers: int,
+                  relu_after=()):
     """Independent float64 reimplementation from the loaded file's tensors."""
     c = len(alphabet)
     ids = {cp: i for i, cp in enumerate(alphabet)}
@@ -160,6 +173,8 @@ def numpy_forward(tensors: dict[str, np.ndarray], strings: list[str], alphabet: 
                 y += np.einsum("oi,cil->col", w[:, :, t], hp[:, :, t:t + n])
             n2 = n // 2
             h = 0.5 * (y[:, :, 0:2 * n2:2] + y[:, :, 1:2 * n2:2])
+            if i + 1 in relu_after:
+                h = np.maximum(h, 0.0)
         flat = h.reshape(-1)
         out.append(tensors["fc.weight"].astype(np.float64) @ flat + tensors["fc.bias"].astype(np.float64))
     return np.array(out)
@@ -248,9 +263,9 @@ def dumps(obj, indent: int = 0) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(", ", ": "))
 
 
-def build_model(seed: int, alphabet: list[str], m: int, layers: int, dim: int) -> CnnEd:
+def build_model(seed: int, alphabet: list[str], m: int, layers: int, dim: int, relu_after=()) -> CnnEd:
     torch.manual_seed(seed)
-    return CnnEd(len(alphabet), m, layers, dim)  # float32 weights, PyTorch default init
+    return CnnEd(len(alphabet), m, layers, dim, relu_after)  # float32 weights, PyTorch default init
 
 
 def model_file(model: CnnEd, alphabet, m, layers, dim, slope, intercept):
@@ -265,11 +280,13 @@ def model_file(model: CnnEd, alphabet, m, layers, dim, slope, intercept):
         "megashtein.estimate_slope": slope,
         "megashtein.estimate_intercept": intercept,
     }
+    if model.relu_after:
+        meta["megashtein.cnn_ed.relu_after"] = json.dumps(list(model.relu_after), separators=(",", ":"))
     return tensors, meta
 
 
 def embed64(model: CnnEd, strings, alphabet, m):
-    m64 = CnnEd(model.c, model.m, model.layers, model.fc.out_features).double()
+    m64 = CnnEd(model.c, model.m, model.layers, model.fc.out_features, model.relu_after).double()
     m64.load_state_dict({k: v.double() for k, v in model.state_dict().items()})
     with torch.no_grad():
         return m64(one_hot(strings, alphabet, m)).numpy(), m64
@@ -329,6 +346,35 @@ def text_case():
     ]
     assert len(strings[9]) == m and len(strings[10]) > m and len(strings[8]) == 99
     model = build_model(SEED_TEXT_MODEL, alphabet, m, layers, dim)
+    return alphabet, m, layers, dim, strings, model
+
+
+def uniref_case():
+    rng = random.Random(SEED_UNIREF_DATA)
+    train = ["".join(rng.choice(AMINO_ACIDS) for _ in range(rng.randint(30, 64))) for _ in range(40)]
+    alphabet = []
+    for s in train:
+        for ch in s:
+            if ch not in alphabet:
+                alphabet.append(ch)
+    assert sorted(alphabet) == sorted(AMINO_ACIDS) and alphabet != list(AMINO_ACIDS), alphabet
+    m, layers, dim = 64, 6, 64
+    strings = [
+        "",                      # empty: bias only
+        "M",                     # length 1
+        train[0][:23],           # odd
+        train[1][:41],           # odd
+        (train[2] * 3)[:63],     # M - 1
+        (train[3] * 3)[:64],     # exactly M
+        (train[4] * 3)[:80],     # longer than M: cut to the first 64
+        "MKTAYIAKQRQISFVKSHFSRQ",  # a real protein's start
+        "MKTAYIAKQRXISFVKSHFSRQ",  # 'X' (unknown residue) outside the alphabet
+        "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ",
+        train[5],
+        train[6][:31],
+    ]
+    assert len(strings[4]) == 63 and len(strings[5]) == m and len(strings[6]) > m
+    model = build_model(SEED_UNIREF_MODEL, alphabet, m, layers, dim, relu_after=(1, 3, 5))
     return alphabet, m, layers, dim, strings, model
 
 
@@ -398,7 +444,11 @@ def main(argv: list[str] | None = None) -> int:
     from safetensors.numpy import load_file
 
     cases = {}
-    for name, make, slope, intercept in [("dna", dna_case, "7.5", "0.25"), ("text", text_case, "12.125", "-0.5")]:
+    for name, make, slope, intercept in [
+        ("dna", dna_case, "7.5", "0.25"),
+        ("text", text_case, "12.125", "-0.5"),
+        ("uniref", uniref_case, "9.5", "0.125"),
+    ]:
         alphabet, m, layers, dim, strings, model = make()
         fname = f"cnn_ed_{name}.safetensors"
         path = os.path.join(out_dir, fname)
@@ -412,11 +462,13 @@ def main(argv: list[str] | None = None) -> int:
             assert f.metadata() == meta
         assert sorted(back) == sorted(tensors) and all(np.array_equal(back[k], tensors[k]) for k in back)
         alpha_back = json.loads(meta["megashtein.cnn_ed.alphabet"])
-        emb_np = numpy_forward(back, strings, alpha_back, m, layers)
+        emb_np = numpy_forward(back, strings, alpha_back, m, layers, model.relu_after)
         assert np.allclose(emb_np, emb, rtol=1e-12, atol=1e-14), np.abs(emb_np - emb).max()
         # cut and unseen characters behave as specified
         if name == "dna":
             assert np.array_equal(emb[8], emb[0]) and np.allclose(emb[0], back["fc.bias"])
+        elif name == "uniref":
+            assert np.allclose(emb[0], back["fc.bias"]) and not np.array_equal(emb[7], emb[8])
         else:
             assert np.array_equal(emb[7], emb[0]) and np.array_equal(emb[9], emb[10])
 
@@ -444,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
         f.write(dumps(cases) + "\n")
     with open(path, encoding="utf-8") as f:
         assert json.load(f) == cases
-    for fn in ("cnn_ed_dna.safetensors", "cnn_ed_text.safetensors", "cnn_ed_cases.json"):
+    for fn in ("cnn_ed_dna.safetensors", "cnn_ed_text.safetensors", "cnn_ed_uniref.safetensors", "cnn_ed_cases.json"):
         print(f"wrote {os.path.join(out_dir, fn)}: {os.path.getsize(os.path.join(out_dir, fn))} bytes")
     return 0
 

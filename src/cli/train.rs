@@ -28,7 +28,7 @@ pub struct Args {
     /// Continue the run saved in this checkpoint, of either architecture (its settings
     /// are used; only --output, --checkpoint, --log, --stop-after and the GPU options
     /// may be given with it).
-    #[arg(long, conflicts_with_all = ["steps", "batch", "loss", "hinge_weight", "approx_weight", "pnll_weight", "lr", "schedule", "warmup", "weight_decay", "clip", "seed", "scale", "init", "corpus", "non_ascii", "alphabet", "val_pairs", "val_every", "checkpoint_every", "epochs", "train_strings", "neighbours", "max_len", "layers", "cnn_ed_loss"])]
+    #[arg(long, conflicts_with_all = ["steps", "batch", "loss", "hinge_weight", "approx_weight", "pnll_weight", "lr", "schedule", "warmup", "weight_decay", "clip", "seed", "scale", "init", "corpus", "non_ascii", "alphabet", "val_pairs", "val_every", "checkpoint_every", "epochs", "train_strings", "neighbours", "max_len", "layers", "relu_after", "cnn_ed_loss"])]
     pub resume: Option<PathBuf>,
     /// Checkpoint file, written atomically every --checkpoint-every steps (CNN-ED: every
     /// epoch), at --stop-after and on Ctrl-C [default: OUTPUT.ckpt].
@@ -124,6 +124,11 @@ pub struct Args {
     /// CNN-ED: conv + pool layers [default: min(10, floor(log2 M))].
     #[arg(long)]
     pub layers: Option<usize>,
+    /// CNN-ED: a ReLU after these conv + pool blocks (1-based, comma-separated; the
+    /// official UniRef net is `--layers 12 --relu-after 3,6,9`) [default: none, the
+    /// affine net that folds into a table].
+    #[arg(long, value_delimiter = ',')]
+    pub relu_after: Option<Vec<usize>>,
     /// CNN-ED: the loss: `official` (the official code's: the triplet hinge and
     /// sqrt(Σ (d - t)²) on its epoch schedule) or `paper` (the paper's: the hinge plus
     /// 0.1 Σ |d - t|) [default: official].
@@ -158,6 +163,7 @@ pub fn run(args: &Args) -> Result<()> {
         ("--neighbours", args.neighbours.is_some()),
         ("--max-len", args.max_len.is_some()),
         ("--layers", args.layers.is_some()),
+        ("--relu-after", args.relu_after.is_some()),
         ("--cnn-ed-loss", args.cnn_ed_loss.is_some()),
     ];
     if let Some((name, _)) = cnn_ed_only.iter().find(|o| o.1) {

@@ -87,7 +87,7 @@ pub fn run(args: &Args) -> Result<()> {
         .clone()
         .unwrap_or_else(|| with_suffix(&args.output, ".log.jsonl"));
     eprintln!(
-        "training CNN-ED on {}: {} strings (mean distance {:.1}), alphabet {}, M {}, {} layers, \
+        "training CNN-ED on {}: {} strings (mean distance {:.1}), alphabet {}, M {}, {} layers{}, \
          {} epochs of {} triplets per step{}, log {}, checkpoint {}",
         gpu.info.name,
         data.strings().len(),
@@ -95,6 +95,11 @@ pub fn run(args: &Args) -> Result<()> {
         shape.alphabet,
         shape.max_len,
         shape.layers,
+        if shape.is_affine() {
+            String::new()
+        } else {
+            format!(" (ReLU after {:?})", shape.relu_blocks())
+        },
         run.epochs,
         run.triplets,
         if start.step > 0 {
@@ -253,6 +258,7 @@ fn fresh_config(args: &Args) -> Result<CnnEdConfig> {
             .unwrap_or(crate::train::cnn_ed_data::DEFAULT_NEIGHBOURS),
         max_len: args.max_len,
         layers: args.layers,
+        relu_after: args.relu_after.clone().unwrap_or_default(),
         run,
     })
 }
@@ -314,6 +320,7 @@ fn untrained_model(config: &CnnEdConfig, strings: &[String]) -> Result<(CnnEd, V
         layers: config.layers.unwrap_or(cnn_ed::default_layers(max_len)),
         channels: DEFAULT_CHANNELS,
         dim: DEFAULT_DIM,
+        relu: cnn_ed::relu_mask_of(&config.relu_after).map_err(|e| anyhow!("--relu-after: {e}"))?,
     };
     let model = CnnEd::random(alphabet, shape, seed)?;
     Ok((model, training))
@@ -361,7 +368,7 @@ fn refuse_megashtein_options(args: &Args) -> Result<()> {
         bail!(
             "{} {} for the megashtein trainer; train --arch cnn-ed takes --corpus, --output, \
              --log, --epochs, --batch (triplets), --train-strings, --neighbours, --max-len, \
-             --layers, --cnn-ed-loss, --lr, --seed, --checkpoint, --resume and --stop-after",
+             --layers, --relu-after, --cnn-ed-loss, --lr, --seed, --checkpoint, --resume and --stop-after",
             named.join(", "),
             if named.len() == 1 { "is" } else { "are" }
         );

@@ -9,14 +9,17 @@
 //!   the end and for a character outside the alphabet) is read as C independent
 //!   1-channel signals;
 //! - `layers` times: Conv1d(k = 3, stride 1, padding 1, no bias) to `channels`
-//!   channels, then AvgPool1d(2) (floor), no activation;
+//!   channels, then AvgPool1d(2) (floor), no activation by default, a ReLU after the
+//!   blocks the shape names (the official UniRef net: after blocks 3, 6 and 9 of 12);
 //! - the C signals' outputs flattened c-major (`c * channels * Lf + ch * Lf + pos`,
 //!   `Lf = M >> layers`) into a Linear layer with bias, giving `dim` values.
 //!
 //! Without activations the network is affine in the one-hot input, so it folds exactly
 //! into a table ([`CnnEd::fold`]): `T[c, l, :]` is the head applied to the conv stack's
 //! response to a unit impulse at position l, placed in character c's block, and a
-//! string's embedding is the bias plus one table row per character.
+//! string's embedding is the bias plus one table row per character. A network with
+//! ReLUs runs layer by layer ([`CnnEd::embed_layered`], and on the GPU
+//! `cnn_ed_layers`).
 use std::collections::HashMap;
 
 use anyhow::{Result, anyhow, bail};
@@ -45,6 +48,8 @@ const META_MAX_LEN: &str = "megashtein.cnn_ed.max_len";
 const META_LAYERS: &str = "megashtein.cnn_ed.layers";
 const META_CHANNELS: &str = "megashtein.cnn_ed.channels";
 const META_DIM: &str = "megashtein.cnn_ed.dim";
+/// A JSON list of the 1-based blocks followed by a ReLU; absent when there are none.
+const META_RELU_AFTER: &str = "megashtein.cnn_ed.relu_after";
 const META_SLOPE: &str = "megashtein.estimate_slope";
 const META_INTERCEPT: &str = "megashtein.estimate_intercept";
 
@@ -61,6 +66,9 @@ pub struct CnnEdShape {
     pub channels: usize,
     /// Output dimension (a multiple of 4: the GPU reads rows as vec4).
     pub dim: usize,
+    /// Bit i set: block i's pooled output (0-based) goes through a ReLU. Only a network
+    /// without (0, every official net but UniRef's) folds into a table.
+    pub relu: u32,
 }
 
 impl CnnEdShape {
@@ -73,7 +81,26 @@ impl CnnEdShape {
             layers: default_layers(max_len),
             channels: DEFAULT_CHANNELS,
             dim: DEFAULT_DIM,
+            relu: 0,
         }
+    }
+
+    /// Whether block `i`'s (0-based) pooled output goes through a ReLU.
+    pub fn relu_after(&self, i: usize) -> bool {
+        self.relu >> i & 1 == 1
+    }
+
+    /// No ReLU: the network is affine in its one-hot input and folds into a table.
+    pub fn is_affine(&self) -> bool {
+        self.relu == 0
+    }
+
+    /// The 1-based blocks followed by a ReLU, in order (as `--relu-after` takes them).
+    pub fn relu_blocks(&self) -> Vec<usize> {
+        (0..self.layers)
+            .filter(|&i| self.relu_after(i))
+            .map(|i| i + 1)
+            .collect()
     }
 
     /// Lf, the length of each signal after the last pool.
@@ -133,6 +160,7 @@ impl CnnEdShape {
             layers,
             channels,
             dim,
+            relu,
         } = *self;
         if alphabet == 0 {
             return Err("the alphabet is empty".into());
@@ -153,6 +181,12 @@ impl CnnEdShape {
         }
         if dim == 0 || dim > 1024 || dim % 4 != 0 {
             return Err(format!("dim is {dim}, expected a multiple of 4 up to 1024"));
+        }
+        if relu >> layers != 0 {
+            return Err(format!(
+                "a ReLU after block {}, but the network has {layers}",
+                32 - relu.leading_zeros()
+            ));
         }
         Ok(())
     }
@@ -276,13 +310,88 @@ impl CnnEd {
         column_mean(&self.embed_all(strings), self.shape.dim)
     }
 
-    /// Every string's embedding through the folded table (one fold), `[strings, dim]`.
+    /// Every string's embedding, `[strings, dim]`: through the folded table (one fold)
+    /// when the network is affine, else layer by layer.
     pub fn embed_all(&self, strings: &[String]) -> Vec<f32> {
+        use rayon::prelude::*;
+        if !self.shape.is_affine() {
+            return strings
+                .par_iter()
+                .flat_map_iter(|s| self.embed_layered(s))
+                .collect();
+        }
         let folded = self.fold();
         strings
             .iter()
             .flat_map(|s| folded.embed(self.token_ids(s)))
             .collect()
+    }
+
+    /// `text`'s embedding, layer by layer: each character's one-hot signal through the
+    /// conv stack (characters absent from the text give zero signals, and skip it), the
+    /// head on the c-major flattening.
+    pub fn embed_layered(&self, text: &str) -> Vec<f32> {
+        let CnnEdShape {
+            alphabet,
+            max_len,
+            channels,
+            dim,
+            ..
+        } = self.shape;
+        let final_len = self.shape.final_len();
+        let per_char = channels * final_len;
+        let mut signals = vec![vec![0.0f32; max_len]; alphabet];
+        for (l, id) in self.token_ids(text).enumerate() {
+            if let Some(signal) = signals.get_mut(id as usize) {
+                signal[l] = 1.0;
+            }
+        }
+        let fc = self.fc_weight();
+        let mut out = self.fc_bias().to_vec();
+        for (c, signal) in signals.iter().enumerate() {
+            if signal.iter().all(|&v| v == 0.0) {
+                continue;
+            }
+            let response = self.conv_stack(signal);
+            for (d, o) in out.iter_mut().enumerate() {
+                let w = &fc[d * self.shape.flat() + c * per_char..][..per_char];
+                *o += w.iter().zip(&response).map(|(w, x)| w * x).sum::<f32>();
+            }
+        }
+        debug_assert_eq!(out.len(), dim);
+        out
+    }
+
+    /// One 1-channel signal `[M]` through every conv + pool block (and its ReLU):
+    /// `[channels, Lf]`.
+    fn conv_stack(&self, signal: &[f32]) -> Vec<f32> {
+        let ch = self.shape.channels;
+        let (mut x, mut cin, mut len) = (signal.to_vec(), 1, self.shape.max_len);
+        for layer in 0..self.shape.layers {
+            let w = self.conv_weight(layer);
+            let half = len / 2;
+            let mut y = vec![0.0f32; ch * half];
+            for o in 0..ch {
+                for i in 0..cin {
+                    let x = &x[i * len..(i + 1) * len];
+                    let w = &w[(o * cin + i) * 3..][..3];
+                    // z[p] = w0 x[p - 1] + w1 x[p] + w2 x[p + 1]; y[j] = (z[2j] + z[2j + 1]) / 2.
+                    let z = |p: usize| {
+                        let at =
+                            |q: Option<usize>| q.and_then(|q| x.get(q)).copied().unwrap_or(0.0);
+                        w[0] * at(p.checked_sub(1)) + w[1] * x[p] + w[2] * at(Some(p + 1))
+                    };
+                    for (j, out) in y[o * half..(o + 1) * half].iter_mut().enumerate() {
+                        *out += (z(2 * j) + z(2 * j + 1)) / 2.0;
+                    }
+                }
+            }
+            if self.shape.relu_after(layer) {
+                y.iter_mut().for_each(|v| *v = v.max(0.0));
+            }
+            (x, cin, len) = (y, ch, half);
+        }
+        x
     }
 
     /// The same network with other weights (trained ones), same length as
@@ -418,8 +527,13 @@ impl CnnEd {
         (lo, x)
     }
 
-    /// The folded network ([`Folded`]): `T[c, l, :]` for every character and place.
+    /// The folded network ([`Folded`]): `T[c, l, :]` for every character and place. Only
+    /// an affine network folds ([`CnnEdShape::is_affine`]).
     pub fn fold(&self) -> Folded {
+        assert!(
+            self.shape.is_affine(),
+            "a CNN-ED network with ReLUs does not fold into a table"
+        );
         let CnnEdShape {
             alphabet,
             max_len,
@@ -482,19 +596,20 @@ impl CnnEd {
         }
         let codes: Vec<u32> = self.alphabet.iter().map(|&c| c as u32).collect();
         let s = self.shape;
-        serialize_safetensors(
-            &sd,
-            &[
-                (META_ARCH, ARCH.to_string()),
-                (META_ALPHABET, serde_json::to_string(&codes)?),
-                (META_MAX_LEN, s.max_len.to_string()),
-                (META_LAYERS, s.layers.to_string()),
-                (META_CHANNELS, s.channels.to_string()),
-                (META_DIM, s.dim.to_string()),
-                (META_SLOPE, self.slope.to_string()),
-                (META_INTERCEPT, self.intercept.to_string()),
-            ],
-        )
+        let mut metadata = vec![
+            (META_ARCH, ARCH.to_string()),
+            (META_ALPHABET, serde_json::to_string(&codes)?),
+            (META_MAX_LEN, s.max_len.to_string()),
+            (META_LAYERS, s.layers.to_string()),
+            (META_CHANNELS, s.channels.to_string()),
+            (META_DIM, s.dim.to_string()),
+            (META_SLOPE, self.slope.to_string()),
+            (META_INTERCEPT, self.intercept.to_string()),
+        ];
+        if !s.is_affine() {
+            metadata.push((META_RELU_AFTER, serde_json::to_string(&s.relu_blocks())?));
+        }
+        serialize_safetensors(&sd, &metadata)
     }
 
     /// Writes the model file atomically (complete or absent).
@@ -530,6 +645,11 @@ impl CnnEd {
             layers: number(META_LAYERS)?,
             channels: number(META_CHANNELS)?,
             dim: number(META_DIM)?,
+            relu: match file.optional(META_RELU_AFTER) {
+                None => 0,
+                Some(text) => relu_mask(text)
+                    .map_err(|e| anyhow!("{source}: {META_RELU_AFTER} is {text:?}: {e}"))?,
+            },
         };
         shape.check().map_err(|e| anyhow!("{source}: {e}"))?;
         let expected = shape.tensors();
@@ -572,6 +692,26 @@ impl CnnEd {
             source,
         )
     }
+}
+
+/// The ReLU mask ([`CnnEdShape::relu`]) of a JSON list of 1-based block numbers.
+fn relu_mask(json: &str) -> Result<u32, String> {
+    let blocks: Vec<usize> = serde_json::from_str(json)
+        .map_err(|e| format!("not a JSON list of block numbers ({e})"))?;
+    relu_mask_of(&blocks)
+}
+
+/// The ReLU mask ([`CnnEdShape::relu`]) of 1-based block numbers (at most
+/// [`MAX_LEN`]'s 12 blocks); the shape's check bounds them by its layers.
+pub fn relu_mask_of(blocks: &[usize]) -> Result<u32, String> {
+    let most = MAX_LEN.ilog2() as usize;
+    blocks.iter().try_fold(0u32, |mask, &b| {
+        if (1..=most).contains(&b) {
+            Ok(mask | 1 << (b - 1))
+        } else {
+            Err(format!("block {b}: blocks are numbered 1 to {most}"))
+        }
+    })
 }
 
 /// The mean of the rows of `[rows, dim]` values (0 for no rows).

@@ -1,48 +1,74 @@
-//! A CNN-ED model on a device, folded into its table ([`super::cnn_ed::Folded`]): the
-//! table uploaded once (in parts of consecutive characters when it is larger than one
-//! storage binding), buffers for batches of up to `capacity` strings, and the table
-//! pass ([`crate::ops::cnn_ed`]) that fills a `[batch, dim]` f32 buffer, which the kNN
-//! reads in place.
+//! A CNN-ED model on a device: an affine network folded into its table
+//! ([`super::cnn_ed::Folded`], uploaded once, in parts of consecutive characters when it
+//! is larger than one storage binding) and run by the table pass
+//! ([`crate::ops::cnn_ed`]); a network with ReLUs layer by layer
+//! ([`super::cnn_ed_layers`]). Either fills a `[batch, dim]` f32 buffer, which the kNN
+//! reads in place, for batches of up to `capacity` strings.
 use anyhow::{Result, anyhow, bail};
 
 use super::cnn_ed::CnnEd;
+use super::cnn_ed_layers::{self as layers, ForwardBuffers};
 use crate::gpu::{Calls, Gpu, Pending, ReadbackPair, storage_buffer, storage_buffer_init};
-use crate::ops::cnn_ed::{
-    TableBuffers, TableEmbed, TableLayout, TablePart, TableShape, id_words, pack_ids,
-};
+use crate::ops::Ops;
+use crate::ops::cnn_ed::{TableBuffers, TableLayout, TablePart, TableShape, id_words, pack_ids};
 
 /// The most bytes of token ids one batch uploads: batches of long strings get fewer
 /// strings.
 const MAX_ID_BYTES: usize = 32 << 20;
 
+/// The most bytes of the layered network's widest activation (the first block's output,
+/// `[batch * C, 8, M / 2]`): batches of long strings over large alphabets get fewer
+/// strings.
+const MAX_ACTIVATION_BYTES: u64 = 64 << 20;
+
 pub struct CnnEdEncoder {
     capacity: usize,
     dim: usize,
     model: CnnEd,
-    ids: wgpu::Buffer,
-    starts: wgpu::Buffer,
+    network: Network,
     out: wgpu::Buffer,
-    /// One table pass per part.
-    calls: Calls,
     readbacks: ReadbackPair,
     /// Host copies of a batch's ids and starts, reused.
     id_words: Vec<u32>,
     start_words: Vec<u32>,
-    _table_parts: Vec<wgpu::Buffer>,
-    _bias: wgpu::Buffer,
+}
+
+/// How the encoder runs the network.
+enum Network {
+    /// The folded table: one table pass per part.
+    Table {
+        ids: wgpu::Buffer,
+        starts: wgpu::Buffer,
+        calls: Calls,
+        _parts: Vec<wgpu::Buffer>,
+        _bias: wgpu::Buffer,
+    },
+    /// Layer by layer, on tokens `[batch, M]`.
+    Layered {
+        tokens: wgpu::Buffer,
+        forward: layers::Forward,
+        _params: wgpu::Buffer,
+        _acts: Vec<wgpu::Buffer>,
+    },
 }
 
 impl CnnEdEncoder {
-    /// `model` folded and uploaded to `gpu`, for batches of up to `capacity` strings
-    /// (clamped so that a batch's ids fit [`MAX_ID_BYTES`]).
-    pub fn new(gpu: &Gpu, model: &CnnEd, capacity: usize) -> Result<Self> {
-        Self::with_part_bytes(gpu, model, capacity, gpu.max_binding_bytes())
+    /// `model` on `gpu`, for batches of up to `capacity` strings (clamped so that a
+    /// batch's ids, or the layered network's activations, fit the limits above).
+    pub fn new(gpu: &Gpu, ops: &Ops, model: &CnnEd, capacity: usize) -> Result<Self> {
+        if model.shape().is_affine() {
+            Self::with_part_bytes(gpu, ops, model, capacity, gpu.max_binding_bytes())
+        } else {
+            Self::layered(gpu, ops, model, capacity)
+        }
     }
 
-    /// [`CnnEdEncoder::new`] with the table split into parts of at most `part_bytes`
-    /// (whole characters); an error when one character's rows exceed it.
+    /// [`CnnEdEncoder::new`] for an affine network, with the table split into parts of
+    /// at most `part_bytes` (whole characters); an error when one character's rows
+    /// exceed it.
     pub fn with_part_bytes(
         gpu: &Gpu,
+        ops: &Ops,
         model: &CnnEd,
         capacity: usize,
         part_bytes: u64,
@@ -66,9 +92,7 @@ impl CnnEdEncoder {
         let id_bytes = 4 * id_words(capacity, shape.max_len) as u64;
         let ids = storage_buffer(gpu, "cnn-ed ids", id_bytes);
         let starts = storage_buffer(gpu, "cnn-ed starts", (capacity as u64 + 1) * 4);
-        let out_bytes = (capacity * shape.dim * 4) as u64;
-        let out = storage_buffer(gpu, "cnn-ed embeddings", out_bytes);
-        let kernel = TableEmbed::new(gpu);
+        let out = storage_buffer(gpu, "cnn-ed embeddings", (capacity * shape.dim * 4) as u64);
         let mut calls = Calls::default();
         let mut parts = Vec::new();
         for (i, rows) in folded
@@ -95,23 +119,83 @@ impl CnnEdEncoder {
                 starts: &starts,
                 out: &out,
             };
-            calls.push(kernel.call_part(gpu, part_shape, part, buffers));
+            calls.push(ops.table.call_part(gpu, part_shape, part, buffers));
             parts.push(table);
         }
-        Ok(CnnEdEncoder {
-            capacity,
-            dim: shape.dim,
-            model: model.clone(),
+        let network = Network::Table {
             ids,
             starts,
-            out,
             calls,
-            readbacks: ReadbackPair::new(gpu, out_bytes),
+            _parts: parts,
+            _bias: bias,
+        };
+        Ok(Self::with_network(gpu, model, capacity, network, out))
+    }
+
+    /// `model` layer by layer (any network; [`CnnEdEncoder::new`] takes it for networks
+    /// with ReLUs): its parameters uploaded and the head's weight packed once.
+    pub fn layered(gpu: &Gpu, ops: &Ops, model: &CnnEd, capacity: usize) -> Result<Self> {
+        let shape = model.shape();
+        let widest_per_string = (shape.alphabet * shape.channels * (shape.max_len / 2)) as u64 * 4;
+        let most = gpu.max_binding_bytes().min(MAX_ACTIVATION_BYTES) / widest_per_string;
+        if most == 0 {
+            bail!(
+                "one string's first activation in this CNN-ED model ({} characters x {} \
+                 places) does not fit the device's largest storage binding",
+                shape.alphabet,
+                shape.max_len
+            );
+        }
+        let capacity = capacity.clamp(1, most as usize);
+        let tokens = storage_buffer(gpu, "cnn-ed tokens", (capacity * shape.max_len * 4) as u64);
+        let params = storage_buffer_init(gpu, "cnn-ed params", model.params());
+        let acts = layers::activations(gpu, &shape, capacity * shape.alphabet, "cnn-ed activation");
+        let out = storage_buffer(gpu, "cnn-ed embeddings", (capacity * shape.dim * 4) as u64);
+        let forward = layers::forward(
+            gpu,
+            ops,
+            &shape,
+            layers::first_block(&shape),
+            layers::head(&shape),
+            ForwardBuffers {
+                tokens: &tokens,
+                params: &params,
+                acts: &acts,
+                out: &out,
+            },
+        );
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        forward
+            .pack_head
+            .record(&mut encoder.begin_compute_pass(&Default::default()), gpu, 1);
+        gpu.queue.submit([encoder.finish()]);
+        let network = Network::Layered {
+            tokens,
+            forward,
+            _params: params,
+            _acts: acts,
+        };
+        Ok(Self::with_network(gpu, model, capacity, network, out))
+    }
+
+    fn with_network(
+        gpu: &Gpu,
+        model: &CnnEd,
+        capacity: usize,
+        network: Network,
+        out: wgpu::Buffer,
+    ) -> Self {
+        let dim = model.dim();
+        CnnEdEncoder {
+            capacity,
+            dim,
+            model: model.clone(),
+            network,
+            readbacks: ReadbackPair::new(gpu, (capacity * dim * 4) as u64),
+            out,
             id_words: Vec::new(),
             start_words: Vec::new(),
-            _table_parts: parts,
-            _bias: bias,
-        })
+        }
     }
 
     /// How many strings one batch takes at most.
@@ -151,14 +235,44 @@ impl CnnEdEncoder {
             })
             .collect::<Result<Vec<_>>>()?;
         let strings = texts.iter().map(|text| self.model.token_ids(text));
-        pack_ids(strings, &mut self.id_words, &mut self.start_words);
-        gpu.queue
-            .write_buffer(&self.ids, 0, bytemuck::cast_slice(&self.id_words));
-        gpu.queue
-            .write_buffer(&self.starts, 0, bytemuck::cast_slice(&self.start_words));
-        self.calls.set_batch(gpu, batch as u32);
         let mut pass = encoder.begin_compute_pass(&Default::default());
-        self.calls.record(&mut pass, gpu, batch as u32);
+        let n = batch as u32;
+        match &self.network {
+            Network::Table {
+                ids, starts, calls, ..
+            } => {
+                pack_ids(strings, &mut self.id_words, &mut self.start_words);
+                gpu.queue
+                    .write_buffer(ids, 0, bytemuck::cast_slice(&self.id_words));
+                gpu.queue
+                    .write_buffer(starts, 0, bytemuck::cast_slice(&self.start_words));
+                calls.set_batch(gpu, n);
+                calls.record(&mut pass, gpu, n);
+            }
+            Network::Layered {
+                tokens, forward, ..
+            } => {
+                // Each string's ids padded to M with the unseen id (an all-zero column).
+                let m = self.model.shape().max_len;
+                self.id_words.clear();
+                for ids in strings {
+                    let start = self.id_words.len();
+                    self.id_words.extend(ids);
+                    self.id_words.resize(start + m, self.model.unseen());
+                }
+                gpu.queue
+                    .write_buffer(tokens, 0, bytemuck::cast_slice(&self.id_words));
+                let rows = n * self.model.shape().alphabet as u32;
+                for (calls, items) in [
+                    (&forward.first, n),
+                    (&forward.blocks, rows),
+                    (&forward.head, n),
+                ] {
+                    calls.set_batch(gpu, items);
+                    calls.record(&mut pass, gpu, items);
+                }
+            }
+        }
         Ok(batch)
     }
 

@@ -38,10 +38,13 @@ impl<'a> ModelFile<'a> {
 
     /// The value of `key`, trimmed; an error when it is missing.
     pub fn get(&self, key: &str) -> Result<&str> {
-        self.metadata
-            .get(key)
-            .map(|v| v.trim())
+        self.optional(key)
             .ok_or_else(|| self.error(format!("a {} model needs {key} metadata", self.arch)))
+    }
+
+    /// The value of an optional `key`, trimmed.
+    pub fn optional(&self, key: &str) -> Option<&str> {
+        self.metadata.get(key).map(|v| v.trim())
     }
 
     /// `key` as a whole number.

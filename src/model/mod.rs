@@ -5,6 +5,7 @@ pub mod cgk;
 pub mod cgk_encoder;
 pub mod cnn_ed;
 pub mod cnn_ed_encoder;
+pub mod cnn_ed_layers;
 pub mod megashtein;
 pub(crate) mod metadata;
 pub mod params;

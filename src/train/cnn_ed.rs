@@ -8,8 +8,8 @@
 //! ([`CnnEdShape::tensors`]) followed by one value the loss head reads as log s: fixed
 //! at 0 (s = 1), since CNN-ED's targets are already on the embedding's scale (ED / avgD).
 //!
-//! The network is affine in its one-hot input, so a step can run it two ways with the
-//! same result ([`Formulation`]):
+//! A network without ReLUs is affine in its one-hot input, so a step can run it two ways
+//! with the same result ([`Formulation`]; a network with ReLUs runs as Strings):
 //! - **Strings**: every character row of every string through the conv stack. Activations
 //!   are `[rows, 8, len]` with `rows = 3 triplets * C`: string b's characters are rows
 //!   `b * C .. (b + 1) * C`, so the last layer's output is already the c-major flattening
@@ -26,11 +26,12 @@ use anyhow::{Result, bail};
 
 use crate::gpu::{Calls, Gpu, Readback, storage_buffer, storage_buffer_init};
 use crate::model::cnn_ed::{CnnEd, CnnEdShape};
+use crate::model::cnn_ed_layers::{self as layers, ForwardBuffers};
 use crate::ops::MAX_SEGMENTS;
 use crate::ops::Ops;
 use crate::ops::adamw::{AdamWBuffers, AdamWCalls, AdamWStep};
 use crate::ops::cnn_ed::{TableBuffers, TableGrads, TableLayout, TableShape, id_words, pack_ids};
-use crate::ops::conv1d::{Conv1dGrads, Conv1dShape};
+use crate::ops::conv1d::Conv1dGrads;
 use crate::ops::conv8::SEGMENT;
 use crate::ops::linear::{LinearGrads, LinearShape};
 use crate::ops::onehot_conv::{CHANNELS, OneHotConvShape};
@@ -154,6 +155,10 @@ impl Formulation {
     /// The cheaper formulation for `triplets` per step whose buffers fit `gpu`; an error
     /// when neither fits.
     pub fn cheaper(gpu: &Gpu, shape: &CnnEdShape, triplets: usize) -> Result<Self> {
+        if !shape.is_affine() {
+            return check_fits(gpu, shape, Formulation::Strings, triplets)
+                .map(|()| Formulation::Strings);
+        }
         let mut both = [Formulation::Table, Formulation::Strings];
         both.sort_by(|a, b| a.cost(shape, triplets).total_cmp(&b.cost(shape, triplets)));
         let [best, other] = both;
@@ -288,6 +293,9 @@ fn check_fits(
             binding >> 20
         );
     }
+    if formulation == Formulation::Table && !shape.is_affine() {
+        bail!("a CNN-ED network with ReLUs does not fold into a table: train it as strings");
+    }
     if shape.channels != CHANNELS as usize {
         bail!(
             "the GPU trainer's first block has {CHANNELS} channels, not {}",
@@ -297,29 +305,17 @@ fn check_fits(
     Ok(())
 }
 
-/// Shapes of the layers over the slab.
+/// The first block: on each string's one-hot rows (Strings), or on one impulse per place
+/// (Table).
 fn first_block(shape: &CnnEdShape, formulation: Formulation) -> OneHotConvShape {
-    let (alphabet, impulses) = match formulation {
-        Formulation::Strings => (shape.alphabet as u32, false),
-        Formulation::Table => (1, true),
-    };
-    OneHotConvShape {
-        alphabet,
-        len: shape.max_len as u32,
-        stride: shape.max_len as u32,
-        weight: shape.conv_offset(0) as u32,
-        impulses,
-    }
-}
-
-fn block(shape: &CnnEdShape, i: usize) -> Conv1dShape {
-    Conv1dShape {
-        cin: shape.channels as u32,
-        cout: shape.channels as u32,
-        len: (shape.max_len >> i) as u32,
-        weight: shape.conv_offset(i) as u32,
-        bias: None,
-        relu: false,
+    let strings = layers::first_block(shape);
+    match formulation {
+        Formulation::Strings => strings,
+        Formulation::Table => OneHotConvShape {
+            alphabet: 1,
+            impulses: true,
+            ..strings
+        },
     }
 }
 
@@ -327,19 +323,15 @@ fn block(shape: &CnnEdShape, i: usize) -> Conv1dShape {
 /// with the weight regrouped by character, `[C * dim, 8 Lf]`, and no bias (Table; the
 /// bias is added per string by the table's sum).
 fn head(shape: &CnnEdShape, formulation: Formulation) -> LinearShape {
-    let weight = shape.fc_offset();
-    let bias = (weight + shape.dim * shape.flat()) as u32;
-    let per_place = shape.channels * shape.final_len();
-    let (fan_in, fan_out, bias) = match formulation {
-        Formulation::Strings => (shape.flat(), shape.dim, Some(bias)),
-        Formulation::Table => (per_place, shape.alphabet * shape.dim, None),
-    };
-    LinearShape {
-        fan_in: fan_in as u32,
-        fan_out: fan_out as u32,
-        weight: weight as u32,
-        bias,
-        relu: false,
+    let strings = layers::head(shape);
+    match formulation {
+        Formulation::Strings => strings,
+        Formulation::Table => LinearShape {
+            fan_in: (shape.channels * shape.final_len()) as u32,
+            fan_out: (shape.alphabet * shape.dim) as u32,
+            bias: None,
+            ..strings
+        },
     }
 }
 
@@ -434,17 +426,8 @@ impl<'g> CnnEdTrainer<'g> {
             labels: storage_buffer(gpu, "cnn-ed targets", (3 * triplets) as u64 * F32),
             d_embeddings: storage_buffer(gpu, "cnn-ed d embeddings", output_bytes),
         };
-        // Layer i's output and its gradient, [rows, channels, M >> (i + 1)].
-        let act = |i: usize, what: &str| {
-            let floats = items.rows * shape.channels * (shape.max_len >> (i + 1));
-            storage_buffer(gpu, what, floats as u64 * F32)
-        };
-        let acts: Vec<wgpu::Buffer> = (0..shape.layers)
-            .map(|i| act(i, "cnn-ed activation"))
-            .collect();
-        let d_acts: Vec<wgpu::Buffer> = (0..shape.layers)
-            .map(|i| act(i, "cnn-ed activation gradient"))
-            .collect();
+        let acts = layers::activations(gpu, &shape, items.rows, "cnn-ed activation");
+        let d_acts = layers::activations(gpu, &shape, items.rows, "cnn-ed activation gradient");
         let last = shape.layers - 1;
         let table = (formulation == Formulation::Table).then(|| {
             let bytes = (shape.max_len * shape.alphabet * shape.dim) as u64 * F32;
@@ -459,36 +442,20 @@ impl<'g> CnnEdTrainer<'g> {
 
         // Forward.
         let first = first_block(&shape, formulation);
-        let first_block_calls = Calls::from(ops.onehot_conv.forward(
-            gpu,
-            first,
-            &inputs.tokens,
-            &slabs.params,
-            &acts[0],
-        ));
-        let mut prepare = Calls::default();
-        let mut blocks = Calls::default();
-        for i in 1..shape.layers {
-            blocks.push(ops.conv8.forward(
-                gpu,
-                block(&shape, i),
-                &acts[i - 1],
-                &slabs.params,
-                &acts[i],
-            ));
-        }
         let head_shape = head(&shape, formulation);
-        let packed = ops.linear.pack(gpu, head_shape, &slabs.params);
-        let head_calls = ops.linear.forward(
+        let forward = layers::forward(
             gpu,
+            ops,
+            &shape,
+            first,
             head_shape,
-            &acts[last],
-            &packed,
-            &slabs.params,
-            head_out,
+            ForwardBuffers {
+                tokens: &inputs.tokens,
+                params: &slabs.params,
+                acts: &acts,
+                out: head_out,
+            },
         );
-        prepare.push(packed.pack.clone());
-        prepare.keep(packed.into_buffer());
         let (gather, gather_backward) = match &table {
             None => (Calls::default(), Calls::default()),
             Some([t, d_t]) => {
@@ -535,11 +502,19 @@ impl<'g> CnnEdTrainer<'g> {
                 dx: &d_acts[last],
             },
         );
+        // A block's ReLU is undone on its output's gradient before the block's backward.
+        let undo_relu = |i: usize, per_row: usize| {
+            let per_row = (per_row * shape.channels * (shape.max_len >> (i + 1))) as u32;
+            ops.relu.backward(gpu, per_row, &acts[i], &d_acts[i])
+        };
         let mut blocks_backward = Calls::default();
         for i in (1..shape.layers).rev() {
+            if shape.relu_after(i) {
+                blocks_backward.push(undo_relu(i, 1));
+            }
             blocks_backward.extend(ops.conv8.backward(
                 gpu,
-                block(&shape, i),
+                layers::block(&shape, i),
                 items.rows,
                 Conv1dGrads {
                     x: &acts[i - 1],
@@ -550,14 +525,18 @@ impl<'g> CnnEdTrainer<'g> {
                 },
             ));
         }
-        let first_block_backward = ops.onehot_conv.backward(
+        let mut first_block_backward = Calls::default();
+        if shape.relu_after(0) {
+            first_block_backward.push(undo_relu(0, first.alphabet as usize));
+        }
+        first_block_backward.extend(ops.onehot_conv.backward(
             gpu,
             first,
             items.first,
             &inputs.tokens,
             &d_acts[0],
             &slabs.grads,
-        );
+        ));
         let adamw = ops.adamw.calls(
             gpu,
             AdamWBuffers {
@@ -582,10 +561,10 @@ impl<'g> CnnEdTrainer<'g> {
             _d_acts: d_acts,
             head_io,
             _table: table,
-            prepare,
-            first_block: first_block_calls,
-            blocks,
-            head: head_calls,
+            prepare: forward.pack_head,
+            first_block: forward.first,
+            blocks: forward.blocks,
+            head: forward.head,
             gather,
             loss,
             gather_backward,

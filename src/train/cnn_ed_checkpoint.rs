@@ -33,6 +33,9 @@ pub struct CnnEdConfig {
     pub max_len: Option<usize>,
     /// `None`: min(10, floor(log2 M)).
     pub layers: Option<usize>,
+    /// The 1-based blocks followed by a ReLU (none: the affine net).
+    #[serde(default)]
+    pub relu_after: Vec<usize>,
     pub run: CnnEdRun,
 }
 

@@ -1,0 +1,119 @@
+//! CNN-ED's network layer by layer on the GPU, over a parameter slab: the first block on
+//! the one-hot rows (`ops::onehot_conv`), the 8-channel blocks after it (`ops::conv8`),
+//! each followed by its ReLU where the shape has one, and the linear head. Shared by the
+//! encoder of networks that do not fold into a table ([`super::cnn_ed_encoder`]) and by
+//! the trainer (`train::cnn_ed`), whose table formulation runs the same calls on
+//! impulses with a regrouped head.
+use super::cnn_ed::CnnEdShape;
+use crate::gpu::{Calls, Gpu, storage_buffer};
+use crate::ops::Ops;
+use crate::ops::conv1d::Conv1dShape;
+use crate::ops::linear::LinearShape;
+use crate::ops::onehot_conv::OneHotConvShape;
+
+/// The first block on each string's C one-hot rows, tokens `[strings, M]`.
+pub fn first_block(shape: &CnnEdShape) -> OneHotConvShape {
+    OneHotConvShape {
+        alphabet: shape.alphabet as u32,
+        len: shape.max_len as u32,
+        stride: shape.max_len as u32,
+        weight: shape.conv_offset(0) as u32,
+        impulses: false,
+    }
+}
+
+/// Block `i` >= 1: `[rows, 8, M >> i]` to `[rows, 8, M >> (i + 1)]`, with its ReLU.
+pub fn block(shape: &CnnEdShape, i: usize) -> Conv1dShape {
+    Conv1dShape {
+        cin: shape.channels as u32,
+        cout: shape.channels as u32,
+        len: (shape.max_len >> i) as u32,
+        weight: shape.conv_offset(i) as u32,
+        bias: None,
+        relu: shape.relu_after(i),
+    }
+}
+
+/// The head on each string's rows flattened c-major, `[strings, C * 8 * Lf]`, with its
+/// bias.
+pub fn head(shape: &CnnEdShape) -> LinearShape {
+    let weight = shape.fc_offset();
+    LinearShape {
+        fan_in: shape.flat() as u32,
+        fan_out: shape.dim as u32,
+        weight: weight as u32,
+        bias: Some((weight + shape.dim * shape.flat()) as u32),
+        relu: false,
+    }
+}
+
+/// Each block's output `[rows, channels, M >> (i + 1)]`, for up to `rows` rows.
+pub fn activations(gpu: &Gpu, shape: &CnnEdShape, rows: usize, what: &str) -> Vec<wgpu::Buffer> {
+    (0..shape.layers)
+        .map(|i| {
+            let floats = rows * shape.channels * (shape.max_len >> (i + 1));
+            storage_buffer(gpu, what, floats as u64 * 4)
+        })
+        .collect()
+}
+
+/// The calls of one forward pass, in order. Batch sizes: `first` and `head` take items
+/// (strings, or places for the trainer's table), `blocks` take rows (items x the first
+/// block's alphabet).
+pub struct Forward {
+    /// Packs the head's weight: record it after the parameters change.
+    pub pack_head: Calls,
+    pub first: Calls,
+    pub blocks: Calls,
+    pub head: Calls,
+}
+
+/// The buffers a forward pass reads and writes.
+pub struct ForwardBuffers<'a> {
+    /// As `first` reads them.
+    pub tokens: &'a wgpu::Buffer,
+    pub params: &'a wgpu::Buffer,
+    /// From [`activations`].
+    pub acts: &'a [wgpu::Buffer],
+    /// `[items, head's fan_out]`.
+    pub out: &'a wgpu::Buffer,
+}
+
+/// `shape`'s network as calls: the first block as `first` says, the blocks after it, a
+/// ReLU after each block the shape names, and `head` on the last block's output.
+pub fn forward(
+    gpu: &Gpu,
+    ops: &Ops,
+    shape: &CnnEdShape,
+    first: OneHotConvShape,
+    head: LinearShape,
+    b: ForwardBuffers,
+) -> Forward {
+    let mut first_calls = Calls::from(
+        ops.onehot_conv
+            .forward(gpu, first, b.tokens, b.params, &b.acts[0]),
+    );
+    if shape.relu_after(0) {
+        first_calls.push(ops.relu.forward(gpu, first.out_len() as u32, &b.acts[0]));
+    }
+    let mut blocks = Calls::default();
+    for i in 1..shape.layers {
+        blocks.push(
+            ops.conv8
+                .forward(gpu, block(shape, i), &b.acts[i - 1], b.params, &b.acts[i]),
+        );
+    }
+    let packed = ops.linear.pack(gpu, head, b.params);
+    let last = &b.acts[shape.layers - 1];
+    let head_calls = ops
+        .linear
+        .forward(gpu, head, last, &packed, b.params, b.out);
+    let mut pack_head = Calls::from(packed.pack.clone());
+    pack_head.keep(packed.into_buffer());
+    Forward {
+        pack_head,
+        first: first_calls,
+        blocks,
+        head: head_calls,
+    }
+}
