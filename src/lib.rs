@@ -65,7 +65,8 @@
 //! - `gpu`: device, buffers and pipelines;
 //! - `reference`: plain CPU versions of every op, the yardstick for tests;
 //! - `input` and `io`: the input-line rules of CONTRACTS.md and atomic file output;
-//! - `stats`: rank correlation and embedding distance, for validation and reports.
+//! - `stats`: rank correlation, least-squares lines and embedding distance, for the
+//!   trainers, the estimators and reports.
 
 pub use embed::Embedder;
 pub use gpu::{BackendChoice, Gpu, GpuOptions};

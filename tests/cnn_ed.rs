@@ -519,10 +519,11 @@ fn the_line_is_fitted_on_whole_strings() {
 /// The estimator's line: least squares while it rises, else the line through 0.
 #[test]
 fn the_estimator_line_rises_or_goes_through_zero() {
-    use megashtein_gpu::train::cnn_ed_data::{fit_estimate, fit_line};
-    let (slope, intercept) = fit_line(&[(1.0, 3.5), (2.0, 5.5), (4.0, 9.5)]).unwrap();
-    assert!((slope - 2.0).abs() < 1e-12 && (intercept - 1.5).abs() < 1e-12);
-    assert_eq!(fit_line(&[(1.0, 1.0), (1.0, 2.0)]), None);
+    use megashtein_gpu::stats::LinearFit;
+    use megashtein_gpu::train::cnn_ed_data::fit_estimate;
+    let line = LinearFit::least_squares(&[1.0, 2.0, 4.0], &[3.5, 5.5, 9.5]).unwrap();
+    assert!((line.slope - 2.0).abs() < 1e-12 && (line.intercept - 1.5).abs() < 1e-12);
+    assert_eq!(LinearFit::least_squares(&[1.0, 1.0], &[1.0, 2.0]), None);
     let rising = fit_estimate(&[(1.0, 3.5), (2.0, 5.5), (4.0, 9.5)]).unwrap();
     assert!(!rising.through_zero && (rising.slope - 2.0).abs() < 1e-12);
     assert!((rising.correlation - 1.0).abs() < 1e-12);

@@ -29,7 +29,9 @@
 #   cnn_ed      long strings (issue 16): DNA-like reads by tools/make_dna_families.py
 #               (16,000 reads of ~500 letters, 1,000 queries), `train --arch cnn-ed`,
 #               `bench embed --json` of the model (strings of its M), `embed` of the
-#               base and one `query -k 1 -C 10` process, each timed, and the
+#               base and one `query -k 1 -C 10` process, each timed, a 2-epoch model
+#               with ReLUs after blocks 3 and 6 and its `bench embed --json` (the
+#               layered network), and the
 #               rapidfuzz cdist peer with recall@1 where $PYTHON has rapidfuzz and numpy;
 #               JSON lines {"what": ..., "seconds": ...} beside bench embed's
 # and writes OUTDIR/summary.txt: every step's exit code, wall time and time limit.
@@ -63,7 +65,7 @@
 #   query_prep ~20 s (generation ~3 s, embedding 200,000 strings); bench query ~30 s
 #     (exact scan 1,000 x 200,000 on 16 cores ~3 s, 7 candidate counts).
 #   bench_query_cgk ~40 s (CGK embedding ~1 s, two sweeps like bench query).
-#   cnn_ed ~60 s (10 epochs: 257 s for 50 on lavapipe; the exact 1,000 x 1,000 training
+#   cnn_ed ~75 s (10 epochs: 257 s for 50 on lavapipe; the exact 1,000 x 1,000 training
 #     distances and the cdist peer, 116 s on 2 cores, on 16 cores).
 #   Total ~6 min; the budget (470 s) stops it before 8 min whatever happens.
 #
@@ -628,6 +630,12 @@ cnn_ed_check() {
         --seconds "$EMBED_SECONDS" || return
     timed embed "$BIN" embed --model "$d/model.safetensors" --input "$d/base.txt" \
         --output "$d/base.idx" || return
+    # A network with ReLUs embeds layer by layer: its bench embed lines follow this one.
+    timed "train --relu-after 3,6 (2 epochs)" "$BIN" train --arch cnn-ed \
+        --corpus "$d/base.txt" --output "$d/relu.safetensors" --epochs 2 \
+        --relu-after 3,6 || return
+    "$BIN" bench embed --json --model "$d/relu.safetensors" --batch-sizes 1,256 \
+        --seconds "$EMBED_SECONDS" || return
     t0=$(now)
     "$BIN" query --index "$d/base.idx" --queries "$d/queries.txt" -k 1 -C 10 --timings \
         >"$d/hits.tsv" || return

@@ -87,58 +87,7 @@ pub fn threshold_count(exact: &[u32], estimates: &[f32], d: u32, mu: f64) -> Thr
     c
 }
 
-/// Least-squares line y = slope * x + intercept.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct LinearFit {
-    pub slope: f64,
-    pub intercept: f64,
-}
-
-impl LinearFit {
-    /// Fit of `ys` on `xs`; a flat line through the mean when the xs do not vary, the
-    /// identity when there are no points.
-    pub fn fit(xs: &[f64], ys: &[f64]) -> Self {
-        let n = xs.len() as f64;
-        if xs.is_empty() {
-            return LinearFit {
-                slope: 1.0,
-                intercept: 0.0,
-            };
-        }
-        let mx = xs.iter().sum::<f64>() / n;
-        let my = ys.iter().sum::<f64>() / n;
-        let sxx: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
-        let sxy: f64 = xs.iter().zip(ys).map(|(x, y)| (x - mx) * (y - my)).sum();
-        if sxx <= f64::EPSILON * n * (1.0 + mx * mx) {
-            return LinearFit {
-                slope: 0.0,
-                intercept: my,
-            };
-        }
-        let slope = sxy / sxx;
-        LinearFit {
-            slope,
-            intercept: my - slope * mx,
-        }
-    }
-
-    /// Least-squares line through the origin, y = slope * x (the identity when the xs
-    /// are all 0).
-    pub fn fit_proportional(xs: &[f64], ys: &[f64]) -> Self {
-        let sxx: f64 = xs.iter().map(|x| x * x).sum();
-        let sxy: f64 = xs.iter().zip(ys).map(|(x, y)| x * y).sum();
-        LinearFit {
-            slope: if sxx > 0.0 { sxy / sxx } else { 1.0 },
-            intercept: 0.0,
-        }
-    }
-
-    pub fn apply(&self, x: f64) -> f64 {
-        self.slope * x + self.intercept
-    }
-}
-
-pub use crate::stats::{average_ranks, pearson, spearman};
+pub use crate::stats::{LinearFit, average_ranks, pearson, spearman};
 
 /// Errors of calibrated estimates g(d_hat) against true distances d (> 0).
 #[derive(Debug, Clone, PartialEq, Serialize)]

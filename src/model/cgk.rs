@@ -302,17 +302,6 @@ pub fn fit_power_curve(pairs: &[(f64, f64)]) -> Option<(f64, f64)> {
         .filter(|(h, d)| *h > 0.0 && *d > 0.0)
         .map(|(h, d)| (h.ln(), d.ln()))
         .unzip();
-    let n = xs.len() as f64;
-    if xs.len() < 2 {
-        return None;
-    }
-    let mx = xs.iter().sum::<f64>() / n;
-    let my = ys.iter().sum::<f64>() / n;
-    let sxx: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
-    let sxy: f64 = xs.iter().zip(&ys).map(|(x, y)| (x - mx) * (y - my)).sum();
-    if sxx <= 0.0 {
-        return None;
-    }
-    let exponent = sxy / sxx;
-    Some(((my - exponent * mx).exp(), exponent))
+    let line = crate::stats::LinearFit::least_squares(&xs, &ys)?;
+    Some((line.intercept.exp(), line.slope))
 }

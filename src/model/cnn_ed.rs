@@ -331,16 +331,9 @@ impl CnnEd {
     /// conv stack (characters absent from the text give zero signals, and skip it), the
     /// head on the c-major flattening.
     pub fn embed_layered(&self, text: &str) -> Vec<f32> {
-        let CnnEdShape {
-            alphabet,
-            max_len,
-            channels,
-            dim,
-            ..
-        } = self.shape;
-        let final_len = self.shape.final_len();
-        let per_char = channels * final_len;
-        let mut signals = vec![vec![0.0f32; max_len]; alphabet];
+        let shape = self.shape;
+        let per_char = shape.channels * shape.final_len();
+        let mut signals = vec![vec![0.0f32; shape.max_len]; shape.alphabet];
         for (l, id) in self.token_ids(text).enumerate() {
             if let Some(signal) = signals.get_mut(id as usize) {
                 signal[l] = 1.0;
@@ -354,11 +347,10 @@ impl CnnEd {
             }
             let response = self.conv_stack(signal);
             for (d, o) in out.iter_mut().enumerate() {
-                let w = &fc[d * self.shape.flat() + c * per_char..][..per_char];
+                let w = &fc[d * shape.flat() + c * per_char..][..per_char];
                 *o += w.iter().zip(&response).map(|(w, x)| w * x).sum::<f32>();
             }
         }
-        debug_assert_eq!(out.len(), dim);
         out
     }
 

@@ -502,10 +502,12 @@ impl<'g> CnnEdTrainer<'g> {
                 dx: &d_acts[last],
             },
         );
-        // A block's ReLU is undone on its output's gradient before the block's backward.
-        let undo_relu = |i: usize, per_row: usize| {
-            let per_row = (per_row * shape.channels * (shape.max_len >> (i + 1))) as u32;
-            ops.relu.backward(gpu, per_row, &acts[i], &d_acts[i])
+        // A block's ReLU is undone on its output's gradient before the block's backward,
+        // over items of `rows_per_item` rows (the batch of the calls it joins).
+        let undo_relu = |i: usize, rows_per_item: usize| {
+            let per_item = rows_per_item * shape.channels * (shape.max_len >> (i + 1));
+            ops.relu
+                .backward(gpu, per_item as u32, &acts[i], &d_acts[i])
         };
         let mut blocks_backward = Calls::default();
         for i in (1..shape.layers).rev() {

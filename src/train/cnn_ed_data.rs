@@ -172,20 +172,6 @@ pub fn sample(corpus: &[String], count: usize, seed: u64) -> Vec<String> {
     picked.into_iter().map(|i| corpus[i].clone()).collect()
 }
 
-/// The least-squares line `d = slope * x + intercept` through the points `(x, d)`; `None`
-/// for fewer than two distinct x.
-pub fn fit_line(points: &[(f64, f64)]) -> Option<(f64, f64)> {
-    let n = points.len() as f64;
-    let mx = points.iter().map(|p| p.0).sum::<f64>() / n;
-    let my = points.iter().map(|p| p.1).sum::<f64>() / n;
-    let sxx: f64 = points.iter().map(|p| (p.0 - mx) * (p.0 - mx)).sum();
-    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
-    (points.len() >= 2 && sxx > 0.0).then(|| {
-        let slope = sxy / sxx;
-        (slope, my - slope * mx)
-    })
-}
-
 /// An estimator's line `ED = slope * distance + intercept`, fitted on training pairs.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EstimateFit {
@@ -204,22 +190,18 @@ pub struct EstimateFit {
 /// distance (the caller warns: such estimates are rough). `None` when every distance or
 /// every ED is 0.
 pub fn fit_estimate(points: &[(f64, f64)]) -> Option<EstimateFit> {
+    use crate::stats::{LinearFit, pearson};
     let (xs, ys): (Vec<f64>, Vec<f64>) = points.iter().copied().unzip();
-    let correlation = crate::stats::pearson(&xs, &ys).unwrap_or(0.0);
-    if let Some((slope, intercept)) = fit_line(points).filter(|line| line.0 > 0.0) {
-        return Some(EstimateFit {
-            slope,
-            intercept,
-            correlation,
-            through_zero: false,
-        });
-    }
-    let sxd: f64 = points.iter().map(|p| p.0 * p.1).sum();
-    let sxx: f64 = xs.iter().map(|x| x * x).sum();
-    (sxd > 0.0).then(|| EstimateFit {
-        slope: sxd / sxx,
-        intercept: 0.0,
+    let correlation = pearson(&xs, &ys).unwrap_or(0.0);
+    let rises = |line: &LinearFit| line.slope > 0.0;
+    let (line, through_zero) = match LinearFit::least_squares(&xs, &ys).filter(rises) {
+        Some(line) => (line, false),
+        None => (LinearFit::through_origin(&xs, &ys).filter(rises)?, true),
+    };
+    Some(EstimateFit {
+        slope: line.slope,
+        intercept: line.intercept,
         correlation,
-        through_zero: true,
+        through_zero,
     })
 }
