@@ -206,8 +206,12 @@ impl<'g> Embedder<'g> {
     /// Each kernel's time in the forward pass of `texts` (at most one batch), for
     /// `bench embed --profile`.
     pub fn profile(&mut self, texts: &[&[u8]]) -> Result<Vec<(&'static str, f64)>> {
-        let Network::Megashtein(model) = &mut self.network else {
-            bail!("profiling is for megashtein networks; CGK and CNN-ED embed in one kernel");
+        let model = match &mut self.network {
+            Network::Megashtein(model) => model,
+            Network::CnnEd(encoder) => return encoder.profile(self.gpu, texts),
+            Network::Cgk(_) => {
+                bail!("profiling is for megashtein and CNN-ED networks; CGK embeds in one kernel")
+            }
         };
         self.tokens.clear();
         let batch = texts.len().min(model.capacity());

@@ -637,6 +637,26 @@ fn commands_read_utf8_with_a_cnn_ed_model() {
         assert_eq!(row["result"]["chars_per_string"], max_len as f64, "{line}");
     }
     assert_eq!(out.lines().count(), 2, "{out}");
+    // --profile times each kernel: the table pass, or the layers of a network with ReLUs.
+    for (fixture, kernels) in [
+        ("cnn_ed_text", &["cnn_ed.table_embed"][..]),
+        (
+            "cnn_ed_uniref",
+            &["onehot_conv.forward", "conv8.forward", "linear.forward"],
+        ),
+    ] {
+        let path = format!(
+            "{}/tests/fixtures/{fixture}.safetensors",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let args = ["bench", "embed", "--model", &path, "--batch-sizes", "2"];
+        let out = ok(run_bin(
+            &[&args[..], &["--seconds", "0.01", "--profile"]].concat(),
+            b"",
+        ));
+        assert!(out.contains("the forward pass of 2 strings"), "{out}");
+        assert!(kernels.iter().all(|k| out.contains(k)), "{fixture}: {out}");
+    }
     let refused = err(run_bin(
         &["bench", "embed", "--model", &model, "--torch", "python3"],
         b"",

@@ -17,7 +17,6 @@ use crate::bench::{Throughput, embed_profile, embed_strings, embed_throughput};
 use crate::embed::Embedder;
 use crate::gpu::Gpu;
 use crate::model::Architecture;
-use crate::model::megashtein::Megashtein;
 use crate::search::index::{Index, short_fingerprint};
 use crate::search::join::JoinOptions;
 use crate::search::query::Searcher;
@@ -290,7 +289,10 @@ fn bench_embed(args: &EmbedArgs) -> Result<()> {
         println!("strings: {}", describe_strings(&model, &ours));
     }
     let profile = match args.report.profile {
-        true => Some(embed_profile(&mut embedder, &strings(largest))?),
+        true => Some((
+            largest.min(embedder.batch()),
+            embed_profile(&mut embedder, &strings(largest))?,
+        )),
         false => None,
     };
     drop(embedder);
@@ -316,14 +318,8 @@ fn bench_embed(args: &EmbedArgs) -> Result<()> {
             t.batch, t.strings_per_s
         );
     }
-    if let Some(times) = profile {
-        print_profile(
-            &format!(
-                "the forward pass of {} strings",
-                largest.min(Megashtein::max_batch(&gpu))
-            ),
-            &times,
-        );
+    if let Some((batch, times)) = profile {
+        print_profile(&format!("the forward pass of {batch} strings"), &times);
     }
     Ok(())
 }

@@ -226,32 +226,38 @@ impl CnnEdEncoder {
         if batch == 0 {
             return Ok(0);
         }
-        let texts = texts
-            .iter()
-            .enumerate()
-            .map(|(i, text)| {
-                std::str::from_utf8(text)
-                    .map_err(|e| anyhow!("string {} is not valid UTF-8 ({e})", i + 1))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let strings = texts.iter().map(|text| self.model.token_ids(text));
+        self.upload(gpu, &utf8(texts)?);
         let mut pass = encoder.begin_compute_pass(&Default::default());
-        let n = batch as u32;
+        for (calls, items) in self.calls(gpu, batch) {
+            calls.record(&mut pass, gpu, items);
+        }
+        Ok(batch)
+    }
+
+    /// Each kernel's fastest time of 5 runs on one batch of `texts` (as many as fit):
+    /// (label, seconds).
+    pub fn profile(&mut self, gpu: &Gpu, texts: &[&[u8]]) -> Result<Vec<(&'static str, f64)>> {
+        let batch = texts.len().min(self.capacity);
+        self.upload(gpu, &utf8(&texts[..batch])?);
+        let mut times = Vec::new();
+        for (calls, items) in self.calls(gpu, batch) {
+            times.extend(calls.time_each(gpu, items, 5)?);
+        }
+        Ok(times)
+    }
+
+    /// Writes the token ids of `texts` for the network to read.
+    fn upload(&mut self, gpu: &Gpu, texts: &[&str]) {
+        let strings = texts.iter().map(|text| self.model.token_ids(text));
         match &self.network {
-            Network::Table {
-                ids, starts, calls, ..
-            } => {
+            Network::Table { ids, starts, .. } => {
                 pack_ids(strings, &mut self.id_words, &mut self.start_words);
                 gpu.queue
                     .write_buffer(ids, 0, bytemuck::cast_slice(&self.id_words));
                 gpu.queue
                     .write_buffer(starts, 0, bytemuck::cast_slice(&self.start_words));
-                calls.set_batch(gpu, n);
-                calls.record(&mut pass, gpu, n);
             }
-            Network::Layered {
-                tokens, forward, ..
-            } => {
+            Network::Layered { tokens, .. } => {
                 // Each string's ids padded to M with the unseen id (an all-zero column).
                 let m = self.model.shape().max_len;
                 self.id_words.clear();
@@ -262,18 +268,29 @@ impl CnnEdEncoder {
                 }
                 gpu.queue
                     .write_buffer(tokens, 0, bytemuck::cast_slice(&self.id_words));
+            }
+        }
+    }
+
+    /// The network's call groups in order, each with its batch for `batch` strings (set
+    /// here on their uniforms).
+    fn calls(&self, gpu: &Gpu, batch: usize) -> Vec<(&Calls, u32)> {
+        let n = batch as u32;
+        let groups = match &self.network {
+            Network::Table { calls, .. } => vec![(calls, n)],
+            Network::Layered { forward, .. } => {
                 let rows = n * self.model.shape().alphabet as u32;
-                for (calls, items) in [
+                vec![
                     (&forward.first, n),
                     (&forward.blocks, rows),
                     (&forward.head, n),
-                ] {
-                    calls.set_batch(gpu, items);
-                    calls.record(&mut pass, gpu, items);
-                }
+                ]
             }
+        };
+        for (calls, items) in &groups {
+            calls.set_batch(gpu, *items);
         }
-        Ok(batch)
+        groups
     }
 
     /// Start embedding `texts`; read the embeddings with [`CnnEdEncoder::collect`]. Two
@@ -290,4 +307,16 @@ impl CnnEdEncoder {
     pub fn collect(&self, gpu: &Gpu, pending: Pending) -> Result<Vec<f32>> {
         self.readbacks.read(gpu, pending)
     }
+}
+
+/// `texts` as UTF-8; an error naming the first string that is not.
+fn utf8<'t>(texts: &[&'t [u8]]) -> Result<Vec<&'t str>> {
+    texts
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            std::str::from_utf8(text)
+                .map_err(|e| anyhow!("string {} is not valid UTF-8 ({e})", i + 1))
+        })
+        .collect()
 }
