@@ -637,12 +637,13 @@ fn commands_read_utf8_with_a_cnn_ed_model() {
         assert_eq!(row["result"]["chars_per_string"], max_len as f64, "{line}");
     }
     assert_eq!(out.lines().count(), 2, "{out}");
-    // --profile times each kernel: the table pass, or the layers of a network with ReLUs.
+    // --profile times each kernel: the table pass, or the folded blocks and the layers after
+    // them of a network with ReLUs.
     for (fixture, kernels) in [
         ("cnn_ed_text", &["cnn_ed.table_embed"][..]),
         (
             "cnn_ed_uniref",
-            &["onehot_conv.forward", "conv8.forward", "linear.forward"],
+            &["cnn_ed_prefix.forward", "conv8.forward", "linear.forward"],
         ),
     ] {
         let path = format!(

@@ -593,3 +593,73 @@ fn table_embed_and_backward_match_reference() {
         }
     }
 }
+
+/// The folded blocks before the first ReLU (`ops::cnn_ed_prefix`, from
+/// `CnnEd::prefix`) equal those blocks run plainly, conv + pool one after another, and
+/// the ReLU that ends them: ReLUs after the first block, after the third and none
+/// (every block folded), M not a power of two, alphabets of 4 and 37, batch 1, tokens
+/// outside the alphabet; on a device whose grid wraps too.
+#[test]
+fn folded_blocks_match_the_blocks_run_plainly() {
+    use megashtein_gpu::model::cnn_ed::{CnnEd, CnnEdShape};
+    use megashtein_gpu::ops::cnn_ed_prefix::{PrefixBuffers, PrefixShape};
+    let mut r = rng(47);
+    let letters: Vec<char> = "abcdefghijklmnopqrstuvwxyzäöüßéèñ中文字😀"
+        .chars()
+        .collect();
+    // (alphabet, M, layers, ReLU mask, batch)
+    for (alphabet, max_len, layers, relu, batch) in [
+        (4, 38, 5, 0b00001, 1),
+        (37, 250, 7, 0b0100100, 3),
+        (4, 100, 6, 0, 2),
+        (5, 64, 6, 0b110100, 9),
+    ] {
+        let shape = CnnEdShape {
+            layers,
+            relu,
+            ..CnnEdShape::official(alphabet, max_len)
+        };
+        let model = CnnEd::random(letters[..alphabet].to_vec(), shape, r.random()).unwrap();
+        let prefix = model.prefix();
+        let tokens = random_tokens(&mut r, batch, alphabet, max_len);
+        // The blocks run plainly on the one-hot rows.
+        let mut want = cnn_ed::onehot(&tokens, alphabet, max_len, max_len);
+        let (mut cin, mut len) = (1, max_len);
+        for i in 0..prefix.blocks {
+            let w = to_f64(model.conv_weight(i));
+            want = cnn_ed::conv_pool(&want, &w, cin, 8, len, shape.relu_after(i));
+            (cin, len) = (8, len / 2);
+        }
+        assert_eq!(len, prefix.len);
+        for t in [gpu(), narrow_grid_gpu()] {
+            let g = &t.gpu;
+            let n = batch * alphabet * 8 * prefix.len;
+            let out = nan_slab(g, n);
+            let tok = storage_buffer_init(g, "tokens", &tokens);
+            let responses = storage_buffer_init(g, "responses", &prefix.values);
+            let first = storage_buffer_init(g, "first", &prefix.first);
+            let reach = storage_buffer_init(g, "reach", &prefix.reach);
+            let prefix_shape = PrefixShape {
+                alphabet,
+                max_len,
+                len: prefix.len,
+                width: prefix.width,
+                relu: prefix.relu,
+            };
+            let buffers = PrefixBuffers {
+                tokens: &tok,
+                responses: &responses,
+                first: &first,
+                reach: &reach,
+                out: &out,
+            };
+            let call = t.ops.prefix.call(g, prefix_shape, buffers);
+            let got = run(g, &call.into(), batch as u32, &out, n);
+            let what = format!(
+                "C {alphabet} M {max_len} ReLU {relu:b}: {} blocks",
+                prefix.blocks
+            );
+            assert_close(&what, &got, &want, ATOL, RTOL);
+        }
+    }
+}

@@ -95,6 +95,13 @@ impl CnnEdShape {
         self.relu == 0
     }
 
+    /// The leading blocks that are affine in the input: up to and including the first
+    /// block with a ReLU (whose pooled output, before that ReLU, is still affine), or
+    /// every block.
+    pub fn affine_blocks(&self) -> usize {
+        (self.relu.trailing_zeros() as usize + 1).min(self.layers)
+    }
+
     /// The 1-based blocks followed by a ReLU, in order (as `--relu-after` takes them).
     pub fn relu_blocks(&self) -> Vec<usize> {
         (0..self.layers)
@@ -466,17 +473,18 @@ impl CnnEd {
         &self.params[at..at + self.shape.dim]
     }
 
-    /// The conv stack's output `[channels, Lf]` for a unit impulse at position `l` of
-    /// one signal. The conv spreads a signal by one place each side and the pool halves
-    /// it, so only a window of a few places is ever nonzero: the result is that window,
-    /// `(first place, [channels, width] values)`.
-    pub fn impulse_response(&self, l: usize) -> (usize, Vec<f32>) {
+    /// The output `[channels, M >> blocks]` of the first `blocks` conv + pool blocks
+    /// (without any ReLU) for a unit impulse at position `l` of one signal. The conv
+    /// spreads a signal by one place each side and the pool halves it, so only a window
+    /// of a few places is ever nonzero: the result is that window, `(first place,
+    /// [channels, width] values)`.
+    pub fn impulse_response(&self, l: usize, blocks: usize) -> (usize, Vec<f32>) {
         let ch = self.shape.channels;
         let mut len = self.shape.max_len;
         let (mut lo, mut hi) = (l, l + 1);
         let mut cin = 1;
         let mut x = vec![1.0f32];
-        for layer in 0..self.shape.layers {
+        for layer in 0..blocks {
             let w = self.conv_weight(layer);
             let (clo, chi) = (lo.saturating_sub(1), (hi + 1).min(len));
             let width = hi - lo;
@@ -536,8 +544,9 @@ impl CnnEd {
         let final_len = self.shape.final_len();
         let flat = self.shape.flat();
         let fc = self.fc_weight();
-        let responses: Vec<(usize, Vec<f32>)> =
-            (0..max_len).map(|l| self.impulse_response(l)).collect();
+        let responses: Vec<(usize, Vec<f32>)> = (0..max_len)
+            .map(|l| self.impulse_response(l, self.shape.layers))
+            .collect();
         let mut table = vec![0.0f32; alphabet * max_len * dim];
         use rayon::prelude::*;
         table
@@ -565,6 +574,50 @@ impl CnnEd {
             max_len,
             dim,
             unseen: self.unseen(),
+        }
+    }
+
+    /// The blocks up to the first ReLU folded ([`Prefix`]): they are affine in the
+    /// one-hot input. All blocks for an affine network.
+    pub fn prefix(&self) -> Prefix {
+        let blocks = self.shape.affine_blocks();
+        let channels = self.shape.channels;
+        let len = self.shape.max_len >> blocks;
+        let responses: Vec<(usize, Vec<f32>)> = (0..self.shape.max_len)
+            .map(|l| self.impulse_response(l, blocks))
+            .collect();
+        let width = responses
+            .iter()
+            .map(|(_, v)| v.len() / channels)
+            .max()
+            .unwrap_or(1);
+        // Each place's response from its first position, `width` values a channel, the
+        // tail past its window (or past the signal's end) zero.
+        let mut values = vec![0.0f32; self.shape.max_len * channels * width];
+        for (l, (_, v)) in responses.iter().enumerate() {
+            let w = v.len() / channels;
+            for (o, channel) in v.chunks_exact(w).enumerate() {
+                values[(l * channels + o) * width..][..w].copy_from_slice(channel);
+            }
+        }
+        let first: Vec<u32> = responses.iter().map(|r| r.0 as u32).collect();
+        // Place l reaches positions first[l] .. first[l] + width; first never decreases,
+        // so the places that reach `pos` are a run.
+        let reach = (0..len as u32)
+            .flat_map(|pos| {
+                let from = first.partition_point(|&f| f as usize + width <= pos as usize);
+                let to = first.partition_point(|&f| f <= pos);
+                [from as u32, to as u32]
+            })
+            .collect();
+        Prefix {
+            blocks,
+            len,
+            width,
+            values,
+            first,
+            reach,
+            relu: self.shape.relu_after(blocks - 1),
         }
     }
 
@@ -750,4 +803,24 @@ impl Folded {
         }
         out
     }
+}
+
+/// The first [`CnnEdShape::affine_blocks`] blocks of a network folded: a character's
+/// signal after them, `[channels, len]`, is the sum over the places l holding it of
+/// place l's response, `width` values a channel from position `first[l]`; then the ReLU
+/// that ends them, if any. The GPU's layered network starts from here
+/// (`ops::cnn_ed_prefix`).
+#[derive(Debug, Clone)]
+pub struct Prefix {
+    pub blocks: usize,
+    /// Positions after the blocks, `M >> blocks`.
+    pub len: usize,
+    pub width: usize,
+    /// `[M, channels, width]`.
+    pub values: Vec<f32>,
+    /// `[M]`.
+    pub first: Vec<u32>,
+    /// `[len, 2]`: the places that reach each position, `reach[2 pos] .. reach[2 pos + 1]`.
+    pub reach: Vec<u32>,
+    pub relu: bool,
 }

@@ -2,7 +2,8 @@
 //! ([`super::cnn_ed::Folded`], uploaded once, in parts of consecutive characters when it
 //! is larger than one storage binding) and run by the table pass
 //! ([`crate::ops::cnn_ed`]); a network with ReLUs layer by layer
-//! ([`super::cnn_ed_layers`]). Either fills a `[batch, dim]` f32 buffer, which the kNN
+//! ([`super::cnn_ed_layers`]) after its blocks up to the first ReLU, folded
+//! ([`crate::ops::cnn_ed_prefix`]). Either fills a `[batch, dim]` f32 buffer, which the kNN
 //! reads in place, for batches of up to `capacity` strings.
 use anyhow::{Result, anyhow, bail};
 
@@ -11,14 +12,15 @@ use super::cnn_ed_layers::{self as layers, ForwardBuffers};
 use crate::gpu::{Calls, Gpu, Pending, ReadbackPair, storage_buffer, storage_buffer_init};
 use crate::ops::Ops;
 use crate::ops::cnn_ed::{TableBuffers, TableLayout, TablePart, TableShape, id_words, pack_ids};
+use crate::ops::cnn_ed_prefix::{PrefixBuffers, PrefixShape};
 
 /// The most bytes of token ids one batch uploads: batches of long strings get fewer
 /// strings.
 const MAX_ID_BYTES: usize = 32 << 20;
 
-/// The most bytes of the layered network's widest activation (the first block's output,
-/// `[batch * C, 8, M / 2]`): batches of long strings over large alphabets get fewer
-/// strings.
+/// The most bytes of the layered network's widest activation (the folded blocks'
+/// output, `[batch * C, 8, M >> blocks]`): batches of long strings over large alphabets
+/// get fewer strings.
 const MAX_ACTIVATION_BYTES: u64 = 64 << 20;
 
 pub struct CnnEdEncoder {
@@ -43,11 +45,13 @@ enum Network {
         _parts: Vec<wgpu::Buffer>,
         _bias: wgpu::Buffer,
     },
-    /// Layer by layer, on tokens `[batch, M]`.
+    /// Layer by layer from the folded blocks before the first ReLU, on tokens `[batch,
+    /// M]`.
     Layered {
         tokens: wgpu::Buffer,
         forward: layers::Forward,
-        _params: wgpu::Buffer,
+        /// The parameters and the folded blocks' responses.
+        _buffers: Vec<wgpu::Buffer>,
         _acts: Vec<wgpu::Buffer>,
     },
 }
@@ -133,37 +137,65 @@ impl CnnEdEncoder {
     }
 
     /// `model` layer by layer (any network; [`CnnEdEncoder::new`] takes it for networks
-    /// with ReLUs): its parameters uploaded and the head's weight packed once.
+    /// with ReLUs): the blocks up to the first ReLU folded ([`CnnEd::prefix`]), the
+    /// blocks after them and the head; the parameters uploaded and the head's weight
+    /// packed once.
     pub fn layered(gpu: &Gpu, ops: &Ops, model: &CnnEd, capacity: usize) -> Result<Self> {
         let shape = model.shape();
-        let widest_per_string = (shape.alphabet * shape.channels * (shape.max_len / 2)) as u64 * 4;
+        let prefix = model.prefix();
+        let widest_per_string = (shape.alphabet * shape.channels * prefix.len) as u64 * 4;
         let most = gpu.max_binding_bytes().min(MAX_ACTIVATION_BYTES) / widest_per_string;
         if most == 0 {
             bail!(
-                "one string's first activation in this CNN-ED model ({} characters x {} \
+                "one string's widest activation in this CNN-ED model ({} characters x {} \
                  places) does not fit the device's largest storage binding",
                 shape.alphabet,
-                shape.max_len
+                prefix.len
             );
         }
         let capacity = capacity.clamp(1, most as usize);
         let tokens = storage_buffer(gpu, "cnn-ed tokens", (capacity * shape.max_len * 4) as u64);
         let params = storage_buffer_init(gpu, "cnn-ed params", model.params());
-        let acts = layers::activations(gpu, &shape, capacity * shape.alphabet, "cnn-ed activation");
+        let responses = storage_buffer_init(gpu, "cnn-ed prefix responses", &prefix.values);
+        let first = storage_buffer_init(gpu, "cnn-ed prefix first", &prefix.first);
+        let reach = storage_buffer_init(gpu, "cnn-ed prefix reach", &prefix.reach);
+        let rows = capacity * shape.alphabet;
+        let acts = layers::activations(gpu, &shape, rows, prefix.blocks - 1, "cnn-ed activation");
         let out = storage_buffer(gpu, "cnn-ed embeddings", (capacity * shape.dim * 4) as u64);
-        let forward = layers::forward(
+        let prefix_shape = PrefixShape {
+            alphabet: shape.alphabet,
+            max_len: shape.max_len,
+            len: prefix.len,
+            width: prefix.width,
+            relu: prefix.relu,
+        };
+        let folded_blocks = ops.prefix.call(
             gpu,
-            ops,
-            &shape,
-            layers::first_block(&shape),
-            layers::head(&shape),
-            ForwardBuffers {
+            prefix_shape,
+            PrefixBuffers {
                 tokens: &tokens,
-                params: &params,
-                acts: &acts,
-                out: &out,
+                responses: &responses,
+                first: &first,
+                reach: &reach,
+                out: &acts[prefix.blocks - 1],
             },
         );
+        let forward = layers::Forward {
+            first: Calls::from(folded_blocks),
+            ..layers::after(
+                gpu,
+                ops,
+                &shape,
+                prefix.blocks,
+                layers::head(&shape),
+                ForwardBuffers {
+                    tokens: &tokens,
+                    params: &params,
+                    acts: &acts,
+                    out: &out,
+                },
+            )
+        };
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         forward
             .pack_head
@@ -172,7 +204,7 @@ impl CnnEdEncoder {
         let network = Network::Layered {
             tokens,
             forward,
-            _params: params,
+            _buffers: vec![params, responses, first, reach],
             _acts: acts,
         };
         Ok(Self::with_network(gpu, model, capacity, network, out))

@@ -1,9 +1,10 @@
 //! CNN-ED's network layer by layer on the GPU, over a parameter slab: the first block on
 //! the one-hot rows (`ops::onehot_conv`), the 8-channel blocks after it (`ops::conv8`),
 //! each followed by its ReLU where the shape has one, and the linear head. Shared by the
-//! encoder of networks that do not fold into a table ([`super::cnn_ed_encoder`]) and by
-//! the trainer (`train::cnn_ed`), whose table formulation runs the same calls on
-//! impulses with a regrouped head.
+//! trainer (`train::cnn_ed`), whose table formulation runs the same calls on impulses
+//! with a regrouped head, and by the encoder of networks that do not fold into a table
+//! ([`super::cnn_ed_encoder`]), which replaces the blocks up to the first ReLU by their
+//! fold ([`after`]).
 use super::cnn_ed::CnnEdShape;
 use crate::gpu::{Calls, Gpu, storage_buffer};
 use crate::ops::Ops;
@@ -47,11 +48,22 @@ pub fn head(shape: &CnnEdShape) -> LinearShape {
     }
 }
 
-/// Each block's output `[rows, channels, M >> (i + 1)]`, for up to `rows` rows.
-pub fn activations(gpu: &Gpu, shape: &CnnEdShape, rows: usize, what: &str) -> Vec<wgpu::Buffer> {
+/// Each block's output `[rows, channels, M >> (i + 1)]`, for up to `rows` rows, from
+/// block `from` on (the blocks before it get a placeholder that is never bound).
+pub fn activations(
+    gpu: &Gpu,
+    shape: &CnnEdShape,
+    rows: usize,
+    from: usize,
+    what: &str,
+) -> Vec<wgpu::Buffer> {
     (0..shape.layers)
         .map(|i| {
-            let floats = rows * shape.channels * (shape.max_len >> (i + 1));
+            let floats = if i < from {
+                1
+            } else {
+                rows * shape.channels * (shape.max_len >> (i + 1))
+            };
             storage_buffer(gpu, what, floats as u64 * 4)
         })
         .collect()
@@ -96,8 +108,24 @@ pub fn forward(
     if shape.relu_after(0) {
         first_calls.push(ops.relu.forward(gpu, first.out_len() as u32, &b.acts[0]));
     }
+    Forward {
+        first: first_calls,
+        ..after(gpu, ops, shape, 1, head, b)
+    }
+}
+
+/// The calls after block `from - 1` (whose output, `acts[from - 1]`, something else
+/// writes): the blocks from `from` on and the head; `first` is empty.
+pub fn after(
+    gpu: &Gpu,
+    ops: &Ops,
+    shape: &CnnEdShape,
+    from: usize,
+    head: LinearShape,
+    b: ForwardBuffers,
+) -> Forward {
     let mut blocks = Calls::default();
-    for i in 1..shape.layers {
+    for i in from..shape.layers {
         blocks.push(
             ops.conv8
                 .forward(gpu, block(shape, i), &b.acts[i - 1], b.params, &b.acts[i]),
@@ -112,7 +140,7 @@ pub fn forward(
     pack_head.keep(packed.into_buffer());
     Forward {
         pack_head,
-        first: first_calls,
+        first: Calls::default(),
         blocks,
         head: head_calls,
     }

@@ -9,6 +9,7 @@ pub mod avgpool;
 pub mod batchnorm;
 pub mod cgk;
 pub mod cnn_ed;
+pub mod cnn_ed_prefix;
 pub mod conv1d;
 pub mod conv8;
 pub mod embedding;
@@ -129,6 +130,7 @@ pub struct Ops {
     pub linear: linear::Linear,
     pub onehot_conv: onehot_conv::OneHotConv,
     pub table: cnn_ed::TableEmbed,
+    pub prefix: cnn_ed_prefix::PrefixEmbed,
     pub batchnorm: batchnorm::BatchNorm,
     pub tapconv: tapconv::TapConv,
     pub weight_grad: weight_grad::WeightGrad,
@@ -148,6 +150,7 @@ impl Ops {
             linear: linear::Linear::new(gpu),
             onehot_conv: onehot_conv::OneHotConv::new(gpu),
             table: cnn_ed::TableEmbed::new(gpu),
+            prefix: cnn_ed_prefix::PrefixEmbed::new(gpu),
             batchnorm: batchnorm::BatchNorm::new(gpu),
             tapconv: tapconv::TapConv::new(gpu),
             weight_grad: weight_grad::WeightGrad::new(gpu),

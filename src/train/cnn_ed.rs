@@ -426,8 +426,8 @@ impl<'g> CnnEdTrainer<'g> {
             labels: storage_buffer(gpu, "cnn-ed targets", (3 * triplets) as u64 * F32),
             d_embeddings: storage_buffer(gpu, "cnn-ed d embeddings", output_bytes),
         };
-        let acts = layers::activations(gpu, &shape, items.rows, "cnn-ed activation");
-        let d_acts = layers::activations(gpu, &shape, items.rows, "cnn-ed activation gradient");
+        let acts = layers::activations(gpu, &shape, items.rows, 0, "cnn-ed activation");
+        let d_acts = layers::activations(gpu, &shape, items.rows, 0, "cnn-ed activation gradient");
         let last = shape.layers - 1;
         let table = (formulation == Formulation::Table).then(|| {
             let bytes = (shape.max_len * shape.alphabet * shape.dim) as u64 * F32;

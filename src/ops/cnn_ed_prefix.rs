@@ -1,0 +1,71 @@
+//! CNN-ED's blocks up to the first ReLU, folded (`shaders/cnn_ed_prefix.wgsl`): each
+//! character's row after them from the responses of the places that hold it
+//! (`model::cnn_ed::Prefix`), for the layered network's inference.
+use crate::gpu::{Call, Gpu, Kernel};
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Shape {
+    batch: u32,
+    alphabet: u32,
+    max_len: u32,
+    len: u32,
+    width: u32,
+    relu: u32,
+    _pad: [u32; 2],
+}
+
+/// The sizes: `alphabet` rows a string (of `max_len` ids), `len` positions a row after
+/// the blocks, `width` values a channel of a response, and whether a ReLU ends them.
+#[derive(Debug, Clone, Copy)]
+pub struct PrefixShape {
+    pub alphabet: usize,
+    pub max_len: usize,
+    pub len: usize,
+    pub width: usize,
+    pub relu: bool,
+}
+
+/// The buffers: `tokens [batch, max_len]` u32 (ids >= alphabet add nothing), the
+/// responses `[max_len, 8, width]`, `first [max_len]` and `reach [len, 2]` u32 as
+/// `Prefix` holds them, and `out [batch * alphabet, 8, len]`.
+pub struct PrefixBuffers<'a> {
+    pub tokens: &'a wgpu::Buffer,
+    pub responses: &'a wgpu::Buffer,
+    pub first: &'a wgpu::Buffer,
+    pub reach: &'a wgpu::Buffer,
+    pub out: &'a wgpu::Buffer,
+}
+
+pub struct PrefixEmbed {
+    forward: Kernel,
+}
+
+impl PrefixEmbed {
+    pub fn new(gpu: &Gpu) -> Self {
+        let source = include_str!("../../shaders/cnn_ed_prefix.wgsl");
+        PrefixEmbed {
+            forward: Kernel::new(gpu, "cnn_ed_prefix.forward", source, "forward"),
+        }
+    }
+
+    /// Every row of a batch of strings after the folded blocks (recorded per string).
+    pub fn call(&self, gpu: &Gpu, shape: PrefixShape, b: PrefixBuffers) -> Call {
+        let uniform = Shape {
+            batch: 0,
+            alphabet: shape.alphabet as u32,
+            max_len: shape.max_len as u32,
+            len: shape.len as u32,
+            width: shape.width as u32,
+            relu: u32::from(shape.relu),
+            _pad: [0; 2],
+        };
+        let per_string = (shape.alphabet * shape.len) as u32;
+        self.forward.call(
+            gpu,
+            &uniform,
+            &[b.tokens, b.responses, b.first, b.reach, b.out],
+            per_string,
+        )
+    }
+}
