@@ -49,7 +49,8 @@ impl PrefixEmbed {
         }
     }
 
-    /// Every row of a batch of strings after the folded blocks (recorded per string).
+    /// Every row of a batch of strings after the folded blocks (recorded per string: one
+    /// thread per position).
     pub fn call(&self, gpu: &Gpu, shape: PrefixShape, b: PrefixBuffers) -> Call {
         let uniform = Shape {
             batch: 0,
@@ -60,7 +61,7 @@ impl PrefixEmbed {
             relu: u32::from(shape.relu),
             _pad: [0; 2],
         };
-        let per_string = (shape.alphabet * shape.len) as u32;
+        let per_string = shape.len as u32;
         self.forward.call(
             gpu,
             &uniform,
