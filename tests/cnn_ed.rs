@@ -4,7 +4,7 @@
 //! answers queries exactly when every row is a candidate.
 mod common;
 
-use common::{assert_close, err, gpu, levenshtein, ok, run_bin};
+use common::{assert_close, err, gpu, levenshtein, ok, random_cnn_ed, run_bin};
 use megashtein_gpu::embed::Embedder;
 use megashtein_gpu::model::cnn_ed::{self, CnnEd, CnnEdShape};
 use megashtein_gpu::model::{Architecture, Metric, Model};
@@ -88,9 +88,6 @@ fn the_layered_network_on_the_gpu_equals_the_table_and_the_reference() {
     use megashtein_gpu::model::cnn_ed_encoder::CnnEdEncoder;
     let t = gpu();
     let mut rng = StdRng::seed_from_u64(12);
-    let letters: Vec<char> = "abcdefghijklmnopqrstuvwxyzäöüßéèñ中文字😀"
-        .chars()
-        .collect();
     // (alphabet, M, layers, ReLU mask, batch)
     for (c, max_len, layers, relu, batch) in [
         (4, 38, 5, 0, 1),
@@ -99,13 +96,8 @@ fn the_layered_network_on_the_gpu_equals_the_table_and_the_reference() {
         (37, 100, 6, 0b100100, 3),
         (5, 64, 6, 0b111111, 4),
     ] {
-        let shape = CnnEdShape {
-            layers,
-            relu,
-            ..CnnEdShape::official(c, max_len)
-        };
-        let alphabet = letters[..c].to_vec();
-        let model = CnnEd::random(alphabet.clone(), shape, rng.random()).unwrap();
+        let model = random_cnn_ed(rng.random(), c, max_len, layers, relu);
+        let (shape, alphabet) = (model.shape(), model.alphabet().to_vec());
         let texts: Vec<String> = [0, 1, 7, max_len - 1, max_len, max_len + 3]
             .iter()
             .map(|&len| random_text(&mut rng, &alphabet, len))
@@ -189,9 +181,6 @@ fn random_text(rng: &mut StdRng, alphabet: &[char], len: usize) -> String {
 #[test]
 fn folded_table_equals_the_layered_network_on_random_shapes() {
     let mut rng = StdRng::seed_from_u64(5);
-    let letters: Vec<char> = "abcdefghijklmnopqrstuvwxyzäöüßéèñ中文字😀"
-        .chars()
-        .collect();
     // (alphabet, M, layers): M not a power of two, layers to the last one that fits.
     for (c, max_len, layers) in [
         (4, 38, 5),
@@ -200,12 +189,8 @@ fn folded_table_equals_the_layered_network_on_random_shapes() {
         (4, 2, 1),
         (5, 64, 6),
     ] {
-        let shape = CnnEdShape {
-            layers,
-            ..CnnEdShape::official(c, max_len)
-        };
-        let alphabet = letters[..c].to_vec();
-        let model = CnnEd::random(alphabet.clone(), shape, rng.random()).unwrap();
+        let model = random_cnn_ed(rng.random(), c, max_len, layers, 0);
+        let alphabet = model.alphabet().to_vec();
         let folded = model.fold();
         for len in [0, 1, 7, max_len - 1, max_len, max_len + 3] {
             let text = random_text(&mut rng, &alphabet, len);

@@ -8,7 +8,8 @@
 mod common;
 
 use common::{
-    TestGpu, assert_close, dot, finite_differences, gpu, narrow_grid_gpu, rng, to_f64, uniform,
+    TestGpu, assert_close, dot, finite_differences, gpu, narrow_grid_gpu, random_cnn_ed, rng,
+    to_f64, uniform,
 };
 use megashtein_gpu::gpu::{Calls, Gpu, storage_buffer, storage_buffer_init};
 use megashtein_gpu::ops::conv1d::{Conv1dGrads, Conv1dShape, Packing};
@@ -601,12 +602,8 @@ fn table_embed_and_backward_match_reference() {
 /// outside the alphabet; on a device whose grid wraps too.
 #[test]
 fn folded_blocks_match_the_blocks_run_plainly() {
-    use megashtein_gpu::model::cnn_ed::{CnnEd, CnnEdShape};
     use megashtein_gpu::ops::cnn_ed_prefix::{PrefixBuffers, PrefixShape};
     let mut r = rng(47);
-    let letters: Vec<char> = "abcdefghijklmnopqrstuvwxyzäöüßéèñ中文字😀"
-        .chars()
-        .collect();
     // (alphabet, M, layers, ReLU mask, batch)
     for (alphabet, max_len, layers, relu, batch) in [
         (4, 38, 5, 0b00001, 1),
@@ -614,12 +611,8 @@ fn folded_blocks_match_the_blocks_run_plainly() {
         (4, 100, 6, 0, 2),
         (5, 64, 6, 0b110100, 9),
     ] {
-        let shape = CnnEdShape {
-            layers,
-            relu,
-            ..CnnEdShape::official(alphabet, max_len)
-        };
-        let model = CnnEd::random(letters[..alphabet].to_vec(), shape, r.random()).unwrap();
+        let model = random_cnn_ed(r.random(), alphabet, max_len, layers, relu);
+        let shape = model.shape();
         let prefix = model.prefix();
         let tokens = random_tokens(&mut r, batch, alphabet, max_len);
         // The blocks run plainly on the one-hot rows.

@@ -151,3 +151,25 @@ pub fn as_format_1(index: &[u8]) -> Vec<u8> {
     out[..HEADER_LEN].copy_from_slice(&header.to_bytes());
     out
 }
+
+/// A CNN-ED network with seeded random weights over the first `alphabet` (at most 37) of
+/// a fixed list of letters, some outside ASCII: padded length `max_len`, `layers` blocks,
+/// a ReLU after the blocks of the mask `relu`.
+pub fn random_cnn_ed(
+    seed: u64,
+    alphabet: usize,
+    max_len: usize,
+    layers: usize,
+    relu: u32,
+) -> megashtein_gpu::model::cnn_ed::CnnEd {
+    use megashtein_gpu::model::cnn_ed::{CnnEd, CnnEdShape};
+    let letters: Vec<char> = "abcdefghijklmnopqrstuvwxyzäöüßéèñ中文字😀"
+        .chars()
+        .collect();
+    let shape = CnnEdShape {
+        layers,
+        relu,
+        ..CnnEdShape::official(alphabet, max_len)
+    };
+    CnnEd::random(letters[..alphabet].to_vec(), shape, seed).unwrap()
+}
