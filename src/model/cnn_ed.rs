@@ -364,31 +364,13 @@ impl CnnEd {
     /// One 1-channel signal `[M]` through every conv + pool block (and its ReLU):
     /// `[channels, Lf]`.
     fn conv_stack(&self, signal: &[f32]) -> Vec<f32> {
-        let ch = self.shape.channels;
-        let (mut x, mut cin, mut len) = (signal.to_vec(), 1, self.shape.max_len);
+        let (mut hi, mut x) = (signal.len(), signal.to_vec());
         for layer in 0..self.shape.layers {
-            let w = self.conv_weight(layer);
-            let half = len / 2;
-            let mut y = vec![0.0f32; ch * half];
-            for o in 0..ch {
-                for i in 0..cin {
-                    let x = &x[i * len..(i + 1) * len];
-                    let w = &w[(o * cin + i) * 3..][..3];
-                    // z[p] = w0 x[p - 1] + w1 x[p] + w2 x[p + 1]; y[j] = (z[2j] + z[2j + 1]) / 2.
-                    let z = |p: usize| {
-                        let at =
-                            |q: Option<usize>| q.and_then(|q| x.get(q)).copied().unwrap_or(0.0);
-                        w[0] * at(p.checked_sub(1)) + w[1] * x[p] + w[2] * at(Some(p + 1))
-                    };
-                    for (j, out) in y[o * half..(o + 1) * half].iter_mut().enumerate() {
-                        *out += (z(2 * j) + z(2 * j + 1)) / 2.0;
-                    }
-                }
-            }
+            let (_, end, mut y) = self.block_window(layer, &x, 0, hi);
             if self.shape.relu_after(layer) {
                 y.iter_mut().for_each(|v| *v = v.max(0.0));
             }
-            (x, cin, len) = (y, ch, half);
+            (hi, x) = (end, y);
         }
         x
     }
@@ -479,52 +461,63 @@ impl CnnEd {
     /// of a few places is ever nonzero: the result is that window, `(first place,
     /// [channels, width] values)`.
     pub fn impulse_response(&self, l: usize, blocks: usize) -> (usize, Vec<f32>) {
-        let ch = self.shape.channels;
-        let mut len = self.shape.max_len;
-        let (mut lo, mut hi) = (l, l + 1);
-        let mut cin = 1;
-        let mut x = vec![1.0f32];
+        let (mut lo, mut hi, mut x) = (l, l + 1, vec![1.0f32]);
         for layer in 0..blocks {
-            let w = self.conv_weight(layer);
-            let (clo, chi) = (lo.saturating_sub(1), (hi + 1).min(len));
-            let width = hi - lo;
-            let conv_width = chi - clo;
-            let mut z = vec![0.0f32; ch * conv_width];
-            for o in 0..ch {
-                for p in clo..chi {
-                    let mut acc = 0.0f32;
-                    for ci in 0..cin {
-                        for t in 0..3 {
-                            // Input place p + t - 1, inside the window [lo, hi).
-                            if let Some(q) = (p + t).checked_sub(1).filter(|q| (lo..hi).contains(q))
-                            {
-                                acc += w[(o * cin + ci) * 3 + t] * x[ci * width + (q - lo)];
-                            }
-                        }
-                    }
-                    z[o * conv_width + (p - clo)] = acc;
-                }
-            }
-            // AvgPool1d(2), floor: output j reads 2j and 2j + 1, for j < len / 2.
-            len /= 2;
-            let (plo, phi) = (clo / 2, chi.div_ceil(2).min(len));
-            let pool_width = phi - plo;
-            let mut y = vec![0.0f32; ch * pool_width];
-            for o in 0..ch {
-                for j in plo..phi {
-                    let at = |p: usize| {
-                        if (clo..chi).contains(&p) {
-                            z[o * conv_width + (p - clo)]
-                        } else {
-                            0.0
-                        }
-                    };
-                    y[o * pool_width + (j - plo)] = (at(2 * j) + at(2 * j + 1)) / 2.0;
-                }
-            }
-            (lo, hi, cin, x) = (plo, phi, ch, y);
+            (lo, hi, x) = self.block_window(layer, &x, lo, hi);
         }
         (lo, x)
+    }
+
+    /// Conv + pool block `layer` (no ReLU) on a signal `[cin, hi - lo]` that is zero
+    /// outside places `lo..hi` of the block's input: the output's nonzero window, `(lo,
+    /// hi, [channels, hi - lo] values)`. The conv widens the window by one place each
+    /// side (within the signal) and the pool halves it.
+    fn block_window(
+        &self,
+        layer: usize,
+        x: &[f32],
+        lo: usize,
+        hi: usize,
+    ) -> (usize, usize, Vec<f32>) {
+        let ch = self.shape.channels;
+        let len = self.shape.max_len >> layer;
+        let cin = if layer == 0 { 1 } else { ch };
+        let w = self.conv_weight(layer);
+        let (clo, chi) = (lo.saturating_sub(1), (hi + 1).min(len));
+        let width = hi - lo;
+        let conv_width = chi - clo;
+        let mut z = vec![0.0f32; ch * conv_width];
+        for o in 0..ch {
+            for p in clo..chi {
+                let mut acc = 0.0f32;
+                for ci in 0..cin {
+                    for t in 0..3 {
+                        // Input place p + t - 1, inside the window [lo, hi).
+                        if let Some(q) = (p + t).checked_sub(1).filter(|q| (lo..hi).contains(q)) {
+                            acc += w[(o * cin + ci) * 3 + t] * x[ci * width + (q - lo)];
+                        }
+                    }
+                }
+                z[o * conv_width + (p - clo)] = acc;
+            }
+        }
+        // AvgPool1d(2), floor: output j reads 2j and 2j + 1, for j < len / 2.
+        let (plo, phi) = (clo / 2, chi.div_ceil(2).min(len / 2));
+        let pool_width = phi - plo;
+        let mut y = vec![0.0f32; ch * pool_width];
+        for o in 0..ch {
+            for j in plo..phi {
+                let at = |p: usize| {
+                    if (clo..chi).contains(&p) {
+                        z[o * conv_width + (p - clo)]
+                    } else {
+                        0.0
+                    }
+                };
+                y[o * pool_width + (j - plo)] = (at(2 * j) + at(2 * j + 1)) / 2.0;
+            }
+        }
+        (plo, phi, y)
     }
 
     /// The folded network ([`Folded`]): `T[c, l, :]` for every character and place. Only
