@@ -1,6 +1,6 @@
 //! Embedding strings in batches on the GPU: chunked to the model's capacity, with the
 //! next batch read from the input while the GPU computes the current one. A megashtein
-//! model gives 80 floats a string; a CGK model gives its code, one byte a place, handed
+//! model gives its width's floats a string (80 for the released widths); a CGK model gives its code, one byte a place, handed
 //! out as floats too (each a symbol 0..=128, exact), compared by Hamming distance.
 use std::io::BufRead;
 
@@ -11,7 +11,6 @@ use crate::input::{Line, LineReader, require_ascii, require_utf8, tokenize_batch
 use crate::model::cgk_encoder::CgkEncoder;
 use crate::model::cnn_ed_encoder::CnnEdEncoder;
 use crate::model::megashtein::Megashtein;
-use crate::model::params::EMBED_DIM;
 use crate::model::weights::Weights;
 use crate::model::{Architecture, Estimator, Model};
 use crate::ops::Ops;
@@ -93,7 +92,7 @@ impl<'g> Embedder<'g> {
     /// Values per embedding.
     pub fn dim(&self) -> usize {
         match &self.network {
-            Network::Megashtein(_) => EMBED_DIM,
+            Network::Megashtein(model) => model.dim(),
             Network::Cgk(encoder) => encoder.width(),
             Network::CnnEd(encoder) => encoder.dim(),
         }
@@ -156,7 +155,7 @@ impl<'g> Embedder<'g> {
     }
 
     /// Upload `texts` (at most [`Embedder::batch`]) and record their embedding into
-    /// `encoder`; the result lands in [`Embedder::output`] (`[batch, 80]` f32, or
+    /// `encoder`; the result lands in [`Embedder::output`] (`[batch, dim]` f32, or
     /// `[batch, width / 4]` u32 words of codes). Returns the batch size.
     pub fn record(&mut self, encoder: &mut wgpu::CommandEncoder, texts: &[&[u8]]) -> Result<usize> {
         match &mut self.network {

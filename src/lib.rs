@@ -16,10 +16,10 @@
 //! // The built-in model; `Model::open("model.safetensors")` for a trained one.
 //! let model = Model::builtin()?;
 //!
-//! // Embeddings (80 values each, row-major) and distance estimates.
+//! // Embeddings (`model.dim()` values each, row-major) and distance estimates.
 //! let mut embedder = Embedder::for_model(&gpu, &model)?;
 //! let vectors = embedder.embed(&["kitten", "sitting"])?;
-//! assert_eq!(vectors.len(), 2 * megashtein_gpu::EMBED_DIM);
+//! assert_eq!(vectors.len(), 2 * model.dim());
 //! let estimate = embedder.estimate("kitten", "sitting")?;
 //! assert!(estimate.is_finite() && estimate > 0.0);
 //!
@@ -71,7 +71,6 @@
 pub use embed::Embedder;
 pub use gpu::{BackendChoice, Gpu, GpuOptions};
 pub use model::Model;
-pub use model::params::EMBED_DIM;
 pub use search::index::{Index, Precision};
 pub use search::query::{Answer, Hit, QueryOptions, Searcher};
 

@@ -4,9 +4,7 @@
 //! `[out, in, (tap)]`.
 pub mod cnn_ed;
 
-use crate::model::params::{
-    BN_EPS, CHAR_DIM, CONV_BLOCKS, CONV_CH, EMBED_DIM, FLAT, HIDDEN, MAX_LEN, VOCAB, range_of,
-};
+use crate::model::params::{BN_EPS, CONV_BLOCKS, MAX_LEN, VOCAB, Widths};
 
 /// `out[b, c, l] = table[tokens[b, l], c]`; tokens past the vocabulary are clamped.
 pub fn embedding(tokens: &[u8], table: &[f64], len: usize, dim: usize, vocab: usize) -> Vec<f64> {
@@ -141,37 +139,50 @@ pub fn batchnorm_inference(
         .collect()
 }
 
-/// The whole megashtein forward pass in eval mode: `tokens [batch, 80]` -> `[batch, 80]`.
-/// `params` is the flat slab (see [`crate::model::params`]); `running` = mean ++ var.
-pub fn megashtein_forward(params: &[f64], running: &[f64], tokens: &[u8]) -> Vec<f64> {
-    let p = |name: &str| &params[range_of(name)];
-    let mut x = embedding(tokens, p("embedding.weight"), MAX_LEN, CHAR_DIM, VOCAB);
-    let (mut cin, mut len) = (CHAR_DIM, MAX_LEN);
+/// The whole megashtein forward pass in eval mode at `widths`: `tokens [batch, 80]` ->
+/// `[batch, dim]`. `params` is the flat slab (see [`crate::model::params`]); `running`
+/// = mean ++ var.
+pub fn megashtein_forward(
+    widths: &Widths,
+    params: &[f64],
+    running: &[f64],
+    tokens: &[u8],
+) -> Vec<f64> {
+    let p = |name: &str| &params[widths.range_of(name)];
+    let channels = widths.channels;
+    let mut x = embedding(
+        tokens,
+        p("embedding.weight"),
+        MAX_LEN,
+        widths.char_dim,
+        VOCAB,
+    );
+    let (mut cin, mut len) = (widths.char_dim, MAX_LEN);
     for block in 0..CONV_BLOCKS {
         let layer = 3 * block;
         let w = p(&format!("conv_layers.{layer}.weight"));
         let b = p(&format!("conv_layers.{layer}.bias"));
-        x = relu(&avgpool(&conv1d(&x, w, b, cin, CONV_CH, len), len));
-        cin = CONV_CH;
+        x = relu(&avgpool(&conv1d(&x, w, b, cin, channels, len), len));
+        cin = channels;
         len /= 2;
     }
     let h = linear(
         &x,
         p("fc_layers.0.weight"),
         p("fc_layers.0.bias"),
-        FLAT,
-        HIDDEN,
+        widths.flat(),
+        widths.hidden,
         true,
     );
     let e = linear(
         &h,
         p("fc_layers.2.weight"),
         p("fc_layers.2.bias"),
-        HIDDEN,
-        EMBED_DIM,
+        widths.hidden,
+        widths.dim,
         false,
     );
-    let (mean, var) = running.split_at(EMBED_DIM);
+    let (mean, var) = running.split_at(widths.dim);
     let gamma = p("fc_layers.3.weight");
     let beta = p("fc_layers.3.bias");
     batchnorm_inference(&e, gamma, beta, mean, var, f64::from(BN_EPS))

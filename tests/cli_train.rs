@@ -228,6 +228,17 @@ fn bad_options_are_clear_errors() {
             &["--loss", "mix", "--hinge-weight", "0", "--pnll-weight", "0"],
             "the loss weights are all 0",
         ),
+        (&["--channels", "65"], "at most 64 conv channels"),
+        (&["--dim", "31"], "must be even and at most 128"),
+        (&["--hidden", "0"], "layer widths must be at least 1"),
+        (
+            &["--init", "default", "--dim", "64"],
+            "are for a model trained from scratch",
+        ),
+        (
+            &["--arch", "cnn-ed", "--channels", "4"],
+            "--channels is for the megashtein trainer",
+        ),
     ] {
         let e = err(train(dir.path(), args));
         assert!(e.contains(expect), "{args:?}: {e}");
@@ -345,4 +356,70 @@ fn ctrl_c_writes_a_checkpoint_that_resumes() {
     let ckpt = dir.path().join("m.safetensors.ckpt");
     let checkpoint = megashtein_gpu::train::checkpoint::Checkpoint::load(&ckpt).unwrap();
     assert!(checkpoint.step > 0 && checkpoint.step < 100_000);
+}
+
+#[test]
+fn other_widths_train_embed_index_and_query_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let widths = [
+        "--char-dim",
+        "20",
+        "--channels",
+        "16",
+        "--hidden",
+        "48",
+        "--dim",
+        "32",
+    ];
+    // Stopped halfway and resumed: the checkpoint alone carries the widths.
+    let run = [&["--steps", "40"], TINY, &widths[..]].concat();
+    ok(train(
+        dir.path(),
+        &[&run[..], &["--stop-after", "20"]].concat(),
+    ));
+    ok(train(
+        dir.path(),
+        &["--resume", &path("m.safetensors.ckpt")],
+    ));
+    let model = Weights::load(&dir.path().join("m.safetensors")).unwrap();
+    let w = model.widths;
+    assert_eq!((w.char_dim, w.channels, w.hidden, w.dim), (20, 16, 48, 32));
+    assert_eq!(model.num_batches_tracked, 40);
+
+    let words = [
+        "kitten", "sitting", "mitten", "bitten", "written", "kitchen", "sit",
+    ];
+    std::fs::write(path("words.txt"), words.join("\n") + "\n").unwrap();
+    let m = path("m.safetensors");
+    let embed = |out: &str| {
+        ok(run_bin(
+            &["embed", "--model", &m, "-i", &path("words.txt"), "-o", out],
+            b"",
+        ))
+    };
+    embed(&path("e.npy"));
+    let npy = std::fs::read(path("e.npy")).unwrap();
+    let header = String::from_utf8_lossy(&npy[..128]);
+    assert!(header.contains("(7, 32)"), "{header}");
+    embed(&path("w.idx"));
+    let out = ok(run_bin(
+        &[
+            "query",
+            "--index",
+            &path("w.idx"),
+            "-k",
+            "2",
+            "--format",
+            "json",
+            "kitten",
+        ],
+        b"",
+    ));
+    let answer: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    let top = &answer["hits"][0];
+    assert_eq!(
+        (top["string"].as_str(), top["distance"].as_u64()),
+        (Some("kitten"), Some(0))
+    );
 }

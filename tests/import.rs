@@ -9,9 +9,7 @@ use std::io::{Cursor, Read, Write};
 use std::path::{Path, PathBuf};
 
 use megashtein_gpu::cli::import;
-use megashtein_gpu::model::params::{
-    NUM_BATCHES_TRACKED, NUM_PARAMS, PARAMS, RUNNING_MEAN, RUNNING_VAR,
-};
+use megashtein_gpu::model::params::{NUM_BATCHES_TRACKED, RUNNING_MEAN, RUNNING_VAR, Widths};
 use megashtein_gpu::model::pth::{self, DType, StateDict, Tensor};
 use megashtein_gpu::model::weights::{self, REFERENCE_DISTANCE_SCALE, Weights};
 use safetensors::tensor::{Dtype, TensorView};
@@ -24,8 +22,8 @@ fn reference_pth() -> PathBuf {
 
 /// The names of the state_dict, in PyTorch's order.
 fn state_dict_names() -> Vec<&'static str> {
-    let mut names: Vec<&str> = PARAMS.iter().map(|s| s.name).collect();
-    names.extend([RUNNING_MEAN.name, RUNNING_VAR.name, NUM_BATCHES_TRACKED]);
+    let mut names: Vec<&str> = Widths::RELEASED.params().iter().map(|s| s.name).collect();
+    names.extend([RUNNING_MEAN, RUNNING_VAR, NUM_BATCHES_TRACKED]);
     names
 }
 
@@ -228,7 +226,7 @@ fn reference_checkpoint_imports_bit_for_bit() {
     }
     assert_eq!(raw[19], 10000i64.to_le_bytes());
     assert_eq!(w.num_batches_tracked, 10000);
-    assert_eq!(w.params.len(), NUM_PARAMS);
+    assert_eq!(w.params.len(), Widths::RELEASED.num_params());
 }
 
 #[test]
@@ -436,8 +434,8 @@ fn checkpoint_of_another_model_names_every_problem() {
         shape: shape.to_vec(),
         data: vec![0; shape.iter().product::<usize>() * 4],
     };
-    for spec in PARAMS {
-        sd.insert(spec.name, t(spec.shape));
+    for spec in Widths::RELEASED.params() {
+        sd.insert(spec.name, t(&spec.shape));
     }
     sd.insert("conv_layers.0.weight", t(&[64, 141, 3]));
     sd.insert("head.weight", t(&[3]));
@@ -565,10 +563,10 @@ fn safetensors_with_wrong_shape_missing_or_extra_tensor_are_errors() {
             data: vec![0; 4],
         },
     );
-    let mut rm = sd.get(RUNNING_MEAN.name).unwrap().clone();
+    let mut rm = sd.get(RUNNING_MEAN).unwrap().clone();
     rm.dtype = DType::F64;
     rm.shape = vec![40];
-    sd.insert(RUNNING_MEAN.name, rm);
+    sd.insert(RUNNING_MEAN, rm);
     write_safetensors(&path, &sd, Some(model_metadata()));
     assert_mentions(
         &error_of(Weights::load(&path)),

@@ -15,7 +15,7 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 
 const FP: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 const SCALE: f32 = 78.6 / 280.0;
-const DIM: usize = megashtein_gpu::EMBED_DIM;
+const DIM: usize = megashtein_gpu::model::params::Widths::RELEASED.dim;
 
 fn entries(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir)

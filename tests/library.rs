@@ -6,9 +6,12 @@ mod common;
 use megashtein_gpu::input::Line;
 use megashtein_gpu::model::Architecture;
 use megashtein_gpu::model::cgk::Cgk;
+use megashtein_gpu::model::params::Widths;
 use megashtein_gpu::model::weights::Weights;
 use megashtein_gpu::search::index::IndexWriter;
-use megashtein_gpu::{EMBED_DIM, Embedder, Index, Model, Precision, QueryOptions, Searcher};
+use megashtein_gpu::{Embedder, Index, Model, Precision, QueryOptions, Searcher};
+
+const EMBED_DIM: usize = Widths::RELEASED.dim;
 use rand::Rng;
 
 const WORDS: &[&str] = &[

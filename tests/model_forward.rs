@@ -8,10 +8,13 @@ use std::path::Path;
 use megashtein_gpu::embed::Embedder;
 use megashtein_gpu::input::tokenize_batch;
 use megashtein_gpu::model::megashtein::Megashtein;
-use megashtein_gpu::model::params::{EMBED_DIM, MAX_LEN};
+use megashtein_gpu::model::params::{MAX_LEN, Widths};
+
+const EMBED_DIM: usize = Widths::RELEASED.dim;
 use megashtein_gpu::model::{pth, weights::Weights};
 use megashtein_gpu::ops::Ops;
 use megashtein_gpu::reference;
+use rand::Rng;
 use safetensors::SafeTensors;
 
 struct Fixture {
@@ -108,10 +111,11 @@ fn cpu_reference_matches_pytorch() {
         .chain(&weights.running_var)
         .map(|&v| f64::from(v))
         .collect();
-    let got: Vec<f32> = reference::megashtein_forward(&params, &running, &f.tokens)
-        .iter()
-        .map(|&v| v as f32)
-        .collect();
+    let got: Vec<f32> =
+        reference::megashtein_forward(&weights.widths, &params, &running, &f.tokens)
+            .iter()
+            .map(|&v| v as f32)
+            .collect();
     assert_matches("CPU reference", &got, &f.embedding, &f.strings);
 }
 
@@ -190,4 +194,58 @@ fn a_query_with_non_finite_distances_is_an_error() {
         err.contains("query \"alpa\"") && err.contains("not finite"),
         "{err}"
     );
+}
+
+/// Widths other than the released ones, on the GPU against the CPU reference (itself
+/// checked against PyTorch above): one channel and one hidden unit; a hidden layer
+/// wider than the linear tile's reduction (split); the 128-d embedding; odd widths.
+#[test]
+fn other_widths_match_the_cpu_reference() {
+    let t = common::gpu();
+    let mut rng = common::rng(14);
+    let cases = [
+        (1, 1, 1, 2),
+        (12, 8, 232, 44),
+        (140, 64, 200, 128),
+        (33, 17, 300, 6),
+    ];
+    for (char_dim, channels, hidden, dim) in cases {
+        let widths = Widths {
+            char_dim,
+            channels,
+            hidden,
+            dim,
+        };
+        let mut weights = Weights::init_with(widths, rng.random());
+        // Running statistics other than 0 and 1, so the batch norm is really checked.
+        let stats = common::uniform(&mut rng, 2 * dim);
+        weights.running_mean = stats[..dim].to_vec();
+        weights.running_var = stats[dim..].iter().map(|v| 1.5 + v).collect();
+        let strings: Vec<Vec<u8>> = (0..7)
+            .map(|i| {
+                let len = [0, 1, 5, 40, 79, 80, 95][i];
+                (0..len).map(|_| rng.random_range(32u8..127)).collect()
+            })
+            .collect();
+        let texts: Vec<&[u8]> = strings.iter().map(Vec::as_slice).collect();
+        let mut tokens = Vec::new();
+        tokenize_batch(texts.iter().copied(), &mut tokens);
+        let running: Vec<f64> = weights
+            .running_mean
+            .iter()
+            .chain(&weights.running_var)
+            .map(|&v| f64::from(v))
+            .collect();
+        let want = reference::megashtein_forward(
+            &widths,
+            &common::to_f64(&weights.params),
+            &running,
+            &tokens,
+        );
+        // Batches of 3: a full one, another, and a partial one.
+        let mut embedder = Embedder::new(&t.gpu, &weights, 3).unwrap();
+        assert_eq!(embedder.dim(), dim);
+        let got = embedder.embed(&texts).unwrap();
+        common::assert_close(&format!("{widths}"), &got, &want, 1e-4, 1e-4);
+    }
 }

@@ -5,9 +5,15 @@
 Usage (from the repo root):
 
     python tools/make_train_fixture.py [--checkpoint PATH] [--out PATH]
+    python tools/make_train_fixture.py --widths 12,8,232,44 \
+        --out tests/fixtures/train_step_widths.safetensors
 
 Defaults: the released checkpoint models/reference/megashtein_trained_model.pth
-(relative to the repo root) and tests/fixtures/train_step.safetensors.
+(relative to the repo root) and tests/fixtures/train_step.safetensors. With --widths
+CHAR_DIM,CHANNELS,HIDDEN,DIM the step starts instead from a freshly initialised model of
+those widths (torch.manual_seed(SEED)), whose state_dict the fixture holds as init.<name>
+(the `train --char-dim --channels --hidden --dim` case; 232 > 200 also takes the Rust
+linear layer's split reduction).
 
 The step, exactly as the Rust trainer does it (released checkpoint, train mode, float32,
 CPU, one thread, deterministic algorithms):
@@ -36,11 +42,13 @@ Output format (safetensors; float32 unless noted):
     running_mean          [80]            BN buffers after this one train-mode forward
     running_var           [80]            (momentum 0.1, unbiased batch variance)
     after.<param>         per parameter   parameters after AdamW step 2
+    init.<name>           with --widths   the starting state_dict (float32; no
+                                          num_batches_tracked, which is 0)
     __metadata__:
         a, b               json.dumps(list of the P strings), in pair order
         lr, weight_decay, beta1, beta2, eps, adamw_steps, distance_scale, pairs,
         poisson_eps, bn_momentum, num_batches_tracked, seed,
-        checkpoint_sha256, torch_version, command
+        checkpoint_sha256 (or widths, a JSON object), torch_version, command
 
 Two gradients are mathematically zero and in float32 only round-off (|g| < ~1e-6):
 grad.fc_layers.3.bias (BN beta shifts both sides of every pair equally and cancels in
@@ -72,6 +80,7 @@ from make_fixture import write_safetensors  # noqa: E402  (byte-reproducible wri
 from megashtein_ref import (  # noqa: E402
     MAX_LEN,
     REPO_ROOT,
+    EditDistanceModel,
     load_model,
     resolve_checkpoint,
     sha256_file,
@@ -193,10 +202,10 @@ def forward_loss(model: torch.nn.Module, tokens: torch.Tensor, labels: torch.Ten
     return e, d_hat, loss
 
 
-def finite_difference_check(ckpt: str, tokens: torch.Tensor, labels: torch.Tensor, grads32: dict) -> float:
+def finite_difference_check(start: torch.nn.Module, tokens: torch.Tensor, labels: torch.Tensor, grads32: dict) -> float:
     """Central differences in float64 vs float64 autograd vs the stored float32 gradient.
     Returns the worst relative error of FD vs float64 autograd over the checked entries."""
-    base = load_model(ckpt).double().train()
+    base = copy.deepcopy(start).double().train()
     lab = labels.double()
     m = copy.deepcopy(base)
     _, _, loss = forward_loss(m, tokens, lab)
@@ -226,7 +235,9 @@ def finite_difference_check(ckpt: str, tokens: torch.Tensor, labels: torch.Tenso
     ]
     h = 1e-6
     worst = 0.0
+    shapes = {n: p.shape for n, p in base.named_parameters()}
     for name, idx in checks:
+        idx = tuple(i % n for i, n in zip(idx, shapes[name]))  # narrower widths wrap
         fd = (loss_at(name, idx, h) - loss_at(name, idx, -h)) / (2 * h)
         ad = g64[name][idx].item()
         g32 = grads32[name][idx].item()
@@ -246,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", default=None, help="default: the released checkpoint")
     ap.add_argument("--out", default=DEFAULT_OUT, help=f"default: {DEFAULT_OUT} (relative to the repo root)")
+    ap.add_argument("--widths", default=None, help="CHAR_DIM,CHANNELS,HIDDEN,DIM: start from a fresh model of these widths")
     args = ap.parse_args(argv)
     command = shlex.join(["python", "tools/make_train_fixture.py"] + (sys.argv[1:] if argv is None else list(argv)))
 
@@ -253,8 +265,16 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
 
-    ckpt = resolve_checkpoint(args.checkpoint)
-    model = load_model(ckpt).float().train()
+    if args.widths:
+        char_dim, channels, hidden, dim = (int(w) for w in args.widths.split(","))
+        model = EditDistanceModel(char_dim, channels, hidden, dim).float()
+        origin = {"widths": json.dumps({"char_dim": char_dim, "channels": channels, "hidden": hidden, "dim": dim})}
+    else:
+        ckpt = resolve_checkpoint(args.checkpoint)
+        model = load_model(ckpt).float()
+        origin = {"checkpoint_sha256": sha256_file(ckpt)}
+    start = copy.deepcopy(model)
+    model.train()
     names = [n for n, _ in model.named_parameters()]
     assert len(names) == 17, names
 
@@ -291,6 +311,10 @@ def main(argv: list[str] | None = None) -> int:
     for n in names:
         tensors[f"grad.{n}"] = grads[n].numpy().astype(np.float32)
         tensors[f"after.{n}"] = after[n].numpy().astype(np.float32)
+    if args.widths:
+        for n, v in start.state_dict().items():
+            if v.dtype == torch.float32:
+                tensors[f"init.{n}"] = v.numpy().astype(np.float32)
     metadata = {
         "a": json.dumps(a),
         "b": json.dumps(b),
@@ -308,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         "pairs": str(PAIRS),
         "seed": str(SEED),
         "torch_version": torch.__version__,
-        "checkpoint_sha256": sha256_file(ckpt),
+        **origin,
         "command": command,
     }
 
@@ -334,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     assert [levenshtein(x[:MAX_LEN], y[:MAX_LEN]) for x, y in zip(json.loads(md["a"]), json.loads(md["b"]))] == labels_int
     assert np.array_equal(back["tokens"], tokenize_batch(a + b).numpy())
     # the AdamW result matches a hand-written AdamW (decoupled decay, bias-corrected)
-    ref = load_model(ckpt).float()
+    ref = copy.deepcopy(start)
     worst_adam = 0.0
     for n, p0 in ref.named_parameters():
         g = grads[n].double()
@@ -353,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     assert worst_adam < 1e-6, worst_adam
 
     print("finite-difference check (float64 model copy, h = 1e-6):")
-    worst = finite_difference_check(ckpt, tokens, labels, grads)
+    worst = finite_difference_check(start, tokens, labels, grads)
     print(f"worst relative error finite-diff vs autograd: {worst:.2e}")
     assert worst < 1e-4, worst
 

@@ -47,6 +47,7 @@ MAX_LEN = 80
 VOCAB = 128
 EMBED_DIM = 140
 CONV_CHANNELS = 64
+HIDDEN = 200
 OUT_DIM = 80
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -56,28 +57,36 @@ DEFAULT_CHECKPOINT = "models/reference/megashtein_trained_model.pth"
 class EditDistanceModel(nn.Module):
     """The reference CNN. state_dict keys match the released checkpoint exactly."""
 
-    def __init__(self, embedding_dim: int = EMBED_DIM):
+    def __init__(
+        self,
+        embedding_dim: int = EMBED_DIM,
+        channels: int = CONV_CHANNELS,
+        hidden: int = HIDDEN,
+        out_dim: int = OUT_DIM,
+    ):
+        """The released widths by default; `train --char-dim --channels --hidden --dim`
+        sets the others (the model file's `megashtein.widths` metadata records them)."""
         super().__init__()
         self.embedding = nn.Embedding(VOCAB, embedding_dim)
         layers: list[nn.Module] = []
         in_ch = embedding_dim
         for _ in range(5):
             layers += [
-                nn.Conv1d(in_ch, CONV_CHANNELS, kernel_size=3, stride=1, padding=1),
+                nn.Conv1d(in_ch, channels, kernel_size=3, stride=1, padding=1),
                 nn.AvgPool1d(2),
                 nn.ReLU(),
             ]
-            in_ch = CONV_CHANNELS
+            in_ch = channels
         # indices 0,3,6,9,12 are the convolutions
         self.conv_layers = nn.Sequential(*layers)
         # parameter-free; present in the released checkpoint's module tree (_metadata)
         self.flatten = nn.Flatten()  # (B, 64, 2) -> (B, 128), channel-major: c * 2 + p
         # 80 -> 40 -> 20 -> 10 -> 5 -> 2 (the last pool floors, dropping position 4)
         self.fc_layers = nn.Sequential(
-            nn.Linear(CONV_CHANNELS * 2, 200),
+            nn.Linear(channels * 2, hidden),
             nn.ReLU(),
-            nn.Linear(200, OUT_DIM),
-            nn.BatchNorm1d(OUT_DIM),
+            nn.Linear(hidden, out_dim),
+            nn.BatchNorm1d(out_dim),
         )
         self.reset_parameters()
 
@@ -142,10 +151,21 @@ def load_state_dict_file(path: str) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def widths_of(sd: dict[str, torch.Tensor]) -> dict[str, int]:
+    """The layer widths a state_dict's shapes give (as the Rust `Widths::of_state_dict`)."""
+    return {
+        "embedding_dim": sd["embedding.weight"].shape[1],
+        "channels": sd["conv_layers.0.bias"].shape[0],
+        "hidden": sd["fc_layers.0.bias"].shape[0],
+        "out_dim": sd["fc_layers.2.bias"].shape[0],
+    }
+
+
 def load_model(path: str | None = None, device: str | torch.device = "cpu") -> EditDistanceModel:
-    """Build the model, load the checkpoint strictly, and return it in eval mode."""
-    model = EditDistanceModel()
+    """Build the model at the checkpoint's widths, load it strictly, and return it in
+    eval mode."""
     sd = load_state_dict_file(resolve_checkpoint(path))
+    model = EditDistanceModel(**widths_of(sd))
     model.load_state_dict(sd, strict=True)
     return model.to(device).eval()
 

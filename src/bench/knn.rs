@@ -16,8 +16,8 @@ use super::repeat_for;
 use crate::gpu::Gpu;
 use crate::ops::knn::{Database, Knn, KnnPlan};
 
-/// Width of the benchmark's vectors: the model's embedding width.
-pub const DIM: usize = crate::model::params::EMBED_DIM;
+/// Width of the benchmark's vectors: the released model's embedding width.
+pub const DIM: usize = crate::model::params::Widths::RELEASED.dim;
 
 /// Flops counted per (query, database row) pair for vectors of `dim`.
 pub fn flops_per_pair(dim: usize) -> f64 {

@@ -18,11 +18,11 @@ pub struct Args {
     /// Corpus, one string per line; `-` reads standard input.
     #[arg(long, short)]
     pub input: PathBuf,
-    /// Output file: `.npy` gets a float32 [N, dim] array in input order (dim 80; a CGK
-    /// model's code bytes, one symbol each) and, when lines were skipped,
-    /// `NAME.lines.npy`: each row's 1-based source line, int64; any other name gets a
-    /// search index for `megashtein-gpu query`. Not `-`: both are binary files written
-    /// in place.
+    /// Output file: `.npy` gets a float32 [N, dim] array in input order (dim: the model's
+    /// width, 80 released; a CGK model's code bytes, one symbol each) and, when lines
+    /// were skipped, `NAME.lines.npy`: each row's 1-based source line, int64; any other
+    /// name gets a search index for `megashtein-gpu query`. Not `-`: both are binary
+    /// files written in place.
     #[arg(long, short)]
     pub output: PathBuf,
     /// How the index stores embeddings (f16 halves its size); not for .npy output, nor

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 
-use crate::model::params::NUM_PARAMS;
 use crate::model::pth::read_state_dict;
 use crate::model::weights::{REFERENCE_DISTANCE_SCALE, Weights, fingerprint};
 
@@ -37,9 +36,10 @@ pub fn run(args: &Args) -> Result<()> {
     weights.save(&args.output)?;
     let print = fingerprint(&args.output)?;
     println!(
-        "imported {} tensors ({NUM_PARAMS} parameters, num_batches_tracked {}) from {} to {}, \
+        "imported {} tensors ({} parameters, num_batches_tracked {}) from {} to {}, \
          distance scale {}, fingerprint {print}",
         sd.len(),
+        weights.params.len(),
         weights.num_batches_tracked,
         args.input.display(),
         args.output.display(),

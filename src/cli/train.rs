@@ -7,6 +7,7 @@ use anyhow::{Result, anyhow, bail};
 use clap::ValueEnum;
 
 use crate::input::{LineReader, NonAscii};
+use crate::model::params::Widths;
 use crate::model::weights::{REFERENCE_DISTANCE_SCALE, Weights};
 use crate::ops::Ops;
 use crate::train::checkpoint::{Checkpoint, DataConfig, Schedule, TrainConfig};
@@ -28,7 +29,7 @@ pub struct Args {
     /// Continue the run saved in this checkpoint, of either architecture (its settings
     /// are used; only --output, --checkpoint, --log, --stop-after and the GPU options
     /// may be given with it).
-    #[arg(long, conflicts_with_all = ["steps", "batch", "loss", "hinge_weight", "approx_weight", "pnll_weight", "lr", "schedule", "warmup", "weight_decay", "clip", "seed", "scale", "init", "corpus", "non_ascii", "alphabet", "val_pairs", "val_every", "checkpoint_every", "epochs", "train_strings", "neighbours", "max_len", "layers", "relu_after", "cnn_ed_loss"])]
+    #[arg(long, conflicts_with_all = ["steps", "batch", "loss", "hinge_weight", "approx_weight", "pnll_weight", "lr", "schedule", "warmup", "weight_decay", "clip", "seed", "scale", "init", "char_dim", "channels", "hidden", "dim", "corpus", "non_ascii", "alphabet", "val_pairs", "val_every", "checkpoint_every", "epochs", "train_strings", "neighbours", "max_len", "layers", "relu_after", "cnn_ed_loss"])]
     pub resume: Option<PathBuf>,
     /// Checkpoint file, written atomically every --checkpoint-every steps (CNN-ED: every
     /// epoch), at --stop-after and on Ctrl-C [default: OUTPUT.ckpt].
@@ -83,6 +84,19 @@ pub struct Args {
     /// Starting weights: `scratch`, `default` (the built-in model) or a model file.
     #[arg(long, default_value = "scratch")]
     pub init: String,
+    /// Width of the character embedding, for a model trained from scratch [default: 140,
+    /// the released model's].
+    #[arg(long, value_name = "N")]
+    pub char_dim: Option<usize>,
+    /// Channels of every conv block, at most 64 [default: 64].
+    #[arg(long, value_name = "N")]
+    pub channels: Option<usize>,
+    /// Width of the hidden fully connected layer [default: 200].
+    #[arg(long, value_name = "N")]
+    pub hidden: Option<usize>,
+    /// Width of the embedding (even, at most 128) [default: 80].
+    #[arg(long, value_name = "N")]
+    pub dim: Option<usize>,
     /// Train on your own strings (one per line): anchors from the file, partners from a
     /// typo model and from the file itself. Without it, synthetic pairs.
     #[arg(long)]
@@ -195,7 +209,7 @@ pub fn run(args: &Args) -> Result<()> {
     };
     let generator = Arc::new(generator(&start.config.data)?);
     let gpu = args.gpu.open()?;
-    let most = Trainer::max_examples(&gpu, start.config.objective);
+    let most = Trainer::max_examples(&gpu, &start.state.widths, start.config.objective);
     if start.config.pairs > most {
         bail!(
             "--batch {} does not fit {}: at most {most} per step",
@@ -325,7 +339,7 @@ fn fresh_start(args: &Args) -> Result<Checkpoint> {
     // (`train::run::calibrated_scale`); the model's own scale is only the fallback.
     let (weights, init, model_scale) = match args.init.as_str() {
         "scratch" => (
-            Weights::init(args.seed),
+            Weights::init_with(widths(args)?, args.seed),
             "scratch".to_string(),
             REFERENCE_DISTANCE_SCALE,
         ),
@@ -334,6 +348,13 @@ fn fresh_start(args: &Args) -> Result<Checkpoint> {
             let model = crate::model::Model::open_or_builtin(path)?;
             let description = format!("{} (sha256 {})", model.source(), model.fingerprint());
             let weights = model.into_weights()?;
+            if width_flags(args).next().is_some() {
+                bail!(
+                    "--init {spec} sets the widths ({}); --char-dim, --channels, --hidden and \
+                     --dim are for a model trained from scratch",
+                    weights.widths
+                );
+            }
             let scale = weights.distance_scale;
             (weights, description, scale)
         }
@@ -387,6 +408,31 @@ fn fresh_start(args: &Args) -> Result<Checkpoint> {
         num_batches_tracked: weights.num_batches_tracked,
         state: TrainState::new(&weights, scale),
     })
+}
+
+/// The width flags given, by name.
+fn width_flags(args: &Args) -> impl Iterator<Item = &'static str> {
+    [
+        ("--char-dim", args.char_dim),
+        ("--channels", args.channels),
+        ("--hidden", args.hidden),
+        ("--dim", args.dim),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| value.map(|_| name))
+}
+
+/// The released widths with the flags' changes, checked.
+fn widths(args: &Args) -> Result<Widths> {
+    let released = Widths::RELEASED;
+    let widths = Widths {
+        char_dim: args.char_dim.unwrap_or(released.char_dim),
+        channels: args.channels.unwrap_or(released.channels),
+        hidden: args.hidden.unwrap_or(released.hidden),
+        dim: args.dim.unwrap_or(released.dim),
+    };
+    widths.check()?;
+    Ok(widths)
 }
 
 /// `--loss` and its weights.

@@ -29,7 +29,7 @@ use crate::gpu::Gpu;
 use crate::input::NonAscii;
 use crate::model::Metric;
 use crate::model::cgk;
-use crate::model::params::{EMBED_DIM, MAX_LEN};
+use crate::model::params::MAX_LEN;
 use crate::model::weights::Weights;
 use metrics::{LinearFit, PairStats, ThresholdCount};
 
@@ -266,8 +266,12 @@ pub struct ThresholdReport {
 
 /// Distance estimates over one list of strings.
 enum Estimator {
-    /// Model outputs `[n, 80]` and the model's distance scale.
-    Dense { data: Vec<f32>, scale: f32 },
+    /// Model outputs `[n, dim]` and the model's estimate from their distance.
+    Dense {
+        data: Vec<f32>,
+        dim: usize,
+        estimator: crate::model::Estimator,
+    },
     /// CGK codes `[n, width]` and the estimate from their Hamming distance.
     Codes {
         codes: Vec<u8>,
@@ -291,11 +295,11 @@ struct Strings {
 impl Estimator {
     fn dist(&self, s: &Strings, i: usize, j: usize) -> f32 {
         match self {
-            Estimator::Dense { data, scale } => {
-                let a = &data[i * EMBED_DIM..(i + 1) * EMBED_DIM];
-                let b = &data[j * EMBED_DIM..(j + 1) * EMBED_DIM];
-                scale * a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>()
-            }
+            Estimator::Dense {
+                data,
+                dim,
+                estimator,
+            } => estimator.between(&data[i * dim..(i + 1) * dim], &data[j * dim..(j + 1) * dim]),
             Estimator::Codes {
                 codes,
                 width,
@@ -646,7 +650,8 @@ fn embedded_row(
     let est = match estimator.metric {
         Metric::SquaredEuclidean | Metric::Euclidean => Estimator::Dense {
             data,
-            scale: estimator.scale,
+            dim: embedder.dim(),
+            estimator,
         },
         Metric::Hamming => Estimator::Codes {
             codes,

@@ -1,7 +1,7 @@
 //! The megashtein architecture on the GPU: which op runs, in which order, on which
 //! buffers. Activations for a fixed batch capacity are allocated once; a forward of any
 //! batch up to that capacity is one encoder, one submit and one readback of the
-//! `[batch, 80]` embeddings.
+//! `[batch, dim]` embeddings (80 for the released widths).
 //!
 //! The forward pass ([`forward_calls`]) is one sequence of calls that inference
 //! ([`Megashtein`]) and training (`crate::train::trainer`) both build, as llm.c's
@@ -17,7 +17,7 @@
 //! and every step in training.
 use anyhow::{Result, bail};
 
-use super::params::{CONV_BLOCKS, CONV_CH, EMBED_DIM, HIDDEN, MAX_LEN};
+use super::params::{CONV_BLOCKS, MAX_LEN, Widths};
 use super::weights::Weights;
 use crate::gpu::{Call, Calls, Gpu, Pending, ReadbackPair, storage_buffer, storage_buffer_init};
 use crate::ops::Ops;
@@ -29,27 +29,25 @@ const F32: u64 = 4;
 /// The shapes of the architecture's layers over the parameter slab, shared by the
 /// inference plan below and the trainer (`crate::train::trainer`).
 pub mod layers {
-    use super::super::params::{
-        BN_EPS, BN_MOMENTUM, CHAR_DIM, CONV_CH, EMBED_DIM, FLAT, HIDDEN, MAX_LEN, VOCAB, offset_of,
-    };
+    use super::super::params::{BN_EPS, BN_MOMENTUM, MAX_LEN, VOCAB, Widths};
     use crate::ops::{
         batchnorm::BatchNormShape, conv1d::Conv1dShape, linear::LinearShape, tapconv::TapConvShape,
     };
 
-    fn at(name: &str) -> u32 {
-        offset_of(name) as u32
+    fn at(w: &Widths, name: &str) -> u32 {
+        w.offset_of(name) as u32
     }
 
     /// Embedding + conv0 (+ pool + relu), folded into tap tables.
-    pub fn block0() -> TapConvShape {
+    pub fn block0(w: &Widths) -> TapConvShape {
         TapConvShape {
             len: MAX_LEN as u32,
             vocab: VOCAB as u32,
-            dim: CHAR_DIM as u32,
-            cout: CONV_CH as u32,
-            table: at("embedding.weight"),
-            weight: at("conv_layers.0.weight"),
-            bias: at("conv_layers.0.bias"),
+            dim: w.char_dim as u32,
+            cout: w.channels as u32,
+            table: at(w, "embedding.weight"),
+            weight: at(w, "conv_layers.0.weight"),
+            bias: at(w, "conv_layers.0.bias"),
         }
     }
 
@@ -59,46 +57,46 @@ pub mod layers {
     }
 
     /// Conv block `block` >= 1 (PyTorch layer 3 * block).
-    pub fn conv_block(block: usize) -> Conv1dShape {
+    pub fn conv_block(w: &Widths, block: usize) -> Conv1dShape {
         let layer = 3 * block;
         Conv1dShape {
-            cin: CONV_CH as u32,
-            cout: CONV_CH as u32,
+            cin: w.channels as u32,
+            cout: w.channels as u32,
             len: block_len(block) as u32,
-            weight: at(&format!("conv_layers.{layer}.weight")),
-            bias: Some(at(&format!("conv_layers.{layer}.bias"))),
+            weight: at(w, &format!("conv_layers.{layer}.weight")),
+            bias: Some(at(w, &format!("conv_layers.{layer}.bias"))),
             relu: true,
         }
     }
 
-    /// fc_layers.0 with its ReLU: the flattened [batch, 64, 2] -> [batch, 200].
-    pub fn fc0() -> LinearShape {
+    /// fc_layers.0 with its ReLU: the flattened [batch, channels, 2] -> [batch, hidden].
+    pub fn fc0(w: &Widths) -> LinearShape {
         LinearShape {
-            fan_in: FLAT as u32,
-            fan_out: HIDDEN as u32,
-            weight: at("fc_layers.0.weight"),
-            bias: Some(at("fc_layers.0.bias")),
+            fan_in: w.flat() as u32,
+            fan_out: w.hidden as u32,
+            weight: at(w, "fc_layers.0.weight"),
+            bias: Some(at(w, "fc_layers.0.bias")),
             relu: true,
         }
     }
 
-    /// fc_layers.2: [batch, 200] -> [batch, 80].
-    pub fn fc2() -> LinearShape {
+    /// fc_layers.2: [batch, hidden] -> [batch, dim].
+    pub fn fc2(w: &Widths) -> LinearShape {
         LinearShape {
-            fan_in: HIDDEN as u32,
-            fan_out: EMBED_DIM as u32,
-            weight: at("fc_layers.2.weight"),
-            bias: Some(at("fc_layers.2.bias")),
+            fan_in: w.hidden as u32,
+            fan_out: w.dim as u32,
+            weight: at(w, "fc_layers.2.weight"),
+            bias: Some(at(w, "fc_layers.2.bias")),
             relu: false,
         }
     }
 
     /// fc_layers.3, the batch norm that gives the embedding.
-    pub fn batchnorm() -> BatchNormShape {
+    pub fn batchnorm(w: &Widths) -> BatchNormShape {
         BatchNormShape {
-            channels: EMBED_DIM as u32,
-            gamma: at("fc_layers.3.weight"),
-            beta: at("fc_layers.3.bias"),
+            channels: w.dim as u32,
+            gamma: at(w, "fc_layers.3.weight"),
+            beta: at(w, "fc_layers.3.bias"),
             eps: BN_EPS,
             momentum: BN_MOMENTUM,
         }
@@ -108,28 +106,30 @@ pub mod layers {
 /// The activations of one forward pass for batches of up to a capacity, each
 /// `[batch, ...]` f32, row-major per string.
 pub struct Activations {
-    /// Output of conv block b, relu(pool(conv)), `[batch, 64, 80 >> (b + 1)]`, b = 0..5.
+    /// Output of conv block b, relu(pool(conv)), `[batch, channels, 80 >> (b + 1)]`,
+    /// b = 0..5.
     pub blocks: Vec<wgpu::Buffer>,
-    /// fc0 with its ReLU, `[batch, 200]` (the last block flattened is `[batch, 128]`).
+    /// fc0 with its ReLU, `[batch, hidden]` (the last block flattened is
+    /// `[batch, 2 channels]`).
     pub hidden: wgpu::Buffer,
-    /// fc2, `[batch, 80]`, before the batch norm.
+    /// fc2, `[batch, dim]`, before the batch norm.
     pub projected: wgpu::Buffer,
-    /// The batch norm's output, the embeddings, `[batch, 80]`.
+    /// The batch norm's output, the embeddings, `[batch, dim]`.
     pub embeddings: wgpu::Buffer,
 }
 
 impl Activations {
-    pub fn new(gpu: &Gpu, capacity: usize) -> Self {
+    pub fn new(gpu: &Gpu, widths: &Widths, capacity: usize) -> Self {
         let buffer = |label: &str, per_string: usize| {
             storage_buffer(gpu, label, (capacity * per_string) as u64 * F32)
         };
         Activations {
             blocks: (0..CONV_BLOCKS)
-                .map(|b| buffer("block output", CONV_CH * layers::block_len(b + 1)))
+                .map(|b| buffer("block output", widths.channels * layers::block_len(b + 1)))
                 .collect(),
-            hidden: buffer("hidden", HIDDEN),
-            projected: buffer("projected", EMBED_DIM),
-            embeddings: buffer("embeddings", EMBED_DIM),
+            hidden: buffer("hidden", widths.hidden),
+            projected: buffer("projected", widths.dim),
+            embeddings: buffer("embeddings", widths.dim),
         }
     }
 }
@@ -137,6 +137,7 @@ impl Activations {
 /// What the forward pass reads besides the slab, derived from it: block 0's pair tables
 /// and the weights of blocks 1-4, fc0 and fc2 packed for the tile.
 pub struct Derived {
+    widths: Widths,
     fold: Call,
     taps: wgpu::Buffer,
     blocks: Vec<PackedWeight>,
@@ -145,22 +146,23 @@ pub struct Derived {
 }
 
 impl Derived {
-    pub fn new(gpu: &Gpu, ops: &Ops, params: &wgpu::Buffer) -> Self {
-        let first = layers::block0();
+    pub fn new(gpu: &Gpu, ops: &Ops, widths: &Widths, params: &wgpu::Buffer) -> Self {
+        let first = layers::block0(widths);
         let taps = storage_buffer(gpu, "conv0 pair tables", first.taps_len() as u64 * F32);
         let fold = ops.tapconv.fold(gpu, first, params, &taps);
         fold.set_batch(gpu, 1);
         Derived {
+            widths: *widths,
             fold,
             taps,
             blocks: (1..CONV_BLOCKS)
                 .map(|b| {
-                    ops.conv1d
-                        .pack(gpu, layers::conv_block(b), params, Packing::Pooled)
+                    let shape = layers::conv_block(widths, b);
+                    ops.conv1d.pack(gpu, shape, params, Packing::Pooled)
                 })
                 .collect(),
-            fc0: ops.linear.pack(gpu, layers::fc0(), params),
-            fc2: ops.linear.pack(gpu, layers::fc2(), params),
+            fc0: ops.linear.pack(gpu, layers::fc0(widths), params),
+            fc2: ops.linear.pack(gpu, layers::fc2(widths), params),
         }
     }
 
@@ -176,7 +178,8 @@ impl Derived {
 }
 
 /// The forward pass of `tokens` (`[batch, 80]` u8) up to `acts.projected`: block 0
-/// folded, blocks 1-4, fc0 + ReLU, fc2. The caller adds the batch norm it wants.
+/// folded, blocks 1-4, fc0 + ReLU, fc2, at the widths `derived` was made for. The caller
+/// adds the batch norm it wants.
 pub fn forward_calls(
     gpu: &Gpu,
     ops: &Ops,
@@ -185,10 +188,11 @@ pub fn forward_calls(
     tokens: &wgpu::Buffer,
     acts: &Activations,
 ) -> Calls {
+    let w = &derived.widths;
     let a = &acts.blocks;
     let mut calls = Calls::from(ops.tapconv.forward(
         gpu,
-        layers::block0(),
+        layers::block0(w),
         params,
         &derived.taps,
         tokens,
@@ -197,22 +201,27 @@ pub fn forward_calls(
     for (block, packed) in (1..CONV_BLOCKS).zip(&derived.blocks) {
         calls.push(ops.conv1d.forward_pool(
             gpu,
-            layers::conv_block(block),
+            layers::conv_block(w, block),
             &a[block - 1],
             packed,
             params,
             &a[block],
         ));
     }
-    // The last block, [batch, 64, 2], is [batch, 128] channel-major as it lies.
+    // The last block, [batch, channels, 2], is [batch, 2 channels] channel-major as it
+    // lies.
     let last = &a[CONV_BLOCKS - 1];
-    calls.extend(
-        ops.linear
-            .forward(gpu, layers::fc0(), last, &derived.fc0, params, &acts.hidden),
-    );
     calls.extend(ops.linear.forward(
         gpu,
-        layers::fc2(),
+        layers::fc0(w),
+        last,
+        &derived.fc0,
+        params,
+        &acts.hidden,
+    ));
+    calls.extend(ops.linear.forward(
+        gpu,
+        layers::fc2(w),
         &acts.hidden,
         &derived.fc2,
         params,
@@ -223,6 +232,7 @@ pub fn forward_calls(
 
 /// The model's weights on a device, with activations for up to `capacity` strings.
 pub struct Megashtein {
+    widths: Widths,
     capacity: usize,
     tokens: wgpu::Buffer,
     acts: Activations,
@@ -236,11 +246,11 @@ pub struct Megashtein {
 }
 
 impl Megashtein {
-    /// The largest batch one forward can take on this device: the biggest activation of
-    /// the inference plan (`[batch, 64, 40]` after the folded first block) must fit one
-    /// storage binding.
-    pub fn max_batch(gpu: &Gpu) -> usize {
-        let per_string = (CONV_CH * (MAX_LEN / 2)) as u64 * F32;
+    /// The largest batch one forward at `widths` can take on this device: the biggest
+    /// activation of the inference plan (`[batch, channels, 40]` after the folded first
+    /// block) must fit one storage binding.
+    pub fn max_batch(gpu: &Gpu, widths: &Widths) -> usize {
+        let per_string = (widths.channels * (MAX_LEN / 2)) as u64 * F32;
         (gpu.max_binding_bytes() / per_string).max(1) as usize
     }
 
@@ -249,7 +259,8 @@ impl Megashtein {
     /// [`Megashtein::max_batch`]).
     pub fn new(gpu: &Gpu, ops: &Ops, weights: &Weights, capacity: usize) -> Result<Self> {
         crate::ops::check_tile_limits(gpu)?;
-        let capacity = capacity.clamp(1, Self::max_batch(gpu));
+        let widths = weights.widths;
+        let capacity = capacity.clamp(1, Self::max_batch(gpu, &widths));
         let params = storage_buffer_init(gpu, "params", &weights.params);
         let running: Vec<f32> = weights
             .running_mean
@@ -260,7 +271,7 @@ impl Megashtein {
         let running = storage_buffer_init(gpu, "bn running stats", &running);
         let tokens = storage_buffer(gpu, "tokens", (capacity * MAX_LEN) as u64);
         // Queue order puts the derivation before any forward.
-        let derived = Derived::new(gpu, ops, &params);
+        let derived = Derived::new(gpu, ops, &widths, &params);
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
@@ -268,18 +279,19 @@ impl Megashtein {
         }
         gpu.queue.submit([encoder.finish()]);
 
-        let acts = Activations::new(gpu, capacity);
+        let acts = Activations::new(gpu, &widths, capacity);
         let mut calls = forward_calls(gpu, ops, &params, &derived, &tokens, &acts);
         calls.push(ops.batchnorm.inference(
             gpu,
-            layers::batchnorm(),
+            layers::batchnorm(&widths),
             &acts.projected,
             &params,
             &running,
             &acts.embeddings,
         ));
-        let readbacks = ReadbackPair::new(gpu, Self::output_bytes(capacity));
+        let readbacks = ReadbackPair::new(gpu, (capacity * widths.dim) as u64 * F32);
         Ok(Megashtein {
+            widths,
             capacity,
             tokens,
             acts,
@@ -296,8 +308,13 @@ impl Megashtein {
         self.capacity
     }
 
+    /// Values per embedding.
+    pub fn dim(&self) -> usize {
+        self.widths.dim
+    }
+
     /// Embed `tokens` (`[batch, 80]`, from [`crate::input::tokenize`]) and return the
-    /// `[batch, 80]` embeddings, row-major.
+    /// `[batch, dim]` embeddings, row-major.
     pub fn forward(&mut self, gpu: &Gpu, tokens: &[u8]) -> Result<Vec<f32>> {
         let pending = self.submit(gpu, tokens)?;
         self.collect(gpu, pending)
@@ -309,7 +326,7 @@ impl Megashtein {
     pub fn submit(&mut self, gpu: &Gpu, tokens: &[u8]) -> Result<Pending> {
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         let batch = self.record(gpu, &mut encoder, tokens)?;
-        let bytes = Self::output_bytes(batch);
+        let bytes = (batch * self.widths.dim) as u64 * F32;
         Ok(self
             .readbacks
             .submit(gpu, encoder, &self.acts.embeddings, bytes))
@@ -349,19 +366,15 @@ impl Megashtein {
         self.calls.time_each(gpu, batch as u32, 5)
     }
 
-    /// `[capacity, 80]` f32: the embeddings of the last recorded batch.
+    /// `[capacity, dim]` f32: the embeddings of the last recorded batch.
     pub fn output(&self) -> &wgpu::Buffer {
         &self.acts.embeddings
     }
 
-    /// Wait for a batch started by [`Megashtein::submit`] and read its `[batch, 80]`
+    /// Wait for a batch started by [`Megashtein::submit`] and read its `[batch, dim]`
     /// embeddings. Fails if two later batches were submitted before it was collected
     /// (its staging buffer has been reused).
     pub fn collect(&self, gpu: &Gpu, pending: Pending) -> Result<Vec<f32>> {
         self.readbacks.read(gpu, pending)
-    }
-
-    fn output_bytes(batch: usize) -> u64 {
-        (batch * EMBED_DIM) as u64 * F32
     }
 }

@@ -299,10 +299,11 @@ impl Model {
         }
     }
 
-    /// Values per embedding: 80, a CGK code's bytes, or CNN-ED's dimension.
+    /// Values per embedding: the megashtein model's width (80 released), a CGK code's
+    /// bytes, or CNN-ED's dimension.
     pub fn dim(&self) -> usize {
         match &self.arch {
-            Architecture::Megashtein(_) => params::EMBED_DIM,
+            Architecture::Megashtein(weights) => weights.widths.dim,
             Architecture::Cgk(cgk) => cgk.width(),
             Architecture::CnnEd(model) => model.dim(),
         }

@@ -4,34 +4,198 @@
 //! Gradients and AdamW moments use the same layout, so the optimizer is one kernel
 //! over one range and a checkpoint is a few plain arrays.
 
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+
+use super::state_dict::StateDict;
+
 /// Strings are cut or `\0`-padded to this many characters.
 pub const MAX_LEN: usize = 80;
 /// Character codes are `min(c, 127)`.
 pub const VOCAB: usize = 128;
-/// Width of the character embedding.
-pub const CHAR_DIM: usize = 140;
-/// Channels of every convolution.
-pub const CONV_CH: usize = 64;
 /// Number of conv + pool + relu blocks; the length goes 80 -> 40 -> 20 -> 10 -> 5 -> 2.
 pub const CONV_BLOCKS: usize = 5;
-/// Width of the hidden fully connected layer.
-pub const HIDDEN: usize = 200;
-/// Width of the output embedding.
-pub const EMBED_DIM: usize = 80;
-/// Features after flattening the last conv block (64 channels x 2 positions).
-pub const FLAT: usize = CONV_CH * 2;
+/// Positions after the last conv block.
+pub const LAST_LEN: usize = MAX_LEN >> CONV_BLOCKS;
 /// BatchNorm epsilon and momentum (PyTorch defaults).
 pub const BN_EPS: f32 = 1e-5;
 pub const BN_MOMENTUM: f32 = 0.1;
+/// The widest conv block the kernels take: conv1d and the folded conv0's backward reduce
+/// over at most 3 x 64 values (`ops::conv1d::KMAX`).
+pub const MAX_CHANNELS: usize = 64;
+
+/// The widths of the layers, the architecture's one free choice (`train --char-dim
+/// --channels --hidden --dim`). Every tensor's shape follows from them, so a state_dict
+/// says its widths ([`Widths::of_state_dict`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Widths {
+    /// Width of the character embedding.
+    pub char_dim: usize,
+    /// Channels of every convolution.
+    pub channels: usize,
+    /// Width of the hidden fully connected layer.
+    pub hidden: usize,
+    /// Width of the output embedding.
+    pub dim: usize,
+}
+
+impl Widths {
+    /// The released reference model's widths.
+    pub const RELEASED: Widths = Widths {
+        char_dim: 140,
+        channels: 64,
+        hidden: 200,
+        dim: 80,
+    };
+
+    /// A clear error for widths the kernels cannot run.
+    pub fn check(&self) -> Result<()> {
+        let all = [self.char_dim, self.channels, self.hidden, self.dim];
+        if all.contains(&0) {
+            bail!("layer widths must be at least 1 ({self})");
+        }
+        if self.channels > MAX_CHANNELS {
+            bail!(
+                "at most {MAX_CHANNELS} conv channels are supported ({} given)",
+                self.channels
+            );
+        }
+        // Even, so that an f16 index holds it.
+        if self.dim > crate::ops::knn::MAX_DIM || !self.dim.is_multiple_of(2) {
+            bail!(
+                "the embedding width must be even and at most {} ({} given)",
+                crate::ops::knn::MAX_DIM,
+                self.dim
+            );
+        }
+        Ok(())
+    }
+
+    /// Features after flattening the last conv block (channels x 2 positions).
+    pub fn flat(&self) -> usize {
+        self.channels * LAST_LEN
+    }
+
+    /// The trainable tensors, in state_dict order. Their concatenation is the
+    /// parameter slab.
+    pub fn params(&self) -> Vec<TensorSpec> {
+        let Widths {
+            char_dim,
+            channels,
+            hidden,
+            dim,
+        } = *self;
+        let mut specs = vec![
+            TensorSpec::new("embedding.weight", &[VOCAB, char_dim]),
+            TensorSpec::new("conv_layers.0.weight", &[channels, char_dim, 3]),
+            TensorSpec::new("conv_layers.0.bias", &[channels]),
+        ];
+        for (weight, bias) in CONV_NAMES {
+            specs.push(TensorSpec::new(weight, &[channels, channels, 3]));
+            specs.push(TensorSpec::new(bias, &[channels]));
+        }
+        specs.extend([
+            TensorSpec::new("fc_layers.0.weight", &[hidden, self.flat()]),
+            TensorSpec::new("fc_layers.0.bias", &[hidden]),
+            TensorSpec::new("fc_layers.2.weight", &[dim, hidden]),
+            TensorSpec::new("fc_layers.2.bias", &[dim]),
+            TensorSpec::new("fc_layers.3.weight", &[dim]),
+            TensorSpec::new("fc_layers.3.bias", &[dim]),
+        ]);
+        specs
+    }
+
+    /// Non-trainable state of the final BatchNorm (state_dict buffers).
+    pub fn running_mean(&self) -> TensorSpec {
+        TensorSpec::new(RUNNING_MEAN, &[self.dim])
+    }
+
+    pub fn running_var(&self) -> TensorSpec {
+        TensorSpec::new(RUNNING_VAR, &[self.dim])
+    }
+
+    /// Total number of trainable parameters (136,312 for the released widths).
+    pub fn num_params(&self) -> usize {
+        self.params().iter().map(TensorSpec::len).sum()
+    }
+
+    /// Element range of a named trainable tensor in the slab.
+    pub fn range(&self, name: &str) -> Option<std::ops::Range<usize>> {
+        let mut at = 0;
+        for spec in self.params() {
+            if spec.name == name {
+                return Some(at..at + spec.len());
+            }
+            at += spec.len();
+        }
+        None
+    }
+
+    /// Offset of a tensor that is known to exist (the model's own names).
+    pub fn offset_of(&self, name: &str) -> usize {
+        self.range_of(name).start
+    }
+
+    /// Element range of a tensor that is known to exist, for slicing the slab.
+    pub fn range_of(&self, name: &str) -> std::ops::Range<usize> {
+        self.range(name)
+            .unwrap_or_else(|| panic!("no parameter named {name}"))
+    }
+
+    /// The widths a state_dict's shapes give: the embedding's columns and the lengths
+    /// of conv0's, fc0's and fc2's biases. Where a tensor is missing or not of the
+    /// architecture's rank, the released width stands in, so that the strict shape
+    /// check that follows names the tensor.
+    pub fn of_state_dict(sd: &StateDict) -> Widths {
+        let last = |name: &str, rank: usize| {
+            sd.get(name)
+                .map(|t| t.shape.clone())
+                .filter(|s| s.len() == rank && s[rank - 1] > 0)
+                .map(|s| s[rank - 1])
+        };
+        let released = Self::RELEASED;
+        Widths {
+            char_dim: last("embedding.weight", 2).unwrap_or(released.char_dim),
+            channels: last("conv_layers.0.bias", 1).unwrap_or(released.channels),
+            hidden: last("fc_layers.0.bias", 1).unwrap_or(released.hidden),
+            dim: last("fc_layers.2.bias", 1).unwrap_or(released.dim),
+        }
+    }
+}
+
+impl std::fmt::Display for Widths {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "character embedding {}, conv channels {}, hidden {}, embedding {}",
+            self.char_dim, self.channels, self.hidden, self.dim
+        )
+    }
+}
+
+/// Weight and bias names of conv blocks 1-4 (PyTorch layers 3, 6, 9, 12).
+const CONV_NAMES: [(&str, &str); CONV_BLOCKS - 1] = [
+    ("conv_layers.3.weight", "conv_layers.3.bias"),
+    ("conv_layers.6.weight", "conv_layers.6.bias"),
+    ("conv_layers.9.weight", "conv_layers.9.bias"),
+    ("conv_layers.12.weight", "conv_layers.12.bias"),
+];
 
 /// One named tensor of the model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TensorSpec {
     pub name: &'static str,
-    pub shape: &'static [usize],
+    pub shape: Vec<usize>,
 }
 
 impl TensorSpec {
+    fn new(name: &'static str, shape: &[usize]) -> Self {
+        TensorSpec {
+            name,
+            shape: shape.to_vec(),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.shape.iter().product()
     }
@@ -41,134 +205,11 @@ impl TensorSpec {
     }
 }
 
-/// The trainable tensors, in state_dict order. Their concatenation is the parameter slab.
-pub const PARAMS: [TensorSpec; 17] = [
-    TensorSpec {
-        name: "embedding.weight",
-        shape: &[VOCAB, CHAR_DIM],
-    },
-    TensorSpec {
-        name: "conv_layers.0.weight",
-        shape: &[CONV_CH, CHAR_DIM, 3],
-    },
-    TensorSpec {
-        name: "conv_layers.0.bias",
-        shape: &[CONV_CH],
-    },
-    TensorSpec {
-        name: "conv_layers.3.weight",
-        shape: &[CONV_CH, CONV_CH, 3],
-    },
-    TensorSpec {
-        name: "conv_layers.3.bias",
-        shape: &[CONV_CH],
-    },
-    TensorSpec {
-        name: "conv_layers.6.weight",
-        shape: &[CONV_CH, CONV_CH, 3],
-    },
-    TensorSpec {
-        name: "conv_layers.6.bias",
-        shape: &[CONV_CH],
-    },
-    TensorSpec {
-        name: "conv_layers.9.weight",
-        shape: &[CONV_CH, CONV_CH, 3],
-    },
-    TensorSpec {
-        name: "conv_layers.9.bias",
-        shape: &[CONV_CH],
-    },
-    TensorSpec {
-        name: "conv_layers.12.weight",
-        shape: &[CONV_CH, CONV_CH, 3],
-    },
-    TensorSpec {
-        name: "conv_layers.12.bias",
-        shape: &[CONV_CH],
-    },
-    TensorSpec {
-        name: "fc_layers.0.weight",
-        shape: &[HIDDEN, FLAT],
-    },
-    TensorSpec {
-        name: "fc_layers.0.bias",
-        shape: &[HIDDEN],
-    },
-    TensorSpec {
-        name: "fc_layers.2.weight",
-        shape: &[EMBED_DIM, HIDDEN],
-    },
-    TensorSpec {
-        name: "fc_layers.2.bias",
-        shape: &[EMBED_DIM],
-    },
-    TensorSpec {
-        name: "fc_layers.3.weight",
-        shape: &[EMBED_DIM],
-    },
-    TensorSpec {
-        name: "fc_layers.3.bias",
-        shape: &[EMBED_DIM],
-    },
-];
-
-/// Non-trainable state of the final BatchNorm (state_dict buffers).
-pub const RUNNING_MEAN: TensorSpec = TensorSpec {
-    name: "fc_layers.3.running_mean",
-    shape: &[EMBED_DIM],
-};
-pub const RUNNING_VAR: TensorSpec = TensorSpec {
-    name: "fc_layers.3.running_var",
-    shape: &[EMBED_DIM],
-};
+/// Names of the final BatchNorm's state_dict buffers.
+pub const RUNNING_MEAN: &str = "fc_layers.3.running_mean";
+pub const RUNNING_VAR: &str = "fc_layers.3.running_var";
 /// A 0-d int64 tensor in PyTorch.
 pub const NUM_BATCHES_TRACKED: &str = "fc_layers.3.num_batches_tracked";
-
-/// Total number of trainable parameters (136,312).
-pub const NUM_PARAMS: usize = {
-    let mut total = 0;
-    let mut i = 0;
-    while i < PARAMS.len() {
-        let shape = PARAMS[i].shape;
-        let mut n = 1;
-        let mut j = 0;
-        while j < shape.len() {
-            n *= shape[j];
-            j += 1;
-        }
-        total += n;
-        i += 1;
-    }
-    total
-};
-
-/// Offset (in f32 elements) of a named trainable tensor in the slab.
-pub fn offset(name: &str) -> Option<usize> {
-    let mut at = 0;
-    for spec in PARAMS {
-        if spec.name == name {
-            return Some(at);
-        }
-        at += spec.len();
-    }
-    None
-}
-
-/// Offset of a tensor that is known to exist (the model's own names).
-pub fn offset_of(name: &str) -> usize {
-    offset(name).unwrap_or_else(|| panic!("no parameter named {name}"))
-}
-
-/// Element range of a tensor that is known to exist, for slicing the slab.
-pub fn range_of(name: &str) -> std::ops::Range<usize> {
-    let at = offset_of(name);
-    let len = PARAMS
-        .iter()
-        .find(|s| s.name == name)
-        .map_or(0, TensorSpec::len);
-    at..at + len
-}
 
 #[cfg(test)]
 mod tests {
@@ -176,10 +217,41 @@ mod tests {
 
     #[test]
     fn slab_matches_reference_parameter_count() {
-        assert_eq!(NUM_PARAMS, 136_312);
-        assert_eq!(PARAMS.iter().map(|s| s.len()).sum::<usize>(), NUM_PARAMS);
-        assert_eq!(offset("embedding.weight"), Some(0));
-        assert_eq!(offset("fc_layers.3.bias"), Some(NUM_PARAMS - EMBED_DIM));
-        assert_eq!(offset("nope"), None);
+        let w = Widths::RELEASED;
+        assert_eq!(w.num_params(), 136_312);
+        assert_eq!(w.offset_of("embedding.weight"), 0);
+        assert_eq!(w.offset_of("fc_layers.3.bias"), w.num_params() - 80);
+        assert_eq!(w.range_of("fc_layers.0.weight").len(), 200 * 128);
+        assert_eq!(w.range("nope"), None);
+    }
+
+    #[test]
+    fn other_widths_change_every_shape_they_reach() {
+        let w = Widths {
+            char_dim: 16,
+            channels: 8,
+            hidden: 24,
+            dim: 128,
+        };
+        let expected =
+            128 * 16 + 8 * 16 * 3 + 8 + 4 * (8 * 8 * 3 + 8) + 24 * 16 + 24 + 128 * 24 + 3 * 128;
+        assert_eq!(w.num_params(), expected);
+        assert_eq!(w.running_var().shape, vec![128]);
+        assert!(w.check().is_ok());
+        let wide = Widths {
+            channels: 65,
+            ..Widths::RELEASED
+        };
+        assert!(
+            wide.check()
+                .unwrap_err()
+                .to_string()
+                .contains("at most 64 conv channels")
+        );
+        let empty = Widths {
+            hidden: 0,
+            ..Widths::RELEASED
+        };
+        assert!(empty.check().is_err());
     }
 }

@@ -16,9 +16,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use safetensors::tensor::{Dtype, SafeTensors};
 
-use super::params::{
-    NUM_BATCHES_TRACKED, NUM_PARAMS, PARAMS, RUNNING_MEAN, RUNNING_VAR, TensorSpec, offset,
-};
+use super::params::{NUM_BATCHES_TRACKED, RUNNING_MEAN, RUNNING_VAR, TensorSpec, Widths};
 use super::state_dict::{DType, StateDict, Tensor};
 
 /// Float32 tensors beside the model's own in a file (by name, flattened).
@@ -30,6 +28,8 @@ pub const ARCH: &str = "megashtein-cnn-v1";
 pub const META_ARCH: &str = "megashtein.arch";
 /// Metadata key of the distance scale s (d_hat = s * squared embedding distance).
 pub const META_DISTANCE_SCALE: &str = "megashtein.distance_scale";
+/// Metadata key of the layer widths (JSON), written when they are not the released ones.
+pub const META_WIDTHS: &str = "megashtein.widths";
 /// The scale the released reference checkpoint was trained with: M / (2 * 140), M = 78.6.
 pub const REFERENCE_DISTANCE_SCALE: f32 = 78.6 / 280.0;
 
@@ -39,11 +39,13 @@ const MAX_MODEL_FILE_BYTES: u64 = 64 << 20;
 /// All the weights of one model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Weights {
-    /// The trainable tensors back to back, in `PARAMS` order (`NUM_PARAMS` values).
+    /// The layer widths, which give every tensor's shape.
+    pub widths: Widths,
+    /// The trainable tensors back to back, in `widths.params()` order.
     pub params: Vec<f32>,
-    /// BatchNorm running mean (80 values).
+    /// BatchNorm running mean (`widths.dim` values).
     pub running_mean: Vec<f32>,
-    /// BatchNorm running variance (80 values).
+    /// BatchNorm running variance (`widths.dim` values).
     pub running_var: Vec<f32>,
     /// BatchNorm's count of training batches (a 0-d int64 in PyTorch).
     pub num_batches_tracked: i64,
@@ -54,25 +56,30 @@ pub struct Weights {
 }
 
 impl Weights {
-    /// Takes the weights out of a state_dict of the reference architecture. Strict:
-    /// every tensor present with its exact shape and dtype (float32; int64 for
-    /// `num_batches_tracked`) and no other tensor. `source` names where the state_dict
-    /// came from, for error messages. A state_dict carries no distance scale: the
-    /// result has `REFERENCE_DISTANCE_SCALE`, that of the released checkpoint.
+    /// Takes the weights out of a state_dict of the reference architecture, at the
+    /// widths its shapes give. Strict: every tensor present with the shape those widths
+    /// give and its dtype (float32; int64 for `num_batches_tracked`) and no other
+    /// tensor. `source` names where the state_dict came from, for error messages. A
+    /// state_dict carries no distance scale: the result has `REFERENCE_DISTANCE_SCALE`,
+    /// that of the released checkpoint.
     pub fn from_state_dict(sd: &StateDict, source: &str) -> Result<Self> {
+        let widths = Widths::of_state_dict(sd);
+        widths
+            .check()
+            .map_err(|e| anyhow!("{source}: its shapes give widths this build cannot run: {e}"))?;
         let mut problems = Vec::new();
-        let mut params = Vec::with_capacity(NUM_PARAMS);
-        for spec in PARAMS {
-            match f32_tensor(sd, spec) {
+        let mut params = Vec::with_capacity(widths.num_params());
+        for spec in widths.params() {
+            match f32_tensor(sd, &spec) {
                 Ok(values) => params.extend(values),
                 Err(e) => problems.push(e),
             }
         }
-        let running_mean = f32_tensor(sd, RUNNING_MEAN).unwrap_or_else(|e| {
+        let running_mean = f32_tensor(sd, &widths.running_mean()).unwrap_or_else(|e| {
             problems.push(e);
             Vec::new()
         });
-        let running_var = f32_tensor(sd, RUNNING_VAR).unwrap_or_else(|e| {
+        let running_var = f32_tensor(sd, &widths.running_var()).unwrap_or_else(|e| {
             problems.push(e);
             Vec::new()
         });
@@ -91,7 +98,7 @@ impl Weights {
             Some(t) => t.to_i64().and_then(|v| v.first().copied()).unwrap_or(0),
         };
         for name in sd.names() {
-            if !is_model_tensor(name) {
+            if !is_model_tensor(&widths, name) {
                 problems.push(format!("unexpected tensor {}", name.escape_debug()));
             }
         }
@@ -102,6 +109,7 @@ impl Weights {
             );
         }
         Ok(Self {
+            widths,
             params,
             running_mean,
             running_var,
@@ -114,16 +122,19 @@ impl Weights {
     /// The state_dict of these weights, in PyTorch's order.
     pub fn to_state_dict(&self) -> StateDict {
         let mut sd = StateDict::new();
-        for spec in PARAMS {
-            sd.insert(spec.name, f32_to_tensor(self.tensor(spec.name), spec.shape));
+        for spec in self.widths.params() {
+            sd.insert(
+                spec.name,
+                f32_to_tensor(self.tensor(spec.name), &spec.shape),
+            );
         }
         sd.insert(
-            RUNNING_MEAN.name,
-            f32_to_tensor(&self.running_mean, RUNNING_MEAN.shape),
+            RUNNING_MEAN,
+            f32_to_tensor(&self.running_mean, &[self.widths.dim]),
         );
         sd.insert(
-            RUNNING_VAR.name,
-            f32_to_tensor(&self.running_var, RUNNING_VAR.shape),
+            RUNNING_VAR,
+            f32_to_tensor(&self.running_var, &[self.widths.dim]),
         );
         sd.insert(
             NUM_BATCHES_TRACKED,
@@ -137,8 +148,9 @@ impl Weights {
     }
 
     /// Reads a model file (safetensors), with the same strict checks as
-    /// `from_state_dict` plus the metadata `megashtein.arch` (must be `ARCH`) and
-    /// `megashtein.distance_scale` (a positive finite number).
+    /// `from_state_dict` plus the metadata `megashtein.arch` (must be `ARCH`),
+    /// `megashtein.distance_scale` (a positive finite number) and, when present,
+    /// `megashtein.widths` (must agree with the shapes).
     pub fn load(path: &Path) -> Result<Self> {
         Ok(Self::load_with_fingerprint(path)?.0)
     }
@@ -241,6 +253,17 @@ impl Weights {
                     scale.escape_debug().to_string()
                 )
             })?;
+        if let Some(recorded) = meta.get(META_WIDTHS) {
+            let recorded: Widths = serde_json::from_str(recorded).map_err(|e| {
+                anyhow!("{source}: {META_WIDTHS} is not a JSON object of four widths ({e})")
+            })?;
+            if recorded != weights.widths {
+                bail!(
+                    "{source}: {META_WIDTHS} says {recorded}, but its tensors have {}",
+                    weights.widths
+                );
+            }
+        }
         Ok((weights, extras, meta.clone()))
     }
 
@@ -257,16 +280,17 @@ impl Weights {
         extra: &[(&str, &[f32])],
         extra_meta: &[(&str, String)],
     ) -> Result<Vec<u8>> {
-        if self.params.len() != NUM_PARAMS
-            || self.running_mean.len() != RUNNING_MEAN.len()
-            || self.running_var.len() != RUNNING_VAR.len()
+        let expected = self.widths.num_params();
+        if self.params.len() != expected
+            || self.running_mean.len() != self.widths.dim
+            || self.running_var.len() != self.widths.dim
         {
             bail!(
-                "weights have {} parameters and {}/{} running statistics, expected {NUM_PARAMS} and {}",
+                "weights have {} parameters and {}/{} running statistics, expected {expected} and {}",
                 self.params.len(),
                 self.running_mean.len(),
                 self.running_var.len(),
-                RUNNING_MEAN.len()
+                self.widths.dim
             );
         }
         if !(self.distance_scale.is_finite() && self.distance_scale > 0.0) {
@@ -280,6 +304,10 @@ impl Weights {
             // Rust prints the shortest decimal that parses back to the same f32.
             (META_DISTANCE_SCALE, self.distance_scale.to_string()),
         ];
+        // Only other widths are written, so released-width files keep their bytes.
+        if self.widths != Widths::RELEASED {
+            meta.push((META_WIDTHS, serde_json::to_string(&self.widths)?));
+        }
         meta.extend(extra_meta.iter().cloned());
         let mut sd = self.to_state_dict();
         for (name, values) in extra {
@@ -295,16 +323,22 @@ impl Weights {
         save_atomic(path, &bytes).map_err(|e| anyhow!("cannot write model {}: {e}", path.display()))
     }
 
-    /// PyTorch's initialisation of the reference architecture (REFERENCE.md 1):
-    /// xavier-uniform conv and linear weights, zero biases, embedding N(0, 1),
-    /// BatchNorm gamma 1 and beta 0, running mean 0 and variance 1. The same seed always
-    /// gives the same weights (tensors drawn in `PARAMS` order from one `StdRng`).
+    /// PyTorch's initialisation of the reference architecture at the released widths
+    /// ([`Weights::init_with`]).
     pub fn init(seed: u64) -> Self {
+        Self::init_with(Widths::RELEASED, seed)
+    }
+
+    /// PyTorch's initialisation of the reference architecture (REFERENCE.md 1) at
+    /// `widths`: xavier-uniform conv and linear weights, zero biases, embedding N(0, 1),
+    /// BatchNorm gamma 1 and beta 0, running mean 0 and variance 1. The same seed always
+    /// gives the same weights (tensors drawn in state_dict order from one `StdRng`).
+    pub fn init_with(widths: Widths, seed: u64) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
-        let mut params = Vec::with_capacity(NUM_PARAMS);
-        for spec in PARAMS {
+        let mut params = Vec::with_capacity(widths.num_params());
+        for spec in widths.params() {
             let n = spec.len();
-            let shape = spec.shape;
+            let shape = &spec.shape;
             if spec.name == "embedding.weight" {
                 params.extend((0..n).map(|_| standard_normal(&mut rng)));
             } else if spec.name.ends_with(".bias") {
@@ -322,16 +356,17 @@ impl Weights {
             }
         }
         Self {
+            widths,
             params,
-            running_mean: vec![0.0; RUNNING_MEAN.len()],
-            running_var: vec![1.0; RUNNING_VAR.len()],
+            running_mean: vec![0.0; widths.dim],
+            running_var: vec![1.0; widths.dim],
             num_batches_tracked: 0,
             distance_scale: REFERENCE_DISTANCE_SCALE,
             arch: ARCH.to_string(),
         }
     }
 
-    /// A named tensor: any of `PARAMS` (a slice of `params`) or the running statistics.
+    /// A named tensor: a trainable one (a slice of `params`) or the running statistics.
     ///
     /// # Panics
     /// If no such tensor exists (names are the model's own constants).
@@ -342,15 +377,11 @@ impl Weights {
 
     /// Like `tensor`, but `None` for an unknown name.
     pub fn try_tensor(&self, name: &str) -> Option<&[f32]> {
-        if name == RUNNING_MEAN.name {
-            return Some(&self.running_mean);
+        match name {
+            RUNNING_MEAN => Some(&self.running_mean),
+            RUNNING_VAR => Some(&self.running_var),
+            _ => self.params.get(self.widths.range(name)?),
         }
-        if name == RUNNING_VAR.name {
-            return Some(&self.running_var);
-        }
-        let at = offset(name)?;
-        let len = PARAMS.iter().find(|s| s.name == name)?.len();
-        self.params.get(at..at + len)
     }
 
     /// Mutable access to a named tensor, as `tensor`.
@@ -358,18 +389,11 @@ impl Weights {
     /// # Panics
     /// If no such tensor exists.
     pub fn tensor_mut(&mut self, name: &str) -> &mut [f32] {
-        if name == RUNNING_MEAN.name {
-            return &mut self.running_mean;
+        match name {
+            RUNNING_MEAN => &mut self.running_mean,
+            RUNNING_VAR => &mut self.running_var,
+            _ => &mut self.params[self.widths.range_of(name)],
         }
-        if name == RUNNING_VAR.name {
-            return &mut self.running_var;
-        }
-        let at = offset(name).unwrap_or_else(|| panic!("no tensor named {name}"));
-        let len = PARAMS
-            .iter()
-            .find(|s| s.name == name)
-            .map_or(0, |s| s.len());
-        &mut self.params[at..at + len]
     }
 }
 
@@ -385,14 +409,11 @@ pub fn fingerprint(path: &Path) -> Result<String> {
     Ok(super::hex_sha256(&bytes))
 }
 
-fn is_model_tensor(name: &str) -> bool {
-    name == RUNNING_MEAN.name
-        || name == RUNNING_VAR.name
-        || name == NUM_BATCHES_TRACKED
-        || PARAMS.iter().any(|s| s.name == name)
+fn is_model_tensor(widths: &Widths, name: &str) -> bool {
+    [RUNNING_MEAN, RUNNING_VAR, NUM_BATCHES_TRACKED].contains(&name) || widths.range(name).is_some()
 }
 
-fn f32_tensor(sd: &StateDict, spec: TensorSpec) -> std::result::Result<Vec<f32>, String> {
+fn f32_tensor(sd: &StateDict, spec: &TensorSpec) -> std::result::Result<Vec<f32>, String> {
     let t = sd
         .get(spec.name)
         .ok_or_else(|| format!("missing tensor {}", spec.name))?;
@@ -565,7 +586,7 @@ mod tests {
         let a = Weights::init(1);
         assert_eq!(a, Weights::init(1));
         assert_ne!(a.params, Weights::init(2).params);
-        assert_eq!(a.params.len(), NUM_PARAMS);
+        assert_eq!(a.params.len(), Widths::RELEASED.num_params());
         assert!(a.tensor("conv_layers.0.bias").iter().all(|&v| v == 0.0));
         assert!(a.tensor("fc_layers.3.weight").iter().all(|&v| v == 1.0));
         assert!(a.tensor("fc_layers.3.bias").iter().all(|&v| v == 0.0));
@@ -619,13 +640,77 @@ mod tests {
     }
 
     #[test]
+    fn other_widths_round_trip_and_are_recorded() {
+        let widths = Widths {
+            char_dim: 12,
+            channels: 8,
+            hidden: 232,
+            dim: 44,
+        };
+        let w = Weights::init_with(widths, 5);
+        assert_eq!(w.params.len(), widths.num_params());
+        assert_eq!(w.tensor("conv_layers.3.weight").len(), 8 * 8 * 3);
+        let bytes = w.to_safetensors().unwrap();
+        let back = Weights::from_safetensors(&bytes, "w.safetensors").unwrap();
+        assert_eq!(back, w);
+        let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
+        let meta = header.metadata().clone().unwrap();
+        assert_eq!(
+            meta[META_WIDTHS],
+            r#"{"char_dim":12,"channels":8,"hidden":232,"dim":44}"#
+        );
+        // The released widths write no key: such files keep their bytes.
+        let released = Weights::init(5).to_safetensors().unwrap();
+        let (_, header) = SafeTensors::read_metadata(&released).unwrap();
+        assert!(!header.metadata().clone().unwrap().contains_key(META_WIDTHS));
+    }
+
+    #[test]
+    fn recorded_widths_must_agree_with_the_shapes() {
+        let w = Weights::init_with(
+            Widths {
+                dim: 40,
+                ..Widths::RELEASED
+            },
+            6,
+        );
+        let sd = w.to_state_dict();
+        let write = |widths: &str| {
+            let meta = vec![
+                (META_ARCH, ARCH.to_string()),
+                (META_DISTANCE_SCALE, "0.5".to_string()),
+                (META_WIDTHS, widths.to_string()),
+            ];
+            serialize_safetensors(&sd, &meta).unwrap()
+        };
+        let other = r#"{"char_dim":140,"channels":64,"hidden":200,"dim":80}"#;
+        let e = Weights::from_safetensors(&write(other), "m.safetensors").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("m.safetensors: megashtein.widths says")
+                && e.to_string().contains("its tensors have"),
+            "{e}"
+        );
+        let e = Weights::from_safetensors(&write("wide"), "m.safetensors").unwrap_err();
+        assert!(
+            e.to_string().contains("not a JSON object of four widths"),
+            "{e}"
+        );
+        let ok = r#"{"char_dim":140,"channels":64,"hidden":200,"dim":40}"#;
+        assert_eq!(
+            Weights::from_safetensors(&write(ok), "m").unwrap().params,
+            w.params
+        );
+    }
+
+    #[test]
     fn tensor_slices_by_name() {
         let mut w = Weights::init(3);
         assert_eq!(w.tensor("embedding.weight").len(), 128 * 140);
         assert_eq!(w.tensor("fc_layers.2.bias").len(), 80);
-        assert_eq!(w.tensor(RUNNING_VAR.name), &w.running_var[..]);
+        assert_eq!(w.tensor(RUNNING_VAR), &w.running_var[..]);
         assert!(w.try_tensor("nope").is_none());
         w.tensor_mut("fc_layers.2.bias")[0] = 5.0;
-        assert_eq!(w.params[offset("fc_layers.2.bias").unwrap()], 5.0);
+        assert_eq!(w.params[w.widths.offset_of("fc_layers.2.bias")], 5.0);
     }
 }

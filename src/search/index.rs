@@ -15,7 +15,7 @@
 //! |     16 |   64 | ASCII   | model fingerprint: lowercase hex SHA-256 of the model file |
 //! |     80 |    4 | f32     | distance scale s (d_hat = s * (d / divisor)^exponent + offset, d the embedding distance) |
 //! |     84 |    4 | u32     | precision: bits per stored value, 16 (f16), 32 (f32) or 8 (CGK code symbols) |
-//! |     88 |    4 | u32     | dim, values per embedding (80, or a CGK code's bytes) |
+//! |     88 |    4 | u32     | dim, values per embedding (the model's: 80 released, or a CGK code's bytes) |
 //! |     92 |    4 | u32     | reserved, 0 |
 //! |     96 |    8 | u64     | N, rows |
 //! |    104 |    8 | u64     | embeddings offset, 256 |
@@ -78,7 +78,7 @@ use crate::embed::{DEFAULT_BATCH, Embedder};
 use crate::gpu::Gpu;
 use crate::input::Line;
 use crate::io::{TempFile, io_reason};
-use crate::model::params::EMBED_DIM;
+use crate::model::params::Widths;
 use crate::model::{Estimator, Metric, Model};
 use crate::ops::knn::Database;
 
@@ -293,11 +293,11 @@ impl RowFormat {
         }
     }
 
-    /// Rows of a megashtein model with distance scale `scale`.
+    /// Rows of a megashtein model of the released widths with distance scale `scale`.
     pub fn megashtein(scale: f32, precision: Precision) -> RowFormat {
         RowFormat {
             precision,
-            dim: EMBED_DIM,
+            dim: Widths::RELEASED.dim,
             estimator: Estimator::linear(scale),
         }
     }
@@ -735,7 +735,8 @@ pub struct IndexWriter {
 }
 
 impl IndexWriter {
-    /// Starts an index at `path` for the megashtein model with this `fingerprint` (hex
+    /// Starts an index at `path` for a megashtein model of the released widths with this
+    /// `fingerprint` (hex
     /// SHA-256 of the model file) and distance scale, storing embeddings at `precision`.
     pub fn create(
         path: &Path,

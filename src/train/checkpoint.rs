@@ -7,8 +7,7 @@ use std::path::Path;
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 
-use super::trainer::{LOG_SCALE, Objective, SLAB, TrainState};
-use crate::model::params::NUM_PARAMS;
+use super::trainer::{Objective, TrainState, slab_len};
 use crate::model::weights::Weights;
 
 /// Format name recorded in every checkpoint.
@@ -108,7 +107,7 @@ impl Checkpoint {
     pub fn save(&self, path: &Path) -> Result<()> {
         let weights = self.state.weights(self.num_batches_tracked);
         let config = serde_json::to_string(&self.config)?;
-        let log_s = [self.state.params[LOG_SCALE]];
+        let log_s = [self.state.params[self.state.log_scale_at()]];
         let bytes = weights.to_safetensors_with(
             &[
                 (EXP_AVG, &self.state.exp_avg),
@@ -169,10 +168,12 @@ impl Checkpoint {
         };
         let mut params = weights.params.clone();
         params.push(tensor(LOG_S, 1)?[0]);
+        let slab = slab_len(&weights.widths);
         let state = TrainState {
+            widths: weights.widths,
             params,
-            exp_avg: tensor(EXP_AVG, SLAB)?,
-            exp_avg_sq: tensor(EXP_AVG_SQ, SLAB)?,
+            exp_avg: tensor(EXP_AVG, slab)?,
+            exp_avg_sq: tensor(EXP_AVG_SQ, slab)?,
             running: [weights.running_mean.as_slice(), &weights.running_var].concat(),
         };
         if step > config.steps {
@@ -185,7 +186,6 @@ impl Checkpoint {
         if !(finite(&state.params) && finite(&state.exp_avg) && finite(&state.exp_avg_sq)) {
             bail!("{source}: the checkpoint holds non-finite values");
         }
-        debug_assert_eq!(state.params.len(), NUM_PARAMS + 1);
         Ok(Checkpoint {
             config,
             step,

@@ -12,10 +12,9 @@ use serde_json::json;
 
 use super::checkpoint::Checkpoint;
 use super::data::{Examples, PairBatch, PairGenerator, Prefetch, TrainBatch};
-use super::trainer::{LOG_SCALE, Objective, StepOverlap, StepQueue, TrainState, Trainer};
+use super::trainer::{Objective, StepOverlap, StepQueue, TrainState, Trainer};
 use crate::embed::{DEFAULT_BATCH, Embedder};
 use crate::gpu::Gpu;
-use crate::model::params::EMBED_DIM;
 use crate::model::weights::Weights;
 use crate::ops::Ops;
 use crate::ops::adamw::AdamWStep;
@@ -46,12 +45,9 @@ pub fn estimate(gpu: &Gpu, ops: &Ops, weights: &Weights, pairs: &PairBatch) -> R
     let texts: Vec<&[u8]> = pairs.a.iter().chain(&pairs.b).map(Vec::as_slice).collect();
     let e = Embedder::with_ops(gpu, ops, weights, batch)?.embed(&texts)?;
     let n = pairs.len();
+    let row = |i: usize| &e[i * weights.widths.dim..(i + 1) * weights.widths.dim];
     Ok((0..n)
-        .map(|p| {
-            let a = &e[p * EMBED_DIM..(p + 1) * EMBED_DIM];
-            let b = &e[(n + p) * EMBED_DIM..(n + p + 1) * EMBED_DIM];
-            f64::from(weights.distance_scale) * squared_distance(a, b)
-        })
+        .map(|p| f64::from(weights.distance_scale) * squared_distance(row(p), row(n + p)))
         .collect())
 }
 
@@ -133,7 +129,8 @@ pub fn run(
     if start.step == 0 && config.learn_scale {
         let first = generator.batch(config.seed, 0, config.pairs);
         let scale = calibrated_scale(gpu, ops, &start.state, &first)?;
-        start.state.params[LOG_SCALE] = scale.ln();
+        let at = start.state.log_scale_at();
+        start.state.params[at] = scale.ln();
     }
     let mut trainer = Trainer::new(
         gpu,
@@ -276,13 +273,8 @@ pub fn calibrated_scale(
     let e = probe.read_embeddings()?;
     let n = batch.len();
     let sum_d: f64 = batch.labels.iter().map(|&d| f64::from(d)).sum();
-    let sum_sq: f64 = (0..n)
-        .map(|p| {
-            let a = &e[p * EMBED_DIM..(p + 1) * EMBED_DIM];
-            let b = &e[(n + p) * EMBED_DIM..(n + p + 1) * EMBED_DIM];
-            squared_distance(a, b)
-        })
-        .sum();
+    let row = |i: usize| &e[i * state.widths.dim..(i + 1) * state.widths.dim];
+    let sum_sq: f64 = (0..n).map(|p| squared_distance(row(p), row(n + p))).sum();
     let scale = (sum_d / sum_sq) as f32;
     Ok(if scale.is_finite() && scale > 0.0 {
         scale

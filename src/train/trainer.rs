@@ -3,8 +3,8 @@
 //! autograd: the order of the calls below is the chain rule.
 //!
 //! Parameters, gradients and both AdamW moments are four slabs of one layout: the
-//! model's `NUM_PARAMS` values ([`crate::model::params`]) followed by `log_s`, the log of
-//! the distance scale. Every gradient is overwritten by exactly one call per step, so
+//! model's parameters at its widths ([`crate::model::params::Widths`]) followed by
+//! `log_s`, the log of the distance scale. Every gradient is overwritten by exactly one call per step, so
 //! nothing accumulates across steps (the reference's missing `zero_grad`). Every kernel
 //! sums in a fixed order, so a step is a pure function of the slabs and the batch: a
 //! resumed run reproduces an uninterrupted one bit for bit.
@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::gpu::{Calls, Gpu, Readback, storage_buffer, storage_buffer_init};
 use crate::model::megashtein::{Activations, Derived, forward_calls, layers};
-use crate::model::params::{CONV_BLOCKS, CONV_CH, EMBED_DIM, HIDDEN, MAX_LEN, NUM_PARAMS, VOCAB};
+use crate::model::params::{CONV_BLOCKS, MAX_LEN, VOCAB, Widths};
 use crate::model::weights::{ARCH, Weights};
 use crate::ops::Ops;
 use crate::ops::adamw::{AdamWBuffers, AdamWCalls, AdamWStep};
@@ -37,10 +37,6 @@ use crate::ops::weight_grad::SEGMENT;
 
 use super::data::Examples;
 
-/// Where `log_s` sits in the slabs.
-pub const LOG_SCALE: usize = NUM_PARAMS;
-/// Length of the parameter, gradient and moment slabs.
-pub const SLAB: usize = NUM_PARAMS + 1;
 /// Loss values kept on the GPU between readbacks (one per step, cyclic).
 pub const LOSS_SLOTS: usize = 4096;
 
@@ -49,7 +45,9 @@ const F32: u64 = 4;
 /// Everything a checkpoint needs from the GPU.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainState {
-    /// `SLAB` values: the model's parameters, then log_s.
+    /// The model's layer widths, which set the slabs' layout.
+    pub widths: Widths,
+    /// [`slab_len`] values: the model's parameters, then log_s.
     pub params: Vec<f32>,
     pub exp_avg: Vec<f32>,
     pub exp_avg_sq: Vec<f32>,
@@ -62,24 +60,33 @@ impl TrainState {
     pub fn new(weights: &Weights, scale: f32) -> Self {
         let mut params = weights.params.clone();
         params.push(scale.ln());
+        let len = slab_len(&weights.widths);
         TrainState {
+            widths: weights.widths,
             params,
-            exp_avg: vec![0.0; SLAB],
-            exp_avg_sq: vec![0.0; SLAB],
+            exp_avg: vec![0.0; len],
+            exp_avg_sq: vec![0.0; len],
             running: [weights.running_mean.as_slice(), &weights.running_var].concat(),
         }
     }
 
+    /// Where log_s sits in the slabs: after the parameters.
+    pub fn log_scale_at(&self) -> usize {
+        self.widths.num_params()
+    }
+
     pub fn scale(&self) -> f32 {
-        self.params[LOG_SCALE].exp()
+        self.params[self.log_scale_at()].exp()
     }
 
     /// The model in these slabs (BN's batch count is the caller's to set).
     pub fn weights(&self, num_batches_tracked: i64) -> Weights {
+        let dim = self.widths.dim;
         Weights {
-            params: self.params[..NUM_PARAMS].to_vec(),
-            running_mean: self.running[..EMBED_DIM].to_vec(),
-            running_var: self.running[EMBED_DIM..].to_vec(),
+            widths: self.widths,
+            params: self.params[..self.log_scale_at()].to_vec(),
+            running_mean: self.running[..dim].to_vec(),
+            running_var: self.running[dim..].to_vec(),
             num_batches_tracked,
             distance_scale: self.scale(),
             arch: ARCH.to_string(),
@@ -87,8 +94,15 @@ impl TrainState {
     }
 }
 
+/// Length of the parameter, gradient and moment slabs at `widths`: the parameters, then
+/// log_s.
+pub fn slab_len(widths: &Widths) -> usize {
+    widths.num_params() + 1
+}
+
 pub struct Trainer<'g> {
     gpu: &'g Gpu,
+    widths: Widths,
     /// Examples per step: pairs, or triplets.
     examples: usize,
     objective: Objective,
@@ -108,6 +122,8 @@ pub struct Trainer<'g> {
 
 /// Parameters, their gradients, AdamW's moments and what the step keeps beside them.
 struct Slabs {
+    /// The model's widths, which set the slabs' layout.
+    widths: Widths,
     params: wgpu::Buffer,
     grads: wgpu::Buffer,
     exp_avg: wgpu::Buffer,
@@ -123,8 +139,9 @@ struct Slabs {
 impl Slabs {
     fn new(gpu: &Gpu, state: &TrainState) -> Self {
         Slabs {
+            widths: state.widths,
             params: storage_buffer_init(gpu, "params", &state.params),
-            grads: storage_buffer(gpu, "grads", SLAB as u64 * F32),
+            grads: storage_buffer(gpu, "grads", state.params.len() as u64 * F32),
             exp_avg: storage_buffer_init(gpu, "exp_avg", &state.exp_avg),
             exp_avg_sq: storage_buffer_init(gpu, "exp_avg_sq", &state.exp_avg_sq),
             running: storage_buffer_init(gpu, "bn running stats", &state.running),
@@ -159,7 +176,7 @@ impl Inputs {
 struct ActivationGrads {
     /// Of each block's output; the ReLU is undone in place.
     blocks: Vec<wgpu::Buffer>,
-    /// Of the folded tap tables, `[3, vocab, 64]`.
+    /// Of the folded tap tables, `[3, vocab, channels]`.
     taps: wgpu::Buffer,
     hidden: wgpu::Buffer,
     projected: wgpu::Buffer,
@@ -169,22 +186,22 @@ struct ActivationGrads {
 }
 
 impl ActivationGrads {
-    fn new(gpu: &Gpu, rows: usize) -> Self {
+    fn new(gpu: &Gpu, w: &Widths, rows: usize) -> Self {
         let buffer =
             |label: &str, per_row: usize| storage_buffer(gpu, label, (rows * per_row) as u64 * F32);
         ActivationGrads {
             blocks: (1..=CONV_BLOCKS)
-                .map(|b| buffer("d block output", CONV_CH * layers::block_len(b)))
+                .map(|b| buffer("d block output", w.channels * layers::block_len(b)))
                 .collect(),
             taps: storage_buffer(
                 gpu,
                 "d tap tables",
-                layers::block0().tap_grads_len() as u64 * F32,
+                layers::block0(w).tap_grads_len() as u64 * F32,
             ),
-            hidden: buffer("d hidden", HIDDEN),
-            projected: buffer("d projected", EMBED_DIM),
-            embeddings: buffer("d embeddings", EMBED_DIM),
-            bn_stats: storage_buffer(gpu, "bn batch stats", 2 * EMBED_DIM as u64 * F32),
+            hidden: buffer("d hidden", w.hidden),
+            projected: buffer("d projected", w.dim),
+            embeddings: buffer("d embeddings", w.dim),
+            bn_stats: storage_buffer(gpu, "bn batch stats", 2 * w.dim as u64 * F32),
         }
     }
 }
@@ -220,11 +237,12 @@ impl Objective {
 }
 
 impl<'g> Trainer<'g> {
-    /// The most examples of `objective` one step can take on this device (the largest
-    /// activation, block 0's output for every string, must fit one storage binding).
-    pub fn max_examples(gpu: &Gpu, objective: Objective) -> usize {
+    /// The most examples of `objective` one step at `widths` can take on this device
+    /// (the largest activation, block 0's output for every string, must fit one storage
+    /// binding).
+    pub fn max_examples(gpu: &Gpu, widths: &Widths, objective: Objective) -> usize {
         let rows = objective.rows() as u64;
-        let per_pair = rows * (CONV_CH * layers::block_len(1)) as u64 * F32;
+        let per_pair = rows * (widths.channels * layers::block_len(1)) as u64 * F32;
         // Shader indices are u32, and a weight gradient's segments (SEGMENT positions
         // each) are one grid dimension of at most 65,535 workgroups; the longest
         // reduction is block 1's, over its pooled output.
@@ -249,23 +267,25 @@ impl<'g> Trainer<'g> {
         learn_scale: bool,
         objective: Objective,
     ) -> Result<Self> {
-        let most = Self::max_examples(gpu, objective);
+        check_state(state)?;
+        let widths = state.widths;
+        let most = Self::max_examples(gpu, &widths, objective);
         if examples == 0 || examples > most {
             bail!("a batch of {examples} examples does not fit this device: use 1 to {most}");
         }
-        check_state(state)?;
         crate::ops::check_tile_limits(gpu)?;
         let rows = examples * objective.rows();
         let slabs = Slabs::new(gpu, state);
         let inputs = Inputs::new(gpu, rows, examples * objective.labels());
-        let acts = Activations::new(gpu, rows);
-        let grads = ActivationGrads::new(gpu, rows);
-        let derived = Derived::new(gpu, ops, &slabs.params);
+        let acts = Activations::new(gpu, &widths, rows);
+        let grads = ActivationGrads::new(gpu, &widths, rows);
+        let derived = Derived::new(gpu, ops, &widths, &slabs.params);
 
         let forward = forward_step(gpu, ops, &slabs, &inputs, &derived, &acts, &grads);
+        let log_scale = state.log_scale_at();
         let shape = LossShape {
-            dim: EMBED_DIM as u32,
-            log_scale: LOG_SCALE as u32,
+            dim: widths.dim as u32,
+            log_scale: log_scale as u32,
             learn: learn_scale,
         };
         let buffers = LossBuffers {
@@ -294,9 +314,9 @@ impl<'g> Trainer<'g> {
             }
         };
         let backward = backward_step(gpu, ops, rows, &slabs, &inputs, &acts, &grads);
-        let mut ranges = vec![(0..NUM_PARAMS, true)];
+        let mut ranges = vec![(0..log_scale, true)];
         if learn_scale {
-            ranges.push((LOG_SCALE..SLAB, false));
+            ranges.push((log_scale..log_scale + 1, false));
         }
         let adamw = ops.adamw.calls(
             gpu,
@@ -311,6 +331,7 @@ impl<'g> Trainer<'g> {
         );
         let mut trainer = Trainer {
             gpu,
+            widths,
             examples,
             objective,
             prepare: derived.prepare(),
@@ -438,7 +459,8 @@ impl<'g> Trainer<'g> {
     }
 
     pub fn read_grads(&self) -> Result<Vec<f32>> {
-        self.gpu.read_buffer(&self.slabs.grads, SLAB)
+        self.gpu
+            .read_buffer(&self.slabs.grads, slab_len(&self.widths))
     }
 
     pub fn write_grads(&self, grads: &[f32]) {
@@ -447,17 +469,19 @@ impl<'g> Trainer<'g> {
             .write_buffer(&self.slabs.grads, 0, bytemuck::cast_slice(grads));
     }
 
-    /// The train-mode embeddings of the last forward, `[rows, 80]`.
+    /// The train-mode embeddings of the last forward, `[rows, dim]`.
     pub fn read_embeddings(&self) -> Result<Vec<f32>> {
-        self.gpu
-            .read_buffer(&self.acts.embeddings, self.rows() as usize * EMBED_DIM)
+        self.gpu.read_buffer(
+            &self.acts.embeddings,
+            self.rows() as usize * self.widths.dim,
+        )
     }
 
     /// Everything a checkpoint holds, read back in one submit.
     pub fn state(&self) -> Result<TrainState> {
         let s = &self.slabs;
-        let slab_bytes = SLAB as u64 * F32;
-        let running_bytes = 2 * EMBED_DIM as u64 * F32;
+        let slab_bytes = slab_len(&self.widths) as u64 * F32;
+        let running_bytes = 2 * self.widths.dim as u64 * F32;
         let readbacks: Vec<(Readback, &wgpu::Buffer, u64)> = [
             (&s.params, slab_bytes),
             (&s.exp_avg, slab_bytes),
@@ -477,6 +501,7 @@ impl<'g> Trainer<'g> {
             .map(|(r, _, bytes)| r.read::<f32>(self.gpu, *bytes));
         let mut next = || values.next().expect("four readbacks");
         Ok(TrainState {
+            widths: self.widths,
             params: next()?,
             exp_avg: next()?,
             exp_avg_sq: next()?,
@@ -499,7 +524,7 @@ fn forward_step(
     let mut calls = forward_calls(gpu, ops, &slabs.params, derived, &inputs.tokens, acts);
     calls.push(ops.batchnorm.train_forward(
         gpu,
-        layers::batchnorm(),
+        layers::batchnorm(&slabs.widths),
         &acts.projected,
         &slabs.params,
         &slabs.running,
@@ -521,12 +546,12 @@ fn backward_step(
     acts: &Activations,
     grads: &ActivationGrads,
 ) -> Calls {
-    let (params, slab) = (&slabs.params, &slabs.grads);
+    let (params, slab, w) = (&slabs.params, &slabs.grads, &slabs.widths);
     let (a, da) = (&acts.blocks, &grads.blocks);
-    let (fc0, fc2) = (layers::fc0(), layers::fc2());
+    let (fc0, fc2) = (layers::fc0(w), layers::fc2(w));
     let mut calls = Calls::from(ops.batchnorm.backward(
         gpu,
-        layers::batchnorm(),
+        layers::batchnorm(w),
         &acts.projected,
         params,
         &grads.bn_stats,
@@ -549,7 +574,7 @@ fn backward_step(
     ));
     calls.push(
         ops.relu
-            .backward(gpu, HIDDEN as u32, &acts.hidden, &grads.hidden),
+            .backward(gpu, w.hidden as u32, &acts.hidden, &grads.hidden),
     );
     calls.extend(ops.linear.backward(
         gpu,
@@ -565,12 +590,12 @@ fn backward_step(
         },
     ));
     for block in (1..CONV_BLOCKS).rev() {
-        let per_row = (CONV_CH * layers::block_len(block + 1)) as u32;
+        let per_row = (w.channels * layers::block_len(block + 1)) as u32;
         calls.push(ops.relu.backward(gpu, per_row, &a[block], &da[block]));
         calls.extend(ops.conv1d.backward_pool(
             gpu,
             &ops.weight_grad,
-            layers::conv_block(block),
+            layers::conv_block(w, block),
             rows,
             Conv1dGrads {
                 x: &a[block - 1],
@@ -581,13 +606,13 @@ fn backward_step(
             },
         ));
     }
-    let per_row = (CONV_CH * layers::block_len(1)) as u32;
+    let per_row = (w.channels * layers::block_len(1)) as u32;
     calls.push(ops.relu.backward(gpu, per_row, &a[0], &da[0]));
     calls.extend(ops.embedding.backward_taps_pooled(
         gpu,
         EmbeddingShape {
             len: MAX_LEN as u32,
-            dim: CONV_CH as u32,
+            dim: w.channels as u32,
             vocab: VOCAB as u32,
             table: 0,
         },
@@ -598,7 +623,7 @@ fn backward_step(
     ));
     calls.extend(
         ops.tapconv
-            .backward(gpu, layers::block0(), params, &grads.taps, slab),
+            .backward(gpu, layers::block0(w), params, &grads.taps, slab),
     );
     calls
 }
@@ -609,11 +634,14 @@ fn check_state(state: &TrainState) -> Result<()> {
         state.exp_avg.len(),
         state.exp_avg_sq.len(),
     ];
-    if lens.iter().any(|&n| n != SLAB) || state.running.len() != 2 * EMBED_DIM {
+    let w = &state.widths;
+    w.check()?;
+    let slab = slab_len(w);
+    if lens.iter().any(|&n| n != slab) || state.running.len() != 2 * w.dim {
         bail!(
-            "training state has slabs of {lens:?} and {} running statistics, expected {SLAB} and {}",
+            "training state has slabs of {lens:?} and {} running statistics, expected {slab} and {}",
             state.running.len(),
-            2 * EMBED_DIM
+            2 * w.dim
         );
     }
     Ok(())
