@@ -4,10 +4,10 @@
 //!
 //! Parameters, gradients and both AdamW moments are four slabs of one layout: the
 //! model's parameters at its widths ([`crate::model::params::Widths`]) followed by
-//! `log_s`, the log of the distance scale. Every gradient is overwritten by exactly one call per step, so
-//! nothing accumulates across steps (the reference's missing `zero_grad`). Every kernel
-//! sums in a fixed order, so a step is a pure function of the slabs and the batch: a
-//! resumed run reproduces an uninterrupted one bit for bit.
+//! `log_s`, the log of the distance scale. Every gradient is overwritten by exactly one
+//! call per step, so nothing accumulates across steps (the reference's missing
+//! `zero_grad`). Every kernel sums in a fixed order, so a step is a pure function of the
+//! slabs and the batch: a resumed run reproduces an uninterrupted one bit for bit.
 //!
 //! The forward pass is the model's own ([`forward_calls`]), with what it derives from the
 //! slab (block 0's pair tables, the packed weights) derived again before every step.
@@ -102,7 +102,6 @@ pub fn slab_len(widths: &Widths) -> usize {
 
 pub struct Trainer<'g> {
     gpu: &'g Gpu,
-    widths: Widths,
     /// Examples per step: pairs, or triplets.
     examples: usize,
     objective: Objective,
@@ -331,7 +330,6 @@ impl<'g> Trainer<'g> {
         );
         let mut trainer = Trainer {
             gpu,
-            widths,
             examples,
             objective,
             prepare: derived.prepare(),
@@ -460,7 +458,7 @@ impl<'g> Trainer<'g> {
 
     pub fn read_grads(&self) -> Result<Vec<f32>> {
         self.gpu
-            .read_buffer(&self.slabs.grads, slab_len(&self.widths))
+            .read_buffer(&self.slabs.grads, slab_len(&self.slabs.widths))
     }
 
     pub fn write_grads(&self, grads: &[f32]) {
@@ -473,15 +471,16 @@ impl<'g> Trainer<'g> {
     pub fn read_embeddings(&self) -> Result<Vec<f32>> {
         self.gpu.read_buffer(
             &self.acts.embeddings,
-            self.rows() as usize * self.widths.dim,
+            self.rows() as usize * self.slabs.widths.dim,
         )
     }
 
     /// Everything a checkpoint holds, read back in one submit.
     pub fn state(&self) -> Result<TrainState> {
         let s = &self.slabs;
-        let slab_bytes = slab_len(&self.widths) as u64 * F32;
-        let running_bytes = 2 * self.widths.dim as u64 * F32;
+        let widths = self.slabs.widths;
+        let slab_bytes = slab_len(&widths) as u64 * F32;
+        let running_bytes = 2 * widths.dim as u64 * F32;
         let readbacks: Vec<(Readback, &wgpu::Buffer, u64)> = [
             (&s.params, slab_bytes),
             (&s.exp_avg, slab_bytes),
@@ -501,7 +500,7 @@ impl<'g> Trainer<'g> {
             .map(|(r, _, bytes)| r.read::<f32>(self.gpu, *bytes));
         let mut next = || values.next().expect("four readbacks");
         Ok(TrainState {
-            widths: self.widths,
+            widths,
             params: next()?,
             exp_avg: next()?,
             exp_avg_sq: next()?,
