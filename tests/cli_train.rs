@@ -146,6 +146,9 @@ fn ranking_losses_learn_the_order_and_resume_exactly() {
         log[1]["val"]
     );
     assert!(log[1]["loss"].as_f64().unwrap().is_finite());
+    // Its rate counts triplets, under their name.
+    assert!(log[1]["triplets_per_s"].as_f64().unwrap() > 0.0);
+    assert!(log[1].get("pairs_per_s").is_none());
 
     // --loss mix, split by a checkpoint, equals the run done in one go; the checkpoint
     // records the objective.

@@ -222,12 +222,45 @@ pub fn alphabet_of<'a>(texts: impl IntoIterator<Item = &'a str>) -> Vec<char> {
     alphabet
 }
 
+/// A network's reading of text: each character's id, the first M characters only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CharIds {
+    ids: HashMap<char, u32>,
+    max_len: usize,
+}
+
+impl CharIds {
+    /// The token id of each of the first M characters of `text`: its place in the
+    /// alphabet, or [`CharIds::unseen`] for a character outside it (an all-zero column).
+    pub fn of<'t>(&'t self, text: &'t str) -> impl Iterator<Item = u32> + 't {
+        let unseen = self.unseen();
+        text.chars()
+            .take(self.max_len)
+            .map(move |c| self.ids.get(&c).copied().unwrap_or(unseen))
+    }
+
+    /// The id of a character outside the alphabet: C.
+    pub fn unseen(&self) -> u32 {
+        self.alphabet_len() as u32
+    }
+
+    /// C, the alphabet's size.
+    pub fn alphabet_len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// M, the characters read.
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+}
+
 /// A CNN-ED network: its alphabet, sizes, weights and estimator
 /// `d = slope * ||e1 - e2|| + intercept`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CnnEd {
     alphabet: Vec<char>,
-    ids: HashMap<char, u32>,
+    chars: CharIds,
     shape: CnnEdShape,
     /// The tensors of [`CnnEdShape::tensors`] back to back.
     params: Vec<f32>,
@@ -291,7 +324,10 @@ impl CnnEd {
         }
         Ok(CnnEd {
             alphabet,
-            ids,
+            chars: CharIds {
+                ids,
+                max_len: shape.max_len,
+            },
             shape,
             params,
             slope,
@@ -421,18 +457,19 @@ impl CnnEd {
         self.intercept = intercept;
     }
 
-    /// The token id of each of the first M characters of `text`: its place in the
-    /// alphabet, or [`CnnEd::unseen`] for a character outside it (an all-zero column).
+    /// The token ids of `text` ([`CharIds::of`]).
     pub fn token_ids<'t>(&'t self, text: &'t str) -> impl Iterator<Item = u32> + 't {
-        let unseen = self.unseen();
-        text.chars()
-            .take(self.shape.max_len)
-            .map(move |c| self.ids.get(&c).copied().unwrap_or(unseen))
+        self.chars.of(text)
     }
 
     /// The id of a character outside the alphabet: C.
     pub fn unseen(&self) -> u32 {
-        self.shape.alphabet as u32
+        self.chars.unseen()
+    }
+
+    /// How the network reads text.
+    pub fn char_ids(&self) -> &CharIds {
+        &self.chars
     }
 
     /// Conv layer `i`'s weight `[channels, cin, 3]`.

@@ -7,7 +7,7 @@
 //! reads in place, for batches of up to `capacity` strings.
 use anyhow::{Result, anyhow, bail};
 
-use super::cnn_ed::CnnEd;
+use super::cnn_ed::{CharIds, CnnEd};
 use super::cnn_ed_layers::{self as layers, ForwardBuffers};
 use crate::gpu::{Calls, Gpu, Pending, ReadbackPair, storage_buffer, storage_buffer_init};
 use crate::ops::Ops;
@@ -26,7 +26,7 @@ const MAX_ACTIVATION_BYTES: u64 = 64 << 20;
 pub struct CnnEdEncoder {
     capacity: usize,
     dim: usize,
-    model: CnnEd,
+    chars: CharIds,
     network: Network,
     out: wgpu::Buffer,
     readbacks: ReadbackPair,
@@ -221,7 +221,7 @@ impl CnnEdEncoder {
         CnnEdEncoder {
             capacity,
             dim,
-            model: model.clone(),
+            chars: model.char_ids().clone(),
             network,
             readbacks: ReadbackPair::new(gpu, (capacity * dim * 4) as u64),
             out,
@@ -280,7 +280,7 @@ impl CnnEdEncoder {
 
     /// Writes the token ids of `texts` for the network to read.
     fn upload(&mut self, gpu: &Gpu, texts: &[&str]) {
-        let strings = texts.iter().map(|text| self.model.token_ids(text));
+        let strings = texts.iter().map(|text| self.chars.of(text));
         match &self.network {
             Network::Table { ids, starts, .. } => {
                 pack_ids(strings, &mut self.id_words, &mut self.start_words);
@@ -291,12 +291,12 @@ impl CnnEdEncoder {
             }
             Network::Layered { tokens, .. } => {
                 // Each string's ids padded to M with the unseen id (an all-zero column).
-                let m = self.model.shape().max_len;
+                let m = self.chars.max_len();
                 self.id_words.clear();
                 for ids in strings {
                     let start = self.id_words.len();
                     self.id_words.extend(ids);
-                    self.id_words.resize(start + m, self.model.unseen());
+                    self.id_words.resize(start + m, self.chars.unseen());
                 }
                 gpu.queue
                     .write_buffer(tokens, 0, bytemuck::cast_slice(&self.id_words));
@@ -311,7 +311,7 @@ impl CnnEdEncoder {
         let groups = match &self.network {
             Network::Table { calls, .. } => vec![(calls, n)],
             Network::Layered { forward, .. } => {
-                let rows = n * self.model.shape().alphabet as u32;
+                let rows = n * self.chars.alphabet_len() as u32;
                 vec![
                     (&forward.first, n),
                     (&forward.blocks, rows),

@@ -215,7 +215,8 @@ pub fn run(
             waited_before = prefetch.waited();
             let rate = Rate {
                 losses: trainer.losses(from, step)?,
-                pairs_per_s: ((step - from) as usize * config.pairs) as f64 / seconds.max(1e-9),
+                examples: config.objective.examples_name(),
+                per_s: ((step - from) as usize * config.pairs) as f64 / seconds.max(1e-9),
                 data_wait_s: waited.as_secs_f64(),
                 lr: hyper.lr,
                 grad_norm: trainer.grad_norm()?,
@@ -300,7 +301,9 @@ fn check_finite(checkpoint: &Checkpoint, trainer: &Trainer) -> Result<()> {
 
 struct Rate {
     losses: Vec<f32>,
-    pairs_per_s: f64,
+    /// What a step's examples are ("pairs" or "triplets"), and how many a second.
+    examples: &'static str,
+    per_s: f64,
     data_wait_s: f64,
     lr: f64,
     grad_norm: f32,
@@ -340,7 +343,7 @@ fn report(
         line["loss"] = json!(mean);
         line["lr"] = json!(r.lr);
         line["grad_norm"] = json!(r.grad_norm);
-        line["pairs_per_s"] = json!(r.pairs_per_s);
+        line[format!("{}_per_s", r.examples)] = json!(r.per_s);
         line["data_wait_s"] = json!(r.data_wait_s);
     }
     Ok(line)
@@ -361,8 +364,10 @@ fn summary(line: &serde_json::Value) -> String {
             ));
         }
     }
-    if let Some(rate) = line["pairs_per_s"].as_f64() {
-        parts.push(format!("{rate:.0} pairs/s"));
+    for examples in ["pairs", "triplets"] {
+        if let Some(rate) = line[format!("{examples}_per_s")].as_f64() {
+            parts.push(format!("{rate:.0} {examples}/s"));
+        }
     }
     parts.join(" | ")
 }

@@ -226,6 +226,14 @@ impl Objective {
         }
     }
 
+    /// What one example is, for logs: "pairs" or "triplets".
+    pub fn examples_name(self) -> &'static str {
+        match self {
+            Objective::Pnll => "pairs",
+            Objective::Ranking { .. } => "triplets",
+        }
+    }
+
     /// Labels per example.
     fn labels(self) -> usize {
         match self {
