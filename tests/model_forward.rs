@@ -103,20 +103,23 @@ fn gpu_forward_matches_pytorch() {
 #[test]
 fn cpu_reference_matches_pytorch() {
     let f = fixture();
-    let weights = released();
-    let params = common::to_f64(&weights.params);
+    let got: Vec<f32> = reference_embeddings(&released(), &f.tokens)
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
+    assert_matches("CPU reference", &got, &f.embedding, &f.strings);
+}
+
+/// `reference::megashtein_forward` of `weights` (eval mode).
+fn reference_embeddings(weights: &Weights, tokens: &[u8]) -> Vec<f64> {
     let running: Vec<f64> = weights
         .running_mean
         .iter()
         .chain(&weights.running_var)
         .map(|&v| f64::from(v))
         .collect();
-    let got: Vec<f32> =
-        reference::megashtein_forward(&weights.widths, &params, &running, &f.tokens)
-            .iter()
-            .map(|&v| v as f32)
-            .collect();
-    assert_matches("CPU reference", &got, &f.embedding, &f.strings);
+    let params = common::to_f64(&weights.params);
+    reference::megashtein_forward(&weights.widths, &params, &running, tokens)
 }
 
 #[test]
@@ -230,18 +233,7 @@ fn other_widths_match_the_cpu_reference() {
         let texts: Vec<&[u8]> = strings.iter().map(Vec::as_slice).collect();
         let mut tokens = Vec::new();
         tokenize_batch(texts.iter().copied(), &mut tokens);
-        let running: Vec<f64> = weights
-            .running_mean
-            .iter()
-            .chain(&weights.running_var)
-            .map(|&v| f64::from(v))
-            .collect();
-        let want = reference::megashtein_forward(
-            &widths,
-            &common::to_f64(&weights.params),
-            &running,
-            &tokens,
-        );
+        let want = reference_embeddings(&weights, &tokens);
         // Batches of 3: a full one, another, and a partial one.
         let mut embedder = Embedder::new(&t.gpu, &weights, 3).unwrap();
         assert_eq!(embedder.dim(), dim);
