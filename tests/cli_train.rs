@@ -363,8 +363,8 @@ fn ctrl_c_writes_a_checkpoint_that_resumes() {
 
 #[test]
 fn other_widths_train_embed_index_and_query_end_to_end() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let whole = tempfile::tempdir().unwrap();
+    let split = tempfile::tempdir().unwrap();
     let widths = [
         "--char-dim",
         "20",
@@ -375,21 +375,26 @@ fn other_widths_train_embed_index_and_query_end_to_end() {
         "--dim",
         "32",
     ];
-    // Stopped halfway and resumed: the checkpoint alone carries the widths.
     let run = [&["--steps", "40"], TINY, &widths[..]].concat();
+    ok(train(whole.path(), &run));
+    // Stopped halfway and resumed: the checkpoint alone carries the widths, and the
+    // slabs' layout at these widths resumes bit for bit.
     ok(train(
-        dir.path(),
+        split.path(),
         &[&run[..], &["--stop-after", "20"]].concat(),
     ));
-    ok(train(
-        dir.path(),
-        &["--resume", &path("m.safetensors.ckpt")],
-    ));
-    let model = Weights::load(&dir.path().join("m.safetensors")).unwrap();
+    let ckpt = split.path().join("m.safetensors.ckpt");
+    ok(train(split.path(), &["--resume", ckpt.to_str().unwrap()]));
+    let bytes = |d: &Path| std::fs::read(d.join("m.safetensors")).unwrap();
+    assert!(
+        bytes(whole.path()) == bytes(split.path()),
+        "the resumed run differs"
+    );
+    let model = Weights::load(&whole.path().join("m.safetensors")).unwrap();
     let w = model.widths;
     assert_eq!((w.char_dim, w.channels, w.hidden, w.dim), (20, 16, 48, 32));
-    assert_eq!(model.num_batches_tracked, 40);
 
+    let path = |name: &str| whole.path().join(name).to_str().unwrap().to_string();
     let words = [
         "kitten", "sitting", "mitten", "bitten", "written", "kitchen", "sit",
     ];
@@ -403,8 +408,15 @@ fn other_widths_train_embed_index_and_query_end_to_end() {
     };
     embed(&path("e.npy"));
     let npy = std::fs::read(path("e.npy")).unwrap();
-    let header = String::from_utf8_lossy(&npy[..128]);
+    let header_len = usize::from(u16::from_le_bytes([npy[8], npy[9]]));
+    let header = String::from_utf8_lossy(&npy[10..10 + header_len]);
     assert!(header.contains("(7, 32)"), "{header}");
+    let e: Vec<f32> = npy[10 + header_len..]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    // The index holds those 32-value rows: without the re-rank, every hit's estimate is
+    // s times the squared distance of the .npy rows.
     embed(&path("w.idx"));
     let out = ok(run_bin(
         &[
@@ -412,7 +424,8 @@ fn other_widths_train_embed_index_and_query_end_to_end() {
             "--index",
             &path("w.idx"),
             "-k",
-            "2",
+            "7",
+            "--no-rerank",
             "--format",
             "json",
             "kitten",
@@ -420,9 +433,19 @@ fn other_widths_train_embed_index_and_query_end_to_end() {
         b"",
     ));
     let answer: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
-    let top = &answer["hits"][0];
-    assert_eq!(
-        (top["string"].as_str(), top["distance"].as_u64()),
-        (Some("kitten"), Some(0))
-    );
+    let hits = answer["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 7);
+    assert_eq!(hits[0]["string"], "kitten");
+    for hit in hits {
+        let row = hit["id"].as_u64().unwrap() as usize;
+        let squared: f64 = (0..32)
+            .map(|i| f64::from(e[i] - e[row * 32 + i]).powi(2))
+            .sum();
+        let want = f64::from(model.distance_scale) * squared;
+        let got = hit["estimate"].as_f64().unwrap();
+        assert!(
+            (got - want).abs() <= 1e-3 * (1.0 + want),
+            "{hit}: {got} against {want}"
+        );
+    }
 }

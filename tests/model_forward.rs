@@ -9,13 +9,13 @@ use megashtein_gpu::embed::Embedder;
 use megashtein_gpu::input::tokenize_batch;
 use megashtein_gpu::model::megashtein::Megashtein;
 use megashtein_gpu::model::params::{MAX_LEN, Widths};
-
-const EMBED_DIM: usize = Widths::RELEASED.dim;
 use megashtein_gpu::model::{pth, weights::Weights};
 use megashtein_gpu::ops::Ops;
 use megashtein_gpu::reference;
 use rand::Rng;
 use safetensors::SafeTensors;
+
+const EMBED_DIM: usize = Widths::RELEASED.dim;
 
 struct Fixture {
     strings: Vec<Vec<u8>>,

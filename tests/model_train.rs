@@ -13,11 +13,11 @@ use megashtein_gpu::model::{pth, weights::Weights};
 use megashtein_gpu::ops::adamw::AdamWStep;
 use megashtein_gpu::train::data::{Examples, PairBatch};
 use megashtein_gpu::train::trainer::{Objective, TrainState, Trainer, slab_len};
+use safetensors::SafeTensors;
 
 /// The fixtures: the released model, and a fresh one whose hidden layer (232) also takes
 /// the linear layer's split reduction.
 const FIXTURES: [&str; 2] = ["train_step", "train_step_widths"];
-use safetensors::SafeTensors;
 
 struct Fixture {
     name: &'static str,

@@ -15,8 +15,8 @@ those widths (torch.manual_seed(SEED)), whose state_dict the fixture holds as in
 (the `train --char-dim --channels --hidden --dim` case; 232 > 200 also takes the Rust
 linear layer's split reduction).
 
-The step, exactly as the Rust trainer does it (released checkpoint, train mode, float32,
-CPU, one thread, deterministic algorithms):
+The step, exactly as the Rust trainer does it (the released checkpoint or the --widths
+model, train mode, float32, CPU, one thread, deterministic algorithms):
 
     P = 24 pairs (a[i], b[i]) from a seeded generator (SEED below; independent of torch)
     labels[i] = Levenshtein(a[i][:80], b[i][:80])          plain DP, float32
@@ -33,14 +33,14 @@ CPU, one thread, deterministic algorithms):
 Output format (safetensors; float32 unless noted):
     tokens                int64 [2P, 80]  first sides (rows 0..P-1), then second sides
     labels                [P]             exact edit distance of the 80-char cuts
-    embedding             [2P, 80]        train-mode model output (batch statistics)
+    embedding             [2P, dim]       train-mode model output (batch statistics)
     d_hat                 [P]             predicted distances
     loss                  [1]             the Poisson NLL loss
     grad.<param>          per parameter   d loss / d param (17 tensors; names as
                                           model.named_parameters(), e.g. grad.embedding.weight,
                                           grad.conv_layers.0.weight ... grad.fc_layers.3.bias)
-    running_mean          [80]            BN buffers after this one train-mode forward
-    running_var           [80]            (momentum 0.1, unbiased batch variance)
+    running_mean          [dim]           BN buffers after this one train-mode forward
+    running_var           [dim]           (momentum 0.1, unbiased batch variance)
     after.<param>         per parameter   parameters after AdamW step 2
     init.<name>           with --widths   the starting state_dict (float32; no
                                           num_batches_tracked, which is 0)

@@ -17,6 +17,11 @@ state_dict keys:
 Forward: tokens (B, 80) int64 -> embedding (B, 80, 140) -> permute (B, 140, 80)
 -> conv stack (B, 64, 2) -> flatten channel-major (B, 128) -> fc stack (B, 80).
 
+These are the released widths (character embedding 140, conv channels 64, hidden 200,
+embedding 80). `megashtein-gpu train --char-dim --channels --hidden --dim` makes models
+of other widths; `EditDistanceModel(embedding_dim, channels, hidden, out_dim)` builds
+them and `load_model` reads a file's widths from its shapes (`widths_of`).
+
 Tokenizer: cut to 80 characters, each char -> min(ord(c), 127), pad with 0 to 80.
 
 Library use (from the repo root):

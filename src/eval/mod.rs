@@ -29,7 +29,7 @@ use crate::gpu::Gpu;
 use crate::input::NonAscii;
 use crate::model::Metric;
 use crate::model::cgk;
-use crate::model::params::MAX_LEN;
+use crate::model::params::{MAX_LEN, Widths};
 use crate::model::weights::Weights;
 use metrics::{LinearFit, PairStats, ThresholdCount};
 
@@ -540,12 +540,14 @@ pub fn run(gpu: &Gpu, opts: &Options) -> Result<Report> {
             released.source().to_string(),
             Some(released.fingerprint().to_string()),
         )?);
-        let random = Weights::init(RANDOM_SEED);
+        // At the model's widths, so the row shows what training added.
+        let widths = loaded.weights().map_or(Widths::RELEASED, |w| w.widths);
+        let random = Weights::init_with(widths, RANDOM_SEED);
         models.push(embedded_row(
             &ctx,
             "random-cnn",
             Embedder::new(gpu, &random, opts.batch)?,
-            format!("untrained network, Weights::init({RANDOM_SEED:#x})"),
+            format!("untrained network ({widths}), Weights::init_with(.., {RANDOM_SEED:#x})"),
             None,
         )?);
         let t = Instant::now();

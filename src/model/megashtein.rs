@@ -247,10 +247,10 @@ pub struct Megashtein {
 
 impl Megashtein {
     /// The largest batch one forward at `widths` can take on this device: the biggest
-    /// activation of the inference plan (`[batch, channels, 40]` after the folded first
-    /// block) must fit one storage binding.
+    /// activation of the inference plan ([`Widths::widest_activation`]) must fit one
+    /// storage binding.
     pub fn max_batch(gpu: &Gpu, widths: &Widths) -> usize {
-        let per_string = (widths.channels * (MAX_LEN / 2)) as u64 * F32;
+        let per_string = widths.widest_activation() as u64 * F32;
         (gpu.max_binding_bytes() / per_string).max(1) as usize
     }
 

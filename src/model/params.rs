@@ -21,13 +21,20 @@ pub const LAST_LEN: usize = MAX_LEN >> CONV_BLOCKS;
 pub const BN_EPS: f32 = 1e-5;
 pub const BN_MOMENTUM: f32 = 0.1;
 /// The widest conv block the kernels take: conv1d and the folded conv0's backward reduce
-/// over at most 3 x 64 values (`ops::conv1d::KMAX`).
-pub const MAX_CHANNELS: usize = 64;
+/// over at most 3 x channels values (`ops::conv1d::KMAX`, `ops::tapconv::KMAX`: 64).
+pub const MAX_CHANNELS: usize = {
+    let (conv, folded) = (crate::ops::conv1d::KMAX, crate::ops::tapconv::KMAX);
+    (if conv < folded { conv } else { folded }) as usize / 3
+};
+/// The widest character embedding and hidden layer taken: their tensors stay within one
+/// row of workgroups (65,535 x 64 values) for the optimizer and the packed weights.
+pub const MAX_WIDTH: usize = 4096;
 
 /// The widths of the layers, the architecture's one free choice (`train --char-dim
 /// --channels --hidden --dim`). Every tensor's shape follows from them, so a state_dict
 /// says its widths ([`Widths::of_state_dict`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Widths {
     /// Width of the character embedding.
     pub char_dim: usize,
@@ -60,6 +67,14 @@ impl Widths {
                 self.channels
             );
         }
+        if self.char_dim.max(self.hidden) > MAX_WIDTH {
+            bail!(
+                "the character embedding and the hidden layer take at most {MAX_WIDTH} \
+                 values ({} and {} given)",
+                self.char_dim,
+                self.hidden
+            );
+        }
         // Even, so that an f16 index holds it.
         if self.dim > crate::ops::knn::MAX_DIM || !self.dim.is_multiple_of(2) {
             bail!(
@@ -69,6 +84,15 @@ impl Widths {
             );
         }
         Ok(())
+    }
+
+    /// f32 values of the widest activation one string has in the forward pass (block 0's
+    /// output, the hidden layer or the embedding): what sets the batches that fit a
+    /// storage binding.
+    pub fn widest_activation(&self) -> usize {
+        (self.channels * (MAX_LEN / 2))
+            .max(self.hidden)
+            .max(self.dim)
     }
 
     /// Features after flattening the last conv block (channels x 2 positions).
@@ -253,5 +277,17 @@ mod tests {
             ..Widths::RELEASED
         };
         assert!(empty.check().is_err());
+        let huge = Widths {
+            hidden: 5000,
+            ..Widths::RELEASED
+        };
+        assert!(
+            huge.check()
+                .unwrap_err()
+                .to_string()
+                .contains("at most 4096")
+        );
+        assert_eq!(huge.widest_activation(), 5000);
+        assert_eq!(Widths::RELEASED.widest_activation(), 64 * 40);
     }
 }

@@ -280,6 +280,7 @@ impl Weights {
         extra: &[(&str, &[f32])],
         extra_meta: &[(&str, String)],
     ) -> Result<Vec<u8>> {
+        self.widths.check()?;
         let expected = self.widths.num_params();
         if self.params.len() != expected
             || self.running_mean.len() != self.widths.dim
@@ -691,11 +692,24 @@ mod tests {
                 && e.to_string().contains("its tensors have"),
             "{e}"
         );
-        let e = Weights::from_safetensors(&write("wide"), "m.safetensors").unwrap_err();
-        assert!(
-            e.to_string().contains("not a JSON object of four widths"),
-            "{e}"
+        let extra = r#"{"char_dim":140,"channels":64,"hidden":200,"dim":40,"depth":6}"#;
+        for bad in ["wide", extra] {
+            let e = Weights::from_safetensors(&write(bad), "m.safetensors").unwrap_err();
+            assert!(
+                e.to_string().contains("not a JSON object of four widths"),
+                "{e}"
+            );
+        }
+        // Widths the kernels cannot run are not written either.
+        let odd = Weights::init_with(
+            Widths {
+                dim: 41,
+                ..Widths::RELEASED
+            },
+            6,
         );
+        let e = odd.to_safetensors().unwrap_err();
+        assert!(e.to_string().contains("must be even"), "{e}");
         let ok = r#"{"char_dim":140,"channels":64,"hidden":200,"dim":40}"#;
         assert_eq!(
             Weights::from_safetensors(&write(ok), "m").unwrap().params,

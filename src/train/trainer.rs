@@ -245,11 +245,11 @@ impl Objective {
 
 impl<'g> Trainer<'g> {
     /// The most examples of `objective` one step at `widths` can take on this device
-    /// (the largest activation, block 0's output for every string, must fit one storage
-    /// binding).
+    /// (the largest activation for every string, [`Widths::widest_activation`], must fit
+    /// one storage binding).
     pub fn max_examples(gpu: &Gpu, widths: &Widths, objective: Objective) -> usize {
         let rows = objective.rows() as u64;
-        let per_pair = rows * (widths.channels * layers::block_len(1)) as u64 * F32;
+        let per_pair = rows * widths.widest_activation() as u64 * F32;
         // Shader indices are u32, and a weight gradient's segments (SEGMENT positions
         // each) are one grid dimension of at most 65,535 workgroups; the longest
         // reduction is block 1's, over its pooled output.
