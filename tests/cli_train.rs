@@ -449,3 +449,129 @@ fn other_widths_train_embed_index_and_query_end_to_end() {
         );
     }
 }
+
+#[test]
+fn hard_examples_train_and_resume_exactly() {
+    // Word-like strings: two syllables and a number, so neighbours exist at all ranges.
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("words.txt");
+    let syllables = ["ka", "lor", "mi", "sen", "tu", "vax", "on", "dre"];
+    let words: Vec<String> = (0..300)
+        .map(|i| format!("{}{}{}", syllables[i % 8], syllables[(i / 8) % 8], i / 64))
+        .collect();
+    std::fs::write(&corpus, words.join("\n")).unwrap();
+    let corpus = corpus.to_str().unwrap();
+    let plain = [
+        &[
+            "--corpus",
+            corpus,
+            "--loss",
+            "triplet",
+            "--steps",
+            "10",
+            "--val-every",
+            "5",
+        ],
+        TINY,
+    ]
+    .concat();
+    let hard = ["--hard-every", "4", "--hard-pool", "64", "--hard-k", "4"];
+    let args = [&plain[..], &hard].concat();
+    let whole = tempfile::tempdir().unwrap();
+    ok(train(whole.path(), &args));
+    let log = log_lines(&whole.path().join("m.safetensors.log.jsonl"));
+    assert!(log[1]["hard_build_s"].as_f64().unwrap() > 0.0, "{}", log[1]);
+    // Split mid-span (step 6 draws from the table built at step 4, which the checkpoint
+    // must carry) and on a rebuild (step 8, whose table the resumed run builds): equal
+    // to the run in one go.
+    let split = tempfile::tempdir().unwrap();
+    let ckpt = split.path().join("m.safetensors.ckpt");
+    let resume = ["--resume", ckpt.to_str().unwrap()];
+    let metadata = |bytes: &[u8]| {
+        let (_, header) = safetensors::SafeTensors::read_metadata(bytes).unwrap();
+        header.metadata().clone().unwrap()
+    };
+    ok(train(
+        split.path(),
+        &[&args[..], &["--stop-after", "6"]].concat(),
+    ));
+    let at_6 = std::fs::read(&ckpt).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&at_6).unwrap();
+    assert_eq!(st.tensor("train.hard_lists").unwrap().shape(), [64 * 4]);
+    assert_eq!(metadata(&at_6)["train.hard_step"], "4");
+    ok(train(
+        split.path(),
+        &[&resume[..], &["--stop-after", "8"]].concat(),
+    ));
+    let at_8 = std::fs::read(&ckpt).unwrap();
+    assert!(!metadata(&at_8).contains_key("train.hard_step"));
+    ok(train(split.path(), &resume));
+    let model = |dir: &tempfile::TempDir| std::fs::read(dir.path().join("m.safetensors")).unwrap();
+    assert!(
+        model(&whole) == model(&split),
+        "the resumed run with hard examples differs from the uninterrupted one"
+    );
+    // The tables change training: the same run without them gives another model.
+    let without = tempfile::tempdir().unwrap();
+    ok(train(without.path(), &plain));
+    assert!(model(&without) != model(&whole));
+
+    // A mid-span checkpoint without its table, or with another step's, is refused.
+    let mut tensors = std::collections::HashMap::new();
+    for (name, view) in st.tensors() {
+        if name != "train.hard_lists" {
+            tensors.insert(name, view);
+        }
+    }
+    let mut meta = metadata(&at_6);
+    meta.remove("train.hard_step");
+    safetensors::serialize_to_file(tensors, Some(meta.clone()), &ckpt).unwrap();
+    let e = err(train(split.path(), &resume));
+    assert!(
+        e.contains(&format!(
+            "{} lacks the hard-example table of step 4",
+            ckpt.display()
+        )),
+        "{e}"
+    );
+    std::fs::write(&ckpt, &at_6).unwrap();
+    let mut tensors = std::collections::HashMap::new();
+    for (name, view) in st.tensors() {
+        tensors.insert(name, view);
+    }
+    meta.insert("train.hard_step".into(), "0".into());
+    safetensors::serialize_to_file(tensors, Some(meta), &ckpt).unwrap();
+    let e = err(train(split.path(), &resume));
+    assert!(e.contains("train.hard_step is \"0\""), "{e}");
+
+    let same = dir.path().join("same.txt");
+    std::fs::write(&same, "same\nsame\n").unwrap();
+    let same = same.to_str().unwrap();
+    for (bad, expect) in [
+        (&["--hard-every", "4"][..], "--hard-every needs --corpus"),
+        (
+            &["--corpus", corpus, "--hard-every", "0"],
+            "--hard-every must be at least 1",
+        ),
+        (
+            &["--corpus", corpus, "--hard-every", "2", "--hard-k", "0"],
+            "--hard-k must be 1..=",
+        ),
+        (
+            &["--corpus", corpus, "--hard-every", "2", "--hard-pool", "1"],
+            "--hard-pool must be 2..=",
+        ),
+        (
+            &["--corpus", same, "--hard-every", "2"],
+            "at least 2 different corpus strings",
+        ),
+        (&["--hard-k", "3"], "--hard-every"),
+        (
+            &["--arch", "cnn-ed", "--corpus", corpus, "--hard-every", "2"],
+            "--hard-every",
+        ),
+    ] {
+        let e = err(train(dir.path(), bad));
+        assert!(e.contains(expect), "{bad:?}: {e}");
+    }
+}

@@ -2,7 +2,7 @@
 //! released checkpoint (tests/fixtures/train_step.safetensors) and of a fresh model of
 //! other widths (train_step_widths.safetensors): train-mode embeddings, loss,
 //! whole-model gradients, BatchNorm running statistics, and two AdamW steps fed
-//! PyTorch's own gradients.
+//! PyTorch's own gradients. Also the hard-example table against a CPU search.
 mod common;
 
 use std::collections::HashMap;
@@ -11,7 +11,8 @@ use std::path::Path;
 use megashtein_gpu::model::params::{RUNNING_MEAN, RUNNING_VAR, Widths};
 use megashtein_gpu::model::{pth, weights::Weights};
 use megashtein_gpu::ops::adamw::AdamWStep;
-use megashtein_gpu::train::data::{Examples, PairBatch};
+use megashtein_gpu::train::data::{Examples, PRINTABLE, PairBatch, PairGenerator};
+use megashtein_gpu::train::hard::{HardConfig, Neighbours};
 use megashtein_gpu::train::trainer::{Objective, TrainState, Trainer, slab_len};
 use safetensors::SafeTensors;
 
@@ -241,4 +242,98 @@ fn adamw_matches_pytorch_fed_its_gradients() {
     );
     // log_s is not learned here: untouched.
     assert_eq!(got[params], state.params[params]);
+}
+
+#[test]
+fn hard_example_table_holds_each_strings_nearest_under_the_model() {
+    let t = common::gpu();
+    let mut rng = common::rng(5);
+    let words: Vec<Vec<u8>> = (0..300)
+        .map(|_| {
+            let len = rand::Rng::random_range(&mut rng, 1..12);
+            (0..len)
+                .map(|_| b'a' + rand::Rng::random_range(&mut rng, 0..6u8))
+                .collect()
+        })
+        .collect();
+    let generator = PairGenerator::corpus(words, PRINTABLE.to_vec()).unwrap();
+    let weights = Weights::init_with(Widths::RELEASED, 3);
+    let config = HardConfig {
+        every: 10,
+        pool: 120,
+        k: 5,
+    };
+    let table = Neighbours::build(&t.gpu, &t.ops, &weights, &generator, &config, 9, 20).unwrap();
+    let corpus = generator.strings();
+    assert_eq!(table.pool, Neighbours::pool(&config, 9, 20, corpus));
+    assert_eq!(table.pool.len(), 120);
+    assert!(
+        table.pool.windows(2).all(|w| w[0] < w[1]),
+        "distinct places"
+    );
+    assert_ne!(table.pool, Neighbours::pool(&config, 9, 30, corpus));
+    // Each slot's list: other slots, at the k smallest distances of a CPU search over
+    // the pool's embeddings.
+    let pool: Vec<&[u8]> = table.pool.iter().map(|&i| corpus[i].as_slice()).collect();
+    let mut embedder = megashtein_gpu::Embedder::new(&t.gpu, &weights, 128).unwrap();
+    let e = embedder.embed(&pool).unwrap();
+    let dim = weights.widths.dim;
+    let row = |i: usize| &e[i * dim..(i + 1) * dim];
+    let d = |i: usize, j: usize| -> f64 {
+        row(i)
+            .iter()
+            .zip(row(j))
+            .map(|(a, b)| f64::from(a - b).powi(2))
+            .sum()
+    };
+    for slot in 0..120 {
+        let list = &table.lists[slot * 5..(slot + 1) * 5];
+        assert!(
+            list.iter().all(|&s| s as usize != slot),
+            "slot {slot} lists itself"
+        );
+        let mut all: Vec<f64> = (0..120)
+            .filter(|&j| j != slot)
+            .map(|j| d(slot, j))
+            .collect();
+        all.sort_by(f64::total_cmp);
+        for (rank, &s) in list.iter().enumerate() {
+            let (got, want) = (d(slot, s as usize), all[rank]);
+            assert!(
+                (got - want).abs() <= 1e-4 + 1e-4 * want,
+                "slot {slot} rank {rank}: {got} vs {want}"
+            );
+        }
+        for (rank, &s) in list.iter().enumerate() {
+            assert_eq!(table.neighbour(slot, rank), table.pool[s as usize]);
+        }
+    }
+    // A checkpoint's copy restores the same table; a corrupt one is refused.
+    let saved = table.saved();
+    assert_eq!(
+        Neighbours::restored(&config, 9, corpus, &saved).unwrap(),
+        table
+    );
+    let mut bad = saved.clone();
+    bad.lists[3] = 120;
+    assert!(Neighbours::restored(&config, 9, corpus, &bad).is_err());
+    bad.lists.pop();
+    assert!(Neighbours::restored(&config, 9, corpus, &bad).is_err());
+
+    // A corpus of three different strings, repeated: a pool of those three, k cut to 2.
+    let repeated: Vec<Vec<u8>> = (0..60)
+        .map(|i| [&b"ab"[..], b"cd", b"xyz"][i % 3].to_vec())
+        .collect();
+    let generator = PairGenerator::corpus(repeated, PRINTABLE.to_vec()).unwrap();
+    let table = Neighbours::build(&t.gpu, &t.ops, &weights, &generator, &config, 9, 20).unwrap();
+    assert_eq!(table.pool, [0, 20, 40]);
+    assert_eq!(table.k, 2);
+    assert_eq!(table.lists.len(), 6);
+    let one = PairGenerator::corpus(vec![b"same".to_vec(); 5], PRINTABLE.to_vec()).unwrap();
+    let e = Neighbours::build(&t.gpu, &t.ops, &weights, &one, &config, 9, 20).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("at least 2 different corpus strings"),
+        "{e}"
+    );
 }

@@ -31,7 +31,7 @@ pub fn train_profile(gpu: &Gpu, ops: &Ops, pairs: usize) -> Result<Vec<(&'static
     let generator = PairGenerator::synthetic(PRINTABLE.to_vec());
     let state = TrainState::new(&Weights::init(0), 0.25);
     let mut trainer = Trainer::new(gpu, ops, &state, pairs, true, Objective::Pnll)?;
-    trainer.profile(&generator.batch(7, 0, pairs))
+    trainer.profile(&generator.batch(7, 0, pairs, None))
 }
 
 /// Train a fresh model on synthetic pairs, `pairs` per step, for about `budget` (at
@@ -47,7 +47,7 @@ pub fn train_throughput(
     let generated = Instant::now();
     let mut made = 0;
     while made < 3 * pairs || generated.elapsed() < Duration::from_millis(200) {
-        made += generator.batch(7, made as u64, pairs).len();
+        made += generator.batch(7, made as u64, pairs, None).len();
     }
     let generator_pairs_per_s = made as f64 / generated.elapsed().as_secs_f64();
 

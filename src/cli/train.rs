@@ -12,7 +12,11 @@ use crate::model::weights::{REFERENCE_DISTANCE_SCALE, Weights};
 use crate::ops::Ops;
 use crate::train::checkpoint::{Checkpoint, DataConfig, Schedule, TrainConfig};
 use crate::train::data::{PRINTABLE, PairGenerator, parse_alphabet};
-use crate::train::run::{Outcome, Progress, RunOptions, ValidationSet, run as run_training};
+use crate::train::hard::HardConfig;
+use crate::train::hard::{DEFAULT_K, DEFAULT_POOL};
+use crate::train::run::{
+    DataSource, Outcome, Progress, RunOptions, ValidationSet, run as run_training,
+};
 use crate::train::trainer::StepOverlap;
 use crate::train::trainer::{LOSS_SLOTS, Objective, TrainState, Trainer};
 
@@ -29,7 +33,7 @@ pub struct Args {
     /// Continue the run saved in this checkpoint, of either architecture (its settings
     /// are used; only --output, --checkpoint, --log, --stop-after and the GPU options
     /// may be given with it).
-    #[arg(long, conflicts_with_all = ["steps", "batch", "loss", "hinge_weight", "approx_weight", "pnll_weight", "lr", "schedule", "warmup", "weight_decay", "clip", "seed", "scale", "init", "char_dim", "channels", "hidden", "dim", "corpus", "non_ascii", "alphabet", "val_pairs", "val_every", "checkpoint_every", "epochs", "train_strings", "neighbours", "max_len", "layers", "relu_after", "cnn_ed_loss"])]
+    #[arg(long, conflicts_with_all = ["steps", "batch", "loss", "hinge_weight", "approx_weight", "pnll_weight", "lr", "schedule", "warmup", "weight_decay", "clip", "seed", "scale", "init", "char_dim", "channels", "hidden", "dim", "corpus", "non_ascii", "alphabet", "val_pairs", "val_every", "checkpoint_every", "hard_every", "hard_pool", "hard_k", "epochs", "train_strings", "neighbours", "max_len", "layers", "relu_after", "cnn_ed_loss"])]
     pub resume: Option<PathBuf>,
     /// Checkpoint file, written atomically every --checkpoint-every steps (CNN-ED: every
     /// epoch), at --stop-after and on Ctrl-C [default: OUTPUT.ckpt].
@@ -116,6 +120,20 @@ pub struct Args {
     /// Write the checkpoint every this many steps.
     #[arg(long, default_value_t = 500)]
     pub checkpoint_every: u64,
+    /// Hard examples (with --corpus): every this many steps, embed a pool of corpus
+    /// strings with the model being trained and find each one's nearest pool strings on
+    /// the GPU; until the next rebuild, half the examples are a pool string and
+    /// partners from its neighbours. Off without it.
+    #[arg(long, value_name = "STEPS")]
+    pub hard_every: Option<u64>,
+    /// Different corpus strings in the hard-example pool, drawn afresh at each rebuild
+    /// (all of a smaller corpus) [default: 8192].
+    #[arg(long, value_name = "N", requires = "hard_every")]
+    pub hard_pool: Option<usize>,
+    /// Neighbours kept for each pool string (fewer in a pool of k strings or less)
+    /// [default: 16].
+    #[arg(long, value_name = "K", requires = "hard_every")]
+    pub hard_k: Option<usize>,
     /// Stop once the run reaches step N (with a checkpoint to resume from), before its
     /// end; the learning-rate schedule still spans --steps.
     #[arg(long)]
@@ -208,6 +226,10 @@ pub fn run(args: &Args) -> Result<()> {
         None => fresh_start(args)?,
     };
     let generator = Arc::new(generator(&start.config.data)?);
+    let source = DataSource::new(generator, &start).map_err(|e| match &args.resume {
+        Some(path) => anyhow!("checkpoint {}: {e}", path.display()),
+        None => e,
+    })?;
     let gpu = args.gpu.open()?;
     let most = Trainer::max_examples(&gpu, &start.state.widths, start.config.objective);
     if start.config.pairs > most {
@@ -218,7 +240,7 @@ pub fn run(args: &Args) -> Result<()> {
         );
     }
     let ops = Ops::new(&gpu);
-    let validation = validation_sets(&start.config, &generator);
+    let validation = validation_sets(&start.config, source.generator());
     // Ctrl-C finishes the step and writes a checkpoint; a second one exits at once (the
     // checkpoint is atomic, so the previous one stays intact).
     let interrupted = super::stop_flag();
@@ -242,7 +264,7 @@ pub fn run(args: &Args) -> Result<()> {
     let outcome = run_training(
         &gpu,
         &ops,
-        generator,
+        source,
         &validation,
         start,
         &options,
@@ -399,6 +421,7 @@ fn fresh_start(args: &Args) -> Result<Checkpoint> {
         val_pairs: args.val_pairs,
         val_every: args.val_every,
         checkpoint_every: args.checkpoint_every,
+        hard: hard(args)?,
         init,
     };
     let scale = fixed_scale.unwrap_or(model_scale);
@@ -407,7 +430,25 @@ fn fresh_start(args: &Args) -> Result<Checkpoint> {
         step: 0,
         num_batches_tracked: weights.num_batches_tracked,
         state: TrainState::new(&weights, scale),
+        hard: None,
     })
+}
+
+/// `--hard-every` and its settings, checked; hard examples need a corpus.
+fn hard(args: &Args) -> Result<Option<HardConfig>> {
+    let Some(every) = args.hard_every else {
+        return Ok(None);
+    };
+    if args.corpus.is_none() {
+        bail!("--hard-every needs --corpus: hard examples are the corpus's own strings");
+    }
+    let config = HardConfig {
+        every,
+        pool: args.hard_pool.unwrap_or(DEFAULT_POOL),
+        k: args.hard_k.unwrap_or(DEFAULT_K),
+    };
+    config.check()?;
+    Ok(Some(config))
 }
 
 /// The width flags given, by name.

@@ -366,6 +366,7 @@ fn refuse_megashtein_options(args: &Args) -> Result<()> {
             "--checkpoint-every",
             args.checkpoint_every != defaults.checkpoint_every,
         ),
+        ("--hard-every", args.hard_every.is_some()),
     ];
     let named: Vec<&str> = given.iter().filter(|g| g.1).map(|g| g.0).collect();
     if !named.is_empty() {

@@ -137,6 +137,8 @@ pub struct Ops {
     pub pnll: pnll::Pnll,
     pub ranking: ranking::Ranking,
     pub adamw: adamw::AdamW,
+    /// The kNN pipelines, compiled on first use.
+    pub knn: knn::Knn,
 }
 
 impl Ops {
@@ -157,6 +159,7 @@ impl Ops {
             pnll: pnll::Pnll::new(gpu),
             ranking: ranking::Ranking::new(gpu),
             adamw: adamw::AdamW::new(gpu),
+            knn: knn::Knn::new(gpu),
         }
     }
 }

@@ -1,14 +1,17 @@
 //! Training checkpoints: one safetensors file holding the model's tensors under their
 //! PyTorch names (so it still loads as a model), the AdamW moments, log_s, the step and
-//! the run's configuration. The data generator needs no state of its own: the pairs of
-//! step t are a pure function of (seed, t). Written atomically (temp file + rename).
+//! the run's configuration. The pairs of step t are a pure function of (seed, t) and,
+//! with hard examples, of the neighbour table in use, which the checkpoint keeps.
+//! Written atomically (temp file + rename).
+use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 
+use super::hard::{HardConfig, SavedTable};
 use super::trainer::{Objective, TrainState, slab_len};
-use crate::model::weights::Weights;
+use crate::model::weights::{ExtraTensors, Weights};
 
 /// Format name recorded in every checkpoint.
 pub const FORMAT: &str = "megashtein-train-checkpoint-v1";
@@ -19,6 +22,8 @@ pub(super) const META_CONFIG: &str = "train.config";
 pub(super) const EXP_AVG: &str = "train.exp_avg";
 pub(super) const EXP_AVG_SQ: &str = "train.exp_avg_sq";
 const LOG_S: &str = "train.log_scale";
+const HARD_LISTS: &str = "train.hard_lists";
+const HARD_STEP: &str = "train.hard_step";
 
 /// Where the pairs come from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,6 +76,9 @@ pub struct TrainConfig {
     pub val_pairs: usize,
     pub val_every: u64,
     pub checkpoint_every: u64,
+    /// Hard examples (corpus mode): partners from the model's own nearest neighbours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hard: Option<HardConfig>,
     /// Where the starting weights came from ("scratch" or a model file and fingerprint).
     pub init: String,
 }
@@ -101,6 +109,9 @@ pub struct Checkpoint {
     pub state: TrainState,
     /// BatchNorm's batch count (PyTorch's num_batches_tracked).
     pub num_batches_tracked: i64,
+    /// The hard-example table steps from `step` on draw from; none without hard
+    /// examples and at a rebuild step.
+    pub hard: Option<SavedTable>,
 }
 
 impl Checkpoint {
@@ -108,18 +119,24 @@ impl Checkpoint {
         let weights = self.state.weights(self.num_batches_tracked);
         let config = serde_json::to_string(&self.config)?;
         let log_s = [self.state.params[self.state.log_scale_at()]];
-        let bytes = weights.to_safetensors_with(
-            &[
-                (EXP_AVG, &self.state.exp_avg),
-                (EXP_AVG_SQ, &self.state.exp_avg_sq),
-                (LOG_S, &log_s),
-            ],
-            &[
-                (META_FORMAT, FORMAT.to_string()),
-                (META_STEP, self.step.to_string()),
-                (META_CONFIG, config),
-            ],
-        )?;
+        let mut tensors = vec![
+            (EXP_AVG, self.state.exp_avg.as_slice()),
+            (EXP_AVG_SQ, &self.state.exp_avg_sq),
+            (LOG_S, &log_s),
+        ];
+        let mut meta = vec![
+            (META_FORMAT, FORMAT.to_string()),
+            (META_STEP, self.step.to_string()),
+            (META_CONFIG, config),
+        ];
+        // Pool slots are below hard::MAX_POOL < 2^24, so f32 holds them exactly.
+        let hard_lists: Vec<f32>;
+        if let Some(table) = &self.hard {
+            hard_lists = table.lists.iter().map(|&s| s as f32).collect();
+            tensors.push((HARD_LISTS, &hard_lists));
+            meta.push((HARD_STEP, table.step.to_string()));
+        }
+        let bytes = weights.to_safetensors_with(&tensors, &meta)?;
         crate::io::write_atomic(path, |out| {
             std::io::Write::write_all(out, &bytes)?;
             Ok(())
@@ -130,8 +147,11 @@ impl Checkpoint {
     pub fn load(path: &Path) -> Result<Self> {
         let source = path.display().to_string();
         let bytes = read_checkpoint(path)?;
-        let (weights, extra, meta) =
-            Weights::from_safetensors_with(&bytes, &source, &[EXP_AVG, EXP_AVG_SQ, LOG_S])?;
+        let (weights, extra, meta) = Weights::from_safetensors_with(
+            &bytes,
+            &source,
+            &[EXP_AVG, EXP_AVG_SQ, LOG_S, HARD_LISTS],
+        )?;
         let not_one = |what: &str| {
             anyhow!(
                 "{source} is a model file, not a training checkpoint ({what}); \
@@ -186,13 +206,66 @@ impl Checkpoint {
         if !(finite(&state.params) && finite(&state.exp_avg) && finite(&state.exp_avg_sq)) {
             bail!("{source}: the checkpoint holds non-finite values");
         }
+        let hard = saved_table(&extra, &meta, &config, step, &source)?;
         Ok(Checkpoint {
             config,
             step,
             state,
             num_batches_tracked: weights.num_batches_tracked,
+            hard,
         })
     }
+}
+
+/// The hard-example table a checkpoint at `step` holds, checked against its run: a
+/// run with hard examples saves the table its next steps draw from, except at a rebuild
+/// step (the resumed run builds that table itself).
+fn saved_table(
+    extra: &ExtraTensors,
+    meta: &HashMap<String, String>,
+    config: &TrainConfig,
+    step: u64,
+    source: &str,
+) -> Result<Option<SavedTable>> {
+    let found = match (extra.get(HARD_LISTS), meta.get(HARD_STEP)) {
+        (None, None) => None,
+        (Some(lists), Some(at)) => Some((lists, at)),
+        _ => bail!("{source}: {HARD_LISTS} and {HARD_STEP} must come together"),
+    };
+    let Some(hard) = &config.hard else {
+        if found.is_some() {
+            bail!("{source} holds a hard-example table, but its run has no hard examples");
+        }
+        return Ok(None);
+    };
+    hard.check().map_err(|e| anyhow!("{source}: {e}"))?;
+    if !matches!(config.data, DataConfig::Corpus { .. }) {
+        bail!("{source}: a run with hard examples needs a corpus");
+    }
+    let built_at = hard.built_at(step);
+    let Some((lists, at)) = found else {
+        if built_at != step {
+            bail!(
+                "{source} lacks the hard-example table of step {built_at}, which step {step} \
+                 draws from"
+            );
+        }
+        return Ok(None);
+    };
+    if at.parse::<u64>().ok() != Some(built_at) || built_at == step {
+        bail!(
+            "{source}: {HARD_STEP} is {at:?}; a checkpoint at step {step} holds the table \
+             of step {built_at}, or none at a rebuild step"
+        );
+    }
+    let slot = |&v: &f32| (v >= 0.0 && v.fract() == 0.0).then_some(v as u32);
+    let lists = lists.iter().map(slot).collect::<Option<Vec<u32>>>();
+    let lists = lists
+        .ok_or_else(|| anyhow!("{source}: tensor {HARD_LISTS} holds values that are not slots"))?;
+    Ok(Some(SavedTable {
+        step: built_at,
+        lists,
+    }))
 }
 
 /// A checkpoint file's bytes, or an error naming it and the reason.

@@ -14,6 +14,7 @@ use anyhow::{Result, bail};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use rayon::prelude::*;
 
+use super::hard::Neighbours;
 use crate::input::{MAX_LEN, tokenize_batch};
 
 /// One training batch: `a[i]`, `b[i]` already cut to [`MAX_LEN`] bytes, `labels[i]` the
@@ -192,6 +193,10 @@ const VALIDATION: u64 = 0x7661_6c69_6400_0002;
 ///   realistic mid distances);
 /// - 15%: a uniformly drawn corpus string (the far range);
 /// - 15%: the synthetic heavy-edit partner (keeps mid and high distances covered).
+///
+/// With a hard-example table ([`Neighbours`]), half the examples instead take a pool
+/// string as the anchor and the partner (a triplet's two) from its list of the strings
+/// the model places nearest.
 pub struct PairGenerator {
     alphabet: Vec<u8>,
     /// The corpus strings cut to [`MAX_LEN`], sorted; empty when synthetic.
@@ -224,6 +229,11 @@ impl PairGenerator {
         })
     }
 
+    /// The corpus strings, cut and sorted (empty when synthetic).
+    pub fn strings(&self) -> &[Vec<u8>] {
+        &self.corpus
+    }
+
     pub fn source(&self) -> Source {
         if self.corpus.is_empty() {
             Source::Synthetic
@@ -232,26 +242,38 @@ impl PairGenerator {
         }
     }
 
-    /// The pairs of training step `step`: a pure function of (seed, step, pairs).
-    pub fn batch(&self, seed: u64, step: u64, pairs: usize) -> PairBatch {
-        self.draw(splitmix64(splitmix64(seed ^ TRAIN) ^ step), pairs)
+    /// The pairs of training step `step`: a pure function of (seed, step, pairs, hard).
+    pub fn batch(
+        &self,
+        seed: u64,
+        step: u64,
+        pairs: usize,
+        hard: Option<&Neighbours>,
+    ) -> PairBatch {
+        self.draw(splitmix64(splitmix64(seed ^ TRAIN) ^ step), pairs, hard)
     }
 
     /// A fixed held-out set, disjoint in seeds from every training step.
     pub fn validation(&self, seed: u64, pairs: usize) -> PairBatch {
-        self.draw(splitmix64(seed ^ VALIDATION), pairs)
+        self.draw(splitmix64(seed ^ VALIDATION), pairs, None)
     }
 
     /// The triplets of training step `step`: an anchor and two partners drawn like a
     /// pair's partner (so both near it at graded distances), the nearer one the
-    /// positive; a pure function of (seed, step, triplets).
-    pub fn triplets(&self, seed: u64, step: u64, triplets: usize) -> TripletBatch {
+    /// positive; a pure function of (seed, step, triplets, hard).
+    pub fn triplets(
+        &self,
+        seed: u64,
+        step: u64,
+        triplets: usize,
+        hard: Option<&Neighbours>,
+    ) -> TripletBatch {
         let key = splitmix64(splitmix64(seed ^ TRAIN) ^ step);
         let drawn: Vec<_> = (0..triplets as u64)
             .into_par_iter()
             .map(|i| {
                 let rng = &mut StdRng::seed_from_u64(splitmix64(key ^ i));
-                let (a, at) = self.anchor(rng);
+                let (a, at) = self.anchor(rng, hard);
                 let mut p = self.partner(rng, &a, at);
                 let mut n = self.partner(rng, &a, at);
                 p.truncate(MAX_LEN);
@@ -275,12 +297,13 @@ impl PairGenerator {
         batch
     }
 
-    fn draw(&self, key: u64, pairs: usize) -> PairBatch {
+    fn draw(&self, key: u64, pairs: usize, hard: Option<&Neighbours>) -> PairBatch {
         let (a, (b, labels)) = (0..pairs as u64)
             .into_par_iter()
             .map(|i| {
                 let rng = &mut StdRng::seed_from_u64(splitmix64(key ^ i));
-                let (mut a, mut b) = self.pair(rng);
+                let (mut a, at) = self.anchor(rng, hard);
+                let mut b = self.partner(rng, &a, at);
                 a.truncate(MAX_LEN);
                 b.truncate(MAX_LEN);
                 let label = levenshtein(&a, &b);
@@ -290,28 +313,39 @@ impl PairGenerator {
         PairBatch { a, b, labels }
     }
 
-    fn pair(&self, rng: &mut StdRng) -> (Vec<u8>, Vec<u8>) {
-        let (a, at) = self.anchor(rng);
-        let b = self.partner(rng, &a, at);
-        (a, b)
-    }
-
     /// A pair's first string: random in synthetic mode, else a uniformly drawn corpus
-    /// string with its place in the sorted corpus.
-    fn anchor(&self, rng: &mut StdRng) -> (Vec<u8>, Option<usize>) {
+    /// string with its place in the sorted corpus; with a hard-example table, a
+    /// [`HARD_SHARE`] of anchors are pool strings instead, whose partners come from
+    /// their lists.
+    fn anchor<'t>(&self, rng: &mut StdRng, hard: Option<&'t Neighbours>) -> (Vec<u8>, Place<'t>) {
         let n = self.corpus.len();
         if n == 0 {
             let len = rng.random_range(1..=MAX_LEN);
-            return (self.random_string(rng, len), None);
+            return (self.random_string(rng, len), Place::Synthetic);
+        }
+        if let Some(table) = hard
+            && rng.random_bool(HARD_SHARE)
+        {
+            let slot = rng.random_range(0..table.pool.len());
+            return (
+                self.corpus[table.pool[slot]].clone(),
+                Place::Pool { table, slot },
+            );
         }
         let i = rng.random_range(0..n);
-        (self.corpus[i].clone(), Some(i))
+        (self.corpus[i].clone(), Place::Corpus(i))
     }
 
-    /// A partner of anchor `a` (at corpus place `at`), by the mixture described above.
-    fn partner(&self, rng: &mut StdRng, a: &[u8], at: Option<usize>) -> Vec<u8> {
-        let Some(i) = at else {
-            return self.heavy_partner(rng, a);
+    /// A partner of anchor `a` (at `at`): for a pool anchor, one of its listed
+    /// neighbours; else by the mixture described above.
+    fn partner(&self, rng: &mut StdRng, a: &[u8], at: Place) -> Vec<u8> {
+        let i = match at {
+            Place::Synthetic => return self.heavy_partner(rng, a),
+            Place::Pool { table, slot } => {
+                let rank = rng.random_range(0..table.k);
+                return self.corpus[table.neighbour(slot, rank)].clone();
+            }
+            Place::Corpus(i) => i,
         };
         let n = self.corpus.len();
         match rng.random_range(0..100) {
@@ -463,8 +497,25 @@ fn keyboard_neighbours(c: u8) -> Vec<u8> {
     out
 }
 
+/// Where an anchor came from.
+#[derive(Debug, Clone, Copy)]
+enum Place<'t> {
+    Synthetic,
+    /// Its place in the sorted corpus.
+    Corpus(usize),
+    /// Its slot in a hard-example table's pool.
+    Pool {
+        table: &'t Neighbours,
+        slot: usize,
+    },
+}
+
+/// The share of corpus examples that are hard with a table: a pool anchor and partners
+/// from its list. Half keeps the typo model's realistic pairs as common as the hard ones.
+const HARD_SHARE: f64 = 0.5;
+
 /// A well-mixed 64-bit hash, so nearby (seed, step, index) give unrelated RNG seeds.
-fn splitmix64(x: u64) -> u64 {
+pub(super) fn splitmix64(x: u64) -> u64 {
     let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -493,7 +544,9 @@ impl Prefetch<PairBatch> {
         pairs: usize,
         depth: usize,
     ) -> Self {
-        Prefetch::spawn_with(steps, depth, move |step| generator.batch(seed, step, pairs))
+        Prefetch::spawn_with(steps, depth, move |step| {
+            generator.batch(seed, step, pairs, None)
+        })
     }
 }
 
@@ -617,7 +670,7 @@ mod tests {
     fn synthetic_labels_spread() {
         let g = PairGenerator::synthetic(PRINTABLE.to_vec());
         assert_eq!(g.source(), Source::Synthetic);
-        let batch = g.batch(1, 0, 4000);
+        let batch = g.batch(1, 0, 4000, None);
         check_labels(&batch);
         let mut bins = [0usize; 10];
         for &l in &batch.labels {
@@ -632,7 +685,7 @@ mod tests {
         assert!(lens().filter(|&n| n <= 10).count() >= 200);
         assert!(lens().filter(|&n| n >= 70).count() >= 200);
         assert!(lens().all(|n| n >= 1));
-        let dna = PairGenerator::synthetic(b"ACGT".to_vec()).batch(1, 0, 200);
+        let dna = PairGenerator::synthetic(b"ACGT".to_vec()).batch(1, 0, 200, None);
         assert!(
             dna.a
                 .iter()
@@ -648,16 +701,19 @@ mod tests {
             PairGenerator::synthetic(PRINTABLE.to_vec()),
             PairGenerator::corpus(words(), PRINTABLE.to_vec()).unwrap(),
         ] {
-            let batch = g.batch(7, 3, 300);
+            let batch = g.batch(7, 3, 300, None);
             assert_eq!(batch.len(), 300);
-            assert_eq!(batch, g.batch(7, 3, 300));
+            assert_eq!(batch, g.batch(7, 3, 300, None));
             let one_thread = rayon::ThreadPoolBuilder::new().num_threads(1).build();
-            assert_eq!(batch, one_thread.unwrap().install(|| g.batch(7, 3, 300)));
-            assert_ne!(batch, g.batch(7, 4, 300));
-            assert_ne!(batch, g.batch(8, 3, 300));
-            assert_ne!(g.validation(7, 300), g.batch(7, 0, 300));
+            assert_eq!(
+                batch,
+                one_thread.unwrap().install(|| g.batch(7, 3, 300, None))
+            );
+            assert_ne!(batch, g.batch(7, 4, 300, None));
+            assert_ne!(batch, g.batch(8, 3, 300, None));
+            assert_ne!(g.validation(7, 300), g.batch(7, 0, 300, None));
             assert_eq!(g.validation(7, 300), g.validation(7, 300));
-            assert!(g.batch(7, 3, 0).is_empty());
+            assert!(g.batch(7, 3, 0, None).is_empty());
         }
     }
 
@@ -667,10 +723,10 @@ mod tests {
             PairGenerator::synthetic(PRINTABLE.to_vec()),
             PairGenerator::corpus(words(), PRINTABLE.to_vec()).unwrap(),
         ] {
-            let batch = g.triplets(7, 3, 300);
+            let batch = g.triplets(7, 3, 300, None);
             assert_eq!(batch.len(), 300);
-            assert_eq!(batch, g.triplets(7, 3, 300));
-            assert_ne!(batch, g.triplets(7, 4, 300));
+            assert_eq!(batch, g.triplets(7, 3, 300, None));
+            assert_ne!(batch, g.triplets(7, 4, 300, None));
             let mut graded = 0;
             for i in 0..batch.len() {
                 let (a, p, n) = (&batch.a[i], &batch.p[i], &batch.n[i]);
@@ -698,7 +754,7 @@ mod tests {
         let g = PairGenerator::corpus(corpus.clone(), b"abcdefghijklmnopqrstuvwxyz".to_vec());
         let g = g.unwrap();
         assert_eq!(g.source(), Source::Corpus);
-        let batch = g.batch(3, 0, 2000);
+        let batch = g.batch(3, 0, 2000, None);
         check_labels(&batch);
         let cut: Vec<&[u8]> = corpus.iter().map(|s| &s[..s.len().min(MAX_LEN)]).collect();
         assert!(batch.a.iter().all(|a| cut.contains(&a.as_slice())));
@@ -722,13 +778,74 @@ mod tests {
         assert!(keyboard_neighbours(b'-').is_empty());
 
         let one = PairGenerator::corpus(vec![b"hello".to_vec()], PRINTABLE.to_vec()).unwrap();
-        let batch = one.batch(1, 1, 100);
+        let batch = one.batch(1, 1, 100, None);
         check_labels(&batch);
         assert!(batch.a.iter().all(|a| a == b"hello"));
         let err = PairGenerator::corpus(vec![], PRINTABLE.to_vec())
             .err()
             .unwrap();
         assert_eq!(err.to_string(), "the training corpus is empty");
+    }
+
+    #[test]
+    fn hard_partners_come_from_the_table() {
+        let g = PairGenerator::corpus(words(), b"abcdefghijklmnopqrstuvwxyz".to_vec()).unwrap();
+        let corpus = g.strings();
+        // Pool slot s is corpus place 7s; its neighbours are slots s+1 and s+2 (mod 20).
+        let table = Neighbours {
+            step: 0,
+            pool: (0..20).map(|s| 7 * s).collect(),
+            lists: (0..20u32)
+                .flat_map(|s| [(s + 1) % 20, (s + 2) % 20])
+                .collect(),
+            k: 2,
+        };
+        let hard_pairs = |batch: &PairBatch| {
+            let (mut pooled, mut from_table) = (0, 0);
+            for (a, b) in batch.a.iter().zip(&batch.b) {
+                let Some(slot) = table.pool.iter().position(|&i| &corpus[i] == a) else {
+                    continue;
+                };
+                pooled += 1;
+                let listed = (0..table.k).map(|rank| table.neighbour(slot, rank));
+                from_table += usize::from(listed.map(|j| &corpus[j]).any(|s| s == b));
+            }
+            (pooled, from_table)
+        };
+        let batch = g.batch(3, 0, 2000, Some(&table));
+        check_labels(&batch);
+        assert_eq!(batch, g.batch(3, 0, 2000, Some(&table)));
+        // Half the anchors from the pool, their partners from its lists (a few other
+        // anchors equal a pool string by chance).
+        let (pooled, from_table) = hard_pairs(&batch);
+        assert!(
+            (900..1100).contains(&pooled),
+            "{pooled} pool anchors of 2000"
+        );
+        assert!(
+            from_table + 40 >= pooled,
+            "{from_table} table partners of {pooled}"
+        );
+        // Without the table: no more pool anchors than chance.
+        let (pooled, _) = hard_pairs(&g.batch(3, 0, 2000, None));
+        assert!(pooled < 100, "{pooled}");
+        // Triplets draw both partners the same way.
+        let triplets = g.triplets(3, 0, 1000, Some(&table));
+        assert_eq!(triplets, g.triplets(3, 0, 1000, Some(&table)));
+        let as_pairs = PairBatch {
+            a: [triplets.a.clone(), triplets.a.clone()].concat(),
+            b: [triplets.p.clone(), triplets.n.clone()].concat(),
+            labels: Vec::new(),
+        };
+        let (pooled, from_table) = hard_pairs(&as_pairs);
+        assert!(
+            (900..1100).contains(&pooled),
+            "{pooled} of 2000 triplet partners"
+        );
+        assert!(
+            from_table + 40 >= pooled,
+            "{from_table} table partners of {pooled}"
+        );
     }
 
     #[test]
@@ -753,7 +870,7 @@ mod tests {
         for step in 5..9 {
             let (got, batch) = p.next().unwrap();
             assert_eq!(got, step);
-            assert_eq!(batch, g.batch(9, step, 64));
+            assert_eq!(batch, g.batch(9, step, 64, None));
         }
         assert!(p.next().is_none());
         assert!(p.next().is_none());
@@ -773,11 +890,11 @@ mod tests {
             PairGenerator::synthetic(PRINTABLE.to_vec()),
             PairGenerator::corpus(words(), PRINTABLE.to_vec()).unwrap(),
         ] {
-            g.batch(0, 0, 256);
+            g.batch(0, 0, 256, None);
             let start = Instant::now();
             let steps = 200;
             for step in 0..steps {
-                g.batch(0, step, 256);
+                g.batch(0, step, 256, None);
             }
             let rate = (steps * 256) as f64 / start.elapsed().as_secs_f64();
             eprintln!("{:?}: {rate:.0} pairs/s (batches of 256)", g.source());

@@ -2,16 +2,18 @@
 //! JSON-lines log at intervals, checkpoints at intervals, at `stop_after` and on
 //! interrupt, and the final model.
 use std::io::Write;
+use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use serde_json::json;
 
-use super::checkpoint::Checkpoint;
+use super::checkpoint::{Checkpoint, TrainConfig};
 use super::data::{Examples, PairBatch, PairGenerator, Prefetch, TrainBatch};
+use super::hard::{HardConfig, Neighbours, SavedTable, distinct_places};
 use super::trainer::{Objective, StepOverlap, StepQueue, TrainState, Trainer};
 use crate::embed::{DEFAULT_BATCH, Embedder};
 use crate::gpu::Gpu;
@@ -118,7 +120,7 @@ pub enum Outcome {
 pub fn run(
     gpu: &Gpu,
     ops: &Ops,
-    generator: Arc<PairGenerator>,
+    source: DataSource,
     validation: &[ValidationSet],
     start: Checkpoint,
     options: &RunOptions,
@@ -127,7 +129,8 @@ pub fn run(
     let config = start.config.clone();
     let mut start = start;
     if start.step == 0 && config.learn_scale {
-        let first = generator.batch(config.seed, 0, config.pairs);
+        // The scale only needs typical pairs: the first batch without hard examples.
+        let first = source.generator.batch(config.seed, 0, config.pairs, None);
         let scale = calibrated_scale(gpu, ops, &start.state, &first)?;
         let at = start.state.log_scale_at();
         start.state.params[at] = scale.ln();
@@ -158,19 +161,12 @@ pub fn run(
     let tracked_base = start.num_batches_tracked - start.step as i64;
     let mut checkpoint = start;
     let mut interval_start = (checkpoint.step, Instant::now());
-    let (seed, examples, objective) = (config.seed, config.pairs, config.objective);
-    let mut prefetch =
-        Prefetch::spawn_with(
-            checkpoint.step..end,
-            PREFETCH_DEPTH,
-            move |step| match objective {
-                Objective::Pnll => TrainBatch::Pairs(generator.batch(seed, step, examples)),
-                Objective::Ranking { .. } => {
-                    TrainBatch::Triplets(generator.triplets(seed, step, examples))
-                }
-            },
-        );
-    let mut waited_before = prefetch.waited();
+    let mut data = Data::new(source, &config, tracked_base, end);
+    if checkpoint.step < end {
+        // Before the first validation, so batches are ready when training starts.
+        data.start_segment(gpu, ops, &trainer, checkpoint.step)?;
+    }
+    let mut waited_before = Duration::ZERO;
     if checkpoint.step == 0 {
         let line = report(gpu, ops, &trainer, &checkpoint, validation, None)?;
         write_log(&mut log, &line, &options.log)?;
@@ -185,7 +181,7 @@ pub fn run(
             stopped_by_signal = true;
             break;
         }
-        let Some((t, batch)) = prefetch.next() else {
+        let Some((t, batch)) = data.next(gpu, ops, &trainer, step)? else {
             break;
         };
         debug_assert_eq!(t, step);
@@ -207,17 +203,19 @@ pub fn run(
             checkpoint.step = step;
             checkpoint.state = trainer.state()?;
             checkpoint.num_batches_tracked = tracked_base + step as i64;
+            checkpoint.hard = data.saved_table(step);
         }
         if validate {
             let (from, since) = interval_start;
             let seconds = since.elapsed().as_secs_f64();
-            let waited = prefetch.waited() - waited_before;
-            waited_before = prefetch.waited();
+            let waited = data.waited() - waited_before;
+            waited_before = data.waited();
             let rate = Rate {
                 losses: trainer.losses(from, step)?,
                 examples: config.objective.examples_name(),
                 per_s: ((step - from) as usize * config.pairs) as f64 / seconds.max(1e-9),
                 data_wait_s: waited.as_secs_f64(),
+                hard_build_s: data.take_build_time().map(|t| t.as_secs_f64()),
                 lr: hyper.lr,
                 grad_norm: trainer.grad_norm()?,
             };
@@ -240,6 +238,7 @@ pub fn run(
             checkpoint.step = step;
             checkpoint.state = trainer.state()?;
             checkpoint.num_batches_tracked = tracked_base + step as i64;
+            checkpoint.hard = data.saved_table(step);
             check_finite(&checkpoint, &trainer)?;
             checkpoint.save(&options.checkpoint)?;
         }
@@ -284,6 +283,169 @@ pub fn calibrated_scale(
     })
 }
 
+/// What a run's batches are drawn from: the generator and, for a resumed run with hard
+/// examples, the table its checkpoint holds, checked against the corpus. Made before the
+/// GPU starts, so a checkpoint that does not fit its corpus fails early.
+pub struct DataSource {
+    generator: Arc<PairGenerator>,
+    table: Option<Neighbours>,
+}
+
+impl DataSource {
+    pub fn new(generator: Arc<PairGenerator>, start: &Checkpoint) -> Result<Self> {
+        let corpus = generator.strings();
+        let table = match (&start.config.hard, &start.hard) {
+            (Some(hard), Some(saved)) => Some(Neighbours::restored(
+                hard,
+                start.config.seed,
+                corpus,
+                saved,
+            )?),
+            (Some(_), None) if distinct_places(corpus).len() < 2 => {
+                bail!("hard examples need at least 2 different corpus strings")
+            }
+            _ => None,
+        };
+        Ok(DataSource { generator, table })
+    }
+
+    pub fn generator(&self) -> &PairGenerator {
+        &self.generator
+    }
+}
+
+/// The batches of a run: made ahead on a thread, in segments between rebuilds of the
+/// hard-example table (a segment's batches all draw from one table).
+struct Data {
+    generator: Arc<PairGenerator>,
+    table: Option<Arc<Neighbours>>,
+    seed: u64,
+    examples: usize,
+    objective: Objective,
+    hard: Option<HardConfig>,
+    /// Batch norm's batch count at step 0 (it counts one a step).
+    tracked_base: i64,
+    /// The run's last step (exclusive).
+    end: u64,
+    prefetch: Option<Prefetch<TrainBatch>>,
+    /// Where the current segment ends.
+    segment_end: u64,
+    /// Time the GPU waited on finished segments' data.
+    waited: Duration,
+    /// Time spent building tables since the last [`Data::take_build_time`].
+    building: Duration,
+}
+
+impl Data {
+    fn new(source: DataSource, config: &TrainConfig, tracked_base: i64, end: u64) -> Self {
+        Data {
+            generator: source.generator,
+            table: source.table.map(Arc::new),
+            seed: config.seed,
+            examples: config.pairs,
+            objective: config.objective,
+            hard: config.hard,
+            tracked_base,
+            end,
+            prefetch: None,
+            segment_end: 0,
+            waited: Duration::ZERO,
+            building: Duration::ZERO,
+        }
+    }
+
+    /// Starts making the batches of `step` on, up to the next rebuild; first rebuilds the
+    /// table from `trainer`'s weights if `step` is due one.
+    fn start_segment(&mut self, gpu: &Gpu, ops: &Ops, trainer: &Trainer, step: u64) -> Result<()> {
+        self.segment_end = self.end;
+        if let Some(hard) = self.hard {
+            let built_at = hard.built_at(step);
+            if self.table.as_ref().is_none_or(|t| t.step != built_at) {
+                self.rebuild(gpu, ops, trainer, step, &hard)?;
+            }
+            self.segment_end = self.end.min(built_at + hard.every);
+        }
+        let next = self.spawn(step..self.segment_end);
+        if let Some(old) = self.prefetch.replace(next) {
+            self.waited += old.waited();
+        }
+        Ok(())
+    }
+
+    fn rebuild(
+        &mut self,
+        gpu: &Gpu,
+        ops: &Ops,
+        trainer: &Trainer,
+        step: u64,
+        hard: &HardConfig,
+    ) -> Result<()> {
+        // Checkpoint::load refuses a mid-span checkpoint without its table: a table built
+        // here from later weights would change the run.
+        if hard.built_at(step) != step {
+            bail!("no hard-example table for step {step}");
+        }
+        let start = Instant::now();
+        let weights = trainer.state()?.weights(self.tracked_base + step as i64);
+        let (generator, seed) = (&self.generator, self.seed);
+        let table = Neighbours::build(gpu, ops, &weights, generator, hard, seed, step)?;
+        self.table = Some(Arc::new(table));
+        self.building += start.elapsed();
+        Ok(())
+    }
+
+    /// The batch of `step`, starting a new segment when the last one is used up.
+    fn next(
+        &mut self,
+        gpu: &Gpu,
+        ops: &Ops,
+        trainer: &Trainer,
+        step: u64,
+    ) -> Result<Option<(u64, TrainBatch)>> {
+        if step == self.segment_end || self.prefetch.is_none() {
+            self.start_segment(gpu, ops, trainer, step)?;
+        }
+        Ok(self.prefetch.as_mut().and_then(Iterator::next))
+    }
+
+    fn spawn(&self, steps: Range<u64>) -> Prefetch<TrainBatch> {
+        let (generator, table) = (self.generator.clone(), self.table.clone());
+        let (seed, examples, objective) = (self.seed, self.examples, self.objective);
+        Prefetch::spawn_with(steps, PREFETCH_DEPTH, move |step| {
+            let hard = table.as_deref();
+            match objective {
+                Objective::Pnll => TrainBatch::Pairs(generator.batch(seed, step, examples, hard)),
+                Objective::Ranking { .. } => {
+                    TrainBatch::Triplets(generator.triplets(seed, step, examples, hard))
+                }
+            }
+        })
+    }
+
+    /// Time the GPU has waited on data so far.
+    fn waited(&self) -> Duration {
+        self.waited
+            + self
+                .prefetch
+                .as_ref()
+                .map_or(Duration::ZERO, Prefetch::waited)
+    }
+
+    /// Time spent building tables since the last call; `None` without hard examples.
+    fn take_build_time(&mut self) -> Option<Duration> {
+        self.hard?;
+        Some(std::mem::take(&mut self.building))
+    }
+
+    /// What a checkpoint at `step` keeps: the table steps from `step` on draw from, none
+    /// at a rebuild step (the resumed run builds that one itself).
+    fn saved_table(&self, step: u64) -> Option<SavedTable> {
+        let hard = self.hard?;
+        let table = self.table.as_ref()?;
+        (hard.built_at(step) == table.step && table.step != step).then(|| table.saved())
+    }
+}
+
 /// Refuses to save a diverged run over the last good checkpoint.
 fn check_finite(checkpoint: &Checkpoint, trainer: &Trainer) -> Result<()> {
     let s = &checkpoint.state;
@@ -305,6 +467,8 @@ struct Rate {
     examples: &'static str,
     per_s: f64,
     data_wait_s: f64,
+    /// Seconds spent rebuilding hard-example tables, with hard examples.
+    hard_build_s: Option<f64>,
     lr: f64,
     grad_norm: f32,
 }
@@ -345,6 +509,9 @@ fn report(
         line["grad_norm"] = json!(r.grad_norm);
         line[format!("{}_per_s", r.examples)] = json!(r.per_s);
         line["data_wait_s"] = json!(r.data_wait_s);
+        if let Some(seconds) = r.hard_build_s {
+            line["hard_build_s"] = json!(seconds);
+        }
     }
     Ok(line)
 }
