@@ -192,6 +192,20 @@ fn corpus_mode_trains_and_validates_on_the_corpus() {
     .unwrap();
     let mut args = vec!["--steps", "2", "--corpus", corpus.to_str().unwrap()];
     args.extend_from_slice(TINY);
+    let e = err(train(
+        dir.path(),
+        &[&args[..], &["--synthetic-share", "2"]].concat(),
+    ));
+    assert!(e.contains("--synthetic-share must be 0..=1"), "{e}");
+    ok(train(
+        dir.path(),
+        &[&args[..], &["--synthetic-share", "0.5"]].concat(),
+    ));
+    let ckpt = std::fs::read(dir.path().join("m.safetensors.ckpt")).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&ckpt).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&header.metadata().as_ref().unwrap()["train.config"]).unwrap();
+    assert_eq!(config["data"]["corpus"]["synthetic_share"], 0.5);
     ok(train(dir.path(), &args));
     let log = log_lines(&dir.path().join("m.safetensors.log.jsonl"));
     assert!(log[1]["val"]["corpus"]["mae"].as_f64().unwrap().is_finite());
@@ -232,6 +246,7 @@ fn bad_options_are_clear_errors() {
             "the loss weights are all 0",
         ),
         (&["--channels", "65"], "at most 64 conv channels"),
+        (&["--synthetic-share", "0.5"], "--corpus"),
         (&["--dim", "31"], "must be even and at most 128"),
         (&["--hidden", "0"], "layer widths must be at least 1"),
         (

@@ -33,7 +33,7 @@ pub struct Args {
     /// Continue the run saved in this checkpoint, of either architecture (its settings
     /// are used; only --output, --checkpoint, --log, --stop-after and the GPU options
     /// may be given with it).
-    #[arg(long, conflicts_with_all = ["steps", "batch", "loss", "hinge_weight", "approx_weight", "pnll_weight", "lr", "schedule", "warmup", "weight_decay", "clip", "seed", "scale", "init", "char_dim", "channels", "hidden", "dim", "corpus", "non_ascii", "alphabet", "val_pairs", "val_every", "checkpoint_every", "hard_every", "hard_pool", "hard_k", "epochs", "train_strings", "neighbours", "max_len", "layers", "relu_after", "cnn_ed_loss"])]
+    #[arg(long, conflicts_with_all = ["steps", "batch", "loss", "hinge_weight", "approx_weight", "pnll_weight", "lr", "schedule", "warmup", "weight_decay", "clip", "seed", "scale", "init", "char_dim", "channels", "hidden", "dim", "corpus", "non_ascii", "synthetic_share", "alphabet", "val_pairs", "val_every", "checkpoint_every", "hard_every", "hard_pool", "hard_k", "epochs", "train_strings", "neighbours", "max_len", "layers", "relu_after", "cnn_ed_loss"])]
     pub resume: Option<PathBuf>,
     /// Checkpoint file, written atomically every --checkpoint-every steps (CNN-ED: every
     /// epoch), at --stop-after and on Ctrl-C [default: OUTPUT.ckpt].
@@ -108,6 +108,11 @@ pub struct Args {
     /// What to do with corpus lines holding non-ASCII characters.
     #[arg(long, value_enum, default_value_t = NonAscii::Error)]
     pub non_ascii: NonAscii,
+    /// With --corpus: the share (0 to 1) of each step's examples that are synthetic
+    /// instead (random strings over --alphabet and their heavy edits), for a model that
+    /// serves both random strings and your kind of text [default: 0].
+    #[arg(long, value_name = "F", requires = "corpus")]
+    pub synthetic_share: Option<f64>,
     /// Characters of random strings and edits: printable, lower, alnum, dna or chars:XYZ.
     #[arg(long, default_value = "printable")]
     pub alphabet: String,
@@ -400,6 +405,7 @@ fn fresh_start(args: &Args) -> Result<Checkpoint> {
                     .expect("every mode has a name")
                     .get_name()
                     .to_string(),
+                synthetic_share: args.synthetic_share.unwrap_or(0.0),
             }
         }
     };
@@ -552,6 +558,7 @@ fn generator(data: &DataConfig) -> Result<PairGenerator> {
             sha256,
             alphabet,
             non_ascii,
+            synthetic_share,
         } => {
             let path = Path::new(path);
             let now = corpus_fingerprint(path)?;
@@ -563,7 +570,8 @@ fn generator(data: &DataConfig) -> Result<PairGenerator> {
             }
             let mode = NonAscii::from_str(non_ascii, false)
                 .map_err(|e| anyhow!("checkpoint names non-ASCII mode {non_ascii:?}: {e}"))?;
-            PairGenerator::corpus(read_corpus(path, mode)?, parse_alphabet(alphabet)?)
+            PairGenerator::corpus(read_corpus(path, mode)?, parse_alphabet(alphabet)?)?
+                .with_synthetic_share(*synthetic_share)
         }
     }
 }

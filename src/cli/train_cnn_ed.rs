@@ -367,6 +367,7 @@ fn refuse_megashtein_options(args: &Args) -> Result<()> {
             args.checkpoint_every != defaults.checkpoint_every,
         ),
         ("--hard-every", args.hard_every.is_some()),
+        ("--synthetic-share", args.synthetic_share.is_some()),
     ];
     let named: Vec<&str> = given.iter().filter(|g| g.1).map(|g| g.0).collect();
     if !named.is_empty() {

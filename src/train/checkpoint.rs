@@ -38,7 +38,15 @@ pub enum DataConfig {
         sha256: String,
         alphabet: String,
         non_ascii: String,
+        /// The share of examples that are synthetic instead (0 for runs from before
+        /// there was a choice).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        synthetic_share: f64,
     },
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 /// Learning-rate schedule over the run's steps.

@@ -201,6 +201,8 @@ pub struct PairGenerator {
     alphabet: Vec<u8>,
     /// The corpus strings cut to [`MAX_LEN`], sorted; empty when synthetic.
     corpus: Vec<Vec<u8>>,
+    /// The share of a corpus run's training examples that are synthetic instead.
+    synthetic_share: f64,
 }
 
 impl PairGenerator {
@@ -210,6 +212,7 @@ impl PairGenerator {
         PairGenerator {
             alphabet,
             corpus: Vec::new(),
+            synthetic_share: 0.0,
         }
     }
 
@@ -227,6 +230,18 @@ impl PairGenerator {
             corpus: strings,
             ..Self::synthetic(alphabet)
         })
+    }
+
+    /// Makes a `share` (0..=1) of each training step's examples synthetic: a random
+    /// anchor and its heavy-edit partner, as in synthetic mode; corpus validation pairs
+    /// stay corpus pairs. A model for both random strings and natural text trains on
+    /// such a mix.
+    pub fn with_synthetic_share(mut self, share: f64) -> Result<Self> {
+        if !(0.0..=1.0).contains(&share) {
+            bail!("--synthetic-share must be 0..=1, got {share}");
+        }
+        self.synthetic_share = share;
+        Ok(self)
     }
 
     /// The corpus strings, cut and sorted (empty when synthetic).
@@ -250,12 +265,13 @@ impl PairGenerator {
         pairs: usize,
         hard: Option<&Neighbours>,
     ) -> PairBatch {
-        self.draw(splitmix64(splitmix64(seed ^ TRAIN) ^ step), pairs, hard)
+        let key = splitmix64(splitmix64(seed ^ TRAIN) ^ step);
+        self.draw(key, pairs, self.mix(hard))
     }
 
     /// A fixed held-out set, disjoint in seeds from every training step.
     pub fn validation(&self, seed: u64, pairs: usize) -> PairBatch {
-        self.draw(splitmix64(seed ^ VALIDATION), pairs, None)
+        self.draw(splitmix64(seed ^ VALIDATION), pairs, Mix::default())
     }
 
     /// The triplets of training step `step`: an anchor and two partners drawn like a
@@ -269,11 +285,12 @@ impl PairGenerator {
         hard: Option<&Neighbours>,
     ) -> TripletBatch {
         let key = splitmix64(splitmix64(seed ^ TRAIN) ^ step);
+        let mix = self.mix(hard);
         let drawn: Vec<_> = (0..triplets as u64)
             .into_par_iter()
             .map(|i| {
                 let rng = &mut StdRng::seed_from_u64(splitmix64(key ^ i));
-                let (a, at) = self.anchor(rng, hard);
+                let (a, at) = self.anchor(rng, mix);
                 let mut p = self.partner(rng, &a, at);
                 let mut n = self.partner(rng, &a, at);
                 p.truncate(MAX_LEN);
@@ -297,12 +314,20 @@ impl PairGenerator {
         batch
     }
 
-    fn draw(&self, key: u64, pairs: usize, hard: Option<&Neighbours>) -> PairBatch {
+    /// What a training draw mixes in.
+    fn mix<'t>(&self, hard: Option<&'t Neighbours>) -> Mix<'t> {
+        Mix {
+            hard,
+            synthetic_share: self.synthetic_share,
+        }
+    }
+
+    fn draw(&self, key: u64, pairs: usize, mix: Mix) -> PairBatch {
         let (a, (b, labels)) = (0..pairs as u64)
             .into_par_iter()
             .map(|i| {
                 let rng = &mut StdRng::seed_from_u64(splitmix64(key ^ i));
-                let (mut a, at) = self.anchor(rng, hard);
+                let (mut a, at) = self.anchor(rng, mix);
                 let mut b = self.partner(rng, &a, at);
                 a.truncate(MAX_LEN);
                 b.truncate(MAX_LEN);
@@ -313,17 +338,18 @@ impl PairGenerator {
         PairBatch { a, b, labels }
     }
 
-    /// A pair's first string: random in synthetic mode, else a uniformly drawn corpus
-    /// string with its place in the sorted corpus; with a hard-example table, a
-    /// [`HARD_SHARE`] of anchors are pool strings instead, whose partners come from
-    /// their lists.
-    fn anchor<'t>(&self, rng: &mut StdRng, hard: Option<&'t Neighbours>) -> (Vec<u8>, Place<'t>) {
+    /// A pair's first string: random in synthetic mode (and for the mix's synthetic
+    /// share), else a uniformly drawn corpus string with its place in the sorted corpus;
+    /// with a hard-example table, a [`HARD_SHARE`] of anchors are pool strings instead,
+    /// whose partners come from their lists.
+    fn anchor<'t>(&self, rng: &mut StdRng, mix: Mix<'t>) -> (Vec<u8>, Place<'t>) {
         let n = self.corpus.len();
-        if n == 0 {
+        // No draw for a share of 0, so such runs keep their data.
+        if n == 0 || (mix.synthetic_share > 0.0 && rng.random_bool(mix.synthetic_share)) {
             let len = rng.random_range(1..=MAX_LEN);
             return (self.random_string(rng, len), Place::Synthetic);
         }
-        if let Some(table) = hard
+        if let Some(table) = mix.hard
             && rng.random_bool(HARD_SHARE)
         {
             let slot = rng.random_range(0..table.pool.len());
@@ -508,6 +534,13 @@ enum Place<'t> {
         table: &'t Neighbours,
         slot: usize,
     },
+}
+
+/// What one draw mixes into a corpus run's examples.
+#[derive(Debug, Clone, Copy, Default)]
+struct Mix<'t> {
+    hard: Option<&'t Neighbours>,
+    synthetic_share: f64,
 }
 
 /// The share of corpus examples that are hard with a table: a pool anchor and partners
@@ -785,6 +818,40 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(err.to_string(), "the training corpus is empty");
+    }
+
+    #[test]
+    fn synthetic_share_mixes_random_anchors_into_training_only() {
+        let lower = b"abcdefghijklmnopqrstuvwxyz".to_vec();
+        let plain = PairGenerator::corpus(words(), lower.clone()).unwrap();
+        let corpus: std::collections::HashSet<Vec<u8>> = plain.strings().iter().cloned().collect();
+        let mixed = PairGenerator::corpus(words(), lower)
+            .unwrap()
+            .with_synthetic_share(0.3)
+            .unwrap();
+        let batch = mixed.batch(4, 2, 2000, None);
+        check_labels(&batch);
+        let random = batch.a.iter().filter(|a| !corpus.contains(*a)).count();
+        assert!(
+            (500..700).contains(&random),
+            "{random} synthetic anchors of 2000"
+        );
+        let triplets = mixed.triplets(4, 2, 1000, None);
+        let random = triplets.a.iter().filter(|a| !corpus.contains(*a)).count();
+        assert!(
+            (220..380).contains(&random),
+            "{random} synthetic anchors of 1000"
+        );
+        // Validation pairs stay corpus pairs; a share of 0 draws exactly as before.
+        assert_eq!(mixed.validation(4, 500), plain.validation(4, 500));
+        let none = PairGenerator::corpus(words(), b"abc".to_vec()).unwrap();
+        let zero = PairGenerator::corpus(words(), b"abc".to_vec()).unwrap();
+        let zero = zero.with_synthetic_share(0.0).unwrap();
+        assert_eq!(none.batch(4, 2, 300, None), zero.batch(4, 2, 300, None));
+        for bad in [-0.1, 1.5, f64::NAN] {
+            let g = PairGenerator::synthetic(b"ab".to_vec());
+            assert!(g.with_synthetic_share(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
