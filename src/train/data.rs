@@ -884,15 +884,18 @@ mod tests {
         assert_eq!(batch, g.batch(3, 0, 2000, Some(&table)));
         // Half the anchors from the pool, their partners from its lists (a few other
         // anchors equal a pool string by chance).
-        let (pooled, from_table) = hard_pairs(&batch);
-        assert!(
-            (900..1100).contains(&pooled),
-            "{pooled} pool anchors of 2000"
-        );
-        assert!(
-            from_table + 40 >= pooled,
-            "{from_table} table partners of {pooled}"
-        );
+        let half_hard = |batch: &PairBatch| {
+            let (pooled, from_table) = hard_pairs(batch);
+            assert!(
+                (900..1100).contains(&pooled),
+                "{pooled} pool anchors of 2000"
+            );
+            assert!(
+                from_table + 40 >= pooled,
+                "{from_table} table partners of {pooled}"
+            );
+        };
+        half_hard(&batch);
         // Without the table: no more pool anchors than chance.
         let (pooled, _) = hard_pairs(&g.batch(3, 0, 2000, None));
         assert!(pooled < 100, "{pooled}");
@@ -904,15 +907,7 @@ mod tests {
             b: [triplets.p.clone(), triplets.n.clone()].concat(),
             labels: Vec::new(),
         };
-        let (pooled, from_table) = hard_pairs(&as_pairs);
-        assert!(
-            (900..1100).contains(&pooled),
-            "{pooled} of 2000 triplet partners"
-        );
-        assert!(
-            from_table + 40 >= pooled,
-            "{from_table} table partners of {pooled}"
-        );
+        half_hard(&as_pairs);
     }
 
     #[test]
