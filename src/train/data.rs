@@ -265,8 +265,7 @@ impl PairGenerator {
         pairs: usize,
         hard: Option<&Neighbours>,
     ) -> PairBatch {
-        let key = splitmix64(splitmix64(seed ^ TRAIN) ^ step);
-        self.draw(key, pairs, self.mix(hard))
+        self.draw(step_key(seed, step), pairs, self.mix(hard))
     }
 
     /// A fixed held-out set, disjoint in seeds from every training step.
@@ -284,8 +283,7 @@ impl PairGenerator {
         triplets: usize,
         hard: Option<&Neighbours>,
     ) -> TripletBatch {
-        let key = splitmix64(splitmix64(seed ^ TRAIN) ^ step);
-        let mix = self.mix(hard);
+        let (key, mix) = (step_key(seed, step), self.mix(hard));
         let drawn: Vec<_> = (0..triplets as u64)
             .into_par_iter()
             .map(|i| {
@@ -546,6 +544,11 @@ struct Mix<'t> {
 /// The share of corpus examples that are hard with a table: a pool anchor and partners
 /// from its list. Half keeps the typo model's realistic pairs as common as the hard ones.
 const HARD_SHARE: f64 = 0.5;
+
+/// The RNG key of training step `step`'s draws.
+fn step_key(seed: u64, step: u64) -> u64 {
+    splitmix64(splitmix64(seed ^ TRAIN) ^ step)
+}
 
 /// A well-mixed 64-bit hash, so nearby (seed, step, index) give unrelated RNG seeds.
 pub(super) fn splitmix64(x: u64) -> u64 {
