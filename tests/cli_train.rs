@@ -520,6 +520,20 @@ fn hard_examples_train_and_resume_exactly() {
     ));
     let at_8 = std::fs::read(&ckpt).unwrap();
     assert!(!metadata(&at_8).contains_key("train.hard_step"));
+    // A checkpoint loads as the model it holds (its train.* tensors left out).
+    let held = Weights::from_safetensors(&at_8, "at_8").unwrap();
+    assert_eq!(held.params.len(), held.widths.num_params());
+    let line = ok(run_bin(
+        &[
+            "distance",
+            "--model",
+            ckpt.to_str().unwrap(),
+            "kitten",
+            "sitting",
+        ],
+        b"",
+    ));
+    assert!(line.starts_with("kitten\tsitting\t3\t"), "{line}");
     ok(train(split.path(), &resume));
     let model = |dir: &tempfile::TempDir| std::fs::read(dir.path().join("m.safetensors")).unwrap();
     assert!(

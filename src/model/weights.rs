@@ -32,6 +32,8 @@ pub const META_DISTANCE_SCALE: &str = "megashtein.distance_scale";
 pub const META_WIDTHS: &str = "megashtein.widths";
 /// The scale the released reference checkpoint was trained with: M / (2 * 140), M = 78.6.
 pub const REFERENCE_DISTANCE_SCALE: f32 = 78.6 / 280.0;
+/// Name prefix of a training checkpoint's own tensors, which are not part of the model.
+const TRAINING_STATE: &str = "train.";
 
 /// A model file is about 546 KB; anything far larger is not one.
 const MAX_MODEL_FILE_BYTES: u64 = 64 << 20;
@@ -168,6 +170,9 @@ impl Weights {
     }
 
     /// Parses the bytes of a model file; `source` names it in error messages.
+    /// A training checkpoint loads as the model it holds: its own tensors (named
+    /// `train.*`: optimizer moments, the learned log scale, hard-example tables) are
+    /// left out, and its metadata carries the scale like a model file's.
     pub fn from_safetensors(bytes: &[u8], source: &str) -> Result<Self> {
         Ok(Self::from_safetensors_with(bytes, source, &[])?.0)
     }
@@ -194,6 +199,10 @@ impl Weights {
         let mut extras = HashMap::new();
         let mut bad_dtypes = Vec::new();
         for (name, view) in st.tensors() {
+            let wanted = extra.contains(&name.as_str());
+            if name.starts_with(TRAINING_STATE) && !wanted {
+                continue;
+            }
             let Some(dtype) = from_safetensors_dtype(view.dtype()) else {
                 bad_dtypes.push(format!(
                     "tensor {} has dtype {:?}",
@@ -202,7 +211,7 @@ impl Weights {
                 ));
                 continue;
             };
-            if extra.contains(&name.as_str()) {
+            if wanted {
                 let tensor = Tensor {
                     dtype,
                     shape: view.shape().to_vec(),
