@@ -85,6 +85,21 @@ impl Neighbours {
         pool
     }
 
+    /// The pool of `step` and the neighbours kept per string (at most the others).
+    fn pool_and_k(
+        config: &HardConfig,
+        seed: u64,
+        step: u64,
+        corpus: &[Vec<u8>],
+    ) -> Result<(Vec<usize>, usize)> {
+        let pool = Self::pool(config, seed, step, corpus);
+        if pool.len() < 2 {
+            bail!("hard examples need at least 2 different corpus strings");
+        }
+        let k = config.k.min(pool.len() - 1);
+        Ok((pool, k))
+    }
+
     /// Builds the table of `step` from `weights` (eval mode): embeds the pool, then keeps
     /// each string's `k` nearest other pool strings (ties by smaller slot).
     pub fn build(
@@ -97,17 +112,13 @@ impl Neighbours {
         step: u64,
     ) -> Result<Self> {
         let corpus = generator.strings();
-        let pool = Self::pool(config, seed, step, corpus);
-        if pool.len() < 2 {
-            bail!("hard examples need at least 2 different corpus strings");
-        }
+        let (pool, k) = Self::pool_and_k(config, seed, step, corpus)?;
         let texts: Vec<&[u8]> = pool.iter().map(|&i| corpus[i].as_slice()).collect();
         let batch = texts.len().clamp(1, DEFAULT_BATCH);
         let embeddings = Embedder::with_ops(gpu, ops, weights, batch)?.embed(&texts)?;
         let dim = weights.widths.dim;
         let db = Database::upload(gpu, bytemuck::cast_slice(&embeddings), dim, false, None)?;
         // One more than k: each string finds itself (or a duplicate) among its nearest.
-        let k = config.k.min(pool.len() - 1);
         let found = ops.knn.search(gpu, &db, &embeddings, k + 1)?;
         let mut lists = Vec::with_capacity(pool.len() * k);
         for (slot, nearest) in found.iter().enumerate() {
@@ -144,11 +155,7 @@ impl Neighbours {
         corpus: &[Vec<u8>],
         saved: &SavedTable,
     ) -> Result<Self> {
-        let pool = Self::pool(config, seed, saved.step, corpus);
-        if pool.len() < 2 {
-            bail!("hard examples need at least 2 different corpus strings");
-        }
-        let k = config.k.min(pool.len() - 1);
+        let (pool, k) = Self::pool_and_k(config, seed, saved.step, corpus)?;
         if saved.lists.len() != pool.len() * k {
             bail!(
                 "the hard-example table has {} entries, expected {} ({} strings x {k})",

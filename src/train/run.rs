@@ -402,7 +402,7 @@ impl Data {
         trainer: &Trainer,
         step: u64,
     ) -> Result<Option<(u64, TrainBatch)>> {
-        if step == self.segment_end || self.prefetch.is_none() {
+        if step == self.segment_end {
             self.start_segment(gpu, ops, trainer, step)?;
         }
         Ok(self.prefetch.as_mut().and_then(Iterator::next))
