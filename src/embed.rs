@@ -36,13 +36,7 @@ enum Network {
 impl<'g> Embedder<'g> {
     /// Upload `weights` and size the model for batches of `batch` strings.
     pub fn new(gpu: &'g Gpu, weights: &Weights, batch: usize) -> Result<Self> {
-        Embedder::with_ops(gpu, &Ops::new(gpu), weights, batch)
-    }
-
-    /// [`Embedder::new`] with `ops` whose pipelines are already built (a caller that
-    /// embeds again and again, like training's validation, compiles them once).
-    pub fn with_ops(gpu: &'g Gpu, ops: &Ops, weights: &Weights, batch: usize) -> Result<Self> {
-        let model = Megashtein::new(gpu, ops, weights, batch)?;
+        let model = Megashtein::new(gpu, &Ops::new(gpu), weights, batch)?;
         Ok(Embedder {
             gpu,
             network: Network::Megashtein(Box::new(model)),

@@ -3,6 +3,7 @@
 //! non-ASCII text, and searches and estimates agree with what they are made of.
 mod common;
 
+use megashtein_gpu::gpu::{Gpu, GpuOptions};
 use megashtein_gpu::input::Line;
 use megashtein_gpu::model::Architecture;
 use megashtein_gpu::model::cgk::Cgk;
@@ -200,6 +201,29 @@ fn estimates_are_the_scaled_squared_distance_of_the_embeddings() {
         embedder.estimate("kitten", "sitting").unwrap(),
         estimates[0]
     );
+}
+
+#[test]
+fn pipelines_are_built_once_per_device_however_many_embedders() {
+    // A device of its own: the shared one's count moves with the other tests.
+    let gpu = Gpu::new(&GpuOptions::default()).unwrap();
+    let model = Model::builtin().unwrap();
+    let first = Embedder::for_model(&gpu, &model)
+        .unwrap()
+        .embed(&["kitten"])
+        .unwrap();
+    let built = gpu.pipelines_built();
+    assert!(built > 0);
+    let second = Embedder::for_model(&gpu, &model)
+        .unwrap()
+        .embed(&["kitten"])
+        .unwrap();
+    assert_eq!(
+        gpu.pipelines_built(),
+        built,
+        "a second embedder built pipelines again"
+    );
+    assert_eq!(first, second);
 }
 
 #[test]

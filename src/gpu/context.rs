@@ -50,9 +50,10 @@ pub struct Gpu {
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
-    /// Compiled shader modules by source: each source is compiled once per device,
-    /// however many entry points and kernels use it.
+    /// Compiled shader modules by source, and pipelines by (source, entry point): each
+    /// is built once per device, however many kernels, ops or searchers ask for it.
     modules: Mutex<HashMap<String, wgpu::ShaderModule>>,
+    pipelines: Mutex<HashMap<(String, &'static str), wgpu::ComputePipeline>>,
 }
 
 /// One adapter as `megashtein-gpu devices` shows it.
@@ -180,6 +181,7 @@ impl Gpu {
             limits,
             features,
             modules: Mutex::default(),
+            pipelines: Mutex::default(),
         })
     }
 
@@ -199,11 +201,42 @@ impl Gpu {
             .map_err(|e| anyhow!("GPU did not finish its work: {e}"))
     }
 
-    /// The module of the WGSL `source`, compiled on first use (`label` names it in
-    /// errors).
-    pub fn shader_module(&self, label: &str, source: &str) -> wgpu::ShaderModule {
-        let mut modules = self.modules.lock().unwrap_or_else(PoisonError::into_inner);
-        modules
+    /// The pipeline of `entry` in the WGSL `source`, built on first use (`label` names it
+    /// in errors); the bind group layout is taken from the shader.
+    pub fn pipeline(
+        &self,
+        label: &str,
+        source: &str,
+        entry: &'static str,
+    ) -> wgpu::ComputePipeline {
+        let key = (source.to_string(), entry);
+        if let Some(pipeline) = self.lock(&self.pipelines).get(&key) {
+            return pipeline.clone();
+        }
+        let module = self.shader_module(label, source);
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(label),
+                layout: None,
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+        self.lock(&self.pipelines)
+            .entry(key)
+            .or_insert(pipeline)
+            .clone()
+    }
+
+    /// How many pipelines this device has built.
+    pub fn pipelines_built(&self) -> usize {
+        self.lock(&self.pipelines).len()
+    }
+
+    fn shader_module(&self, label: &str, source: &str) -> wgpu::ShaderModule {
+        self.lock(&self.modules)
             .entry(source.to_string())
             .or_insert_with(|| {
                 self.device
@@ -213,6 +246,10 @@ impl Gpu {
                     })
             })
             .clone()
+    }
+
+    fn lock<'m, T>(&self, cache: &'m Mutex<T>) -> std::sync::MutexGuard<'m, T> {
+        cache.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Largest storage buffer a single binding may cover, in bytes.

@@ -1,6 +1,5 @@
-//! WGSL -> compute pipeline, built once, on first use (so a command compiles only the
-//! kernels it runs; a source shared by several entry points is compiled once, by
-//! [`Gpu::shader_module`]); a `Call` is one use of a kernel on fixed buffers whose uniform's
+//! WGSL -> compute pipeline, built on first use (so a command compiles only the kernels
+//! it runs) and once per device ([`Gpu::pipeline`]), however many ops own the kernel; a `Call` is one use of a kernel on fixed buffers whose uniform's
 //! first word is the batch size, so a call made once serves any batch up to the
 //! capacity its buffers were made for.
 use std::sync::{Arc, OnceLock};
@@ -32,18 +31,8 @@ impl Kernel {
     }
 
     fn pipeline(&self, gpu: &Gpu) -> &wgpu::ComputePipeline {
-        self.pipeline.get_or_init(|| {
-            let module = gpu.shader_module(self.label, &self.source);
-            gpu.device
-                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(self.label),
-                    layout: None,
-                    module: &module,
-                    entry_point: Some(self.entry),
-                    compilation_options: Default::default(),
-                    cache: None,
-                })
-        })
+        self.pipeline
+            .get_or_init(|| gpu.pipeline(self.label, &self.source, self.entry))
     }
 
     /// Bind `uniform` to binding 0 and `buffers` to bindings 1, 2, ...; `per_item` is the

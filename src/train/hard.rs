@@ -115,7 +115,7 @@ impl Neighbours {
         let (pool, k) = Self::pool_and_k(config, seed, step, corpus)?;
         let texts: Vec<&[u8]> = pool.iter().map(|&i| corpus[i].as_slice()).collect();
         let batch = texts.len().clamp(1, DEFAULT_BATCH);
-        let embeddings = Embedder::with_ops(gpu, ops, weights, batch)?.embed(&texts)?;
+        let embeddings = Embedder::new(gpu, weights, batch)?.embed(&texts)?;
         let dim = weights.widths.dim;
         let db = Database::upload(gpu, bytemuck::cast_slice(&embeddings), dim, false, None)?;
         // One more than k: each string finds itself (or a duplicate) among its nearest.

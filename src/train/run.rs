@@ -42,10 +42,10 @@ pub struct ValidationSet {
 }
 
 /// d_hat (eval mode, the model's own scale) for every pair of `pairs`.
-pub fn estimate(gpu: &Gpu, ops: &Ops, weights: &Weights, pairs: &PairBatch) -> Result<Vec<f64>> {
+pub fn estimate(gpu: &Gpu, weights: &Weights, pairs: &PairBatch) -> Result<Vec<f64>> {
     let batch = (2 * pairs.len()).clamp(1, DEFAULT_BATCH);
     let texts: Vec<&[u8]> = pairs.a.iter().chain(&pairs.b).map(Vec::as_slice).collect();
-    let e = Embedder::with_ops(gpu, ops, weights, batch)?.embed(&texts)?;
+    let e = Embedder::new(gpu, weights, batch)?.embed(&texts)?;
     let n = pairs.len();
     let row = |i: usize| &e[i * weights.widths.dim..(i + 1) * weights.widths.dim];
     Ok((0..n)
@@ -168,7 +168,7 @@ pub fn run(
     }
     let mut waited_before = Duration::ZERO;
     if checkpoint.step == 0 {
-        let line = report(gpu, ops, &trainer, &checkpoint, validation, None)?;
+        let line = report(gpu, &trainer, &checkpoint, validation, None)?;
         write_log(&mut log, &line, &options.log)?;
         bar.summary(summary(&line));
     }
@@ -219,7 +219,7 @@ pub fn run(
                 lr: hyper.lr,
                 grad_norm: trainer.grad_norm()?,
             };
-            let line = report(gpu, ops, &trainer, &checkpoint, validation, Some(rate))?;
+            let line = report(gpu, &trainer, &checkpoint, validation, Some(rate))?;
             write_log(&mut log, &line, &options.log)?;
             bar.summary(summary(&line));
             interval_start = (step, Instant::now());
@@ -475,7 +475,6 @@ struct Rate {
 
 fn report(
     gpu: &Gpu,
-    ops: &Ops,
     trainer: &Trainer,
     checkpoint: &Checkpoint,
     validation: &[ValidationSet],
@@ -489,7 +488,7 @@ fn report(
     let weights = state.weights(checkpoint.num_batches_tracked);
     let mut val = serde_json::Map::new();
     for set in validation {
-        let d_hat = estimate(gpu, ops, &weights, &set.pairs)?;
+        let d_hat = estimate(gpu, &weights, &set.pairs)?;
         let a = accuracy(&d_hat, &set.pairs.labels);
         val.insert(
             set.name.to_string(),
