@@ -55,6 +55,21 @@ pub fn embed_strings(model: &Model, n: usize, seed: u64) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// What [`embed_strings`] gives `model`, for `bench embed`'s header (`mean_chars`: the
+/// measured mean length of the short-string models' random strings).
+pub fn describe_embed_strings(model: &Model, mean_chars: f64) -> String {
+    match model.architecture() {
+        Architecture::CnnEd(cnn_ed) => format!(
+            "{} characters each (the model's M), drawn from its alphabet of {}",
+            cnn_ed.shape().max_len,
+            cnn_ed.alphabet().len()
+        ),
+        _ => {
+            format!("random printable ASCII of 1-{MAX_LEN} characters ({mean_chars:.1} on average)")
+        }
+    }
+}
+
 /// One row of the embed benchmark.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Throughput {

@@ -13,7 +13,9 @@ use crate::bench::query::{
     CandidateRow, candidate_sweep, exact_scan, rapidfuzz_peer, sample_queries,
 };
 use crate::bench::train::{TrainThroughput, train_profile, train_throughput};
-use crate::bench::{Throughput, embed_profile, embed_strings, embed_throughput};
+use crate::bench::{
+    Throughput, describe_embed_strings, embed_profile, embed_strings, embed_throughput,
+};
 use crate::embed::Embedder;
 use crate::gpu::Gpu;
 use crate::model::Architecture;
@@ -286,7 +288,8 @@ fn bench_embed(args: &EmbedArgs) -> Result<()> {
         .map(|&b| embed_throughput(&mut embedder, &strings(b), budget))
         .collect::<Result<_>>()?;
     if !json {
-        println!("strings: {}", describe_strings(&model, &ours));
+        let mean_chars = ours.last().map_or(0.0, |t| t.chars_per_string);
+        println!("strings: {}", describe_embed_strings(&model, mean_chars));
     }
     let profile = match args.report.profile {
         true => Some((
@@ -322,21 +325,6 @@ fn bench_embed(args: &EmbedArgs) -> Result<()> {
         print_profile(&format!("the forward pass of {batch} strings"), &times);
     }
     Ok(())
-}
-
-/// What `bench embed` embedded, for its header.
-fn describe_strings(model: &crate::model::Model, rows: &[Throughput]) -> String {
-    match model.architecture() {
-        Architecture::CnnEd(cnn_ed) => format!(
-            "{} characters each (the model's M), drawn from its alphabet of {}",
-            cnn_ed.shape().max_len,
-            cnn_ed.alphabet().len()
-        ),
-        _ => format!(
-            "random printable ASCII of 1-80 characters ({:.1} on average)",
-            rows.last().map_or(0.0, |t| t.chars_per_string)
-        ),
-    }
 }
 
 /// Where a JSON result was measured: device, backend and commit (CONTRACTS.md).
