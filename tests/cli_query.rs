@@ -190,6 +190,52 @@ fn threshold_search_with_all_candidates_returns_exactly_the_strings_within_d() {
 }
 
 #[test]
+fn without_candidates_threshold_search_takes_up_to_the_gpu_limit_and_k_raises_c() {
+    let c = corpus();
+    let index = c.index("f32");
+    // Every string is within 120 of "a" (none is longer), far more than the top-k
+    // default of 50 candidates.
+    let all = bin(
+        &[
+            "query",
+            "--index",
+            &index,
+            "--max-distance",
+            "120",
+            "--blowup",
+            "inf",
+            "a",
+        ],
+        b"",
+    );
+    assert!(
+        all.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&all.stderr)
+    );
+    assert_eq!(parse_tsv(&ok(all)).len(), c.strings.len());
+    let many = bin(&["query", "--index", &index, "-k", "80", "a"], b"");
+    assert_eq!(parse_tsv(&ok(many)).len(), 80);
+    let capped = bin(
+        &[
+            "query",
+            "--index",
+            &index,
+            "--max-distance",
+            "120",
+            "--blowup",
+            "inf",
+            "-C",
+            "20",
+            "a",
+        ],
+        b"",
+    );
+    assert!(String::from_utf8_lossy(&capped.stderr).contains("raise --candidates"));
+    assert_eq!(parse_tsv(&ok(capped)).len(), 20);
+}
+
+#[test]
 fn json_lines_and_tsv_escapes() {
     let c = corpus();
     let out = ok(bin(

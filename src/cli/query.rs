@@ -10,7 +10,9 @@ use serde_json::json;
 use super::table::{Format, Table, as_text, f32_value, is_broken_pipe};
 use crate::input::{InputStats, Line, NonAscii, check_query, stream_batches};
 use crate::search::index::Index;
-use crate::search::query::{Answer, DEFAULT_BLOWUP, DEFAULT_CANDIDATES, QueryOptions, Searcher};
+use crate::search::query::{
+    Answer, DEFAULT_BLOWUP, DEFAULT_CANDIDATES, MAX_GPU_CANDIDATES, QueryOptions, Searcher,
+};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -30,9 +32,10 @@ pub struct Args {
     /// Hits per query.
     #[arg(short, default_value_t = 10)]
     pub k: usize,
-    /// Rows taken by embedding distance for the exact re-rank.
-    #[arg(long, short = 'C', default_value_t = DEFAULT_CANDIDATES)]
-    pub candidates: usize,
+    /// Rows taken by embedding distance for the exact re-rank [default: 50 (the project's
+    /// rule, README), raised to -k; 1,024, the GPU search's limit, for threshold search].
+    #[arg(long, short = 'C')]
+    pub candidates: Option<usize>,
     /// Threshold search: every string within this exact distance among the candidates.
     /// Exits with status 1 when no query found any (like grep).
     #[arg(long, value_name = "D")]
@@ -65,10 +68,20 @@ pub struct Args {
     pub gpu: super::DeviceArgs,
 }
 
+/// `--candidates`, or its default: the top-k default (never below -k), or for threshold
+/// search, where C only caps the candidates within the estimate, the GPU search's limit.
+fn candidates(args: &Args) -> usize {
+    match (args.candidates, args.max_distance) {
+        (Some(c), _) => c,
+        (None, Some(_)) => MAX_GPU_CANDIDATES,
+        (None, None) => DEFAULT_CANDIDATES.max(args.k),
+    }
+}
+
 pub fn run(args: &Args) -> Result<()> {
     let opts = QueryOptions {
         k: args.k,
-        candidates: args.candidates,
+        candidates: candidates(args),
         max_distance: args.max_distance,
         blowup: args.blowup,
         rerank: !args.no_rerank,
@@ -143,7 +156,7 @@ pub fn run(args: &Args) -> Result<()> {
         eprintln!(
             "warning: for {capped} queries every one of the {} candidates was within the threshold, \
              so the cap may have cut more matches; raise --candidates",
-            args.candidates
+            opts.candidates
         );
     }
     if args.timings {

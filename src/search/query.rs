@@ -17,9 +17,9 @@ use crate::ops::knn::{self, Database, Knn, KnnPlan, MAX_K, Neighbor};
 
 /// Default `--candidates`, by CONTRACTS.md's rule: the smallest C of the grid 10, 20,
 /// 50, 100, 200, 500, 1,024 reaching recall@1 >= 0.99 on codespell misspellings against
-/// wamerican-huge with the default model, or 1,024 if none does. None does (0.951 at
-/// 200, 0.975 at 500, 0.983 at 1,024 on 1,000 queries; BENCHMARKS.md), so 1,024.
-pub const DEFAULT_CANDIDATES: usize = 1024;
+/// wamerican-huge with the default model, or 1,024 if none does: 0.991 at 50 on 1,000
+/// queries (0.976 at 20, 0.997 at 200; BENCHMARKS.md, "The default model, retrained").
+pub const DEFAULT_CANDIDATES: usize = 50;
 /// Default `--blowup` for threshold search.
 pub const DEFAULT_BLOWUP: f32 = 2.0;
 
