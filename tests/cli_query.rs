@@ -195,19 +195,14 @@ fn without_candidates_threshold_search_takes_up_to_the_gpu_limit_and_k_raises_c(
     let index = c.index("f32");
     // Every string is within 120 of "a" (none is longer), far more than the top-k
     // default of 50 candidates.
-    let all = bin(
-        &[
-            "query",
-            "--index",
-            &index,
-            "--max-distance",
-            "120",
-            "--blowup",
-            "inf",
-            "a",
-        ],
-        b"",
-    );
+    let threshold = |candidates: &[&str]| {
+        let mut args = vec!["query", "--index", &index, "--max-distance", "120"];
+        args.extend(["--blowup", "inf"]);
+        args.extend(candidates);
+        args.push("a");
+        bin(&args, b"")
+    };
+    let all = threshold(&[]);
     assert!(
         all.stderr.is_empty(),
         "{}",
@@ -216,21 +211,7 @@ fn without_candidates_threshold_search_takes_up_to_the_gpu_limit_and_k_raises_c(
     assert_eq!(parse_tsv(&ok(all)).len(), c.strings.len());
     let many = bin(&["query", "--index", &index, "-k", "80", "a"], b"");
     assert_eq!(parse_tsv(&ok(many)).len(), 80);
-    let capped = bin(
-        &[
-            "query",
-            "--index",
-            &index,
-            "--max-distance",
-            "120",
-            "--blowup",
-            "inf",
-            "-C",
-            "20",
-            "a",
-        ],
-        b"",
-    );
+    let capped = threshold(&["-C", "20"]);
     assert!(String::from_utf8_lossy(&capped.stderr).contains("raise --candidates"));
     assert_eq!(parse_tsv(&ok(capped)).len(), 20);
 }
