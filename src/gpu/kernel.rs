@@ -1,5 +1,6 @@
 //! WGSL -> compute pipeline, built on first use (so a command compiles only the kernels
-//! it runs) and once per device ([`Gpu::pipeline`]), however many ops own the kernel; a `Call` is one use of a kernel on fixed buffers whose uniform's
+//! it runs) and once per device ([`Gpu::pipeline`]), however many ops own the kernel; a
+//! `Call` is one use of a kernel on fixed buffers whose uniform's
 //! first word is the batch size, so a call made once serves any batch up to the
 //! capacity its buffers were made for.
 use std::sync::{Arc, OnceLock};
