@@ -1,9 +1,10 @@
 //! GPU ops, one file each beside `shaders/<op>.wgsl`. An op owns its kernels (each
 //! pipeline built once per device, by [`Gpu::pipeline`](crate::gpu::Gpu::pipeline)) and
 //! hands out [`Call`](crate::gpu::Call)s: the op bound to fixed buffers, recorded for
-//! any batch size up to what the buffers hold. Shapes travel in a small uniform whose first word is the batch size; parameters are read from the
-//! model's flat slab at offsets given in that uniform, and gradients are written to a
-//! slab of the same layout (each gradient overwritten by exactly one call per step).
+//! any batch size up to what the buffers hold. Shapes travel in a small uniform whose
+//! first word is the batch size; parameters are read from the model's flat slab at
+//! offsets given in that uniform, and gradients are written to a slab of the same layout
+//! (each gradient overwritten by exactly one call per step).
 pub mod adamw;
 pub mod avgpool;
 pub mod batchnorm;
