@@ -446,3 +446,148 @@ fn also_adds_the_candidates_of_a_second_index_of_the_corpus() {
     ));
     assert!(e.contains("same strings"), "{e}");
 }
+
+/// At least 1,000 `misspelling<TAB>word` lines: each word of tests/data/words.txt with
+/// one letter dropped, those not strings of the corpus; written to `name` (each test its
+/// own file, as tests run in parallel).
+fn misspellings(c: &Corpus, name: &str) -> PathBuf {
+    let words =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/words.txt"))
+            .unwrap();
+    let mut seen = std::collections::HashSet::new();
+    let mut lines = String::new();
+    for word in words.lines().filter(|w| w.len() >= 4) {
+        let typo = format!("{}{}", &word[..word.len() / 2], &word[word.len() / 2 + 1..]);
+        if !c.strings.contains(&typo.as_bytes().to_vec()) && seen.insert(typo.clone()) {
+            lines.push_str(&format!("{typo}\t{word}\n"));
+        }
+    }
+    assert!(seen.len() >= 1000, "{}", seen.len());
+    let path = c.dir.join(name);
+    std::fs::write(&path, lines).unwrap();
+    path
+}
+
+/// The C that `query` printed with `--timings`.
+fn candidates_used(out: std::process::Output) -> usize {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    ok(out);
+    let c = stderr.rsplit("C = ").next().unwrap().trim();
+    c.parse().unwrap_or_else(|_| panic!("{stderr}"))
+}
+
+#[test]
+fn bench_query_records_the_rule_default_and_query_uses_a_models_own_default() {
+    use megashtein_gpu::model::Model;
+    let c = corpus();
+    let index = c.index("f32");
+    let pairs = misspellings(c, "recorded.tsv");
+    let recorded = c.dir.join("recorded.safetensors");
+    let out = ok(bin(
+        &[
+            "bench",
+            "query",
+            "--index",
+            &index,
+            "--pairs",
+            pairs.to_str().unwrap(),
+            "-C",
+            "10,20,50",
+            "--json",
+            "--record-default",
+            recorded.to_str().unwrap(),
+        ],
+        b"",
+    ));
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["queries"], 1000, "{report}");
+    // The rule: the smallest C measured with recall@1 >= 0.99, else 1,024.
+    let rows = report["candidates"].as_array().unwrap();
+    let want = rows
+        .iter()
+        .filter(|r| r["recall_at_1"].as_f64().unwrap() >= 0.99)
+        .map(|r| r["candidates"].as_u64().unwrap() as usize)
+        .min()
+        .unwrap_or(1024);
+    assert_eq!(report["recorded_default"]["candidates"], want, "{report}");
+    // The file is the index's model (the built-in one) with the default added.
+    let builtin = Model::builtin().unwrap();
+    let model = Model::open(&recorded).unwrap();
+    assert_eq!(model.default_candidates(), Some(want));
+    assert_eq!(builtin.default_candidates(), None);
+    assert_eq!(model.weights().unwrap(), builtin.weights().unwrap());
+    assert_ne!(model.fingerprint(), builtin.fingerprint());
+
+    // An index made with a model that records C = 20 takes 20 candidates by default,
+    // raised to -k; an explicit -C and the built-in model's index are unchanged.
+    let twenty = c.dir.join("twenty.safetensors");
+    builtin
+        .with_default_candidates(20)
+        .unwrap()
+        .save(&twenty)
+        .unwrap();
+    let twenty_index = c.dir.join("twenty.idx");
+    let input = c.dir.join("corpus.txt");
+    ok(bin(
+        &[
+            "embed",
+            "-i",
+            input.to_str().unwrap(),
+            "-o",
+            twenty_index.to_str().unwrap(),
+            "--model",
+            twenty.to_str().unwrap(),
+        ],
+        b"",
+    ));
+    let used = |index: &str, extra: &[&str]| {
+        let mut args = vec!["query", "--index", index, "--timings", "acommodate"];
+        args.extend(extra);
+        candidates_used(bin(&args, b""))
+    };
+    let twenty_index = twenty_index.to_str().unwrap();
+    assert_eq!(used(twenty_index, &[]), 20);
+    assert_eq!(used(twenty_index, &["-k", "30"]), 30);
+    assert_eq!(used(twenty_index, &["-C", "100"]), 100);
+    assert_eq!(used(&index, &[]), 50);
+    // Same tensors, so the same answers as the built-in model's index at C = 20.
+    let answer = |index: &str| ok(bin(&["query", "--index", index, "acommodate"], b""));
+    let at_20 = ok(bin(
+        &["query", "--index", &index, "-C", "20", "acommodate"],
+        b"",
+    ));
+    assert_eq!(answer(twenty_index), at_20);
+}
+
+#[test]
+fn a_default_candidates_needs_1000_queries_and_a_whole_number() {
+    use megashtein_gpu::model::Model;
+    let c = corpus();
+    let pairs = misspellings(c, "too-few.tsv");
+    let e = err(bin(
+        &[
+            "bench",
+            "query",
+            "--index",
+            &c.index("f32"),
+            "--pairs",
+            pairs.to_str().unwrap(),
+            "--queries",
+            "999",
+            "--record-default",
+            c.dir.join("never.safetensors").to_str().unwrap(),
+        ],
+        b"",
+    ));
+    assert!(e.contains("needs at least 1000 queries"), "{e}");
+    assert!(!c.dir.join("never.safetensors").exists());
+    let e = Model::builtin()
+        .unwrap()
+        .with_default_candidates(0)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("megashtein.default_candidates is \"0\", expected a whole number"),
+        "{e}"
+    );
+}

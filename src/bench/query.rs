@@ -181,6 +181,20 @@ pub struct CandidateRow {
     pub recall_at_k: f64,
 }
 
+/// CONTRACTS.md's rule for a default `--candidates`: the smallest C of the grid
+/// reaching this tie-aware recall@1 ...
+pub const RULE_RECALL_AT_1: f64 = 0.99;
+/// ... over at least this many queries ...
+pub const RULE_QUERIES: usize = 1000;
+/// ... and [`MAX_GPU_CANDIDATES`] where no C measured reaches it.
+pub fn rule_candidates(rows: &[CandidateRow]) -> usize {
+    rows.iter()
+        .filter(|r| r.recall_at_1 >= RULE_RECALL_AT_1)
+        .map(|r| r.candidates)
+        .min()
+        .unwrap_or(MAX_GPU_CANDIDATES)
+}
+
 /// Answer `queries` with `searcher` (over `index`) for each of `candidates` (one
 /// untimed warm-up first), timing embedding, kNN and re-rank apart, and score each
 /// against `exact`. `report` sees each row as soon as it is measured.

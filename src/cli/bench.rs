@@ -10,7 +10,8 @@ use crate::bench::join::{exact_join, measure_join};
 use crate::bench::knn::{KnnGrid, KnnThroughput, flops_per_pair, knn_grid};
 use crate::bench::peer::run_json_lines;
 use crate::bench::query::{
-    CandidateRow, candidate_sweep, exact_scan, rapidfuzz_peer, sample_queries,
+    CandidateRow, RULE_QUERIES, RULE_RECALL_AT_1, candidate_sweep, exact_scan, rapidfuzz_peer,
+    rule_candidates, sample_queries,
 };
 use crate::bench::train::{TrainThroughput, train_profile, train_throughput};
 use crate::bench::{
@@ -186,6 +187,11 @@ pub struct QueryArgs {
     /// same queries and strings and print the ratio.
     #[arg(long, value_name = "PYTHON")]
     pub python: Option<PathBuf>,
+    /// Write the index's model, with the default C measured here recorded in it (the
+    /// smallest C measured with recall@1 >= 0.99, else 1,024; at least 1,000 queries), to
+    /// this model file: `query` on indexes made with it then uses that C by default.
+    #[arg(long, value_name = "MODEL", conflicts_with = "also")]
+    pub record_default: Option<PathBuf>,
     /// One JSON object with everything instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -326,9 +332,6 @@ fn bench_embed(args: &EmbedArgs) -> Result<()> {
     }
     Ok(())
 }
-
-/// The recall@1 that CONTRACTS.md's rule asks of the default `--candidates`.
-const DEFAULT_C_RECALL: f64 = 0.99;
 
 /// Where a JSON result was measured: device, backend and commit (CONTRACTS.md).
 fn provenance(gpu: &Gpu) -> serde_json::Value {
@@ -631,6 +634,19 @@ fn bench_query(args: &QueryArgs) -> Result<()> {
     if sample.queries.is_empty() {
         bail!("no usable queries in {}", args.pairs.display());
     }
+    if args.record_default.is_some() && sample.queries.len() < RULE_QUERIES {
+        bail!(
+            "--record-default needs at least {RULE_QUERIES} queries (the default-C rule); {} \
+             has {} usable ones{}",
+            args.pairs.display(),
+            sample.eligible,
+            if args.queries < RULE_QUERIES {
+                format!(" and --queries is {}", args.queries)
+            } else {
+                String::new()
+            }
+        );
+    }
     let queries: Vec<&[u8]> = sample.queries.iter().map(Vec::as_slice).collect();
     let choices: Vec<&[u8]> = (0..index.len()).map(|i| index.string(i)).collect();
     let say = |s: String| {
@@ -677,6 +693,21 @@ fn bench_query(args: &QueryArgs) -> Result<()> {
             ))
         },
     )?;
+    let recorded = match &args.record_default {
+        Some(path) => {
+            let candidates = rule_candidates(&rows);
+            model.with_default_candidates(candidates)?.save(path)?;
+            say(format!(
+                "recorded C = {candidates} as the default of the model written to {}; indexes \
+                 made with it (`embed --model {0}`) use it",
+                path.display()
+            ));
+            Some(
+                serde_json::json!({ "model": path.display().to_string(), "candidates": candidates }),
+            )
+        }
+        None => None,
+    };
     let peer = match &args.python {
         Some(python) => {
             say("running tools/bench_rapidfuzz.py...".to_string());
@@ -700,6 +731,7 @@ fn bench_query(args: &QueryArgs) -> Result<()> {
             "exact_scan": exact,
             "candidates": rows,
             "rapidfuzz": peer,
+            "recorded_default": recorded,
         });
         println!("{report}");
         return Ok(());
@@ -768,13 +800,13 @@ fn bench_query(args: &QueryArgs) -> Result<()> {
             ratio_text(row.queries_per_s / exact.queries_per_s)
         );
     }
-    let reaching = rows.iter().filter(|r| r.recall_at_1 >= DEFAULT_C_RECALL);
+    let reaching = rows.iter().filter(|r| r.recall_at_1 >= RULE_RECALL_AT_1);
     match reaching.min_by_key(|r| r.candidates) {
         Some(r) => println!(
-            "smallest C measured with recall@1 >= {DEFAULT_C_RECALL} (the default-C rule): {}",
+            "smallest C measured with recall@1 >= {RULE_RECALL_AT_1} (the default-C rule): {}",
             r.candidates
         ),
-        None => println!("no C measured reaches recall@1 >= {DEFAULT_C_RECALL}"),
+        None => println!("no C measured reaches recall@1 >= {RULE_RECALL_AT_1}"),
     }
     Ok(())
 }

@@ -9,9 +9,10 @@ use serde_json::json;
 
 use super::table::{Format, Table, as_text, f32_value, is_broken_pipe};
 use crate::input::{InputStats, Line, NonAscii, check_query, stream_batches};
+use crate::model::Model;
 use crate::search::index::Index;
 use crate::search::query::{
-    Answer, DEFAULT_BLOWUP, DEFAULT_CANDIDATES, MAX_GPU_CANDIDATES, QueryOptions, Searcher,
+    Answer, DEFAULT_BLOWUP, MAX_GPU_CANDIDATES, QueryOptions, Searcher, default_candidates,
 };
 
 #[derive(clap::Args, Debug)]
@@ -32,8 +33,10 @@ pub struct Args {
     /// Hits per query.
     #[arg(short, default_value_t = 10)]
     pub k: usize,
-    /// Rows taken by embedding distance for the exact re-rank [default: 50 (the project's
-    /// rule, README), raised to -k; 1,024, the GPU search's limit, for threshold search].
+    /// Rows taken by embedding distance for the exact re-rank [default: the model's own
+    /// measured default if its file records one (`bench query --record-default`), else 50
+    /// (the project's rule, README); raised to -k; 1,024, the GPU search's limit, for
+    /// threshold search].
     #[arg(long, short = 'C')]
     pub candidates: Option<usize>,
     /// Threshold search: every string within this exact distance among the candidates.
@@ -68,31 +71,32 @@ pub struct Args {
     pub gpu: super::DeviceArgs,
 }
 
-/// `--candidates`, or its default: the top-k default (never below -k), or for threshold
-/// search, where C only caps the candidates within the estimate, the GPU search's limit.
-fn candidates(args: &Args) -> usize {
+/// `--candidates`, or its default: the model's top-k default (never below -k), or for
+/// threshold search, where C only caps the candidates within the estimate, the GPU
+/// search's limit.
+fn candidates(args: &Args, model: &Model) -> usize {
     match (args.candidates, args.max_distance) {
         (Some(c), _) => c,
         (None, Some(_)) => MAX_GPU_CANDIDATES,
-        (None, None) => DEFAULT_CANDIDATES.max(args.k),
+        (None, None) => default_candidates(model).max(args.k),
     }
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let opts = QueryOptions {
-        k: args.k,
-        candidates: candidates(args),
-        max_distance: args.max_distance,
-        blowup: args.blowup,
-        rerank: !args.no_rerank,
-    };
-    crate::search::query::check_options(&opts)?;
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
     let started = Instant::now();
     let index = Index::open(&args.index)?;
     let model = index.load_model(args.model.as_deref())?;
+    let opts = QueryOptions {
+        k: args.k,
+        candidates: candidates(args, &model),
+        max_distance: args.max_distance,
+        blowup: args.blowup,
+        rerank: !args.no_rerank,
+    };
+    crate::search::query::check_options(&opts)?;
     let also = super::open_also(args.also.as_deref())?;
     let gpu = args.gpu.open()?;
     let mut searcher = Searcher::with_batch(&gpu, &index, &model, args.batch)?;
@@ -171,8 +175,9 @@ pub fn run(args: &Args) -> Result<()> {
         eprintln!(
             "timings: start-up {startup:.3} s (index, model, device, upload), embedding \
              {embed:.3} s, kNN {knn:.3} s, re-rank {rerank:.3} s, input and output {:.3} s, \
-             total {total:.3} s",
-            (total - startup - embed - knn - rerank).max(0.0)
+             total {total:.3} s; C = {}",
+            (total - startup - embed - knn - rerank).max(0.0),
+            opts.candidates
         );
     }
     if args.max_distance.is_some() && hits == 0 {

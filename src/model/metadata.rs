@@ -74,3 +74,38 @@ impl<'a> ModelFile<'a> {
 fn invalid(source: &str, e: safetensors::SafeTensorError) -> anyhow::Error {
     anyhow!("{source} is not a valid safetensors file ({e})")
 }
+
+/// `bytes`, a safetensors file, with `__metadata__[key] = value` (added or replaced);
+/// the tensors and their data are unchanged. The header is written with its keys sorted,
+/// so the same input gives the same bytes (and fingerprint).
+pub fn with_metadata(bytes: &[u8], key: &str, value: &str, source: &str) -> Result<Vec<u8>> {
+    use serde_json::{Map, Value};
+    SafeTensors::deserialize(bytes).map_err(|e| invalid(source, e))?;
+    // A valid file: 8 bytes of header length, the JSON header, then the data.
+    let header_len = u64::from_le_bytes(bytes[..8].try_into()?) as usize;
+    let header: Map<String, Value> = serde_json::from_slice(&bytes[8..8 + header_len])?;
+    let mut entries: Vec<(String, Value)> = header.into_iter().collect();
+    match entries.iter_mut().find(|(k, _)| k == "__metadata__") {
+        Some((_, Value::Object(meta))) => {
+            meta.insert(key.to_string(), Value::String(value.to_string()));
+            let mut sorted: Vec<_> = std::mem::take(meta).into_iter().collect();
+            sorted.sort_by(|a, b| a.0.cmp(&b.0));
+            *meta = sorted.into_iter().collect();
+        }
+        _ => {
+            let meta = Map::from_iter([(key.to_string(), Value::String(value.to_string()))]);
+            entries.retain(|(k, _)| k != "__metadata__");
+            entries.push(("__metadata__".to_string(), Value::Object(meta)));
+        }
+    }
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut json = serde_json::to_vec(&Value::Object(entries.into_iter().collect()))?;
+    json.resize(json.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + json.len() + bytes.len() - 8 - header_len);
+    out.extend((json.len() as u64).to_le_bytes());
+    out.extend(json);
+    out.extend(&bytes[8 + header_len..]);
+    SafeTensors::deserialize(&out)
+        .map_err(|e| anyhow!("internal error: wrote an invalid safetensors file ({e})"))?;
+    Ok(out)
+}

@@ -170,7 +170,15 @@ pub struct Model {
     /// The safetensors file's bytes, which an index stores so that searching needs no
     /// model file (`None` for an imported `.pth`).
     file: Option<Vec<u8>>,
+    /// The `--candidates` measured for this model and recorded in its file
+    /// ([`META_DEFAULT_CANDIDATES`]), if any.
+    default_candidates: Option<usize>,
 }
+
+/// Model-file metadata: the default `--candidates` measured for this model by
+/// CONTRACTS.md's rule (`bench query --record-default`), a whole number >= 1. Files
+/// without it take the project's default.
+pub const META_DEFAULT_CANDIDATES: &str = "megashtein.default_candidates";
 
 impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -207,7 +215,22 @@ impl Model {
     /// A model from the bytes of a model file; `source` names it in messages.
     pub fn from_bytes(bytes: Vec<u8>, source: impl Into<String>) -> Result<Model> {
         let source = source.into();
-        let arch = match file_arch(&bytes).as_deref() {
+        let default_candidates = match file_metadata(&bytes, META_DEFAULT_CANDIDATES) {
+            Some(text) => Some(
+                text.trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|&c| c >= 1)
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "{source}: {META_DEFAULT_CANDIDATES} is {text:?}, expected a whole \
+                             number of at least 1"
+                        )
+                    })?,
+            ),
+            None => None,
+        };
+        let arch = match file_metadata(&bytes, weights::META_ARCH).as_deref() {
             Some(cgk::ARCH) => Architecture::Cgk(Cgk::from_safetensors(&bytes, &source)?),
             Some(cnn_ed::ARCH) => {
                 Architecture::CnnEd(Box::new(CnnEd::from_safetensors(&bytes, &source)?))
@@ -219,6 +242,7 @@ impl Model {
             fingerprint: hex_sha256(&bytes),
             source,
             file: Some(bytes),
+            default_candidates,
         })
     }
 
@@ -231,6 +255,7 @@ impl Model {
             fingerprint: hex_sha256(&bytes),
             source: source.into(),
             file: Some(bytes),
+            default_candidates: None,
         })
     }
 
@@ -242,6 +267,7 @@ impl Model {
             fingerprint,
             source,
             file: None,
+            default_candidates: None,
         }
     }
 
@@ -253,6 +279,7 @@ impl Model {
             arch: Architecture::Cgk(cgk),
             source: source.into(),
             file: Some(bytes),
+            default_candidates: None,
         })
     }
 
@@ -264,6 +291,7 @@ impl Model {
             arch: Architecture::CnnEd(Box::new(model)),
             source: source.into(),
             file: Some(bytes),
+            default_candidates: None,
         })
     }
 
@@ -337,6 +365,37 @@ impl Model {
     pub fn file_bytes(&self) -> Option<&[u8]> {
         self.file.as_deref()
     }
+
+    /// The `--candidates` measured for this model and recorded in its file, if any.
+    pub fn default_candidates(&self) -> Option<usize> {
+        self.default_candidates
+    }
+
+    /// This model with `candidates` recorded as its default `--candidates`: the same
+    /// tensors and metadata plus [`META_DEFAULT_CANDIDATES`], so a new fingerprint.
+    pub fn with_default_candidates(&self, candidates: usize) -> Result<Model> {
+        let Some(bytes) = &self.file else {
+            anyhow::bail!(
+                "{} is not a model file; make one with `megashtein-gpu import` first",
+                self.source
+            );
+        };
+        let bytes = metadata::with_metadata(
+            bytes,
+            META_DEFAULT_CANDIDATES,
+            &candidates.to_string(),
+            &self.source,
+        )?;
+        Model::from_bytes(bytes, self.source.clone())
+    }
+
+    /// Writes the model file to `path` atomically (complete or absent).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let Some(bytes) = &self.file else {
+            anyhow::bail!("{} is not a model file and cannot be saved", self.source);
+        };
+        crate::io::write_atomic(path, |out| Ok(std::io::Write::write_all(out, bytes)?))
+    }
 }
 
 /// The released checkpoint built into the binary ([`RELEASED_CHECKPOINT`]), imported
@@ -367,10 +426,10 @@ fn not_a_network(source: &str, arch: &str) -> anyhow::Error {
     )
 }
 
-/// The `megashtein.arch` metadata of a safetensors file, if it has one.
-fn file_arch(bytes: &[u8]) -> Option<String> {
+/// The `key` metadata of a safetensors file, if it has one.
+fn file_metadata(bytes: &[u8], key: &str) -> Option<String> {
     let (_, header) = safetensors::SafeTensors::read_metadata(bytes).ok()?;
-    header.metadata().as_ref()?.get(weights::META_ARCH).cloned()
+    header.metadata().as_ref()?.get(key).cloned()
 }
 
 /// Lower-case hex SHA-256 of `bytes`.
