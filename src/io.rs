@@ -203,6 +203,11 @@ pub fn write_atomic(
     temp.persist(file)
 }
 
+/// Writes `bytes` to `path` atomically ([`write_atomic`]).
+pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic(path, |out| Ok(out.write_all(bytes)?))
+}
+
 /// The `.npy` magic string.
 pub const NPY_MAGIC: &[u8; 6] = b"\x93NUMPY";
 

@@ -504,7 +504,7 @@ fn failed_save_leaves_no_file() {
     assert_eq!(std::fs::read(&path).unwrap(), before);
     // Into a directory that does not exist, and onto a directory.
     let e = error_of(good.save(&dir.path().join("nope/m.safetensors")));
-    assert_mentions(&e, &["cannot write model", "nope"]);
+    assert_mentions(&e, &["cannot create output file", "nope"]);
     std::fs::create_dir(dir.path().join("sub")).unwrap();
     assert!(good.save(&dir.path().join("sub")).is_err());
     let names: Vec<_> = std::fs::read_dir(dir.path())

@@ -1,14 +1,13 @@
 //! `megashtein-gpu make-cgk`: a CGK model file (training-free: random walk bits drawn
 //! from a seed) with its estimator, a power curve from Hamming to edit distance fitted
 //! on labelled pairs.
-use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Result, anyhow, bail};
 use rayon::prelude::*;
 
 use crate::input::NonAscii;
-use crate::io::write_atomic;
+use crate::io::write_file_atomic;
 use crate::model::cgk::{self, Cgk, MAX_REPS};
 use crate::model::params::MAX_LEN;
 use crate::model::{Estimator, Model};
@@ -75,7 +74,7 @@ pub fn run(args: &Args) -> Result<()> {
     let source = args.output.display().to_string();
     let model = Model::from_cgk(cgk, &source)?;
     let bytes = model.file_bytes().expect("a CGK model has a file");
-    write_atomic(&args.output, |out| Ok(out.write_all(bytes)?))?;
+    write_file_atomic(&args.output, bytes)?;
     let fit = match &args.corpus {
         Some(path) => format!("pairs from {}", path.display()),
         None => "synthetic printable pairs".to_string(),

@@ -210,7 +210,7 @@ impl Gpu {
         entry: &'static str,
     ) -> wgpu::ComputePipeline {
         let key = (source.to_string(), entry);
-        if let Some(pipeline) = self.lock(&self.pipelines).get(&key) {
+        if let Some(pipeline) = lock(&self.pipelines).get(&key) {
             return pipeline.clone();
         }
         let module = self.shader_module(label, source);
@@ -224,19 +224,16 @@ impl Gpu {
                 compilation_options: Default::default(),
                 cache: None,
             });
-        self.lock(&self.pipelines)
-            .entry(key)
-            .or_insert(pipeline)
-            .clone()
+        lock(&self.pipelines).entry(key).or_insert(pipeline).clone()
     }
 
     /// How many pipelines this device has built.
     pub fn pipelines_built(&self) -> usize {
-        self.lock(&self.pipelines).len()
+        lock(&self.pipelines).len()
     }
 
     fn shader_module(&self, label: &str, source: &str) -> wgpu::ShaderModule {
-        self.lock(&self.modules)
+        lock(&self.modules)
             .entry(source.to_string())
             .or_insert_with(|| {
                 self.device
@@ -246,10 +243,6 @@ impl Gpu {
                     })
             })
             .clone()
-    }
-
-    fn lock<'m, T>(&self, cache: &'m Mutex<T>) -> std::sync::MutexGuard<'m, T> {
-        cache.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Largest storage buffer a single binding may cover, in bytes.
@@ -274,4 +267,9 @@ impl Gpu {
             self.info.driver_info
         )
     }
+}
+
+/// A cache's lock; a panic while it was held leaves nothing half-written worth refusing.
+fn lock<T>(cache: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    cache.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -690,10 +690,7 @@ impl CnnEd {
     /// Writes the model file atomically (complete or absent).
     pub fn save(&self, path: &std::path::Path) -> Result<()> {
         let bytes = self.to_safetensors()?;
-        crate::io::write_atomic(path, |out| {
-            std::io::Write::write_all(out, &bytes)?;
-            Ok(())
-        })
+        crate::io::write_file_atomic(path, &bytes)
     }
 
     /// Parses a CNN-ED model file; `source` names it in messages.

@@ -394,7 +394,7 @@ impl Model {
         let Some(bytes) = &self.file else {
             anyhow::bail!("{} is not a model file and cannot be saved", self.source);
         };
-        crate::io::write_atomic(path, |out| Ok(std::io::Write::write_all(out, bytes)?))
+        crate::io::write_file_atomic(path, bytes)
     }
 }
 

@@ -7,8 +7,7 @@
 //! `megashtein.distance_scale` (see CONTRACTS.md).
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::path::Path;
 
 use anyhow::{Result, anyhow, bail};
@@ -330,7 +329,7 @@ impl Weights {
     /// complete new one, never a part.
     pub fn save(&self, path: &Path) -> Result<()> {
         let bytes = self.to_safetensors()?;
-        save_atomic(path, &bytes).map_err(|e| anyhow!("cannot write model {}: {e}", path.display()))
+        crate::io::write_file_atomic(path, &bytes)
     }
 
     /// PyTorch's initialisation of the reference architecture at the released widths
@@ -552,39 +551,6 @@ fn standard_normal(rng: &mut StdRng) -> f32 {
     let u1 = 1.0 - rng.random::<f64>(); // (0, 1]
     let u2 = rng.random::<f64>();
     ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
-}
-
-/// Writes `bytes` to a temporary file beside `path`, syncs it and renames it over
-/// `path`; on any error the temporary file is removed and `path` is untouched.
-fn save_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| anyhow!("not a file path"))?
-        .to_string_lossy();
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let tmp = dir.join(format!(".{name}.{}.{nanos}.tmp", std::process::id()));
-    let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-    let written = file
-        .write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .and_then(|()| {
-            drop(file);
-            fs::rename(&tmp, path)
-        });
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(e.into());
-    }
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1126,7 +1126,7 @@ impl Index {
     /// Writes the index to `path` atomically (a file that [`Index::open`] reads back
     /// as this index).
     pub fn save(&self, path: &Path) -> Result<()> {
-        crate::io::write_atomic(path, |out| Ok(out.write_all(&self.map)?))
+        crate::io::write_file_atomic(path, &self.map)
     }
 
     /// An error unless `model` made this index: another model's embeddings live in
