@@ -225,6 +225,24 @@ fn builtin_set_and_held_out_queries() {
     );
     let lens: std::collections::HashSet<usize> = syn.iter().map(|p| p.0.len()).collect();
     assert!(lens.len() > 60, "lengths cover 1..=80");
+    assert!(
+        syn.iter()
+            .flat_map(|(a, b)| a.iter().chain(b))
+            .all(u8::is_ascii_lowercase)
+    );
+    // The printable set: the same shapes over printable ASCII, all of it in use.
+    let printable = data::printable_pairs(1, 500);
+    assert!(
+        printable
+            .iter()
+            .all(|(a, b)| a != b && a.len() <= 80 && b.len() <= 80 && !b.is_empty())
+    );
+    let bytes: std::collections::HashSet<u8> = printable
+        .iter()
+        .flat_map(|(a, b)| a.iter().chain(b).copied())
+        .collect();
+    assert_eq!(bytes.len(), 95, "{bytes:?}");
+    assert!(bytes.iter().all(|&c| (b' '..=b'~').contains(&c)));
 }
 
 // ---------------------------------------------------------------- end to end
@@ -276,6 +294,22 @@ fn eval_on_the_builtin_set_writes_the_report_and_plots() {
         }
     }
     assert_eq!(exact["distance"]["all"]["mae"], 0.0);
+    // The printable synthetic pairs are measured for every row, apart from the fit.
+    for m in r["models"].as_array().unwrap() {
+        let printable = &m["distance"]["synthetic_printable"];
+        assert_eq!(printable["pairs"], 600, "{}", m["name"]);
+        assert!(
+            printable["mre"].as_f64().unwrap().is_finite(),
+            "{}",
+            m["name"]
+        );
+        assert_eq!(m["distance"]["fit_pairs"], 450, "{}", m["name"]);
+    }
+    assert_eq!(exact["distance"]["synthetic_printable"]["mae"], 0.0);
+    assert!(
+        stdout.contains("synthetic MRE, lower-case / printable: "),
+        "{stdout}"
+    );
 
     // The untrained network scores below the trained ones.
     let score = |m: &serde_json::Value| {

@@ -9,6 +9,7 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use crate::input::{LineReader, NonAscii};
 use crate::model::params::MAX_LEN;
+use crate::train::data::PRINTABLE;
 
 /// Built-in base: 3,000 words of the CNN-ED word list (`cnned_word.txt`, shipped with the
 /// CNN-ED code).
@@ -130,17 +131,26 @@ fn random_string(rng: &mut StdRng, len: usize, alphabet: &[u8]) -> Vec<u8> {
 /// 1..=length) or, one time in five, an independent random string. Identical pairs are
 /// drawn again. Both sides stay within 80 characters.
 pub fn synthetic_pairs(seed: u64, n: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+    random_pairs(seed, n, LOWER)
+}
+
+/// [`synthetic_pairs`] over printable ASCII (`train`'s synthetic alphabet).
+pub fn printable_pairs(seed: u64, n: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+    random_pairs(seed, n, PRINTABLE)
+}
+
+fn random_pairs(seed: u64, n: usize, alphabet: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
         let len = rng.random_range(1..=MAX_LEN);
-        let a = random_string(&mut rng, len, LOWER);
+        let a = random_string(&mut rng, len, alphabet);
         let b = if rng.random_range(0..5) == 0 {
             let len = rng.random_range(1..=MAX_LEN);
-            random_string(&mut rng, len, LOWER)
+            random_string(&mut rng, len, alphabet)
         } else {
             let k = rng.random_range(1..=len);
-            typo(&mut rng, &a, k, LOWER)
+            typo(&mut rng, &a, k, alphabet)
         };
         if a != b && !b.is_empty() && b.len() <= MAX_LEN {
             out.push((a, b));

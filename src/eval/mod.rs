@@ -168,6 +168,9 @@ pub struct DistanceReport {
     pub all: PairStats,
     pub synthetic: PairStats,
     pub typo: PairStats,
+    /// Synthetic pairs over printable ASCII (what `train` draws by default), estimated
+    /// with the same g; not in the fit nor in `all`.
+    pub synthetic_printable: PairStats,
     pub by_distance: Vec<Bucket>,
     /// By the longer string's length.
     pub by_length: Vec<Bucket>,
@@ -379,6 +382,9 @@ struct EvalData {
     /// Length of the longer side of each pair.
     pair_len: Vec<u32>,
     synthetic: usize,
+    /// Pairs g is fitted on and `all` measures: the synthetic and typo pairs, before the
+    /// printable ones.
+    fitted: usize,
     query_exact: Vec<Vec<u32>>,
     miss: Vec<MissCase>,
     has_misspellings: bool,
@@ -416,6 +422,7 @@ pub fn run(gpu: &Gpu, opts: &Options) -> Result<Report> {
     // Data: pairs, queries, misspellings.
     let synthetic = data::synthetic_pairs(opts.seed, opts.synthetic_pairs);
     let typo = data::typo_pairs(opts.seed ^ 0x7970_6f73, &base, opts.typo_pairs);
+    let printable = data::printable_pairs(opts.seed ^ 0x7072_696e, opts.synthetic_pairs);
     let queries = data::held_out_queries(opts.seed ^ 0x7175_6572, &base, opts.queries);
     if queries.len() < opts.queries {
         notes.push(format!(
@@ -463,7 +470,8 @@ pub fn run(gpu: &Gpu, opts: &Options) -> Result<Report> {
         v.extend(items);
         r
     };
-    let pair_list: Vec<&(Vec<u8>, Vec<u8>)> = synthetic.iter().chain(&typo).collect();
+    let pair_list: Vec<&(Vec<u8>, Vec<u8>)> =
+        synthetic.iter().chain(&typo).chain(&printable).collect();
     let pair_a = push(&mut all, pair_list.iter().map(|p| p.0.clone()).collect());
     let pair_b = push(&mut all, pair_list.iter().map(|p| p.1.clone()).collect());
     let base_range = push(&mut all, base.clone());
@@ -507,6 +515,7 @@ pub fn run(gpu: &Gpu, opts: &Options) -> Result<Report> {
         pair_truth,
         pair_len,
         synthetic: synthetic.len(),
+        fitted: synthetic.len() + typo.len(),
         query_exact,
         miss,
         has_misspellings: pairs_source.is_some(),
@@ -694,20 +703,19 @@ fn evaluate(
         .map(|(i, j)| f64::from(est.dist(s, i, j)))
         .collect();
     let truth: Vec<f64> = ctx.pair_truth.iter().map(|&d| f64::from(d)).collect();
-    let (fit_x, fit_y): (Vec<f64>, Vec<f64>) = (0..d_hat.len())
+    let (fit_x, fit_y): (Vec<f64>, Vec<f64>) = (0..ctx.fitted)
         .step_by(2)
         .map(|i| (d_hat[i], truth[i]))
         .unzip();
     let g = LinearFit::fit(&fit_x, &fit_y);
     let scale = LinearFit::fit_proportional(&fit_x, &fit_y);
-    let eval_idx: Vec<usize> = (1..d_hat.len()).step_by(2).collect();
-    let stats_of = |keep: &dyn Fn(usize) -> bool| {
-        let (x, y): (Vec<f64>, Vec<f64>) = eval_idx
-            .iter()
-            .filter(|&&i| keep(i))
-            .map(|&i| (d_hat[i], truth[i]))
-            .unzip();
+    let eval_idx: Vec<usize> = (1..ctx.fitted).step_by(2).collect();
+    let stats_over = |idx: &mut dyn Iterator<Item = usize>| {
+        let (x, y): (Vec<f64>, Vec<f64>) = idx.map(|i| (d_hat[i], truth[i])).unzip();
         metrics::pair_stats(&x, &y, &g)
+    };
+    let stats_of = |keep: &dyn Fn(usize) -> bool| {
+        stats_over(&mut eval_idx.iter().copied().filter(|&i| keep(i)))
     };
     let bucketed = |buckets: &[(u32, u32)], key: &dyn Fn(usize) -> u32| {
         buckets
@@ -727,7 +735,11 @@ fn evaluate(
             .filter(|b| b.stats.pairs > 0)
             .collect::<Vec<_>>()
     };
-    let max_d = ctx.pair_truth.iter().copied().max().unwrap_or(0);
+    let max_d = ctx.pair_truth[..ctx.fitted]
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(0);
     let relative_error_by_distance = (1..=max_d)
         .filter_map(|d| {
             let st = stats_of(&|i| ctx.pair_truth[i] == d);
@@ -741,6 +753,7 @@ fn evaluate(
         all: stats_of(&|_| true),
         synthetic: stats_of(&|i| i < ctx.synthetic),
         typo: stats_of(&|i| i >= ctx.synthetic),
+        synthetic_printable: stats_over(&mut (ctx.fitted..d_hat.len())),
         by_distance: bucketed(&DISTANCE_BUCKETS, &|i| ctx.pair_truth[i]),
         by_length: bucketed(&LENGTH_BUCKETS, &|i| ctx.pair_len[i]),
         relative_error_by_distance,
@@ -996,6 +1009,21 @@ pub fn table(report: &Report) -> String {
             f(ci.and_then(|i| miss.map(|r| r.top1_matches_exact[i]))),
         );
     }
+    let synthetic_mre: Vec<String> = report
+        .models
+        .iter()
+        .map(|m| {
+            format!(
+                "{} {:.3} / {:.3}",
+                m.name, m.distance.synthetic.mre, m.distance.synthetic_printable.mre
+            )
+        })
+        .collect();
+    let _ = writeln!(
+        s,
+        "synthetic MRE, lower-case / printable: {}",
+        synthetic_mre.join(", ")
+    );
     let _ = writeln!(
         s,
         "MAE/MRE: calibrated |g(d_hat) - d| (g fitted on a separate half); Rk@T: recall of the exact top-k in the first T candidates; nn@C: exact nearest within C; corr@C: correct word within C (misspellings); top1@C: re-ranked top-1 at the exact top-1 distance."
