@@ -510,6 +510,7 @@ fn bench_query_records_the_rule_default_and_query_uses_a_models_own_default() {
         .min()
         .unwrap_or(1024);
     assert_eq!(report["recorded_default"]["candidates"], want, "{report}");
+    assert_eq!(report["model_default_candidates"], serde_json::Value::Null);
     // The file is the index's model (the built-in one) with the default added.
     let builtin = Model::builtin().unwrap();
     let model = Model::open(&recorded).unwrap();
@@ -546,6 +547,24 @@ fn bench_query_records_the_rule_default_and_query_uses_a_models_own_default() {
         candidates_used(bin(&args, b""))
     };
     let twenty_index = twenty_index.to_str().unwrap();
+    let bench = ok(bin(
+        &[
+            "bench",
+            "query",
+            "--index",
+            twenty_index,
+            "--pairs",
+            pairs.to_str().unwrap(),
+            "--queries",
+            "20",
+            "-C",
+            "20",
+            "--json",
+        ],
+        b"",
+    ));
+    let bench: serde_json::Value = serde_json::from_str(&bench).unwrap();
+    assert_eq!(bench["model_default_candidates"], 20, "{bench}");
     assert_eq!(used(twenty_index, &[]), 20);
     assert_eq!(used(twenty_index, &["-k", "30"]), 30);
     assert_eq!(used(twenty_index, &["-C", "100"]), 100);

@@ -731,6 +731,7 @@ fn bench_query(args: &QueryArgs) -> Result<()> {
             "exact_scan": exact,
             "candidates": rows,
             "rapidfuzz": peer,
+            "model_default_candidates": model.default_candidates(),
             "recorded_default": recorded,
         });
         println!("{report}");
@@ -807,6 +808,9 @@ fn bench_query(args: &QueryArgs) -> Result<()> {
             r.candidates
         ),
         None => println!("no C measured reaches recall@1 >= {RULE_RECALL_AT_1}"),
+    }
+    if let Some(c) = model.default_candidates() {
+        println!("the index's model records C = {c} as its default");
     }
     Ok(())
 }
