@@ -30,7 +30,7 @@
 //!
 //! // A searcher checks that the index was made by this model, then answers queries.
 //! let mut searcher = Searcher::new(&gpu, &index, &model)?;
-//! let answers = searcher.search(&["oragne", "banan"], &QueryOptions::default())?;
+//! let answers = searcher.search(&["oragne", "banan"], &QueryOptions::for_model(&model))?;
 //! let best = &answers[0].hits[0];
 //! assert_eq!(index.string(best.id), b"orange");
 //! assert_eq!(best.distance, Some(2));

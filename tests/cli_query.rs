@@ -491,8 +491,6 @@ fn bench_query_records_the_rule_default_and_query_uses_a_models_own_default() {
             &index,
             "--pairs",
             pairs.to_str().unwrap(),
-            "-C",
-            "10,20,50",
             "--json",
             "--record-default",
             recorded.to_str().unwrap(),
@@ -569,6 +567,11 @@ fn bench_query_records_the_rule_default_and_query_uses_a_models_own_default() {
     assert_eq!(used(twenty_index, &["-k", "30"]), 30);
     assert_eq!(used(twenty_index, &["-C", "100"]), 100);
     assert_eq!(used(&index, &[]), 50);
+    // With --also, the larger of the two models' defaults, whichever index comes first
+    // (the CGK file records 1,024).
+    let cgk = c.index("cgk");
+    assert_eq!(used(twenty_index, &["--also", &cgk]), 1024);
+    assert_eq!(used(&cgk, &["--also", twenty_index]), 1024);
     // Same tensors, so the same answers as the built-in model's index at C = 20.
     let answer = |index: &str| ok(bin(&["query", "--index", index, "acommodate"], b""));
     let at_20 = ok(bin(
@@ -579,7 +582,7 @@ fn bench_query_records_the_rule_default_and_query_uses_a_models_own_default() {
 }
 
 #[test]
-fn a_default_candidates_needs_1000_queries_and_a_whole_number() {
+fn a_recorded_default_needs_the_rules_measurement_and_a_c_the_gpu_takes() {
     use megashtein_gpu::model::Model;
     let c = corpus();
     let pairs = misspellings(c, "too-few.tsv");
@@ -600,13 +603,43 @@ fn a_default_candidates_needs_1000_queries_and_a_whole_number() {
     ));
     assert!(e.contains("needs at least 1000 queries"), "{e}");
     assert!(!c.dir.join("never.safetensors").exists());
-    let e = Model::builtin()
-        .unwrap()
-        .with_default_candidates(0)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("megashtein.default_candidates is \"0\", expected a whole number"),
-        "{e}"
+    // The rule's whole grid must be measured, and the output writable, before any work.
+    let record = |candidates: &str, out: &Path| {
+        err(bin(
+            &[
+                "bench",
+                "query",
+                "--index",
+                &c.index("f32"),
+                "--pairs",
+                pairs.to_str().unwrap(),
+                "-C",
+                candidates,
+                "--record-default",
+                out.to_str().unwrap(),
+            ],
+            b"",
+        ))
+    };
+    let e = record("10,20,100,200,500,1024", &c.dir.join("never.safetensors"));
+    assert!(e.contains("-C lacks 50"), "{e}");
+    let e = record(
+        "10,20,50,100,200,500,1024",
+        &c.dir.join("no/such/dir/m.safetensors"),
     );
+    assert!(e.contains("cannot create output file"), "{e}");
+    for bad in [0, 1025] {
+        let e = Model::builtin()
+            .unwrap()
+            .with_default_candidates(bad)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!(
+                "megashtein.default_candidates is \"{bad}\", expected a whole number from 1 to \
+                 1024"
+            )),
+            "{e}"
+        );
+    }
 }

@@ -307,7 +307,7 @@ fn eval_on_the_builtin_set_writes_the_report_and_plots() {
     }
     assert_eq!(exact["distance"]["synthetic_printable"]["mae"], 0.0);
     assert!(
-        stdout.contains("synthetic MRE, lower-case / printable: "),
+        stdout.contains("synthetic MRE, lower-case (the evaluation half) / printable (all): "),
         "{stdout}"
     );
 

@@ -181,18 +181,26 @@ pub struct CandidateRow {
     pub recall_at_k: f64,
 }
 
-/// CONTRACTS.md's rule for a default `--candidates`: the smallest C of the grid
-/// reaching this tie-aware recall@1 ...
+/// CONTRACTS.md's rule for a default `--candidates`: the smallest C of this grid ...
+pub const RULE_GRID: [usize; 7] = [10, 20, 50, 100, 200, 500, MAX_GPU_CANDIDATES];
+/// ... reaching this tie-aware recall@1 ...
 pub const RULE_RECALL_AT_1: f64 = 0.99;
-/// ... over at least this many queries ...
+/// ... over at least this many queries, or the grid's last C where none does
+/// ([`rule_candidates`]).
 pub const RULE_QUERIES: usize = 1000;
-/// ... and [`MAX_GPU_CANDIDATES`] where no C measured reaches it.
-pub fn rule_candidates(rows: &[CandidateRow]) -> usize {
+
+/// The smallest C of `rows` within the GPU search's limit that reaches
+/// [`RULE_RECALL_AT_1`].
+pub fn smallest_reaching(rows: &[CandidateRow]) -> Option<usize> {
     rows.iter()
-        .filter(|r| r.recall_at_1 >= RULE_RECALL_AT_1)
+        .filter(|r| r.candidates <= MAX_GPU_CANDIDATES && r.recall_at_1 >= RULE_RECALL_AT_1)
         .map(|r| r.candidates)
         .min()
-        .unwrap_or(MAX_GPU_CANDIDATES)
+}
+
+/// The rule's C from `rows`, which must cover [`RULE_GRID`].
+pub fn rule_candidates(rows: &[CandidateRow]) -> usize {
+    smallest_reaching(rows).unwrap_or(MAX_GPU_CANDIDATES)
 }
 
 /// Answer `queries` with `searcher` (over `index`) for each of `candidates` (one

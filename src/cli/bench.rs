@@ -10,8 +10,8 @@ use crate::bench::join::{exact_join, measure_join};
 use crate::bench::knn::{KnnGrid, KnnThroughput, flops_per_pair, knn_grid};
 use crate::bench::peer::run_json_lines;
 use crate::bench::query::{
-    CandidateRow, RULE_QUERIES, RULE_RECALL_AT_1, candidate_sweep, exact_scan, rapidfuzz_peer,
-    rule_candidates, sample_queries,
+    CandidateRow, RULE_GRID, RULE_QUERIES, RULE_RECALL_AT_1, candidate_sweep, exact_scan,
+    rapidfuzz_peer, rule_candidates, sample_queries, smallest_reaching,
 };
 use crate::bench::train::{TrainThroughput, train_profile, train_throughput};
 use crate::bench::{
@@ -188,8 +188,9 @@ pub struct QueryArgs {
     #[arg(long, value_name = "PYTHON")]
     pub python: Option<PathBuf>,
     /// Write the index's model, with the default C measured here recorded in it (the
-    /// smallest C measured with recall@1 >= 0.99, else 1,024; at least 1,000 queries), to
-    /// this model file: `query` on indexes made with it then uses that C by default.
+    /// smallest C of the rule's grid with recall@1 >= 0.99, else 1,024; -C must hold the
+    /// grid, and at least 1,000 queries), to this model file: `query` on indexes made
+    /// with it then uses that C by default.
     #[arg(long, value_name = "MODEL", conflicts_with = "also")]
     pub record_default: Option<PathBuf>,
     /// One JSON object with everything instead of the table.
@@ -623,6 +624,16 @@ fn bench_query(args: &QueryArgs) -> Result<()> {
     if args.queries == 0 || args.k == 0 || args.candidates.is_empty() {
         bail!("--queries, -k and --candidates must be at least 1");
     }
+    if let Some(path) = &args.record_default {
+        if let Some(c) = RULE_GRID.iter().find(|c| !args.candidates.contains(c)) {
+            bail!(
+                "--record-default needs the rule's whole grid of C measured ({RULE_GRID:?}); \
+                 -C lacks {c}"
+            );
+        }
+        // A path that cannot be written fails now, not after the measurement.
+        crate::io::TempFile::create(path)?;
+    }
     let index = Index::open(&args.index)?;
     if index.is_empty() {
         bail!("index {} is empty", args.index.display());
@@ -801,11 +812,9 @@ fn bench_query(args: &QueryArgs) -> Result<()> {
             ratio_text(row.queries_per_s / exact.queries_per_s)
         );
     }
-    let reaching = rows.iter().filter(|r| r.recall_at_1 >= RULE_RECALL_AT_1);
-    match reaching.min_by_key(|r| r.candidates) {
-        Some(r) => println!(
-            "smallest C measured with recall@1 >= {RULE_RECALL_AT_1} (the default-C rule): {}",
-            r.candidates
+    match smallest_reaching(&rows) {
+        Some(c) => println!(
+            "smallest C measured with recall@1 >= {RULE_RECALL_AT_1} (the default-C rule): {c}"
         ),
         None => println!("no C measured reaches recall@1 >= {RULE_RECALL_AT_1}"),
     }

@@ -11,9 +11,7 @@ use super::table::{Format, Table, as_text, f32_value, is_broken_pipe};
 use crate::input::{InputStats, Line, NonAscii, check_query, stream_batches};
 use crate::model::Model;
 use crate::search::index::Index;
-use crate::search::query::{
-    Answer, DEFAULT_BLOWUP, MAX_GPU_CANDIDATES, QueryOptions, Searcher, default_candidates,
-};
+use crate::search::query::{Answer, DEFAULT_BLOWUP, MAX_GPU_CANDIDATES, QueryOptions, Searcher};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -35,8 +33,8 @@ pub struct Args {
     pub k: usize,
     /// Rows taken by embedding distance for the exact re-rank [default: the model's own
     /// measured default if its file records one (`bench query --record-default`), else 50
-    /// (the project's rule, README); raised to -k; 1,024, the GPU search's limit, for
-    /// threshold search].
+    /// (the project's rule, README); with --also the larger of the two models'; raised to
+    /// -k; 1,024, the GPU search's limit, for threshold search].
     #[arg(long, short = 'C')]
     pub candidates: Option<usize>,
     /// Threshold search: every string within this exact distance among the candidates.
@@ -71,14 +69,19 @@ pub struct Args {
     pub gpu: super::DeviceArgs,
 }
 
-/// `--candidates`, or its default: the model's top-k default (never below -k), or for
-/// threshold search, where C only caps the candidates within the estimate, the GPU
-/// search's limit.
-fn candidates(args: &Args, model: &Model) -> usize {
+/// `--candidates`, or its default: for top-k search the models' own (the larger of the
+/// two with `--also`, whose sources each take half), never below -k; for threshold
+/// search, where C only caps the candidates within the estimate, the GPU search's limit.
+fn candidates(args: &Args, models: &[&Model]) -> usize {
     match (args.candidates, args.max_distance) {
         (Some(c), _) => c,
         (None, Some(_)) => MAX_GPU_CANDIDATES,
-        (None, None) => default_candidates(model).max(args.k),
+        (None, None) => models
+            .iter()
+            .map(|model| QueryOptions::for_model(model).candidates)
+            .max()
+            .unwrap_or(0)
+            .max(args.k),
     }
 }
 
@@ -86,18 +89,23 @@ pub fn run(args: &Args) -> Result<()> {
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
-    let started = Instant::now();
-    let index = Index::open(&args.index)?;
-    let model = index.load_model(args.model.as_deref())?;
-    let opts = QueryOptions {
+    let mut opts = QueryOptions {
         k: args.k,
-        candidates: candidates(args, &model),
+        // Checked before any work with -C or its floor, -k; the default is set below.
+        candidates: args.candidates.unwrap_or(args.k),
         max_distance: args.max_distance,
         blowup: args.blowup,
         rerank: !args.no_rerank,
     };
     crate::search::query::check_options(&opts)?;
+    let started = Instant::now();
+    let index = Index::open(&args.index)?;
+    let model = index.load_model(args.model.as_deref())?;
     let also = super::open_also(args.also.as_deref())?;
+    let models: Vec<&Model> = std::iter::once(&model)
+        .chain(also.as_ref().map(|(_, model)| model))
+        .collect();
+    opts.candidates = candidates(args, &models);
     let gpu = args.gpu.open()?;
     let mut searcher = Searcher::with_batch(&gpu, &index, &model, args.batch)?;
     if let Some((also, model)) = &also {

@@ -957,12 +957,13 @@ pub fn table(report: &Report) -> String {
     let d = &report.data;
     let _ = writeln!(
         s,
-        "base: {} ({} rows), {} held-out queries, {} synthetic + {} typo pairs, misspellings: {} of {} used",
+        "base: {} ({} rows), {} held-out queries, {} synthetic + {} typo pairs (and {} printable, outside the fit), misspellings: {} of {} used",
         d.base_source,
         d.base_rows,
         d.queries,
         d.synthetic_pairs,
         d.typo_pairs,
+        d.synthetic_pairs,
         d.misspellings_used,
         d.misspellings_read
     );
@@ -1021,7 +1022,7 @@ pub fn table(report: &Report) -> String {
         .collect();
     let _ = writeln!(
         s,
-        "synthetic MRE, lower-case / printable: {}",
+        "synthetic MRE, lower-case (the evaluation half) / printable (all): {}",
         synthetic_mre.join(", ")
     );
     let _ = writeln!(

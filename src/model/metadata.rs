@@ -109,3 +109,65 @@ pub fn with_metadata(bytes: &[u8], key: &str, value: &str, source: &str) -> Resu
         .map_err(|e| anyhow!("internal error: wrote an invalid safetensors file ({e})"))?;
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use safetensors::tensor::{Dtype, TensorView};
+
+    /// A one-tensor file with `metadata`, written by the safetensors crate.
+    fn file(metadata: Option<HashMap<String, String>>) -> Vec<u8> {
+        let data: Vec<u8> = (0..24).collect();
+        let view = TensorView::new(Dtype::F32, vec![2, 3], &data).unwrap();
+        safetensors::serialize([("w", view)], metadata).unwrap()
+    }
+
+    fn data_of(bytes: &[u8]) -> Vec<u8> {
+        SafeTensors::deserialize(bytes)
+            .unwrap()
+            .tensor("w")
+            .unwrap()
+            .data()
+            .to_vec()
+    }
+
+    fn metadata_of(bytes: &[u8]) -> HashMap<String, String> {
+        let (_, header) = SafeTensors::read_metadata(bytes).unwrap();
+        header.metadata().clone().unwrap_or_default()
+    }
+
+    #[test]
+    fn a_file_without_metadata_gains_the_key_and_keeps_its_tensors() {
+        let plain = file(None);
+        let out = with_metadata(&plain, "k", "v", "f").unwrap();
+        assert_eq!(metadata_of(&out), HashMap::from([("k".into(), "v".into())]));
+        assert_eq!(data_of(&out), data_of(&plain));
+        let header_len = u64::from_le_bytes(out[..8].try_into().unwrap());
+        assert_eq!(header_len % 8, 0, "the header is padded to 8 bytes");
+    }
+
+    #[test]
+    fn a_key_is_replaced_and_the_result_depends_only_on_the_final_metadata() {
+        let base = file(Some(HashMap::from([("a".into(), "1".into())])));
+        let twice = with_metadata(
+            &with_metadata(&base, "k", "20", "f").unwrap(),
+            "k",
+            "30",
+            "f",
+        );
+        let once = with_metadata(&base, "k", "30", "f").unwrap();
+        assert_eq!(twice.unwrap(), once);
+        let want = HashMap::from([("a".into(), "1".into()), ("k".into(), "30".into())]);
+        assert_eq!(metadata_of(&once), want);
+        assert_eq!(data_of(&once), data_of(&base));
+    }
+
+    #[test]
+    fn not_a_safetensors_file_is_an_error_naming_it() {
+        let e = with_metadata(b"nonsense", "k", "v", "m.safetensors").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("m.safetensors is not a valid safetensors file")
+        );
+    }
+}

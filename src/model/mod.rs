@@ -19,6 +19,7 @@ use std::path::Path;
 use anyhow::Result;
 use sha2::{Digest, Sha256};
 
+use crate::ops::knn::MAX_K;
 use cgk::Cgk;
 use cnn_ed::CnnEd;
 use weights::Weights;
@@ -176,8 +177,8 @@ pub struct Model {
 }
 
 /// Model-file metadata: the default `--candidates` measured for this model by
-/// CONTRACTS.md's rule (`bench query --record-default`), a whole number >= 1. Files
-/// without it take the project's default.
+/// CONTRACTS.md's rule (`bench query --record-default`), a whole number from 1 to the GPU
+/// search's limit ([`MAX_K`], 1,024). Files without it take the project's default.
 pub const META_DEFAULT_CANDIDATES: &str = "megashtein.default_candidates";
 
 impl std::fmt::Debug for Model {
@@ -220,11 +221,11 @@ impl Model {
                 text.trim()
                     .parse::<usize>()
                     .ok()
-                    .filter(|&c| c >= 1)
+                    .filter(|c| (1..=MAX_K).contains(c))
                     .ok_or_else(|| {
                         anyhow::anyhow!(
                             "{source}: {META_DEFAULT_CANDIDATES} is {text:?}, expected a whole \
-                             number of at least 1"
+                             number from 1 to {MAX_K}"
                         )
                     })?,
             ),

@@ -20,12 +20,6 @@ use crate::ops::knn::{self, Database, Knn, KnnPlan, MAX_K, Neighbor};
 /// wamerican-huge with the default model, or 1,024 if none does: 0.991 at 50 on 1,000
 /// queries (0.976 at 20, 0.997 at 200; BENCHMARKS.md, "The default model, retrained").
 pub const DEFAULT_CANDIDATES: usize = 50;
-
-/// The default `--candidates` for `model`: its own measured default where its file
-/// records one ([`Model::default_candidates`]), else [`DEFAULT_CANDIDATES`].
-pub fn default_candidates(model: &Model) -> usize {
-    model.default_candidates().unwrap_or(DEFAULT_CANDIDATES)
-}
 /// Default `--blowup` for threshold search.
 pub const DEFAULT_BLOWUP: f32 = 2.0;
 
@@ -54,6 +48,17 @@ impl Default for QueryOptions {
             max_distance: None,
             blowup: DEFAULT_BLOWUP,
             rerank: true,
+        }
+    }
+}
+
+impl QueryOptions {
+    /// The defaults for `model`: its own measured C where its file records one
+    /// ([`Model::default_candidates`]), else [`DEFAULT_CANDIDATES`].
+    pub fn for_model(model: &Model) -> Self {
+        QueryOptions {
+            candidates: model.default_candidates().unwrap_or(DEFAULT_CANDIDATES),
+            ..QueryOptions::default()
         }
     }
 }
