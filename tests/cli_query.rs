@@ -331,19 +331,7 @@ fn bad_input_gives_clear_errors() {
     // An index made by another model, queried with the default one, and the reverse.
     let other = make_other_model(dir.path());
     let other_index = dir.path().join("other.idx");
-    let corpus_txt = c.dir.join("corpus.txt");
-    ok(bin(
-        &[
-            "embed",
-            "-m",
-            other.to_str().unwrap(),
-            "-i",
-            corpus_txt.to_str().unwrap(),
-            "-o",
-            other_index.to_str().unwrap(),
-        ],
-        b"",
-    ));
+    embed_with(&other, &c.dir.join("corpus.txt"), &other_index);
     // Query "abc" in `index`, with `--model model` when given.
     let query = |index: &Path, model: Option<&Path>| {
         let mut args = vec!["query", "--index", index.to_str().unwrap(), "abc"];
@@ -368,6 +356,16 @@ fn bad_input_gives_clear_errors() {
     // Another model than the index's is refused.
     let e = err(query(Path::new(&index), Some(&other)));
     assert!(e.contains("was made by model"), "{e}");
+}
+
+/// `embed` of `input` into `index` with `model`.
+fn embed_with(model: &Path, input: &Path, index: &Path) {
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+    let (model, input, index) = (path(model), path(input), path(index));
+    ok(bin(
+        &["embed", "-m", &model, "-i", &input, "-o", &index],
+        b"",
+    ));
 }
 
 fn make_other_model(dir: &Path) -> PathBuf {
@@ -526,19 +524,7 @@ fn bench_query_records_the_rule_default_and_query_uses_a_models_own_default() {
         .save(&twenty)
         .unwrap();
     let twenty_index = c.dir.join("twenty.idx");
-    let input = c.dir.join("corpus.txt");
-    ok(bin(
-        &[
-            "embed",
-            "-i",
-            input.to_str().unwrap(),
-            "-o",
-            twenty_index.to_str().unwrap(),
-            "--model",
-            twenty.to_str().unwrap(),
-        ],
-        b"",
-    ));
+    embed_with(&twenty, &c.dir.join("corpus.txt"), &twenty_index);
     let used = |index: &str, extra: &[&str]| {
         let mut args = vec!["query", "--index", index, "--timings", "acommodate"];
         args.extend(extra);
