@@ -572,47 +572,23 @@ fn a_recorded_default_needs_the_rules_measurement_and_a_c_the_gpu_takes() {
     use megashtein_gpu::model::Model;
     let c = corpus();
     let pairs = misspellings(c, "too-few.tsv");
-    let e = err(bin(
-        &[
-            "bench",
-            "query",
-            "--index",
-            &c.index("f32"),
-            "--pairs",
-            pairs.to_str().unwrap(),
-            "--queries",
-            "999",
-            "--record-default",
-            c.dir.join("never.safetensors").to_str().unwrap(),
-        ],
-        b"",
-    ));
-    assert!(e.contains("needs at least 1000 queries"), "{e}");
-    assert!(!c.dir.join("never.safetensors").exists());
-    // The rule's whole grid must be measured, and the output writable, before any work.
-    let record = |candidates: &str, out: &Path| {
-        err(bin(
-            &[
-                "bench",
-                "query",
-                "--index",
-                &c.index("f32"),
-                "--pairs",
-                pairs.to_str().unwrap(),
-                "-C",
-                candidates,
-                "--record-default",
-                out.to_str().unwrap(),
-            ],
-            b"",
-        ))
+    // Each refused before any measuring, and nothing written.
+    let never = c.dir.join("never.safetensors");
+    let record = |extra: &[&str], out: &Path| {
+        let index = c.index("f32");
+        let mut args = vec!["bench", "query", "--index", &index];
+        args.extend(["--pairs", pairs.to_str().unwrap()]);
+        args.extend(["--record-default", out.to_str().unwrap()]);
+        args.extend(extra);
+        err(bin(&args, b""))
     };
-    let e = record("10,20,100,200,500,1024", &c.dir.join("never.safetensors"));
+    let e = record(&["--queries", "999"], &never);
+    assert!(e.contains("needs at least 1000 queries"), "{e}");
+    // The rule's whole grid must be measured, and the output writable.
+    let e = record(&["-C", "10,20,100,200,500,1024"], &never);
     assert!(e.contains("-C lacks 50"), "{e}");
-    let e = record(
-        "10,20,50,100,200,500,1024",
-        &c.dir.join("no/such/dir/m.safetensors"),
-    );
+    assert!(!never.exists());
+    let e = record(&[], &c.dir.join("no/such/dir/m.safetensors"));
     assert!(e.contains("cannot create output file"), "{e}");
     for bad in [0, 1025] {
         let e = Model::builtin()

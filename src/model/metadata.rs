@@ -99,15 +99,8 @@ pub fn with_metadata(bytes: &[u8], key: &str, value: &str, source: &str) -> Resu
         }
     }
     entries.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut json = serde_json::to_vec(&Value::Object(entries.into_iter().collect()))?;
-    json.resize(json.len().next_multiple_of(8), b' ');
-    let mut out = Vec::with_capacity(8 + json.len() + bytes.len() - 8 - header_len);
-    out.extend((json.len() as u64).to_le_bytes());
-    out.extend(json);
-    out.extend(&bytes[8 + header_len..]);
-    SafeTensors::deserialize(&out)
-        .map_err(|e| anyhow!("internal error: wrote an invalid safetensors file ({e})"))?;
-    Ok(out)
+    let header = Value::Object(entries.into_iter().collect());
+    super::weights::assemble_safetensors(&header, &[&bytes[8 + header_len..]])
 }
 
 #[cfg(test)]

@@ -501,14 +501,22 @@ pub(crate) fn serialize_safetensors(sd: &StateDict, meta: &[(&str, String)]) -> 
     }
     entries.sort_by(|a, b| a.0.cmp(&b.0));
     let header: Map<String, Value> = entries.into_iter().collect();
-    let mut json = serde_json::to_vec(&Value::Object(header))?;
-    // Pad the header with spaces to a multiple of 8 bytes, as the format recommends.
+    let data: Vec<&[u8]> = tensors.iter().map(|(_, t)| t.data.as_slice()).collect();
+    assemble_safetensors(&Value::Object(header), &data)
+}
+
+/// A safetensors file from its JSON `header` and its tensors' `data` in offset order:
+/// the header's length, the header padded with spaces to a multiple of 8 bytes (as the
+/// format recommends), then the data; checked by parsing it back.
+pub(crate) fn assemble_safetensors(header: &serde_json::Value, data: &[&[u8]]) -> Result<Vec<u8>> {
+    let mut json = serde_json::to_vec(header)?;
     json.resize(json.len().next_multiple_of(8), b' ');
-    let mut out = Vec::with_capacity(8 + json.len() + offset);
+    let data_len: usize = data.iter().map(|d| d.len()).sum();
+    let mut out = Vec::with_capacity(8 + json.len() + data_len);
     out.extend((json.len() as u64).to_le_bytes());
     out.extend(json);
-    for (_, t) in &tensors {
-        out.extend(&t.data);
+    for d in data {
+        out.extend(*d);
     }
     SafeTensors::deserialize(&out)
         .map_err(|e| anyhow!("internal error: wrote an invalid safetensors file ({e})"))?;
