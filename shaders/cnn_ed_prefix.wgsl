@@ -8,7 +8,8 @@
 // 1]) to the row of the character there, then applies the ReLU. Each id is read once,
 // not once per character (one thread per row and position was 2x slower on lavapipe).
 // It replaces ~M x 200 multiply-adds a row of the layered blocks by a few additions a
-// place.
+// place. Positions past the string's extent after the blocks (extent.wgsl, prepended)
+// are zeros, written without reading the string.
 struct Shape {
     batch: u32,     // strings
     alphabet: u32,  // C: rows a string; ids >= C (padding, unseen) add nothing
@@ -16,8 +17,8 @@ struct Shape {
     len: u32,       // positions a row after the blocks
     width: u32,     // values a channel of a place's response
     relu: u32,      // 1: the blocks end with a ReLU
-    _pad0: u32,
-    _pad1: u32,
+    blocks: u32,    // blocks folded: the rows are at level `blocks`
+    _pad: u32,
 }
 
 const CHANNELS: u32 = 8u;
@@ -28,6 +29,7 @@ const CHANNELS: u32 = 8u;
 @group(0) @binding(3) var<storage, read> first: array<u32>;      // [M]
 @group(0) @binding(4) var<storage, read> reach: array<u32>;      // [len, 2]
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;  // [batch * C, 8, len]
+@group(0) @binding(6) var<storage, read> lengths: array<u32>;    // [batch]
 
 // Channels c0 .. c0 + 3 of place l's response at its offset k.
 fn response4(l: u32, c0: u32, k: u32) -> vec4<f32> {
@@ -60,6 +62,9 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
         for (var ch = 0u; ch < CHANNELS; ch++) {
             out[out_at(rows + c, ch, pos)] = 0.0;
         }
+    }
+    if pos >= extent(lengths[string], s.blocks) {
+        return;
     }
     for (var l = reach[2u * pos]; l < reach[2u * pos + 1u]; l++) {
         let c = tokens[string * s.max_len + l];

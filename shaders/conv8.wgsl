@@ -14,30 +14,50 @@
 // in registers as 4x4 blocks (named values: lavapipe keeps arrays in memory) and computes
 // all 8 channels of up to POSITIONS positions with them: on lavapipe a read of the
 // weight is a gather, 8 lanes one by one, so reading it per position would cost more
-// than the multiply-adds (measured: 7/8 of the time). The invocations of a call take
+// than the multiply-adds (measured: 7/8 of the time). A row's invocations take
 // neighbouring positions, POSITIONS times over.
+// Row r belongs to string r / group, of lengths[r / group] characters (extent.wgsl,
+// prepended): forward computes the output places below that string's extent at level
+// + 1 and writes zeros after them, backward_data the input places below its extent at
+// level, and weight_partial the places whose pair sums can be nonzero. Each stops its
+// loop at the extent (forward and backward_data write the zeros after it in a second
+// loop): lavapipe runs both sides of a branch under a mask, so only a shorter loop saves
+// time there (a branch in the loop gained 6%).
 struct Shape {
     batch: u32,   // rows
     len: u32,     // input length; the output has len / 2 positions
     weight: u32,  // offset of w [8, 8, 3] in the parameter slab (of dw in the gradient slab)
     relu: u32,    // forward: 1 for a ReLU at the end
+    group: u32,   // rows a string
+    level: u32,   // blocks before this one (the input is level `level`)
+    _pad0: u32,
+    _pad1: u32,
 }
 
 const CHANNELS: u32 = 8u;
 // Positions per invocation of forward and backward_data (ops/conv8.rs dispatches for it).
 const POSITIONS: u32 = 32u;
-// (row, j) positions per workgroup of weight_partial: 64 per invocation.
-const SEGMENT: u32 = 4096u;
+// Rows per workgroup of weight_partial: each of its 64 invocations sums whole rows, about
+// 64 positions' worth (ops/conv8.rs sizes the grid with the same rule).
+fn segment_rows(half: u32) -> u32 {
+    return 64u * max(1u, 64u / max(half, 1u));
+}
 
 @group(0) @binding(0) var<uniform> s: Shape;
+@group(0) @binding(4) var<storage, read> lengths: array<u32>;  // [strings]
+
+// The places of row r at level `level` that can be nonzero.
+fn row_extent(r: u32, level: u32) -> u32 {
+    return extent(lengths[r / s.group], level);
+}
 
 fn thread_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * 64u;
 }
 
-// Invocations of a call over `n` positions per row: POSITIONS positions each.
-fn invocations(n: u32) -> u32 {
-    return s.batch * ((n + POSITIONS - 1u) / POSITIONS);
+// Invocations of a row of `n` positions: POSITIONS positions each.
+fn per_row(n: u32) -> u32 {
+    return (n + POSITIONS - 1u) / POSITIONS;
 }
 
 // w[o0 + c, i, t] for c = 0..3: four output channels.
@@ -99,23 +119,25 @@ fn apply_forward(w: ForwardBlock, p: mat3x4<f32>) -> vec4<f32> {
     return w.tap0 * p[0] + w.tap1 * p[1] + w.tap2 * p[2];
 }
 
-// One invocation per POSITIONS pooled positions (row, j), all 8 output channels.
+// One invocation per POSITIONS pooled positions of a row (j = k, k + per_row, ...), all 8
+// output channels.
 @compute @workgroup_size(64)
 fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let half = s.len / 2u;
-    let first = thread_index(gid, nwg);
-    let stride = invocations(half);
-    if first >= stride {
+    let invocations = per_row(half);
+    let t = thread_index(gid, nwg);
+    if t >= s.batch * invocations {
         return;
     }
+    let r = t / invocations;
+    let end = min(half, row_extent(r, s.level + 1u));
     // Output channels 0..3 (lo) and 4..7 (hi) from input channels 0..3 and 4..7.
     let lo_lo = forward_block(0u, 0u);
     let lo_hi = forward_block(0u, 4u);
     let hi_lo = forward_block(4u, 0u);
     let hi_hi = forward_block(4u, 4u);
-    for (var pos = first; pos < s.batch * half; pos += stride) {
-        let r = pos / half;
-        let j = pos - r * half;
+    var j = t - r * invocations;
+    while j < end {
         let p_lo = pair_sums4(r, 0u, j);
         let p_hi = pair_sums4(r, 4u, j);
         var lo = 0.5 * (apply_forward(lo_lo, p_lo) + apply_forward(lo_hi, p_hi));
@@ -128,6 +150,13 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
             y[(r * CHANNELS + c) * half + j] = lo[c];
             y[(r * CHANNELS + 4u + c) * half + j] = hi[c];
         }
+        j += invocations;
+    }
+    while j < half {
+        for (var c = 0u; c < CHANNELS; c++) {
+            y[(r * CHANNELS + c) * half + j] = 0.0;
+        }
+        j += invocations;
     }
 }
 
@@ -161,24 +190,28 @@ fn backward_block(i0: u32, o0: u32) -> BackwardBlock {
     return BackwardBlock(w0 + w1, w2, w0, w1 + w2);
 }
 
-// One invocation per POSITIONS pairs of input positions (row, 2a and 2a + 1; an odd
-// len's last pair is its last position alone), all 8 input channels.
+// One invocation per POSITIONS pairs of input positions of a row (2a and 2a + 1 for a =
+// k, k + per_row, ...; an odd len's last pair is its last position alone), all 8 input
+// channels.
 @compute @workgroup_size(64)
 fn backward_data(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let pairs = (s.len + 1u) / 2u;
-    let first = thread_index(gid, nwg);
-    let stride = invocations(pairs);
-    if first >= stride {
+    let invocations = per_row(pairs);
+    let t = thread_index(gid, nwg);
+    if t >= s.batch * invocations {
         return;
     }
+    let r = t / invocations;
+    // The places that can be nonzero, and the pairs that hold one.
+    let end = row_extent(r, s.level);
+    let live = min(pairs, (end + 1u) / 2u);
     // Input channels 0..3 (lo) and 4..7 (hi) from output channels 0..3 and 4..7.
     let lo_lo = backward_block(0u, 0u);
     let lo_hi = backward_block(0u, 4u);
     let hi_lo = backward_block(4u, 0u);
     let hi_hi = backward_block(4u, 4u);
-    for (var pos = first; pos < s.batch * pairs; pos += stride) {
-        let r = pos / pairs;
-        let a = pos - r * pairs;
+    var a = t - r * invocations;
+    while a < live {
         let before_lo = dz4(r, 0u, i32(a) - 1);
         let here_lo = dz4(r, 0u, i32(a));
         let after_lo = dz4(r, 0u, i32(a) + 1);
@@ -193,17 +226,28 @@ fn backward_data(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
             + lo_hi.odd_after * after_hi + lo_hi.odd_here * here_hi;
         let odd_hi = hi_lo.odd_after * after_lo + hi_lo.odd_here * here_lo
             + hi_hi.odd_after * after_hi + hi_hi.odd_here * here_hi;
-        let has_odd = 2u * a + 1u < s.len;
+        let odd = 2u * a + 1u;
         for (var c = 0u; c < 4u; c++) {
             let lo = (r * CHANNELS + c) * s.len + 2u * a;
             let hi = lo + 4u * s.len;
             dx[lo] = 0.5 * even_lo[c];
             dx[hi] = 0.5 * even_hi[c];
-            if has_odd {
-                dx[lo + 1u] = 0.5 * odd_lo[c];
-                dx[hi + 1u] = 0.5 * odd_hi[c];
+            if odd < s.len {
+                dx[lo + 1u] = select(0.0, 0.5 * odd_lo[c], odd < end);
+                dx[hi + 1u] = select(0.0, 0.5 * odd_hi[c], odd < end);
             }
         }
+        a += invocations;
+    }
+    while a < pairs {
+        for (var c = 0u; c < CHANNELS; c++) {
+            let at = (r * CHANNELS + c) * s.len + 2u * a;
+            dx[at] = 0.0;
+            if 2u * a + 1u < s.len {
+                dx[at + 1u] = 0.0;
+            }
+        }
+        a += invocations;
     }
 }
 
@@ -220,34 +264,37 @@ fn outer(d: vec4<f32>, p: vec4<f32>) -> mat4x4<f32> {
     return mat4x4(d * p.x, d * p.y, d * p.z, d * p.w);
 }
 
-// Workgroup (segment, q): dw[.., 4q .. 4q + 3, ..] summed over one segment of (row, j)
-// positions, 64 per invocation, then over the invocations in a fixed tree.
+// Workgroup (segment, q): dw[.., 4q .. 4q + 3, ..] summed over one segment of rows, each
+// invocation taking every 64th row up to its extent (so its loop ends there, where a skip
+// would cost the same on lavapipe), then over the invocations in a fixed tree.
 @compute @workgroup_size(64)
 fn weight_partial(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(local_invocation_index) lane: u32,
 ) {
     let half = s.len / 2u;
-    let positions = s.batch * half;
-    let start = wg.x * SEGMENT;
+    let rows = segment_rows(half);
+    let first = wg.x * rows;
     let i0 = 4u * wg.y;
     // The grid is sized for the capacity: segments past this batch's do nothing (and
     // weight_reduce does not read them).
-    if start >= positions {
+    if first >= s.batch {
         return;
     }
     // Output channels 0..3 (lo) and 4..7 (hi), by tap.
     var lo0 = mat4x4<f32>(); var lo1 = mat4x4<f32>(); var lo2 = mat4x4<f32>();
     var hi0 = mat4x4<f32>(); var hi1 = mat4x4<f32>(); var hi2 = mat4x4<f32>();
-    for (var pos = start + lane; pos < min(positions, start + SEGMENT); pos += 64u) {
-        let r = pos / half;
-        let j = pos - r * half;
-        let p = pair_sums4(r, i0, j);
-        let at = r * CHANNELS * half + j;
-        let lo = vec4(dz_w[at], dz_w[at + half], dz_w[at + 2u * half], dz_w[at + 3u * half]);
-        let hi = vec4(dz_w[at + 4u * half], dz_w[at + 5u * half], dz_w[at + 6u * half], dz_w[at + 7u * half]);
-        lo0 += outer(lo, p[0]); lo1 += outer(lo, p[1]); lo2 += outer(lo, p[2]);
-        hi0 += outer(hi, p[0]); hi1 += outer(hi, p[1]); hi2 += outer(hi, p[2]);
+    for (var r = first + lane; r < min(s.batch, first + rows); r += 64u) {
+        // Past the extent the pair sums are zero.
+        let end = min(half, row_extent(r, s.level + 1u));
+        for (var j = 0u; j < end; j++) {
+            let p = pair_sums4(r, i0, j);
+            let at = r * CHANNELS * half + j;
+            let lo = vec4(dz_w[at], dz_w[at + half], dz_w[at + 2u * half], dz_w[at + 3u * half]);
+            let hi = vec4(dz_w[at + 4u * half], dz_w[at + 5u * half], dz_w[at + 6u * half], dz_w[at + 7u * half]);
+            lo0 += outer(lo, p[0]); lo1 += outer(lo, p[1]); lo2 += outer(lo, p[2]);
+            hi0 += outer(hi, p[0]); hi1 += outer(hi, p[1]); hi2 += outer(hi, p[2]);
+        }
     }
     let mine = lane * 6u;
     sums[mine] = lo0; sums[mine + 1u] = lo1; sums[mine + 2u] = lo2;
@@ -285,7 +332,8 @@ fn weight_reduce(@builtin(global_invocation_id) gid: vec3<u32>) {
     if idx >= 192u {
         return;
     }
-    let segments = (s.batch * (s.len / 2u) + SEGMENT - 1u) / SEGMENT;
+    let rows = segment_rows(s.len / 2u);
+    let segments = (s.batch + rows - 1u) / rows;
     var sum = 0.0;
     for (var seg = 0u; seg < segments; seg++) {
         sum += parts[seg * 192u + idx];

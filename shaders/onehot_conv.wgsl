@@ -10,6 +10,9 @@
 // where the sum over c keeps only c = tokens[b, 2j - 1 + q]: four gathers per (b, j).
 // `partial` sums one segment of (b, j) per workgroup in a fixed order and `reduce` adds
 // the segments in order: no atomics, the same bits on every run.
+// Both compute a string's positions only below its extent (extent.wgsl, prepended),
+// from its length in `lengths` (an impulse at place b: b + 1), and the forward writes
+// zeros after them.
 struct Shape {
     batch: u32,     // strings
     alphabet: u32,  // C: rows per string
@@ -29,6 +32,15 @@ const FORWARD_POSITIONS: u32 = 32u;
 
 @group(0) @binding(0) var<uniform> s: Shape;
 @group(0) @binding(1) var<storage, read> tokens: array<u32>;  // [batch, stride]
+@group(0) @binding(4) var<storage, read> lengths: array<u32>;  // [batch] (unread for impulses)
+
+// The output positions of string b that can be nonzero.
+fn out_extent(b: u32) -> u32 {
+    if s.impulses == 1u {
+        return extent(b + 1u, 1u);
+    }
+    return extent(lengths[b], 1u);
+}
 
 // Token `m` of string `b` if it is a character (0 <= m < len, id < alphabet), else
 // `alphabet` (no row).
@@ -55,26 +67,27 @@ fn taps4(o0: u32) -> mat3x4<f32> {
     );
 }
 
-// One invocation per FORWARD_POSITIONS output positions (r, j), all 8 channels: it reads
-// the weight once (on lavapipe a read of the slab is a gather of 8 lanes one by one,
-// however uniform its address). The invocations take neighbouring positions, that many
-// times over.
+// One invocation per FORWARD_POSITIONS output positions of a row r (j = k, k + per_row,
+// ...), all 8 channels: it reads the weight once (on lavapipe a read of the slab is a
+// gather of 8 lanes one by one, however uniform its address). It stops at the string's
+// extent and writes the zeros after it in a second loop (lavapipe runs both sides of a
+// branch under a mask: only a shorter loop saves time there).
 @compute @workgroup_size(64)
 fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let first = gid.x + gid.y * nwg.x * 64u;
+    let t = gid.x + gid.y * nwg.x * 64u;
     let half = s.len / 2u;
-    let per_string = s.alphabet * half;
-    let stride = s.batch * ((per_string + FORWARD_POSITIONS - 1u) / FORWARD_POSITIONS);
-    if first >= stride {
+    let per_row = (half + FORWARD_POSITIONS - 1u) / FORWARD_POSITIONS;
+    if t >= s.batch * s.alphabet * per_row {
         return;
     }
+    let r = t / per_row;
+    let b = r / s.alphabet;
+    let c = r - b * s.alphabet;
+    let end = min(half, out_extent(b));
     let lo = taps4(0u);
     let hi = taps4(4u);
-    for (var idx = first; idx < s.batch * per_string; idx += stride) {
-        let r = idx / half;
-        let j = idx - r * half;
-        let b = r / s.alphabet;
-        let c = r - b * s.alphabet;
+    var j = t - r * per_row;
+    while j < end {
         var e = vec4<f32>();
         for (var q = 0u; q < 4u; q++) {
             e[q] = select(0.0, 1.0, char_at(b, i32(2u * j + q) - 1) == c);
@@ -87,6 +100,13 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
             y[(r * CHANNELS + o) * half + j] = y_lo[o];
             y[(r * CHANNELS + 4u + o) * half + j] = y_hi[o];
         }
+        j += per_row;
+    }
+    while j < half {
+        for (var o = 0u; o < CHANNELS; o++) {
+            y[(r * CHANNELS + o) * half + j] = 0.0;
+        }
+        j += per_row;
     }
 }
 
@@ -128,6 +148,9 @@ fn partial(
     for (var p = segment * SEGMENT + lane; p < min(positions, (segment + 1u) * SEGMENT); p += 64u) {
         let b = p / half;
         let j = p - b * half;
+        if j >= out_extent(b) {
+            continue;  // no character in reach
+        }
         let g0 = gathered(b, j, 0u, half);
         let g1 = gathered(b, j, 1u, half);
         let g2 = gathered(b, j, 2u, half);

@@ -694,7 +694,7 @@ fn a_network_with_relus_does_not_train_through_the_table() {
     let (model, _) = fixture_model("cnn_ed_uniref.safetensors");
     let shape = model.shape();
     assert_eq!(
-        Formulation::cheaper(&t.gpu, &shape, 64).unwrap(),
+        Formulation::cheaper(&t.gpu, &shape, 64, shape.max_len as f64).unwrap(),
         Formulation::Strings
     );
     let weights = LossWeights {

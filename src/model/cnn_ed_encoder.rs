@@ -30,7 +30,7 @@ pub struct CnnEdEncoder {
     network: Network,
     out: wgpu::Buffer,
     readbacks: ReadbackPair,
-    /// Host copies of a batch's ids and starts, reused.
+    /// Host copies of a batch's ids and starts (or lengths), reused.
     id_words: Vec<u32>,
     start_words: Vec<u32>,
 }
@@ -49,6 +49,8 @@ enum Network {
     /// M]`.
     Layered {
         tokens: wgpu::Buffer,
+        /// `[batch]` each string's length in characters (at most M).
+        lengths: wgpu::Buffer,
         forward: layers::Forward,
         /// The parameters and the folded blocks' responses.
         _buffers: Vec<wgpu::Buffer>,
@@ -155,6 +157,7 @@ impl CnnEdEncoder {
         }
         let capacity = capacity.clamp(1, most as usize);
         let tokens = storage_buffer(gpu, "cnn-ed tokens", (capacity * shape.max_len * 4) as u64);
+        let lengths = storage_buffer(gpu, "cnn-ed lengths", (capacity * 4) as u64);
         let params = storage_buffer_init(gpu, "cnn-ed params", model.params());
         let responses = storage_buffer_init(gpu, "cnn-ed prefix responses", &prefix.values);
         let first = storage_buffer_init(gpu, "cnn-ed prefix first", &prefix.first);
@@ -165,6 +168,7 @@ impl CnnEdEncoder {
         let prefix_shape = PrefixShape {
             alphabet: shape.alphabet,
             max_len: shape.max_len,
+            blocks: prefix.blocks,
             len: prefix.len,
             width: prefix.width,
             relu: prefix.relu,
@@ -174,6 +178,7 @@ impl CnnEdEncoder {
             prefix_shape,
             PrefixBuffers {
                 tokens: &tokens,
+                lengths: &lengths,
                 responses: &responses,
                 first: &first,
                 reach: &reach,
@@ -187,9 +192,11 @@ impl CnnEdEncoder {
                 ops,
                 &shape,
                 prefix.blocks,
+                shape.alphabet as u32,
                 layers::head(&shape),
                 ForwardBuffers {
                     tokens: &tokens,
+                    lengths: &lengths,
                     params: &params,
                     acts: &acts,
                     out: &out,
@@ -203,6 +210,7 @@ impl CnnEdEncoder {
         gpu.queue.submit([encoder.finish()]);
         let network = Network::Layered {
             tokens,
+            lengths,
             forward,
             _buffers: vec![params, responses, first, reach],
             _acts: acts,
@@ -289,17 +297,23 @@ impl CnnEdEncoder {
                 gpu.queue
                     .write_buffer(starts, 0, bytemuck::cast_slice(&self.start_words));
             }
-            Network::Layered { tokens, .. } => {
+            Network::Layered {
+                tokens, lengths, ..
+            } => {
                 // Each string's ids padded to M with the unseen id (an all-zero column).
                 let m = self.chars.max_len();
                 self.id_words.clear();
+                self.start_words.clear();
                 for ids in strings {
                     let start = self.id_words.len();
                     self.id_words.extend(ids);
+                    self.start_words.push((self.id_words.len() - start) as u32);
                     self.id_words.resize(start + m, self.chars.unseen());
                 }
                 gpu.queue
                     .write_buffer(tokens, 0, bytemuck::cast_slice(&self.id_words));
+                gpu.queue
+                    .write_buffer(lengths, 0, bytemuck::cast_slice(&self.start_words));
             }
         }
     }

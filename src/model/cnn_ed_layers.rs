@@ -9,8 +9,9 @@ use super::cnn_ed::CnnEdShape;
 use crate::gpu::{Calls, Gpu, storage_buffer};
 use crate::ops::Ops;
 use crate::ops::conv1d::Conv1dShape;
+use crate::ops::conv8::Extents;
 use crate::ops::linear::LinearShape;
-use crate::ops::onehot_conv::OneHotConvShape;
+use crate::ops::onehot_conv::{OneHotConvShape, Strings};
 
 /// The first block on each string's C one-hot rows, tokens `[strings, M]`.
 pub fn first_block(shape: &CnnEdShape) -> OneHotConvShape {
@@ -32,6 +33,16 @@ pub fn block(shape: &CnnEdShape, i: usize) -> Conv1dShape {
         weight: shape.conv_offset(i) as u32,
         bias: None,
         relu: shape.relu_after(i),
+    }
+}
+
+/// Which places of block `i`'s rows can be nonzero: `rows_per_string` rows a string, of
+/// the lengths in `lengths`.
+pub fn extents(lengths: &wgpu::Buffer, rows_per_string: u32, i: usize) -> Extents<'_> {
+    Extents {
+        lengths,
+        rows_per_string,
+        level: i as u32,
     }
 }
 
@@ -84,6 +95,9 @@ pub struct Forward {
 pub struct ForwardBuffers<'a> {
     /// As `first` reads them.
     pub tokens: &'a wgpu::Buffer,
+    /// Each string's length in characters, `[strings]` u32: each row is computed only up
+    /// to its string's extent.
+    pub lengths: &'a wgpu::Buffer,
     pub params: &'a wgpu::Buffer,
     /// From [`activations`].
     pub acts: &'a [wgpu::Buffer],
@@ -91,8 +105,9 @@ pub struct ForwardBuffers<'a> {
     pub out: &'a wgpu::Buffer,
 }
 
-/// `shape`'s network as calls: the first block as `first` says, the blocks after it, a
-/// ReLU after each block the shape names, and `head` on the last block's output.
+/// `shape`'s network as calls: the first block as `first` says, the blocks after it (on
+/// `first.alphabet` rows a string), a ReLU after each block the shape names, and `head`
+/// on the last block's output.
 pub fn forward(
     gpu: &Gpu,
     ops: &Ops,
@@ -101,34 +116,42 @@ pub fn forward(
     head: LinearShape,
     b: ForwardBuffers,
 ) -> Forward {
+    let strings = Strings {
+        tokens: b.tokens,
+        lengths: b.lengths,
+    };
     let mut first_calls = Calls::from(
         ops.onehot_conv
-            .forward(gpu, first, b.tokens, b.params, &b.acts[0]),
+            .forward(gpu, first, strings, b.params, &b.acts[0]),
     );
     if shape.relu_after(0) {
         first_calls.push(ops.relu.forward(gpu, first.out_len() as u32, &b.acts[0]));
     }
     Forward {
         first: first_calls,
-        ..after(gpu, ops, shape, 1, head, b)
+        ..after(gpu, ops, shape, 1, first.alphabet, head, b)
     }
 }
 
 /// The calls after block `from - 1` (whose output, `acts[from - 1]`, something else
-/// writes): the blocks from `from` on and the head; `first` is empty.
+/// writes, zero past each row's extent): the blocks from `from` on, on `rows_per_string`
+/// rows a string, and the head; `first` is empty.
 pub fn after(
     gpu: &Gpu,
     ops: &Ops,
     shape: &CnnEdShape,
     from: usize,
+    rows_per_string: u32,
     head: LinearShape,
     b: ForwardBuffers,
 ) -> Forward {
     let mut blocks = Calls::default();
     for i in from..shape.layers {
+        let extents = extents(b.lengths, rows_per_string, i);
+        let (x, y) = (&b.acts[i - 1], &b.acts[i]);
         blocks.push(
             ops.conv8
-                .forward(gpu, block(shape, i), &b.acts[i - 1], b.params, &b.acts[i]),
+                .forward(gpu, block(shape, i), extents, x, b.params, y),
         );
     }
     let packed = ops.linear.pack(gpu, head, b.params);

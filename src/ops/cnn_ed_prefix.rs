@@ -12,29 +12,47 @@ struct Shape {
     len: u32,
     width: u32,
     relu: u32,
-    _pad: [u32; 2],
+    blocks: u32,
+    _pad: u32,
 }
 
-/// The sizes: `alphabet` rows a string (of `max_len` ids), `len` positions a row after
-/// the blocks, `width` values a channel of a response, and whether a ReLU ends them.
+/// The sizes: `alphabet` rows a string (of `max_len` ids), `blocks` blocks folded,
+/// `len` positions a row after them, `width` values a channel of a response, and whether
+/// a ReLU ends them.
 #[derive(Debug, Clone, Copy)]
 pub struct PrefixShape {
     pub alphabet: usize,
     pub max_len: usize,
+    pub blocks: usize,
     pub len: usize,
     pub width: usize,
     pub relu: bool,
 }
 
-/// The buffers: `tokens [batch, max_len]` u32 (ids >= alphabet add nothing), the
+/// The buffers: `tokens [batch, max_len]` u32 (ids >= alphabet add nothing) and the
+/// strings' `lengths [batch]` u32 (positions past a string's extent are zeros), the
 /// responses `[max_len, 8, width]`, `first [max_len]` and `reach [len, 2]` u32 as
 /// `Prefix` holds them, and `out [batch * alphabet, 8, len]`.
 pub struct PrefixBuffers<'a> {
     pub tokens: &'a wgpu::Buffer,
+    pub lengths: &'a wgpu::Buffer,
     pub responses: &'a wgpu::Buffer,
     pub first: &'a wgpu::Buffer,
     pub reach: &'a wgpu::Buffer,
     pub out: &'a wgpu::Buffer,
+}
+
+fn source() -> String {
+    format!(
+        "{}{}",
+        super::EXTENT_WGSL,
+        include_str!("../../shaders/cnn_ed_prefix.wgsl")
+    )
+}
+
+/// The source this op compiles, labelled (for the portability test).
+pub fn shader_sources() -> Vec<(String, String)> {
+    vec![("cnn_ed_prefix.wgsl".to_string(), source())]
 }
 
 pub struct PrefixEmbed {
@@ -43,9 +61,8 @@ pub struct PrefixEmbed {
 
 impl PrefixEmbed {
     pub fn new(gpu: &Gpu) -> Self {
-        let source = include_str!("../../shaders/cnn_ed_prefix.wgsl");
         PrefixEmbed {
-            forward: Kernel::new(gpu, "cnn_ed_prefix.forward", source, "forward"),
+            forward: Kernel::new(gpu, "cnn_ed_prefix.forward", &source(), "forward"),
         }
     }
 
@@ -59,13 +76,14 @@ impl PrefixEmbed {
             len: shape.len as u32,
             width: shape.width as u32,
             relu: u32::from(shape.relu),
-            _pad: [0; 2],
+            blocks: shape.blocks as u32,
+            _pad: 0,
         };
         let per_string = shape.len as u32;
         self.forward.call(
             gpu,
             &uniform,
-            &[b.tokens, b.responses, b.first, b.reach, b.out],
+            &[b.tokens, b.responses, b.first, b.reach, b.out, b.lengths],
             per_string,
         )
     }

@@ -54,8 +54,9 @@ impl PackedWeight {
 
 /// The shader files that are not modules on their own but composed by the ops: the
 /// register tile, the packed-token reader (`TOKENS_WGSL`), the loss heads' bindings
-/// and sum (`LOSS_HEAD_WGSL`) and the shaders they are joined to.
-pub const COMPOSED_SHADERS: [&str; 10] = [
+/// and sum (`LOSS_HEAD_WGSL`), CNN-ED's extents (`EXTENT_WGSL`) and the shaders they
+/// are joined to.
+pub const COMPOSED_SHADERS: [&str; 14] = [
     "gemm_tile.wgsl",
     "conv1d.wgsl",
     "linear.wgsl",
@@ -66,6 +67,10 @@ pub const COMPOSED_SHADERS: [&str; 10] = [
     "loss_head.wgsl",
     "pnll.wgsl",
     "ranking.wgsl",
+    "extent.wgsl",
+    "conv8.wgsl",
+    "onehot_conv.wgsl",
+    "cnn_ed_prefix.wgsl",
 ];
 
 /// Every composed source, as the ops build them, labelled.
@@ -76,6 +81,9 @@ pub fn composed_shader_sources() -> Vec<(String, String)> {
         weight_grad::shader_sources(),
         tapconv::shader_sources(),
         embedding::shader_sources(),
+        conv8::shader_sources(),
+        onehot_conv::shader_sources(),
+        cnn_ed_prefix::shader_sources(),
         vec![
             ("pnll.wgsl".to_string(), pnll::source()),
             ("ranking.wgsl".to_string(), ranking::source()),
@@ -88,6 +96,10 @@ pub fn composed_shader_sources() -> Vec<(String, String)> {
 /// a word (as [`crate::input::tokenize_batch`] lays them out): prepended to the shaders
 /// that read tokens.
 const TOKENS_WGSL: &str = include_str!("../../shaders/tokens.wgsl");
+
+/// `extent(len, level)`, the places of a CNN-ED activation that can be nonzero:
+/// prepended to the CNN-ED kernels.
+const EXTENT_WGSL: &str = include_str!("../../shaders/extent.wgsl");
 
 /// The bindings every loss head has and `finish(tid, loss, dscale)`, the fixed-order sum
 /// that ends each: appended to them.

@@ -8,6 +8,9 @@
 //! Tokens are `u32` ids `[batch, stride]`; an id >= the alphabet size is an all-zero
 //! column, which serves both for characters outside the alphabet and for the padding
 //! after a string's end (fill it with `alphabet` or any larger id).
+//!
+//! Each string is computed only up to its extent (`shaders/extent.wgsl`), from its
+//! length in a `lengths` buffer (`[batch]` u32): the forward writes zeros after it.
 use super::MAX_SEGMENTS;
 use crate::gpu::{Call, Calls, Gpu, Kernel, storage_buffer};
 
@@ -15,7 +18,7 @@ use crate::gpu::{Call, Calls, Gpu, Kernel, storage_buffer};
 pub const CHANNELS: u32 = 8;
 
 /// `(b, j)` positions per workgroup of the weight gradient's partial sums.
-const SEGMENT: u32 = 512;
+pub const SEGMENT: u32 = 512;
 
 /// Output positions per invocation of the forward (as in the shader).
 const FORWARD_POSITIONS: u32 = 32;
@@ -72,6 +75,27 @@ impl OneHotConvShape {
     }
 }
 
+fn source() -> String {
+    format!(
+        "{}{}",
+        super::EXTENT_WGSL,
+        include_str!("../../shaders/onehot_conv.wgsl")
+    )
+}
+
+/// The source this op compiles, labelled (for the portability test).
+pub fn shader_sources() -> Vec<(String, String)> {
+    vec![("onehot_conv.wgsl".to_string(), source())]
+}
+
+/// A batch's strings: their ids `[batch, stride]` and lengths `[batch]` (unread with
+/// impulses, whose lengths are known).
+#[derive(Clone, Copy)]
+pub struct Strings<'a> {
+    pub tokens: &'a wgpu::Buffer,
+    pub lengths: &'a wgpu::Buffer,
+}
+
 pub struct OneHotConv {
     forward: Kernel,
     partial: Kernel,
@@ -80,11 +104,11 @@ pub struct OneHotConv {
 
 impl OneHotConv {
     pub fn new(gpu: &Gpu) -> Self {
-        let source = include_str!("../../shaders/onehot_conv.wgsl");
+        let source = source();
         OneHotConv {
-            forward: Kernel::new(gpu, "onehot_conv.forward", source, "forward"),
-            partial: Kernel::new(gpu, "onehot_conv.partial", source, "partial"),
-            reduce: Kernel::new(gpu, "onehot_conv.reduce", source, "reduce"),
+            forward: Kernel::new(gpu, "onehot_conv.forward", &source, "forward"),
+            partial: Kernel::new(gpu, "onehot_conv.partial", &source, "partial"),
+            reduce: Kernel::new(gpu, "onehot_conv.reduce", &source, "reduce"),
         }
     }
 
@@ -94,15 +118,15 @@ impl OneHotConv {
         &self,
         gpu: &Gpu,
         shape: OneHotConvShape,
-        tokens: &wgpu::Buffer,
+        strings: Strings,
         params: &wgpu::Buffer,
         y: &wgpu::Buffer,
     ) -> Call {
         self.forward.call(
             gpu,
             &shape.uniform(),
-            &[tokens, params, y],
-            (shape.alphabet * (shape.len / 2)).div_ceil(FORWARD_POSITIONS),
+            &[strings.tokens, params, y, strings.lengths],
+            shape.alphabet * (shape.len / 2).div_ceil(FORWARD_POSITIONS),
         )
     }
 
@@ -114,7 +138,7 @@ impl OneHotConv {
         gpu: &Gpu,
         shape: OneHotConvShape,
         capacity: usize,
-        tokens: &wgpu::Buffer,
+        strings: Strings,
         dy: &wgpu::Buffer,
         grads: &wgpu::Buffer,
     ) -> Calls {
@@ -134,7 +158,7 @@ impl OneHotConv {
         let mut calls = Calls::from(self.partial.call_fixed(
             gpu,
             &uniform,
-            &[tokens, dy, &partials],
+            &[strings.tokens, dy, &partials, strings.lengths],
             [segments as u32, 1],
         ));
         calls.push(

@@ -4,6 +4,13 @@
 //! ids, an id >= `alphabet` is an all-zero column, and positions >= `len` are padding.
 use super::{avgpool, avgpool_backward, conv1d, conv1d_backward, relu_backward};
 
+/// The places of a string of `len` characters that can be nonzero after `level`
+/// blocks: each block's conv reaches one place past the end, and its pool halves that
+/// (`shaders/extent.wgsl`).
+pub fn extent(len: usize, level: usize) -> usize {
+    (0..level).fold(len, |e, _| e / 2 + 1)
+}
+
 /// The one-hot rows `[batch * alphabet, 1, len]` of `tokens [batch, stride]`.
 pub fn onehot(tokens: &[u32], alphabet: usize, len: usize, stride: usize) -> Vec<f64> {
     let batch = tokens.len() / stride;

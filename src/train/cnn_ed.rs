@@ -32,9 +32,8 @@ use crate::ops::Ops;
 use crate::ops::adamw::{AdamWBuffers, AdamWCalls, AdamWStep};
 use crate::ops::cnn_ed::{TableBuffers, TableGrads, TableLayout, TableShape, id_words, pack_ids};
 use crate::ops::conv1d::Conv1dGrads;
-use crate::ops::conv8::SEGMENT;
 use crate::ops::linear::{LinearGrads, LinearShape};
-use crate::ops::onehot_conv::{CHANNELS, OneHotConvShape};
+use crate::ops::onehot_conv::{CHANNELS, OneHotConvShape, SEGMENT, Strings};
 use crate::ops::pnll::{LossBuffers, LossCall, LossShape};
 use crate::ops::ranking::RankingWeights;
 
@@ -136,31 +135,35 @@ pub enum Formulation {
 }
 
 impl Formulation {
-    /// The relative cost of a step of `triplets` triplets, in multiply-adds: the conv
-    /// stack (~M x 192 a row, its first layers dominating), the head, and for the table
-    /// the sum of each string's rows and the scatter back, which cost ~4 multiply-adds'
-    /// time per value on lavapipe (scattered reads and writes; calibrated on 500-letter
-    /// DNA, where the string rows win: 7.2 s an epoch against 8.4-10.7, BENCHMARKS.md
-    /// "CNN-ED").
-    fn cost(self, shape: &CnnEdShape, triplets: usize) -> f64 {
+    /// The relative cost of a step of `triplets` triplets of strings `mean_len`
+    /// characters long on average (cut to M), in multiply-adds: the conv stack (~192 a
+    /// place of a row, its first layers dominating, computed up to each row's extent: its
+    /// string's length, or b + 1 for the impulse at place b, M / 2 on average), the head,
+    /// and for the table the sum of each string's rows and the scatter back, which cost ~4
+    /// multiply-adds' time per value on lavapipe (scattered reads and writes; calibrated
+    /// on 500-letter DNA, where the string rows win: 7.2 s an epoch against 8.4-10.7,
+    /// BENCHMARKS.md "CNN-ED").
+    fn cost(self, shape: &CnnEdShape, triplets: usize, mean_len: f64) -> f64 {
         let (m, dim) = (shape.max_len as f64, shape.dim as f64);
         let strings = 3.0 * triplets as f64;
-        let (conv_rows, head_rows, gather) = match self {
-            Formulation::Strings => (strings * shape.alphabet as f64, strings, 0.0),
-            Formulation::Table => (m, m, strings * m * dim * 4.0),
+        let (conv_places, head_rows, gather) = match self {
+            Formulation::Strings => (strings * shape.alphabet as f64 * mean_len, strings, 0.0),
+            Formulation::Table => (m * m / 2.0, m, strings * mean_len * dim * 4.0),
         };
-        conv_rows * m * 192.0 + head_rows * (shape.flat() * shape.dim) as f64 + gather
+        conv_places * 192.0 + head_rows * (shape.flat() * shape.dim) as f64 + gather
     }
 
-    /// The cheaper formulation for `triplets` per step whose buffers fit `gpu`; an error
-    /// when neither fits.
-    pub fn cheaper(gpu: &Gpu, shape: &CnnEdShape, triplets: usize) -> Result<Self> {
+    /// The cheaper formulation for `triplets` per step of strings `mean_len` characters
+    /// long on average, whose buffers fit `gpu`; an error when neither fits.
+    pub fn cheaper(gpu: &Gpu, shape: &CnnEdShape, triplets: usize, mean_len: f64) -> Result<Self> {
         if !shape.is_affine() {
             return check_fits(gpu, shape, Formulation::Strings, triplets)
                 .map(|()| Formulation::Strings);
         }
+        let mean_len = mean_len.min(shape.max_len as f64);
+        let cost = |f: &Formulation| f.cost(shape, triplets, mean_len);
         let mut both = [Formulation::Table, Formulation::Strings];
-        both.sort_by(|a, b| a.cost(shape, triplets).total_cmp(&b.cost(shape, triplets)));
+        both.sort_by(|a, b| cost(a).total_cmp(&cost(b)));
         let [best, other] = both;
         match check_fits(gpu, shape, best, triplets) {
             Ok(()) => Ok(best),
@@ -239,6 +242,9 @@ pub struct CnnEdTrainer<'g> {
 struct Inputs {
     /// `[3 triplets, M]` ids padded with the unseen id (Strings).
     tokens: wgpu::Buffer,
+    /// What bounds each row's extent: the strings' lengths `[3 triplets]` (Strings), or
+    /// the impulses' `[M]`, b + 1 for the impulse at place b (Table).
+    lengths: wgpu::Buffer,
     /// Ids back to back, and `[3 triplets + 1]` starts (Table).
     ids: wgpu::Buffer,
     starts: wgpu::Buffer,
@@ -273,14 +279,16 @@ fn check_fits(
     formulation: Formulation,
     triplets: usize,
 ) -> Result<()> {
-    let rows = formulation.items(shape, 3 * triplets, shape.max_len).rows as u64;
+    let items = formulation.items(shape, 3 * triplets, shape.max_len);
+    let rows = items.rows as u64;
     let widest = rows * (shape.channels * shape.max_len / 2) as u64 * F32;
     let table = match formulation {
         Formulation::Strings => 0,
         Formulation::Table => (shape.max_len * shape.alphabet * shape.dim) as u64 * F32,
     };
-    // Block 1's weight gradient reduces over every row's pooled positions (M / 4).
-    let positions = rows * (shape.max_len / 4) as u64;
+    // The first block's weight gradient reduces over every string's pooled positions
+    // (M / 2).
+    let positions = items.first as u64 * (shape.max_len / 2) as u64;
     let most_positions = MAX_SEGMENTS * u64::from(SEGMENT);
     let binding = gpu.max_binding_bytes();
     if triplets == 0 || widest.max(table) > binding || positions > most_positions {
@@ -411,11 +419,17 @@ impl<'g> CnnEdTrainer<'g> {
         let inputs = match formulation {
             Formulation::Strings => Inputs {
                 tokens: storage_buffer(gpu, "cnn-ed tokens", id_bytes),
+                lengths: storage_buffer(gpu, "cnn-ed lengths", strings as u64 * 4),
                 ids: storage_buffer(gpu, "cnn-ed ids (unused)", 4),
                 starts: storage_buffer(gpu, "cnn-ed starts (unused)", 4),
             },
             Formulation::Table => Inputs {
                 tokens: storage_buffer(gpu, "cnn-ed tokens (unused)", 4),
+                lengths: storage_buffer_init(
+                    gpu,
+                    "cnn-ed impulse lengths",
+                    &(1..=shape.max_len as u32).collect::<Vec<_>>(),
+                ),
                 ids: storage_buffer(gpu, "cnn-ed ids", id_bytes),
                 starts: storage_buffer(gpu, "cnn-ed starts", (strings as u64 + 1) * 4),
             },
@@ -451,6 +465,7 @@ impl<'g> CnnEdTrainer<'g> {
             head_shape,
             ForwardBuffers {
                 tokens: &inputs.tokens,
+                lengths: &inputs.lengths,
                 params: &slabs.params,
                 acts: &acts,
                 out: head_out,
@@ -517,6 +532,7 @@ impl<'g> CnnEdTrainer<'g> {
             blocks_backward.extend(ops.conv8.backward(
                 gpu,
                 layers::block(&shape, i),
+                layers::extents(&inputs.lengths, first.alphabet, i),
                 items.rows,
                 Conv1dGrads {
                     x: &acts[i - 1],
@@ -535,7 +551,10 @@ impl<'g> CnnEdTrainer<'g> {
             gpu,
             first,
             items.first,
-            &inputs.tokens,
+            Strings {
+                tokens: &inputs.tokens,
+                lengths: &inputs.lengths,
+            },
             &d_acts[0],
             &slabs.grads,
         ));
@@ -671,6 +690,8 @@ impl<'g> CnnEdTrainer<'g> {
                     row[..ids.len()].copy_from_slice(ids);
                 }
                 queue.write_buffer(&self.inputs.tokens, 0, bytemuck::cast_slice(&padded));
+                let lengths: Vec<u32> = batch.iter().map(|ids| ids.len() as u32).collect();
+                queue.write_buffer(&self.inputs.lengths, 0, bytemuck::cast_slice(&lengths));
             }
             Formulation::Table => {
                 let (mut ids, mut starts) = (Vec::new(), Vec::new());
