@@ -1,8 +1,8 @@
 // CNN-ED's blocks up to the first ReLU, folded (src/model/cnn_ed.rs, `Prefix`): they are
 // affine in the one-hot input, so character c's row after them is the sum, over the
 // places l of the string holding c, of their response to an impulse at l (`width` values
-// a channel from position first[l]), then the ReLU that ends them. One thread per
-// (string, position) owns that position of every row of the string (rows (string,
+// a channel from position first[l]), then the ReLU that ends them. A thread owns a few
+// positions of a string (POSITIONS), each in every row of the string (rows (string,
 // character) as the conv blocks lay them out, out [rows, 8, len]): it zeroes them, adds
 // each place whose response reaches the position (a run: reach[2 pos] .. reach[2 pos +
 // 1]) to the row of the character there, then applies the ReLU. Each id is read once,
@@ -49,37 +49,53 @@ fn add4(row: u32, c0: u32, pos: u32, v: vec4<f32>) {
     }
 }
 
-@compute @workgroup_size(64)
-fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 64u;
-    if i >= s.batch * s.len {
-        return;
-    }
-    let string = i / s.len;
-    let pos = i - string * s.len;
-    let rows = string * s.alphabet;
+// Positions a thread owns (ops/cnn_ed_prefix.rs dispatches for it): pos = k, k +
+// per_string, ..., so that neighbouring threads take neighbouring positions.
+const POSITIONS: u32 = 4u;
+
+// Zero every row of `string` at `pos`.
+fn zero(rows: u32, pos: u32) {
     for (var c = 0u; c < s.alphabet; c++) {
         for (var ch = 0u; ch < CHANNELS; ch++) {
             out[out_at(rows + c, ch, pos)] = 0.0;
         }
     }
-    if pos >= extent(lengths[string], s.blocks) {
+}
+
+@compute @workgroup_size(64)
+fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = gid.x + gid.y * nwg.x * 64u;
+    let per_string = (s.len + POSITIONS - 1u) / POSITIONS;
+    if t >= s.batch * per_string {
         return;
     }
-    for (var l = reach[2u * pos]; l < reach[2u * pos + 1u]; l++) {
-        let c = tokens[string * s.max_len + l];
-        if c < s.alphabet {
-            let k = pos - first[l];
-            add4(rows + c, 0u, pos, response4(l, 0u, k));
-            add4(rows + c, 4u, pos, response4(l, 4u, k));
-        }
-    }
-    if s.relu == 1u {
-        for (var c = 0u; c < s.alphabet; c++) {
-            for (var ch = 0u; ch < CHANNELS; ch++) {
-                let at = out_at(rows + c, ch, pos);
-                out[at] = max(out[at], 0.0);
+    let string = t / per_string;
+    let rows = string * s.alphabet;
+    // Two loops, not a branch: lavapipe runs both sides of a branch under a mask.
+    let end = min(s.len, extent(lengths[string], s.blocks));
+    var pos = t - string * per_string;
+    while pos < end {
+        zero(rows, pos);
+        for (var l = reach[2u * pos]; l < reach[2u * pos + 1u]; l++) {
+            let c = tokens[string * s.max_len + l];
+            if c < s.alphabet {
+                let k = pos - first[l];
+                add4(rows + c, 0u, pos, response4(l, 0u, k));
+                add4(rows + c, 4u, pos, response4(l, 4u, k));
             }
         }
+        if s.relu == 1u {
+            for (var c = 0u; c < s.alphabet; c++) {
+                for (var ch = 0u; ch < CHANNELS; ch++) {
+                    let at = out_at(rows + c, ch, pos);
+                    out[at] = max(out[at], 0.0);
+                }
+            }
+        }
+        pos += per_string;
+    }
+    while pos < s.len {
+        zero(rows, pos);
+        pos += per_string;
     }
 }

@@ -8,7 +8,7 @@
 // and its only gradient (the input is data), from dy at the pooled output:
 //   dw[o, t] = 1/2 sum_{b, j} sum_c dy[b * alphabet + c, o, j] (e_t + e_{t + 1})
 // where the sum over c keeps only c = tokens[b, 2j - 1 + q]: four gathers per (b, j).
-// `partial` sums one segment of (b, j) per workgroup in a fixed order and `reduce` adds
+// `partial` sums one segment of strings per workgroup in a fixed order and `reduce` adds
 // the segments in order: no atomics, the same bits on every run.
 // Both compute a string's positions only below its extent (extent.wgsl, prepended),
 // from its length in `lengths` (an impulse at place b: b + 1), and the forward writes
@@ -25,8 +25,14 @@ struct Shape {
 }
 
 const CHANNELS: u32 = 8u;
-// (b, j) positions per workgroup of `partial`: 8 per invocation.
+// Positions per workgroup of `partial`, about: it takes whole strings.
 const SEGMENT: u32 = 512u;
+
+// Strings per workgroup of `partial` (ops/onehot_conv.rs sizes the grid with the same
+// rule).
+fn segment_strings(half: u32) -> u32 {
+    return max(1u, SEGMENT / max(half, 1u));
+}
 // Output positions per invocation of `forward` (ops/onehot_conv.rs dispatches for it).
 const FORWARD_POSITIONS: u32 = 32u;
 
@@ -136,29 +142,31 @@ fn partial(
 ) {
     let segment = wg.x;
     let half = s.len / 2u;
-    let positions = s.batch * half;
+    let strings = segment_strings(half);
+    let first = segment * strings;
     // The grid is sized for the capacity: segments past this batch's do nothing (and
     // `reduce` does not read them).
-    if segment * SEGMENT >= positions {
+    if first >= s.batch {
         return;
     }
     var t0 = array(vec4<f32>(), vec4<f32>());
     var t1 = t0;
     var t2 = t0;
-    for (var p = segment * SEGMENT + lane; p < min(positions, (segment + 1u) * SEGMENT); p += 64u) {
-        let b = p / half;
-        let j = p - b * half;
-        if j >= out_extent(b) {
-            continue;  // no character in reach
-        }
-        let g0 = gathered(b, j, 0u, half);
-        let g1 = gathered(b, j, 1u, half);
-        let g2 = gathered(b, j, 2u, half);
-        let g3 = gathered(b, j, 3u, half);
-        for (var h = 0u; h < 2u; h++) {
-            t0[h] += g0[h] + g1[h];
-            t1[h] += g1[h] + g2[h];
-            t2[h] += g2[h] + g3[h];
+    // String by string, the invocations taking neighbouring positions up to its extent
+    // (past it no character is in reach; the loop ends there, as a skip would cost the
+    // same on lavapipe).
+    for (var b = first; b < min(s.batch, first + strings); b++) {
+        let end = min(half, out_extent(b));
+        for (var j = lane; j < end; j += 64u) {
+            let g0 = gathered(b, j, 0u, half);
+            let g1 = gathered(b, j, 1u, half);
+            let g2 = gathered(b, j, 2u, half);
+            let g3 = gathered(b, j, 3u, half);
+            for (var h = 0u; h < 2u; h++) {
+                t0[h] += g0[h] + g1[h];
+                t1[h] += g1[h] + g2[h];
+                t2[h] += g2[h] + g3[h];
+            }
         }
     }
     for (var h = 0u; h < 2u; h++) {
@@ -189,7 +197,8 @@ fn reduce(@builtin(local_invocation_index) lane: u32) {
     if lane >= 3u * CHANNELS {
         return;
     }
-    let segments = (s.batch * (s.len / 2u) + SEGMENT - 1u) / SEGMENT;
+    let strings = segment_strings(s.len / 2u);
+    let segments = (s.batch + strings - 1u) / strings;
     var sum = 0.0;
     for (var seg = 0u; seg < segments; seg++) {
         sum += parts[seg * 3u * CHANNELS + lane];

@@ -776,6 +776,41 @@ fn check_training_step(key: &str, formulation: megashtein_gpu::train::cnn_ed::Fo
     assert_eq!(grads[at], 0.0, "{key}: log s is not learned");
 }
 
+/// A step whose activations outgrow one storage binding is refused before anything is
+/// allocated, with what to change.
+#[test]
+fn a_step_too_large_for_the_device_is_a_clear_error() {
+    use megashtein_gpu::train::cnn_ed::{CnnEdTrainer, Formulation, LossWeights};
+    let t = gpu();
+    // 192 strings x 37 rows x 8 channels x 2,500 places x 4 bytes: 541 MiB.
+    let model = random_cnn_ed(3, 37, 5_000, 10, 0);
+    let weights = LossWeights {
+        hinge: 1.0,
+        approx: 1.0,
+        absolute: 0.0,
+    };
+    let state = CnnEdState::new(&model);
+    let err = CnnEdTrainer::new(
+        &t.gpu,
+        &t.ops,
+        model.shape(),
+        Formulation::Strings,
+        &state,
+        64,
+        weights,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        err.starts_with(
+            "64 triplets per step of 37 characters x 5000 places (Strings) need 541 MiB"
+        ) && err.contains("use fewer triplets per step (--batch) or a shorter --max-len")
+            && !err.contains("  "),
+        "{err}"
+    );
+}
+
 /// The two formulations of a step agree on a batch much shorter than M, where the table
 /// formulation runs only the impulses of the places the batch holds.
 #[test]

@@ -42,6 +42,9 @@ pub struct PrefixBuffers<'a> {
     pub out: &'a wgpu::Buffer,
 }
 
+/// Positions a thread owns (as in the shader).
+const POSITIONS: u32 = 4;
+
 fn source() -> String {
     format!(
         "{}{}",
@@ -67,7 +70,7 @@ impl PrefixEmbed {
     }
 
     /// Every row of a batch of strings after the folded blocks (recorded per string: one
-    /// thread per position).
+    /// thread per `POSITIONS` positions).
     pub fn call(&self, gpu: &Gpu, shape: PrefixShape, b: PrefixBuffers) -> Call {
         let uniform = Shape {
             batch: 0,
@@ -79,7 +82,7 @@ impl PrefixEmbed {
             blocks: shape.blocks as u32,
             _pad: 0,
         };
-        let per_string = shape.len as u32;
+        let per_string = (shape.len as u32).div_ceil(POSITIONS);
         self.forward.call(
             gpu,
             &uniform,

@@ -17,8 +17,16 @@ use crate::gpu::{Call, Calls, Gpu, Kernel, storage_buffer};
 /// Output channels of the block (the paper's 8 kernels).
 pub const CHANNELS: u32 = 8;
 
-/// `(b, j)` positions per workgroup of the weight gradient's partial sums.
-pub const SEGMENT: u32 = 512;
+/// Positions per workgroup of the weight gradient's partial sums, about: a workgroup
+/// takes whole strings.
+const SEGMENT: u32 = 512;
+
+/// Workgroups of the weight gradient's partial sums for `strings` strings of conv input
+/// length `len` (as the shader's `segment_strings`).
+pub fn weight_segments(strings: usize, len: u32) -> u64 {
+    let per_segment = (SEGMENT / (len / 2).max(1)).max(1);
+    (strings.max(1) as u64).div_ceil(u64::from(per_segment))
+}
 
 /// Output positions per invocation of the forward (as in the shader).
 const FORWARD_POSITIONS: u32 = 32;
@@ -142,12 +150,11 @@ impl OneHotConv {
         dy: &wgpu::Buffer,
         grads: &wgpu::Buffer,
     ) -> Calls {
-        let positions = capacity.max(1) as u64 * u64::from(shape.len / 2);
-        let segments = positions.div_ceil(u64::from(SEGMENT)).max(1);
+        let segments = weight_segments(capacity, shape.len);
         assert!(
             segments <= MAX_SEGMENTS,
-            "a one-hot weight gradient over {positions} positions needs more than \
-             {MAX_SEGMENTS} segments of {SEGMENT}"
+            "a one-hot weight gradient over {capacity} strings needs more than \
+             {MAX_SEGMENTS} segments"
         );
         let partials = storage_buffer(
             gpu,

@@ -33,7 +33,7 @@ use crate::ops::adamw::{AdamWBuffers, AdamWCalls, AdamWStep};
 use crate::ops::cnn_ed::{TableBuffers, TableGrads, TableLayout, TableShape, id_words, pack_ids};
 use crate::ops::conv1d::Conv1dGrads;
 use crate::ops::linear::{LinearGrads, LinearShape};
-use crate::ops::onehot_conv::{CHANNELS, OneHotConvShape, SEGMENT, Strings};
+use crate::ops::onehot_conv::{CHANNELS, OneHotConvShape, Strings, weight_segments};
 use crate::ops::pnll::{LossBuffers, LossCall, LossShape};
 use crate::ops::ranking::RankingWeights;
 
@@ -216,6 +216,9 @@ pub struct CnnEdTrainer<'g> {
     places: usize,
     slabs: Slabs,
     inputs: Inputs,
+    /// Host copies of a batch's packed ids and starts (Table), reused.
+    id_words: Vec<u32>,
+    start_words: Vec<u32>,
     /// Layer i's output `[rows, channels, M >> (i + 1)]`, and its gradient.
     _acts: Vec<wgpu::Buffer>,
     _d_acts: Vec<wgpu::Buffer>,
@@ -286,14 +289,15 @@ fn check_fits(
         Formulation::Strings => 0,
         Formulation::Table => (shape.max_len * shape.alphabet * shape.dim) as u64 * F32,
     };
-    // The first block's weight gradient reduces over every string's pooled positions
-    // (M / 2).
-    let positions = items.first as u64 * (shape.max_len / 2) as u64;
-    let most_positions = MAX_SEGMENTS * u64::from(SEGMENT);
+    // The first block's weight gradient reduces over segments of whole strings.
+    let segments = weight_segments(items.first, shape.max_len as u32);
     let binding = gpu.max_binding_bytes();
-    if triplets == 0 || widest.max(table) > binding || positions > most_positions {
+    if triplets == 0 || widest.max(table) > binding || segments > MAX_SEGMENTS {
         bail!(
-            "{triplets} triplets per step of {} characters x {} places ({formulation:?})              need {} MiB per activation, a {} MiB table and {positions} positions in a              weight gradient; this device binds {} MiB and the reduction takes              {most_positions}: use fewer triplets per step (--batch) or a shorter --max-len",
+            "{triplets} triplets per step of {} characters x {} places ({formulation:?}) \
+             need {} MiB per activation, a {} MiB table and {segments} segments in a weight \
+             gradient; this device binds {} MiB and the reduction takes {MAX_SEGMENTS}: use \
+             fewer triplets per step (--batch) or a shorter --max-len",
             shape.alphabet,
             shape.max_len,
             widest >> 20,
@@ -578,6 +582,8 @@ impl<'g> CnnEdTrainer<'g> {
             places: shape.max_len,
             slabs,
             inputs,
+            id_words: Vec::new(),
+            start_words: Vec::new(),
             _acts: acts,
             _d_acts: d_acts,
             head_io,
@@ -694,14 +700,10 @@ impl<'g> CnnEdTrainer<'g> {
                 queue.write_buffer(&self.inputs.lengths, 0, bytemuck::cast_slice(&lengths));
             }
             Formulation::Table => {
-                let (mut ids, mut starts) = (Vec::new(), Vec::new());
-                pack_ids(
-                    batch.iter().map(|s| s.iter().copied()),
-                    &mut ids,
-                    &mut starts,
-                );
-                queue.write_buffer(&self.inputs.ids, 0, bytemuck::cast_slice(&ids));
-                queue.write_buffer(&self.inputs.starts, 0, bytemuck::cast_slice(&starts));
+                let (ids, starts) = (&mut self.id_words, &mut self.start_words);
+                pack_ids(batch.iter().map(|s| s.iter().copied()), ids, starts);
+                queue.write_buffer(&self.inputs.ids, 0, bytemuck::cast_slice(ids));
+                queue.write_buffer(&self.inputs.starts, 0, bytemuck::cast_slice(starts));
             }
         }
         let targets: Vec<f32> = triplets.iter().flat_map(|(_, t)| *t).collect();
