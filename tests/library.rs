@@ -226,6 +226,29 @@ fn pipelines_are_built_once_per_device_however_many_embedders() {
     assert_eq!(first, second);
 }
 
+/// The kNN kernels are generated per plan; the device's cache compiles each once.
+#[test]
+fn knn_pipelines_are_built_once_per_device_however_many_searchers() {
+    let gpu = Gpu::new(&GpuOptions::default()).unwrap();
+    let model = Model::builtin().unwrap();
+    let index = Index::build(&gpu, &model, &WORDS, Precision::F32).unwrap();
+    let search = || {
+        Searcher::new(&gpu, &index, &model)
+            .unwrap()
+            .search(&["kiten"], &QueryOptions::default())
+            .unwrap()
+    };
+    let first = search();
+    let built = gpu.pipelines_built();
+    let second = search();
+    assert_eq!(
+        gpu.pipelines_built(),
+        built,
+        "a second searcher built pipelines again"
+    );
+    assert_eq!(first, second);
+}
+
 #[test]
 fn non_ascii_text_is_an_error_naming_it() {
     let t = common::gpu();

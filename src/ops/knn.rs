@@ -28,8 +28,7 @@
 //! row), so ties go to the smaller row. Rows are f32, or f16 read as packed u32 pairs
 //! (no f16 shader support needed); sums are f32. Hamming counts are exact integers,
 //! reported as f32.
-use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use anyhow::{Result, bail};
 use half::f16;
@@ -302,13 +301,12 @@ pub struct Neighbor {
     pub row: usize,
 }
 
-/// The kNN pipelines of a device, each compiled on first use: one scan per metric (and
-/// storage type) and width, one select per metric, width and k bucket.
-pub struct Knn {
-    kernels: Mutex<HashMap<KernelKey, Kernel>>,
-}
+/// The kNN kernels: one scan per metric (and storage type) and width, one select per
+/// metric, width and k bucket, each generated when a plan needs it and compiled once per
+/// device (`Gpu::pipeline` caches by source).
+pub struct Knn;
 
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum KernelKey {
     Scan {
         metric: Metric,
@@ -394,20 +392,12 @@ pub fn shader_variants(metric: Metric, dim: usize) -> Vec<(String, &'static str,
 
 impl Knn {
     pub fn new(_gpu: &Gpu) -> Self {
-        Knn {
-            kernels: Mutex::new(HashMap::new()),
-        }
+        Knn
     }
 
     fn kernel(&self, gpu: &Gpu, key: KernelKey) -> Kernel {
-        let mut kernels = self.kernels.lock().unwrap_or_else(|e| e.into_inner());
-        kernels
-            .entry(key)
-            .or_insert_with(|| {
-                let (label, entry) = key.entry();
-                Kernel::new(gpu, label, &key.source(), entry)
-            })
-            .clone()
+        let (label, entry) = key.entry();
+        Kernel::new(gpu, label, &key.source(), entry)
     }
     /// The `min(k, rows)` nearest rows of `db` to each of the `queries`, nearest first,
     /// ties by smaller row. Queries are laid out as [`KnnPlan::search`] takes them. Builds
