@@ -231,7 +231,7 @@ fn pipelines_are_built_once_per_device_however_many_embedders() {
 fn knn_pipelines_are_built_once_per_device_however_many_searchers() {
     let gpu = Gpu::new(&GpuOptions::default()).unwrap();
     let model = Model::builtin().unwrap();
-    let index = Index::build(&gpu, &model, &WORDS, Precision::F32).unwrap();
+    let index = Index::build(&gpu, &model, WORDS, Precision::F32).unwrap();
     let search = || {
         Searcher::new(&gpu, &index, &model)
             .unwrap()
