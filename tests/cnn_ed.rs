@@ -689,7 +689,7 @@ fn one_training_step_matches_pytorch() {
 
 #[test]
 fn a_network_with_relus_does_not_train_through_the_table() {
-    use megashtein_gpu::train::cnn_ed::{CnnEdTrainer, Formulation, LossWeights};
+    use megashtein_gpu::train::cnn_ed::Formulation;
     let t = gpu();
     let (model, _) = fixture_model("cnn_ed_uniref.safetensors");
     let shape = model.shape();
@@ -697,25 +697,35 @@ fn a_network_with_relus_does_not_train_through_the_table() {
         Formulation::cheaper(&t.gpu, &shape, 64, shape.max_len as f64).unwrap(),
         Formulation::Strings
     );
+    let err = trainer_error(&model, Formulation::Table, 4);
+    assert!(err.contains("does not fold into a table"), "{err}");
+}
+
+/// The error of making a trainer of `triplets` per step for `model` run as
+/// `formulation`, which must fail.
+fn trainer_error(
+    model: &CnnEd,
+    formulation: megashtein_gpu::train::cnn_ed::Formulation,
+    triplets: usize,
+) -> String {
+    use megashtein_gpu::train::cnn_ed::{CnnEdTrainer, LossWeights};
+    let t = gpu();
     let weights = LossWeights {
         hinge: 1.0,
         approx: 1.0,
         absolute: 0.0,
     };
-    let state = CnnEdState::new(&model);
-    let err = CnnEdTrainer::new(
+    let state = CnnEdState::new(model);
+    let trainer = CnnEdTrainer::new(
         &t.gpu,
         &t.ops,
-        shape,
-        Formulation::Table,
+        model.shape(),
+        formulation,
         &state,
-        4,
+        triplets,
         weights,
-    )
-    .err()
-    .unwrap()
-    .to_string();
-    assert!(err.contains("does not fold into a table"), "{err}");
+    );
+    trainer.err().expect("the trainer is refused").to_string()
 }
 
 fn check_training_step(key: &str, formulation: megashtein_gpu::train::cnn_ed::Formulation) {
@@ -780,28 +790,10 @@ fn check_training_step(key: &str, formulation: megashtein_gpu::train::cnn_ed::Fo
 /// allocated, with what to change.
 #[test]
 fn a_step_too_large_for_the_device_is_a_clear_error() {
-    use megashtein_gpu::train::cnn_ed::{CnnEdTrainer, Formulation, LossWeights};
-    let t = gpu();
+    use megashtein_gpu::train::cnn_ed::Formulation;
     // 192 strings x 37 rows x 8 channels x 2,500 places x 4 bytes: 541 MiB.
     let model = random_cnn_ed(3, 37, 5_000, 10, 0);
-    let weights = LossWeights {
-        hinge: 1.0,
-        approx: 1.0,
-        absolute: 0.0,
-    };
-    let state = CnnEdState::new(&model);
-    let err = CnnEdTrainer::new(
-        &t.gpu,
-        &t.ops,
-        model.shape(),
-        Formulation::Strings,
-        &state,
-        64,
-        weights,
-    )
-    .err()
-    .unwrap()
-    .to_string();
+    let err = trainer_error(&model, Formulation::Strings, 64);
     assert!(
         err.starts_with(
             "64 triplets per step of 37 characters x 5000 places (Strings) need 541 MiB"
