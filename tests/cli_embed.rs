@@ -254,3 +254,40 @@ fn an_interrupted_embed_leaves_no_temporary_file() {
         assert_only(dir.path(), &[]);
     }
 }
+
+/// `bench embed --input` reads its lines by the embed rules: a non-ASCII line is an error
+/// naming the file and line unless skipped, an empty file an error, and --torch (whose
+/// peer draws its own strings) is refused beside it.
+#[test]
+fn bench_embed_reads_its_input_by_the_embed_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(
+        dir.path(),
+        "words.txt",
+        "kitten\ncaf\u{e9}\nsitting\n".as_bytes(),
+    );
+    let bench = |extra: &[&str]| {
+        let args = ["bench", "embed", "--input", &input, "--batch-sizes", "2"];
+        let seconds = ["--seconds", "0.01", "--json"];
+        common::run_bin(&[&args[..], &seconds, extra].concat(), b"")
+    };
+    let refused = stderr(&bench(&[]));
+    assert!(
+        refused.contains("words.txt:2:") && refused.contains("non-ASCII"),
+        "{refused}"
+    );
+    // Skipped: the batch of 2 is kitten and sitting, 6.5 characters on average.
+    let out = bench(&["--non-ascii", "skip"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let row: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(row["result"]["chars_per_string"], 6.5, "{row}");
+    let refused = stderr(&bench(&["--torch", "python3"]));
+    assert!(refused.contains("cannot be used with"), "{refused}");
+    let empty = write(dir.path(), "empty.txt", b"");
+    let out = common::run_bin(&["bench", "embed", "--input", &empty], b"");
+    assert!(
+        stderr(&out).contains("empty.txt: no lines to embed"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -622,6 +622,32 @@ fn commands_read_utf8_with_a_cnn_ed_model() {
         assert_eq!(row["result"]["chars_per_string"], max_len as f64, "{line}");
     }
     assert_eq!(out.lines().count(), 2, "{out}");
+    // With --input it embeds the file's lines in order, wrapping around: batch 3 is the
+    // first three (6 + 3 + 10 code points), batch 5 all five (30).
+    let out = ok(run_bin(
+        &[
+            "bench",
+            "embed",
+            "--model",
+            &model,
+            "--input",
+            input,
+            "--batch-sizes",
+            "3,5",
+            "--seconds",
+            "0.01",
+            "--json",
+        ],
+        b"",
+    ));
+    let means: Vec<f64> = out
+        .lines()
+        .map(|line| {
+            let row: serde_json::Value = serde_json::from_str(line).unwrap();
+            row["result"]["chars_per_string"].as_f64().unwrap()
+        })
+        .collect();
+    assert_eq!(means, [19.0 / 3.0, 6.0], "{out}");
     // --profile times each kernel: the table pass, or the folded blocks and the layers after
     // them of a network with ReLUs.
     for (fixture, kernels) in [

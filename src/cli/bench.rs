@@ -19,6 +19,7 @@ use crate::bench::{
 };
 use crate::embed::Embedder;
 use crate::gpu::Gpu;
+use crate::input::{LineReader, NonAscii};
 use crate::model::Architecture;
 use crate::search::index::{Index, short_fingerprint};
 use crate::search::join::JoinOptions;
@@ -73,6 +74,14 @@ pub struct EmbedArgs {
     /// Time budget per batch size, in seconds.
     #[arg(long, default_value_t = 2.0)]
     pub seconds: f64,
+    /// Embed the lines of this file instead of random strings (ASCII, or any UTF-8 for a
+    /// CNN-ED model, whose cost follows each string's length): each batch takes the
+    /// next lines in order, wrapping around. Not with --torch, whose peer draws its own.
+    #[arg(long, short, conflicts_with = "torch")]
+    pub input: Option<PathBuf>,
+    /// What to do with --input lines holding non-ASCII characters.
+    #[arg(long, value_enum, default_value_t = NonAscii::Error, requires = "input")]
+    pub non_ascii: NonAscii,
     #[command(flatten)]
     pub peer: TorchPeer,
     #[command(flatten)]
@@ -262,6 +271,21 @@ fn bench_train(args: &TrainArgs) -> Result<()> {
     Ok(())
 }
 
+/// The lines of `path` as `model` reads them (ASCII under `non_ascii`, or any UTF-8 for
+/// a model that reads any alphabet); an error when there are none.
+fn read_bench_lines(
+    path: &Path,
+    model: &crate::model::Model,
+    non_ascii: NonAscii,
+) -> Result<Vec<Vec<u8>>> {
+    let rule = non_ascii.for_model(model)?;
+    let (lines, _) = LineReader::open(path, rule)?.read_all()?;
+    if lines.is_empty() {
+        bail!("{}: no lines to embed", path.display());
+    }
+    Ok(lines.into_iter().map(|line| line.text).collect())
+}
+
 fn bench_embed(args: &EmbedArgs) -> Result<()> {
     if args.batch_sizes.contains(&0) || args.seconds.is_nan() || args.seconds <= 0.0 {
         bail!("batch sizes must be at least 1 and --seconds positive");
@@ -288,7 +312,14 @@ fn bench_embed(args: &EmbedArgs) -> Result<()> {
         );
     }
     let budget = Duration::from_secs_f64(args.seconds);
-    let strings = |batch: usize| embed_strings(&model, batch, batch as u64);
+    let lines = match &args.input {
+        Some(path) => Some(read_bench_lines(path, &model, args.non_ascii)?),
+        None => None,
+    };
+    let strings = |batch: usize| match &lines {
+        Some(lines) => lines.iter().cycle().take(batch).cloned().collect(),
+        None => embed_strings(&model, batch, batch as u64),
+    };
     let ours: Vec<Throughput> = args
         .batch_sizes
         .iter()
@@ -296,7 +327,16 @@ fn bench_embed(args: &EmbedArgs) -> Result<()> {
         .collect::<Result<_>>()?;
     if !json {
         let mean_chars = ours.last().map_or(0.0, |t| t.chars_per_string);
-        println!("strings: {}", describe_embed_strings(&model, mean_chars));
+        let described = match (&args.input, &lines) {
+            (Some(path), Some(lines)) => format!(
+                "the {} lines of {} in order ({mean_chars:.1} characters on average at the \
+                 largest batch)",
+                lines.len(),
+                path.display()
+            ),
+            _ => describe_embed_strings(&model, mean_chars),
+        };
+        println!("strings: {described}");
     }
     let profile = match args.report.profile {
         true => Some((
