@@ -13,6 +13,7 @@ use crate::gpu::{Calls, Gpu, Pending, ReadbackPair, storage_buffer, storage_buff
 use crate::ops::Ops;
 use crate::ops::cnn_ed::{TableBuffers, TableLayout, TablePart, TableShape, id_words, pack_ids};
 use crate::ops::cnn_ed_prefix::{PrefixBuffers, PrefixShape};
+use crate::ops::onehot_conv::pad_ids;
 
 /// The most bytes of token ids one batch uploads: batches of long strings get fewer
 /// strings.
@@ -30,7 +31,7 @@ pub struct CnnEdEncoder {
     network: Network,
     out: wgpu::Buffer,
     readbacks: ReadbackPair,
-    /// Host copies of a batch's ids and starts (or lengths), reused.
+    /// Host copies of a batch's ids and their starts (table) or lengths (layers), reused.
     id_words: Vec<u32>,
     start_words: Vec<u32>,
 }
@@ -300,16 +301,8 @@ impl CnnEdEncoder {
             Network::Layered {
                 tokens, lengths, ..
             } => {
-                // Each string's ids padded to M with the unseen id (an all-zero column).
                 let m = self.chars.max_len();
-                self.id_words.clear();
-                self.start_words.clear();
-                for ids in strings {
-                    let start = self.id_words.len();
-                    self.id_words.extend(ids);
-                    self.start_words.push((self.id_words.len() - start) as u32);
-                    self.id_words.resize(start + m, self.chars.unseen());
-                }
+                pad_ids(strings, m, &mut self.id_words, &mut self.start_words);
                 gpu.queue
                     .write_buffer(tokens, 0, bytemuck::cast_slice(&self.id_words));
                 gpu.queue

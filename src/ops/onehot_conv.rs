@@ -83,6 +83,31 @@ impl OneHotConvShape {
     }
 }
 
+/// A batch's token ids as the first block (and the folded first blocks) read them, into
+/// `ids` and `lengths` (both cleared first): each string's ids padded to `stride` with
+/// [`PAD_ID`](super::cnn_ed::PAD_ID), and its length. A string longer than `stride` is a
+/// bug of the caller, which cuts strings to M.
+pub fn pad_ids<S: IntoIterator<Item = u32>>(
+    strings: impl IntoIterator<Item = S>,
+    stride: usize,
+    ids: &mut Vec<u32>,
+    lengths: &mut Vec<u32>,
+) {
+    ids.clear();
+    lengths.clear();
+    for string in strings {
+        let start = ids.len();
+        ids.extend(string);
+        let len = ids.len() - start;
+        assert!(
+            len <= stride,
+            "a string of {len} ids past the stride {stride}"
+        );
+        lengths.push(len as u32);
+        ids.resize(start + stride, super::cnn_ed::PAD_ID);
+    }
+}
+
 fn source() -> String {
     format!(
         "{}{}",

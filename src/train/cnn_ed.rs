@@ -33,7 +33,7 @@ use crate::ops::adamw::{AdamWBuffers, AdamWCalls, AdamWStep};
 use crate::ops::cnn_ed::{TableBuffers, TableGrads, TableLayout, TableShape, id_words, pack_ids};
 use crate::ops::conv1d::Conv1dGrads;
 use crate::ops::linear::{LinearGrads, LinearShape};
-use crate::ops::onehot_conv::{CHANNELS, OneHotConvShape, Strings, weight_segments};
+use crate::ops::onehot_conv::{CHANNELS, OneHotConvShape, Strings, pad_ids, weight_segments};
 use crate::ops::pnll::{LossBuffers, LossCall, LossShape};
 use crate::ops::ranking::RankingWeights;
 
@@ -154,13 +154,13 @@ impl Formulation {
     }
 
     /// The cheaper formulation for `triplets` per step of strings `mean_len` characters
-    /// long on average, whose buffers fit `gpu`; an error when neither fits.
+    /// long on average (each cut to M), whose buffers fit `gpu`; an error when neither
+    /// fits.
     pub fn cheaper(gpu: &Gpu, shape: &CnnEdShape, triplets: usize, mean_len: f64) -> Result<Self> {
         if !shape.is_affine() {
             return check_fits(gpu, shape, Formulation::Strings, triplets)
                 .map(|()| Formulation::Strings);
         }
-        let mean_len = mean_len.min(shape.max_len as f64);
         let cost = |f: &Formulation| f.cost(shape, triplets, mean_len);
         let mut both = [Formulation::Table, Formulation::Strings];
         both.sort_by(|a, b| cost(a).total_cmp(&cost(b)));
@@ -216,7 +216,7 @@ pub struct CnnEdTrainer<'g> {
     places: usize,
     slabs: Slabs,
     inputs: Inputs,
-    /// Host copies of a batch's packed ids and starts (Table), reused.
+    /// Host copies of a batch's ids and their lengths (Strings) or starts (Table), reused.
     id_words: Vec<u32>,
     start_words: Vec<u32>,
     /// Layer i's output `[rows, channels, M >> (i + 1)]`, and its gradient.
@@ -690,14 +690,11 @@ impl<'g> CnnEdTrainer<'g> {
         let queue = &self.gpu.queue;
         match self.formulation {
             Formulation::Strings => {
-                let m = self.shape.max_len;
-                let mut padded = vec![model.unseen(); batch.len() * m];
-                for (row, ids) in padded.chunks_mut(m).zip(&batch) {
-                    row[..ids.len()].copy_from_slice(ids);
-                }
-                queue.write_buffer(&self.inputs.tokens, 0, bytemuck::cast_slice(&padded));
-                let lengths: Vec<u32> = batch.iter().map(|ids| ids.len() as u32).collect();
-                queue.write_buffer(&self.inputs.lengths, 0, bytemuck::cast_slice(&lengths));
+                let (ids, lengths) = (&mut self.id_words, &mut self.start_words);
+                let strings = batch.iter().map(|s| s.iter().copied());
+                pad_ids(strings, self.shape.max_len, ids, lengths);
+                queue.write_buffer(&self.inputs.tokens, 0, bytemuck::cast_slice(ids));
+                queue.write_buffer(&self.inputs.lengths, 0, bytemuck::cast_slice(lengths));
             }
             Formulation::Table => {
                 let (ids, starts) = (&mut self.id_words, &mut self.start_words);

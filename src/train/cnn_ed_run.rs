@@ -116,7 +116,10 @@ pub fn train(
     let mut weights = run.loss.weights(first_epoch, run.epochs);
     let shape = model.shape();
     let strings = data.strings();
-    let characters: usize = strings.iter().map(|s| s.chars().count()).sum();
+    let characters: usize = strings
+        .iter()
+        .map(|s| s.chars().count().min(shape.max_len))
+        .sum();
     let mean_len = characters as f64 / strings.len().max(1) as f64;
     let formulation = Formulation::cheaper(gpu, &shape, run.triplets, mean_len)?;
     let mut trainer = CnnEdTrainer::new(
