@@ -3,7 +3,10 @@
 //   Y[o, col] = sum_{k < K} W[k, o] * B[k, col]      (K <= KMAX)
 // for every row o and 32 columns col0 .. col0 + 31.
 //   - B's 32 columns are staged whole in workgroup memory by the including shader
-//     (`tile_put`), once, behind a single barrier: every later read is a broadcast.
+//     (`tile_put`), once, behind a single barrier. Each step k then reads B[k, 0..31]
+//     with `tile_columns`, from one of two readers that the op appends for its device
+//     (`ops::TileReads`): tile_reads_shared.wgsl (every invocation reads all 32) or
+//     tile_reads_subgroup.wgsl (each reads four, shared by subgroup broadcast).
 //   - W comes from the including shader's `tile_weights(k, o)`: W[k, o + 16 r] for
 //     r = 0..3 as one vec4. Packed weights ([K][rows], rows a multiple of 64, zero past
 //     the layer) keep those four side by side, so each is one 16-byte load and the 16
@@ -33,6 +36,16 @@ fn tile_packed_vec4(k: u32, o: u32, rows: u32) -> u32 {
 // tile_b[h * KMAX + k] column c holds B[k, col0 + 16 h + 4 c .. + 3].
 var<workgroup> tile_b: array<mat4x4<f32>, 2u * KMAX>;
 
+// The staged B[k, col0 + 16 h .. + 15] (column 4 c + l is m[c][l]), and its columns
+// 4 c .. 4 c + 3: what the reader reads.
+fn tile_half(h: u32, k: u32) -> mat4x4<f32> {
+    return tile_b[h * KMAX + k];
+}
+
+fn tile_quarter(h: u32, k: u32, c: u32) -> vec4<f32> {
+    return tile_b[h * KMAX + k][c];
+}
+
 // B[k, col0 + c] = v, for c < 32.
 fn tile_put(k: u32, c: u32, v: f32) {
     tile_b[(c / 16u) * KMAX + k][(c / 4u) % 4u][c % 4u] = v;
@@ -59,8 +72,9 @@ fn tile_multiply_32(o: u32, col0: u32, k_len: u32) {
     var a30 = mat4x4<f32>(); var a31 = mat4x4<f32>();
     for (var k = 0u; k < k_len; k++) {
         let w = tile_weights(k, o);
-        let lo = tile_b[k];
-        let hi = tile_b[KMAX + k];
+        let b = tile_columns(k, o);
+        let lo = b.lo;
+        let hi = b.hi;
         a00 += lo * w.x; a01 += hi * w.x;
         a10 += lo * w.y; a11 += hi * w.y;
         a20 += lo * w.z; a21 += hi * w.z;

@@ -6,8 +6,9 @@
 //
 // The screen is the matrix-product form |x|^2 - 2 q.x + |q|^2, 2 flops per value, held
 // in a register tile: each invocation owns 4 rows x 32 queries as eight 4x4 matrices
-// (columns = rows' 4-query groups), fed by the query tile from workgroup memory (a
-// broadcast) and one word per row from the database (contiguous across invocations).
+// (columns = rows' 4-query groups), fed by the query tile from workgroup memory (through
+// the device's reader, tile_reads_*.wgsl, appended) and one word per row from the
+// database (contiguous across invocations).
 // A row is a candidate when its screen is within the rounding bound EPS (|q|^2 + |x|^2)
 // of the k-th distance, so every row whose exact squared distance could make the list
 // is kept; select recomputes exact distances, and ties and order come from those.
@@ -26,6 +27,15 @@ const NEVER: f32 = -0x1.fffffep+127f;
 
 // qs[h * DMAX + d]: column c holds queries 16 h + 4 c .. + 3 of the tile at dimension d.
 var<workgroup> qs: array<mat4x4<f32>, 2u * DMAX>;
+// The query tile at dimension d, for the reader: queries 16 h .. 16 h + 15, and four.
+fn tile_half(h: u32, d: u32) -> mat4x4<f32> {
+    return qs[h * DMAX + d];
+}
+
+fn tile_quarter(h: u32, d: u32, c: u32) -> vec4<f32> {
+    return qs[h * DMAX + d][c];
+}
+
 // Per 4-query group g = 4 h + c: the screen's bound (see `near`).
 var<workgroup> bound: array<vec4<f32>, 8>;
 
@@ -71,8 +81,9 @@ fn scan(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wg: vec3
     var a30 = mat4x4<f32>(); var a31 = mat4x4<f32>();
     for (var d = 0u; d < p.dim; d++) {
         let x = row_values(d, r0);
-        let lo = qs[d];
-        let hi = qs[DMAX + d];
+        let q = tile_columns(d, t);
+        let lo = q.lo;
+        let hi = q.hi;
         a00 += lo * x.x; a01 += hi * x.x;
         a10 += lo * x.y; a11 += hi * x.y;
         a20 += lo * x.z; a21 += hi * x.z;

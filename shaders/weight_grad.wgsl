@@ -8,7 +8,10 @@
 // at half the reduction length of the unfolded conv.
 // Both are the tile's product  G[o, col] = sum_r A[o, r] * B[r, col]  with the reduction r
 // over every (string, position), A = dy, col = i * taps + t and, with a bias, a last
-// column of ones. The reduction is long and the output small, so it is split: `partial`
+// column of ones. A is read like a conv's weight: `pack_dy` first lays dy out as
+// [r][rows] in the tile's packed order, so the product loads each invocation's four rows
+// as one vec4 (dy's own layout puts neighbouring rows a string's length apart).
+// The reduction is long and the output small, so it is split: `partial`
 // computes the product over one segment of KMAX reduction indices per workgroup row,
 // and `reduce` adds this batch's segments in order. No atomics, so the sum is the same
 // on every run (resumed training must reproduce weights bit for bit).
@@ -28,7 +31,7 @@ struct Shape {
 }
 
 @group(0) @binding(0) var<uniform> s: Shape;
-@group(0) @binding(1) var<storage, read> dy: array<f32>;                 // [batch, cout, positions]
+@group(0) @binding(1) var<storage, read> packed_dy: array<vec4<f32>>;    // [r][rows], packed
 @group(0) @binding(2) var<storage, read> x: array<f32>;                  // [batch, cin, len]
 @group(0) @binding(3) var<storage, read_write> partials: array<f32>;     // [segments, cout, cols]
 
@@ -44,18 +47,8 @@ fn positions() -> u32 {
 // The first reduction index of this workgroup's segment.
 var<private> segment_start: u32;
 
-fn weight_at(r: u32, o: u32) -> f32 {
-    if o >= s.cout {
-        return 0.0;
-    }
-    let n = positions();
-    let rr = segment_start + r;
-    let b = rr / n;
-    return dy[(b * s.cout + o) * n + rr - b * n];
-}
-
 fn tile_weights(k: u32, o: u32) -> vec4<f32> {
-    return vec4(weight_at(k, o), weight_at(k, o + 16u), weight_at(k, o + 32u), weight_at(k, o + 48u));
+    return packed_dy[tile_packed_vec4(segment_start + k, o, s.rows)];
 }
 
 fn tile_store(o: u32, col: u32, v: f32) {
@@ -75,24 +68,39 @@ fn x_at(row: u32, pos: i32) -> f32 {
     return x[row + u32(pos)];
 }
 
-// B[r, col] for reduction index r = (b, l): x at the tap's position (a pair sum when
-// pooled), 1 in the bias column, 0 past the columns.
-fn b_value(col: u32, r: u32) -> f32 {
+// Stages B[r, col] for the segment's r < k_len as tile column c: x at the tap's position
+// (a pair sum when pooled), 1 in the bias column, 0 past the columns. The reduction
+// index r = (b, l) advances string by string, without a division per value.
+fn stage_column(c: u32, col: u32, k_len: u32) {
     let kk = s.cin * s.taps;
     if col >= kk {
-        return select(0.0, 1.0, col < cols());
+        let v = select(0.0, 1.0, col < cols());
+        for (var r = 0u; r < k_len; r++) {
+            tile_put(r, c, v);
+        }
+        return;
     }
     let i = col / s.taps;
     let t = col - i * s.taps;
     let n = positions();
-    let b = r / n;
-    let l = r - b * n;
-    let row = (b * s.cin + i) * s.len;
-    if s.pooled == 1u {
-        let pos = i32(2u * l + t) - 1;
-        return x_at(row, pos) + x_at(row, pos + 1);
+    var b = segment_start / n;
+    var l = segment_start - b * n;
+    for (var r = 0u; r < k_len; r++) {
+        let row = (b * s.cin + i) * s.len;
+        var v: f32;
+        if s.pooled == 1u {
+            let pos = i32(2u * l + t) - 1;
+            v = x_at(row, pos) + x_at(row, pos + 1);
+        } else {
+            v = x_at(row, i32(l + t) - i32(s.pad));
+        }
+        tile_put(r, c, v);
+        l++;
+        if l == n {
+            l = 0u;
+            b++;
+        }
     }
-    return x_at(row, i32(l + t) - i32(s.pad));
 }
 
 @compute @workgroup_size(16)
@@ -110,14 +118,35 @@ fn partial(
     let k_len = min(KMAX, s.batch * positions() - segment_start);
     // Invocation `lane` stages columns col0 + lane and col0 + lane + 16.
     for (var c = lane; c < TILE_COLS; c += TILE_LANES) {
-        for (var r = 0u; r < k_len; r++) {
-            tile_put(r, c, b_value(col0 + c, segment_start + r));
-        }
+        stage_column(c, col0 + c, k_len);
     }
     workgroupBarrier();
     for (var o0 = 0u; o0 < s.rows; o0 += TILE_ROWS) {
         tile_multiply(lane, o0, col0, k_len, min(TILE_COLS, cols() - min(cols(), col0)));
     }
+}
+
+@group(0) @binding(1) var<storage, read> dy: array<f32>;                // [batch, cout, positions]
+@group(0) @binding(2) var<storage, read_write> packing: array<f32>;     // [r][rows]
+
+// packing[r * rows + p] = dy at reduction index r = (b, l), channel o = the packed row
+// p's (gemm_tile.wgsl), 0 for o >= cout; one invocation per value, `positions * rows`
+// per string.
+@compute @workgroup_size(64)
+fn pack_dy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = gid.x + gid.y * nwg.x * 64u;
+    let n = positions();
+    if idx >= s.batch * n * s.rows {
+        return;
+    }
+    let r = idx / s.rows;
+    let o = tile_packed_row(idx - r * s.rows);
+    let b = r / n;
+    var v = 0.0;
+    if o < s.cout {
+        v = dy[(b * s.cout + o) * n + r - b * n];
+    }
+    packing[idx] = v;
 }
 
 @group(0) @binding(1) var<storage, read> parts: array<f32>;

@@ -11,6 +11,7 @@ use std::path::Path;
 use megashtein_gpu::model::params::{RUNNING_MEAN, RUNNING_VAR, Widths};
 use megashtein_gpu::model::{pth, weights::Weights};
 use megashtein_gpu::ops::adamw::AdamWStep;
+use megashtein_gpu::ops::{Ops, TileReads};
 use megashtein_gpu::train::data::{Examples, PRINTABLE, PairBatch, PairGenerator};
 use megashtein_gpu::train::hard::{HardConfig, Neighbours};
 use megashtein_gpu::train::trainer::{Objective, TrainState, Trainer, slab_len};
@@ -133,6 +134,40 @@ fn one_step_matches_pytorch() {
     let t = common::gpu();
     for name in FIXTURES {
         one_step_matches(t, &fixture(name));
+    }
+}
+
+/// The register tile's two readers (`ops::TileReads`) give the same step, bit for bit:
+/// CI's lavapipe runs the subgroup reader everywhere else, so this is what tests the
+/// shared one (every GPU's).
+#[test]
+fn either_tile_reader_gives_the_same_step() {
+    let t = common::gpu();
+    if t.gpu.info.name.contains("llvmpipe") {
+        assert_eq!(TileReads::for_device(&t.gpu), TileReads::Subgroup);
+    }
+    let shared = Ops::with_tile_reads(&t.gpu, TileReads::Shared);
+    for name in FIXTURES {
+        let f = fixture(name);
+        let state = TrainState::new(&f.weights, f.number("distance_scale") as f32);
+        let step = |ops: &Ops| {
+            let mut trainer =
+                Trainer::new(&t.gpu, ops, &state, f.batch.len(), false, Objective::Pnll).unwrap();
+            trainer.gradients(&f.batch).unwrap();
+            (
+                trainer.read_embeddings().unwrap(),
+                trainer.read_grads().unwrap(),
+            )
+        };
+        let (mine, theirs) = (step(&t.ops), step(&shared));
+        assert!(
+            mine.0 == theirs.0,
+            "{name}: embeddings differ between readers"
+        );
+        assert!(
+            mine.1 == theirs.1,
+            "{name}: gradients differ between readers"
+        );
     }
 }
 

@@ -7,6 +7,7 @@ mod common;
 
 use common::{gpu, rng};
 use half::f16;
+use megashtein_gpu::ops::TileReads;
 use megashtein_gpu::ops::knn::{Database, Knn, KnnPlan, MAX_CODE_WIDTH, MAX_K, Neighbor};
 use megashtein_gpu::reference;
 use rand::Rng;
@@ -86,6 +87,33 @@ fn exact_top_k_across_chunks_k_and_sizes() {
                 &format!("n={n} q={queries} k={k} chunk={chunk:?} f16={f16}"),
             );
         }
+    }
+}
+
+/// The scan's register tile with the shared reader (every GPU's; CI's lavapipe runs the
+/// subgroup reader in every other test) finds the exact neighbours too, across query and
+/// row tiles and both storage types.
+#[test]
+fn the_shared_tile_reader_finds_the_same_neighbours() {
+    let t = gpu();
+    if t.gpu.info.name.contains("llvmpipe") {
+        assert_eq!(TileReads::for_device(&t.gpu), TileReads::Subgroup);
+    }
+    let shared = Knn::with_tile_reads(TileReads::Shared);
+    let mut r = rng(17);
+    let (n, queries, dim, k) = (700, 40, 12, 9);
+    let data = grid_data(&mut r, n, dim);
+    let qs = grid_data(&mut r, queries, dim);
+    let want = reference::knn(&data, &qs, dim, k);
+    for f16 in [false, true] {
+        let bytes = if f16 {
+            f16_bytes(&data)
+        } else {
+            f32_bytes(&data)
+        };
+        let db = Database::upload(&t.gpu, &bytes, dim, f16, None).unwrap();
+        let got = shared.search(&t.gpu, &db, &qs, k).unwrap();
+        assert_exact(&got, &want, &format!("shared reader, f16={f16}"));
     }
 }
 

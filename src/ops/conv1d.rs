@@ -6,7 +6,7 @@
 //! reuses the product for the input gradient (a conv with flipped, transposed weights)
 //! and `weight_grad` for the weight and bias gradients.
 use super::weight_grad::{WeightGrad, WeightGradShape};
-use super::{PackedWeight, tile_rows};
+use super::{PackedWeight, TileReads, tile_rows};
 use crate::gpu::{Call, Calls, Gpu, Kernel};
 
 /// The largest reduction (`cin * 3`, and `cout * 3` for the input gradient) the tile
@@ -99,8 +99,8 @@ pub struct Conv1dGrads<'a> {
 }
 
 impl Conv1d {
-    pub fn new(gpu: &Gpu) -> Self {
-        let kernel = |label, mode, entry| Kernel::new(gpu, label, &source(mode), entry);
+    pub fn new(gpu: &Gpu, reads: TileReads) -> Self {
+        let kernel = |label, mode, entry| Kernel::new(gpu, label, &source(mode, reads), entry);
         Conv1d {
             forward: kernel("conv1d.forward", 0, "forward"),
             forward_pool: kernel("conv1d.forward_pool", 1, "forward"),
@@ -281,18 +281,24 @@ impl Conv1d {
 
 /// The shader for `mode` (what the tile's columns read: 0 the input, 1 its pair sums,
 /// 2 a pooled block's output gradient, split by parity; see conv1d.wgsl), after the tile.
-fn source(mode: u32) -> String {
+fn source(mode: u32, reads: TileReads) -> String {
     format!(
         "const KMAX: u32 = {KMAX}u;\nconst MODE: u32 = {mode}u;\n{}{}",
-        include_str!("../../shaders/gemm_tile.wgsl"),
+        reads.wgsl(),
         include_str!("../../shaders/conv1d.wgsl")
     )
 }
 
 /// Every source this op compiles, labelled (for the portability test).
 pub fn shader_sources() -> Vec<(String, String)> {
-    (0..3)
-        .map(|mode| (format!("conv1d.wgsl mode {mode}"), source(mode)))
+    TileReads::ALL
+        .into_iter()
+        .flat_map(|reads| {
+            (0..3).map(move |mode| {
+                let label = format!("conv1d.wgsl mode {mode}, {}", reads.label());
+                (label, source(mode, reads))
+            })
+        })
         .collect()
 }
 

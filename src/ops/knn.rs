@@ -36,6 +36,7 @@ use rand::seq::SliceRandom;
 use rand::{SeedableRng, rngs::StdRng};
 use rayon::prelude::*;
 
+use super::TileReads;
 use crate::gpu::{Call, Gpu, Kernel, Readback, storage_buffer, storage_buffer_init};
 
 /// Largest k the kernel supports (its largest list bucket).
@@ -303,8 +304,11 @@ pub struct Neighbor {
 
 /// The kNN kernels: one scan per metric (and storage type) and width, one select per
 /// metric, width and k bucket, each generated when a plan needs it and compiled once per
-/// device (`Gpu::pipeline` caches by source).
-pub struct Knn;
+/// device (`Gpu::pipeline` caches by source). `reads`: how the vector scan's register
+/// tile reads its query tile.
+pub struct Knn {
+    reads: TileReads,
+}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum KernelKey {
@@ -328,7 +332,7 @@ impl KernelKey {
     }
 
     /// The WGSL of this variant: its constants, then the shared snippets, then the pass.
-    fn source(self) -> String {
+    fn source(self, reads: TileReads) -> String {
         let (metric, dmax) = match self {
             KernelKey::Scan { metric, dmax } | KernelKey::Select { metric, dmax, .. } => {
                 (metric, dmax)
@@ -341,14 +345,16 @@ impl KernelKey {
         );
         let common = include_str!("../../shaders/knn_common.wgsl");
         match self {
-            KernelKey::Scan { .. } => format!(
+            KernelKey::Scan { .. } if hamming => format!(
                 "{constants}{common}\n{}\n{}",
                 include_str!("../../shaders/knn_append.wgsl"),
-                if hamming {
-                    include_str!("../../shaders/knn_scan_hamming.wgsl")
-                } else {
-                    include_str!("../../shaders/knn_scan.wgsl")
-                }
+                include_str!("../../shaders/knn_scan_hamming.wgsl")
+            ),
+            KernelKey::Scan { .. } => format!(
+                "{constants}{common}\n{}\n{}\n{}",
+                include_str!("../../shaders/knn_append.wgsl"),
+                include_str!("../../shaders/knn_scan.wgsl"),
+                reads.reader()
             ),
             KernelKey::Select { kmax, .. } => format!(
                 "{constants}const KMAX: u32 = {kmax}u;\n{common}\n{}\n{}",
@@ -373,31 +379,41 @@ fn dmax(metric: Metric, dim: usize) -> usize {
 /// all shaders without running them.
 pub fn shader_variants(metric: Metric, dim: usize) -> Vec<(String, &'static str, String)> {
     let dmax = dmax(metric, dim);
-    let keys = std::iter::once(KernelKey::Scan { metric, dmax })
-        .chain(K_BUCKETS.map(|kmax| KernelKey::Select { metric, dmax, kmax }));
-    keys.map(|key| {
-        let (label, entry) = key.entry();
-        let kmax = match key {
-            KernelKey::Scan { .. } => String::new(),
-            KernelKey::Select { kmax, .. } => format!(" kmax={kmax}"),
-        };
-        (
-            format!("{label} {metric:?} dim={dim}{kmax}"),
-            entry,
-            key.source(),
-        )
-    })
-    .collect()
+    let scans = TileReads::ALL.map(|reads| (KernelKey::Scan { metric, dmax }, reads));
+    let selects =
+        K_BUCKETS.map(|kmax| (KernelKey::Select { metric, dmax, kmax }, TileReads::Shared));
+    scans
+        .into_iter()
+        .chain(selects)
+        .map(|(key, reads)| {
+            let (label, entry) = key.entry();
+            let variant = match key {
+                KernelKey::Scan { .. } => format!(", {}", reads.label()),
+                KernelKey::Select { kmax, .. } => format!(" kmax={kmax}"),
+            };
+            (
+                format!("{label} {metric:?} dim={dim}{variant}"),
+                entry,
+                key.source(reads),
+            )
+        })
+        .collect()
 }
 
 impl Knn {
-    pub fn new(_gpu: &Gpu) -> Self {
-        Knn
+    pub fn new(gpu: &Gpu) -> Self {
+        Knn::with_tile_reads(TileReads::for_device(gpu))
+    }
+
+    /// The kernels with the scan's register tile reading as `reads` says (tests compare
+    /// both).
+    pub fn with_tile_reads(reads: TileReads) -> Self {
+        Knn { reads }
     }
 
     fn kernel(&self, gpu: &Gpu, key: KernelKey) -> Kernel {
         let (label, entry) = key.entry();
-        Kernel::new(gpu, label, &key.source(), entry)
+        Kernel::new(gpu, label, &key.source(self.reads), entry)
     }
     /// The `min(k, rows)` nearest rows of `db` to each of the `queries`, nearest first,
     /// ties by smaller row. Queries are laid out as [`KnnPlan::search`] takes them. Builds

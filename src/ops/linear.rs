@@ -5,7 +5,7 @@
 //! stages ([`KMAX`]) is split into calls of at most `KMAX` that add up in order
 //! (split-K), so any `fan_in` and `fan_out` work.
 use super::weight_grad::{WeightGrad, WeightGradShape};
-use super::{PackedWeight, tile_rows};
+use super::{PackedWeight, TileReads, tile_rows};
 use crate::gpu::{Calls, Gpu, Kernel};
 
 /// The longest reduction one call stages in workgroup memory (2 x 200 4x4 f32
@@ -112,8 +112,8 @@ pub struct LinearGrads<'a> {
 }
 
 impl Linear {
-    pub fn new(gpu: &Gpu) -> Self {
-        let source = source();
+    pub fn new(gpu: &Gpu, reads: TileReads) -> Self {
+        let source = source(reads);
         Linear {
             forward: Kernel::new(gpu, "linear.forward", &source, "forward"),
             pack_weight: Kernel::new(gpu, "linear.pack_weight", &source, "pack_weight"),
@@ -217,17 +217,19 @@ impl Linear {
 }
 
 /// The shader, after the tile.
-fn source() -> String {
+fn source(reads: TileReads) -> String {
     format!(
         "const KMAX: u32 = {KMAX}u;\n{}{}",
-        include_str!("../../shaders/gemm_tile.wgsl"),
+        reads.wgsl(),
         include_str!("../../shaders/linear.wgsl")
     )
 }
 
 /// Every source this op compiles, labelled (for the portability test).
 pub fn shader_sources() -> Vec<(String, String)> {
-    vec![("linear.wgsl".to_string(), source())]
+    TileReads::ALL
+        .map(|reads| (format!("linear.wgsl, {}", reads.label()), source(reads)))
+        .to_vec()
 }
 
 /// A workgroup covers 32 rows of the batch, and a call's grid counts workgroups of 64

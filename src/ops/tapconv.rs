@@ -17,6 +17,7 @@
 //! The trainer uses the fold too: its backward pass gathers the gradient of the tables
 //! (`Embedding::backward_taps`) and maps it back onto the conv weight, bias and
 //! embedding table ([`TapConv::backward`]), a per-step cost independent of the batch.
+use super::TileReads;
 use crate::gpu::{Call, Calls, Gpu, Kernel};
 
 #[repr(C)]
@@ -85,10 +86,10 @@ pub const KMAX: u32 = 192;
 
 /// The shader computing backward product `product` (0: conv weight and bias, 1: the
 /// embedding table), after the tile and the token reader.
-fn source(product: u32) -> String {
+fn source(product: u32, reads: TileReads) -> String {
     format!(
         "const KMAX: u32 = {KMAX}u;\nconst PRODUCT: u32 = {product}u;\n{}{}{}",
-        include_str!("../../shaders/gemm_tile.wgsl"),
+        reads.wgsl(),
         super::TOKENS_WGSL,
         include_str!("../../shaders/tapconv.wgsl")
     )
@@ -96,8 +97,14 @@ fn source(product: u32) -> String {
 
 /// Every source this op compiles, labelled (for the portability test).
 pub fn shader_sources() -> Vec<(String, String)> {
-    (0..2)
-        .map(|product| (format!("tapconv.wgsl product {product}"), source(product)))
+    TileReads::ALL
+        .into_iter()
+        .flat_map(|reads| {
+            (0..2).map(move |product| {
+                let label = format!("tapconv.wgsl product {product}, {}", reads.label());
+                (label, source(product, reads))
+            })
+        })
         .collect()
 }
 
@@ -109,8 +116,8 @@ pub struct TapConv {
 }
 
 impl TapConv {
-    pub fn new(gpu: &Gpu) -> Self {
-        let (weight, table) = (source(0), source(1));
+    pub fn new(gpu: &Gpu, reads: TileReads) -> Self {
+        let (weight, table) = (source(0, reads), source(1, reads));
         TapConv {
             fold: Kernel::new(gpu, "tapconv.fold", &weight, "fold"),
             forward: Kernel::new(gpu, "tapconv.forward", &weight, "forward"),

@@ -1,9 +1,10 @@
 //! Weight and bias gradients of conv1d and linear layers (`shaders/weight_grad.wgsl`):
-//! the register-tiled product of `shaders/gemm_tile.wgsl` reduced over every position of
+//! the register-tiled product of `shaders/gemm_tile.wgsl` (the output gradient first
+//! packed like a weight, so the tile reads it in vec4s) reduced over every position of
 //! every string, split into segments whose partial products are added in a fixed order
 //! (deterministic, no atomics). A conv block's conv + pool is reduced at the pooled
 //! length, over pair sums of its input, like its forward.
-use super::MAX_SEGMENTS;
+use super::{MAX_SEGMENTS, TileReads};
 use crate::gpu::{Calls, Gpu, Kernel, storage_buffer};
 
 #[repr(C)]
@@ -53,28 +54,37 @@ pub const SEGMENT: u32 = 192;
 const TILE_COLS: u32 = 32;
 
 /// The shader, after the tile.
-fn source() -> String {
+fn source(reads: TileReads) -> String {
     format!(
         "const KMAX: u32 = {SEGMENT}u;\n{}{}",
-        include_str!("../../shaders/gemm_tile.wgsl"),
+        reads.wgsl(),
         include_str!("../../shaders/weight_grad.wgsl")
     )
 }
 
 /// Every source this op compiles, labelled (for the portability test).
 pub fn shader_sources() -> Vec<(String, String)> {
-    vec![("weight_grad.wgsl".to_string(), source())]
+    TileReads::ALL
+        .map(|reads| {
+            (
+                format!("weight_grad.wgsl, {}", reads.label()),
+                source(reads),
+            )
+        })
+        .to_vec()
 }
 
 pub struct WeightGrad {
+    pack_dy: Kernel,
     partial: Kernel,
     reduce: Kernel,
 }
 
 impl WeightGrad {
-    pub fn new(gpu: &Gpu) -> Self {
-        let source = source();
+    pub fn new(gpu: &Gpu, reads: TileReads) -> Self {
+        let source = source(reads);
         WeightGrad {
+            pack_dy: Kernel::new(gpu, "weight_grad.pack_dy", &source, "pack_dy"),
             partial: Kernel::new(gpu, "weight_grad.partial", &source, "partial"),
             reduce: Kernel::new(gpu, "weight_grad.reduce", &source, "reduce"),
         }
@@ -119,18 +129,30 @@ impl WeightGrad {
             rows: super::tile_rows(shape.cout),
             has_bias: u32::from(shape.bias.is_some()),
         };
+        let packed_dy = storage_buffer(
+            gpu,
+            "packed output gradient",
+            rows * u64::from(uniform.rows) * 4,
+        );
         let tiles = cols.div_ceil(TILE_COLS);
         let outputs = (shape.cout * cols).div_ceil(64);
-        let mut calls = Calls::from(self.partial.call_fixed(
+        let mut calls = Calls::from(self.pack_dy.call(
             gpu,
             &uniform,
-            &[dy, x, &partials],
+            &[dy, &packed_dy],
+            shape.positions() * uniform.rows,
+        ));
+        calls.push(self.partial.call_fixed(
+            gpu,
+            &uniform,
+            &[&packed_dy, x, &partials],
             [tiles, segments],
         ));
         calls.push(
             self.reduce
                 .call_fixed(gpu, &uniform, &[&partials, grads], [outputs, 1]),
         );
+        calls.keep(packed_dy);
         calls.keep(partials);
         calls
     }
