@@ -2,6 +2,7 @@
 use anyhow::Result;
 
 use crate::gpu::list_adapters;
+use crate::ops::TileReads;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -53,5 +54,10 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let chosen = args.gpu.open()?;
     println!("selected: {}", chosen.describe());
+    let reads = match TileReads::for_device(&chosen) {
+        TileReads::Shared => "from workgroup memory",
+        TileReads::Subgroup => "by subgroup broadcast (a CPU adapter with subgroups of 8)",
+    };
+    println!("register tiles read their staged columns {reads}");
     Ok(())
 }
