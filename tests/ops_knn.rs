@@ -26,6 +26,11 @@ fn f16_bytes(v: &[f32]) -> Vec<u8> {
     bytemuck::cast_slice(&h).to_vec()
 }
 
+/// `v` as a database stores it: f16 or f32 bytes.
+fn stored_bytes(v: &[f32], f16: bool) -> Vec<u8> {
+    if f16 { f16_bytes(v) } else { f32_bytes(v) }
+}
+
 /// Values on a coarse grid: exact in f16 and f32, and their squared distances are exact
 /// sums, so ties are real ties and the order must match the reference exactly.
 fn grid_data(r: &mut impl Rng, n: usize, dim: usize) -> Vec<f32> {
@@ -73,11 +78,7 @@ fn exact_top_k_across_chunks_k_and_sizes() {
         let data = grid_data(&mut r, n, dim);
         let qs = grid_data(&mut r, queries, dim);
         for f16 in [false, true] {
-            let bytes = if f16 {
-                f16_bytes(&data)
-            } else {
-                f32_bytes(&data)
-            };
+            let bytes = stored_bytes(&data, f16);
             let db = Database::upload(&t.gpu, &bytes, dim, f16, chunk).unwrap();
             let got = search(&db, &qs, k);
             let want = reference::knn(&data, &qs, dim, k);
@@ -106,11 +107,7 @@ fn the_shared_tile_reader_finds_the_same_neighbours() {
     let qs = grid_data(&mut r, queries, dim);
     let want = reference::knn(&data, &qs, dim, k);
     for f16 in [false, true] {
-        let bytes = if f16 {
-            f16_bytes(&data)
-        } else {
-            f32_bytes(&data)
-        };
+        let bytes = stored_bytes(&data, f16);
         let db = Database::upload(&t.gpu, &bytes, dim, f16, None).unwrap();
         let got = shared.search(&t.gpu, &db, &qs, k).unwrap();
         assert_exact(&got, &want, &format!("shared reader, f16={f16}"));
@@ -148,11 +145,7 @@ fn random_float_data_matches_within_rounding() {
     let data: Vec<f32> = (0..n * dim).map(|_| r.random_range(-3.0f32..3.0)).collect();
     let qs: Vec<f32> = (0..4 * dim).map(|_| r.random_range(-3.0f32..3.0)).collect();
     for f16 in [false, true] {
-        let bytes = if f16 {
-            f16_bytes(&data)
-        } else {
-            f32_bytes(&data)
-        };
+        let bytes = stored_bytes(&data, f16);
         // The reference sees exactly the values the GPU sees.
         let seen: Vec<f32> = if f16 {
             data.iter().map(|&x| f16::from_f32(x).to_f32()).collect()
@@ -221,11 +214,7 @@ fn check_both_precisions(data: &[f32], qs: &[f32], dim: usize, k: usize, chunk: 
     let t = gpu();
     let want = reference::knn(data, qs, dim, k);
     for f16 in [false, true] {
-        let bytes = if f16 {
-            f16_bytes(data)
-        } else {
-            f32_bytes(data)
-        };
+        let bytes = stored_bytes(data, f16);
         let db = Database::upload(&t.gpu, &bytes, dim, f16, chunk).unwrap();
         let got = search(&db, qs, k);
         let what = format!(

@@ -291,15 +291,7 @@ fn source(mode: u32, reads: TileReads) -> String {
 
 /// Every source this op compiles, labelled (for the portability test).
 pub fn shader_sources() -> Vec<(String, String)> {
-    TileReads::ALL
-        .into_iter()
-        .flat_map(|reads| {
-            (0..3).map(move |mode| {
-                let label = format!("conv1d.wgsl mode {mode}, {}", reads.label());
-                (label, source(mode, reads))
-            })
-        })
-        .collect()
+    super::tiled_sources("conv1d.wgsl mode", 3, source)
 }
 
 /// A workgroup covers 32 output columns, and a call's grid counts workgroups of 64

@@ -193,6 +193,20 @@ impl TileReads {
     }
 }
 
+/// Every (label, source) of an op with `variants` sources (`{name} {i}`) under each
+/// reader, for the portability test.
+fn tiled_sources(
+    name: &str,
+    variants: u32,
+    source: impl Fn(u32, TileReads) -> String,
+) -> Vec<(String, String)> {
+    TileReads::ALL
+        .into_iter()
+        .flat_map(|reads| (0..variants).map(move |i| (i, reads)))
+        .map(|(i, reads)| (format!("{name} {i}, {}", reads.label()), source(i, reads)))
+        .collect()
+}
+
 /// Every op, compiled once for a device.
 pub struct Ops {
     pub embedding: embedding::Embedding,

@@ -97,15 +97,7 @@ fn source(product: u32, reads: TileReads) -> String {
 
 /// Every source this op compiles, labelled (for the portability test).
 pub fn shader_sources() -> Vec<(String, String)> {
-    TileReads::ALL
-        .into_iter()
-        .flat_map(|reads| {
-            (0..2).map(move |product| {
-                let label = format!("tapconv.wgsl product {product}, {}", reads.label());
-                (label, source(product, reads))
-            })
-        })
-        .collect()
+    super::tiled_sources("tapconv.wgsl product", 2, source)
 }
 
 pub struct TapConv {
