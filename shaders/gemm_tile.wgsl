@@ -1,12 +1,14 @@
-// The register tile of conv1d and linear (prepended to their sources after a line
-// `const KMAX: u32 = ...;`): one workgroup of 16 invocations computes the product
+// The register tile of conv1d, linear, weight_grad and tapconv (prepended to their
+// sources after a line `const KMAX: u32 = ...;`): one workgroup of 16 invocations
+// computes the product
 //   Y[o, col] = sum_{k < K} W[k, o] * B[k, col]      (K <= KMAX)
 // for every row o and 32 columns col0 .. col0 + 31.
 //   - B's 32 columns are staged whole in workgroup memory by the including shader
-//     (`tile_put`), once, behind a single barrier. Each step k then reads B[k, 0..31]
-//     with `tile_columns`, from one of two readers that the op appends for its device
-//     (`ops::TileReads`): tile_reads_shared.wgsl (every invocation reads all 32) or
-//     tile_reads_subgroup.wgsl (each reads four, shared by subgroup broadcast).
+//     (`tile_put`), once, behind a single barrier. Each step k of the full 32-column
+//     product then reads B[k, 0..31] with `tile_columns`, from one of two readers that
+//     the op appends for its device (`ops::TileReads`): tile_reads_shared.wgsl (every
+//     invocation reads all 32) or tile_reads_subgroup.wgsl (each reads four, shared by
+//     subgroup broadcast). The narrow products (4 or 16 columns) read tile_b directly.
 //   - W comes from the including shader's `tile_weights(k, o)`: W[k, o + 16 r] for
 //     r = 0..3 as one vec4. Packed weights ([K][rows], rows a multiple of 64, zero past
 //     the layer) keep those four side by side, so each is one 16-byte load and the 16
