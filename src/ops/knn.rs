@@ -312,9 +312,11 @@ pub struct Knn {
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum KernelKey {
+    /// `reads`: how the vector screen's tile reads its queries (unused for codes).
     Scan {
         metric: Metric,
         dmax: usize,
+        reads: TileReads,
     },
     Select {
         metric: Metric,
@@ -332,9 +334,9 @@ impl KernelKey {
     }
 
     /// The WGSL of this variant: its constants, then the shared snippets, then the pass.
-    fn source(self, reads: TileReads) -> String {
+    fn source(self) -> String {
         let (metric, dmax) = match self {
-            KernelKey::Scan { metric, dmax } | KernelKey::Select { metric, dmax, .. } => {
+            KernelKey::Scan { metric, dmax, .. } | KernelKey::Select { metric, dmax, .. } => {
                 (metric, dmax)
             }
         };
@@ -350,7 +352,7 @@ impl KernelKey {
                 include_str!("../../shaders/knn_append.wgsl"),
                 include_str!("../../shaders/knn_scan_hamming.wgsl")
             ),
-            KernelKey::Scan { .. } => format!(
+            KernelKey::Scan { reads, .. } => format!(
                 "{constants}{common}\n{}\n{}\n{}",
                 include_str!("../../shaders/knn_append.wgsl"),
                 include_str!("../../shaders/knn_scan.wgsl"),
@@ -379,22 +381,25 @@ fn dmax(metric: Metric, dim: usize) -> usize {
 /// all shaders without running them.
 pub fn shader_variants(metric: Metric, dim: usize) -> Vec<(String, &'static str, String)> {
     let dmax = dmax(metric, dim);
-    let scans = TileReads::ALL.map(|reads| (KernelKey::Scan { metric, dmax }, reads));
-    let selects =
-        K_BUCKETS.map(|kmax| (KernelKey::Select { metric, dmax, kmax }, TileReads::Shared));
+    let scans = TileReads::ALL.map(|reads| KernelKey::Scan {
+        metric,
+        dmax,
+        reads,
+    });
+    let selects = K_BUCKETS.map(|kmax| KernelKey::Select { metric, dmax, kmax });
     scans
         .into_iter()
         .chain(selects)
-        .map(|(key, reads)| {
+        .map(|key| {
             let (label, entry) = key.entry();
             let variant = match key {
-                KernelKey::Scan { .. } => format!(", {}", reads.label()),
+                KernelKey::Scan { reads, .. } => format!(", {}", reads.label()),
                 KernelKey::Select { kmax, .. } => format!(" kmax={kmax}"),
             };
             (
                 format!("{label} {metric:?} dim={dim}{variant}"),
                 entry,
-                key.source(reads),
+                key.source(),
             )
         })
         .collect()
@@ -413,7 +418,7 @@ impl Knn {
 
     fn kernel(&self, gpu: &Gpu, key: KernelKey) -> Kernel {
         let (label, entry) = key.entry();
-        Kernel::new(gpu, label, &key.source(self.reads), entry)
+        Kernel::new(gpu, label, &key.source(), entry)
     }
     /// The `min(k, rows)` nearest rows of `db` to each of the `queries`, nearest first,
     /// ties by smaller row. Queries are laid out as [`KnnPlan::search`] takes them. Builds
@@ -520,7 +525,14 @@ impl KnnPlan {
             lists: storage_buffer(gpu, "knn lists", list_bytes),
             counts: storage_buffer(gpu, "knn candidate counts", (capacity as u64 + 1) * 4),
             candidates: storage_buffer(gpu, "knn candidates", (capacity * SLOTS * 4) as u64),
-            scan: knn.kernel(gpu, KernelKey::Scan { metric, dmax }),
+            scan: knn.kernel(
+                gpu,
+                KernelKey::Scan {
+                    metric,
+                    dmax,
+                    reads: knn.reads,
+                },
+            ),
             select: knn.kernel(gpu, KernelKey::Select { metric, dmax, kmax }),
             growing: Vec::new(),
             short: OnceLock::new(),
