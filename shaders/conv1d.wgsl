@@ -60,7 +60,7 @@ fn k_len() -> u32 {
 @group(0) @binding(3) var<storage, read> params: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
-fn tile_weights(k: u32, o: u32) -> vec4<f32> {
+fn tile_rows(k: u32, o: u32) -> vec4<f32> {
     // SPLIT: the odd positions' weights follow the even ones'.
     return packed[tile_packed_vec4(k + parity() * k_len(), o, s.rows)];
 }

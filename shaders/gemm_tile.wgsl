@@ -1,21 +1,19 @@
 // The register tile of conv1d, linear, weight_grad and tapconv (prepended to their
-// sources after a line `const KMAX: u32 = ...;`): one workgroup of 16 invocations
-// computes the product
+// sources after a line `const KMAX: u32 = ...;`, and followed by tile_product.wgsl and
+// the device's reader): one workgroup of 16 invocations computes the product
 //   Y[o, col] = sum_{k < K} W[k, o] * B[k, col]      (K <= KMAX)
 // for every row o and 32 columns col0 .. col0 + 31.
 //   - B's 32 columns are staged whole in workgroup memory by the including shader
 //     (`tile_put`), once, behind a single barrier. Each step k of the full 32-column
-//     product then reads B[k, 0..31] with `tile_columns`, from one of two readers that
-//     the op appends for its device (`ops::TileReads`): tile_reads_shared.wgsl (every
-//     invocation reads all 32) or tile_reads_subgroup.wgsl (each reads four, shared by
-//     subgroup broadcast). The narrow products (4 or 16 columns) read tile_b directly.
-//   - W comes from the including shader's `tile_weights(k, o)`: W[k, o + 16 r] for
+//     product (tile_product.wgsl) then reads B[k, 0..31] with `tile_columns`, from one
+//     of two readers that the op appends for its device (`ops::TileReads`):
+//     tile_reads_shared.wgsl (every invocation reads all 32) or tile_reads_subgroup.wgsl
+//     (each reads four, shared by subgroup broadcast). The narrow products (4 or 16 columns) read tile_b directly.
+//   - W comes from the including shader's `tile_rows(k, o)`: W[k, o + 16 r] for
 //     r = 0..3 as one vec4. Packed weights ([K][rows], rows a multiple of 64, zero past
 //     the layer) keep those four side by side, so each is one 16-byte load and the 16
 //     invocations read 256 consecutive bytes.
-//   - Each invocation holds rows o0 + lane + 16 r (r = 0..3) x 32 columns as eight
-//     4x4 matrices: named values, which lavapipe keeps in registers (arrays it keeps in
-//     memory, at a third of the speed).
+//   - Each invocation holds rows o0 + lane + 16 r (r = 0..3) x 32 columns.
 // The including shader also provides `tile_store(o, col, value)` for each result.
 
 const TILE_COLS: u32 = 32u;
@@ -68,31 +66,18 @@ fn tile_multiply(lane: u32, o0: u32, col0: u32, k_len: u32, cols: u32) {
 }
 
 fn tile_multiply_32(o: u32, col0: u32, k_len: u32) {
-    var a00 = mat4x4<f32>(); var a01 = mat4x4<f32>();
-    var a10 = mat4x4<f32>(); var a11 = mat4x4<f32>();
-    var a20 = mat4x4<f32>(); var a21 = mat4x4<f32>();
-    var a30 = mat4x4<f32>(); var a31 = mat4x4<f32>();
-    for (var k = 0u; k < k_len; k++) {
-        let w = tile_weights(k, o);
-        let b = tile_columns(k, o);
-        let lo = b.lo;
-        let hi = b.hi;
-        a00 += lo * w.x; a01 += hi * w.x;
-        a10 += lo * w.y; a11 += hi * w.y;
-        a20 += lo * w.z; a21 += hi * w.z;
-        a30 += lo * w.w; a31 += hi * w.w;
-    }
-    tile_store_16(o, col0, a00); tile_store_16(o, col0 + 16u, a01);
-    tile_store_16(o + 16u, col0, a10); tile_store_16(o + 16u, col0 + 16u, a11);
-    tile_store_16(o + 32u, col0, a20); tile_store_16(o + 32u, col0 + 16u, a21);
-    tile_store_16(o + 48u, col0, a30); tile_store_16(o + 48u, col0 + 16u, a31);
+    let t = tile_product(o, o, k_len);
+    tile_store_16(o, col0, t.a00); tile_store_16(o, col0 + 16u, t.a01);
+    tile_store_16(o + 16u, col0, t.a10); tile_store_16(o + 16u, col0 + 16u, t.a11);
+    tile_store_16(o + 32u, col0, t.a20); tile_store_16(o + 32u, col0 + 16u, t.a21);
+    tile_store_16(o + 48u, col0, t.a30); tile_store_16(o + 48u, col0 + 16u, t.a31);
 }
 
 fn tile_multiply_16(o: u32, col0: u32, k_len: u32) {
     var a0 = mat4x4<f32>(); var a1 = mat4x4<f32>();
     var a2 = mat4x4<f32>(); var a3 = mat4x4<f32>();
     for (var k = 0u; k < k_len; k++) {
-        let w = tile_weights(k, o);
+        let w = tile_rows(k, o);
         let lo = tile_b[k];
         a0 += lo * w.x; a1 += lo * w.y; a2 += lo * w.z; a3 += lo * w.w;
     }
@@ -106,7 +91,7 @@ fn tile_multiply_4(o: u32, col0: u32, k_len: u32) {
     var a0 = vec4<f32>(); var a1 = vec4<f32>();
     var a2 = vec4<f32>(); var a3 = vec4<f32>();
     for (var k = 0u; k < k_len; k++) {
-        let w = tile_weights(k, o);
+        let w = tile_rows(k, o);
         let b = tile_b[k][0];
         a0 += b * w.x; a1 += b * w.y; a2 += b * w.z; a3 += b * w.w;
     }

@@ -5,10 +5,11 @@
 // into the query's top k.
 //
 // The screen is the matrix-product form |x|^2 - 2 q.x + |q|^2, 2 flops per value, held
-// in a register tile: each invocation owns 4 rows x 32 queries as eight 4x4 matrices
-// (columns = rows' 4-query groups), fed by the query tile from workgroup memory (through
-// the device's reader, tile_reads_*.wgsl, appended) and one word per row from the
-// database (contiguous across invocations).
+// in a register tile: each invocation owns 4 consecutive rows x 32 queries as eight 4x4
+// matrices (columns = rows' 4-query groups), fed by the query tile from workgroup memory
+// (through the device's reader, tile_reads_*.wgsl, appended) and one vec4 of the
+// database a step: its rows' words at that dimension (contiguous across invocations; one
+// load where lavapipe would loop over the lanes once for each of four scalar loads).
 // A row is a candidate when its screen is within the rounding bound EPS (|q|^2 + |x|^2)
 // of the k-th distance, so every row whose exact squared distance could make the list
 // is kept; select recomputes exact distances, and ties and order come from those.
@@ -21,7 +22,7 @@ const EPS: f32 = 0x1p-14f;
 const NEVER: f32 = -0x1.fffffep+127f;
 
 @group(0) @binding(1) var<storage, read> queries: array<u32>;        // [batch, dim] f32 bits
-@group(0) @binding(2) var<storage, read> database: array<u32>;       // [words, stride]
+@group(0) @binding(2) var<storage, read> database: array<vec4<u32>>; // [words, stride / 4]
 @group(0) @binding(3) var<storage, read> norms: array<f32>;          // [stride] |x|^2
 @group(0) @binding(4) var<storage, read> lists: array<u32>;          // [batch, k] x (distance bits, row)
 
@@ -73,27 +74,19 @@ fn scan(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wg: vec3
     }
     workgroupBarrier();
 
-    // The register tile; no barrier from here on, so lavapipe keeps it in registers.
-    let r0 = p.slice_start + wg.x * RT + t;
-    var a00 = mat4x4<f32>(); var a01 = mat4x4<f32>();
-    var a10 = mat4x4<f32>(); var a11 = mat4x4<f32>();
-    var a20 = mat4x4<f32>(); var a21 = mat4x4<f32>();
-    var a30 = mat4x4<f32>(); var a31 = mat4x4<f32>();
-    for (var d = 0u; d < p.dim; d++) {
-        let x = row_values(d, r0);
-        let q = tile_columns(d, t);
-        let lo = q.lo;
-        let hi = q.hi;
-        a00 += lo * x.x; a01 += hi * x.x;
-        a10 += lo * x.y; a11 += hi * x.y;
-        a20 += lo * x.z; a21 += hi * x.z;
-        a30 += lo * x.w; a31 += hi * x.w;
-    }
+    // The register tile (tile_product.wgsl); no barrier from here on, so lavapipe keeps
+    // it in registers.
+    let r0 = p.slice_start + wg.x * RT + 4u * t;
+    let tile = tile_product(r0, t, p.dim);
+    let a00 = tile.a00; let a01 = tile.a01;
+    let a10 = tile.a10; let a11 = tile.a11;
+    let a20 = tile.a20; let a21 = tile.a21;
+    let a30 = tile.a30; let a31 = tile.a31;
 
     let x0 = half_norm(r0);
-    let x1 = half_norm(r0 + 64u);
-    let x2 = half_norm(r0 + 128u);
-    let x3 = half_norm(r0 + 192u);
+    let x1 = half_norm(r0 + 1u);
+    let x2 = half_norm(r0 + 2u);
+    let x3 = half_norm(r0 + 3u);
     let any_near = near(a00, 0u, x0) || near(a01, 1u, x0) || near(a10, 0u, x1) ||
         near(a11, 1u, x1) || near(a20, 0u, x2) || near(a21, 1u, x2) || near(a30, 0u, x3) ||
         near(a31, 1u, x3);
@@ -103,9 +96,9 @@ fn scan(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wg: vec3
     while pending {
         pending = false;
         append(near_bits(a00, 0u, x0) | near_bits(a01, 1u, x0), r0, q0);
-        append(near_bits(a10, 0u, x1) | near_bits(a11, 1u, x1), r0 + 64u, q0);
-        append(near_bits(a20, 0u, x2) | near_bits(a21, 1u, x2), r0 + 128u, q0);
-        append(near_bits(a30, 0u, x3) | near_bits(a31, 1u, x3), r0 + 192u, q0);
+        append(near_bits(a10, 0u, x1) | near_bits(a11, 1u, x1), r0 + 1u, q0);
+        append(near_bits(a20, 0u, x2) | near_bits(a21, 1u, x2), r0 + 2u, q0);
+        append(near_bits(a30, 0u, x3) | near_bits(a31, 1u, x3), r0 + 3u, q0);
     }
 }
 
@@ -116,11 +109,10 @@ fn query_value(q: u32, d: u32) -> f32 {
     return 0.0;
 }
 
-// Dimension `d` of rows r0, r0 + 64, r0 + 128, r0 + 192. An F16 word holds dimensions
-// 2w and 2w + 1; the second read of a word hits the cache.
-fn row_values(d: u32, r0: u32) -> vec4<f32> {
-    let at = (d / DIMS_PER_WORD) * p.stride + r0;
-    let words = vec4(database[at], database[at + 64u], database[at + 128u], database[at + 192u]);
+// The tile's rows: dimension `d` of rows r0 .. r0 + 3 (r0 and the stride are multiples of 4). An F16 word
+// holds dimensions 2w and 2w + 1; the second read of a word hits the cache.
+fn tile_rows(d: u32, r0: u32) -> vec4<f32> {
+    let words = database[((d / DIMS_PER_WORD) * p.stride + r0) / 4u];
     if F16 {
         let e = d % 2u;
         return vec4(unpack2x16float(words.x)[e], unpack2x16float(words.y)[e],

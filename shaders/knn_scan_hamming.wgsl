@@ -6,9 +6,10 @@
 // The screen is exact, in the lists' order (distance, then row number): a row tied
 // with the k-th distance is kept only when its row number is smaller. Codes tie often.
 //
-// Each invocation owns 4 rows x 16 queries as sixteen vec4<u32> of distances, fed by
-// the query tile from workgroup memory (a broadcast) and one word per row from the
-// database (contiguous across invocations). A word pair costs `differing_bytes`, a
+// Each invocation owns 4 consecutive rows x 16 queries as sixteen vec4<u32> of
+// distances, fed by the query tile from workgroup memory (a broadcast) and one vec4 of
+// the database a word: its rows' words (contiguous across invocations; one load where
+// lavapipe would loop over the lanes once for each of four scalar loads). A word pair costs `differing_bytes`, a
 // countOneBits of a mask: on lavapipe as fast as counting per byte lane (which must be
 // folded every 255 words), and simpler. The whole query
 // tile sits in workgroup memory, 16 KiB at the widest code (16 queries x 256 words), so
@@ -24,7 +25,7 @@ const QT: u32 = 16u;          // queries per tile
 const RT: u32 = 256u;         // rows per tile: 4 per invocation
 
 @group(0) @binding(1) var<storage, read> queries: array<u32>;        // [batch, dim] code words
-@group(0) @binding(2) var<storage, read> database: array<u32>;       // [dim, stride]
+@group(0) @binding(2) var<storage, read> database: array<vec4<u32>>; // [dim, stride / 4]
 @group(0) @binding(3) var<storage, read> used: array<u32>;           // [stride] used words per row
 @group(0) @binding(4) var<storage, read> lists: array<u32>;          // [batch, k] x (distance bits, row)
 @group(0) @binding(7) var<storage, read> ids: array<u32>;            // [rows] row numbers of chunk rows
@@ -71,21 +72,22 @@ fn scan(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wg: vec3
     workgroupBarrier();
 
     // The register tile; no barrier from here on, so lavapipe keeps it in registers.
-    let r0 = p.slice_start + wg.x * RT + t;
-    let words = max(max(max(row_used(r0), row_used(r0 + 64u)),
-                        max(row_used(r0 + 128u), row_used(r0 + 192u))),
+    let r0 = p.slice_start + wg.x * RT + 4u * t;
+    let words = max(max(max(row_used(r0), row_used(r0 + 1u)),
+                        max(row_used(r0 + 2u), row_used(r0 + 3u))),
                     atomicLoad(&queries_used));
-    // d<row><group>: distances of row r0 + 64 row to the queries of 4-query group.
+    // d<row><group>: distances of row r0 + row to the queries of 4-query group.
     var d00 = vec4<u32>(); var d01 = vec4<u32>(); var d02 = vec4<u32>(); var d03 = vec4<u32>();
     var d10 = vec4<u32>(); var d11 = vec4<u32>(); var d12 = vec4<u32>(); var d13 = vec4<u32>();
     var d20 = vec4<u32>(); var d21 = vec4<u32>(); var d22 = vec4<u32>(); var d23 = vec4<u32>();
     var d30 = vec4<u32>(); var d31 = vec4<u32>(); var d32 = vec4<u32>(); var d33 = vec4<u32>();
     for (var w = 0u; w < words; w++) {
-        let at = w * p.stride + r0;
-        let x0 = database[at];
-        let x1 = database[at + 64u];
-        let x2 = database[at + 128u];
-        let x3 = database[at + 192u];
+        // r0 and the stride are multiples of 4.
+        let x = database[(w * p.stride + r0) / 4u];
+        let x0 = x.x;
+        let x1 = x.y;
+        let x2 = x.z;
+        let x3 = x.w;
         let g0 = qs[4u * w];
         let g1 = qs[4u * w + 1u];
         let g2 = qs[4u * w + 2u];
@@ -97,18 +99,18 @@ fn scan(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wg: vec3
     }
 
     let b0 = candidate_bits(d00, d01, d02, d03, r0);
-    let b1 = candidate_bits(d10, d11, d12, d13, r0 + 64u);
-    let b2 = candidate_bits(d20, d21, d22, d23, r0 + 128u);
-    let b3 = candidate_bits(d30, d31, d32, d33, r0 + 192u);
+    let b1 = candidate_bits(d10, d11, d12, d13, r0 + 1u);
+    let b2 = candidate_bits(d20, d21, d22, d23, r0 + 2u);
+    let b3 = candidate_bits(d30, d31, d32, d33, r0 + 3u);
     // At most once; a loop rather than an if, as in knn_scan.wgsl (lavapipe skips a loop
     // whose lanes are all done, but runs an if's body masked).
     var pending = (b0 | b1 | b2 | b3) != 0u;
     while pending {
         pending = false;
         append(b0, r0, q0);
-        append(b1, r0 + 64u, q0);
-        append(b2, r0 + 128u, q0);
-        append(b3, r0 + 192u, q0);
+        append(b1, r0 + 1u, q0);
+        append(b2, r0 + 2u, q0);
+        append(b3, r0 + 3u, q0);
     }
 }
 

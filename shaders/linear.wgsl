@@ -33,7 +33,7 @@ const ACCUMULATE: u32 = 8u;   // forward: add to y (split-K calls after the firs
 @group(0) @binding(3) var<storage, read> params: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
-fn tile_weights(k: u32, o: u32) -> vec4<f32> {
+fn tile_rows(k: u32, o: u32) -> vec4<f32> {
     return packed[tile_packed_vec4(s.k0 + k, o, s.rows)];
 }
 

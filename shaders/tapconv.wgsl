@@ -161,7 +161,7 @@ fn weight_at(k: u32, row: u32) -> f32 {
     return params[s.weight + (o * s.dim + row) * 3u + t];
 }
 
-fn tile_weights(k: u32, o: u32) -> vec4<f32> {
+fn tile_rows(k: u32, o: u32) -> vec4<f32> {
     return vec4(weight_at(k, o), weight_at(k, o + 16u), weight_at(k, o + 32u), weight_at(k, o + 48u));
 }
 

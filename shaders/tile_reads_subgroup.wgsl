@@ -6,10 +6,9 @@
 // loads per step become 4. Subgroups are invocations 8 s .. 8 s + 7 of a 1-D workgroup
 // (lavapipe's order); `invocation` is the invocation's index, or any number equal to it
 // mod 8. The including shader gives `tile_half` and `tile_quarter` (tile_reads_shared.wgsl).
-struct TileColumns {
-    lo: mat4x4<f32>,
-    hi: mat4x4<f32>,
-}
+
+// lavapipe runs the product four steps a trip (tile_product.wgsl).
+const FOUR_STEP_TRIPS: bool = true;
 
 fn tile_columns(k: u32, invocation: u32) -> TileColumns {
     let lane = invocation % 8u;

@@ -47,7 +47,7 @@ fn positions() -> u32 {
 // The first reduction index of this workgroup's segment.
 var<private> segment_start: u32;
 
-fn tile_weights(k: u32, o: u32) -> vec4<f32> {
+fn tile_rows(k: u32, o: u32) -> vec4<f32> {
     return packed_dy[tile_packed_vec4(segment_start + k, o, s.rows)];
 }
 

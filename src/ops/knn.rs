@@ -356,7 +356,7 @@ impl KernelKey {
                 "{constants}{common}\n{}\n{}\n{}",
                 include_str!("../../shaders/knn_append.wgsl"),
                 include_str!("../../shaders/knn_scan.wgsl"),
-                reads.reader()
+                reads.product()
             ),
             KernelKey::Select { kmax, .. } => format!(
                 "{constants}const KMAX: u32 = {kmax}u;\n{common}\n{}\n{}",

@@ -53,11 +53,12 @@ impl PackedWeight {
 }
 
 /// The shader files that are not modules on their own but composed by the ops: the
-/// register tile, the packed-token reader (`TOKENS_WGSL`), the loss heads' bindings
+/// register tile and its product, the packed-token reader (`TOKENS_WGSL`), the loss heads' bindings
 /// and sum (`LOSS_HEAD_WGSL`), CNN-ED's extents (`EXTENT_WGSL`) and the shaders they
 /// are joined to.
-pub const COMPOSED_SHADERS: [&str; 16] = [
+pub const COMPOSED_SHADERS: [&str; 17] = [
     "gemm_tile.wgsl",
+    "tile_product.wgsl",
     "tile_reads_shared.wgsl",
     "tile_reads_subgroup.wgsl",
     "conv1d.wgsl",
@@ -166,21 +167,27 @@ impl TileReads {
         }
     }
 
-    /// The reader's WGSL (`shaders/tile_reads_*.wgsl`), for a shader that stages its
-    /// columns as the register tile does.
-    fn reader(self) -> &'static str {
-        match self {
+    /// The register tile's product (`shaders/tile_product.wgsl`) with this reader
+    /// (`shaders/tile_reads_*.wgsl`), for a shader that stages its columns as the tile
+    /// does and gives its rows' values.
+    fn product(self) -> String {
+        let reader = match self {
             TileReads::Shared => include_str!("../../shaders/tile_reads_shared.wgsl"),
             TileReads::Subgroup => include_str!("../../shaders/tile_reads_subgroup.wgsl"),
-        }
+        };
+        format!(
+            "{}\n{reader}",
+            include_str!("../../shaders/tile_product.wgsl")
+        )
     }
 
-    /// The register tile with this reader, to follow the including op's `const KMAX`.
+    /// The matrix products' register tile with this reader, to follow the including
+    /// op's `const KMAX`.
     fn wgsl(self) -> String {
         format!(
-            "{}{}",
+            "{}\n{}",
             include_str!("../../shaders/gemm_tile.wgsl"),
-            self.reader()
+            self.product()
         )
     }
 
