@@ -94,10 +94,36 @@ impl DeviceArgs {
         }
     }
 
-    /// Open the chosen device.
+    /// Open the chosen device, with a note on standard error when the automatic choice
+    /// fell back to a slow path.
     pub fn open(&self) -> anyhow::Result<Gpu> {
-        Gpu::new(&self.options())
+        let gpu = Gpu::new(&self.options())?;
+        let info = &gpu.info;
+        if let Some(note) = fallback_note(&info.name, info.backend, info.device_type, self.backend)
+        {
+            eprintln!("note: {note}");
+        }
+        Ok(gpu)
     }
+}
+
+/// Why a device chosen automatically runs slower than it could: llvmpipe through
+/// OpenGL, which wgpu picks when Mesa's Vulkan driver is missing. There the kernels get
+/// no subgroups and run 2-3x slower than on lavapipe (BENCHMARKS.md).
+fn fallback_note(
+    adapter: &str,
+    backend: wgpu::Backend,
+    device_type: wgpu::DeviceType,
+    choice: BackendChoice,
+) -> Option<String> {
+    let gl_cpu = backend == wgpu::Backend::Gl && device_type == wgpu::DeviceType::Cpu;
+    (gl_cpu && choice == BackendChoice::Auto).then(|| {
+        format!(
+            "running on {adapter} through OpenGL; Mesa's Vulkan driver runs the same work \
+             2-3x faster on this CPU (Debian/Ubuntu: apt-get install mesa-vulkan-drivers \
+             libvulkan1)"
+        )
+    })
 }
 
 /// The error a search returns when it found nothing, like grep: the process exits with
@@ -206,4 +232,33 @@ pub fn progress_rows(total: u64, what: &str) -> indicatif::ProgressBar {
     );
     bar.set_prefix(what.to_string());
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_automatic_choice_of_llvmpipe_through_opengl_gets_the_note() {
+        use wgpu::{Backend, DeviceType};
+        let name = "llvmpipe (LLVM 15.0.6, 256 bits)";
+        let note = fallback_note(name, Backend::Gl, DeviceType::Cpu, BackendChoice::Auto).unwrap();
+        assert!(
+            note.contains(name) && note.contains("mesa-vulkan-drivers"),
+            "{note}"
+        );
+        // Asked for by name: no note.
+        assert_eq!(
+            fallback_note(name, Backend::Gl, DeviceType::Cpu, BackendChoice::Gl),
+            None
+        );
+        for (backend, device_type) in [
+            (Backend::Vulkan, DeviceType::Cpu),
+            (Backend::Gl, DeviceType::DiscreteGpu),
+            (Backend::Gl, DeviceType::IntegratedGpu),
+        ] {
+            let note = fallback_note(name, backend, device_type, BackendChoice::Auto);
+            assert_eq!(note, None, "{backend:?} {device_type:?}");
+        }
+    }
 }
