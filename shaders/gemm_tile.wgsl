@@ -8,7 +8,8 @@
 //     product (tile_product.wgsl) then reads B[k, 0..31] with `tile_columns`, from one
 //     of two readers that the op appends for its device (`ops::TileReads`):
 //     tile_reads_shared.wgsl (every invocation reads all 32) or tile_reads_subgroup.wgsl
-//     (each reads four, shared by subgroup broadcast). The narrow products (4 or 16 columns) read tile_b directly.
+//     (each reads four, shared by subgroup broadcast). The narrow products (4 or 16
+//     columns) read tile_b directly.
 //   - W comes from the including shader's `tile_rows(k, o)`: W[k, o + 16 r] for
 //     r = 0..3 as one vec4. Packed weights ([K][rows], rows a multiple of 64, zero past
 //     the layer) keep those four side by side, so each is one 16-byte load and the 16

@@ -77,28 +77,25 @@ fn scan(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wg: vec3
     // The register tile (tile_product.wgsl); no barrier from here on, so lavapipe keeps
     // it in registers.
     let r0 = p.slice_start + wg.x * RT + 4u * t;
-    let tile = tile_product(r0, t, p.dim);
-    let a00 = tile.a00; let a01 = tile.a01;
-    let a10 = tile.a10; let a11 = tile.a11;
-    let a20 = tile.a20; let a21 = tile.a21;
-    let a30 = tile.a30; let a31 = tile.a31;
+    let a = tile_product(r0, t, p.dim);
 
     let x0 = half_norm(r0);
     let x1 = half_norm(r0 + 1u);
     let x2 = half_norm(r0 + 2u);
     let x3 = half_norm(r0 + 3u);
-    let any_near = near(a00, 0u, x0) || near(a01, 1u, x0) || near(a10, 0u, x1) ||
-        near(a11, 1u, x1) || near(a20, 0u, x2) || near(a21, 1u, x2) || near(a30, 0u, x3) ||
-        near(a31, 1u, x3);
+    let any_near = near(a.a00, 0u, x0) || near(a.a01, 1u, x0) ||
+        near(a.a10, 0u, x1) || near(a.a11, 1u, x1) ||
+        near(a.a20, 0u, x2) || near(a.a21, 1u, x2) ||
+        near(a.a30, 0u, x3) || near(a.a31, 1u, x3);
     // Rarely taken after the first slice. A loop that runs at most once rather than an
     // if: lavapipe skips a loop whose lanes are all done, but runs an if's body masked.
     var pending = any_near;
     while pending {
         pending = false;
-        append(near_bits(a00, 0u, x0) | near_bits(a01, 1u, x0), r0, q0);
-        append(near_bits(a10, 0u, x1) | near_bits(a11, 1u, x1), r0 + 1u, q0);
-        append(near_bits(a20, 0u, x2) | near_bits(a21, 1u, x2), r0 + 2u, q0);
-        append(near_bits(a30, 0u, x3) | near_bits(a31, 1u, x3), r0 + 3u, q0);
+        append(near_bits(a.a00, 0u, x0) | near_bits(a.a01, 1u, x0), r0, q0);
+        append(near_bits(a.a10, 0u, x1) | near_bits(a.a11, 1u, x1), r0 + 1u, q0);
+        append(near_bits(a.a20, 0u, x2) | near_bits(a.a21, 1u, x2), r0 + 2u, q0);
+        append(near_bits(a.a30, 0u, x3) | near_bits(a.a31, 1u, x3), r0 + 3u, q0);
     }
 }
 
@@ -109,8 +106,9 @@ fn query_value(q: u32, d: u32) -> f32 {
     return 0.0;
 }
 
-// The tile's rows: dimension `d` of rows r0 .. r0 + 3 (r0 and the stride are multiples of 4). An F16 word
-// holds dimensions 2w and 2w + 1; the second read of a word hits the cache.
+// The tile's rows: dimension `d` of rows r0 .. r0 + 3 (r0 and the stride are multiples
+// of 4). An F16 word holds dimensions 2w and 2w + 1; the second read of a word hits the
+// cache.
 fn tile_rows(d: u32, r0: u32) -> vec4<f32> {
     let words = database[((d / DIMS_PER_WORD) * p.stride + r0) / 4u];
     if F16 {

@@ -9,10 +9,10 @@
 // Each invocation owns 4 consecutive rows x 16 queries as sixteen vec4<u32> of
 // distances, fed by the query tile from workgroup memory (a broadcast) and one vec4 of
 // the database a word: its rows' words (contiguous across invocations; one load where
-// lavapipe would loop over the lanes once for each of four scalar loads). A word pair costs `differing_bytes`, a
-// countOneBits of a mask: on lavapipe as fast as counting per byte lane (which must be
-// folded every 255 words), and simpler. The whole query
-// tile sits in workgroup memory, 16 KiB at the widest code (16 queries x 256 words), so
+// lavapipe would loop over the lanes once for each of four scalar loads). A word pair
+// costs `differing_bytes`, a countOneBits of a mask: on lavapipe as fast as counting per
+// byte lane (which must be folded every 255 words), and simpler. The whole query tile
+// sits in workgroup memory, 16 KiB at the widest code (16 queries x 256 words), so
 // the word loop needs no barrier (which would take the accumulators out of registers on
 // lavapipe); 32 queries would not fit lavapipe's 32 KiB beside the rest.
 //

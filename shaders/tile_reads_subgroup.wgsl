@@ -5,7 +5,8 @@
 // 8 lanes, one scalar load each, even when every lane reads the same address: 32 such
 // loads per step become 4. Subgroups are invocations 8 s .. 8 s + 7 of a 1-D workgroup
 // (lavapipe's order); `invocation` is the invocation's index, or any number equal to it
-// mod 8. The including shader gives `tile_half` and `tile_quarter` (tile_reads_shared.wgsl).
+// mod 8. The including shader gives `tile_half` and `tile_quarter`
+// (tile_reads_shared.wgsl).
 
 // lavapipe runs the product four steps a trip (tile_product.wgsl).
 const FOUR_STEP_TRIPS: bool = true;

@@ -381,18 +381,23 @@ fn dmax(metric: Metric, dim: usize) -> usize {
 /// all shaders without running them.
 pub fn shader_variants(metric: Metric, dim: usize) -> Vec<(String, &'static str, String)> {
     let dmax = dmax(metric, dim);
-    let scans = TileReads::ALL.map(|reads| KernelKey::Scan {
+    // The code scan has no register tile: one source, whatever the reader.
+    let readers = match metric {
+        Metric::Hamming => &TileReads::ALL[..1],
+        Metric::SquaredL2 { .. } => &TileReads::ALL[..],
+    };
+    let scans = readers.iter().map(|&reads| KernelKey::Scan {
         metric,
         dmax,
         reads,
     });
     let selects = K_BUCKETS.map(|kmax| KernelKey::Select { metric, dmax, kmax });
     scans
-        .into_iter()
         .chain(selects)
         .map(|key| {
             let (label, entry) = key.entry();
             let variant = match key {
+                KernelKey::Scan { .. } if metric == Metric::Hamming => String::new(),
                 KernelKey::Scan { reads, .. } => format!(", {}", reads.label()),
                 KernelKey::Select { kmax, .. } => format!(" kmax={kmax}"),
             };

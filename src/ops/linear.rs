@@ -227,9 +227,7 @@ fn source(reads: TileReads) -> String {
 
 /// Every source this op compiles, labelled (for the portability test).
 pub fn shader_sources() -> Vec<(String, String)> {
-    TileReads::ALL
-        .map(|reads| (format!("linear.wgsl, {}", reads.label()), source(reads)))
-        .to_vec()
+    super::reader_sources("linear.wgsl", source)
 }
 
 /// A workgroup covers 32 rows of the batch, and a call's grid counts workgroups of 64

@@ -53,9 +53,9 @@ impl PackedWeight {
 }
 
 /// The shader files that are not modules on their own but composed by the ops: the
-/// register tile and its product, the packed-token reader (`TOKENS_WGSL`), the loss heads' bindings
-/// and sum (`LOSS_HEAD_WGSL`), CNN-ED's extents (`EXTENT_WGSL`) and the shaders they
-/// are joined to.
+/// register tile, its product and readers, the packed-token reader (`TOKENS_WGSL`), the
+/// loss heads' bindings and sum (`LOSS_HEAD_WGSL`), CNN-ED's extents (`EXTENT_WGSL`)
+/// and the shaders they are joined to.
 pub const COMPOSED_SHADERS: [&str; 17] = [
     "gemm_tile.wgsl",
     "tile_product.wgsl",
@@ -200,17 +200,22 @@ impl TileReads {
     }
 }
 
-/// Every (label, source) of an op with `variants` sources (`{name} {i}`) under each
-/// reader, for the portability test.
+/// Every (label, source) of a tiled op's source under each reader, for the portability
+/// test.
+fn reader_sources(name: &str, source: impl Fn(TileReads) -> String) -> Vec<(String, String)> {
+    TileReads::ALL
+        .map(|reads| (format!("{name}, {}", reads.label()), source(reads)))
+        .to_vec()
+}
+
+/// The same for an op with `variants` sources (`{name} {i}`).
 fn tiled_sources(
     name: &str,
     variants: u32,
     source: impl Fn(u32, TileReads) -> String,
 ) -> Vec<(String, String)> {
-    TileReads::ALL
-        .into_iter()
-        .flat_map(|reads| (0..variants).map(move |i| (i, reads)))
-        .map(|(i, reads)| (format!("{name} {i}, {}", reads.label()), source(i, reads)))
+    (0..variants)
+        .flat_map(|i| reader_sources(&format!("{name} {i}"), |reads| source(i, reads)))
         .collect()
 }
 

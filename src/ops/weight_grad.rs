@@ -64,14 +64,7 @@ fn source(reads: TileReads) -> String {
 
 /// Every source this op compiles, labelled (for the portability test).
 pub fn shader_sources() -> Vec<(String, String)> {
-    TileReads::ALL
-        .map(|reads| {
-            (
-                format!("weight_grad.wgsl, {}", reads.label()),
-                source(reads),
-            )
-        })
-        .to_vec()
+    super::reader_sources("weight_grad.wgsl", source)
 }
 
 pub struct WeightGrad {
