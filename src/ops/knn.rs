@@ -231,27 +231,30 @@ impl Database {
 
 impl Chunk {
     /// Store the rows `ids` of `data` (rows of `words_per_row` little-endian words) in
-    /// both layouts, with their squared norms or used lengths.
+    /// both layouts, with their squared norms or used lengths. On CPU threads: this runs
+    /// whenever an index is opened for search (0.1 s for 347k rows of 80 f32).
     fn upload(gpu: &Gpu, data: &[u8], ids: &[u32], words_per_row: usize, metric: Metric) -> Chunk {
         let rows = ids.len();
         let stride = rows.next_multiple_of(ROW_TILE);
         let row_bytes = words_per_row * 4;
-        let word = |id: u32, w: usize| {
-            let at = id as usize * row_bytes + 4 * w;
-            u32::from_le_bytes(data[at..at + 4].try_into().unwrap())
-        };
-        // On CPU threads: this runs when an index is opened for search.
-        let by_row: Vec<u32> = ids
-            .par_iter()
-            .flat_map_iter(|&id| (0..words_per_row).map(move |w| word(id, w)))
-            .collect();
+        let row = |id: u32| &data[id as usize * row_bytes..][..row_bytes];
+        let mut by_row = vec![0u32; rows * words_per_row];
+        by_row
+            .par_chunks_mut(words_per_row)
+            .zip(ids)
+            .for_each(|(out, &id)| out.iter_mut().zip(words(row(id))).for_each(|(o, w)| *o = w));
+        // Transposed a cache line of each row at a time: gathering one word at a time
+        // from the shuffled rows missed the cache on every word (0.6 s for 347k rows).
         let mut by_dim = vec![0u32; words_per_row * stride];
         by_dim
-            .par_chunks_mut(stride)
+            .par_chunks_mut(TRANSPOSE_LINES * stride)
             .enumerate()
-            .for_each(|(w, line)| {
-                for (slot, &id) in line.iter_mut().zip(ids) {
-                    *slot = word(id, w);
+            .for_each(|(block, lines)| {
+                let first = block * TRANSPOSE_LINES;
+                for (r, row) in by_row.chunks_exact(words_per_row).enumerate() {
+                    for (l, &word) in row[first..].iter().take(TRANSPOSE_LINES).enumerate() {
+                        lines[l * stride + r] = word;
+                    }
                 }
             });
         let mut row_terms: Vec<u32> = by_row
@@ -271,6 +274,17 @@ impl Chunk {
             stride,
         }
     }
+}
+
+/// Dimension lines [`Chunk::upload`] fills in one pass over the rows: the words of a
+/// 64-byte cache line.
+const TRANSPOSE_LINES: usize = 16;
+
+/// The little-endian words of `bytes` (a multiple of 4 long).
+fn words(bytes: &[u8]) -> impl Iterator<Item = u32> + '_ {
+    bytes
+        .chunks_exact(4)
+        .map(|le| u32::from_le_bytes([le[0], le[1], le[2], le[3]]))
 }
 
 /// Squared norm of a row of f32 words, or of f16 pairs when `f16`.
