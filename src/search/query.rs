@@ -2,6 +2,7 @@
 //! GPU, re-rank them by exact Levenshtein distance on CPU threads. Embedding and kNN of
 //! a batch are one submit: the kNN reads the model's output buffer, so embeddings never
 //! travel to the CPU.
+use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
@@ -422,17 +423,48 @@ fn answer(
             .collect();
         return Answer { hits, capped };
     }
+    let pool = pool.into_iter().map(|c| (c, index.string(c.row)));
+    let hits = rerank(query, pool, opts.k, opts.max_distance);
+    Answer { hits, capped }
+}
+
+/// The hits among `pool` (candidates with their strings, nearest by embedding first) by
+/// exact distance to `query`: the `k` nearest, or every one within `max_distance`, in
+/// query output order.
+fn rerank<'s>(
+    query: &[u8],
+    pool: impl IntoIterator<Item = (&'s Candidate, &'s [u8])>,
+    k: usize,
+    max_distance: Option<u32>,
+) -> Vec<Hit> {
     let exact = Exact::new(query);
-    let mut hits: Vec<Hit> = pool
-        .into_iter()
-        .map(|c| Hit {
+    let mut hits = Vec::new();
+    // No candidate farther than `bound` can be a hit: past D in a threshold search, past
+    // the k-th smallest distance so far otherwise (k hits are already at most that). A
+    // distance is computed only as far as the bound, which makes re-ranking long strings
+    // cheap: the nearest candidates come first.
+    let mut bound = max_distance.map(|d| d as usize);
+    let mut nearest = BinaryHeap::with_capacity(k + 1);
+    for (c, string) in pool {
+        let distance = match bound {
+            Some(max) => exact.distance_within(string, max),
+            None => Some(exact.distance(string)),
+        };
+        let Some(distance) = distance else { continue };
+        hits.push(Hit {
             id: c.row,
-            distance: Some(exact.distance(index.string(c.row)) as u32),
+            distance: Some(distance as u32),
             estimate: c.estimate,
-        })
-        .collect();
-    if let Some(d) = opts.max_distance {
-        hits.retain(|h| h.distance.is_some_and(|x| x <= d));
+        });
+        if max_distance.is_none() {
+            nearest.push(distance);
+            if nearest.len() > k {
+                nearest.pop();
+            }
+            if nearest.len() == k {
+                bound = nearest.peek().copied();
+            }
+        }
     }
     hits.sort_by(|a, b| {
         a.distance
@@ -440,12 +472,94 @@ fn answer(
             .then(a.estimate.total_cmp(&b.estimate))
             .then(a.id.cmp(&b.id))
     });
-    if opts.max_distance.is_none() {
-        hits.truncate(opts.k);
+    if max_distance.is_none() {
+        hits.truncate(k);
     }
-    Answer { hits, capped }
+    hits
 }
 
 /// Largest `--candidates` the GPU search takes; larger values are allowed only when they
 /// cover the whole index (an exhaustive re-rank).
 pub const MAX_GPU_CANDIDATES: usize = MAX_K;
+
+#[cfg(test)]
+mod tests {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+
+    /// Every candidate's whole distance, then the same order and cut.
+    fn rerank_every_distance(
+        query: &[u8],
+        pool: &[(Candidate, Vec<u8>)],
+        k: usize,
+        max_distance: Option<u32>,
+    ) -> Vec<Hit> {
+        let exact = Exact::new(query);
+        let mut hits: Vec<Hit> = pool
+            .iter()
+            .map(|(c, string)| Hit {
+                id: c.row,
+                distance: Some(exact.distance(string) as u32),
+                estimate: c.estimate,
+            })
+            .filter(|h| max_distance.is_none_or(|d| h.distance.unwrap() <= d))
+            .collect();
+        hits.sort_by(|a, b| {
+            a.distance
+                .cmp(&b.distance)
+                .then(a.estimate.total_cmp(&b.estimate))
+                .then(a.id.cmp(&b.id))
+        });
+        if max_distance.is_none() {
+            hits.truncate(k);
+        }
+        hits
+    }
+
+    fn random_string(rng: &mut StdRng, max_len: usize, alphabet: &[char]) -> Vec<u8> {
+        let len = rng.random_range(0..=max_len);
+        let text: String = (0..len)
+            .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+            .collect();
+        text.into_bytes()
+    }
+
+    #[test]
+    fn the_bounded_rerank_gives_the_hits_of_every_whole_distance() {
+        let mut rng = StdRng::seed_from_u64(7);
+        for case in 0..300 {
+            // Short strings over few letters tie often; long ones take the banded path.
+            let (max_len, alphabet): (usize, &[char]) = match case % 3 {
+                0 => (8, &['a', 'b']),
+                1 => (40, &['a', 'b', 'c', 'd']),
+                _ => (300, &['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', '\u{e9}']),
+            };
+            let query = random_string(&mut rng, max_len, alphabet);
+            let pool: Vec<(Candidate, Vec<u8>)> = (0..rng.random_range(1..60))
+                .map(|row| {
+                    let estimate = rng.random_range(0..4) as f32;
+                    let candidate = Candidate {
+                        row,
+                        estimate,
+                        screen: estimate,
+                    };
+                    (candidate, random_string(&mut rng, max_len, alphabet))
+                })
+                .collect();
+            let k = rng.random_range(1..8);
+            let max_distance = rng
+                .random_bool(0.3)
+                .then(|| rng.random_range(0..=max_len as u32 / 2));
+            let bounded = rerank(
+                &query,
+                pool.iter().map(|(c, s)| (c, s.as_slice())),
+                k,
+                max_distance,
+            );
+            let every = rerank_every_distance(&query, &pool, k, max_distance);
+            assert_eq!(bounded, every, "case {case}, k {k}, max {max_distance:?}");
+        }
+    }
+}
