@@ -466,16 +466,19 @@ fn rerank<'s>(
             }
         }
     }
-    hits.sort_by(|a, b| {
-        a.distance
-            .cmp(&b.distance)
-            .then(a.estimate.total_cmp(&b.estimate))
-            .then(a.id.cmp(&b.id))
-    });
+    hits.sort_by(output_order);
     if max_distance.is_none() {
         hits.truncate(k);
     }
     hits
+}
+
+/// The order of a query's hits: exact distance, then estimate, then row.
+fn output_order(a: &Hit, b: &Hit) -> std::cmp::Ordering {
+    a.distance
+        .cmp(&b.distance)
+        .then(a.estimate.total_cmp(&b.estimate))
+        .then(a.id.cmp(&b.id))
 }
 
 /// Largest `--candidates` the GPU search takes; larger values are allowed only when they
@@ -506,12 +509,7 @@ mod tests {
             })
             .filter(|h| max_distance.is_none_or(|d| h.distance.unwrap() <= d))
             .collect();
-        hits.sort_by(|a, b| {
-            a.distance
-                .cmp(&b.distance)
-                .then(a.estimate.total_cmp(&b.estimate))
-                .then(a.id.cmp(&b.id))
-        });
+        hits.sort_by(output_order);
         if max_distance.is_none() {
             hits.truncate(k);
         }
