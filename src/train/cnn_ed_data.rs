@@ -37,19 +37,29 @@ pub struct TripletData {
 
 impl TripletData {
     /// `strings` (at least two) with partners from ranks 1..=2 `neighbours`; the
-    /// distances are computed on rayon's threads.
+    /// distances are computed on rayon's threads, each pair once.
     pub fn new(strings: Vec<String>, neighbours: usize) -> Self {
         let n = strings.len();
         assert!(n >= 2, "triplets need at least two strings");
         let bytes: Vec<&[u8]> = strings.iter().map(|s| s.as_bytes()).collect();
-        let distances: Vec<u32> = (0..n)
+        // Each pair once (the distance is symmetric): string i against those after it.
+        let later: Vec<Vec<u32>> = (0..n)
             .into_par_iter()
-            .flat_map_iter(|i| {
+            .map(|i| {
                 let exact = Exact::new(bytes[i]);
-                let bytes = &bytes;
-                (0..n).map(move |j| exact.distance(bytes[j]) as u32)
+                bytes[i + 1..]
+                    .iter()
+                    .map(|b| exact.distance(b) as u32)
+                    .collect()
             })
             .collect();
+        let mut distances = vec![0; n * n];
+        for (i, row) in later.iter().enumerate() {
+            for (j, &d) in (i + 1..n).zip(row) {
+                distances[i * n + j] = d;
+                distances[j * n + i] = d;
+            }
+        }
         let ranks = (0..n)
             .into_par_iter()
             .map(|i| {
