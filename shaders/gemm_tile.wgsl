@@ -60,13 +60,15 @@ fn tile_put(k: u32, c: u32, v: f32) {
 // batch 16).
 fn tile_multiply(lane: u32, o0: u32, col0: u32, k_len: u32, cols: u32) {
     let o = lane + o0;
+    var sums: TileSums;
     if cols <= 4u {
-        tile_store_sums(o, col0, cols, tile_multiply_4(o, k_len));
+        sums = tile_multiply_4(o, k_len);
     } else if cols <= 16u && !FOUR_STEP_TRIPS {
-        tile_store_sums(o, col0, cols, tile_multiply_16(o, k_len));
+        sums = tile_multiply_16(o, k_len);
     } else {
-        tile_store_sums(o, col0, cols, tile_multiply_32(o, k_len));
+        sums = tile_multiply_32(o, k_len);
     }
+    tile_store_sums(o, col0, cols, sums);
 }
 
 // An invocation's sums: rows o + 16 r at columns 16 h .. 16 h + 15 in [2 r + h]
