@@ -60,6 +60,19 @@ impl Kernel {
         self.bind(gpu, uniform, buffers, Dispatch::Fixed(grid))
     }
 
+    /// Like [`Kernel::call_fixed`], with one thread for each of `threads` items, in
+    /// the 2-D grid that [`grid`] makes of them (shaders recover the item as it says).
+    pub fn call_threads<U: bytemuck::Pod>(
+        &self,
+        gpu: &Gpu,
+        uniform: &U,
+        buffers: &[&wgpu::Buffer],
+        threads: u64,
+    ) -> Call {
+        let grid = grid(threads, gpu.limits.max_compute_workgroups_per_dimension);
+        self.call_fixed(gpu, uniform, buffers, grid)
+    }
+
     fn bind<U: bytemuck::Pod>(
         &self,
         gpu: &Gpu,

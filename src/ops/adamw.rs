@@ -110,11 +110,11 @@ impl AdamW {
         let updates = ranges
             .iter()
             .map(|(range, decay)| {
-                let call = self.step.call_fixed(
+                let call = self.step.call_threads(
                     gpu,
                     &blank,
                     &[b.grads, b.norm, b.params, b.m, b.v],
-                    [(range.len() as u32).div_ceil(64), 1],
+                    range.len() as u64,
                 );
                 (call, range.clone(), *decay)
             })

@@ -87,11 +87,11 @@ impl BatchNorm {
         y: &wgpu::Buffer,
         saved: &wgpu::Buffer,
     ) -> Call {
-        self.train_forward.call_fixed(
+        self.train_forward.call_threads(
             gpu,
             &shape.uniform(),
             &[x, params, running, y, saved],
-            [shape.channels.div_ceil(64), 1],
+            u64::from(shape.channels),
         )
     }
 
@@ -109,11 +109,11 @@ impl BatchNorm {
         dx: &wgpu::Buffer,
         grads: &wgpu::Buffer,
     ) -> Call {
-        self.backward.call_fixed(
+        self.backward.call_threads(
             gpu,
             &shape.uniform(),
             &[x, params, saved, dy, dx, grads],
-            [shape.channels.div_ceil(64), 1],
+            u64::from(shape.channels),
         )
     }
 }

@@ -2,7 +2,7 @@
 //! bias plus one table row per character, as `model::cnn_ed::Folded::embed` sums it on
 //! the CPU; and, for training through the table, its backward pass to the table and the
 //! bias.
-use crate::gpu::{Call, Calls, Gpu, Kernel, grid};
+use crate::gpu::{Call, Calls, Gpu, Kernel};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -178,19 +178,18 @@ impl TableEmbed {
     /// dT and db from the gradient at the embeddings (the batch is the strings').
     pub fn backward(&self, gpu: &Gpu, shape: TableShape, b: TableGrads) -> Calls {
         let uniform = shape.uniform();
-        let max = gpu.limits.max_compute_workgroups_per_dimension;
         let rows = u64::from(uniform.max_len) * u64::from(uniform.dim4);
-        let mut calls = Calls::from(self.d_table.call_fixed(
+        let mut calls = Calls::from(self.d_table.call_threads(
             gpu,
             &uniform,
             &[b.ids, b.starts, b.d_out, b.d_table],
-            grid(rows, max),
+            rows,
         ));
-        calls.push(self.d_bias.call_fixed(
+        calls.push(self.d_bias.call_threads(
             gpu,
             &uniform,
             &[b.d_out, b.grads],
-            grid(u64::from(uniform.dim4), max),
+            u64::from(uniform.dim4),
         ));
         calls
     }

@@ -173,11 +173,11 @@ impl Embedding {
                     .call_fixed(gpu, &uniform, &[positions, dout, &sums], grid),
             );
         // One thread per table entry, whatever the batch.
-        calls.push(self.sum_token.call_fixed(
+        calls.push(self.sum_token.call_threads(
             gpu,
             &uniform,
             &[positions, &sums, out],
-            [(taps * vocab * dim).div_ceil(64), 1],
+            u64::from(taps * vocab * dim),
         ));
         calls.keep(sums);
         calls

@@ -42,7 +42,7 @@ impl PackedWeight {
         len: u32,
     ) -> Self {
         let weight = crate::gpu::storage_buffer(gpu, "packed weight", u64::from(len) * 4);
-        let pack = kernel.call_fixed(gpu, uniform, &[params, &weight], [len.div_ceil(64), 1]);
+        let pack = kernel.call_threads(gpu, uniform, &[params, &weight], u64::from(len));
         PackedWeight { pack, weight }
     }
 

@@ -128,7 +128,6 @@ impl WeightGrad {
             rows * u64::from(uniform.rows) * 4,
         );
         let tiles = cols.div_ceil(TILE_COLS);
-        let outputs = (shape.cout * cols).div_ceil(64);
         let mut calls = Calls::from(self.pack_dy.call(
             gpu,
             &uniform,
@@ -141,10 +140,12 @@ impl WeightGrad {
             &[&packed_dy, x, &partials],
             [tiles, segments],
         ));
-        calls.push(
-            self.reduce
-                .call_fixed(gpu, &uniform, &[&partials, grads], [outputs, 1]),
-        );
+        calls.push(self.reduce.call_threads(
+            gpu,
+            &uniform,
+            &[&partials, grads],
+            u64::from(shape.cout * cols),
+        ));
         calls.keep(packed_dy);
         calls.keep(partials);
         calls
