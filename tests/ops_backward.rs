@@ -746,73 +746,84 @@ fn ranking_matches_pytorch() {
 
 #[test]
 fn adamw_matches_reference_with_and_without_clipping() {
-    let t = gpu();
     let mut r = rng(28);
     for clip in [0.0, 0.5] {
-        let n = 1000;
-        let params = uniform(&mut r, n);
-        let params_b = storage_buffer_init(&t.gpu, "params", &params);
-        let grads_b = storage_buffer(&t.gpu, "grads", (n * 4) as u64);
-        let m_b = storage_buffer_init(&t.gpu, "m", &vec![0.0f32; n]);
-        let v_b = storage_buffer_init(&t.gpu, "v", &vec![0.0f32; n]);
-        let norm_b = storage_buffer_init(&t.gpu, "norm", &[0.0f32, 1.0]);
-        // The last 10 values without weight decay (as log_s is trained).
-        let calls = t.ops.adamw.calls(
-            &t.gpu,
-            AdamWBuffers {
-                params: &params_b,
-                grads: &grads_b,
-                m: &m_b,
-                v: &v_b,
-                norm: &norm_b,
-            },
-            &[(0..n - 10, true), (n - 10..n, false)],
-        );
-        let (mut p, mut m, mut v) = (to_f64(&params), vec![0.0; n], vec![0.0; n]);
-        for step in 1..=3u64 {
-            let g = uniform(&mut r, n);
-            t.gpu
-                .queue
-                .write_buffer(&grads_b, 0, bytemuck::cast_slice(&g));
-            let hyper = AdamWStep {
-                lr: 1e-2,
-                weight_decay: 0.1,
-                beta1: 0.9,
-                beta2: 0.999,
-                eps: 1e-8,
-                step,
-                clip,
-            };
-            calls.set(&t.gpu, &hyper);
-            let mut encoder = t.gpu.device.create_command_encoder(&Default::default());
-            {
-                let mut pass = encoder.begin_compute_pass(&Default::default());
-                calls.record(&mut pass, &t.gpu);
-            }
-            t.gpu.queue.submit([encoder.finish()]);
+        check_adamw(&mut r, 1000, clip, 3);
+    }
+}
 
-            let mut g64 = to_f64(&g);
-            let norm = g64.iter().map(|x| x * x).sum::<f64>().sqrt();
-            assert_close(
-                "gradient norm",
-                &read(&t.gpu, &norm_b, 1),
-                &[norm],
-                1e-5,
-                1e-5,
-            );
-            if clip > 0.0 {
-                let factor = (clip / (norm + 1e-6)).min(1.0);
-                g64.iter_mut().for_each(|x| *x *= factor);
-            }
-            let betas = (0.9, 0.999, 1e-8);
-            let (head, tail) = p.split_at_mut(n - 10);
-            let (mh, mt) = m.split_at_mut(n - 10);
-            let (vh, vt) = v.split_at_mut(n - 10);
-            reference::adamw(head, &g64[..n - 10], mh, vh, 1e-2, 0.1, betas, step);
-            reference::adamw(tail, &g64[n - 10..], mt, vt, 1e-2, 0.0, betas, step);
-            assert_close("adamw params", &read(&t.gpu, &params_b, n), &p, 1e-6, 1e-5);
-            assert_close("adamw exp_avg", &read(&t.gpu, &m_b, n), &m, 1e-6, 1e-5);
-            assert_close("adamw exp_avg_sq", &read(&t.gpu, &v_b, n), &v, 1e-8, 1e-5);
+#[test]
+fn adamw_updates_more_values_than_one_row_of_workgroups_holds() {
+    let max = gpu().gpu.limits.max_compute_workgroups_per_dimension as usize;
+    check_adamw(&mut rng(29), 64 * max + 100, 0.5, 1);
+}
+
+/// `steps` AdamW steps on `n` random values (the last 10 without weight decay) against
+/// the reference, with gradient clipping at `clip` (0: none).
+fn check_adamw(r: &mut StdRng, n: usize, clip: f64, steps: u64) {
+    let t = gpu();
+    let params = uniform(r, n);
+    let params_b = storage_buffer_init(&t.gpu, "params", &params);
+    let grads_b = storage_buffer(&t.gpu, "grads", (n * 4) as u64);
+    let m_b = storage_buffer_init(&t.gpu, "m", &vec![0.0f32; n]);
+    let v_b = storage_buffer_init(&t.gpu, "v", &vec![0.0f32; n]);
+    let norm_b = storage_buffer_init(&t.gpu, "norm", &[0.0f32, 1.0]);
+    // The last 10 values without weight decay (as log_s is trained).
+    let calls = t.ops.adamw.calls(
+        &t.gpu,
+        AdamWBuffers {
+            params: &params_b,
+            grads: &grads_b,
+            m: &m_b,
+            v: &v_b,
+            norm: &norm_b,
+        },
+        &[(0..n - 10, true), (n - 10..n, false)],
+    );
+    let (mut p, mut m, mut v) = (to_f64(&params), vec![0.0; n], vec![0.0; n]);
+    for step in 1..=steps {
+        let g = uniform(r, n);
+        t.gpu
+            .queue
+            .write_buffer(&grads_b, 0, bytemuck::cast_slice(&g));
+        let hyper = AdamWStep {
+            lr: 1e-2,
+            weight_decay: 0.1,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            step,
+            clip,
+        };
+        calls.set(&t.gpu, &hyper);
+        let mut encoder = t.gpu.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            calls.record(&mut pass, &t.gpu);
         }
+        t.gpu.queue.submit([encoder.finish()]);
+
+        let mut g64 = to_f64(&g);
+        let norm = g64.iter().map(|x| x * x).sum::<f64>().sqrt();
+        assert_close(
+            "gradient norm",
+            &read(&t.gpu, &norm_b, 1),
+            &[norm],
+            1e-5,
+            1e-5,
+        );
+        if clip > 0.0 {
+            let factor = (clip / (norm + 1e-6)).min(1.0);
+            g64.iter_mut().for_each(|x| *x *= factor);
+        }
+        let betas = (0.9, 0.999, 1e-8);
+        let (head, tail) = p.split_at_mut(n - 10);
+        let (mh, mt) = m.split_at_mut(n - 10);
+        let (vh, vt) = v.split_at_mut(n - 10);
+        reference::adamw(head, &g64[..n - 10], mh, vh, 1e-2, 0.1, betas, step);
+        reference::adamw(tail, &g64[n - 10..], mt, vt, 1e-2, 0.0, betas, step);
+        assert_close("adamw params", &read(&t.gpu, &params_b, n), &p, 1e-6, 1e-5);
+        assert_close("adamw exp_avg", &read(&t.gpu, &m_b, n), &m, 1e-6, 1e-5);
+        assert_close("adamw exp_avg_sq", &read(&t.gpu, &v_b, n), &v, 1e-8, 1e-5);
     }
 }
