@@ -27,6 +27,23 @@ pub fn io_reason(err: &io::Error) -> String {
     }
 }
 
+/// An error when writing `output` would replace the input file `input` (`what` names
+/// it: "corpus", "index"): the same path, or two names of one file.
+pub fn refuse_overwriting_input(output: &Path, input: &Path, what: &str) -> Result<()> {
+    let same = output == input
+        || matches!(
+            (input.canonicalize(), output.canonicalize()),
+            (Ok(a), Ok(b)) if a == b
+        );
+    if same {
+        bail!(
+            "the output {} would replace the input {what}; choose another path",
+            output.display()
+        );
+    }
+    Ok(())
+}
+
 /// Temporary paths that exist now: removed by [`remove_temporaries`].
 static TEMPORARIES: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 

@@ -4,8 +4,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 
+use crate::io::refuse_overwriting_input;
 use crate::model::pth::read_state_dict;
 use crate::model::weights::{REFERENCE_DISTANCE_SCALE, Weights, fingerprint};
 
@@ -18,17 +19,7 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    if args.input == args.output
-        || matches!(
-            (args.input.canonicalize(), args.output.canonicalize()),
-            (Ok(a), Ok(b)) if a == b
-        )
-    {
-        bail!(
-            "the output {} would replace the input checkpoint; choose another path",
-            args.output.display()
-        );
-    }
+    refuse_overwriting_input(&args.output, &args.input, "checkpoint")?;
     let sd = read_state_dict(&args.input)?;
     let mut weights = Weights::from_state_dict(&sd, &args.input.display().to_string())?;
     // The released checkpoint was trained with this scale (REFERENCE.md 1).
