@@ -202,6 +202,35 @@ fn cross_join_is_the_exact_cross_join() {
 }
 
 #[test]
+fn equal_strings_join_at_distance_0_with_the_default_screen_in_either_precision() {
+    let c = corpus();
+    let within = [
+        "join",
+        "--index",
+        &c.path("all16.idx"),
+        "--max-distance",
+        "0",
+    ];
+    let out = ok(bin(&within, b""));
+    let want = exact_pairs(&c.strings, &c.strings, 0, true);
+    assert!(!want.is_empty(), "the corpus plants a duplicate");
+    assert_eq!(sorted(parse_pairs(&out, &c.strings, &c.strings)), want);
+    // f32 rows against their own f16 copies: every string finds itself.
+    let across = [
+        "join",
+        "--index",
+        &c.path("all.idx"),
+        "--with",
+        &c.path("all16.idx"),
+        "--max-distance",
+        "0",
+    ];
+    let out = ok(bin(&across, b""));
+    let want = exact_pairs(&c.strings, &c.strings, 0, false);
+    assert_eq!(sorted(parse_pairs(&out, &c.strings, &c.strings)), want);
+}
+
+#[test]
 fn join_json_and_csv_carry_the_same_pairs() {
     let c = corpus();
     let args = ["join", "--index", &c.path("all.idx"), "--max-distance", "2"];

@@ -190,6 +190,55 @@ fn threshold_search_with_all_candidates_returns_exactly_the_strings_within_d() {
 }
 
 #[test]
+fn threshold_search_at_distance_0_finds_every_string_of_the_index_in_every_precision() {
+    let c = corpus();
+    let dir = tempfile::tempdir().unwrap();
+    // One query a line: the strings without a line break (the empty one included).
+    let strings: Vec<&Vec<u8>> = c.strings.iter().collect();
+    let queries = dir.path().join("queries.txt");
+    std::fs::write(
+        &queries,
+        strings
+            .iter()
+            .flat_map(|s| [&s[..], b"\n"].concat())
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    for precision in ["f32", "f16", "cgk"] {
+        let out = bin(
+            &[
+                "query",
+                "--index",
+                &c.index(precision),
+                "--max-distance",
+                "0",
+                "--queries",
+                queries.to_str().unwrap(),
+            ],
+            b"",
+        );
+        let rows = parse_tsv(&ok(out));
+        for (q, s) in strings.iter().enumerate() {
+            let want: Vec<usize> = (0..c.strings.len())
+                .filter(|&i| &c.strings[i] == *s)
+                .collect();
+            let mut got: Vec<usize> = rows
+                .iter()
+                .filter(|r| r.query == q as u64 + 1)
+                .map(|r| r.id)
+                .collect();
+            got.sort();
+            assert_eq!(
+                got,
+                want,
+                "{precision}: query {:?}",
+                String::from_utf8_lossy(s)
+            );
+        }
+    }
+}
+
+#[test]
 fn without_candidates_threshold_search_takes_up_to_the_gpu_limit_and_k_raises_c() {
     let c = corpus();
     let index = c.index("f32");
@@ -416,6 +465,28 @@ fn also_adds_the_candidates_of_a_second_index_of_the_corpus() {
     ];
     let alone = parse_tsv(&ok(bin(&alone, b"")));
     assert!(rows[0].distance <= alone[0].distance);
+    // Threshold search keeps a row either model screens in, whichever index is first.
+    let within = |first: &str, second: &str| {
+        let args = [
+            "query",
+            "--index",
+            first,
+            "--also",
+            second,
+            "--max-distance",
+            "1",
+            "acommodate",
+        ];
+        let mut hits: Vec<(usize, u32)> = parse_tsv(&ok(bin(&args, b"")))
+            .iter()
+            .map(|r| (r.id, r.distance))
+            .collect();
+        hits.sort();
+        hits
+    };
+    let learned_first = within(&learned, &cgk);
+    assert!(learned_first.len() >= 2, "{learned_first:?}");
+    assert_eq!(within(&cgk, &learned), learned_first);
     // A second index of another corpus is refused.
     let other = c.dir.join("other.idx");
     let words = c.dir.join("other.txt");

@@ -14,6 +14,7 @@ use anyhow::{Result, bail};
 use rayon::prelude::*;
 
 use super::index::{Index, Precision, short_fingerprint};
+use super::passes_screen;
 use crate::edit_distance::Exact;
 use crate::gpu::Gpu;
 use crate::model::Estimator;
@@ -256,7 +257,8 @@ impl Verifier<'_> {
     /// Check left row `a` (embedding `query`) against its kNN `list`.
     fn row(&self, a: usize, query: &[f32], list: &[Neighbor]) -> Result<RowResult> {
         let estimator: Estimator = self.left.estimator();
-        let exact = Exact::new(self.left.string(a));
+        let string = self.left.string(a);
+        let exact = Exact::new(string);
         let mut pairs = Vec::new();
         let mut verified = 0;
         for n in list.iter().filter(|n| !(self.within && n.row == a)) {
@@ -269,11 +271,11 @@ impl Verifier<'_> {
                     n.row
                 );
             }
-            if estimator.screen(distance) > self.limit {
+            let b = self.right.string(n.row);
+            if !passes_screen(estimator.screen(distance), self.limit, string, b) {
                 continue;
             }
             verified += 1;
-            let b = self.right.string(n.row);
             if let Some(d) = exact.distance_within(b, self.max_distance as usize) {
                 let (a, b) = if self.within && n.row < a {
                     (n.row, a)
@@ -291,10 +293,16 @@ impl Verifier<'_> {
         pairs.sort_by_key(|p| (p.a, p.b));
         // The list's last (farthest) row passed the filter: rows after it might too. The
         // margin covers the difference between the GPU's and the CPU's rounding.
+        let limit = self.limit * (1.0 + 1e-3) + 1e-6;
         let capped = self.may_cut
-            && list
-                .last()
-                .is_some_and(|n| estimator.screen(n.distance) <= self.limit * (1.0 + 1e-3) + 1e-6);
+            && list.last().is_some_and(|n| {
+                passes_screen(
+                    estimator.screen(n.distance),
+                    limit,
+                    string,
+                    self.right.string(n.row),
+                )
+            });
         let candidates = if capped && self.within {
             list.iter().map(|n| n.row).collect()
         } else {

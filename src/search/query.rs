@@ -9,6 +9,7 @@ use anyhow::{Result, bail};
 use rayon::prelude::*;
 
 use super::index::Index;
+use super::passes_screen;
 use crate::edit_distance::Exact;
 use crate::embed::{DEFAULT_BATCH, Embedder};
 use crate::gpu::Gpu;
@@ -211,14 +212,14 @@ impl<'a> Searcher<'a> {
                 opts.candidates
             );
         }
-        // Each source's share of the candidates; with every row a candidate, the first
-        // index alone is exhaustive.
-        let exhaustive = opts.candidates >= n;
+        // Each source's share of the candidates. With every row a candidate each source
+        // still ranks them all: a row keeps the estimate that screens it lower ([`merge`]).
         let shares = match &self.also {
-            Some(_) if !exhaustive => {
+            Some(_) if opts.candidates < n => {
                 vec![opts.candidates / 2, opts.candidates - opts.candidates / 2]
             }
-            _ => vec![opts.candidates],
+            Some(_) => vec![opts.candidates; 2],
+            None => vec![opts.candidates],
         };
         // Whether a list may leave rows out (then a threshold search may be capped).
         let cut = shares.iter().any(|&c| c < n);
@@ -253,14 +254,23 @@ impl<'a> Searcher<'a> {
     }
 }
 
-/// Append the rows of `list` that `all` does not hold yet.
+/// Append the rows of `list` that `all` does not hold yet. A row both hold keeps the
+/// estimate of the model that screens it lower, so that threshold search keeps a row
+/// either model lets through, whichever index came first.
 fn merge(all: &mut Vec<Candidate>, list: Vec<Candidate>) {
     if all.is_empty() {
         *all = list;
         return;
     }
-    let seen: std::collections::HashSet<usize> = all.iter().map(|c| c.row).collect();
-    all.extend(list.into_iter().filter(|c| !seen.contains(&c.row)));
+    let seen: std::collections::HashMap<usize, usize> =
+        all.iter().enumerate().map(|(i, c)| (c.row, i)).collect();
+    for c in list {
+        match seen.get(&c.row) {
+            Some(&i) if c.screen < all[i].screen => all[i] = c,
+            Some(_) => {}
+            None => all.push(c),
+        }
+    }
 }
 
 impl<'a> Source<'a> {
@@ -396,7 +406,10 @@ fn answer(
     let pool: Vec<&Candidate> = match opts.max_distance {
         Some(d) => {
             let limit = opts.blowup * d as f32;
-            let within: Vec<&Candidate> = found.iter().filter(|c| c.screen <= limit).collect();
+            let within: Vec<&Candidate> = found
+                .iter()
+                .filter(|c| passes_screen(c.screen, limit, query, index.string(c.row)))
+                .collect();
             // Every candidate passed the filter, so the cap may have cut more that would.
             capped = cut && within.len() == found.len();
             within
