@@ -337,6 +337,11 @@ fn bad_input_gives_clear_errors() {
     assert!(e.contains("x.idx"), "{e}");
     let e = err(bin(&["query", "--index", &index, "-k", "0", "abc"], b""));
     assert!(e.contains("-k"), "{e}");
+    // -k is top-k search's: refused beside --max-distance, which C alone caps.
+    let threshold = ["query", "--index", &index, "--max-distance", "4"];
+    let e = err(bin(&[&threshold[..], &["-k", "2", "abc"]].concat(), b""));
+    assert!(e.contains("-k") && e.contains("--max-distance"), "{e}");
+    ok(bin(&[&threshold[..], &["-C", "5", "abc"]].concat(), b""));
     let e = err(bin(&["query", "--index", &index, "caf\u{e9}"], b""));
     assert!(e.contains("non-ASCII"), "{e}");
     let out = ok(bin(

@@ -28,8 +28,8 @@ pub struct Args {
     /// File of queries, one per line (`-` for stdin).
     #[arg(long = "queries", value_name = "FILE", conflicts_with = "queries")]
     pub queries_file: Option<PathBuf>,
-    /// Hits per query.
-    #[arg(short, default_value_t = 10)]
+    /// Hits per query (top-k search; threshold search gives every hit within D).
+    #[arg(short, default_value_t = 10, conflicts_with = "max_distance")]
     pub k: usize,
     /// Rows taken by embedding distance for the exact re-rank [default: the model's own
     /// measured default if its file records one (`bench query --record-default`), else 50

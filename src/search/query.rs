@@ -207,8 +207,9 @@ impl<'a> Searcher<'a> {
         }
         if opts.candidates > MAX_GPU_CANDIDATES && opts.candidates < n {
             bail!(
-                "--candidates {} is above the GPU search's limit of {MAX_GPU_CANDIDATES}; use at \
-                 most {MAX_GPU_CANDIDATES}, or at least the index size {n} for an exhaustive re-rank",
+                "{} candidates (-C, at least -k) is above the GPU search's limit of \
+                 {MAX_GPU_CANDIDATES}; use at most {MAX_GPU_CANDIDATES}, or at least the index \
+                 size {n} for an exhaustive re-rank",
                 opts.candidates
             );
         }
@@ -380,7 +381,7 @@ pub fn check_options(opts: &QueryOptions) -> Result<()> {
     if opts.k == 0 {
         bail!("-k must be at least 1");
     }
-    if opts.candidates < opts.k {
+    if opts.max_distance.is_none() && opts.candidates < opts.k {
         bail!(
             "--candidates ({}) must be at least -k ({})",
             opts.candidates,
