@@ -314,7 +314,7 @@ pub fn require_ascii<T: AsRef<[u8]>>(texts: &[T], label: impl Fn(usize) -> Strin
         if let Some(found) = find_non_ascii(text.as_ref()) {
             bail!(
                 "{} {:?}: {found}; the model reads ASCII only: skip such strings or replace \
-                 the characters first (input::replace_non_ascii)",
+                 the characters first (the commands' --non-ascii skip|replace)",
                 label(i),
                 String::from_utf8_lossy(text.as_ref())
             );

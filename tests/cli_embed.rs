@@ -212,6 +212,24 @@ fn output_to_stdout_is_refused_with_a_reason() {
     );
 }
 
+#[test]
+fn an_output_that_would_replace_the_input_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(dir.path(), "corpus.txt", b"abc\n");
+    // The same file by another name too.
+    let other_name = dir.path().join(".").join("corpus.txt");
+    for output in [input.as_str(), other_name.to_str().unwrap()] {
+        let out = embed(&["-i", &input, "-o", output], None);
+        assert!(!out.status.success());
+        assert!(
+            stderr(&out).contains("would replace the input corpus"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(std::fs::read(&input).unwrap(), b"abc\n");
+}
+
 /// Ctrl-C (SIGINT) or SIGTERM in the middle of `embed` exits with 130 and leaves
 /// neither the destination nor a temporary file.
 #[cfg(unix)]

@@ -231,6 +231,50 @@ fn equal_strings_join_at_distance_0_with_the_default_screen_in_either_precision(
 }
 
 #[test]
+fn join_dedup_and_distance_refuse_an_output_that_would_replace_an_input() {
+    let c = corpus();
+    let dir = tempfile::tempdir().unwrap();
+    let copy = |name: &str| {
+        let path = dir.path().join(name);
+        std::fs::copy(c.path(name), &path).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let (index, corpus) = (copy("all.idx"), copy("all.txt"));
+    let pairs = dir.path().join("pairs.tsv");
+    std::fs::write(&pairs, "abc\tabd\n").unwrap();
+    let pairs = pairs.to_str().unwrap();
+    let d = ["--max-distance", "1"];
+    for (args, what) in [
+        (vec!["join", "--index", &index, "-o", &index], "index"),
+        (vec!["dedup", "--index", &index, "-o", &index], "index"),
+        (vec!["dedup", "--input", &corpus, "-o", &corpus], "corpus"),
+    ] {
+        let e = err(bin(&[&args[..], &d].concat(), b""));
+        assert!(
+            e.contains(&format!("would replace the input {what}")),
+            "{e}"
+        );
+    }
+    // An index holds its model: --model and --non-ascii are --input's.
+    for extra in [["-m", &corpus], ["--non-ascii", "skip"]] {
+        let args = ["dedup", "--index", &index, "--max-distance", "1"];
+        let e = err(bin(&[&args[..], &extra].concat(), b""));
+        assert!(e.contains("cannot be used with"), "{e}");
+    }
+    let e = err(bin(&["distance", "--pairs", pairs, "-o", pairs], b""));
+    assert!(e.contains("would replace the input pairs file"), "{e}");
+    assert_eq!(
+        std::fs::read(c.path("all.idx")).unwrap(),
+        std::fs::read(&index).unwrap()
+    );
+    assert_eq!(
+        std::fs::read(c.path("all.txt")).unwrap(),
+        std::fs::read(&corpus).unwrap()
+    );
+    assert_eq!(std::fs::read_to_string(pairs).unwrap(), "abc\tabd\n");
+}
+
+#[test]
 fn join_json_and_csv_carry_the_same_pairs() {
     let c = corpus();
     let args = ["join", "--index", &c.path("all.idx"), "--max-distance", "2"];
@@ -399,6 +443,21 @@ fn distance_matches_query_estimate_and_exact_distance() {
         e.contains("<stdin> line 2") && e.contains("two tab-separated"),
         "{e}"
     );
+    // Non-ASCII strings: an error that names the way out, which distance takes.
+    let e = err(bin(&["distance", "caf\u{e9}", "cafe"], b""));
+    assert!(e.contains("--non-ascii skip|replace"), "{e}");
+    let out = ok(bin(
+        &["distance", "--non-ascii", "replace", "caf\u{e9}", "cafe"],
+        b"",
+    ));
+    assert!(out.starts_with("caf?\tcafe\t1\t"), "{out}");
+    let pairs = "abc\tabd\ncaf\u{e9}\tcafe\nkitten\tsitting\n";
+    let out = ok(bin(
+        &["distance", "--non-ascii", "skip", "--pairs", "-"],
+        pairs.as_bytes(),
+    ));
+    let kept: Vec<&str> = out.lines().map(|l| l.split('\t').next().unwrap()).collect();
+    assert_eq!(kept, ["abc", "kitten"]);
 }
 
 #[test]

@@ -699,6 +699,35 @@ fn commands_read_utf8_with_a_cnn_ed_model() {
     );
 }
 
+#[test]
+fn beside_an_ascii_model_non_ascii_queries_follow_its_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let cnn_ed = format!(
+        "{}/tests/fixtures/cnn_ed_text.safetensors",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let words = path("words.txt");
+    std::fs::write(&words, "strasse\ncafe\nnaive\n").unwrap();
+    for (model, index) in [(cnn_ed.as_str(), "cnn.idx"), ("default", "ascii.idx")] {
+        let out = path(index);
+        let mut args = vec!["embed", "-i", &words, "-o", &out];
+        if model != "default" {
+            args.extend(["--model", model]);
+        }
+        ok(run_bin(&args, b""));
+    }
+    let (cnn, ascii) = (path("cnn.idx"), path("ascii.idx"));
+    let query = ["query", "--index", &cnn, "--also", &ascii, "-k", "1"];
+    let e = err(run_bin(&[&query[..], &["café"]].concat(), b""));
+    assert!(e.contains("--non-ascii skip|replace"), "{e}");
+    let out = ok(run_bin(
+        &[&query[..], &["--non-ascii", "replace", "café"]].concat(),
+        b"",
+    ));
+    assert!(out.starts_with("1\t1\t1\t"), "{out}");
+}
+
 /// The text case's head reduces over 37 x 8 x 6 = 1,776 inputs: the linear layer's
 /// split-K path, forward and backward.
 #[test]

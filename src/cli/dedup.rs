@@ -41,11 +41,12 @@ pub struct Args {
     pub search: SearchArgs,
     #[command(flatten)]
     pub out: OutputArgs,
-    /// With --input: the model to embed with (default: the built-in one).
-    #[arg(long, short)]
+    /// With --input: the model to embed with (default: the built-in one; an index holds
+    /// its own).
+    #[arg(long, short, conflicts_with = "index")]
     pub model: Option<PathBuf>,
     /// With --input: what to do with lines holding non-ASCII characters.
-    #[arg(long, value_enum, default_value_t = NonAscii::Error)]
+    #[arg(long, value_enum, default_value_t = NonAscii::Error, conflicts_with = "index")]
     pub non_ascii: NonAscii,
     #[command(flatten)]
     pub gpu: super::DeviceArgs,
@@ -60,6 +61,11 @@ pub fn run(args: &Args) -> Result<()> {
     {
         bail!("--max-ratio must be at least 0 and below 1, not {r}");
     }
+    let source = match (&args.index, &args.input) {
+        (Some(index), _) => (index.as_path(), "index"),
+        (None, input) => (input.as_deref().expect("clap requires a source"), "corpus"),
+    };
+    args.out.refuse_overwriting(&[source])?;
     let started = Instant::now();
     let gpu = args.gpu.open()?;
     let (index, _temporary) = open_source(args, &gpu)?;

@@ -22,6 +22,9 @@ pub struct Args {
     /// Model weights (safetensors); the built-in default model when omitted.
     #[arg(long, short)]
     pub model: Option<PathBuf>,
+    /// What to do with strings holding non-ASCII characters (`skip` drops the pair).
+    #[arg(long, value_enum, default_value_t = NonAscii::Error)]
+    pub non_ascii: NonAscii,
     #[command(flatten)]
     pub out: OutputArgs,
     #[command(flatten)]
@@ -33,19 +36,23 @@ const COLUMNS: &[&str] = &["a", "b", "distance", "estimate"];
 
 pub fn run(args: &Args) -> Result<()> {
     let model = crate::model::Model::open_or_builtin(args.model.as_deref())?;
-    let mode = NonAscii::Error.for_model(&model)?;
+    let mode = args.non_ascii.for_model(&model)?;
+    if let Some(path) = &args.pairs {
+        args.out.refuse_overwriting(&[(path, "pairs file")])?;
+    }
     // Pairs stream from the file a batch at a time: memory does not grow with it.
-    let mut pairs: Box<dyn Iterator<Item = Result<Pair>>> = match &args.pairs {
+    let pairs: Box<dyn Iterator<Item = Result<Option<Pair>>>> = match &args.pairs {
         Some(path) => Box::new(read_pairs(path, mode)?),
         None => {
             let check = |i: usize| {
                 let label = format!("string {}", i + 1);
                 check_query(args.strings[i].as_bytes(), &label, mode)
-                    .map(|s| s.expect("neither rule skips"))
             };
-            Box::new(std::iter::once(Ok((check(0)?, check(1)?))))
+            let pair = check(0).and_then(|a| Ok(a.zip(check(1)?)));
+            Box::new(std::iter::once(pair))
         }
     };
+    let mut pairs = pairs.filter_map(Result::transpose);
     let gpu = args.gpu.open()?;
     let mut embedder = Embedder::for_model(&gpu, &model)?;
     args.out.write(COLUMNS, |table| {
@@ -75,10 +82,11 @@ type Pair = (Vec<u8>, Vec<u8>);
 
 /// The pairs of `path`, one per line: two tab-separated columns, ASCII (or any UTF-8
 /// under [`NonAscii::Utf8`]); anything else is an error naming the file and line.
+/// `None`: a pair skipped by `mode`.
 fn read_pairs(
     path: &std::path::Path,
     mode: NonAscii,
-) -> Result<impl Iterator<Item = Result<Pair>>> {
+) -> Result<impl Iterator<Item = Result<Option<Pair>>>> {
     let name = source_name(path);
     let lines = open_input(path)?.split(b'\n').enumerate();
     Ok(lines.map(move |(i, line)| {
@@ -96,8 +104,8 @@ fn read_pairs(
         }
         let check = |text: &[u8], column: usize| {
             let label = format!("{name} line {number} column {column}");
-            check_query(text, &label, mode).map(|s| s.expect("never skipped"))
+            check_query(text, &label, mode)
         };
-        Ok((check(fields[0], 1)?, check(fields[1], 2)?))
+        Ok(check(fields[0], 1)?.zip(check(fields[1], 2)?))
     }))
 }

@@ -71,6 +71,7 @@ pub fn run(args: &Args) -> Result<()> {
              to a named file, atomically; give a file name"
         );
     }
+    crate::io::refuse_overwriting_input(&args.output, &args.input, "corpus")?;
     let model = Model::open_or_builtin(args.model.as_deref())?;
     let mut reader = LineReader::open(&args.input, args.non_ascii.for_model(&model)?)?;
     let total_bytes = std::fs::metadata(&args.input)

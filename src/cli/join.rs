@@ -62,6 +62,9 @@ const COLUMNS: &[&str] = &[
 pub fn run(args: &Args) -> Result<()> {
     let opts = args.search.options(args.max_distance);
     crate::search::join::check_options(&opts)?;
+    let inputs = std::iter::once(&args.index).chain(&args.with);
+    args.out
+        .refuse_overwriting(&inputs.map(|p| (p.as_path(), "index")).collect::<Vec<_>>())?;
     let started = Instant::now();
     let left = Index::open(&args.index)?;
     let right = args.with.as_deref().map(Index::open).transpose()?;

@@ -112,7 +112,12 @@ pub fn run(args: &Args) -> Result<()> {
         searcher = searcher.also(also, model)?;
     }
     searcher.set_timed(args.timings);
-    let non_ascii = args.non_ascii.for_model(&model)?;
+    // With --also both models read each query: the rule is that of one reading ASCII only.
+    let strictest = models
+        .iter()
+        .find(|m| !m.reads_unicode())
+        .unwrap_or(&models[0]);
+    let non_ascii = args.non_ascii.for_model(strictest)?;
     let startup = started.elapsed();
     let stdout = std::io::stdout();
     let mut out = Output::new(BufWriter::new(stdout.lock()), args.format)?;

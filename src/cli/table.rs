@@ -29,6 +29,17 @@ pub struct OutputArgs {
 }
 
 impl OutputArgs {
+    /// An error when `--output` would replace one of the command's `inputs` (`what`
+    /// each is: "index", "corpus"), before any work.
+    pub fn refuse_overwriting(&self, inputs: &[(&std::path::Path, &str)]) -> Result<()> {
+        match &self.output {
+            Some(output) => inputs.iter().try_for_each(|(input, what)| {
+                crate::io::refuse_overwriting_input(output, input, what)
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Run `write` with a [`Table`] of `columns` on the chosen output (see
     /// [`write_output`]).
     pub fn write(
