@@ -23,7 +23,7 @@ use crate::input::{LineReader, NonAscii};
 use crate::model::Architecture;
 use crate::search::index::{Index, short_fingerprint};
 use crate::search::join::JoinOptions;
-use crate::search::query::Searcher;
+use crate::search::query::{MAX_GPU_CANDIDATES, Searcher};
 use crate::train::trainer::StepOverlap;
 
 #[derive(clap::Subcommand, Debug)]
@@ -856,7 +856,10 @@ fn bench_query(args: &QueryArgs) -> Result<()> {
         Some(c) => println!(
             "smallest C measured with recall@1 >= {RULE_RECALL_AT_1} (the default-C rule): {c}"
         ),
-        None => println!("no C measured reaches recall@1 >= {RULE_RECALL_AT_1}"),
+        None => println!(
+            "no C measured within the GPU search's limit ({MAX_GPU_CANDIDATES}) reaches \
+             recall@1 >= {RULE_RECALL_AT_1}"
+        ),
     }
     if let Some(c) = model.default_candidates() {
         println!("the index's model records C = {c} as its default");

@@ -71,20 +71,24 @@ pub fn run(args: &Args) -> Result<()> {
     let right_index = right.as_ref().unwrap_or(&left);
     let gpu = args.gpu.open()?;
     let progress = super::progress_rows(left.len() as u64, "joining");
-    let mut stats = JoinStats::default();
+    // None when the reader closed the pipe (`| head`) before the join finished: then
+    // there are no whole figures to report.
+    let mut stats = None;
     args.out.write(COLUMNS, |table| {
-        stats = join(
+        stats = Some(join(
             &gpu,
             &left,
             right.as_ref(),
             &opts,
             |done| progress.set_position(done as u64),
             |pairs| write_pairs(table, &left, right_index, pairs),
-        )?;
+        )?);
         Ok(())
     })?;
     progress.finish_and_clear();
-    report(&stats, &opts, started);
+    if let Some(stats) = stats {
+        report(&stats, &opts, started);
+    }
     Ok(())
 }
 
