@@ -18,7 +18,7 @@ pub struct Args {
     /// Corpus, one string per line; `-` reads standard input.
     #[arg(long, short)]
     pub input: PathBuf,
-    /// Output file: `.npy` gets a float32 [N, dim] array in input order (dim: the model's
+    /// Output file: `.npy` (any case) gets a float32 [N, dim] array in input order (dim: the model's
     /// width, 80 released; a CGK model's code bytes, one symbol each) and, when lines
     /// were skipped, `NAME.lines.npy`: each row's 1-based source line, int64; any other
     /// name gets a search index for `megashtein-gpu query`. Not `-`: both are binary
@@ -78,7 +78,10 @@ pub fn run(args: &Args) -> Result<()> {
         .ok()
         .filter(|m| m.is_file())
         .map(|m| m.len());
-    let npy = args.output.extension().is_some_and(|e| e == "npy");
+    let npy = args
+        .output
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
     let mut sink = if npy {
         Sink::Npy(NpyWriter::create(&args.output, model.dim())?)
     } else {

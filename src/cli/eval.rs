@@ -63,8 +63,8 @@ pub struct Args {
     /// Typo'd pairs drawn from the base.
     #[arg(long, default_value_t = 1000)]
     pub typo_pairs: usize,
-    /// CGK repetitions (default 4; 1 for a CNN-ED model, whose strings are long).
-    #[arg(long)]
+    /// CGK repetitions, 1 to 4 (default 4; 1 for a CNN-ED model, whose strings are long).
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=crate::model::cgk::MAX_REPS as u64))]
     pub cgk_reps: Option<usize>,
     /// Use at most this many misspelling pairs (a seeded sample of the usable ones).
     #[arg(long, default_value_t = 1000)]
