@@ -99,8 +99,10 @@ pub struct InputStats {
     pub skipped: u64,
     /// Lines in which `--non-ascii replace` replaced at least one character.
     pub replaced: u64,
-    /// Accepted lines longer than [`MAX_LEN`] characters (cut for the model).
+    /// Accepted lines longer than the model reads (cut for it): [`MAX_LEN`] characters,
+    /// or `cut_at` where the reader was told ([`LineReader::cutting_at`]).
     pub cut: u64,
+    pub cut_at: Option<usize>,
     /// Source line number of the first skipped / replaced / cut line.
     pub first_skipped: Option<u64>,
     pub first_replaced: Option<u64>,
@@ -108,9 +110,9 @@ pub struct InputStats {
 }
 
 impl InputStats {
-    /// Counts one accepted line (after non-ASCII handling).
-    /// Under [`NonAscii::Utf8`] nothing is counted as cut: such a model cuts at its own
-    /// length, not at [`MAX_LEN`].
+    /// Counts one accepted line (after non-ASCII handling). Under [`NonAscii::Utf8`]
+    /// characters are code points, and nothing is counted as cut unless `cut_at` is
+    /// set: such a model cuts at its own length, not at [`MAX_LEN`].
     pub fn record_line(&mut self, number: u64, text: &[u8], replaced: bool, mode: NonAscii) {
         self.read += 1;
         self.lines += 1;
@@ -118,7 +120,13 @@ impl InputStats {
             self.replaced += 1;
             self.first_replaced.get_or_insert(number);
         }
-        if text.len() > MAX_LEN && mode != NonAscii::Utf8 {
+        let cut = match (self.cut_at, mode) {
+            (Some(n), NonAscii::Utf8) => String::from_utf8_lossy(text).chars().nth(n).is_some(),
+            (Some(n), _) => text.len() > n,
+            (None, NonAscii::Utf8) => false,
+            (None, _) => text.len() > MAX_LEN,
+        };
+        if cut {
             self.cut += 1;
             self.first_cut.get_or_insert(number);
         }
@@ -138,6 +146,7 @@ impl InputStats {
         self.skipped += other.skipped;
         self.replaced += other.replaced;
         self.cut += other.cut;
+        self.cut_at = self.cut_at.or(other.cut_at);
         self.first_skipped = self.first_skipped.or(other.first_skipped);
         self.first_replaced = self.first_replaced.or(other.first_replaced);
         self.first_cut = self.first_cut.or(other.first_cut);
@@ -152,9 +161,10 @@ impl InputStats {
         let mut out = Vec::new();
         if self.cut > 0 {
             out.push(format!(
-                "{} {} longer than {MAX_LEN} characters and {} cut",
+                "{} {} longer than {} characters and {} cut",
                 self.cut,
                 lines_were(self.cut),
+                self.cut_at.unwrap_or(MAX_LEN),
                 if self.cut == 1 { "was" } else { "were" },
             ));
         }
@@ -450,6 +460,13 @@ impl<R: BufRead> LineReader<R> {
             buf: Vec::new(),
             done: false,
         }
+    }
+
+    /// Count the lines longer than `chars` characters as cut (the model's length,
+    /// [`crate::model::Model::reads_up_to`]) instead of longer than [`MAX_LEN`].
+    pub fn cutting_at(mut self, chars: usize) -> Self {
+        self.stats.cut_at = Some(chars);
+        self
     }
 
     /// The source's name, as used in messages.
@@ -811,6 +828,21 @@ mod tests {
         // A replaced line is measured after replacement: 80 '?' from 80 two-byte chars.
         let (_, stats) = read("é".repeat(80).as_bytes(), NonAscii::Replace).unwrap();
         assert_eq!(stats.cut, 0);
+    }
+
+    #[test]
+    fn a_model_that_reads_m_characters_counts_lines_past_m_as_cut() {
+        // Code points under the UTF-8 rule: "ééé" is 3 characters in 6 bytes.
+        let data = "ééé\néééé\nab\nabcd\n".as_bytes();
+        let reader = LineReader::new(Cursor::new(data.to_vec()), "input.txt", NonAscii::Utf8);
+        let (_, stats) = reader.cutting_at(3).read_all().unwrap();
+        assert_eq!((stats.cut, stats.first_cut), (2, Some(2)));
+        assert_eq!(
+            stats.warnings(),
+            vec!["2 lines were longer than 3 characters and were cut"]
+        );
+        // Without a length, lines under the UTF-8 rule are not counted.
+        assert_eq!(read(data, NonAscii::Utf8).unwrap().1.cut, 0);
     }
 
     #[test]

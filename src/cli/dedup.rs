@@ -129,7 +129,8 @@ fn open_source(args: &Args, gpu: &Gpu) -> Result<(Index, Option<(Tracked, tempfi
     }
     let input = args.input.as_deref().expect("clap requires a source");
     let model = Model::open_or_builtin(args.model.as_deref())?;
-    let mut reader = LineReader::open(input, args.non_ascii.for_model(&model)?)?;
+    let mut reader =
+        LineReader::open(input, args.non_ascii.for_model(&model)?)?.cutting_at(model.reads_up_to());
     let dir = tempfile::tempdir()?;
     let tracked = Tracked::new(dir.path());
     let path = dir.path().join("dedup.idx");

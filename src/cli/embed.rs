@@ -73,7 +73,8 @@ pub fn run(args: &Args) -> Result<()> {
     }
     crate::io::refuse_overwriting_input(&args.output, &args.input, "corpus")?;
     let model = Model::open_or_builtin(args.model.as_deref())?;
-    let mut reader = LineReader::open(&args.input, args.non_ascii.for_model(&model)?)?;
+    let mut reader = LineReader::open(&args.input, args.non_ascii.for_model(&model)?)?
+        .cutting_at(model.reads_up_to());
     let total_bytes = std::fs::metadata(&args.input)
         .ok()
         .filter(|m| m.is_file())

@@ -338,6 +338,16 @@ impl Model {
         }
     }
 
+    /// The characters of a string the model reads: longer strings are cut for it (80
+    /// for the megashtein network, a CGK walk's input length, CNN-ED's M).
+    pub fn reads_up_to(&self) -> usize {
+        match &self.arch {
+            Architecture::Megashtein(_) => params::MAX_LEN,
+            Architecture::Cgk(cgk) => cgk.input_len(),
+            Architecture::CnnEd(model) => model.shape().max_len,
+        }
+    }
+
     /// Whether the model reads any UTF-8 (CNN-ED) rather than ASCII only.
     pub fn reads_unicode(&self) -> bool {
         matches!(self.arch, Architecture::CnnEd(_))
