@@ -224,6 +224,7 @@ impl<'g> Embedder<'g> {
         let capacity = self.batch();
         let mut reading = Vec::with_capacity(capacity);
         let mut in_flight: Option<(Vec<Line>, Pending)> = None;
+        let source = reader.name().to_string();
         loop {
             reader.next_batch(capacity, &mut reading)?;
             let submitted = if reading.is_empty() {
@@ -236,7 +237,7 @@ impl<'g> Embedder<'g> {
             if let Some((lines, pending)) = in_flight.take() {
                 let embeddings = self.collect(pending)?;
                 check_finite(&embeddings, self.dim(), |i| {
-                    format!("line {}", lines[i].number)
+                    format!("{source}:{}", lines[i].number)
                 })?;
                 sink(&lines, &embeddings)?;
                 reading = lines;

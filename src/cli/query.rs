@@ -100,6 +100,12 @@ pub fn run(args: &Args) -> Result<()> {
     crate::search::query::check_options(&opts)?;
     let started = Instant::now();
     let index = Index::open(&args.index)?;
+    if index.is_empty() {
+        eprintln!(
+            "warning: {} holds no strings: no query can find anything",
+            args.index.display()
+        );
+    }
     let model = index.load_model(args.model.as_deref())?;
     let also = super::open_also(args.also.as_deref())?;
     let models: Vec<&Model> = std::iter::once(&model)
