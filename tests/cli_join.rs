@@ -275,6 +275,60 @@ fn join_dedup_and_distance_refuse_an_output_that_would_replace_an_input() {
 }
 
 #[test]
+fn copies_of_a_string_take_no_candidate_places_and_join_in_every_pair() {
+    // 40 copies of each of three strings, two of them one edit apart, and a stray:
+    // with 5 candidates a row's list could hold only copies of itself, were they searched.
+    let mut strings: Vec<Vec<u8>> = Vec::new();
+    for i in 0..40 {
+        strings.extend([b"copied string".to_vec(), b"copied strung".to_vec()]);
+        strings.push(b"another line".to_vec());
+        if i == 7 {
+            strings.push(b"stray".to_vec());
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    write_lines(&path("copies.txt"), &strings);
+    ok(bin(
+        &[
+            "embed",
+            "-i",
+            &path("copies.txt"),
+            "-o",
+            &path("copies.idx"),
+        ],
+        b"",
+    ));
+    let join = [
+        "join",
+        "--index",
+        &path("copies.idx"),
+        "--max-distance",
+        "1",
+    ];
+    let out = bin(&[&join[..], &["-C", "5"]].concat(), b"");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("raise --candidates"));
+    let got = parse_pairs(&ok(out), &strings, &strings);
+    assert_eq!(sorted(got), exact_pairs(&strings, &strings, 1, true));
+    // dedup groups the two near strings' 80 rows, the other's 40 and the stray.
+    let out = bin(
+        &[
+            "dedup",
+            "--index",
+            &path("copies.idx"),
+            "--max-distance",
+            "1",
+            "-C",
+            "5",
+        ],
+        b"",
+    );
+    let summary = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(summary.contains("in 3 clusters"), "{summary}");
+    assert!(summary.contains("largest 80"), "{summary}");
+}
+
+#[test]
 fn join_json_and_csv_carry_the_same_pairs() {
     let c = corpus();
     let args = ["join", "--index", &c.path("all.idx"), "--max-distance", "2"];

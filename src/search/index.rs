@@ -1297,6 +1297,22 @@ impl Index {
         }
     }
 
+    /// [`Index::upload`] of the rows `rows` only, in that order: the database's row `j`
+    /// is row `rows[j]` of the index.
+    pub fn upload_rows(&self, gpu: &Gpu, rows: &[usize]) -> Result<Database> {
+        let row_bytes = self.dim * self.precision().bytes();
+        let all = self.embedding_bytes();
+        let mut bytes = Vec::with_capacity(rows.len() * row_bytes);
+        for &row in rows {
+            bytes.extend_from_slice(&all[row * row_bytes..(row + 1) * row_bytes]);
+        }
+        match self.precision() {
+            Precision::Codes => Database::upload_codes(gpu, &bytes, self.dim, None),
+            Precision::F16 => Database::upload(gpu, &bytes, self.dim, true, None),
+            Precision::F32 => Database::upload(gpu, &bytes, self.dim, false, None),
+        }
+    }
+
     /// The raw embeddings section for GPU upload: `len * dim` little-endian f32 or f16
     /// values (or code bytes), row-major, zero-padded to a multiple of 4 bytes (f16 rows then read as
     /// packed u32 pairs, low half first). Starts 64-byte aligned in the mapping.

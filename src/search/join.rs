@@ -7,7 +7,8 @@
 //! Within one index, pair {i, j} is found from i's list, from j's list or both; it is
 //! written once. Estimates are recomputed on the CPU from the stored embeddings, with
 //! `(x - y)^2` summed in a fixed order, so est(i, j) == est(j, i) exactly and both rows
-//! agree on whether the pair passes the blowup filter.
+//! agree on whether the pair passes the blowup filter. Equal strings are searched once
+//! ([`EqualStrings`]), and their pairs written for each of their rows.
 use std::collections::{HashMap, HashSet};
 
 use anyhow::{Result, bail};
@@ -80,8 +81,8 @@ pub fn check_options(opts: &JoinOptions) -> Result<()> {
 }
 
 /// Join `left` with itself (`right` = `None`) or with `right`. `progress` gets the
-/// number of left rows done after each batch; `sink` gets each batch's pairs, in order
-/// of the row that found them, then `b`.
+/// number of left rows done after each batch; `sink` gets the pairs a batch at a time:
+/// those the rows found, then those among equal strings.
 pub fn join(
     gpu: &Gpu,
     left: &Index,
@@ -110,7 +111,12 @@ pub fn join(
     if left.is_empty() || right.is_empty() {
         return Ok(stats);
     }
-    let candidates = Candidates::new(gpu, right, opts.candidates, within)?;
+    let equal = EqualStrings::of(left, within);
+    let right_rows: Vec<usize> = match within {
+        true => equal.firsts().to_vec(),
+        false => (0..right.len()).collect(),
+    };
+    let candidates = Candidates::new(gpu, right, &right_rows, opts.candidates, within)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads.unwrap_or(0))
         .build()?;
@@ -120,78 +126,233 @@ pub fn join(
         within,
         max_distance: opts.max_distance,
         limit: opts.blowup * opts.max_distance as f32,
-        may_cut: candidates.may_cut(right.len()),
+        may_cut: candidates.may_cut(),
     };
     // Within one index, the candidates of each row whose list was capped: the rule
     // that writes each pair once needs them (`written_before`).
     let mut capped_lists: HashMap<usize, HashSet<usize>> = HashMap::new();
-    let mut pairs = Vec::new();
-    let dim = left.dim();
-    for start in (0..left.len()).step_by(QUERY_BATCH) {
-        let end = (start + QUERY_BATCH).min(left.len());
-        let queries = left.embeddings_f32_rows(start..end);
+    let mut out = Batches::new(&mut sink);
+    let mut done = 0;
+    for rows in equal.firsts().chunks(QUERY_BATCH) {
+        let queries: Vec<f32> = rows.iter().flat_map(|&a| left.embedding(a)).collect();
         let lists = candidates.search(gpu, left.precision(), &queries)?;
         let found: Vec<RowResult> = pool.install(|| {
-            (start..end)
-                .into_par_iter()
-                .zip(queries.par_chunks(dim))
-                .map(|(a, query)| verifier.row(a, query, candidates.list(&lists, a - start)))
+            rows.par_iter()
+                .zip(queries.par_chunks(left.dim()))
+                .enumerate()
+                .map(|(i, (&a, query))| verifier.row(a, query, candidates.list(&lists, i)))
                 .collect::<Result<_>>()
         })?;
-        pairs.clear();
-        for (a, row) in (start..end).zip(found) {
+        for (&a, row) in rows.iter().zip(found) {
             stats.verified += row.verified;
             stats.capped += u64::from(row.capped);
-            pairs.extend(
-                row.pairs
-                    .into_iter()
-                    .filter(|p| !within || p.a == a || !written_before(&capped_lists, p)),
-            );
+            let new = row
+                .pairs
+                .into_iter()
+                .filter(|p| !within || p.a == a || !written_before(&capped_lists, p));
+            for pair in new {
+                equal.expand(pair, |pair| out.push(pair))?;
+            }
             if within && row.capped {
                 capped_lists.insert(a, row.candidates);
             }
         }
-        stats.pairs += pairs.len() as u64;
-        sink(&pairs)?;
-        progress(end);
+        out.flush()?;
+        for &a in rows {
+            equal.among_copies(left, a, |pair| out.push(pair))?;
+            done += equal.rows_of(a);
+        }
+        out.flush()?;
+        progress(done);
     }
+    stats.pairs = out.written;
     Ok(stats)
 }
 
-/// Where each row's candidates come from.
+/// Within one index, the rows of equal strings. Equal strings are one point of the
+/// embedding, so only the first row of each string is searched (and stored for the
+/// search): the others would fill its candidate list with copies of itself. Pairs are
+/// then written for every row of each string, and every pair of copies at distance 0.
+struct EqualStrings {
+    /// The first row of each distinct string, ascending (every row for a cross join).
+    firsts: Vec<usize>,
+    /// The later rows of a first row's string, where there are any.
+    copies: HashMap<usize, Vec<usize>>,
+}
+
+impl EqualStrings {
+    fn of(index: &Index, within: bool) -> Self {
+        if !within {
+            return EqualStrings {
+                firsts: (0..index.len()).collect(),
+                copies: HashMap::new(),
+            };
+        }
+        let mut first_of: HashMap<&[u8], usize> = HashMap::new();
+        let mut firsts = Vec::new();
+        let mut copies: HashMap<usize, Vec<usize>> = HashMap::new();
+        for row in 0..index.len() {
+            match first_of.entry(index.string(row)) {
+                std::collections::hash_map::Entry::Occupied(first) => {
+                    copies.entry(*first.get()).or_default().push(row);
+                }
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(row);
+                    firsts.push(row);
+                }
+            }
+        }
+        EqualStrings { firsts, copies }
+    }
+
+    fn firsts(&self) -> &[usize] {
+        &self.firsts
+    }
+
+    /// Rows holding first row `a`'s string.
+    fn rows_of(&self, a: usize) -> usize {
+        1 + self.copies.get(&a).map_or(0, Vec::len)
+    }
+
+    /// Every row of `a`'s string (first row `a`), in order.
+    fn rows(&self, a: usize) -> impl Iterator<Item = usize> + '_ {
+        std::iter::once(a).chain(self.copies.get(&a).into_iter().flatten().copied())
+    }
+
+    /// `pair` of first rows, for every row of each string (a cross join's rows stand
+    /// alone: `b` is a row of the other index).
+    fn expand(&self, pair: Pair, mut f: impl FnMut(Pair) -> Result<()>) -> Result<()> {
+        if self.copies.is_empty() {
+            return f(pair);
+        }
+        for x in self.rows(pair.a) {
+            for y in self.rows(pair.b) {
+                f(Pair {
+                    a: x.min(y),
+                    b: x.max(y),
+                    ..pair
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The pairs among the rows of first row `a`'s string: distance 0.
+    fn among_copies(
+        &self,
+        index: &Index,
+        a: usize,
+        mut f: impl FnMut(Pair) -> Result<()>,
+    ) -> Result<()> {
+        let Some(copies) = self.copies.get(&a) else {
+            return Ok(());
+        };
+        let estimate = index
+            .estimator()
+            .estimate(index.distance(copies[0], &index.embedding(a)));
+        let rows: Vec<usize> = self.rows(a).collect();
+        for (i, &x) in rows.iter().enumerate() {
+            for &y in &rows[i + 1..] {
+                f(Pair {
+                    a: x,
+                    b: y,
+                    distance: 0,
+                    estimate,
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Pairs on their way to the sink, handed over [`BATCH_PAIRS`] at a time (a string with
+/// many copies makes more pairs than memory should hold).
+struct Batches<'s, F> {
+    sink: &'s mut F,
+    pairs: Vec<Pair>,
+    written: u64,
+}
+
+const BATCH_PAIRS: usize = 1 << 16;
+
+impl<'s, F: FnMut(&[Pair]) -> Result<()>> Batches<'s, F> {
+    fn new(sink: &'s mut F) -> Self {
+        Batches {
+            sink,
+            pairs: Vec::new(),
+            written: 0,
+        }
+    }
+
+    fn push(&mut self, pair: Pair) -> Result<()> {
+        self.pairs.push(pair);
+        if self.pairs.len() == BATCH_PAIRS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if !self.pairs.is_empty() {
+            (self.sink)(&self.pairs)?;
+            self.written += self.pairs.len() as u64;
+            self.pairs.clear();
+        }
+        Ok(())
+    }
+}
+
+/// Where each row's candidates come from, among the right index's `rows` (within one
+/// index, the first row of each distinct string; else every row).
 enum Candidates {
-    /// The GPU kNN: the `k()` nearest rows by embedding.
-    Nearest(Box<KnnPlan>),
-    /// Every row (candidates covering the index: no search needed).
+    /// The GPU kNN: the `k()` nearest of the rows by embedding; the database holds
+    /// them in order, so its row j is `rows[j]`.
+    Nearest {
+        plan: Box<KnnPlan>,
+        rows: Vec<usize>,
+    },
+    /// Every one of the rows (candidates covering them: no search needed).
     Every(Vec<Neighbor>),
 }
 
 impl Candidates {
-    fn new(gpu: &Gpu, right: &Index, candidates: usize, within: bool) -> Result<Self> {
+    fn new(
+        gpu: &Gpu,
+        right: &Index,
+        rows: &[usize],
+        candidates: usize,
+        within: bool,
+    ) -> Result<Self> {
+        let n = rows.len();
         // Within one index each row finds itself too.
         let k = candidates.saturating_add(usize::from(within));
-        if k >= right.len() && right.len() > MAX_K {
-            let every = (0..right.len()).map(|row| Neighbor { distance: 0.0, row });
+        if k >= n && n > MAX_K {
+            let every = rows.iter().map(|&row| Neighbor { distance: 0.0, row });
             return Ok(Candidates::Every(every.collect()));
         }
-        if k.min(right.len()) > MAX_K {
+        if k.min(n) > MAX_K {
             bail!(
                 "--candidates {candidates} is above the GPU search's limit of {}; use at most \
-                 that, or at least the index size ({}) to check every pair",
+                 that, or at least the number of distinct strings ({n}) to check every pair",
                 MAX_K - usize::from(within),
-                right.len()
             );
         }
-        let database = right.upload(gpu)?;
-        let k = k.min(right.len());
-        let plan = KnnPlan::new(gpu, &Knn::new(gpu), &database, k, QUERY_BATCH, None)?;
-        Ok(Candidates::Nearest(Box::new(plan)))
+        let database = if n == right.len() {
+            right.upload(gpu)?
+        } else {
+            right.upload_rows(gpu, rows)?
+        };
+        let plan = KnnPlan::new(gpu, &Knn::new(gpu), &database, k.min(n), QUERY_BATCH, None)?;
+        Ok(Candidates::Nearest {
+            plan: Box::new(plan),
+            rows: rows.to_vec(),
+        })
     }
 
     /// Whether a row's list may leave out rows: fewer candidates than rows.
-    fn may_cut(&self, rows: usize) -> bool {
+    fn may_cut(&self) -> bool {
         match self {
-            Candidates::Nearest(plan) => plan.k() < rows,
+            Candidates::Nearest { plan, rows } => plan.k() < rows.len(),
             Candidates::Every(_) => false,
         }
     }
@@ -204,20 +365,26 @@ impl Candidates {
         precision: Precision,
         queries: &[f32],
     ) -> Result<Vec<Vec<Neighbor>>> {
-        match self {
-            Candidates::Nearest(plan) if precision == Precision::Codes => {
-                let codes: Vec<u8> = queries.iter().map(|&v| v as u8).collect();
-                plan.search(gpu, &codes)
-            }
-            Candidates::Nearest(plan) => plan.search(gpu, queries),
-            Candidates::Every(_) => Ok(Vec::new()),
+        let (plan, rows) = match self {
+            Candidates::Nearest { plan, rows } => (plan, rows),
+            Candidates::Every(_) => return Ok(Vec::new()),
+        };
+        let mut lists = if precision == Precision::Codes {
+            let codes: Vec<u8> = queries.iter().map(|&v| v as u8).collect();
+            plan.search(gpu, &codes)?
+        } else {
+            plan.search(gpu, queries)?
+        };
+        for n in lists.iter_mut().flatten() {
+            n.row = rows[n.row];
         }
+        Ok(lists)
     }
 
     /// Query `i`'s list from `lists` (a result of [`Candidates::search`]).
     fn list<'a>(&'a self, lists: &'a [Vec<Neighbor>], i: usize) -> &'a [Neighbor] {
         match self {
-            Candidates::Nearest(_) => &lists[i],
+            Candidates::Nearest { .. } => &lists[i],
             Candidates::Every(every) => every,
         }
     }
