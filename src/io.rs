@@ -30,18 +30,28 @@ pub fn io_reason(err: &io::Error) -> String {
 /// An error when writing `output` would replace the input file `input` (`what` names
 /// it: "corpus", "index"): the same path, or two names of one file.
 pub fn refuse_overwriting_input(output: &Path, input: &Path, what: &str) -> Result<()> {
-    let same = output == input
-        || matches!(
-            (input.canonicalize(), output.canonicalize()),
-            (Ok(a), Ok(b)) if a == b
-        );
-    if same {
+    if same_file(output, input) {
         bail!(
             "the output {} would replace the input {what}; choose another path",
             output.display()
         );
     }
     Ok(())
+}
+
+/// Whether `a` and `b` name one file: the same path, two names of one existing file, or
+/// (for files not yet written) one name in one folder reached two ways (`m`, `./m`).
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    let canonical = |p: &Path| {
+        p.canonicalize().ok().or_else(|| {
+            let dir = match p.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => Path::new("."),
+            };
+            Some(dir.canonicalize().ok()?.join(p.file_name()?))
+        })
+    };
+    a == b || matches!((canonical(a), canonical(b)), (Some(x), Some(y)) if x == y)
 }
 
 /// Temporary paths that exist now: removed by [`remove_temporaries`].
@@ -578,6 +588,24 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    #[test]
+    fn same_file_sees_one_file_under_two_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        fs::create_dir(dir.path().join("sub")).unwrap();
+        assert!(
+            same_file(&a, &dir.path().join("sub/../a")),
+            "not yet written"
+        );
+        assert!(!same_file(&a, &b));
+        fs::write(&a, b"x").unwrap();
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(&a, &b).unwrap();
+            assert!(same_file(&a, &b), "a link to the file");
+        }
     }
 
     #[test]

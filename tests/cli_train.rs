@@ -293,6 +293,78 @@ fn bad_corpus_is_a_clear_error() {
     assert!(e.contains("no strings"), "{e}");
 }
 
+/// The names of the files in `dir`, sorted.
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn outputs_never_replace_inputs_or_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let words = "apple\nbanana\ncherry\ndate\n";
+    // The helper's --output is m.safetensors: here it is also the corpus.
+    std::fs::write(path("m.safetensors"), words).unwrap();
+    std::fs::write(path("w.txt"), words).unwrap();
+    let (m, w) = (path("m.safetensors"), path("w.txt"));
+    let (other, same_dir) = (path("c.ckpt"), format!("{}/./w.txt", dir.path().display()));
+    for (args, expect) in [
+        (&["--corpus", &m][..], "would replace the input corpus"),
+        (
+            &["--arch", "cnn-ed", "--corpus", &m],
+            "would replace the input corpus",
+        ),
+        (
+            &["--corpus", &w, "--log", &same_dir],
+            "would replace the input corpus",
+        ),
+        (
+            &["--arch", "cnn-ed", "--corpus", &w, "--checkpoint", &w],
+            "would replace the input corpus",
+        ),
+        (
+            &["--corpus", &w, "--checkpoint", &other, "--log", &other],
+            "--checkpoint and --log both name",
+        ),
+        (&["--checkpoint", &m], "--output and --checkpoint both name"),
+    ] {
+        // Short runs, should the check be missing.
+        let short: &[&str] = match args[0] {
+            "--arch" => &["--epochs", "1"],
+            _ => &["--steps", "1", "--batch", "8", "--val-pairs", "40"],
+        };
+        let e = err(train(dir.path(), &[args, short].concat()));
+        assert!(e.contains(expect), "{args:?}: {e}");
+        assert_eq!(std::fs::read_to_string(&m).unwrap(), words, "{args:?}");
+        assert_eq!(std::fs::read_to_string(&w).unwrap(), words, "{args:?}");
+        assert_eq!(files_in(dir.path()), ["m.safetensors", "w.txt"], "{args:?}");
+    }
+    // Nor the model fine-tuned.
+    Weights::init(1).save(Path::new(&m)).unwrap();
+    let model = std::fs::read(&m).unwrap();
+    let e = err(train(
+        dir.path(),
+        &["--init", &m, "--steps", "1", "--batch", "8"],
+    ));
+    assert!(e.contains("would replace the input model"), "{e}");
+    assert_eq!(std::fs::read(&m).unwrap(), model);
+    // A resumed run may update its checkpoint, but write nothing else over it.
+    let mut args = vec!["train", "--steps", "2", "--stop-after", "1"];
+    args.extend_from_slice(&["--output", &w]);
+    args.extend_from_slice(TINY);
+    ok(run_bin(&args, b""));
+    let ckpt = path("w.txt.ckpt");
+    let before = std::fs::read(&ckpt).unwrap();
+    let e = err(train(dir.path(), &["--resume", &ckpt, "--log", &ckpt]));
+    assert!(e.contains("would replace the input checkpoint"), "{e}");
+    assert_eq!(std::fs::read(&ckpt).unwrap(), before);
+}
+
 #[test]
 fn bad_checkpoints_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();

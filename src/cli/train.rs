@@ -206,28 +206,25 @@ pub fn run(args: &Args) -> Result<()> {
     if let Some((name, _)) = cnn_ed_only.iter().find(|o| o.1) {
         bail!("{name} is an option of train --arch cnn-ed");
     }
-    let with_suffix = |suffix: &str| {
-        let mut name = args.output.as_os_str().to_owned();
-        name.push(suffix);
-        PathBuf::from(name)
-    };
+    let (checkpoint, log) = side_outputs(args);
     let options = RunOptions {
         output: args.output.clone(),
-        checkpoint: args
-            .checkpoint
-            .clone()
-            .unwrap_or_else(|| with_suffix(".ckpt")),
-        log: args
-            .log
-            .clone()
-            .unwrap_or_else(|| with_suffix(".log.jsonl")),
+        checkpoint,
+        log,
         stop_after: args.stop_after,
         step_overlap: args.step_overlap,
         progress: Box::new(train_bar()),
     };
     // Everything that can fail on bad input fails before the GPU starts.
-    let start = match &args.resume {
-        Some(path) => Checkpoint::load(path)?,
+    let resumed = args.resume.as_deref().map(Checkpoint::load).transpose()?;
+    let corpus = match resumed.as_ref().map(|c| &c.config.data) {
+        Some(DataConfig::Corpus { path, .. }) => Some(Path::new(path)),
+        Some(DataConfig::Synthetic { .. }) => None,
+        None => args.corpus.as_deref(),
+    };
+    check_outputs(args, &options.checkpoint, &options.log, corpus)?;
+    let start = match resumed {
+        Some(checkpoint) => checkpoint,
         None => fresh_start(args)?,
     };
     let generator = Arc::new(generator(&start.config.data)?);
@@ -288,6 +285,59 @@ pub fn run(args: &Args) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The checkpoint and log paths: the options', by default beside --output.
+pub(super) fn side_outputs(args: &Args) -> (PathBuf, PathBuf) {
+    let beside = |suffix: &str| {
+        let mut name = args.output.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    (
+        args.checkpoint.clone().unwrap_or_else(|| beside(".ckpt")),
+        args.log.clone().unwrap_or_else(|| beside(".log.jsonl")),
+    )
+}
+
+/// Refuses, before any work, outputs that would replace an input (the corpus, the
+/// checkpoint resumed from, the --init model) or one another: nothing else stops a run
+/// from writing its model over its corpus.
+pub(super) fn check_outputs(
+    args: &Args,
+    checkpoint: &Path,
+    log: &Path,
+    corpus: Option<&Path>,
+) -> Result<()> {
+    let outputs = [
+        ("--output", args.output.as_path()),
+        ("--checkpoint", checkpoint),
+        ("--log", log),
+    ];
+    let init =
+        (!matches!(args.init.as_str(), "scratch" | "default")).then(|| Path::new(&args.init));
+    for (i, &(name, path)) in outputs.iter().enumerate() {
+        if let Some((other, _)) = outputs[..i]
+            .iter()
+            .find(|o| crate::io::same_file(o.1, path))
+        {
+            bail!(
+                "{other} and {name} both name {}: choose different paths",
+                path.display()
+            );
+        }
+        if let Some(corpus) = corpus {
+            crate::io::refuse_overwriting_input(path, corpus, "corpus")?;
+        }
+        if let Some(init) = init {
+            crate::io::refuse_overwriting_input(path, init, "model (--init)")?;
+        }
+        // The checkpoint resumed from is the one to update; anything else over it loses it.
+        if let Some(resume) = args.resume.as_deref().filter(|_| name != "--checkpoint") {
+            crate::io::refuse_overwriting_input(path, resume, "checkpoint (--resume)")?;
+        }
+    }
+    Ok(())
 }
 
 /// Says where a run stopped early and how to continue it; exits 130 if it was

@@ -42,6 +42,8 @@ pub fn run(args: &Args) -> Result<()> {
         None => fresh_config(args)?,
     };
     let corpus = Path::new(&config.corpus);
+    let (checkpoint, log) = super::train::side_outputs(args);
+    super::train::check_outputs(args, &checkpoint, &log, Some(corpus))?;
     let strings = read_corpus(corpus)?;
     let now = super::train::corpus_fingerprint(corpus)?;
     if now != config.sha256 {
@@ -78,14 +80,6 @@ pub fn run(args: &Args) -> Result<()> {
     let max_len = shape.max_len;
     let cut = training.iter().map(|s| cut_to(s, max_len)).collect();
     let data = TripletData::new(cut, config.neighbours).with_whole_strings(&training);
-    let checkpoint = args
-        .checkpoint
-        .clone()
-        .unwrap_or_else(|| with_suffix(&args.output, ".ckpt"));
-    let log = args
-        .log
-        .clone()
-        .unwrap_or_else(|| with_suffix(&args.output, ".log.jsonl"));
     eprintln!(
         "training CNN-ED on {}: {} strings (mean distance {:.1}), alphabet {}, M {}, {} layers{}, \
          {} epochs of {} triplets per step{}, log {}, checkpoint {}",
@@ -261,12 +255,6 @@ fn fresh_config(args: &Args) -> Result<CnnEdConfig> {
         relu_after: args.relu_after.clone().unwrap_or_default(),
         run,
     })
-}
-
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    name.into()
 }
 
 /// Every line of `corpus` (any valid UTF-8; invalid UTF-8 is an error naming the line).
