@@ -54,6 +54,19 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
     a == b || matches!((canonical(a), canonical(b)), (Some(x), Some(y)) if x == y)
 }
 
+/// An error unless `path` can be written as [`write_atomic`] writes it: its folder exists
+/// and takes a new file, and it is not a folder itself. For outputs written only after
+/// long work, so a bad path fails at once instead of losing the work.
+pub fn check_can_create(path: &Path) -> Result<()> {
+    if path.is_dir() {
+        bail!(
+            "cannot create output file {}: it is a folder",
+            path.display()
+        );
+    }
+    TempFile::create(path).map(drop)
+}
+
 /// Temporary paths that exist now: removed by [`remove_temporaries`].
 static TEMPORARIES: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
@@ -606,6 +619,17 @@ mod tests {
             std::os::unix::fs::symlink(&a, &b).unwrap();
             assert!(same_file(&a, &b), "a link to the file");
         }
+    }
+
+    #[test]
+    fn check_can_create_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        check_can_create(&dir.path().join("out")).unwrap();
+        assert!(entries(dir.path()).is_empty());
+        let e = check_can_create(&dir.path().join("nodir/out")).unwrap_err();
+        assert!(e.to_string().contains("nodir/out"), "{e}");
+        let e = check_can_create(dir.path()).unwrap_err();
+        assert!(e.to_string().contains("it is a folder"), "{e}");
     }
 
     #[test]

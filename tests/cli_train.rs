@@ -366,6 +366,63 @@ fn outputs_never_replace_inputs_or_each_other() {
 }
 
 #[test]
+fn output_paths_are_checked_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("w.txt");
+    std::fs::write(&corpus, "apple\nbanana\ncherry\ndate\n").unwrap();
+    let corpus = corpus.to_str().unwrap();
+    let missing = dir.path().join("nodir/x");
+    let missing = missing.to_str().unwrap();
+    let log = dir.path().join("l.jsonl");
+    let log = log.to_str().unwrap();
+    for args in [
+        &[
+            "--checkpoint",
+            missing,
+            "--steps",
+            "1",
+            "--batch",
+            "8",
+            "--val-pairs",
+            "40",
+        ][..],
+        &[
+            "--arch",
+            "cnn-ed",
+            "--corpus",
+            corpus,
+            "--epochs",
+            "1",
+            "--checkpoint",
+            missing,
+        ],
+        &[
+            "--arch", "cnn-ed", "--corpus", corpus, "--epochs", "1", "--log", log,
+        ],
+    ] {
+        // The last: --output itself in a missing folder.
+        let output = match args.contains(&log) {
+            true => missing,
+            false => "m.safetensors",
+        };
+        let output = dir.path().join(output);
+        let mut all = vec!["train", "--output", output.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let e = err(run_bin(&all, b""));
+        assert!(
+            e.contains("nodir/x") && e.contains("No such file"),
+            "{args:?}: {e}"
+        );
+        assert!(
+            !e.contains("training"),
+            "{args:?}: failed after training: {e}"
+        );
+        // Nothing written: no log, no model.
+        assert_eq!(files_in(dir.path()), ["w.txt"], "{args:?}");
+    }
+}
+
+#[test]
 fn bad_checkpoints_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let resume = |path: &Path| err(train(dir.path(), &["--resume", path.to_str().unwrap()]));

@@ -301,8 +301,10 @@ pub(super) fn side_outputs(args: &Args) -> (PathBuf, PathBuf) {
 }
 
 /// Refuses, before any work, outputs that would replace an input (the corpus, the
-/// checkpoint resumed from, the --init model) or one another: nothing else stops a run
-/// from writing its model over its corpus.
+/// checkpoint resumed from, the --init model) or one another, or that cannot be created
+/// (a missing folder): nothing else stops a run from writing its model over its corpus,
+/// and the model and checkpoint are first written after training, when a bad path would
+/// lose the work.
 pub(super) fn check_outputs(
     args: &Args,
     checkpoint: &Path,
@@ -336,6 +338,7 @@ pub(super) fn check_outputs(
         if let Some(resume) = args.resume.as_deref().filter(|_| name != "--checkpoint") {
             crate::io::refuse_overwriting_input(path, resume, "checkpoint (--resume)")?;
         }
+        crate::io::check_can_create(path)?;
     }
     Ok(())
 }
