@@ -423,6 +423,30 @@ fn output_paths_are_checked_before_training() {
 }
 
 #[test]
+fn cnn_ed_needs_two_distinct_strings() {
+    let dir = tempfile::tempdir().unwrap();
+    let same = dir.path().join("same.txt");
+    std::fs::write(&same, "same\n".repeat(30)).unwrap();
+    let args = [
+        "--arch",
+        "cnn-ed",
+        "--corpus",
+        same.to_str().unwrap(),
+        "--epochs",
+        "1",
+    ];
+    let e = err(train(dir.path(), &args));
+    assert!(
+        e.contains("same.txt: the training sample holds fewer than two distinct strings"),
+        "{e}"
+    );
+    assert_eq!(files_in(dir.path()), ["same.txt"]);
+    // The megashtein trainer learns from such a corpus: partners are typos of it.
+    let args = ["--corpus", same.to_str().unwrap(), "--steps", "2"];
+    ok(train(dir.path(), &[&args[..], TINY].concat()));
+}
+
+#[test]
 fn bad_checkpoints_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let resume = |path: &Path| err(train(dir.path(), &["--resume", path.to_str().unwrap()]));

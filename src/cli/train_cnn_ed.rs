@@ -70,6 +70,17 @@ pub fn run(args: &Args) -> Result<()> {
         None => CnnEdStart::fresh(&model),
     };
     let run = config.run;
+    let max_len = shape.max_len;
+    let cut: Vec<String> = training.iter().map(|s| cut_to(s, max_len)).collect();
+    // Every target is a distance over the mean distance: with one distinct string, 0 / 0.
+    if cut.iter().all(|s| *s == cut[0]) {
+        bail!(
+            "{}: the training sample holds fewer than two distinct strings (as the model reads \
+             them, cut to M = {max_len}), so every pair is at distance 0 and there is nothing \
+             to learn",
+            corpus.display()
+        );
+    }
     let gpu = args.gpu.open()?;
     let ops = Ops::new(&gpu);
     let started = Instant::now();
@@ -77,8 +88,6 @@ pub fn run(args: &Args) -> Result<()> {
         "computing the {0} x {0} exact distances of the training strings...",
         training.len()
     );
-    let max_len = shape.max_len;
-    let cut = training.iter().map(|s| cut_to(s, max_len)).collect();
     let data = TripletData::new(cut, config.neighbours).with_whole_strings(&training);
     eprintln!(
         "training CNN-ED on {}: {} strings (mean distance {:.1}), alphabet {}, M {}, {} layers{}, \
