@@ -446,6 +446,42 @@ fn cnn_ed_needs_two_distinct_strings() {
     ok(train(dir.path(), &[&args[..], TINY].concat()));
 }
 
+/// Rewrites the metadata `key` of the checkpoint at `path` with `edit`.
+fn edit_metadata(path: &Path, key: &str, edit: impl FnOnce(&str) -> String) {
+    let bytes = std::fs::read(path).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut meta = header.metadata().clone().unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let edited = edit(&meta[key]);
+    meta.insert(key.into(), edited);
+    safetensors::serialize_to_file(st.tensors(), Some(meta), path).unwrap();
+}
+
+#[test]
+fn cnn_ed_failing_before_its_first_step_leaves_no_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("w.txt");
+    std::fs::write(&corpus, "apple\nbanana\ncherry\ndate\n").unwrap();
+    let cnn_ed = ["--arch", "cnn-ed", "--corpus", corpus.to_str().unwrap()];
+    ok(train(
+        dir.path(),
+        &[&cnn_ed[..], &["--epochs", "2", "--stop-after", "1"]].concat(),
+    ));
+    // A checkpoint past its run's end fails as training starts, on the GPU.
+    let ckpt = dir.path().join("m.safetensors.ckpt");
+    edit_metadata(&ckpt, "train.step", |_| "1000".into());
+    let log = dir.path().join("new.jsonl");
+    let resume = [
+        "--resume",
+        ckpt.to_str().unwrap(),
+        "--log",
+        log.to_str().unwrap(),
+    ];
+    let e = err(train(dir.path(), &resume));
+    assert!(e.contains("past the run's"), "{e}");
+    assert!(!log.exists(), "an empty log is left behind");
+}
+
 #[test]
 fn bad_checkpoints_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();

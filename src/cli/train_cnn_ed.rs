@@ -19,7 +19,8 @@ use crate::train::cnn_ed::CnnEdState;
 use crate::train::cnn_ed_checkpoint::{CnnEdCheckpoint, CnnEdConfig};
 use crate::train::cnn_ed_data::{TripletData, sample};
 use crate::train::cnn_ed_run::{
-    CnnEdHooks, CnnEdOutcome, CnnEdRun, CnnEdStart, EpochReport, relative_error, train,
+    CnnEdHooks, CnnEdOutcome, CnnEdRun, CnnEdStart, EpochReport, relative_error, steps_per_epoch,
+    train,
 };
 
 /// The official code's batch: 64 triplets.
@@ -115,14 +116,13 @@ pub fn run(args: &Args) -> Result<()> {
     );
     let mut hooks = CliHooks {
         bar: super::train::train_bar(),
-        // A fresh run starts the log anew, a resumed one appends.
-        log: std::fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .append(start.step > 0)
-            .truncate(start.step == 0)
-            .open(&log)
-            .map_err(|e| anyhow!("cannot open log {}: {e}", log.display()))?,
+        log: Log {
+            path: log.clone(),
+            // A run's log starts with its first epoch's line: a run resumed before that
+            // starts it anew, one resumed later appends.
+            append: start.step >= steps_per_epoch(&data, &run),
+            file: None,
+        },
         started,
         resumed_at: Some(start.step),
         config: &config,
@@ -177,10 +177,38 @@ pub fn run(args: &Args) -> Result<()> {
     }
 }
 
+/// The JSON-lines log, opened at its first line, so that a run failing before that
+/// leaves no empty log behind.
+struct Log {
+    path: PathBuf,
+    /// Append to the file, or start it anew.
+    append: bool,
+    file: Option<std::fs::File>,
+}
+
+impl Log {
+    fn write(&mut self, line: &serde_json::Value) -> Result<()> {
+        let path = &self.path;
+        let file = match self.file.take() {
+            Some(file) => self.file.insert(file),
+            None => self.file.insert(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .write(true)
+                    .append(self.append)
+                    .truncate(!self.append)
+                    .open(path)
+                    .map_err(|e| anyhow!("cannot open log {}: {e}", path.display()))?,
+            ),
+        };
+        writeln!(file, "{line}").map_err(|e| anyhow!("cannot write log {}: {e}", path.display()))
+    }
+}
+
 /// The CLI's side of a run: progress bar, JSON-lines log, checkpoints, stopping.
 struct CliHooks<'a> {
     bar: indicatif::ProgressBar,
-    log: std::fs::File,
+    log: Log,
     started: Instant,
     /// The step the run started from, until the bar is set up.
     resumed_at: Option<u64>,
@@ -216,8 +244,7 @@ impl CnnEdHooks for CliHooks<'_> {
             "triplets_per_s": report.triplets_per_s,
             "elapsed_s": self.started.elapsed().as_secs_f64(),
         });
-        writeln!(self.log, "{line}")?;
-        Ok(())
+        self.log.write(&line)
     }
 
     fn checkpoint(&mut self, step: u64, epoch_loss: f64, state: &CnnEdState) -> Result<()> {
