@@ -6,6 +6,7 @@ use std::path::Path;
 
 use common::{err, ok, run_bin};
 use megashtein_gpu::model::weights::Weights;
+use serde_json::json;
 
 /// Small, fast settings (each step takes milliseconds on lavapipe).
 const TINY: &[&str] = &["--batch", "8", "--val-pairs", "40", "--warmup", "2"];
@@ -480,6 +481,78 @@ fn cnn_ed_failing_before_its_first_step_leaves_no_log() {
     let e = err(train(dir.path(), &resume));
     assert!(e.contains("past the run's"), "{e}");
     assert!(!log.exists(), "an empty log is left behind");
+}
+
+#[test]
+fn resumed_settings_are_checked_like_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("w.txt");
+    std::fs::write(&corpus, "apple\nbanana\ncherry\ndate\n").unwrap();
+    let cnn_ed = ["--arch", "cnn-ed", "--corpus", corpus.to_str().unwrap()];
+    let e = err(train(dir.path(), &[&cnn_ed[..], &["--lr=-1"]].concat()));
+    assert!(e.contains("--lr must be a positive number, got -1"), "{e}");
+    let ckpt = dir.path().join("m.safetensors.ckpt");
+    let stop = ["--stop-after", "1"];
+    let megashtein = [&["--steps", "2"][..], &stop, TINY].concat();
+    let cnn_ed = [&cnn_ed[..], &["--epochs", "2"], &stop].concat();
+    for (run, pointer, value, expect) in [
+        (
+            &megashtein,
+            "/lr",
+            json!(-1.0),
+            "lr must be a positive number, got -1",
+        ),
+        (
+            &megashtein,
+            "/clip",
+            json!(-1.0),
+            "clip must be 0 (off) or a positive",
+        ),
+        (
+            &megashtein,
+            "/val_every",
+            json!(0),
+            "val_every must be at least 1",
+        ),
+        (
+            &megashtein,
+            "/val_pairs",
+            json!(0),
+            "val_pairs must be at least 1",
+        ),
+        (
+            &megashtein,
+            "/data/synthetic/alphabet",
+            json!("chars:"),
+            "data.synthetic.alphabet \"chars:\": chars: needs at least one character",
+        ),
+        (
+            &cnn_ed,
+            "/run/lr",
+            json!(-1.0),
+            "run.lr must be a positive number",
+        ),
+        (
+            &cnn_ed,
+            "/run/epochs",
+            json!(0),
+            "run.epochs must be at least 1",
+        ),
+    ] {
+        ok(train(dir.path(), run));
+        edit_metadata(&ckpt, "train.config", |config| {
+            let mut config: serde_json::Value = serde_json::from_str(config).unwrap();
+            *config.pointer_mut(pointer).unwrap() = value;
+            config.to_string()
+        });
+        let e = err(train(dir.path(), &["--resume", ckpt.to_str().unwrap()]));
+        let want = format!("{}: in train.config, {expect}", ckpt.display());
+        assert!(e.contains(&want), "{pointer}: {e}");
+        assert!(
+            !e.contains("--"),
+            "{pointer}: names a flag never given: {e}"
+        );
+    }
 }
 
 #[test]

@@ -10,7 +10,7 @@ use crate::input::{LineReader, NonAscii};
 use crate::model::params::Widths;
 use crate::model::weights::{REFERENCE_DISTANCE_SCALE, Weights};
 use crate::ops::Ops;
-use crate::train::checkpoint::{Checkpoint, DataConfig, Schedule, TrainConfig};
+use crate::train::checkpoint::{Checkpoint, DataConfig, Names, Schedule, TrainConfig};
 use crate::train::data::{PRINTABLE, PairGenerator, parse_alphabet};
 use crate::train::hard::HardConfig;
 use crate::train::hard::{DEFAULT_K, DEFAULT_POOL};
@@ -18,7 +18,7 @@ use crate::train::run::{
     DataSource, Outcome, Progress, RunOptions, ValidationSet, run as run_training,
 };
 use crate::train::trainer::StepOverlap;
-use crate::train::trainer::{LOSS_SLOTS, Objective, TrainState, Trainer};
+use crate::train::trainer::{Objective, TrainState, Trainer};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -374,35 +374,6 @@ fn batch(args: &Args) -> usize {
 }
 
 fn fresh_start(args: &Args) -> Result<Checkpoint> {
-    for (name, value) in [
-        ("--steps", args.steps as f64),
-        ("--batch", batch(args) as f64),
-        ("--val-pairs", args.val_pairs as f64),
-        ("--val-every", args.val_every as f64),
-        ("--checkpoint-every", args.checkpoint_every as f64),
-    ] {
-        if value < 1.0 {
-            bail!("{name} must be at least 1");
-        }
-    }
-    if args.val_every > LOSS_SLOTS as u64 {
-        bail!("--val-every must be at most {LOSS_SLOTS}");
-    }
-    if !(args.lr.is_finite() && args.lr > 0.0) {
-        bail!("--lr must be a positive number, got {}", args.lr);
-    }
-    if !(args.weight_decay.is_finite() && args.weight_decay >= 0.0) {
-        bail!(
-            "--weight-decay must be 0 or more, got {}",
-            args.weight_decay
-        );
-    }
-    if !(args.clip.is_finite() && args.clip >= 0.0) {
-        bail!(
-            "--clip must be 0 (off) or a positive number, got {}",
-            args.clip
-        );
-    }
     let fixed_scale = match args.scale.as_str() {
         "learned" => None,
         s => Some(
@@ -414,7 +385,6 @@ fn fresh_start(args: &Args) -> Result<Checkpoint> {
                 })?,
         ),
     };
-    parse_alphabet(&args.alphabet)?;
     // A learned scale starts from the first batch's PNLL-optimal value
     // (`train::run::calibrated_scale`); the model's own scale is only the fallback.
     let (weights, init, model_scale) = match args.init.as_str() {
@@ -483,6 +453,7 @@ fn fresh_start(args: &Args) -> Result<Checkpoint> {
         hard: hard(args)?,
         init,
     };
+    config.check(Names::Flags)?;
     let scale = fixed_scale.unwrap_or(model_scale);
     Ok(Checkpoint {
         config,
@@ -501,13 +472,12 @@ fn hard(args: &Args) -> Result<Option<HardConfig>> {
     if args.corpus.is_none() {
         bail!("--hard-every needs --corpus: hard examples are the corpus's own strings");
     }
-    let config = HardConfig {
+    // Checked with the other settings (TrainConfig::check).
+    Ok(Some(HardConfig {
         every,
         pool: args.hard_pool.unwrap_or(DEFAULT_POOL),
         k: args.hard_k.unwrap_or(DEFAULT_K),
-    };
-    config.check()?;
-    Ok(Some(config))
+    }))
 }
 
 /// The width flags given, by name.
@@ -561,21 +531,11 @@ fn objective(args: &Args) -> Result<Objective> {
         Loss::Triplet => (1.0, 0.1, 0.0),
         Loss::Mix => (1.0, 0.0, 1.0),
     };
-    let hinge = args.hinge_weight.unwrap_or(hinge);
-    let approx = args.approx_weight.unwrap_or(approx);
-    let pnll = args.pnll_weight.unwrap_or(pnll);
-    for (name, w) in [("hinge", hinge), ("approx", approx), ("pnll", pnll)] {
-        if !(w.is_finite() && w >= 0.0) {
-            bail!("--{name}-weight must be a number >= 0, not {w}");
-        }
-    }
-    if hinge + approx + pnll == 0.0 {
-        bail!("the loss weights are all 0: nothing to train");
-    }
+    // Checked with the other settings (TrainConfig::check).
     Ok(Objective::Ranking {
-        hinge,
-        approx,
-        pnll,
+        hinge: args.hinge_weight.unwrap_or(hinge),
+        approx: args.approx_weight.unwrap_or(approx),
+        pnll: args.pnll_weight.unwrap_or(pnll),
     })
 }
 

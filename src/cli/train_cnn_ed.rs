@@ -15,6 +15,7 @@ use super::train::Args;
 use crate::input::read_utf8_lines;
 use crate::model::cnn_ed::{self, CnnEd, CnnEdShape, DEFAULT_CHANNELS, DEFAULT_DIM};
 use crate::ops::Ops;
+use crate::train::checkpoint::Names;
 use crate::train::cnn_ed::CnnEdState;
 use crate::train::cnn_ed_checkpoint::{CnnEdCheckpoint, CnnEdConfig};
 use crate::train::cnn_ed_data::{TripletData, sample};
@@ -274,12 +275,9 @@ fn fresh_config(args: &Args) -> Result<CnnEdConfig> {
         seed: args.seed,
         loss: args.cnn_ed_loss.unwrap_or_default(),
     };
-    if run.epochs == 0 || run.triplets == 0 {
-        bail!("--epochs and --batch must be at least 1");
-    }
     // Absolute, so --resume works from any directory.
     let absolute = std::fs::canonicalize(corpus).unwrap_or_else(|_| corpus.clone());
-    Ok(CnnEdConfig {
+    let config = CnnEdConfig {
         corpus: absolute.to_string_lossy().into_owned(),
         sha256: super::train::corpus_fingerprint(corpus)?,
         train_strings: args.train_strings.unwrap_or(DEFAULT_TRAIN_STRINGS),
@@ -290,7 +288,9 @@ fn fresh_config(args: &Args) -> Result<CnnEdConfig> {
         layers: args.layers,
         relu_after: args.relu_after.clone().unwrap_or_default(),
         run,
-    })
+    };
+    config.check(Names::Flags)?;
+    Ok(config)
 }
 
 /// Every line of `corpus` (any valid UTF-8; invalid UTF-8 is an error naming the line).
@@ -312,9 +312,6 @@ fn read_corpus(corpus: &std::path::Path) -> Result<Vec<String>> {
 /// fits the estimator's line on the whole strings' distances.
 fn untrained_model(config: &CnnEdConfig, strings: &[String]) -> Result<(CnnEd, Vec<String>)> {
     let wanted = config.train_strings;
-    if wanted < 3 {
-        bail!("--train-strings {wanted}: CNN-ED's triplets need at least 3");
-    }
     if strings.len() < wanted {
         eprintln!(
             "warning: the corpus has {} strings, fewer than --train-strings {wanted}: \
@@ -344,7 +341,8 @@ fn untrained_model(config: &CnnEdConfig, strings: &[String]) -> Result<(CnnEd, V
         layers: config.layers.unwrap_or(cnn_ed::default_layers(max_len)),
         channels: DEFAULT_CHANNELS,
         dim: DEFAULT_DIM,
-        relu: cnn_ed::relu_mask_of(&config.relu_after).map_err(|e| anyhow!("--relu-after: {e}"))?,
+        // Checked with the other settings (CnnEdConfig::check).
+        relu: cnn_ed::relu_mask_of(&config.relu_after).map_err(|e| anyhow!(e))?,
     };
     let model = CnnEd::random(alphabet, shape, seed)?;
     Ok((model, training))

@@ -9,8 +9,9 @@ use std::path::Path;
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 
+use super::data::parse_alphabet;
 use super::hard::{HardConfig, SavedTable};
-use super::trainer::{Objective, TrainState, slab_len};
+use super::trainer::{LOSS_SLOTS, Objective, TrainState, slab_len};
 use crate::model::weights::{ExtraTensors, Weights};
 
 /// Format name recorded in every checkpoint.
@@ -91,7 +92,114 @@ pub struct TrainConfig {
     pub init: String,
 }
 
+/// How a check of a run's settings names them: by the command-line flag (`--lr`) for
+/// options given, by the train.config key (`lr`) for a resumed run's, which were never
+/// typed as flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Names {
+    Flags,
+    Keys,
+}
+
+impl Names {
+    pub fn of(self, flag: &str, key: &str) -> String {
+        match self {
+            Names::Flags => flag.to_string(),
+            Names::Keys => key.to_string(),
+        }
+    }
+}
+
+/// An error unless `lr` is a learning rate: a negative one trains the wrong way.
+pub fn check_lr(lr: f64, name: &str) -> Result<()> {
+    if !(lr.is_finite() && lr > 0.0) {
+        bail!("{name} must be a positive number, got {lr}");
+    }
+    Ok(())
+}
+
 impl TrainConfig {
+    /// An error naming the first setting out of its range: the command line's checks,
+    /// also run on a checkpoint's settings when it is resumed.
+    pub fn check(&self, names: Names) -> Result<()> {
+        let name = |flag: &str, key: &str| names.of(flag, key);
+        for (flag, key, value) in [
+            ("--steps", "steps", self.steps),
+            ("--batch", "pairs", self.pairs as u64),
+            ("--val-pairs", "val_pairs", self.val_pairs as u64),
+            ("--val-every", "val_every", self.val_every),
+            (
+                "--checkpoint-every",
+                "checkpoint_every",
+                self.checkpoint_every,
+            ),
+        ] {
+            if value < 1 {
+                bail!("{} must be at least 1", name(flag, key));
+            }
+        }
+        if self.val_every > LOSS_SLOTS as u64 {
+            bail!(
+                "{} must be at most {LOSS_SLOTS}",
+                name("--val-every", "val_every")
+            );
+        }
+        check_lr(self.lr, &name("--lr", "lr"))?;
+        let (decay, clip) = (self.weight_decay, self.clip);
+        if !(decay.is_finite() && decay >= 0.0) {
+            let name = name("--weight-decay", "weight_decay");
+            bail!("{name} must be 0 or more, got {decay}");
+        }
+        if !(clip.is_finite() && clip >= 0.0) {
+            let name = name("--clip", "clip");
+            bail!("{name} must be 0 (off) or a positive number, got {clip}");
+        }
+        // Fixed on the command line; only a hand-edited checkpoint gets these wrong.
+        for (key, beta) in [("beta1", self.beta1), ("beta2", self.beta2)] {
+            if !(0.0..1.0).contains(&beta) {
+                bail!("{key} must be 0 or more and below 1, got {beta}");
+            }
+        }
+        if !(self.eps.is_finite() && self.eps > 0.0) {
+            bail!("eps must be a positive number, got {}", self.eps);
+        }
+        if let Objective::Ranking {
+            hinge,
+            approx,
+            pnll,
+        } = self.objective
+        {
+            for (what, w) in [("hinge", hinge), ("approx", approx), ("pnll", pnll)] {
+                if !(w.is_finite() && w >= 0.0) {
+                    let name = name(&format!("--{what}-weight"), &format!("objective.{what}"));
+                    bail!("{name} must be a number >= 0, not {w}");
+                }
+            }
+            if hinge + approx + pnll == 0.0 {
+                bail!("the loss weights are all 0: nothing to train");
+            }
+        }
+        let (alphabet, key) = match &self.data {
+            DataConfig::Synthetic { alphabet } => (alphabet, "data.synthetic.alphabet"),
+            DataConfig::Corpus {
+                alphabet,
+                synthetic_share,
+                ..
+            } => {
+                if !(0.0..=1.0).contains(synthetic_share) {
+                    let name = name("--synthetic-share", "data.corpus.synthetic_share");
+                    bail!("{name} must be 0..=1, got {synthetic_share}");
+                }
+                (alphabet, "data.corpus.alphabet")
+            }
+        };
+        parse_alphabet(alphabet).map_err(|e| anyhow!("{} {e}", name("--alphabet", key)))?;
+        if let Some(hard) = &self.hard {
+            hard.check(names)?;
+        }
+        Ok(())
+    }
+
     /// The learning rate of 1-based step `t`.
     pub fn lr_at(&self, t: u64) -> f64 {
         let warmup = self.warmup.min(self.steps);
@@ -182,6 +290,9 @@ impl Checkpoint {
                 serde_json::from_str(c)
                     .map_err(|e| anyhow!("{source}: train.config metadata is not valid: {e}"))
             })?;
+        config
+            .check(Names::Keys)
+            .map_err(|e| in_config(&source, e))?;
         let tensor = |name: &str, len: usize| -> Result<Vec<f32>> {
             let v = extra
                 .get(name)
@@ -246,7 +357,6 @@ fn saved_table(
         }
         return Ok(None);
     };
-    hard.check().map_err(|e| anyhow!("{source}: {e}"))?;
     if !matches!(config.data, DataConfig::Corpus { .. }) {
         bail!("{source}: a run with hard examples needs a corpus");
     }
@@ -274,6 +384,11 @@ fn saved_table(
         step: built_at,
         lists,
     }))
+}
+
+/// A stored setting's error, naming the checkpoint file.
+pub(super) fn in_config(source: &str, e: anyhow::Error) -> anyhow::Error {
+    anyhow!("{source}: in {META_CONFIG}, {e}")
 }
 
 /// A checkpoint file's bytes, or an error naming it and the reason.

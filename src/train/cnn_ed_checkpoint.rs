@@ -9,9 +9,12 @@ use std::path::Path;
 use anyhow::{Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::{EXP_AVG, EXP_AVG_SQ, META_CONFIG, META_FORMAT, META_STEP};
+use super::checkpoint::{
+    EXP_AVG, EXP_AVG_SQ, META_CONFIG, META_FORMAT, META_STEP, Names, check_lr, in_config,
+};
 use super::cnn_ed::CnnEdState;
 use super::cnn_ed_run::CnnEdRun;
+use crate::model::cnn_ed::relu_mask_of;
 use crate::model::metadata::ModelFile;
 use crate::model::state_dict::{DType, StateDict, Tensor};
 use crate::model::weights::serialize_safetensors;
@@ -37,6 +40,29 @@ pub struct CnnEdConfig {
     #[serde(default)]
     pub relu_after: Vec<usize>,
     pub run: CnnEdRun,
+}
+
+impl CnnEdConfig {
+    /// An error naming the first setting out of its range: the command line's checks,
+    /// also run on a checkpoint's settings when it is resumed.
+    pub fn check(&self, names: Names) -> Result<()> {
+        let name = |flag: &str, key: &str| names.of(flag, key);
+        let run = &self.run;
+        for (flag, key, value, least) in [
+            ("--epochs", "run.epochs", run.epochs, 1),
+            ("--batch", "run.triplets", run.triplets, 1),
+            // CNN-ED's triplets.
+            ("--train-strings", "train_strings", self.train_strings, 3),
+        ] {
+            if value < least {
+                bail!("{} must be at least {least}, got {value}", name(flag, key));
+            }
+        }
+        check_lr(run.lr, &name("--lr", "run.lr"))?;
+        relu_mask_of(&self.relu_after)
+            .map_err(|e| anyhow!("{}: {e}", name("--relu-after", "relu_after")))?;
+        Ok(())
+    }
 }
 
 /// A run after `step` steps.
@@ -99,6 +125,9 @@ impl CnnEdCheckpoint {
         }
         let config: CnnEdConfig = serde_json::from_str(file.get(META_CONFIG)?)
             .map_err(|e| file.error(format!("{META_CONFIG} is not valid ({e})")))?;
+        config
+            .check(Names::Keys)
+            .map_err(|e| in_config(&source, e))?;
         let epoch_loss: f64 = file
             .get(META_EPOCH_LOSS)?
             .parse()

@@ -10,6 +10,7 @@ use anyhow::{Result, bail};
 use rand::{SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
 
+use super::checkpoint::Names;
 use super::data::{PairGenerator, splitmix64};
 use crate::embed::{DEFAULT_BATCH, Embedder};
 use crate::gpu::Gpu;
@@ -38,15 +39,20 @@ pub struct HardConfig {
 }
 
 impl HardConfig {
-    pub fn check(&self) -> Result<()> {
+    pub fn check(&self, names: Names) -> Result<()> {
         if self.every == 0 {
-            bail!("--hard-every must be at least 1");
+            bail!(
+                "{} must be at least 1",
+                names.of("--hard-every", "hard.every")
+            );
         }
         if !(2..=MAX_POOL).contains(&self.pool) {
-            bail!("--hard-pool must be 2..={MAX_POOL}, got {}", self.pool);
+            let name = names.of("--hard-pool", "hard.pool");
+            bail!("{name} must be 2..={MAX_POOL}, got {}", self.pool);
         }
         if !(1..MAX_K).contains(&self.k) {
-            bail!("--hard-k must be 1..={}, got {}", MAX_K - 1, self.k);
+            let name = names.of("--hard-k", "hard.k");
+            bail!("{name} must be 1..={}, got {}", MAX_K - 1, self.k);
         }
         Ok(())
     }
