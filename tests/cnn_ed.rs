@@ -856,6 +856,14 @@ fn a_step_too_large_for_the_device_is_a_clear_error() {
             && !err.contains("  "),
         "{err}"
     );
+    // Through the table, activations do not grow with the batch; the strings' ids and
+    // embeddings do: 3 x 10^6 strings x 128 values x 4 bytes.
+    let model = random_cnn_ed(4, 4, 16, 4, 0);
+    let err = trainer_error(&model, Formulation::Table, 1_000_000);
+    assert!(
+        err.contains("1464 MiB for the strings' ids or embeddings"),
+        "{err}"
+    );
 }
 
 /// The two formulations of a step agree on a batch much shorter than M, where the table

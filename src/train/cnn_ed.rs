@@ -273,9 +273,9 @@ struct Slabs {
 }
 
 /// An error unless `triplets` per step of a network of `shape`, run as `formulation`,
-/// fit the device and the kernels: each activation (and the table) within one storage
-/// binding, each weight gradient within the reductions' segment limit, the first
-/// block's 8 channels.
+/// fit the device and the kernels: each activation (and the table, the strings' ids and
+/// their embeddings) within one storage binding, each weight gradient within the
+/// reductions' segment limit, the first block's 8 channels.
 fn check_fits(
     gpu: &Gpu,
     shape: &CnnEdShape,
@@ -289,19 +289,24 @@ fn check_fits(
         Formulation::Strings => 0,
         Formulation::Table => (shape.max_len * shape.alphabet * shape.dim) as u64 * F32,
     };
+    let strings = 3 * triplets as u64;
+    let per_string = (shape.max_len.next_multiple_of(4) as u64).max(shape.dim as u64) * 4;
     // The first block's weight gradient reduces over segments of whole strings.
     let segments = weight_segments(items.first, shape.max_len as u32);
     let binding = gpu.max_binding_bytes();
-    if triplets == 0 || widest.max(table) > binding || segments > MAX_SEGMENTS {
+    let inputs = strings.saturating_mul(per_string);
+    if triplets == 0 || widest.max(table).max(inputs) > binding || segments > MAX_SEGMENTS {
         bail!(
             "{triplets} triplets per step of {} characters x {} places ({formulation:?}) \
-             need {} MiB per activation, a {} MiB table and {segments} segments in a weight \
-             gradient; this device binds {} MiB and the reduction takes {MAX_SEGMENTS}: use \
-             fewer triplets per step (--batch) or a shorter --max-len",
+             need {} MiB per activation, a {} MiB table, {} MiB for the strings' ids or \
+             embeddings and {segments} segments in a weight gradient; this device binds {} \
+             MiB and the reduction takes {MAX_SEGMENTS}: use fewer triplets per step \
+             (--batch) or a shorter --max-len",
             shape.alphabet,
             shape.max_len,
             widest >> 20,
             table >> 20,
+            inputs >> 20,
             binding >> 20
         );
     }
