@@ -538,6 +538,12 @@ fn resumed_settings_are_checked_like_options() {
             json!(0),
             "run.epochs must be at least 1",
         ),
+        (
+            &cnn_ed,
+            "/neighbours",
+            json!(0),
+            "neighbours must be at least 1",
+        ),
     ] {
         ok(train(dir.path(), run));
         edit_metadata(&ckpt, "train.config", |config| {

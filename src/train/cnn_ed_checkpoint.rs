@@ -53,6 +53,7 @@ impl CnnEdConfig {
             ("--batch", "run.triplets", run.triplets, 1),
             // CNN-ED's triplets.
             ("--train-strings", "train_strings", self.train_strings, 3),
+            ("--neighbours", "neighbours", self.neighbours, 1),
         ] {
             if value < least {
                 bail!("{} must be at least {least}, got {value}", name(flag, key));
