@@ -204,28 +204,17 @@ fn cross_join_is_the_exact_cross_join() {
 #[test]
 fn equal_strings_join_at_distance_0_with_the_default_screen_in_either_precision() {
     let c = corpus();
-    let within = [
-        "join",
-        "--index",
-        &c.path("all16.idx"),
-        "--max-distance",
-        "0",
-    ];
-    let out = ok(bin(&within, b""));
+    let join_at_0 = |indexes: &[&str]| {
+        let args = [&["join"][..], indexes, &["--max-distance", "0"]].concat();
+        ok(bin(&args, b""))
+    };
+    let out = join_at_0(&["--index", &c.path("all16.idx")]);
     let want = exact_pairs(&c.strings, &c.strings, 0, true);
     assert!(!want.is_empty(), "the corpus plants a duplicate");
     assert_eq!(sorted(parse_pairs(&out, &c.strings, &c.strings)), want);
     // f32 rows against their own f16 copies: every string finds itself.
-    let across = [
-        "join",
-        "--index",
-        &c.path("all.idx"),
-        "--with",
-        &c.path("all16.idx"),
-        "--max-distance",
-        "0",
-    ];
-    let out = ok(bin(&across, b""));
+    let (f32_rows, f16_rows) = (c.path("all.idx"), c.path("all16.idx"));
+    let out = join_at_0(&["--index", &f32_rows, "--with", &f16_rows]);
     let want = exact_pairs(&c.strings, &c.strings, 0, false);
     assert_eq!(sorted(parse_pairs(&out, &c.strings, &c.strings)), want);
 }

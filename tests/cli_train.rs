@@ -2,7 +2,7 @@
 //! a checkpoint equals the run done in one go, and bad input fails clearly.
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use common::{err, ok, run_bin};
 use megashtein_gpu::model::weights::Weights;
@@ -366,11 +366,17 @@ fn outputs_never_replace_inputs_or_each_other() {
     assert_eq!(std::fs::read(&ckpt).unwrap(), before);
 }
 
+/// A corpus of four words in `dir`: a CNN-ED run on it takes a moment.
+fn four_words(dir: &Path) -> PathBuf {
+    let corpus = dir.join("w.txt");
+    std::fs::write(&corpus, "apple\nbanana\ncherry\ndate\n").unwrap();
+    corpus
+}
+
 #[test]
 fn output_paths_are_checked_before_training() {
     let dir = tempfile::tempdir().unwrap();
-    let corpus = dir.path().join("w.txt");
-    std::fs::write(&corpus, "apple\nbanana\ncherry\ndate\n").unwrap();
+    let corpus = four_words(dir.path());
     let corpus = corpus.to_str().unwrap();
     let missing = dir.path().join("nodir/x");
     let missing = missing.to_str().unwrap();
@@ -461,8 +467,7 @@ fn edit_metadata(path: &Path, key: &str, edit: impl FnOnce(&str) -> String) {
 #[test]
 fn cnn_ed_failing_before_its_first_step_leaves_no_log() {
     let dir = tempfile::tempdir().unwrap();
-    let corpus = dir.path().join("w.txt");
-    std::fs::write(&corpus, "apple\nbanana\ncherry\ndate\n").unwrap();
+    let corpus = four_words(dir.path());
     let cnn_ed = ["--arch", "cnn-ed", "--corpus", corpus.to_str().unwrap()];
     ok(train(
         dir.path(),
@@ -486,8 +491,7 @@ fn cnn_ed_failing_before_its_first_step_leaves_no_log() {
 #[test]
 fn resumed_settings_are_checked_like_options() {
     let dir = tempfile::tempdir().unwrap();
-    let corpus = dir.path().join("w.txt");
-    std::fs::write(&corpus, "apple\nbanana\ncherry\ndate\n").unwrap();
+    let corpus = four_words(dir.path());
     let cnn_ed = ["--arch", "cnn-ed", "--corpus", corpus.to_str().unwrap()];
     let e = err(train(dir.path(), &[&cnn_ed[..], &["--lr=-1"]].concat()));
     assert!(e.contains("--lr must be a positive number, got -1"), "{e}");
