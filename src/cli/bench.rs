@@ -22,7 +22,7 @@ use crate::gpu::Gpu;
 use crate::input::{LineReader, NonAscii};
 use crate::model::Architecture;
 use crate::search::index::{Index, short_fingerprint};
-use crate::search::join::JoinOptions;
+use crate::search::join::{Copies, JoinOptions};
 use crate::search::query::{MAX_GPU_CANDIDATES, Searcher};
 use crate::train::trainer::StepOverlap;
 
@@ -903,6 +903,7 @@ fn bench_join(args: &JoinArgs) -> Result<()> {
                     candidates,
                     blowup,
                     threads: None,
+                    copies: Copies::EveryPair,
                 };
                 let row = measure_join(&gpu, &index, &opts, &exact)?;
                 if args.json {

@@ -16,7 +16,7 @@ use crate::io::Tracked;
 use crate::model::Model;
 use crate::search::dedup::{Clusters, Keep, UnionFind};
 use crate::search::index::{Index, IndexWriter, Precision};
-use crate::search::join::join;
+use crate::search::join::{Copies, JoinOptions, join};
 
 #[derive(clap::Args, Debug)]
 #[command(group = clap::ArgGroup::new("source").required(true))]
@@ -76,7 +76,11 @@ pub fn run(args: &Args) -> Result<()> {
         (None, Some(r)) => (r * longest.unwrap_or(0) as f64).floor() as u32,
         (None, None) => unreachable!("clap requires a threshold"),
     };
-    let opts = args.search.options(max_distance);
+    // The groups need only pairs that connect each string's copies, not all of them.
+    let opts = JoinOptions {
+        copies: Copies::Connect,
+        ..args.search.options(max_distance)
+    };
     let progress = super::progress_rows(index.len() as u64, "grouping");
     let mut sets = UnionFind::new(index.len());
     let stats = join(

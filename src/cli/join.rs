@@ -8,7 +8,9 @@ use serde_json::json;
 
 use super::table::{OutputArgs, Table, as_text, f32_value};
 use crate::search::index::Index;
-use crate::search::join::{DEFAULT_BLOWUP, DEFAULT_CANDIDATES, JoinOptions, JoinStats, Pair, join};
+use crate::search::join::{
+    Copies, DEFAULT_BLOWUP, DEFAULT_CANDIDATES, JoinOptions, JoinStats, Pair, join,
+};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -50,6 +52,7 @@ impl SearchArgs {
             candidates: self.candidates,
             blowup: self.blowup,
             threads: self.threads,
+            copies: Copies::EveryPair,
         }
     }
 }

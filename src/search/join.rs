@@ -38,6 +38,19 @@ pub struct JoinOptions {
     pub blowup: f32,
     /// CPU threads for the exact check (`None`: one per core).
     pub threads: Option<usize>,
+    /// Within one index, which pairs of equal strings' rows are written.
+    pub copies: Copies,
+}
+
+/// Within one index, which pairs a join writes for the rows of equal strings (searched
+/// once, [`EqualStrings`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Copies {
+    /// Every pair of rows (`join`'s output): k copies of a string make k (k - 1) / 2.
+    EveryPair,
+    /// Pairs that connect the same rows (what `dedup`'s groups need): each copy with
+    /// its string's first row, and a pair of strings by their first rows alone.
+    Connect,
 }
 
 /// One pair: `a` a row of the left index, `b` of the right one (within one index,
@@ -151,7 +164,7 @@ pub fn join(
                 .into_iter()
                 .filter(|p| !within || p.a == a || !written_before(&capped_lists, p));
             for pair in new {
-                equal.expand(pair, |pair| out.push(pair))?;
+                equal.expand(pair, opts.copies, |pair| out.push(pair))?;
             }
             if within && row.capped {
                 capped_lists.insert(a, row.candidates);
@@ -159,7 +172,7 @@ pub fn join(
         }
         out.flush()?;
         for &a in rows {
-            equal.among_copies(left, a, |pair| out.push(pair))?;
+            equal.among_copies(left, a, opts.copies, |pair| out.push(pair))?;
             done += equal.rows_of(a);
         }
         out.flush()?;
@@ -219,10 +232,15 @@ impl EqualStrings {
         std::iter::once(a).chain(self.copies.get(&a).into_iter().flatten().copied())
     }
 
-    /// `pair` of first rows, for every row of each string (a cross join's rows stand
-    /// alone: `b` is a row of the other index).
-    fn expand(&self, pair: Pair, mut f: impl FnMut(Pair) -> Result<()>) -> Result<()> {
-        if self.copies.is_empty() {
+    /// `pair` of first rows, for every row of each string under [`Copies::EveryPair`] (a
+    /// cross join's rows stand alone: `b` is a row of the other index).
+    fn expand(
+        &self,
+        pair: Pair,
+        copies: Copies,
+        mut f: impl FnMut(Pair) -> Result<()>,
+    ) -> Result<()> {
+        if self.copies.is_empty() || copies == Copies::Connect {
             return f(pair);
         }
         for x in self.rows(pair.a) {
@@ -237,11 +255,13 @@ impl EqualStrings {
         Ok(())
     }
 
-    /// The pairs among the rows of first row `a`'s string: distance 0.
+    /// The pairs among the rows of first row `a`'s string, at distance 0: every pair, or
+    /// each copy with `a` ([`Copies`]).
     fn among_copies(
         &self,
         index: &Index,
         a: usize,
+        which: Copies,
         mut f: impl FnMut(Pair) -> Result<()>,
     ) -> Result<()> {
         let Some(copies) = self.copies.get(&a) else {
@@ -251,7 +271,11 @@ impl EqualStrings {
             .estimator()
             .estimate(index.distance(copies[0], &index.embedding(a)));
         let rows: Vec<usize> = self.rows(a).collect();
-        for (i, &x) in rows.iter().enumerate() {
+        let firsts = match which {
+            Copies::EveryPair => rows.len(),
+            Copies::Connect => 1,
+        };
+        for (i, &x) in rows[..firsts].iter().enumerate() {
             for &y in &rows[i + 1..] {
                 f(Pair {
                     a: x,
