@@ -112,8 +112,8 @@ fn d_table_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 @group(0) @binding(2) var<storage, read_write> grads: array<f32>;
 
 @compute @workgroup_size(64)
-fn d_bias(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let col = gid.x;
+fn d_bias(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let col = gid.x + gid.y * nwg.x * 64u;
     if col >= s.dim4 {
         return;
     }

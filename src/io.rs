@@ -28,9 +28,10 @@ pub fn io_reason(err: &io::Error) -> String {
 }
 
 /// An error when writing `output` would replace the input file `input` (`what` names
-/// it: "corpus", "index"): the same path, or two names of one file.
+/// it: "corpus", "index"): the same path, or two names of one file. An input `-` is
+/// standard input, which no output replaces.
 pub fn refuse_overwriting_input(output: &Path, input: &Path, what: &str) -> Result<()> {
-    if same_file(output, input) {
+    if input.as_os_str() != "-" && same_file(output, input) {
         bail!(
             "the output {} would replace the input {what}; choose another path",
             output.display()
@@ -39,9 +40,19 @@ pub fn refuse_overwriting_input(output: &Path, input: &Path, what: &str) -> Resu
     Ok(())
 }
 
-/// Whether `a` and `b` name one file: the same path, two names of one existing file, or
-/// (for files not yet written) one name in one folder reached two ways (`m`, `./m`).
+/// Whether `a` and `b` name one file: the same path, two names of one existing file
+/// (links, hard links on Unix), or (for files not yet written) one name in one folder
+/// reached two ways (`m`, `./m`).
 pub fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let (Ok(x), Ok(y)) = (fs::metadata(a), fs::metadata(b))
+            && (x.dev(), x.ino()) == (y.dev(), y.ino())
+        {
+            return true;
+        }
+    }
     let canonical = |p: &Path| {
         p.canonicalize().ok().or_else(|| {
             let dir = match p.parent() {
@@ -618,6 +629,9 @@ mod tests {
         {
             std::os::unix::fs::symlink(&a, &b).unwrap();
             assert!(same_file(&a, &b), "a link to the file");
+            let hard = dir.path().join("hard");
+            fs::hard_link(&a, &hard).unwrap();
+            assert!(same_file(&a, &hard), "a hard link to the file");
         }
     }
 

@@ -318,6 +318,43 @@ fn copies_of_a_string_take_no_candidate_places_and_join_in_every_pair() {
 }
 
 #[test]
+fn copies_under_capped_lists_are_written_once_and_exactly_when_c_covers_the_strings() {
+    // 40 distinct strings within distance 2 of each other, 3 rows each: with C = 20 every
+    // list is capped, so the rule that writes a pair once meets the copies' expansion.
+    let strings: Vec<Vec<u8>> = (0..120)
+        .map(|i| format!("x{:02}", i % 40).into_bytes())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    write_lines(&path("near.txt"), &strings);
+    ok(bin(
+        &["embed", "-i", &path("near.txt"), "-o", &path("near.idx")],
+        b"",
+    ));
+    let want = exact_pairs(&strings, &strings, 2, true);
+    for (candidates, exact) in [("20", false), ("50", true)] {
+        let args = ["join", "--index", &path("near.idx"), "--max-distance", "2"];
+        let extra = ["-C", candidates, "--blowup", "inf"];
+        let got = parse_pairs(
+            &ok(bin(&[&args[..], &extra].concat(), b"")),
+            &strings,
+            &strings,
+        );
+        let unique: BTreeSet<_> = got.iter().copied().collect();
+        assert_eq!(
+            unique.len(),
+            got.len(),
+            "a pair written twice at C = {candidates}"
+        );
+        if exact {
+            assert_eq!(sorted(got), want);
+        } else {
+            assert!(unique.iter().all(|p| want.contains(p)), "C = {candidates}");
+        }
+    }
+}
+
+#[test]
 fn join_json_and_csv_carry_the_same_pairs() {
     let c = corpus();
     let args = ["join", "--index", &c.path("all.idx"), "--max-distance", "2"];

@@ -342,6 +342,8 @@ fn bad_input_gives_clear_errors() {
     let e = err(bin(&[&threshold[..], &["-k", "2", "abc"]].concat(), b""));
     assert!(e.contains("-k") && e.contains("--max-distance"), "{e}");
     ok(bin(&[&threshold[..], &["-C", "5", "abc"]].concat(), b""));
+    let e = err(bin(&[&threshold[..], &["-C", "0", "abc"]].concat(), b""));
+    assert!(e.contains("--candidates must be at least 1"), "{e}");
     let e = err(bin(&["query", "--index", &index, "caf\u{e9}"], b""));
     assert!(e.contains("non-ASCII"), "{e}");
     let out = ok(bin(

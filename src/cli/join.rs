@@ -125,7 +125,7 @@ pub fn report(stats: &JoinStats, opts: &JoinOptions, started: Instant) {
     );
     if stats.capped > 0 {
         eprintln!(
-            "warning: for {} rows every one of the {} candidates was within the threshold, \
+            "warning: for {} strings every one of the {} candidates was within the threshold, \
              so the cap may have cut pairs; raise --candidates",
             stats.capped, opts.candidates
         );

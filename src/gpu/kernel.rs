@@ -242,6 +242,9 @@ impl From<Call> for Calls {
 /// recover the linear thread id as `gid.x + gid.y * num_workgroups.x * 64`.
 pub fn grid(threads: u64, max_per_dim: u32) -> [u32; 2] {
     let groups = threads.div_ceil(u64::from(WORKGROUP));
+    if groups == 0 {
+        return [0, 1];
+    }
     let max = u64::from(max_per_dim.max(1));
     let y = groups.div_ceil(max);
     let x = groups.div_ceil(y);
@@ -254,6 +257,7 @@ mod tests {
 
     #[test]
     fn grid_covers_all_threads_within_limits() {
+        assert_eq!(grid(0, 65_535), [0, 1]);
         for threads in [
             1u64,
             63,

@@ -1289,12 +1289,7 @@ impl Index {
 
     /// The embeddings on `gpu`, ready for the kNN.
     pub fn upload(&self, gpu: &Gpu) -> Result<Database> {
-        let (bytes, dim) = (self.embedding_bytes(), self.dim);
-        match self.precision() {
-            Precision::Codes => Database::upload_codes(gpu, bytes, dim, None),
-            Precision::F16 => Database::upload(gpu, bytes, dim, true, None),
-            Precision::F32 => Database::upload(gpu, bytes, dim, false, None),
-        }
+        self.upload_bytes(gpu, self.embedding_bytes())
     }
 
     /// [`Index::upload`] of the rows `rows` only, in that order: the database's row `j`
@@ -1306,10 +1301,16 @@ impl Index {
         for &row in rows {
             bytes.extend_from_slice(&all[row * row_bytes..(row + 1) * row_bytes]);
         }
+        self.upload_bytes(gpu, &bytes)
+    }
+
+    /// Rows of this index's embeddings (`bytes`, as [`Index::embedding_bytes`] lays them
+    /// out) as a kNN database.
+    fn upload_bytes(&self, gpu: &Gpu, bytes: &[u8]) -> Result<Database> {
         match self.precision() {
-            Precision::Codes => Database::upload_codes(gpu, &bytes, self.dim, None),
-            Precision::F16 => Database::upload(gpu, &bytes, self.dim, true, None),
-            Precision::F32 => Database::upload(gpu, &bytes, self.dim, false, None),
+            Precision::Codes => Database::upload_codes(gpu, bytes, self.dim, None),
+            Precision::F16 => Database::upload(gpu, bytes, self.dim, true, None),
+            Precision::F32 => Database::upload(gpu, bytes, self.dim, false, None),
         }
     }
 

@@ -355,9 +355,10 @@ impl Candidates {
             return Ok(Candidates::Every(every.collect()));
         }
         if k.min(n) > MAX_K {
+            let rows = if within { "distinct strings" } else { "rows" };
             bail!(
                 "--candidates {candidates} is above the GPU search's limit of {}; use at most \
-                 that, or at least the number of distinct strings ({n}) to check every pair",
+                 that, or at least the index's {rows} ({n}) to check every pair",
                 MAX_K - usize::from(within),
             );
         }

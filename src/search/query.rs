@@ -150,8 +150,9 @@ impl<'a> Searcher<'a> {
 
     /// Also take candidates from `index`, the same strings in the same order embedded by
     /// `model` (for example CGK beside a learned model): each query then gets C / 2
-    /// candidates from the first index and C - C / 2 from this one, re-ranked together.
-    /// A hit's estimate is that of the model that found it (the first's when both did).
+    /// candidates from the first index and C - C / 2 from this one (at least 1 each; every
+    /// row from each when C covers the index), re-ranked together. A hit's estimate is
+    /// that of the model that found it, or of the one that screens it lower when both did.
     pub fn also(mut self, index: &'a Index, model: &Model) -> Result<Self> {
         // Queries must suit both models.
         self.unicode &= model.reads_unicode();
@@ -207,7 +208,7 @@ impl<'a> Searcher<'a> {
         }
         if opts.candidates > MAX_GPU_CANDIDATES && opts.candidates < n {
             bail!(
-                "{} candidates (-C, at least -k) is above the GPU search's limit of \
+                "{} candidates (-C, or -k where larger) is above the GPU search's limit of \
                  {MAX_GPU_CANDIDATES}; use at most {MAX_GPU_CANDIDATES}, or at least the index \
                  size {n} for an exhaustive re-rank",
                 opts.candidates
@@ -217,7 +218,8 @@ impl<'a> Searcher<'a> {
         // still ranks them all: a row keeps the estimate that screens it lower ([`merge`]).
         let shares = match &self.also {
             Some(_) if opts.candidates < n => {
-                vec![opts.candidates / 2, opts.candidates - opts.candidates / 2]
+                let half = opts.candidates / 2;
+                vec![half.max(1), opts.candidates - half]
             }
             Some(_) => vec![opts.candidates; 2],
             None => vec![opts.candidates],
@@ -380,6 +382,9 @@ fn rank_all(index: &Index, embeddings: &[f32]) -> Vec<Vec<Neighbor>> {
 pub fn check_options(opts: &QueryOptions) -> Result<()> {
     if opts.k == 0 {
         bail!("-k must be at least 1");
+    }
+    if opts.candidates == 0 {
+        bail!("--candidates must be at least 1");
     }
     if opts.max_distance.is_none() && opts.candidates < opts.k {
         bail!(
