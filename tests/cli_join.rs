@@ -299,6 +299,13 @@ fn copies_of_a_string_take_no_candidate_places_and_join_in_every_pair() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains("raise --candidates"));
     let got = parse_pairs(&ok(out), &strings, &strings);
     assert_eq!(sorted(got), exact_pairs(&strings, &strings, 1, true));
+    // Between two indexes (here the same file twice) copies on either side count once.
+    let index = path("copies.idx");
+    let across = [&join[..], &["--with", &index, "-C", "5"]].concat();
+    let out = bin(&across, b"");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("raise --candidates"));
+    let got = parse_pairs(&ok(out), &strings, &strings);
+    assert_eq!(sorted(got), exact_pairs(&strings, &strings, 1, false));
     // dedup groups the two near strings' 80 rows, the other's 40 and the stray.
     let out = bin(
         &[

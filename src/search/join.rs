@@ -7,8 +7,9 @@
 //! Within one index, pair {i, j} is found from i's list, from j's list or both; it is
 //! written once. Estimates are recomputed on the CPU from the stored embeddings, with
 //! `(x - y)^2` summed in a fixed order, so est(i, j) == est(j, i) exactly and both rows
-//! agree on whether the pair passes the blowup filter. Equal strings are searched once
-//! ([`EqualStrings`]), and their pairs written for each of their rows.
+//! agree on whether the pair passes the blowup filter. Equal strings (in either index)
+//! are searched and stored once ([`EqualStrings`]), and their pairs written for each of
+//! their rows.
 use std::collections::{HashMap, HashSet};
 
 use anyhow::{Result, bail};
@@ -124,12 +125,10 @@ pub fn join(
     if left.is_empty() || right.is_empty() {
         return Ok(stats);
     }
-    let equal = EqualStrings::of(left, within);
-    let right_rows: Vec<usize> = match within {
-        true => equal.firsts().to_vec(),
-        false => (0..right.len()).collect(),
-    };
-    let candidates = Candidates::new(gpu, right, &right_rows, opts.candidates, within)?;
+    let equal = EqualStrings::of(left);
+    let right_equal = (!within).then(|| EqualStrings::of(right));
+    let right_equal = right_equal.as_ref().unwrap_or(&equal);
+    let candidates = Candidates::new(gpu, right, right_equal.firsts(), opts.candidates, within)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads.unwrap_or(0))
         .build()?;
@@ -164,7 +163,9 @@ pub fn join(
                 .into_iter()
                 .filter(|p| !within || p.a == a || !written_before(&capped_lists, p));
             for pair in new {
-                equal.expand(pair, opts.copies, |pair| out.push(pair))?;
+                equal.expand(pair, right_equal, within, opts.copies, |pair| {
+                    out.push(pair)
+                })?;
             }
             if within && row.capped {
                 capped_lists.insert(a, row.candidates);
@@ -172,7 +173,9 @@ pub fn join(
         }
         out.flush()?;
         for &a in rows {
-            equal.among_copies(left, a, opts.copies, |pair| out.push(pair))?;
+            if within {
+                equal.among_copies(left, a, opts.copies, |pair| out.push(pair))?;
+            }
             done += equal.rows_of(a);
         }
         out.flush()?;
@@ -182,25 +185,20 @@ pub fn join(
     Ok(stats)
 }
 
-/// Within one index, the rows of equal strings. Equal strings are one point of the
+/// The rows of equal strings in an index. Equal strings are one point of the
 /// embedding, so only the first row of each string is searched (and stored for the
-/// search): the others would fill its candidate list with copies of itself. Pairs are
-/// then written for every row of each string, and every pair of copies at distance 0.
+/// search): the others would fill candidate lists with copies. Pairs are then written
+/// for every row of each string, and within one index every pair of copies at
+/// distance 0.
 struct EqualStrings {
-    /// The first row of each distinct string, ascending (every row for a cross join).
+    /// The first row of each distinct string, ascending.
     firsts: Vec<usize>,
     /// The later rows of a first row's string, where there are any.
     copies: HashMap<usize, Vec<usize>>,
 }
 
 impl EqualStrings {
-    fn of(index: &Index, within: bool) -> Self {
-        if !within {
-            return EqualStrings {
-                firsts: (0..index.len()).collect(),
-                copies: HashMap::new(),
-            };
-        }
+    fn of(index: &Index) -> Self {
         let mut first_of: HashMap<&[u8], usize> = HashMap::new();
         let mut firsts = Vec::new();
         let mut copies: HashMap<usize, Vec<usize>> = HashMap::new();
@@ -232,24 +230,24 @@ impl EqualStrings {
         std::iter::once(a).chain(self.copies.get(&a).into_iter().flatten().copied())
     }
 
-    /// `pair` of first rows, for every row of each string under [`Copies::EveryPair`] (a
-    /// cross join's rows stand alone: `b` is a row of the other index).
+    /// `pair` of first rows (`b` one of `right`'s, which is `self` within one index), for
+    /// every row of each string under [`Copies::EveryPair`].
     fn expand(
         &self,
         pair: Pair,
+        right: &EqualStrings,
+        within: bool,
         copies: Copies,
         mut f: impl FnMut(Pair) -> Result<()>,
     ) -> Result<()> {
-        if self.copies.is_empty() || copies == Copies::Connect {
+        let alone = self.copies.is_empty() && right.copies.is_empty();
+        if alone || copies == Copies::Connect {
             return f(pair);
         }
         for x in self.rows(pair.a) {
-            for y in self.rows(pair.b) {
-                f(Pair {
-                    a: x.min(y),
-                    b: x.max(y),
-                    ..pair
-                })?;
+            for y in right.rows(pair.b) {
+                let (a, b) = if within { (x.min(y), x.max(y)) } else { (x, y) };
+                f(Pair { a, b, ..pair })?;
             }
         }
         Ok(())
@@ -326,8 +324,8 @@ impl<'s, F: FnMut(&[Pair]) -> Result<()>> Batches<'s, F> {
     }
 }
 
-/// Where each row's candidates come from, among the right index's `rows` (within one
-/// index, the first row of each distinct string; else every row).
+/// Where each row's candidates come from, among the right index's `rows` (the first row
+/// of each distinct string).
 enum Candidates {
     /// The GPU kNN: the `k()` nearest of the rows by embedding; the database holds
     /// them in order, so its row j is `rows[j]`.
@@ -355,10 +353,9 @@ impl Candidates {
             return Ok(Candidates::Every(every.collect()));
         }
         if k.min(n) > MAX_K {
-            let rows = if within { "distinct strings" } else { "rows" };
             bail!(
                 "--candidates {candidates} is above the GPU search's limit of {}; use at most \
-                 that, or at least the index's {rows} ({n}) to check every pair",
+                 that, or at least the number of distinct strings ({n}) to check every pair",
                 MAX_K - usize::from(within),
             );
         }
