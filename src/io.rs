@@ -78,6 +78,12 @@ pub fn check_can_create(path: &Path) -> Result<()> {
     TempFile::create(path).map(drop)
 }
 
+/// Whether `path` exists and is neither a regular file nor a folder: a device (such as
+/// `/dev/null`), a pipe or a socket.
+pub fn is_special_file(path: &Path) -> bool {
+    fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
+}
+
 /// Temporary paths that exist now: removed by [`remove_temporaries`].
 static TEMPORARIES: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
@@ -126,8 +132,17 @@ pub struct TempFile {
 
 impl TempFile {
     /// Creates `.NAME.tmp-PID-RANDOM` in `dest`'s directory, opened for reading and
-    /// writing. Errors name `dest` ("cannot create output file X: ...").
+    /// writing. Errors name `dest` ("cannot create output file X: ..."). A `dest` that is
+    /// a device, pipe or socket is refused: renaming over it would replace it (as root,
+    /// `/dev/null` itself) with a regular file.
     pub fn create(dest: &Path) -> Result<(TempFile, File)> {
+        if is_special_file(dest) {
+            bail!(
+                "cannot create output file {}: it is a device, pipe or socket, not a \
+                 regular file; write to a file",
+                dest.display()
+            );
+        }
         let name = dest.file_name().ok_or_else(|| {
             anyhow!(
                 "cannot create output file {}: not a file name",
@@ -633,6 +648,27 @@ mod tests {
             fs::hard_link(&a, &hard).unwrap();
             assert!(same_file(&a, &hard), "a hard link to the file");
         }
+    }
+
+    /// A special file (here a socket: a device such as /dev/null would be replaced on
+    /// the test machine itself if this failed) is refused, never renamed over.
+    #[cfg(unix)]
+    #[test]
+    fn a_special_file_is_never_renamed_over() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("socket");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let e = write_atomic(&socket, |out| Ok(out.write_all(b"x")?)).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        assert!(
+            fs::symlink_metadata(&socket)
+                .unwrap()
+                .file_type()
+                .is_socket()
+        );
+        assert!(check_can_create(&socket).is_err());
+        assert_eq!(entries(dir.path()), ["socket"]);
     }
 
     #[test]

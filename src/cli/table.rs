@@ -101,12 +101,28 @@ impl<W: Write> Table<W> {
 }
 
 /// Run `write` on `output` (written atomically: complete or absent) or, without one,
-/// on standard output, where a closed pipe (`| head`) ends the output quietly.
+/// on standard output, where a closed pipe (`| head`) ends the output quietly. An
+/// `output` that is a device or pipe (`/dev/null`, a FIFO) is written in place.
 pub fn write_output(
     output: Option<&Path>,
     write: impl FnOnce(&mut dyn Write) -> Result<()>,
 ) -> Result<()> {
     match output {
+        Some(path) if crate::io::is_special_file(path) => {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot open output {}: {}",
+                        path.display(),
+                        crate::io::io_reason(&e)
+                    )
+                })?;
+            let mut out = BufWriter::new(file);
+            write(&mut out)?;
+            Ok(out.flush()?)
+        }
         Some(path) => crate::io::write_atomic(path, |out| write(out)),
         None => {
             let stdout = std::io::stdout();
