@@ -338,7 +338,10 @@ pub(super) fn check_outputs(
         if let Some(resume) = args.resume.as_deref().filter(|_| name != "--checkpoint") {
             crate::io::refuse_overwriting_input(path, resume, "checkpoint (--resume)")?;
         }
-        crate::io::check_can_create(path)?;
+        // The log is written in place: a device such as /dev/null takes it.
+        if !(name == "--log" && crate::io::is_special_file(path)) {
+            crate::io::check_can_create(path)?;
+        }
     }
     Ok(())
 }
