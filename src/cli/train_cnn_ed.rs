@@ -190,18 +190,17 @@ struct Log {
 impl Log {
     fn write(&mut self, line: &serde_json::Value) -> Result<()> {
         let path = &self.path;
-        let file = match self.file.take() {
-            Some(file) => self.file.insert(file),
-            None => self.file.insert(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .write(true)
-                    .append(self.append)
-                    .truncate(!self.append)
-                    .open(path)
-                    .map_err(|e| anyhow!("cannot open log {}: {e}", path.display()))?,
-            ),
-        };
+        if self.file.is_none() {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .append(self.append)
+                .truncate(!self.append)
+                .open(path)
+                .map_err(|e| anyhow!("cannot open log {}: {e}", path.display()))?;
+            self.file = Some(file);
+        }
+        let file = self.file.as_mut().expect("opened above");
         writeln!(file, "{line}").map_err(|e| anyhow!("cannot write log {}: {e}", path.display()))
     }
 }

@@ -176,7 +176,7 @@ pub fn join(
             if within {
                 equal.among_copies(left, a, opts.copies, |pair| out.push(pair))?;
             }
-            done += equal.rows_of(a);
+            done += equal.rows(a).count();
         }
         out.flush()?;
         progress(done);
@@ -218,11 +218,6 @@ impl EqualStrings {
 
     fn firsts(&self) -> &[usize] {
         &self.firsts
-    }
-
-    /// Rows holding first row `a`'s string.
-    fn rows_of(&self, a: usize) -> usize {
-        1 + self.copies.get(&a).map_or(0, Vec::len)
     }
 
     /// Every row of `a`'s string (first row `a`), in order.
