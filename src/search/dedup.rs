@@ -1,5 +1,7 @@
 //! Near-duplicate groups: union-find over a join's pairs, clusters numbered in order of
 //! first appearance, one representative per cluster.
+use std::collections::HashMap;
+
 use rayon::prelude::*;
 
 use super::index::Index;
@@ -117,19 +119,100 @@ fn representative(index: &Index, rows: &[usize], keep: Keep) -> usize {
     let best = match keep {
         Keep::First => return rows[0],
         Keep::Longest => best_by(&|r| -(char_len(index.string(r)) as i64)),
-        Keep::MostCentral => best_by(&|r| {
-            let exact = Exact::new(index.string(r));
-            rows.iter()
-                .map(|&o| exact.distance(index.string(o)) as i64)
-                .sum()
-        }),
+        Keep::MostCentral => Some(most_central(index, rows)),
     };
     best.expect("a cluster has members").1
+}
+
+/// The member with the smallest sum of exact distances to the others, and that sum.
+/// Copies of a string share their sum, so each distinct string is compared once with
+/// each other one, weighted by its number of rows: a cluster of k copies costs nothing,
+/// not k² distances.
+fn most_central(index: &Index, rows: &[usize]) -> (i64, usize) {
+    let mut position: HashMap<&[u8], usize> = HashMap::new();
+    // (first row, rows holding the string), in row order.
+    let mut distinct: Vec<(usize, i64)> = Vec::new();
+    for &row in rows {
+        let slot = *position.entry(index.string(row)).or_insert_with(|| {
+            distinct.push((row, 0));
+            distinct.len() - 1
+        });
+        distinct[slot].1 += 1;
+    }
+    distinct
+        .par_iter()
+        .map(|&(row, _)| {
+            let exact = Exact::new(index.string(row));
+            let sum = distinct
+                .iter()
+                .map(|&(other, count)| count * exact.distance(index.string(other)) as i64)
+                .sum();
+            (sum, row)
+        })
+        .min()
+        .expect("a cluster has members")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::input::Line;
+    use crate::model::Model;
+    use crate::search::index::Precision;
+
+    fn levenshtein(a: &[u8], b: &[u8]) -> i64 {
+        let mut row: Vec<i64> = (0..=b.len() as i64).collect();
+        for (i, x) in a.iter().enumerate() {
+            let mut diagonal = row[0];
+            row[0] = i as i64 + 1;
+            for (j, y) in b.iter().enumerate() {
+                let substitute = diagonal + i64::from(x != y);
+                diagonal = row[j + 1];
+                row[j + 1] = substitute.min(row[j] + 1).min(diagonal + 1);
+            }
+        }
+        row[b.len()]
+    }
+
+    /// Every pair of rows compared, copies included, against the weighted distinct
+    /// strings: same member, same sum, ties to the first row.
+    #[test]
+    fn most_central_weighs_copies_like_every_pair() {
+        let strings: [&[u8]; 9] = [
+            b"sitting", b"kitten", b"mitten", b"kitten", b"sitting", b"kitchen", b"sitting", b"",
+            b"mitten",
+        ];
+        let model = Model::builtin().unwrap();
+        let lines: Vec<Line> = (0..strings.len())
+            .map(|i| Line {
+                number: i as u64 + 1,
+                text: strings[i].to_vec(),
+            })
+            .collect();
+        let zeros = vec![0.0; strings.len() * model.dim()];
+        let index = Index::from_rows(&model, &lines, &zeros, Precision::F32).unwrap();
+        let clusters: [&[usize]; 5] = [
+            &[0, 1, 2, 3, 4, 5, 6, 7, 8],
+            &[1, 2, 3, 8],
+            &[2, 8],
+            &[0, 4, 6, 7],
+            &[5],
+        ];
+        for rows in clusters {
+            let every_pair = rows
+                .iter()
+                .map(|&r| {
+                    let sum = rows
+                        .iter()
+                        .map(|&o| levenshtein(strings[r], strings[o]))
+                        .sum::<i64>();
+                    (sum, r)
+                })
+                .min()
+                .unwrap();
+            assert_eq!(most_central(&index, rows), every_pair, "{rows:?}");
+        }
+    }
 
     #[test]
     fn roots_are_first_rows_whatever_the_order() {
