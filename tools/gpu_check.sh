@@ -222,14 +222,14 @@ case "$SCALE" in
 full)
     KNN_ROWS=1000000 KNN_BATCHES="1 1000 10000" KNN_K=10,100,1024 KNN_SECONDS=2
     EMBED_SIZES=1,16,256,4096,65536 EMBED_SECONDS=2
-    TRAIN_PAIRS=64,256,1024 TRAIN_SECONDS=3
+    TRAIN_PAIRS=64,256,1024 TRAIN_SECONDS=3 PROFILE_BATCH=65536 PROFILE_PAIRS=1024
     BASE_WORDS=200000 QUERY_PAIRS=1000 QUERY_C=10,20,50,100,200,500,1024
     CNN_ED_BASE=16000 CNN_ED_QUERIES=1000 CNN_ED_EPOCHS=10
     ;;
 small)
     KNN_ROWS=10000 KNN_BATCHES="1 100 1000" KNN_K=10,100,1024 KNN_SECONDS=0.3
     EMBED_SIZES=1,16,256 EMBED_SECONDS=0.3
-    TRAIN_PAIRS=64,256 TRAIN_SECONDS=0.5
+    TRAIN_PAIRS=64,256 TRAIN_SECONDS=0.5 PROFILE_BATCH=1024 PROFILE_PAIRS=256
     BASE_WORDS=20000 QUERY_PAIRS=200 QUERY_C=10,100,1024
     CNN_ED_BASE=2000 CNN_ED_QUERIES=100 CNN_ED_EPOCHS=1
     ;;
@@ -492,8 +492,8 @@ done
 # Per-kernel profiles (text tables), where this binary has --profile: which kernel the
 # GPU spends a forward pass and a training step on.
 if "$BIN" bench embed --help 2>/dev/null | grep -q -- '--profile'; then
-    step profile_embed profile_embed.txt "$BIN" bench embed --profile --batch-sizes 65536 --seconds 1
-    step profile_train profile_train.txt "$BIN" bench train --profile --pairs 1024 --seconds 1
+    step profile_embed profile_embed.txt "$BIN" bench embed --profile --batch-sizes "$PROFILE_BATCH" --seconds 1
+    step profile_train profile_train.txt "$BIN" bench train --profile --pairs "$PROFILE_PAIRS" --seconds 1
 fi
 
 # ---------------------------------------------------------------------------- query
