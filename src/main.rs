@@ -1,5 +1,7 @@
 use clap::Parser;
 
+/// Exit statuses, as grep's: 0 found, 1 a search found nothing, 2 an error (clap's
+/// usage errors exit 2 too), so that scripts can tell "no match" from a failure.
 fn main() -> std::process::ExitCode {
     quiet_software_vulkan();
     let cli = megashtein_gpu::cli::Cli::parse();
@@ -8,7 +10,7 @@ fn main() -> std::process::ExitCode {
         Err(err) if err.is::<megashtein_gpu::cli::NoMatch>() => std::process::ExitCode::from(1),
         Err(err) => {
             eprintln!("error: {err:#}");
-            std::process::ExitCode::FAILURE
+            std::process::ExitCode::from(2)
         }
     }
 }

@@ -187,6 +187,24 @@ fn threshold_search_with_all_candidates_returns_exactly_the_strings_within_d() {
         got.sort();
         assert_eq!(got, want, "D = {d}");
     }
+    // An error is not "nothing found": it exits 2.
+    let missing = bin(
+        &[
+            "query",
+            "--index",
+            "no-such.idx",
+            "--max-distance",
+            "1",
+            "x",
+        ],
+        b"",
+    );
+    assert_eq!(
+        missing.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
 }
 
 #[test]
