@@ -465,6 +465,27 @@ fn edit_metadata(path: &Path, key: &str, edit: impl FnOnce(&str) -> String) {
 }
 
 #[test]
+fn a_fresh_run_does_not_replace_an_unfinished_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = four_words(dir.path());
+    let ckpt = dir.path().join("m.safetensors.ckpt");
+    let megashtein = [&["--steps", "2"][..], TINY].concat();
+    let corpus = corpus.to_str().unwrap();
+    let cnn_ed = ["--arch", "cnn-ed", "--corpus", corpus, "--epochs", "2"];
+    for run in [&megashtein[..], &cnn_ed[..]] {
+        ok(train(dir.path(), &[run, &["--stop-after", "1"]].concat()));
+        let before = std::fs::read(&ckpt).unwrap();
+        let e = err(train(dir.path(), run));
+        assert!(e.contains("holds an unfinished run"), "{run:?}: {e}");
+        assert!(e.contains("--resume"), "{e}");
+        assert_eq!(std::fs::read(&ckpt).unwrap(), before);
+        // Finished, its checkpoint gives way to a new run (here the next one's).
+        ok(train(dir.path(), &["--resume", ckpt.to_str().unwrap()]));
+        ok(train(dir.path(), run));
+    }
+}
+
+#[test]
 fn cnn_ed_failing_before_its_first_step_leaves_no_log() {
     let dir = tempfile::tempdir().unwrap();
     let corpus = four_words(dir.path());

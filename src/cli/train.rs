@@ -343,6 +343,34 @@ pub(super) fn check_outputs(
             crate::io::check_can_create(path)?;
         }
     }
+    if args.resume.is_none() {
+        refuse_replacing_unfinished(checkpoint)?;
+    }
+    Ok(())
+}
+
+/// A fresh run writes its checkpoint where an earlier run may have left one it did not
+/// finish (stopped with --stop-after, Ctrl-C or a crash): refuse rather than lose that
+/// work. A finished run's checkpoint, or a file that cannot be resumed, is replaced.
+fn refuse_replacing_unfinished(checkpoint: &Path) -> Result<()> {
+    if !checkpoint.is_file() {
+        return Ok(());
+    }
+    let stopped_at = if crate::train::cnn_ed_checkpoint::CnnEdCheckpoint::is_one(checkpoint) {
+        super::train_cnn_ed::unfinished(checkpoint)
+    } else {
+        Checkpoint::load(checkpoint)
+            .ok()
+            .filter(|c| c.step < c.config.steps)
+            .map(|c| format!("step {} of {}", c.step, c.config.steps))
+    };
+    if let Some(at) = stopped_at {
+        bail!(
+            "checkpoint {path} holds an unfinished run (stopped at {at}): continue it with \
+             --resume {path}, or remove it (or give --checkpoint another path) to start over",
+            path = checkpoint.display()
+        );
+    }
     Ok(())
 }
 

@@ -293,6 +293,27 @@ fn fresh_config(args: &Args) -> Result<CnnEdConfig> {
 }
 
 /// Every line of `corpus` (any valid UTF-8; invalid UTF-8 is an error naming the line).
+/// Where the CNN-ED run saved in `checkpoint` stopped, if it did not finish (`None` too
+/// when it cannot be resumed: unreadable, or its corpus gone).
+pub(super) fn unfinished(checkpoint: &Path) -> Option<String> {
+    let c = CnnEdCheckpoint::load(checkpoint).ok()?;
+    let strings = read_utf8_lines(Path::new(&c.config.corpus)).ok()?;
+    // As steps_per_epoch counts them: the sample is min(--train-strings, the corpus).
+    let per_epoch = strings
+        .len()
+        .min(c.config.train_strings)
+        .div_ceil(c.config.run.triplets);
+    let total = (per_epoch * c.config.run.epochs) as u64;
+    (c.step < total).then(|| {
+        format!(
+            "step {} of {total}, {} of {} epochs done",
+            c.step,
+            c.step / per_epoch as u64,
+            c.config.run.epochs
+        )
+    })
+}
+
 fn read_corpus(corpus: &std::path::Path) -> Result<Vec<String>> {
     let strings = read_utf8_lines(corpus)?;
     if strings.len() < 3 {
