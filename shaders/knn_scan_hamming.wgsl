@@ -42,6 +42,11 @@ var<workgroup> queries_used: atomic<u32>;
 @compute @workgroup_size(64)
 fn scan(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wg: vec3<u32>) {
     let q0 = wg.y * QT;
+    // Workgroup memory starts undefined (gpu/context.rs).
+    if t == 0u {
+        atomicStore(&queries_used, 0u);
+    }
+    workgroupBarrier();
     if t < QT {
         let q = q0 + t;
         // Nothing comes before (0, 0): a query past the batch takes no row.

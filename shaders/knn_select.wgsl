@@ -90,7 +90,7 @@ fn select_candidates(@builtin(local_invocation_index) t: u32,
             top_d[j] = bitcast<f32>(lists[2u * (q * p.k + j)]);
             top_i[j] = lists[2u * (q * p.k + j) + 1u];
         }
-        workgroupBarrier();
+        start_offers(t);
     }
     for (var base = 0u; base < n; base += WG) {
         var d = INF;

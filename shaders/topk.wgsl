@@ -33,6 +33,12 @@ fn reset_top(t: u32) {
         top_d[j] = INF;
         top_i[j] = NONE - KMAX + j;
     }
+    start_offers(t);
+}
+
+// Before the first offer, once the top list is in place (workgroup memory starts
+// undefined: pipelines skip its zeroing, see gpu/context.rs).
+fn start_offers(t: u32) {
     if t == 0u {
         atomicStore(&kept, 0u);
     }

@@ -143,7 +143,8 @@ fn one_step_matches_pytorch() {
 #[test]
 fn either_tile_reader_gives_the_same_step() {
     let t = common::gpu();
-    if t.gpu.info.name.contains("llvmpipe") {
+    // CI's lavapipe (Vulkan; through GL it has no subgroups) tests the other reader.
+    if t.gpu.info.name.contains("llvmpipe") && t.gpu.info.backend == wgpu::Backend::Vulkan {
         assert_eq!(TileReads::for_device(&t.gpu), TileReads::Subgroup);
     }
     let shared = Ops::with_tile_reads(&t.gpu, TileReads::Shared);
