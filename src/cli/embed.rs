@@ -21,8 +21,8 @@ pub struct Args {
     /// Output file: `.npy` (any case) gets a float32 [N, dim] array in input order (dim: the model's
     /// width, 80 released; a CGK model's code bytes, one symbol each) and, when lines
     /// were skipped, `NAME.lines.npy`: each row's 1-based source line, int64; any other
-    /// name gets a search index for `megashtein-gpu query`. Not `-`: both are binary
-    /// files written in place.
+    /// name gets a search index for `megashtein-gpu query`. Both are binary files,
+    /// written atomically (a temporary file renamed into place): not `-`, nor a device.
     #[arg(long, short)]
     pub output: PathBuf,
     /// How the index stores embeddings (f16 halves its size); not for .npy output, nor
