@@ -614,7 +614,10 @@ fn join_past_the_gpu_candidate_limit_checks_every_pair() {
     let got = parse_pairs(&ok(join("3000", &["--blowup", "inf"])), &strings, &strings);
     assert_eq!(sorted(got), exact_pairs(&strings, &strings, 1, true));
     let e = err(join("2000", &[]));
-    assert!(e.contains("limit of 1023"), "{e}");
+    assert!(
+        e.contains("limit of 1023 in a join within one index") && e.contains("own slot"),
+        "{e}"
+    );
 }
 
 #[test]
