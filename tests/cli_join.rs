@@ -572,9 +572,21 @@ fn export_reproduces_the_index_rows() {
             let want = format!("{i}\t{}\t{}", i + 1, String::from_utf8_lossy(&c.strings[i]));
             assert_eq!(*row, want);
         }
-        let manifest: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(Path::new(&dir).join("manifest.json")).unwrap())
-                .unwrap();
+        let text = std::fs::read_to_string(Path::new(&dir).join("manifest.json")).unwrap();
+        // Keys in the documented order (README), not sorted.
+        let keys = [
+            "model_fingerprint",
+            "architecture",
+            "dim",
+            "rows",
+            "estimator",
+        ];
+        let positions: Vec<usize> = keys
+            .iter()
+            .map(|k| text.find(&format!("\"{k}\"")).unwrap())
+            .collect();
+        assert!(positions.is_sorted(), "{text}");
+        let manifest: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(manifest["rows"], c.strings.len() as u64);
         assert_eq!(manifest["dim"], 80);
         assert_eq!(manifest["model_fingerprint"], opened.fingerprint());

@@ -282,6 +282,20 @@ fn json_lines_and_tsv_escapes() {
         ],
         b"tab\there\nback\\slash\n",
     ));
+    // Keys in the documented order (CONTRACTS.md), not sorted.
+    let first = out.lines().next().unwrap();
+    let keys = [
+        "\"query\"",
+        "\"hits\"",
+        "\"rank\"",
+        "\"id\"",
+        "\"line\"",
+        "\"string\"",
+        "\"distance\"",
+        "\"estimate\"",
+    ];
+    let positions: Vec<usize> = keys.iter().map(|k| first.find(k).unwrap()).collect();
+    assert!(positions.is_sorted(), "{first}");
     let lines: Vec<serde_json::Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
