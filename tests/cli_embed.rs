@@ -309,3 +309,24 @@ fn bench_embed_reads_its_input_by_the_embed_rules() {
         stderr(&out)
     );
 }
+
+#[test]
+fn an_index_given_as_the_model_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(dir.path(), "corpus.txt", b"abc\n");
+    // Only the magic matters: the file is recognized before it is read as a model.
+    let mut fake_index = megashtein_gpu::search::index::MAGIC.to_vec();
+    fake_index.extend([0; 64]);
+    let index = write(dir.path(), "words.idx", &fake_index);
+    let output = dir.path().join("x.idx");
+    let out = embed(
+        &["-i", &input, "-o", output.to_str().unwrap(), "-m", &index],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("words.idx is a megashtein-gpu index, not a model file"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -397,6 +397,15 @@ fn bad_input_gives_clear_errors() {
         b"",
     ));
     assert!(e.contains("corrupt") || e.contains("checksum"), "{e}");
+    // A model file where an index goes, and an index where a model goes.
+    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/models/default.safetensors");
+    let e = err(bin(&["query", "--index", model, "abc"], b""));
+    assert!(e.contains("is a model file (safetensors), not"), "{e}");
+    let e = err(bin(&["query", "--index", &index, "-m", &index, "abc"], b""));
+    assert!(
+        e.contains("is a megashtein-gpu index, not a model file"),
+        "{e}"
+    );
 
     // An index made by another model, queried with the default one, and the reverse.
     let other = make_other_model(dir.path());
