@@ -655,3 +655,38 @@ fn bench_exact_join_with_length_pruning_is_the_brute_force_join() {
         }
     }
 }
+
+#[test]
+fn dedup_by_ratio_counts_the_pairs_within_the_ratio() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("lines.txt");
+    // Ratio 0.1: the longest line (30) makes the join's bound 3; of its two pairs at
+    // distance 1 only the 10-character one is within the ratio.
+    let long = "a".repeat(30);
+    let text = format!("abcdefghij\nabcdefghik\nxyz\nxyw\n{long}\n");
+    std::fs::write(&input, text).unwrap();
+    let out = bin(
+        &[
+            "dedup",
+            "-i",
+            input.to_str().unwrap(),
+            "--max-ratio",
+            "0.1",
+            "--blowup",
+            "inf",
+        ],
+        b"",
+    );
+    let e = String::from_utf8_lossy(&out.stderr).into_owned();
+    ok(out);
+    assert!(
+        e.contains("1 pair within ratio 0.1 (of 2 within distance 3"),
+        "{e}"
+    );
+    assert!(
+        e.contains(
+            "5 lines in 4 clusters: 1 group of near-duplicates (2 lines, largest 2), 3 singletons"
+        ),
+        "{e}"
+    );
+}

@@ -123,7 +123,8 @@ pub fn run(args: &Args) -> Result<()> {
         format!("index ({precision})")
     };
     eprintln!(
-        "embedded {rows} strings with {} into {what} {} ({} per batch on {})",
+        "embedded {} with {} into {what} {} ({} per batch on {})",
+        super::count(rows, "string"),
         model.source(),
         args.output.display(),
         embedder.batch(),

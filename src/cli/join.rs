@@ -90,7 +90,12 @@ pub fn run(args: &Args) -> Result<()> {
     })?;
     progress.finish_and_clear();
     if let Some(stats) = stats {
-        report(&stats, &opts, started);
+        let pairs = format!(
+            "{} within distance {}",
+            super::count(stats.pairs, "pair"),
+            opts.max_distance
+        );
+        report(&pairs, &stats, &opts, started);
     }
     Ok(())
 }
@@ -116,12 +121,14 @@ fn write_pairs(
     Ok(())
 }
 
-/// The summary on stderr, with the capped-rows warning.
-pub fn report(stats: &JoinStats, opts: &JoinOptions, started: Instant) {
+/// The summary on stderr, opening with `pairs` (what was found), with the capped-rows
+/// warning.
+pub fn report(pairs: &str, stats: &JoinStats, opts: &JoinOptions, started: Instant) {
     let seconds = started.elapsed().as_secs_f64();
     eprintln!(
-        "{} pairs within distance {} among {} rows ({} candidates checked) in {seconds:.2} s",
-        stats.pairs, opts.max_distance, stats.rows, stats.verified
+        "{pairs} among {} ({} checked) in {seconds:.2} s",
+        super::count(stats.rows, "row"),
+        super::count(stats.verified, "candidate")
     );
     if stats.capped > 0 {
         eprintln!(
