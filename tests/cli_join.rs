@@ -690,3 +690,34 @@ fn dedup_by_ratio_counts_the_pairs_within_the_ratio() {
         "{e}"
     );
 }
+
+#[test]
+fn distance_warns_of_skipped_pairs_and_cut_strings() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = dir.path().join("pairs.tsv");
+    std::fs::write(&pairs, "cafe\tcaf\u{e9}\nabc\tabd\nna\u{ef}ve\tnaive\n").unwrap();
+    let out = bin(
+        &[
+            "distance",
+            "--pairs",
+            pairs.to_str().unwrap(),
+            "--non-ascii",
+            "skip",
+        ],
+        b"",
+    );
+    let e = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(ok(out).lines().count(), 1);
+    assert!(
+        e.contains("warning: 2 pairs held non-ASCII characters and were skipped (first: line 1)"),
+        "{e}"
+    );
+    let long = "x".repeat(100);
+    let out = bin(&["distance", &long, "xx"], b"");
+    let e = String::from_utf8_lossy(&out.stderr).into_owned();
+    ok(out);
+    assert!(
+        e.contains("warning: 1 string was longer than 80 characters"),
+        "{e}"
+    );
+}
