@@ -353,8 +353,10 @@ pub fn exact_matrix(queries: &[Vec<u8>], base: &[Vec<u8>], progress: bool) -> Ve
     out
 }
 
+/// A progress bar over `n` items; hidden when not `show`n or when there is nothing to do
+/// (a bar of 0/0 says nothing, e.g. the misspellings' exact distances without any).
 fn bar(n: usize, what: &str, show: bool) -> indicatif::ProgressBar {
-    if !show {
+    if !show || n == 0 {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(n as u64).with_style(
