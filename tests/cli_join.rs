@@ -689,6 +689,18 @@ fn dedup_by_ratio_counts_the_pairs_within_the_ratio() {
         ),
         "{e}"
     );
+    // A negative ratio is a value out of range, not an unknown flag.
+    let e = err(bin(
+        &[
+            "dedup",
+            "-i",
+            input.to_str().unwrap(),
+            "--max-ratio",
+            "-0.1",
+        ],
+        b"",
+    ));
+    assert!(e.contains("--max-ratio must be at least 0"), "{e}");
 }
 
 #[test]

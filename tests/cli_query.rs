@@ -358,6 +358,17 @@ fn bad_input_gives_clear_errors() {
     ok(bin(&[&threshold[..], &["-C", "5", "abc"]].concat(), b""));
     let e = err(bin(&[&threshold[..], &["-C", "0", "abc"]].concat(), b""));
     assert!(e.contains("--candidates must be at least 1"), "{e}");
+    // Negative numbers are values out of range, not unknown flags.
+    let e = err(bin(
+        &["query", "--index", &index, "--max-distance", "-1", "abc"],
+        b"",
+    ));
+    assert!(e.contains("-1 is not in 0..="), "{e}");
+    let e = err(bin(
+        &[&threshold[..], &["--blowup", "-1", "abc"]].concat(),
+        b"",
+    ));
+    assert!(e.contains("--blowup must be a non-negative number"), "{e}");
     let e = err(bin(&["query", "--index", &index, "caf\u{e9}"], b""));
     assert!(e.contains("non-ASCII"), "{e}");
     let out = ok(bin(

@@ -30,10 +30,20 @@ pub struct Args {
     #[arg(long, group = "source")]
     pub index: Option<PathBuf>,
     /// Strings within this exact edit distance are duplicates.
-    #[arg(long, value_name = "D", group = "threshold")]
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        value_name = "D",
+        group = "threshold"
+    )]
     pub max_distance: Option<u32>,
     /// Strings within distance R * (the longer length) are duplicates, 0 <= R < 1.
-    #[arg(long, value_name = "R", group = "threshold")]
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        value_name = "R",
+        group = "threshold"
+    )]
     pub max_ratio: Option<f64>,
     /// Which member represents its cluster.
     #[arg(long, value_enum, default_value_t = Keep::First)]

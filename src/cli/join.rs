@@ -21,7 +21,7 @@ pub struct Args {
     #[arg(long, value_name = "INDEX")]
     pub with: Option<PathBuf>,
     /// Pairs whose exact Levenshtein distance is at most D.
-    #[arg(long, value_name = "D")]
+    #[arg(long, allow_negative_numbers = true, value_name = "D")]
     pub max_distance: u32,
     #[command(flatten)]
     pub search: SearchArgs,
@@ -38,7 +38,7 @@ pub struct SearchArgs {
     #[arg(long, short = 'C', default_value_t = DEFAULT_CANDIDATES)]
     pub candidates: usize,
     /// Candidates with estimate <= blowup * D are checked (`inf` for all).
-    #[arg(long, default_value_t = DEFAULT_BLOWUP)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = DEFAULT_BLOWUP)]
     pub blowup: f32,
     /// CPU threads for the exact check (default: one per core).
     #[arg(long)]

@@ -39,10 +39,10 @@ pub struct Args {
     pub candidates: Option<usize>,
     /// Threshold search: every string within this exact distance among the candidates.
     /// Exits with status 1 when no query found any (like grep).
-    #[arg(long, value_name = "D")]
+    #[arg(long, allow_negative_numbers = true, value_name = "D")]
     pub max_distance: Option<u32>,
     /// Threshold search takes candidates with estimate <= blowup * D (`inf` for all).
-    #[arg(long, default_value_t = DEFAULT_BLOWUP)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = DEFAULT_BLOWUP)]
     pub blowup: f32,
     /// Return raw embedding neighbours without the exact re-rank.
     #[arg(long)]
