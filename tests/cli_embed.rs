@@ -309,3 +309,70 @@ fn bench_embed_reads_its_input_by_the_embed_rules() {
         stderr(&out)
     );
 }
+
+#[test]
+fn precision_is_refused_where_it_does_not_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(dir.path(), "corpus.txt", b"abc\n");
+    let npy = dir.path().join("x.npy");
+    let out = embed(
+        &[
+            "-i",
+            &input,
+            "-o",
+            npy.to_str().unwrap(),
+            "--precision",
+            "f16",
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("a .npy array is always float32"),
+        "{}",
+        stderr(&out)
+    );
+    let cgk = concat!(env!("CARGO_MANIFEST_DIR"), "/models/cgk.safetensors");
+    let index = dir.path().join("x.idx");
+    let out = embed(
+        &[
+            "-i",
+            &input,
+            "-o",
+            index.to_str().unwrap(),
+            "-m",
+            cgk,
+            "--precision",
+            "f16",
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("stores codes as bytes"),
+        "{}",
+        stderr(&out)
+    );
+    assert_only(dir.path(), &["corpus.txt"]);
+}
+
+#[test]
+fn an_index_given_as_the_model_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(dir.path(), "corpus.txt", b"abc\n");
+    // Only the magic matters: the file is recognized before it is read as a model.
+    let mut fake_index = megashtein_gpu::search::index::MAGIC.to_vec();
+    fake_index.extend([0; 64]);
+    let index = write(dir.path(), "words.idx", &fake_index);
+    let output = dir.path().join("x.idx");
+    let out = embed(
+        &["-i", &input, "-o", output.to_str().unwrap(), "-m", &index],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("words.idx is a megashtein-gpu index, not a model file"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -572,9 +572,21 @@ fn export_reproduces_the_index_rows() {
             let want = format!("{i}\t{}\t{}", i + 1, String::from_utf8_lossy(&c.strings[i]));
             assert_eq!(*row, want);
         }
-        let manifest: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(Path::new(&dir).join("manifest.json")).unwrap())
-                .unwrap();
+        let text = std::fs::read_to_string(Path::new(&dir).join("manifest.json")).unwrap();
+        // Keys in the documented order (README), not sorted.
+        let keys = [
+            "model_fingerprint",
+            "architecture",
+            "dim",
+            "rows",
+            "estimator",
+        ];
+        let positions: Vec<usize> = keys
+            .iter()
+            .map(|k| text.find(&format!("\"{k}\"")).unwrap())
+            .collect();
+        assert!(positions.is_sorted(), "{text}");
+        let manifest: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(manifest["rows"], c.strings.len() as u64);
         assert_eq!(manifest["dim"], 80);
         assert_eq!(manifest["model_fingerprint"], opened.fingerprint());
@@ -614,7 +626,10 @@ fn join_past_the_gpu_candidate_limit_checks_every_pair() {
     let got = parse_pairs(&ok(join("3000", &["--blowup", "inf"])), &strings, &strings);
     assert_eq!(sorted(got), exact_pairs(&strings, &strings, 1, true));
     let e = err(join("2000", &[]));
-    assert!(e.contains("limit of 1023"), "{e}");
+    assert!(
+        e.contains("limit of 1023 in a join within one index") && e.contains("own slot"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -639,4 +654,82 @@ fn bench_exact_join_with_length_pruning_is_the_brute_force_join() {
             assert_eq!(exact.groups, planted);
         }
     }
+}
+
+#[test]
+fn dedup_by_ratio_counts_the_pairs_within_the_ratio() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("lines.txt");
+    // Ratio 0.1: the longest line (30) makes the join's bound 3; of its two pairs at
+    // distance 1 only the 10-character one is within the ratio.
+    let long = "a".repeat(30);
+    let text = format!("abcdefghij\nabcdefghik\nxyz\nxyw\n{long}\n");
+    std::fs::write(&input, text).unwrap();
+    let out = bin(
+        &[
+            "dedup",
+            "-i",
+            input.to_str().unwrap(),
+            "--max-ratio",
+            "0.1",
+            "--blowup",
+            "inf",
+        ],
+        b"",
+    );
+    let e = String::from_utf8_lossy(&out.stderr).into_owned();
+    ok(out);
+    assert!(
+        e.contains("1 pair within ratio 0.1 (of 2 within distance 3"),
+        "{e}"
+    );
+    assert!(
+        e.contains(
+            "5 lines in 4 clusters: 1 group of near-duplicates (2 lines, largest 2), 3 singletons"
+        ),
+        "{e}"
+    );
+    // A negative ratio is a value out of range, not an unknown flag.
+    let e = err(bin(
+        &[
+            "dedup",
+            "-i",
+            input.to_str().unwrap(),
+            "--max-ratio",
+            "-0.1",
+        ],
+        b"",
+    ));
+    assert!(e.contains("--max-ratio must be at least 0"), "{e}");
+}
+
+#[test]
+fn distance_warns_of_skipped_pairs_and_cut_strings() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = dir.path().join("pairs.tsv");
+    std::fs::write(&pairs, "cafe\tcaf\u{e9}\nabc\tabd\nna\u{ef}ve\tnaive\n").unwrap();
+    let out = bin(
+        &[
+            "distance",
+            "--pairs",
+            pairs.to_str().unwrap(),
+            "--non-ascii",
+            "skip",
+        ],
+        b"",
+    );
+    let e = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(ok(out).lines().count(), 1);
+    assert!(
+        e.contains("warning: 2 pairs held non-ASCII characters and were skipped (first: line 1)"),
+        "{e}"
+    );
+    let long = "x".repeat(100);
+    let out = bin(&["distance", &long, "xx"], b"");
+    let e = String::from_utf8_lossy(&out.stderr).into_owned();
+    ok(out);
+    assert!(
+        e.contains("warning: 1 string was longer than 80 characters"),
+        "{e}"
+    );
 }

@@ -300,6 +300,20 @@ fn json_lines_and_tsv_escapes() {
         ],
         b"tab\there\nback\\slash\n",
     ));
+    // Keys in the documented order (CONTRACTS.md), not sorted.
+    let first = out.lines().next().unwrap();
+    let keys = [
+        "\"query\"",
+        "\"hits\"",
+        "\"rank\"",
+        "\"id\"",
+        "\"line\"",
+        "\"string\"",
+        "\"distance\"",
+        "\"estimate\"",
+    ];
+    let positions: Vec<usize> = keys.iter().map(|k| first.find(k).unwrap()).collect();
+    assert!(positions.is_sorted(), "{first}");
     let lines: Vec<serde_json::Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -362,6 +376,17 @@ fn bad_input_gives_clear_errors() {
     ok(bin(&[&threshold[..], &["-C", "5", "abc"]].concat(), b""));
     let e = err(bin(&[&threshold[..], &["-C", "0", "abc"]].concat(), b""));
     assert!(e.contains("--candidates must be at least 1"), "{e}");
+    // Negative numbers are values out of range, not unknown flags.
+    let e = err(bin(
+        &["query", "--index", &index, "--max-distance", "-1", "abc"],
+        b"",
+    ));
+    assert!(e.contains("-1 is not in 0..="), "{e}");
+    let e = err(bin(
+        &[&threshold[..], &["--blowup", "-1", "abc"]].concat(),
+        b"",
+    ));
+    assert!(e.contains("--blowup must be a non-negative number"), "{e}");
     let e = err(bin(&["query", "--index", &index, "caf\u{e9}"], b""));
     assert!(e.contains("non-ASCII"), "{e}");
     let out = ok(bin(
@@ -401,6 +426,15 @@ fn bad_input_gives_clear_errors() {
         b"",
     ));
     assert!(e.contains("corrupt") || e.contains("checksum"), "{e}");
+    // A model file where an index goes, and an index where a model goes.
+    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/models/default.safetensors");
+    let e = err(bin(&["query", "--index", model, "abc"], b""));
+    assert!(e.contains("is a model file (safetensors), not"), "{e}");
+    let e = err(bin(&["query", "--index", &index, "-m", &index, "abc"], b""));
+    assert!(
+        e.contains("is a megashtein-gpu index, not a model file"),
+        "{e}"
+    );
 
     // An index made by another model, queried with the default one, and the reverse.
     let other = make_other_model(dir.path());

@@ -970,3 +970,24 @@ fn a_short_triplet_run_from_scratch_ranks_a_held_out_word_list_far_better_than_u
         "R10@100 {trained:.3} against {untrained:.3} untrained"
     );
 }
+
+#[test]
+fn a_finished_cnn_ed_run_states_its_estimator_in_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = four_words(dir.path());
+    let args = [
+        "--arch",
+        "cnn-ed",
+        "--corpus",
+        corpus.to_str().unwrap(),
+        "--epochs",
+        "1",
+    ];
+    let out = train(dir.path(), &args);
+    let e = String::from_utf8_lossy(&out.stderr).into_owned();
+    ok(out);
+    assert!(
+        e.contains("trained 1 epoch in") && e.contains(" x embedding distance "),
+        "{e}"
+    );
+}

@@ -178,8 +178,10 @@ fn reader(text: &str, mode: NonAscii) -> LineReader<Cursor<Vec<u8>>> {
 
 #[test]
 fn pairs_files_reject_missing_tabs_and_follow_the_non_ascii_rules() {
-    let ok = data::read_pairs(reader("teh\tthe\nrecieve\treceive\n", NonAscii::Error)).unwrap();
+    let (ok, warnings) =
+        data::read_pairs(reader("teh\tthe\nrecieve\treceive\n", NonAscii::Error)).unwrap();
     assert_eq!(ok.len(), 2);
+    assert!(warnings.is_empty(), "{warnings:?}");
     assert_eq!(ok[1].wrong, b"recieve");
     assert_eq!(ok[1].correct, b"receive");
 
@@ -198,9 +200,14 @@ fn pairs_files_reject_missing_tabs_and_follow_the_non_ascii_rules() {
         data::read_pairs(reader(text, NonAscii::Error)).unwrap_err()
     );
     assert!(e.contains("pairs.tsv:2:"), "{e}");
-    let skipped = data::read_pairs(reader(text, NonAscii::Skip)).unwrap();
+    // Dropped lines are counted for a warning, like `embed`'s.
+    let (skipped, warnings) = data::read_pairs(reader(text, NonAscii::Skip)).unwrap();
     assert_eq!(skipped.len(), 1);
-    let replaced = data::read_pairs(reader(text, NonAscii::Replace)).unwrap();
+    assert_eq!(
+        warnings,
+        ["1 line contained non-ASCII characters and was skipped (first: line 2)"]
+    );
+    let (replaced, _) = data::read_pairs(reader(text, NonAscii::Replace)).unwrap();
     assert_eq!(replaced[1].wrong, b"caf?");
 }
 

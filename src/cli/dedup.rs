@@ -6,6 +6,7 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use serde_json::json;
 
+use super::count;
 use super::join::SearchArgs;
 use super::table::{OutputArgs, as_text};
 use crate::edit_distance::char_len;
@@ -29,10 +30,20 @@ pub struct Args {
     #[arg(long, group = "source")]
     pub index: Option<PathBuf>,
     /// Strings within this exact edit distance are duplicates.
-    #[arg(long, value_name = "D", group = "threshold")]
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        value_name = "D",
+        group = "threshold"
+    )]
     pub max_distance: Option<u32>,
     /// Strings within distance R * (the longer length) are duplicates, 0 <= R < 1.
-    #[arg(long, value_name = "R", group = "threshold")]
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        value_name = "R",
+        group = "threshold"
+    )]
     pub max_ratio: Option<f64>,
     /// Which member represents its cluster.
     #[arg(long, value_enum, default_value_t = Keep::First)]
@@ -83,6 +94,8 @@ pub fn run(args: &Args) -> Result<()> {
     };
     let progress = super::progress_rows(index.len() as u64, "grouping");
     let mut sets = UnionFind::new(index.len());
+    // The join's pairs that pass --max-ratio too (all of them without it).
+    let mut linking = 0u64;
     let stats = join(
         &gpu,
         &index,
@@ -92,6 +105,7 @@ pub fn run(args: &Args) -> Result<()> {
         |pairs| {
             for p in pairs {
                 if within_ratio(&index, p.a, p.b, p.distance, args.max_ratio) {
+                    linking += 1;
                     sets.union(p.a, p.b);
                 }
             }
@@ -112,7 +126,16 @@ pub fn run(args: &Args) -> Result<()> {
         }
         Ok(())
     })?;
-    super::join::report(&stats, &opts, started);
+    let pairs = match args.max_ratio {
+        Some(r) => format!(
+            "{} within ratio {r} (of {} within distance {max_distance}, the most the ratio \
+             allows for the longest line)",
+            count(linking, "pair"),
+            stats.pairs
+        ),
+        None => format!("{} within distance {max_distance}", count(linking, "pair")),
+    };
+    super::join::report(&pairs, &stats, &opts, started);
     summarize(&clusters);
     Ok(())
 }
@@ -159,12 +182,11 @@ fn summarize(clusters: &Clusters) {
     let groups: Vec<usize> = sizes.iter().copied().filter(|&s| s > 1).collect();
     let largest = groups.iter().max().copied().unwrap_or(1);
     eprintln!(
-        "{} lines in {} clusters: {} groups of near-duplicates ({} lines, largest {largest}), \
-         {} singletons",
-        clusters.cluster.len(),
-        sizes.len(),
-        groups.len(),
-        groups.iter().sum::<usize>(),
-        sizes.len() - groups.len()
+        "{} in {}: {} of near-duplicates ({}, largest {largest}), {}",
+        count(clusters.cluster.len(), "line"),
+        count(sizes.len(), "cluster"),
+        count(groups.len(), "group"),
+        count(groups.iter().sum::<usize>(), "line"),
+        count(sizes.len() - groups.len(), "singleton")
     );
 }

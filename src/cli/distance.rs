@@ -52,7 +52,18 @@ pub fn run(args: &Args) -> Result<()> {
             Box::new(std::iter::once(pair))
         }
     };
-    let mut pairs = pairs.filter_map(Result::transpose);
+    // Pairs dropped by --non-ascii skip: how many, and the first one's line.
+    let (mut skipped, mut first_skipped) = (0u64, None);
+    let mut pairs = pairs.enumerate().filter_map(|(i, pair)| {
+        if let Ok(None) = pair {
+            skipped += 1;
+            first_skipped.get_or_insert(i + 1);
+        }
+        pair.transpose()
+    });
+    // Strings longer than the model reads: its estimate sees only their start.
+    let reads_up_to = model.reads_up_to();
+    let mut cut = 0u64;
     let gpu = args.gpu.open()?;
     let mut embedder = Embedder::for_model(&gpu, &model)?;
     args.out.write(COLUMNS, |table| {
@@ -66,6 +77,8 @@ pub fn run(args: &Args) -> Result<()> {
             }
             let estimates = embedder.estimates(&chunk)?;
             for ((a, b), estimate) in chunk.iter().zip(estimates) {
+                let longer = |s: &[u8]| as_text(s).chars().nth(reads_up_to).is_some();
+                cut += u64::from(longer(a)) + u64::from(longer(b));
                 let exact = Exact::new(a).distance(b);
                 table.row(&[
                     json!(as_text(a)),
@@ -75,7 +88,28 @@ pub fn run(args: &Args) -> Result<()> {
                 ])?;
             }
         }
-    })
+    })?;
+    drop(pairs);
+    if skipped > 0 {
+        let first_line = match (&args.pairs, first_skipped) {
+            (Some(_), Some(line)) => format!(" (first: line {line})"),
+            _ => String::new(),
+        };
+        eprintln!(
+            "warning: {} held non-ASCII characters and {} skipped{first_line}",
+            super::count(skipped, "pair"),
+            if skipped == 1 { "was" } else { "were" }
+        );
+    }
+    if cut > 0 {
+        eprintln!(
+            "warning: {} {} longer than {reads_up_to} characters: the estimate reads the \
+             first {reads_up_to}, the exact distance the whole string",
+            super::count(cut, "string"),
+            if cut == 1 { "was" } else { "were" }
+        );
+    }
+    Ok(())
 }
 
 type Pair = (Vec<u8>, Vec<u8>);

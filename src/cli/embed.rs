@@ -7,7 +7,7 @@ use crate::embed::{DEFAULT_BATCH, Embedder};
 use crate::input::Line;
 use crate::input::{LineReader, NonAscii};
 use crate::io::{NpyWriter, write_npy_i64};
-use crate::model::Model;
+use crate::model::{Metric, Model};
 use crate::search::index::{IndexWriter, Precision};
 
 #[derive(clap::Args, Debug)]
@@ -21,14 +21,14 @@ pub struct Args {
     /// Output file: `.npy` (any case) gets a float32 [N, dim] array in input order (dim: the model's
     /// width, 80 released; a CGK model's code bytes, one symbol each) and, when lines
     /// were skipped, `NAME.lines.npy`: each row's 1-based source line, int64; any other
-    /// name gets a search index for `megashtein-gpu query`. Not `-`: both are binary
-    /// files written in place.
+    /// name gets a search index for `megashtein-gpu query`. Both are binary files,
+    /// written atomically (a temporary file renamed into place): not `-`, nor a device.
     #[arg(long, short)]
     pub output: PathBuf,
-    /// How the index stores embeddings (f16 halves its size); not for .npy output, nor
-    /// for a CGK model, whose codes are stored as bytes.
-    #[arg(long, value_enum, default_value_t = Precision::F32)]
-    pub precision: Precision,
+    /// How the index stores embeddings (f16 halves its size) [default: f32]; refused for
+    /// .npy output (always float32) and for a CGK model, whose codes are stored as bytes.
+    #[arg(long, value_enum)]
+    pub precision: Option<Precision>,
     /// What to do with lines holding non-ASCII characters.
     #[arg(long, value_enum, default_value_t = NonAscii::Error)]
     pub non_ascii: NonAscii,
@@ -72,27 +72,40 @@ pub fn run(args: &Args) -> Result<()> {
         );
     }
     crate::io::refuse_overwriting_input(&args.output, &args.input, "corpus")?;
+    let npy = args
+        .output
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
+    if let (Some(precision), true) = (args.precision, npy) {
+        bail!("--precision {precision} applies to an index; a .npy array is always float32");
+    }
     let model = Model::open_or_builtin(args.model.as_deref())?;
+    if let (Some(precision), Metric::Hamming) = (args.precision, model.estimator().metric) {
+        bail!(
+            "--precision {precision} does not apply to {} ({}), whose index stores codes as \
+             bytes",
+            model.source(),
+            model.arch_name()
+        );
+    }
     let mut reader = LineReader::open(&args.input, args.non_ascii.for_model(&model)?)?
         .cutting_at(model.reads_up_to());
     let total_bytes = std::fs::metadata(&args.input)
         .ok()
         .filter(|m| m.is_file())
         .map(|m| m.len());
-    let npy = args
-        .output
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
     let mut sink = if npy {
         Sink::Npy(NpyWriter::create(&args.output, model.dim())?)
     } else {
         // The index carries its model, so `query` needs no --model.
-        let writer = IndexWriter::for_model(&args.output, &model, args.precision)?;
+        let precision = args.precision.unwrap_or(Precision::F32);
+        let writer = IndexWriter::for_model(&args.output, &model, precision)?;
         Sink::Index(Box::new(writer))
     };
-    let precision = match &sink {
-        Sink::Index(writer) => writer.precision(),
-        Sink::Npy(_) => args.precision,
+    // The index's own: codes for CGK.
+    let index_precision = match &sink {
+        Sink::Index(writer) => Some(writer.precision()),
+        Sink::Npy(_) => None,
     };
     let gpu = args.gpu.open()?;
     let mut embedder = Embedder::with_batch(&gpu, &model, args.batch)?;
@@ -117,13 +130,13 @@ pub fn run(args: &Args) -> Result<()> {
     for warning in reader.stats().warnings() {
         eprintln!("warning: {warning}");
     }
-    let what = if npy {
-        "array".to_string()
-    } else {
-        format!("index ({precision})")
+    let what = match index_precision {
+        Some(precision) => format!("index ({precision})"),
+        None => "array".to_string(),
     };
     eprintln!(
-        "embedded {rows} strings with {} into {what} {} ({} per batch on {})",
+        "embedded {} with {} into {what} {} ({} per batch on {})",
+        super::count(rows, "string"),
         model.source(),
         args.output.display(),
         embedder.batch(),

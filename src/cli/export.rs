@@ -5,7 +5,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, anyhow, bail};
-use serde_json::json;
 
 use super::table::{escape_tsv, f32_value};
 use crate::io::{NpyWriter, Tracked, write_atomic};
@@ -77,50 +76,92 @@ fn write_files(index: &Index, dir: &Path) -> Result<()> {
         Ok(())
     })?;
     let estimator = index.estimator();
-    let (architecture, estimate) = match estimator.metric {
+    let scale = f32_value(estimator.scale);
+    let (architecture, estimator) = match estimator.metric {
         Metric::SquaredEuclidean => (
             weights::ARCH,
-            json!({
-                "metric": Metric::SquaredEuclidean.name(),
-                "formula": "estimate = scale * sum((a - b)^2)",
-                "scale": f32_value(estimator.scale),
-            }),
+            Estimator {
+                metric: Metric::SquaredEuclidean.name(),
+                formula: "estimate = scale * sum((a - b)^2)",
+                scale,
+                divisor: None,
+                exponent: None,
+                offset: None,
+            },
         ),
         Metric::Hamming => (
             cgk::ARCH,
-            json!({
-                "metric": Metric::Hamming.name(),
-                "formula": "estimate = scale * (count(a != b) / divisor)^exponent",
-                "scale": f32_value(estimator.scale),
-                "divisor": f32_value(estimator.divisor),
-                "exponent": f32_value(estimator.exponent),
-            }),
+            Estimator {
+                metric: Metric::Hamming.name(),
+                formula: "estimate = scale * (count(a != b) / divisor)^exponent",
+                scale,
+                divisor: Some(f32_value(estimator.divisor)),
+                exponent: Some(f32_value(estimator.exponent)),
+                offset: None,
+            },
         ),
         Metric::Euclidean => (
             cnn_ed::ARCH,
-            json!({
-                "metric": Metric::Euclidean.name(),
-                "formula": "estimate = max(0, scale * sqrt(sum((a - b)^2)) + offset)",
-                "scale": f32_value(estimator.scale),
-                "offset": f32_value(estimator.offset),
-            }),
+            Estimator {
+                metric: Metric::Euclidean.name(),
+                formula: "estimate = max(0, scale * sqrt(sum((a - b)^2)) + offset)",
+                scale,
+                divisor: None,
+                exponent: None,
+                offset: Some(f32_value(estimator.offset)),
+            },
         ),
     };
-    let manifest = json!({
-        "model_fingerprint": index.fingerprint(),
-        "architecture": architecture,
-        "dim": index.dim(),
-        "rows": index.len(),
-        "precision": index.precision().name(),
-        "estimator": estimate,
-        "files": {
-            "vectors.npy": "float32 [rows, dim], row i = index row i",
-            "strings.tsv": "id <TAB> 1-based source line <TAB> string; \\t \\n \\r \\\\ escaped",
+    let manifest = Manifest {
+        model_fingerprint: index.fingerprint(),
+        architecture,
+        dim: index.dim(),
+        rows: index.len(),
+        precision: index.precision().name(),
+        estimator,
+        files: Files {
+            vectors: "float32 [rows, dim], row i = index row i",
+            strings: "id <TAB> 1-based source line <TAB> string; \\t \\n \\r \\\\ escaped",
         },
-    });
+    };
     write_atomic(&dir.join("manifest.json"), |out| {
         serde_json::to_writer_pretty(&mut *out, &manifest)?;
         writeln!(out)?;
         Ok(())
     })
+}
+
+/// `manifest.json`. Structs, not `json!`, so the keys keep the order written here
+/// (serde_json's map would sort them).
+#[derive(serde::Serialize)]
+struct Manifest<'a> {
+    model_fingerprint: &'a str,
+    architecture: &'static str,
+    dim: usize,
+    rows: usize,
+    precision: &'static str,
+    estimator: Estimator,
+    files: Files,
+}
+
+/// The model's estimator: the coefficients its metric uses, and only those.
+#[derive(serde::Serialize)]
+struct Estimator {
+    metric: &'static str,
+    formula: &'static str,
+    scale: serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    divisor: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exponent: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offset: Option<serde_json::Value>,
+}
+
+#[derive(serde::Serialize)]
+struct Files {
+    #[serde(rename = "vectors.npy")]
+    vectors: &'static str,
+    #[serde(rename = "strings.tsv")]
+    strings: &'static str,
 }

@@ -21,7 +21,7 @@ pub struct Args {
     #[arg(long, value_name = "INDEX")]
     pub with: Option<PathBuf>,
     /// Pairs whose exact Levenshtein distance is at most D.
-    #[arg(long, value_name = "D")]
+    #[arg(long, allow_negative_numbers = true, value_name = "D")]
     pub max_distance: u32,
     #[command(flatten)]
     pub search: SearchArgs,
@@ -38,7 +38,7 @@ pub struct SearchArgs {
     #[arg(long, short = 'C', default_value_t = DEFAULT_CANDIDATES)]
     pub candidates: usize,
     /// Candidates with estimate <= blowup * D are checked (`inf` for all).
-    #[arg(long, default_value_t = DEFAULT_BLOWUP)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = DEFAULT_BLOWUP)]
     pub blowup: f32,
     /// CPU threads for the exact check (default: one per core).
     #[arg(long)]
@@ -90,7 +90,12 @@ pub fn run(args: &Args) -> Result<()> {
     })?;
     progress.finish_and_clear();
     if let Some(stats) = stats {
-        report(&stats, &opts, started);
+        let pairs = format!(
+            "{} within distance {}",
+            super::count(stats.pairs, "pair"),
+            opts.max_distance
+        );
+        report(&pairs, &stats, &opts, started);
     }
     Ok(())
 }
@@ -116,12 +121,14 @@ fn write_pairs(
     Ok(())
 }
 
-/// The summary on stderr, with the capped-rows warning.
-pub fn report(stats: &JoinStats, opts: &JoinOptions, started: Instant) {
+/// The summary on stderr, opening with `pairs` (what was found), with the capped-rows
+/// warning.
+pub fn report(pairs: &str, stats: &JoinStats, opts: &JoinOptions, started: Instant) {
     let seconds = started.elapsed().as_secs_f64();
     eprintln!(
-        "{} pairs within distance {} among {} rows ({} candidates checked) in {seconds:.2} s",
-        stats.pairs, opts.max_distance, stats.rows, stats.verified
+        "{pairs} among {} ({} checked) in {seconds:.2} s",
+        super::count(stats.rows, "row"),
+        super::count(stats.verified, "candidate")
     );
     if stats.capped > 0 {
         eprintln!(

@@ -198,6 +198,13 @@ pub fn stop_flag() -> Arc<AtomicBool> {
         .clone()
 }
 
+/// `n` and `noun`, plural unless `n` is 1: "1 string", "3 strings" (for nouns whose
+/// plural adds an s).
+pub fn count<N: std::fmt::Display + PartialEq + From<u8>>(n: N, noun: &str) -> String {
+    let plural = if n == N::from(1) { "" } else { "s" };
+    format!("{n} {noun}{plural}")
+}
+
 /// A progress bar over input bytes with rate and ETA, or a spinner when the size is
 /// unknown (standard input). Hidden when stderr is not a terminal.
 pub fn progress_bytes(total: Option<u64>, what: &str) -> indicatif::ProgressBar {
@@ -237,6 +244,13 @@ pub fn progress_rows(total: u64, what: &str) -> indicatif::ProgressBar {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_are_singular_only_for_one() {
+        assert_eq!(count(0u64, "pair"), "0 pairs");
+        assert_eq!(count(1u64, "pair"), "1 pair");
+        assert_eq!(count(2usize, "string"), "2 strings");
+    }
 
     #[test]
     fn only_an_automatic_choice_of_llvmpipe_through_opengl_gets_the_note() {

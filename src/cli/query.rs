@@ -39,10 +39,10 @@ pub struct Args {
     pub candidates: Option<usize>,
     /// Threshold search: every string within this exact distance among the candidates.
     /// Exits with status 1 when no query found any (like grep).
-    #[arg(long, value_name = "D")]
+    #[arg(long, allow_negative_numbers = true, value_name = "D")]
     pub max_distance: Option<u32>,
     /// Threshold search takes candidates with estimate <= blowup * D (`inf` for all).
-    #[arg(long, default_value_t = DEFAULT_BLOWUP)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = DEFAULT_BLOWUP)]
     pub blowup: f32,
     /// Return raw embedding neighbours without the exact re-rank.
     #[arg(long)]
@@ -225,27 +225,46 @@ fn write_answer(
             }
         }
         Output::Json(out) => {
-            let hits: Vec<serde_json::Value> = answer
+            let hits = answer
                 .hits
                 .iter()
                 .enumerate()
-                .map(|(rank, hit)| {
-                    json!({
-                        "rank": rank + 1,
-                        "id": hit.id,
-                        "line": index.line(hit.id),
-                        "string": as_text(index.string(hit.id)),
-                        "distance": hit.distance,
-                        "estimate": f32_value(hit.estimate),
-                    })
+                .map(|(rank, hit)| JsonHit {
+                    rank: rank + 1,
+                    id: hit.id,
+                    line: index.line(hit.id),
+                    string: as_text(index.string(hit.id)),
+                    distance: hit.distance,
+                    estimate: f32_value(hit.estimate),
                 })
                 .collect();
-            let object = json!({ "query": as_text(&query.text), "hits": hits });
+            let object = JsonAnswer {
+                query: as_text(&query.text),
+                hits,
+            };
             serde_json::to_writer(&mut *out, &object).context("cannot write output")?;
             writeln!(out)?;
         }
     }
     Ok(())
+}
+
+/// One query's JSON line. Structs, not `json!`, so the keys keep the documented order
+/// (serde_json's map would sort them).
+#[derive(serde::Serialize)]
+struct JsonAnswer {
+    query: String,
+    hits: Vec<JsonHit>,
+}
+
+#[derive(serde::Serialize)]
+struct JsonHit {
+    rank: usize,
+    id: usize,
+    line: u64,
+    string: String,
+    distance: Option<u32>,
+    estimate: serde_json::Value,
 }
 
 /// Hits as flat records (TSV, CSV), or one nested JSON object per query.

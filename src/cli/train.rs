@@ -39,7 +39,8 @@ pub struct Args {
     /// epoch), at --stop-after and on Ctrl-C [default: OUTPUT.ckpt].
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
-    /// JSON-lines metrics log, appended to [default: OUTPUT.log.jsonl].
+    /// JSON-lines metrics log: a fresh run starts it anew, --resume appends to it
+    /// [default: OUTPUT.log.jsonl].
     #[arg(long)]
     pub log: Option<PathBuf>,
     /// Training steps.

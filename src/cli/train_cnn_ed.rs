@@ -159,9 +159,10 @@ pub fn run(args: &Args) -> Result<()> {
                 step => format!(" (resumed at step {step})"),
             };
             eprintln!(
-                "trained {} epochs{resumed} in {:.0} s; estimate = {:.4} x distance {} {:.4} \
-                 (mean relative error on the training pairs {error:.3}); model written to {}",
-                run.epochs,
+                "trained {}{resumed} in {:.0} s; estimate = {:.4} x embedding distance {} \
+                 {:.4} (mean relative error on the training pairs {error:.3}); model written \
+                 to {}",
+                super::count(run.epochs, "epoch"),
                 started.elapsed().as_secs_f64(),
                 e.scale,
                 if e.offset < 0.0 { '-' } else { '+' },

@@ -33,8 +33,12 @@ pub fn read_base<R: BufRead>(reader: LineReader<R>) -> Result<Vec<Vec<u8>>> {
     Ok(lines.into_iter().map(|l| l.text).collect())
 }
 
-pub fn read_base_file(path: &Path, mode: NonAscii) -> Result<Vec<Vec<u8>>> {
-    read_base(LineReader::open(path, mode)?)
+/// The strings of the base file at `path`, with the warnings of reading it (lines
+/// skipped, replaced or cut, as `embed` reports them).
+pub fn read_base_file(path: &Path, mode: NonAscii) -> Result<(Vec<Vec<u8>>, Vec<String>)> {
+    let (lines, stats) = LineReader::open(path, mode)?.read_all()?;
+    let strings = lines.into_iter().map(|l| l.text).collect();
+    Ok((strings, stats.warnings()))
 }
 
 pub fn builtin_base() -> Vec<Vec<u8>> {
@@ -49,9 +53,10 @@ pub fn builtin_base() -> Vec<Vec<u8>> {
 /// Lines `misspelling<TAB>correct` (the first tab splits; the correct word is the rest of
 /// the line). A line without a tab, or with an empty side, is an error naming the source
 /// and line; non-ASCII lines follow `mode` like `embed`'s input.
-pub fn read_pairs<R: BufRead>(reader: LineReader<R>) -> Result<Vec<Misspelling>> {
+/// Also returns the warnings of reading them (lines skipped, replaced or cut).
+pub fn read_pairs<R: BufRead>(reader: LineReader<R>) -> Result<(Vec<Misspelling>, Vec<String>)> {
     let name = reader.name().to_string();
-    let (lines, _) = reader.read_all()?;
+    let (lines, stats) = reader.read_all()?;
     let mut out = Vec::with_capacity(lines.len());
     for line in lines {
         let Some(tab) = line.text.iter().position(|&b| b == b'\t') else {
@@ -74,10 +79,10 @@ pub fn read_pairs<R: BufRead>(reader: LineReader<R>) -> Result<Vec<Misspelling>>
             line: line.number,
         });
     }
-    Ok(out)
+    Ok((out, stats.warnings()))
 }
 
-pub fn read_pairs_file(path: &Path, mode: NonAscii) -> Result<Vec<Misspelling>> {
+pub fn read_pairs_file(path: &Path, mode: NonAscii) -> Result<(Vec<Misspelling>, Vec<String>)> {
     read_pairs(LineReader::open(path, mode)?)
 }
 
@@ -88,6 +93,7 @@ pub fn builtin_pairs() -> Vec<Misspelling> {
         NonAscii::Error,
     ))
     .expect("the built-in misspellings are valid")
+    .0
 }
 
 const LOWER: &[u8] = b"abcdefghijklmnopqrstuvwxyz";

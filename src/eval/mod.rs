@@ -353,8 +353,10 @@ pub fn exact_matrix(queries: &[Vec<u8>], base: &[Vec<u8>], progress: bool) -> Ve
     out
 }
 
+/// A progress bar over `n` items; hidden when not `show`n or when there is nothing to do
+/// (a bar of 0/0 says nothing, e.g. the misspellings' exact distances without any).
 fn bar(n: usize, what: &str, show: bool) -> indicatif::ProgressBar {
-    if !show {
+    if !show || n == 0 {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(n as u64).with_style(
@@ -393,22 +395,33 @@ struct EvalData {
     progress: bool,
 }
 
+/// The warnings of reading `path` (lines skipped, replaced or cut): on standard error
+/// as `embed` gives them, and in the report's notes.
+fn warn_of_input(path: &Path, warnings: &[String], notes: &mut Vec<String>) {
+    for warning in warnings {
+        eprintln!("warning: {}: {warning}", path.display());
+        notes.push(format!("{}: {warning}", path.display()));
+    }
+}
+
 /// Run the evaluation; with `opts.out`, write report.json and the plots there.
 pub fn run(gpu: &Gpu, opts: &Options) -> Result<Report> {
     let start = Instant::now();
     let mut notes = Vec::new();
     let (base, base_source) = match &opts.base {
-        Some(p) => (
-            data::read_base_file(p, opts.non_ascii)?,
-            p.display().to_string(),
-        ),
+        Some(p) => {
+            let (base, warnings) = data::read_base_file(p, opts.non_ascii)?;
+            warn_of_input(p, &warnings, &mut notes);
+            (base, p.display().to_string())
+        }
         None => (data::builtin_base(), "the built-in base".to_string()),
     };
     let (pairs, pairs_source) = match (&opts.pairs, &opts.base) {
-        (Some(p), _) => (
-            data::read_pairs_file(p, opts.non_ascii)?,
-            Some(p.display().to_string()),
-        ),
+        (Some(p), _) => {
+            let (pairs, warnings) = data::read_pairs_file(p, opts.non_ascii)?;
+            warn_of_input(p, &warnings, &mut notes);
+            (pairs, Some(p.display().to_string()))
+        }
         (None, None) => (
             data::builtin_pairs(),
             Some("the built-in misspellings".to_string()),

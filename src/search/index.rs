@@ -84,6 +84,27 @@ use crate::ops::knn::Database;
 
 /// The magic bytes at offset 0.
 pub const MAGIC: [u8; 8] = *b"MGSHTIDX";
+
+/// Whether the file at `path` is a regular file that starts with [`MAGIC`]: an index,
+/// for a clear message where a model file was expected. Unreadable: false.
+pub fn is_index_file(path: &Path) -> bool {
+    let mut start = [0u8; MAGIC.len()];
+    // Only a regular file: peeking at a pipe would take bytes from its reader.
+    path.is_file()
+        && File::open(path)
+            .and_then(|mut f| f.read_exact(&mut start))
+            .is_ok()
+        && start == MAGIC
+}
+
+/// Whether `b` starts like a safetensors file: a little-endian header length that fits
+/// in the file, then the JSON header's `{`.
+fn looks_like_safetensors(b: &[u8]) -> bool {
+    let Some((length, rest)) = b.split_first_chunk::<8>() else {
+        return false;
+    };
+    rest.first() == Some(&b'{') && u64::from_le_bytes(*length) <= rest.len() as u64
+}
 /// The format version this build writes; it reads this one and version 1.
 pub const VERSION: u32 = 4;
 /// Length of the fixed header; the body checksum covers everything after it.
@@ -1173,6 +1194,13 @@ impl Index {
         let name = path.display();
         if b.starts_with(&crate::io::NPY_MAGIC[..]) {
             bail!("{name} is a .npy file, not a megashtein-gpu index");
+        }
+        if looks_like_safetensors(b) {
+            bail!(
+                "{name} is a model file (safetensors), not a megashtein-gpu index; make an \
+                 index with it (`megashtein-gpu embed -m {name} -i CORPUS -o INDEX`) and give \
+                 that"
+            );
         }
         let header = IndexHeader::parse(b).map_err(|reason| {
             if reason.starts_with("not a") {

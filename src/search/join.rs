@@ -348,10 +348,18 @@ impl Candidates {
             return Ok(Candidates::Every(every.collect()));
         }
         if k.min(n) > MAX_K {
+            let limit = if within {
+                format!(
+                    "the limit of {} in a join within one index (the GPU search keeps {MAX_K} \
+                     neighbours, and each row's own slot is one of them)",
+                    MAX_K - 1
+                )
+            } else {
+                format!("the GPU search's limit of {MAX_K}")
+            };
             bail!(
-                "--candidates {candidates} is above the GPU search's limit of {}; use at most \
-                 that, or at least the number of distinct strings ({n}) to check every pair",
-                MAX_K - usize::from(within),
+                "--candidates {candidates} is above {limit}; use at most that, or at least \
+                 the number of distinct strings ({n}) to check every pair",
             );
         }
         let database = if n == right.len() {
