@@ -28,7 +28,7 @@ fn parse_queries(value: &str) -> Result<Queries, String> {
 pub struct Args {
     /// Model to evaluate (default: the built-in default model). A CNN-ED model is evaluated
     /// on --train, --queries FILE and --base (the CNN-ED paper's protocol).
-    #[arg(long, value_name = "FILE.safetensors")]
+    #[arg(long, short, value_name = "FILE.safetensors")]
     pub model: Option<PathBuf>,
     /// Base strings, one a line (default: the built-in base of 3,000 words).
     #[arg(long, value_name = "FILE")]
@@ -50,8 +50,14 @@ pub struct Args {
     /// copy built into the binary, models/reference/megashtein_trained_model.pth).
     #[arg(long, value_name = "FILE")]
     pub reference: Option<PathBuf>,
-    /// Output directory for report.json and the PNG plots.
-    #[arg(long, value_name = "DIR", default_value = "eval-out")]
+    /// Output directory for report.json and the PNG plots (`-o`/`--output` as in export).
+    #[arg(
+        long,
+        short = 'o',
+        visible_alias = "output",
+        value_name = "DIR",
+        default_value = "eval-out"
+    )]
     pub out: PathBuf,
     /// Held-out queries: N typo'd base strings, never in the base (default 200); for a
     /// CNN-ED model a FILE of queries, one a line.

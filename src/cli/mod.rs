@@ -245,6 +245,31 @@ pub fn progress_rows(total: u64, what: &str) -> indicatif::ProgressBar {
 mod tests {
     use super::*;
 
+    /// clap refuses two options of one command with the same name only in debug builds
+    /// (the tests run in release), and only for the subcommand parsed: check them all.
+    #[test]
+    fn no_two_options_of_a_command_share_a_name() {
+        fn check(command: &clap::Command) {
+            let mut seen = std::collections::HashSet::new();
+            for arg in command.get_arguments() {
+                let shorts = arg.get_short_and_visible_aliases().unwrap_or_default();
+                let longs = arg.get_long_and_visible_aliases().unwrap_or_default();
+                let names = shorts.iter().map(|c| format!("-{c}"));
+                for name in names.chain(longs.iter().map(|l| format!("--{l}"))) {
+                    assert!(
+                        seen.insert(name.clone()),
+                        "{}: {name} twice",
+                        command.get_name()
+                    );
+                }
+            }
+            command.get_subcommands().for_each(check);
+        }
+        let mut cli = <Cli as clap::CommandFactory>::command();
+        cli.build();
+        check(&cli);
+    }
+
     #[test]
     fn counts_are_singular_only_for_one() {
         assert_eq!(count(0u64, "pair"), "0 pairs");
