@@ -131,10 +131,8 @@ pub fn report(pairs: &str, stats: &JoinStats, opts: &JoinOptions, started: Insta
         super::count(stats.verified, "candidate")
     );
     if stats.capped > 0 {
-        eprintln!(
-            "warning: for {} strings every one of the {} candidates was within the threshold, \
-             so the cap may have cut pairs; raise --candidates",
-            stats.capped, opts.candidates
-        );
+        let who = super::count(stats.capped, "string");
+        let warning = super::capped_warning(&who, opts.candidates, opts.blowup, opts.max_distance);
+        eprintln!("{warning}");
     }
 }

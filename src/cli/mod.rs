@@ -126,6 +126,16 @@ fn fallback_note(
     })
 }
 
+/// The warning for searches whose every candidate passed the estimate screen: the
+/// `-C` nearest may not hold every match. `who` counts them ("3 queries").
+pub fn capped_warning(who: &str, candidates: usize, blowup: f32, max_distance: u32) -> String {
+    format!(
+        "warning: for {who} all {candidates} candidates passed the estimate screen \
+         (estimate <= blowup x D = {}), so more matches may lie past them; raise --candidates",
+        blowup * max_distance as f32
+    )
+}
+
 /// The error a search returns when it found nothing, like grep: the process exits with
 /// status 1 and prints no message.
 #[derive(Debug)]

@@ -175,11 +175,14 @@ pub fn run(args: &Args) -> Result<()> {
                 .replace("line was", "query was")
         );
     }
-    if capped > 0 {
+    if let (true, Some(d)) = (capped > 0, opts.max_distance) {
+        let who = match capped {
+            1 => "1 query".to_string(),
+            n => format!("{n} queries"),
+        };
         eprintln!(
-            "warning: for {capped} queries every one of the {} candidates was within the threshold, \
-             so the cap may have cut more matches; raise --candidates",
-            opts.candidates
+            "{}",
+            super::capped_warning(&who, opts.candidates, opts.blowup, d)
         );
     }
     if args.timings {
