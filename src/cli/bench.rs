@@ -790,7 +790,7 @@ fn bench_query(args: &QueryArgs) -> Result<()> {
     }
     println!("device: {}", gpu.describe());
     println!(
-        "index: {} ({} strings, {}, model {} {}); queries: {} misspellings from {} (seed {})",
+        "index: {} ({} strings, {}; {}, fingerprint {}); queries: {} misspellings from {} (seed {})",
         args.index.display(),
         index.len(),
         index.precision(),

@@ -90,11 +90,15 @@ pub fn run(args: &Args) -> Result<()> {
     })?;
     progress.finish_and_clear();
     if let Some(stats) = stats {
-        let pairs = format!(
+        let mut pairs = format!(
             "{} within distance {}",
             super::count(stats.pairs, "pair"),
             opts.max_distance
         );
+        if let (Some(right), Some(path)) = (&right, &args.with) {
+            let rows = super::count(right.len(), "row");
+            pairs.push_str(&format!(" of the {rows} of {}", path.display()));
+        }
         report(&pairs, &stats, &opts, started);
     }
     Ok(())

@@ -173,6 +173,7 @@ pub fn run(args: &Args) -> Result<()> {
             warning
                 .replace("lines were", "queries were")
                 .replace("line was", "query was")
+                .replace("(first: line", "(first: query")
         );
     }
     if let (true, Some(d)) = (capped > 0, opts.max_distance) {
