@@ -721,7 +721,9 @@ fn distance_warns_of_skipped_pairs_and_cut_strings() {
     let e = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(ok(out).lines().count(), 1);
     assert!(
-        e.contains("warning: 2 pairs held non-ASCII characters and were skipped (first: line 1)"),
+        e.contains(
+            "warning: 2 pairs contained non-ASCII characters and were skipped (first: line 1)"
+        ),
         "{e}"
     );
     let long = "x".repeat(100);

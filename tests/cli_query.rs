@@ -300,7 +300,7 @@ fn json_lines_and_tsv_escapes() {
         ],
         b"tab\there\nback\\slash\n",
     ));
-    // Keys in the documented order (CONTRACTS.md), not sorted.
+    // Keys in the documented order (README.md, "File formats"), not sorted.
     let first = out.lines().next().unwrap();
     let keys = [
         "\"query\"",

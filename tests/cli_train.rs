@@ -471,7 +471,19 @@ fn a_fresh_run_does_not_replace_an_unfinished_one() {
     let ckpt = dir.path().join("m.safetensors.ckpt");
     let megashtein = [&["--steps", "2"][..], TINY].concat();
     let corpus = corpus.to_str().unwrap();
-    let cnn_ed = ["--arch", "cnn-ed", "--corpus", corpus, "--epochs", "2"];
+    // 3 of the 4 words a step each: 3 steps an epoch (4 if the sample were the corpus).
+    let cnn_ed = [
+        "--arch",
+        "cnn-ed",
+        "--corpus",
+        corpus,
+        "--epochs",
+        "2",
+        "--train-strings",
+        "3",
+        "--batch",
+        "1",
+    ];
     for run in [&megashtein[..], &cnn_ed[..]] {
         ok(train(dir.path(), &[run, &["--stop-after", "1"]].concat()));
         let before = std::fs::read(&ckpt).unwrap();
@@ -479,8 +491,15 @@ fn a_fresh_run_does_not_replace_an_unfinished_one() {
         assert!(e.contains("holds an unfinished run"), "{run:?}: {e}");
         assert!(e.contains("--resume"), "{e}");
         assert_eq!(std::fs::read(&ckpt).unwrap(), before);
-        // Finished, its checkpoint gives way to a new run (here the next one's).
+        // Finished, its checkpoint gives way to a new run (here the next one's), unless
+        // its model was never written.
         ok(train(dir.path(), &["--resume", ckpt.to_str().unwrap()]));
+        let model = dir.path().join("m.safetensors");
+        std::fs::rename(&model, dir.path().join("kept.safetensors")).unwrap();
+        let e = err(train(dir.path(), run));
+        assert!(e.contains("was never written"), "{run:?}: {e}");
+        ok(train(dir.path(), &["--resume", ckpt.to_str().unwrap()]));
+        assert!(model.exists());
         ok(train(dir.path(), run));
     }
 }

@@ -96,7 +96,7 @@ pub fn run(args: &Args) -> Result<()> {
             _ => String::new(),
         };
         eprintln!(
-            "warning: {} held non-ASCII characters and {} skipped{first_line}",
+            "warning: {} contained non-ASCII characters and {} skipped{first_line}",
             super::count(skipped, "pair"),
             if skipped == 1 { "was" } else { "were" }
         );

@@ -344,35 +344,53 @@ pub(super) fn check_outputs(
             crate::io::check_can_create(path)?;
         }
     }
-    if args.resume.is_none() {
-        refuse_replacing_unfinished(checkpoint)?;
+    // A resumed run updates its own checkpoint; any other it would write over is checked.
+    let resumed = |r: &Path| crate::io::same_file(r, checkpoint);
+    if !args.resume.as_deref().is_some_and(resumed) {
+        refuse_replacing_unfinished(checkpoint, &args.output)?;
     }
     Ok(())
 }
 
-/// A fresh run writes its checkpoint where an earlier run may have left one it did not
-/// finish (stopped with --stop-after, Ctrl-C or a crash): refuse rather than lose that
-/// work. A finished run's checkpoint, or a file that cannot be resumed, is replaced.
-fn refuse_replacing_unfinished(checkpoint: &Path) -> Result<()> {
+/// A run writes its checkpoint where an earlier run may have left one it did not finish
+/// (stopped with --stop-after, Ctrl-C or a crash), or finished without writing its model
+/// (`output`): refuse rather than lose that work. A finished run's checkpoint, or a file
+/// that cannot be resumed, is replaced.
+fn refuse_replacing_unfinished(checkpoint: &Path, output: &Path) -> Result<()> {
     if !checkpoint.is_file() {
         return Ok(());
     }
     let stopped_at = if crate::train::cnn_ed_checkpoint::CnnEdCheckpoint::is_one(checkpoint) {
         super::train_cnn_ed::unfinished(checkpoint)
     } else {
-        Checkpoint::load(checkpoint)
-            .ok()
-            .filter(|c| c.step < c.config.steps)
-            .map(|c| format!("step {} of {}", c.step, c.config.steps))
+        match Checkpoint::load(checkpoint) {
+            Ok(c) if c.step < c.config.steps => {
+                Some(format!("step {} of {}", c.step, c.config.steps))
+            }
+            _ => None,
+        }
     };
+    let path = checkpoint.display();
     if let Some(at) = stopped_at {
         bail!(
             "checkpoint {path} holds an unfinished run (stopped at {at}): continue it with \
-             --resume {path}, or remove it (or give --checkpoint another path) to start over",
-            path = checkpoint.display()
+             --resume {path}, or remove it (or give --checkpoint another path) to start over"
+        );
+    }
+    if !output.exists() && resumable(checkpoint) {
+        bail!(
+            "checkpoint {path} holds a finished run whose model {} was never written: \
+             --resume {path} writes it; remove the checkpoint to start over",
+            output.display()
         );
     }
     Ok(())
+}
+
+/// Whether `checkpoint` loads as either trainer's checkpoint.
+fn resumable(checkpoint: &Path) -> bool {
+    crate::train::cnn_ed_checkpoint::CnnEdCheckpoint::load(checkpoint).is_ok()
+        || Checkpoint::load(checkpoint).is_ok()
 }
 
 /// Says where a run stopped early and how to continue it; exits 130 if it was

@@ -93,7 +93,7 @@ pub fn run(args: &Args) -> Result<()> {
     let data = TripletData::new(cut, config.neighbours).with_whole_strings(&training);
     eprintln!(
         "training CNN-ED on {}: {} strings (mean distance {:.1}), alphabet {}, M {}, {} layers{}, \
-         {} epochs of {} triplets per step{}, log {}, checkpoint {}",
+         {} of {} triplets per step{}, log {}, checkpoint {}",
         gpu.info.name,
         data.strings().len(),
         data.average(),
@@ -105,7 +105,7 @@ pub fn run(args: &Args) -> Result<()> {
         } else {
             format!(" (ReLU after {:?})", shape.relu_blocks())
         },
-        run.epochs,
+        super::count(run.epochs, "epoch"),
         run.triplets,
         if start.step > 0 {
             format!(", from step {}", start.step)
@@ -121,7 +121,7 @@ pub fn run(args: &Args) -> Result<()> {
             path: log.clone(),
             // A run's log starts with its first epoch's line: a run resumed before that
             // starts it anew, one resumed later appends.
-            append: start.step >= steps_per_epoch(&data, &run),
+            append: start.step >= steps_per_epoch(data.strings().len(), &run),
             file: None,
         },
         started,
@@ -293,28 +293,35 @@ fn fresh_config(args: &Args) -> Result<CnnEdConfig> {
     Ok(config)
 }
 
-/// Every line of `corpus` (any valid UTF-8; invalid UTF-8 is an error naming the line).
-/// Where the CNN-ED run saved in `checkpoint` stopped, if it did not finish (`None` too
-/// when it cannot be resumed: unreadable, or its corpus gone).
+/// Why the CNN-ED run saved in `checkpoint` must not be replaced by a fresh one: where
+/// it stopped short of its last step, or that its corpus cannot be read to tell. `None`
+/// when it finished, or cannot be loaded (and so not resumed either).
 pub(super) fn unfinished(checkpoint: &Path) -> Option<String> {
     let c = CnnEdCheckpoint::load(checkpoint).ok()?;
-    let strings = read_utf8_lines(Path::new(&c.config.corpus)).ok()?;
-    // As steps_per_epoch counts them: the sample is min(--train-strings, the corpus).
-    let per_epoch = strings
-        .len()
-        .min(c.config.train_strings)
-        .div_ceil(c.config.run.triplets);
-    let total = (per_epoch * c.config.run.epochs) as u64;
+    let corpus = Path::new(&c.config.corpus);
+    let strings = match read_utf8_lines(corpus) {
+        Ok(strings) => strings,
+        Err(e) => {
+            return Some(format!(
+                "step {}; whether that is its last cannot be told: {e:#}",
+                c.step
+            ));
+        }
+    };
+    // The training sample is min(--train-strings, the corpus), as `sample` draws it.
+    let per_epoch = steps_per_epoch(strings.len().min(c.config.train_strings), &c.config.run);
+    let total = per_epoch * c.config.run.epochs as u64;
     (c.step < total).then(|| {
         format!(
-            "step {} of {total}, {} of {} epochs done",
+            "step {} of {total}, {} of {} done",
             c.step,
-            c.step / per_epoch as u64,
-            c.config.run.epochs
+            c.step / per_epoch,
+            super::count(c.config.run.epochs, "epoch")
         )
     })
 }
 
+/// Every line of `corpus` (any valid UTF-8; invalid UTF-8 is an error naming the line).
 fn read_corpus(corpus: &std::path::Path) -> Result<Vec<String>> {
     let strings = read_utf8_lines(corpus)?;
     if strings.len() < 3 {

@@ -105,6 +105,7 @@ fn looks_like_safetensors(b: &[u8]) -> bool {
     };
     rest.first() == Some(&b'{') && u64::from_le_bytes(*length) <= rest.len() as u64
 }
+
 /// The format version this build writes; it reads this one and version 1.
 pub const VERSION: u32 = 4;
 /// Length of the fixed header; the body checksum covers everything after it.

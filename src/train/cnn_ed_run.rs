@@ -83,9 +83,9 @@ pub enum CnnEdOutcome {
     Stopped { step: u64 },
 }
 
-/// Steps per epoch: every training string is an anchor once.
-pub fn steps_per_epoch(data: &TripletData, run: &CnnEdRun) -> u64 {
-    data.strings().len().div_ceil(run.triplets) as u64
+/// Steps per epoch of `strings` training strings: every one is an anchor once.
+pub fn steps_per_epoch(strings: usize, run: &CnnEdRun) -> u64 {
+    strings.div_ceil(run.triplets) as u64
 }
 
 /// Epoch `epoch`'s triplets are drawn with this generator: a pure function of the seed
@@ -104,7 +104,7 @@ pub fn train(
     start: &CnnEdStart,
     hooks: &mut impl CnnEdHooks,
 ) -> Result<CnnEdOutcome> {
-    let per_epoch = steps_per_epoch(data, run);
+    let per_epoch = steps_per_epoch(data.strings().len(), run);
     let total = per_epoch * run.epochs as u64;
     if start.step > total {
         bail!(
