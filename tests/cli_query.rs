@@ -284,6 +284,34 @@ fn without_candidates_threshold_search_takes_up_to_the_gpu_limit_and_k_raises_c(
 }
 
 #[test]
+fn output_file_holds_what_standard_output_would() {
+    let c = corpus();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hits.json");
+    let index = c.index("f32");
+    let args = [
+        "query",
+        "--index",
+        &index,
+        "--format",
+        "json",
+        "-k",
+        "3",
+        "accomodate",
+        "recieve",
+    ];
+    let printed = ok(bin(&args, b""));
+    let written = ok(bin(
+        &[&args[..], &["-o", file.to_str().unwrap()]].concat(),
+        b"",
+    ));
+    assert!(written.is_empty());
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), printed);
+    let e = err(bin(&["query", "--index", &index, "-o", &index, "x"], b""));
+    assert!(e.contains("would replace the input index"), "{e}");
+}
+
+#[test]
 fn json_lines_and_tsv_escapes() {
     let c = corpus();
     let out = ok(bin(

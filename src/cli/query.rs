@@ -1,5 +1,5 @@
 //! `megashtein-gpu query`: fuzzy lookup in an index, printed as TSV or JSON lines.
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 
 use serde_json::json;
 
-use super::table::{Format, Table, as_text, f32_value, is_broken_pipe};
+use super::table::{Format, Table, as_text, f32_value};
 use crate::input::{InputStats, Line, NonAscii, check_query, stream_batches};
 use crate::model::Model;
 use crate::search::index::Index;
@@ -51,6 +51,10 @@ pub struct Args {
     /// JSON: an object per query with its hits.
     #[arg(long, value_enum, default_value_t = Format::Tsv)]
     pub format: Format,
+    /// Write the hits to FILE (atomically, once every query is answered) instead of
+    /// standard output, where they are written as each batch is answered.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
     /// Model file; must be the one that made the index (checked by fingerprint). By
     /// default the model stored in the index, or the built-in one for older indexes.
     #[arg(long, short)]
@@ -98,6 +102,18 @@ pub fn run(args: &Args) -> Result<()> {
         rerank: !args.no_rerank,
     };
     crate::search::query::check_options(&opts)?;
+    if let Some(output) = &args.output {
+        let inputs = [
+            (Some(&args.index), "index"),
+            (args.also.as_ref(), "index (--also)"),
+            (args.queries_file.as_ref(), "queries file"),
+        ];
+        for (input, what) in inputs {
+            if let Some(input) = input {
+                crate::io::refuse_overwriting_input(output, input, what)?;
+            }
+        }
+    }
     let started = Instant::now();
     let index = Index::open(&args.index)?;
     if index.is_empty() {
@@ -125,47 +141,53 @@ pub fn run(args: &Args) -> Result<()> {
         .unwrap_or(&models[0]);
     let non_ascii = args.non_ascii.for_model(strictest)?;
     let startup = started.elapsed();
-    let stdout = std::io::stdout();
-    let mut out = Output::new(BufWriter::new(stdout.lock()), args.format)?;
     let mut stats = InputStats::default();
     let mut capped = 0u64;
     let mut hits = 0u64;
-    let mut answer_batch = |lines: &[Line], out: &mut Output<_>| -> Result<()> {
-        let texts: Vec<&[u8]> = lines.iter().map(|l| l.text.as_slice()).collect();
-        let answers = searcher.search(&texts, &opts)?;
-        for (line, answer) in lines.iter().zip(&answers) {
-            capped += u64::from(answer.capped);
-            hits += answer.hits.len() as u64;
-            write_answer(out, &index, line, answer)?;
-        }
-        Ok(())
-    };
-    let result = if !args.queries.is_empty() {
-        let mut lines = Vec::new();
-        for (i, q) in args.queries.iter().enumerate() {
-            let number = i as u64 + 1;
-            if let Some(text) = check_query(q.as_bytes(), &format!("query {number}"), non_ascii)? {
-                stats.record_line(number, &text, false, non_ascii);
-                lines.push(Line { number, text });
-            } else {
-                stats.record_skipped(number);
+    // Standard output's writer takes a closed pipe (`| head`) as the end: then there is
+    // no whole answer to summarise.
+    let mut answered = false;
+    super::table::write_output(args.output.as_deref(), |out| {
+        let mut out = Output::new(out, args.format)?;
+        let mut answer_batch = |lines: &[Line], out: &mut Output<_>| -> Result<()> {
+            let texts: Vec<&[u8]> = lines.iter().map(|l| l.text.as_slice()).collect();
+            let answers = searcher.search(&texts, &opts)?;
+            for (line, answer) in lines.iter().zip(&answers) {
+                capped += u64::from(answer.capped);
+                hits += answer.hits.len() as u64;
+                write_answer(out, &index, line, answer)?;
             }
+            Ok(())
+        };
+        if !args.queries.is_empty() {
+            let mut lines = Vec::new();
+            for (i, q) in args.queries.iter().enumerate() {
+                let number = i as u64 + 1;
+                let label = format!("query {number}");
+                if let Some(text) = check_query(q.as_bytes(), &label, non_ascii)? {
+                    stats.record_line(number, &text, false, non_ascii);
+                    lines.push(Line { number, text });
+                } else {
+                    stats.record_skipped(number);
+                }
+            }
+            answer_batch(&lines, &mut out)?;
+        } else {
+            let path = args
+                .queries_file
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("-"));
+            stats = stream_batches(&path, non_ascii, args.batch, |lines| {
+                answer_batch(lines, &mut out)?;
+                out.flush()
+            })?;
         }
-        answer_batch(&lines, &mut out)
-    } else {
-        let path = args
-            .queries_file
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("-"));
-        stream_batches(&path, non_ascii, args.batch, |lines| {
-            answer_batch(lines, &mut out)?;
-            out.flush()
-        })
-        .map(|read| stats = read)
-    };
-    match result.and_then(|()| out.flush()) {
-        Err(e) if is_broken_pipe(&e) => return Ok(()),
-        other => other?,
+        out.flush()?;
+        answered = true;
+        Ok(())
+    })?;
+    if !answered {
+        return Ok(());
     }
     for warning in stats.warnings() {
         eprintln!(
