@@ -109,7 +109,7 @@ impl DeviceArgs {
 
 /// Why a device chosen automatically runs slower than it could: llvmpipe through
 /// OpenGL, which wgpu picks when Mesa's Vulkan driver is missing. There the kernels get
-/// no subgroups and run 2-3x slower than on lavapipe (BENCHMARKS.md).
+/// no subgroups and run 1.5-2x slower than on lavapipe (BENCHMARKS.md).
 fn fallback_note(
     adapter: &str,
     backend: wgpu::Backend,
@@ -120,7 +120,7 @@ fn fallback_note(
     (gl_cpu && choice == BackendChoice::Auto).then(|| {
         format!(
             "running on {adapter} through OpenGL; Mesa's Vulkan driver runs the same work \
-             2-3x faster on this CPU (Debian/Ubuntu: apt-get install mesa-vulkan-drivers \
+             1.5-2x faster on this CPU (Debian/Ubuntu: apt-get install mesa-vulkan-drivers \
              libvulkan1)"
         )
     })
