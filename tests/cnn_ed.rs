@@ -1154,7 +1154,10 @@ fn train_arch_cnn_ed_from_the_command_line() {
     let e = err(train(&path("dna.txt"), &["--steps", "10"]));
     assert!(e.contains("--steps is for the megashtein trainer"), "{e}");
     let e = err(train(&path("dna.txt"), &["--max-len", "7"]));
-    assert!(e.contains("max_len is 7, expected an even length"), "{e}");
+    assert!(
+        e.contains("--max-len must be an even length from 2 to 5000, got 7"),
+        "{e}"
+    );
     let e = err(train(
         &path("dna.txt"),
         &["--layers", "4", "--relu-after", "5"],

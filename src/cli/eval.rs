@@ -99,7 +99,15 @@ pub fn run(args: &Args) -> Result<()> {
         }
     }
     if args.train.is_some() || args.max_queries.is_some() {
-        bail!("--train and --max-queries are for CNN-ED models (--model FILE of arch cnn-ed-v1)");
+        bail!(
+            "--train and --max-queries are for CNN-ED models (--model FILE of arch cnn-ed-v1); \
+             this is {}",
+            args.model
+                .as_ref()
+                .map_or("the built-in default model".to_string(), |m| {
+                    format!("{}, not a CNN-ED model", m.display())
+                })
+        );
     }
     let queries = match &args.queries {
         None => 200,

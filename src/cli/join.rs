@@ -37,7 +37,8 @@ pub struct SearchArgs {
     /// Nearest rows by embedding taken per row for the exact check.
     #[arg(long, short = 'C', default_value_t = DEFAULT_CANDIDATES)]
     pub candidates: usize,
-    /// Candidates with estimate <= blowup * D are checked (`inf` for all).
+    /// Candidates whose estimate is <= blowup * D are checked (`inf` for all); a CNN-ED
+    /// line's intercept is left out of that comparison.
     #[arg(long, allow_negative_numbers = true, default_value_t = DEFAULT_BLOWUP)]
     pub blowup: f32,
     /// CPU threads for the exact check (default: one per core).

@@ -131,7 +131,7 @@ fn fallback_note(
 pub fn capped_warning(who: &str, candidates: usize, blowup: f32, max_distance: u32) -> String {
     format!(
         "warning: for {who} all {candidates} candidates passed the estimate screen \
-         (estimate <= blowup x D = {}), so more matches may lie past them; raise --candidates",
+         (blowup x D = {}), so more matches may lie past them; raise --candidates",
         blowup * max_distance as f32
     )
 }

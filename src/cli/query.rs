@@ -41,7 +41,8 @@ pub struct Args {
     /// Exits with status 1 when no query found any (like grep).
     #[arg(long, allow_negative_numbers = true, value_name = "D")]
     pub max_distance: Option<u32>,
-    /// Threshold search takes candidates with estimate <= blowup * D (`inf` for all).
+    /// Threshold search takes candidates whose estimate is <= blowup * D (`inf` for all);
+    /// a CNN-ED line's intercept is left out of that comparison.
     #[arg(long, allow_negative_numbers = true, default_value_t = DEFAULT_BLOWUP)]
     pub blowup: f32,
     /// Return raw embedding neighbours without the exact re-rank.

@@ -326,9 +326,9 @@ fn read_corpus(corpus: &std::path::Path) -> Result<Vec<String>> {
     let strings = read_utf8_lines(corpus)?;
     if strings.len() < 3 {
         bail!(
-            "corpus {} has {} strings; CNN-ED's triplets need at least 3",
+            "corpus {} has {}; CNN-ED's triplets need at least 3",
             corpus.display(),
-            strings.len()
+            super::count(strings.len(), "string")
         );
     }
     Ok(strings)

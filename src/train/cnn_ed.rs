@@ -58,7 +58,7 @@ pub struct LossWeights {
 #[serde(rename_all = "snake_case")]
 pub enum CnnEdLoss {
     /// The official code's: the hinge and sqrt(Σ (d - t)²) on its epoch schedule
-    /// ([`official_schedule`]).
+    /// (`official_schedule`).
     #[default]
     Official,
     /// The paper's (section 3.1): the hinge plus 0.1 Σ |d - t|, in every epoch.

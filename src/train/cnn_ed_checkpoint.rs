@@ -60,6 +60,16 @@ impl CnnEdConfig {
             }
         }
         check_lr(run.lr, &name("--lr", "run.lr"))?;
+        let longest = crate::model::cnn_ed::MAX_LEN;
+        if let Some(m) = self
+            .max_len
+            .filter(|&m| m % 2 == 1 || !(2..=longest).contains(&m))
+        {
+            bail!(
+                "{} must be an even length from 2 to {longest}, got {m}",
+                name("--max-len", "max_len")
+            );
+        }
         relu_mask_of(&self.relu_after)
             .map_err(|e| anyhow!("{}: {e}", name("--relu-after", "relu_after")))?;
         Ok(())
