@@ -532,10 +532,16 @@ fn commands_read_utf8_with_a_cnn_ed_model() {
     std::fs::write(&input, "straße\n中文字\nnaïve café\nstrasse\ncafe\n").unwrap();
     let index = dir.path().join("words.idx");
     let (input, index) = (input.to_str().unwrap(), index.to_str().unwrap());
-    ok(run_bin(
-        &["embed", "--model", &model, "-i", input, "-o", index],
-        b"",
-    ));
+    let embedded = run_bin(&["embed", "--model", &model, "-i", input, "-o", index], b"");
+    // Characters outside the fixture's alphabet (中, 文, 字, ï, é) read as padding: said.
+    let warned = String::from_utf8_lossy(&embedded.stderr).into_owned();
+    ok(embedded);
+    assert!(
+        warned.contains(
+            "2 lines held characters outside the model's alphabet, read as padding (first: line 2)"
+        ),
+        "{warned}"
+    );
     // Every row a candidate: exact distances over code points, strings written as UTF-8;
     // ties (the fixture's estimates are all 0) by row.
     let out = ok(run_bin(

@@ -112,7 +112,9 @@ pub fn run(args: &Args) -> Result<()> {
     let progress = super::progress_bytes(total_bytes, "embedding");
     let mut rows = 0u64;
     let mut line_numbers: Vec<i64> = Vec::new();
+    let mut unseen = super::UnseenChars::default();
     embedder.embed_stream(&mut reader, |lines, embeddings| {
+        unseen.record(&model, lines);
         if npy {
             line_numbers.extend(lines.iter().map(|l| l.number as i64));
         }
@@ -129,6 +131,9 @@ pub fn run(args: &Args) -> Result<()> {
     }
     for warning in reader.stats().warnings() {
         eprintln!("warning: {warning}");
+    }
+    if let Some(warning) = unseen.warning("line") {
+        eprintln!("{warning}");
     }
     let what = match index_precision {
         Some(precision) => format!("index ({precision})"),

@@ -126,6 +126,33 @@ fn fallback_note(
     })
 }
 
+/// Lines holding characters outside a CNN-ED model's alphabet, which it reads as padding
+/// (documented, but silent otherwise: a file of another alphabet embeds to one point).
+#[derive(Default)]
+pub struct UnseenChars {
+    lines: u64,
+    first: Option<u64>,
+}
+
+impl UnseenChars {
+    pub fn record(&mut self, model: &crate::model::Model, lines: &[crate::input::Line]) {
+        for line in lines.iter().filter(|l| model.reads_unseen_chars(&l.text)) {
+            self.lines += 1;
+            self.first.get_or_insert(line.number);
+        }
+    }
+
+    /// `what`: the noun of a line ("line", "query").
+    pub fn warning(&self, what: &str) -> Option<String> {
+        let first = self.first?;
+        Some(format!(
+            "warning: {} held characters outside the model's alphabet, read as padding \
+             (first: {what} {first})",
+            count(self.lines, what)
+        ))
+    }
+}
+
 /// The warning for searches whose every candidate passed the estimate screen: the
 /// `-C` nearest may not hold every match. `who` counts them ("3 queries").
 pub fn capped_warning(who: &str, candidates: usize, blowup: f32, max_distance: u32) -> String {
@@ -211,8 +238,13 @@ pub fn stop_flag() -> Arc<AtomicBool> {
 /// `n` and `noun`, plural unless `n` is 1: "1 string", "3 strings" (for nouns whose
 /// plural adds an s).
 pub fn count<N: std::fmt::Display + PartialEq + From<u8>>(n: N, noun: &str) -> String {
-    let plural = if n == N::from(1) { "" } else { "s" };
-    format!("{n} {noun}{plural}")
+    if n == N::from(1) {
+        return format!("{n} {noun}");
+    }
+    match noun.strip_suffix('y') {
+        Some(stem) => format!("{n} {stem}ies"),
+        None => format!("{n} {noun}s"),
+    }
 }
 
 /// A progress bar over input bytes with rate and ETA, or a spinner when the size is
@@ -285,6 +317,8 @@ mod tests {
         assert_eq!(count(0u64, "pair"), "0 pairs");
         assert_eq!(count(1u64, "pair"), "1 pair");
         assert_eq!(count(2usize, "string"), "2 strings");
+        assert_eq!(count(3u64, "query"), "3 queries");
+        assert_eq!(count(1u64, "query"), "1 query");
     }
 
     #[test]

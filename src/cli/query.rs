@@ -145,12 +145,14 @@ pub fn run(args: &Args) -> Result<()> {
     let mut stats = InputStats::default();
     let mut capped = 0u64;
     let mut hits = 0u64;
+    let mut unseen = super::UnseenChars::default();
     // Standard output's writer takes a closed pipe (`| head`) as the end: then there is
     // no whole answer to summarise.
     let mut answered = false;
     super::table::write_output(args.output.as_deref(), |out| {
         let mut out = Output::new(out, args.format)?;
         let mut answer_batch = |lines: &[Line], out: &mut Output<_>| -> Result<()> {
+            unseen.record(&model, lines);
             let texts: Vec<&[u8]> = lines.iter().map(|l| l.text.as_slice()).collect();
             let answers = searcher.search(&texts, &opts)?;
             for (line, answer) in lines.iter().zip(&answers) {
@@ -199,11 +201,11 @@ pub fn run(args: &Args) -> Result<()> {
                 .replace("(first: line", "(first: query")
         );
     }
+    if let Some(warning) = unseen.warning("query") {
+        eprintln!("{warning}");
+    }
     if let (true, Some(d)) = (capped > 0, opts.max_distance) {
-        let who = match capped {
-            1 => "1 query".to_string(),
-            n => format!("{n} queries"),
-        };
+        let who = super::count(capped, "query");
         eprintln!(
             "{}",
             super::capped_warning(&who, opts.candidates, opts.blowup, d)

@@ -354,6 +354,19 @@ impl Model {
         }
     }
 
+    /// Whether the part of `text` the model reads holds characters outside its alphabet,
+    /// which it reads as padding (CNN-ED's rule; the ASCII models have no such characters).
+    pub fn reads_unseen_chars(&self, text: &[u8]) -> bool {
+        let Architecture::CnnEd(model) = &self.arch else {
+            return false;
+        };
+        let chars = model.char_ids();
+        let unseen = chars.unseen();
+        chars
+            .of(&String::from_utf8_lossy(text))
+            .any(|id| id == unseen)
+    }
+
     /// Whether the model reads any UTF-8 (CNN-ED) rather than ASCII only.
     pub fn reads_unicode(&self) -> bool {
         matches!(self.arch, Architecture::CnnEd(_))
