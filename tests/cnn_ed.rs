@@ -1159,6 +1159,11 @@ fn train_arch_cnn_ed_from_the_command_line() {
     );
     let e = err(train(&path("dna.txt"), &["--steps", "10"]));
     assert!(e.contains("--steps is for the megashtein trainer"), "{e}");
+    let e = err(train(&path("dna.txt"), &["--step-overlap", "on"]));
+    assert!(
+        e.contains("--step-overlap is for the megashtein trainer"),
+        "{e}"
+    );
     let e = err(train(&path("dna.txt"), &["--max-len", "7"]));
     assert!(
         e.contains("--max-len must be an even length from 2 to 5000, got 7"),

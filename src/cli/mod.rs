@@ -272,15 +272,34 @@ pub fn progress_bytes(total: Option<u64>, what: &str) -> indicatif::ProgressBar 
 /// A progress bar over `total` rows with rate and ETA. Hidden when stderr is not a
 /// terminal.
 pub fn progress_rows(total: u64, what: &str) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(total).with_style(
-        indicatif::ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {pos}/{len} rows {per_sec} ETA {eta} {msg}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
+    let bar = indicatif::ProgressBar::new(total).with_style(bar_style(
+        "{prefix} [{bar:30}] {pos}/{len} rows {rate} ETA {eta} {msg}",
+    ));
     bar.set_prefix(what.to_string());
     bar
+}
+
+/// A bar's style from `template`, whose `{rate}` is items a second with three
+/// significant digits or so (indicatif's `{per_sec}` prints four decimals, as in
+/// "1064893.5297/s").
+pub fn bar_style(template: &str) -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template(template)
+        .expect("valid template")
+        .with_key(
+            "rate",
+            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let rate = state.per_sec();
+                let decimals = if rate >= 100.0 {
+                    0
+                } else if rate >= 10.0 {
+                    1
+                } else {
+                    2
+                };
+                let _ = write!(w, "{rate:.decimals$}/s");
+            },
+        )
+        .progress_chars("=> ")
 }
 
 #[cfg(test)]

@@ -664,13 +664,9 @@ fn validation_sets(config: &TrainConfig, generator: &PairGenerator) -> Vec<Valid
 
 /// The training progress bar: steps with rate and ETA, and the latest validation.
 pub(super) fn train_bar() -> indicatif::ProgressBar {
-    indicatif::ProgressBar::new(0).with_style(
-        indicatif::ProgressStyle::with_template(
-            "train [{bar:25}] {pos}/{len} steps {per_sec} ETA {eta} {msg}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    )
+    indicatif::ProgressBar::new(0).with_style(super::bar_style(
+        "train [{bar:25}] {pos}/{len} steps {rate} ETA {eta} {msg}",
+    ))
 }
 
 impl Progress for indicatif::ProgressBar {

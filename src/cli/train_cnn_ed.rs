@@ -418,13 +418,15 @@ fn refuse_megashtein_options(args: &Args) -> Result<()> {
         ),
         ("--hard-every", args.hard_every.is_some()),
         ("--synthetic-share", args.synthetic_share.is_some()),
+        ("--step-overlap", args.step_overlap != defaults.step_overlap),
     ];
     let named: Vec<&str> = given.iter().filter(|g| g.1).map(|g| g.0).collect();
     if !named.is_empty() {
         bail!(
             "{} {} for the megashtein trainer; train --arch cnn-ed takes --corpus, --output, \
              --log, --epochs, --batch (triplets), --train-strings, --neighbours, --max-len, \
-             --layers, --relu-after, --cnn-ed-loss, --lr, --seed, --checkpoint, --resume and --stop-after",
+             --layers, --relu-after, --cnn-ed-loss, --lr, --seed, --checkpoint, --resume and \
+             --stop-after (and the device's --backend and --adapter)",
             named.join(", "),
             if named.len() == 1 { "is" } else { "are" }
         );
