@@ -290,7 +290,7 @@ fn bench_embed(args: &EmbedArgs) -> Result<()> {
     if args.batch_sizes.contains(&0) || args.seconds.is_nan() || args.seconds <= 0.0 {
         bail!("batch sizes must be at least 1 and --seconds positive");
     }
-    let model = crate::model::Model::open_or_builtin(args.model.as_deref())?;
+    let model = crate::search::index::open_model(args.model.as_deref())?;
     if args.peer.torch.is_some() && !matches!(model.architecture(), Architecture::Megashtein(_)) {
         bail!(
             "--torch: tools/bench_torch.py runs the megashtein network, not {}'s {} model",

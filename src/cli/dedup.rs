@@ -14,7 +14,6 @@ use crate::embed::Embedder;
 use crate::gpu::Gpu;
 use crate::input::{LineReader, NonAscii};
 use crate::io::Tracked;
-use crate::model::Model;
 use crate::search::dedup::{Clusters, Keep, UnionFind};
 use crate::search::index::{Index, IndexWriter, Precision};
 use crate::search::join::{Copies, JoinOptions, join};
@@ -155,7 +154,7 @@ fn open_source(args: &Args, gpu: &Gpu) -> Result<(Index, Option<(Tracked, tempfi
         return Ok((Index::open(path)?, None));
     }
     let input = args.input.as_deref().expect("clap requires a source");
-    let model = Model::open_or_builtin(args.model.as_deref())?;
+    let model = crate::search::index::open_model(args.model.as_deref())?;
     let mut reader =
         LineReader::open(input, args.non_ascii.for_model(&model)?)?.cutting_at(model.reads_up_to());
     let dir = tempfile::tempdir()?;

@@ -35,7 +35,7 @@ pub struct Args {
 const COLUMNS: &[&str] = &["a", "b", "distance", "estimate"];
 
 pub fn run(args: &Args) -> Result<()> {
-    let model = crate::model::Model::open_or_builtin(args.model.as_deref())?;
+    let model = crate::search::index::open_model(args.model.as_deref())?;
     let mode = args.non_ascii.for_model(&model)?;
     if let Some(path) = &args.pairs {
         args.out.refuse_overwriting(&[(path, "pairs file")])?;

@@ -7,7 +7,7 @@ use crate::embed::{DEFAULT_BATCH, Embedder};
 use crate::input::Line;
 use crate::input::{LineReader, NonAscii};
 use crate::io::{NpyWriter, write_npy_i64};
-use crate::model::{Metric, Model};
+use crate::model::Metric;
 use crate::search::index::{IndexWriter, Precision};
 
 #[derive(clap::Args, Debug)]
@@ -79,7 +79,7 @@ pub fn run(args: &Args) -> Result<()> {
     if let (Some(precision), true) = (args.precision, npy) {
         bail!("--precision {precision} applies to an index; a .npy array is always float32");
     }
-    let model = Model::open_or_builtin(args.model.as_deref())?;
+    let model = crate::search::index::open_model(args.model.as_deref())?;
     if let (Some(precision), Metric::Hamming) = (args.precision, model.estimator().metric) {
         bail!(
             "--precision {precision} does not apply to {} ({}), whose index stores codes as \

@@ -93,7 +93,7 @@ pub struct Args {
 
 pub fn run(args: &Args) -> Result<()> {
     if let Some(path) = &args.model {
-        let model = Model::open(path)?;
+        let model = crate::search::index::open_model(Some(path))?;
         if let Architecture::CnnEd(_) = model.architecture() {
             return run_long(args, &model);
         }

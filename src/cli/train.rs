@@ -360,37 +360,39 @@ fn refuse_replacing_unfinished(checkpoint: &Path, output: &Path) -> Result<()> {
     if !checkpoint.is_file() {
         return Ok(());
     }
-    let stopped_at = if crate::train::cnn_ed_checkpoint::CnnEdCheckpoint::is_one(checkpoint) {
-        super::train_cnn_ed::unfinished(checkpoint)
+    let saved = if crate::train::cnn_ed_checkpoint::CnnEdCheckpoint::is_one(checkpoint) {
+        super::train_cnn_ed::saved_run(checkpoint)
     } else {
         match Checkpoint::load(checkpoint) {
             Ok(c) if c.step < c.config.steps => {
-                Some(format!("step {} of {}", c.step, c.config.steps))
+                SavedRun::Stopped(format!("step {} of {}", c.step, c.config.steps))
             }
-            _ => None,
+            Ok(_) => SavedRun::Finished,
+            Err(_) => SavedRun::Unreadable,
         }
     };
     let path = checkpoint.display();
-    if let Some(at) = stopped_at {
-        bail!(
+    match saved {
+        SavedRun::Stopped(at) => bail!(
             "checkpoint {path} holds an unfinished run (stopped at {at}): continue it with \
              --resume {path}, or remove it (or give --checkpoint another path) to start over"
-        );
-    }
-    if !output.exists() && resumable(checkpoint) {
-        bail!(
+        ),
+        SavedRun::Finished if !output.exists() => bail!(
             "checkpoint {path} holds a finished run whose model {} was never written: \
              --resume {path} writes it; remove the checkpoint to start over",
             output.display()
-        );
+        ),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
-/// Whether `checkpoint` loads as either trainer's checkpoint.
-fn resumable(checkpoint: &Path) -> bool {
-    crate::train::cnn_ed_checkpoint::CnnEdCheckpoint::load(checkpoint).is_ok()
-        || Checkpoint::load(checkpoint).is_ok()
+/// Where the run saved in a checkpoint stands, for [`refuse_replacing_unfinished`].
+pub(super) enum SavedRun {
+    /// Short of its last step (or not known to have reached it): where it stopped.
+    Stopped(String),
+    Finished,
+    /// Not loadable as a checkpoint, so not resumable either.
+    Unreadable,
 }
 
 /// Says where a run stopped early and how to continue it; exits 130 if it was
@@ -445,7 +447,7 @@ fn fresh_start(args: &Args) -> Result<Checkpoint> {
         ),
         spec => {
             let path = (spec != "default").then(|| Path::new(spec));
-            let model = crate::model::Model::open_or_builtin(path)?;
+            let model = crate::search::index::open_model(path)?;
             let description = format!("{} (sha256 {})", model.source(), model.fingerprint());
             let weights = model.into_weights()?;
             if width_flags(args).next().is_some() {

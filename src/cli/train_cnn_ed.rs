@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use anyhow::{Result, anyhow, bail};
 
-use super::train::Args;
+use super::train::{Args, SavedRun};
 use crate::input::read_utf8_lines;
 use crate::model::cnn_ed::{self, CnnEd, CnnEdShape, DEFAULT_CHANNELS, DEFAULT_DIM};
 use crate::ops::Ops;
@@ -293,32 +293,33 @@ fn fresh_config(args: &Args) -> Result<CnnEdConfig> {
     Ok(config)
 }
 
-/// Why the CNN-ED run saved in `checkpoint` must not be replaced by a fresh one: where
-/// it stopped short of its last step, or that its corpus cannot be read to tell. `None`
-/// when it finished, or cannot be loaded (and so not resumed either).
-pub(super) fn unfinished(checkpoint: &Path) -> Option<String> {
-    let c = CnnEdCheckpoint::load(checkpoint).ok()?;
-    let corpus = Path::new(&c.config.corpus);
-    let strings = match read_utf8_lines(corpus) {
+/// Where the CNN-ED run saved in `checkpoint` stands. Its last step depends on its
+/// corpus (the sample is min(--train-strings, the corpus), as `sample` draws it); a corpus
+/// that cannot be read leaves that unknown, so the run counts as stopped.
+pub(super) fn saved_run(checkpoint: &Path) -> SavedRun {
+    let Ok(c) = CnnEdCheckpoint::load(checkpoint) else {
+        return SavedRun::Unreadable;
+    };
+    let strings = match read_utf8_lines(Path::new(&c.config.corpus)) {
         Ok(strings) => strings,
         Err(e) => {
-            return Some(format!(
+            return SavedRun::Stopped(format!(
                 "step {}; whether that is its last cannot be told: {e:#}",
                 c.step
             ));
         }
     };
-    // The training sample is min(--train-strings, the corpus), as `sample` draws it.
     let per_epoch = steps_per_epoch(strings.len().min(c.config.train_strings), &c.config.run);
     let total = per_epoch * c.config.run.epochs as u64;
-    (c.step < total).then(|| {
-        format!(
-            "step {} of {total}, {} of {} done",
-            c.step,
-            c.step / per_epoch,
-            super::count(c.config.run.epochs, "epoch")
-        )
-    })
+    if c.step >= total {
+        return SavedRun::Finished;
+    }
+    SavedRun::Stopped(format!(
+        "step {} of {total}, {} of {} done",
+        c.step,
+        c.step / per_epoch,
+        super::count(c.config.run.epochs, "epoch")
+    ))
 }
 
 /// Every line of `corpus` (any valid UTF-8; invalid UTF-8 is an error naming the line).

@@ -539,7 +539,7 @@ pub fn run(gpu: &Gpu, opts: &Options) -> Result<Report> {
 
     // The rows.
     let mut models = Vec::new();
-    let loaded = crate::model::Model::open_or_builtin(opts.model.as_deref())?;
+    let loaded = crate::search::index::open_model(opts.model.as_deref())?;
     models.push(embedded_row(
         &ctx,
         "model",

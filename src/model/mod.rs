@@ -200,12 +200,6 @@ impl Model {
     pub fn open(path: impl AsRef<Path>) -> Result<Model> {
         let path = path.as_ref();
         let source = path.display().to_string();
-        if crate::search::index::is_index_file(path) {
-            anyhow::bail!(
-                "{source} is a megashtein-gpu index, not a model file; give the model it was \
-                 built with, or query the index directly"
-            );
-        }
         let bytes = weights::read_model_file(path)
             .map_err(|e| anyhow::anyhow!("cannot read model {source}: {e}"))?;
         Model::from_bytes(bytes, source)

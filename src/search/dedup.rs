@@ -160,20 +160,6 @@ mod tests {
     use crate::model::Model;
     use crate::search::index::Precision;
 
-    fn levenshtein(a: &[u8], b: &[u8]) -> i64 {
-        let mut row: Vec<i64> = (0..=b.len() as i64).collect();
-        for (i, x) in a.iter().enumerate() {
-            let mut diagonal = row[0];
-            row[0] = i as i64 + 1;
-            for (j, y) in b.iter().enumerate() {
-                let substitute = diagonal + i64::from(x != y);
-                diagonal = row[j + 1];
-                row[j + 1] = substitute.min(row[j] + 1).min(diagonal + 1);
-            }
-        }
-        row[b.len()]
-    }
-
     /// Every pair of rows compared, copies included, against the weighted distinct
     /// strings: same member, same sum, ties to the first row.
     #[test]
@@ -204,7 +190,7 @@ mod tests {
                 .map(|&r| {
                     let sum = rows
                         .iter()
-                        .map(|&o| levenshtein(strings[r], strings[o]))
+                        .map(|&o| Exact::new(strings[r]).distance(strings[o]) as i64)
                         .sum::<i64>();
                     (sum, r)
                 })

@@ -85,9 +85,22 @@ use crate::ops::knn::Database;
 /// The magic bytes at offset 0.
 pub const MAGIC: [u8; 8] = *b"MGSHTIDX";
 
+/// [`Model::open_or_builtin`], with an index given as the model named as such: the
+/// model layer knows no index format, so commands open their `--model` through this.
+pub fn open_model(path: Option<&Path>) -> Result<Model> {
+    if let Some(path) = path.filter(|p| is_index_file(p)) {
+        bail!(
+            "{} is a megashtein-gpu index, not a model file; give the model it was built \
+             with, or query the index directly",
+            path.display()
+        );
+    }
+    Model::open_or_builtin(path)
+}
+
 /// Whether the file at `path` is a regular file that starts with [`MAGIC`]: an index,
 /// for a clear message where a model file was expected. Unreadable: false.
-pub fn is_index_file(path: &Path) -> bool {
+fn is_index_file(path: &Path) -> bool {
     let mut start = [0u8; MAGIC.len()];
     // Only a regular file: peeking at a pipe would take bytes from its reader.
     path.is_file()
@@ -1175,7 +1188,7 @@ impl Index {
                 let source = format!("the model stored in {}", self.path.display());
                 return Model::from_bytes(bytes.to_vec(), source);
             }
-            (path, _) => Model::open_or_builtin(path)?,
+            (path, _) => open_model(path)?,
         };
         self.check_model(&model).map_err(|e| {
             let hint = if path.is_some() {
