@@ -456,6 +456,21 @@ fn eval_rejects_bad_input_with_clear_errors() {
         e.contains("base.txt:2:") && e.contains("--non-ascii"),
         "{e}"
     );
+
+    // An index given as the reference model is named as one (the magic is enough).
+    let index = dir.path().join("words.idx");
+    std::fs::write(&index, b"MGSHTIDX and the rest of an index").unwrap();
+    let e = err(bin(&[
+        "eval",
+        "--reference",
+        index.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    assert!(
+        e.contains("words.idx is a megashtein-gpu index, not a model file"),
+        "{e}"
+    );
     assert!(!out.join("report.json").exists());
 }
 

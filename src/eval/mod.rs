@@ -632,6 +632,7 @@ pub fn run(gpu: &Gpu, opts: &Options) -> Result<Report> {
 
 /// A `.pth` through import, anything else as a model file.
 fn load_reference(path: &Path) -> Result<(Weights, String)> {
+    crate::search::index::refuse_index_as_model(path)?;
     if path.extension().is_some_and(|e| e == "pth") {
         let sd = crate::model::pth::read_state_dict(path)?;
         let weights = Weights::from_state_dict(&sd, &path.display().to_string())?;

@@ -88,14 +88,22 @@ pub const MAGIC: [u8; 8] = *b"MGSHTIDX";
 /// [`Model::open_or_builtin`], with an index given as the model named as such: the
 /// model layer knows no index format, so commands open their `--model` through this.
 pub fn open_model(path: Option<&Path>) -> Result<Model> {
-    if let Some(path) = path.filter(|p| is_index_file(p)) {
+    if let Some(path) = path {
+        refuse_index_as_model(path)?;
+    }
+    Model::open_or_builtin(path)
+}
+
+/// An error naming `path` as an index where a model file was expected; Ok otherwise.
+pub fn refuse_index_as_model(path: &Path) -> Result<()> {
+    if is_index_file(path) {
         bail!(
             "{} is a megashtein-gpu index, not a model file; give the model it was built \
              with, or query the index directly",
             path.display()
         );
     }
-    Model::open_or_builtin(path)
+    Ok(())
 }
 
 /// Whether the file at `path` is a regular file that starts with [`MAGIC`]: an index,
