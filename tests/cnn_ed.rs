@@ -233,8 +233,9 @@ fn gpu_table_equals_the_cpu_table_in_batches() {
 /// A table larger than one storage binding is uploaded in parts of whole characters and
 /// summed part by part: here 37 characters in parts of 3 (the last one short), against
 /// the CPU table, with strings of characters from every part and outside the alphabet.
+/// A table over the encoder's limit runs layer by layer instead, to the same embeddings.
 #[test]
-fn a_table_split_into_parts_equals_the_cpu_table() {
+fn a_table_split_into_parts_or_over_the_limit_equals_the_cpu_table() {
     use megashtein_gpu::model::cnn_ed_encoder::CnnEdEncoder;
     let t = gpu();
     let (model, _) = fixture_model("cnn_ed_text.safetensors");
@@ -266,6 +267,27 @@ fn a_table_split_into_parts_equals_the_cpu_table() {
             assert_close(&format!("batch {b} string {i}"), row, &want, 1e-5, 1e-5);
         }
     }
+    // A table over the limit: the same model layer by layer, the same embeddings.
+    let table_bytes = (shape.alphabet * shape.max_len * shape.dim * 4) as u64;
+    let within = CnnEdEncoder::with_table_limit(&t.gpu, &t.ops, &model, 8, table_bytes).unwrap();
+    assert!(within.runs_table());
+    let mut layered =
+        CnnEdEncoder::with_table_limit(&t.gpu, &t.ops, &model, 8, table_bytes - 1).unwrap();
+    assert!(!layered.runs_table());
+    let bytes: Vec<&[u8]> = texts[..8].iter().map(|s| s.as_bytes()).collect();
+    let pending = layered.submit(&t.gpu, &bytes).unwrap();
+    let got = layered.collect(&t.gpu, pending).unwrap();
+    for (i, text) in texts[..8].iter().enumerate() {
+        let want: Vec<f64> = folded
+            .embed(model.token_ids(text))
+            .iter()
+            .map(|&v| f64::from(v))
+            .collect();
+        let norm = want.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let row = &got[i * shape.dim..(i + 1) * shape.dim];
+        assert_close(&format!("layered string {i}"), row, &want, 1e-4 * norm, 0.0);
+    }
+
     let too_small = (shape.max_len * shape.dim * 4 - 4) as u64;
     let e = CnnEdEncoder::with_part_bytes(&t.gpu, &t.ops, &model, 8, too_small)
         .err()

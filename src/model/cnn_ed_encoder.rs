@@ -1,9 +1,9 @@
 //! A CNN-ED model on a device: an affine network folded into its table
 //! ([`super::cnn_ed::Folded`], uploaded once, in parts of consecutive characters when it
 //! is larger than one storage binding) and run by the table pass
-//! ([`crate::ops::cnn_ed`]); a network with ReLUs layer by layer
-//! ([`super::cnn_ed_layers`]) after its blocks up to the first ReLU, folded
-//! ([`crate::ops::cnn_ed_prefix`]). Either fills a `[batch, dim]` f32 buffer, which the kNN
+//! ([`crate::ops::cnn_ed`]); a network with ReLUs, or an affine one whose table would
+//! exceed [`MAX_TABLE_BYTES`], layer by layer ([`super::cnn_ed_layers`]) after its blocks
+//! up to the first ReLU, folded ([`crate::ops::cnn_ed_prefix`]). Either fills a `[batch, dim]` f32 buffer, which the kNN
 //! reads in place, for batches of up to `capacity` strings.
 use anyhow::{Result, anyhow, bail};
 
@@ -23,6 +23,11 @@ const MAX_ID_BYTES: usize = 32 << 20;
 /// output, `[batch * C, 8, M >> blocks]`): batches of long strings over large alphabets
 /// get fewer strings.
 const MAX_ACTIVATION_BYTES: u64 = 64 << 20;
+
+/// The largest folded table an encoder uploads. Past it (thousands of characters at
+/// M = 1,000 take gigabytes: alphabet x M x dim floats) an affine network runs layer by
+/// layer, whose memory does not grow with the alphabet times M.
+pub const MAX_TABLE_BYTES: u64 = 1 << 30;
 
 pub struct CnnEdEncoder {
     capacity: usize,
@@ -61,9 +66,24 @@ enum Network {
 
 impl CnnEdEncoder {
     /// `model` on `gpu`, for batches of up to `capacity` strings (clamped so that a
-    /// batch's ids, or the layered network's activations, fit the limits above).
+    /// batch's ids, or the layered network's activations, fit the limits above): an
+    /// affine network through its folded table when that takes at most
+    /// [`MAX_TABLE_BYTES`], any other layer by layer.
     pub fn new(gpu: &Gpu, ops: &Ops, model: &CnnEd, capacity: usize) -> Result<Self> {
-        if model.shape().is_affine() {
+        Self::with_table_limit(gpu, ops, model, capacity, MAX_TABLE_BYTES)
+    }
+
+    /// [`CnnEdEncoder::new`] with the folded table's limit at `table_bytes`.
+    pub fn with_table_limit(
+        gpu: &Gpu,
+        ops: &Ops,
+        model: &CnnEd,
+        capacity: usize,
+        table_bytes: u64,
+    ) -> Result<Self> {
+        let shape = model.shape();
+        let table = (shape.alphabet * shape.max_len * shape.dim * 4) as u64;
+        if shape.is_affine() && table <= table_bytes {
             Self::with_part_bytes(gpu, ops, model, capacity, gpu.max_binding_bytes())
         } else {
             Self::layered(gpu, ops, model, capacity)
@@ -240,6 +260,11 @@ impl CnnEdEncoder {
     }
 
     /// How many strings one batch takes at most.
+    /// Whether the network runs as its folded table (else layer by layer).
+    pub fn runs_table(&self) -> bool {
+        matches!(self.network, Network::Table { .. })
+    }
+
     pub fn capacity(&self) -> usize {
         self.capacity
     }
