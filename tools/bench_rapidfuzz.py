@@ -5,8 +5,9 @@ Usage (megashtein-gpu bench query --python PYTHON runs it for you):
 
     python tools/bench_rapidfuzz.py --queries Q.txt --choices C.txt [--workers -1]
 
-Both files hold one ASCII string per line, separated by "\\n" only (a final newline
-does not add a string; empty lines are empty strings). The timed step is what a
+Both files hold one UTF-8 string per line, separated by "\\n" only (a final newline
+does not add a string; empty lines are empty strings); distances count code points,
+as megashtein-gpu's exact distance does for CNN-ED models. The timed step is what a
 Python user writes for an exhaustive exact search:
 
     rapidfuzz.process.cdist(queries, choices, scorer=Levenshtein.distance, workers=-1)
@@ -43,7 +44,7 @@ def read_lines(path: str) -> list[str]:
         data = data[:-1]
     elif not data:
         return []
-    return [line.decode("ascii") for line in data.split(b"\n")]
+    return [line.decode("utf-8") for line in data.split(b"\n")]
 
 
 def main(argv: list[str] | None = None) -> int:
