@@ -125,7 +125,8 @@ pub struct LongRow {
     /// within the first 100 candidates.
     pub top10_within_100: f64,
     /// Threshold search, one report for each K of `data.thresholds` (its `d`): a base
-    /// string is a candidate when its screen ([`screen`]) is <= mu * K.
+    /// string is a candidate when the row's estimate less a positive intercept (the screen
+    /// of `query --max-distance`) is <= mu * K, or when it equals the query.
     pub threshold: Vec<ThresholdReport>,
     pub seconds: f64,
 }
@@ -192,7 +193,7 @@ impl Embedded {
 /// A fitted line's intercept is set by mostly unrelated training pairs and would keep
 /// close strings out of reach of a small K (the CNN-ED code's bias is 0 for CNN too).
 /// Every row's line is a * raw + b, so CGK's and the exact scan's screen the same way.
-/// An equal string always passes, as in [`crate::search::passes_screen`].
+/// An equal string (exact distance 0) always passes, as in [`crate::search::passes_screen`].
 fn screen(g: &LinearFit, raw: f64, exact: u32) -> f32 {
     if exact == 0 {
         return 0.0;
