@@ -56,6 +56,115 @@ fn bin(args: &[&str]) -> std::process::Output {
     common::run_bin(args, b"")
 }
 
+fn numbers(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|x| x.as_f64().unwrap_or(f64::NAN))
+        .collect()
+}
+
+/// A row's threshold reports: one for each K; with a query that has a base string within
+/// K, recall within [0, 1] and non-decreasing in mu, candidates per query non-decreasing
+/// and at most the base, and recall 1 where every base string is a candidate; without
+/// one, recall null.
+fn check_threshold_search(row: &serde_json::Value, thresholds: &[f64], mus: &[f64], base: usize) {
+    let reports = row["threshold"].as_array().unwrap();
+    assert_eq!(reports.len(), thresholds.len(), "{}", row["name"]);
+    for (t, &k) in reports.iter().zip(thresholds) {
+        assert_eq!(t["d"].as_f64(), Some(k), "{t}");
+        let (recall, candidates) = (numbers(&t["recall"]), numbers(&t["candidates"]));
+        assert_eq!(
+            (recall.len(), candidates.len()),
+            (mus.len(), mus.len()),
+            "{t}"
+        );
+        if t["queries"] == 0 {
+            assert!(recall.iter().all(|r| r.is_nan()), "{t}");
+            continue;
+        }
+        for w in recall.windows(2).chain(candidates.windows(2)) {
+            assert!(
+                w[0] <= w[1],
+                "{}: not non-decreasing in mu: {t}",
+                row["name"]
+            );
+        }
+        for (&r, &c) in recall.iter().zip(&candidates) {
+            assert!((0.0..=1.0).contains(&r) && c <= base as f64, "{t}");
+            if c == base as f64 {
+                assert_eq!(r, 1.0, "{}: every string a candidate: {t}", row["name"]);
+            }
+        }
+    }
+}
+
+/// Recall and mean candidates of threshold search at K and mu over the queries with a
+/// base string within K, recomputed from `distances` and `screens` (`[query][base]`): a
+/// candidate has screen <= mu * K, or is equal to the query; `slack` widens the screen
+/// both ways. Returns (queries, lowest (recall, candidates), highest).
+fn threshold_search(
+    distances: &[Vec<u32>],
+    screens: &[Vec<f64>],
+    k: f64,
+    mu: f64,
+    slack: f64,
+) -> (usize, [f64; 2], [f64; 2]) {
+    let mut sums = [[0.0; 2]; 2];
+    let mut queries = 0;
+    for (row, screen) in distances.iter().zip(screens) {
+        let truth = row.iter().filter(|&&d| f64::from(d) <= k).count();
+        if truth == 0 {
+            continue;
+        }
+        queries += 1;
+        for (bound, factor) in [1.0 + slack, 1.0 - slack].into_iter().enumerate() {
+            let candidate = |j: usize| row[j] == 0 || screen[j] * factor <= mu * k;
+            let found = (0..row.len())
+                .filter(|&j| candidate(j) && f64::from(row[j]) <= k)
+                .count();
+            sums[bound][0] += found as f64 / truth as f64;
+            sums[bound][1] += (0..row.len()).filter(|&j| candidate(j)).count() as f64;
+        }
+    }
+    let mean = |s: [f64; 2]| s.map(|x| x / queries as f64);
+    (queries, mean(sums[0]), mean(sums[1]))
+}
+
+/// The row's threshold reports against [`threshold_search`] at every K and mu.
+fn check_threshold_values(
+    row: &serde_json::Value,
+    distances: &[Vec<u32>],
+    screens: &[Vec<f64>],
+    mus: &[f64],
+    slack: f64,
+) {
+    let mut strictly_between = 0;
+    for t in row["threshold"].as_array().unwrap() {
+        let k = t["d"].as_f64().unwrap();
+        let (recall, candidates) = (numbers(&t["recall"]), numbers(&t["candidates"]));
+        for (mi, &mu) in mus.iter().enumerate() {
+            let (queries, lo, hi) = threshold_search(distances, screens, k, mu, slack);
+            assert_eq!(t["queries"], queries, "{t}");
+            if queries == 0 {
+                continue;
+            }
+            for (i, got) in [recall[mi], candidates[mi]].into_iter().enumerate() {
+                assert!(
+                    lo[i] - 1e-9 <= got && got <= hi[i] + 1e-9,
+                    "{} K {k} mu {mu}: {got} outside [{}, {}]",
+                    row["name"],
+                    lo[i],
+                    hi[i]
+                );
+            }
+            strictly_between += usize::from(recall[mi] > 0.0 && recall[mi] < 1.0);
+        }
+    }
+    // Some (K, mu) is neither none nor all, so the check above tells screens apart.
+    assert!(strictly_between > 0, "{}", row["threshold"]);
+}
+
 #[test]
 fn eval_reports_a_cnn_ed_model_on_long_strings() {
     let dir = tempfile::tempdir().unwrap();
@@ -70,7 +179,9 @@ fn eval_reports_a_cnn_ed_model_on_long_strings() {
 
     let alphabet: Vec<char> = "ACGT".chars().collect();
     let mut model = CnnEd::random(alphabet.clone(), CnnEdShape::official(4, 128), 7).unwrap();
-    model.set_estimator(40.0, 3.0);
+    // About the slope the trainer would fit (the untrained distances are ~0.005 apart), so
+    // that threshold search at small K is neither none nor all of the base.
+    model.set_estimator(8000.0, 3.0);
     model.save(&path("model.safetensors")).unwrap();
 
     let out = path("out");
@@ -133,11 +244,15 @@ fn eval_reports_a_cnn_ed_model_on_long_strings() {
     let (mut sum, mut pairs) = (0.0, 0usize);
     // ... and over each query's exact 10 nearest (ties by base order) at d > 0.
     let (mut near_sum, mut near_pairs) = (0.0, 0usize);
+    // Every (query, base) distance, for threshold search below.
+    let mut distances: Vec<Vec<u32>> = Vec::new();
     for (q, query) in queries.iter().enumerate() {
         let exact = Exact::new(query.as_bytes());
         let mut errors = Vec::new();
+        distances.push(Vec::new());
         for (j, b) in base.iter().enumerate() {
             let d = exact.distance(b.as_bytes()) as f64;
+            distances[q].push(d as u32);
             if d > 0.0 {
                 let row = |i: usize| &embeddings[i * dim..(i + 1) * dim];
                 let estimate = f64::from(e.between(row(q), row(queries.len() + j)));
@@ -169,8 +284,46 @@ fn eval_reports_a_cnn_ed_model_on_long_strings() {
         "near relative error {got}, want {want}"
     );
     assert_eq!(exact["near_relative_error"], 0.0);
+
+    // Threshold search: every row's report holds together; the exact scan's is the brute
+    // force here, and the model's is that of its screen (its line less the intercept) from
+    // the embeddings here, up to the GPU's rounding.
+    let thresholds = numbers(&report["data"]["thresholds"]);
+    let mus = numbers(&report["data"]["mus"]);
+    assert!(
+        thresholds.len() >= 3 && mus.len() >= 8,
+        "{}",
+        report["data"]
+    );
+    for m in report["models"].as_array().unwrap() {
+        check_threshold_search(m, &thresholds, &mus, base.len());
+    }
+    let exact_screens: Vec<Vec<f64>> = distances
+        .iter()
+        .map(|row| row.iter().map(|&d| f64::from(d)).collect())
+        .collect();
+    check_threshold_values(&exact, &distances, &exact_screens, &mus, 0.0);
+    let k100 = thresholds.iter().position(|&k| k == 100.0).unwrap();
+    assert_eq!(
+        exact["threshold"][k100]["candidates"][mus.len() - 1],
+        base.len() as f64,
+        "every base string is within 100: {}",
+        exact["threshold"][k100]
+    );
+    let model_screens: Vec<Vec<f64>> = (0..queries.len())
+        .map(|q| {
+            (0..base.len())
+                .map(|j| {
+                    let row = |i: usize| &embeddings[i * dim..(i + 1) * dim];
+                    let squared = e.metric.distance(row(q), row(queries.len() + j));
+                    f64::from(e.screen(squared as f32))
+                })
+                .collect()
+        })
+        .collect();
+    check_threshold_values(&row("model"), &distances, &model_screens, &mus, 1e-3);
     assert_eq!(report["data"]["error_pairs"], pairs);
-    assert_eq!(row("model")["fit"]["slope"], 40.0);
+    assert_eq!(row("model")["fit"]["slope"], 8000.0);
 
     // The untrained baseline's line is the trainer's fit on the training pairs.
     let shape = model.shape();
@@ -182,8 +335,10 @@ fn eval_reports_a_cnn_ed_model_on_long_strings() {
         (slope - want).abs() <= 1e-6 * want,
         "slope {slope}, want {want}"
     );
-    for name in ["recall_k1.png", "recall_k10.png", "recall_k50.png"] {
-        assert!(out.join(name).is_file(), "{name}");
+    let plots = ["recall_k1.png", "recall_k10.png", "recall_k50.png"].map(String::from);
+    let threshold_plots = thresholds.iter().map(|k| format!("threshold_d{k}.png"));
+    for name in plots.into_iter().chain(threshold_plots) {
+        assert!(out.join(&name).is_file(), "{name}");
     }
 
     // A seeded sample of the queries.

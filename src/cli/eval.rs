@@ -181,7 +181,7 @@ fn run_long(args: &Args, model: &Model) -> Result<()> {
     let report = long::run(&gpu, model, &opts)?;
     print!("{}", long::table(&report));
     eprintln!(
-        "wrote {} and the recall plots in {:.1} s",
+        "wrote {} and the recall and threshold plots in {:.1} s",
         args.out.join("report.json").display(),
         report.seconds
     );

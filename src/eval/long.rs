@@ -11,7 +11,10 @@
 //!   acts on);
 //! - recall-item curves: recall of the exact top-k within the first T candidates by
 //!   embedding distance, k of [`KS`], T on a log grid up to the base size;
-//! - the fraction of queries whose exact top-10 lies within the first 100 candidates.
+//! - the fraction of queries whose exact top-10 lies within the first 100 candidates;
+//! - threshold search (CNN-ED Algorithm 2) at each K of [`THRESHOLDS`] and blow-up mu of
+//!   [`mus`]: recall of the base strings within K among those whose screen is <= mu * K,
+//!   and the candidates that takes.
 //!
 //! The exact distances (code points, [`Exact`]) are the expensive part: queries x base
 //! pairs on all CPU threads; `max_queries` evaluates a seeded sample of the queries.
@@ -22,20 +25,27 @@ use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::metrics::{self, LinearFit};
-use super::{KS, RANDOM_SEED, SearchReport, bar};
+use super::metrics::{self, LinearFit, ThresholdCount};
+use super::{KS, RANDOM_SEED, SearchReport, ThresholdReport, bar, mus};
 use crate::edit_distance::Exact;
 use crate::embed::Embedder;
 use crate::gpu::Gpu;
 use crate::input::read_utf8_lines;
 use crate::model::cgk::{self, Cgk};
 use crate::model::cnn_ed::CnnEd;
-use crate::model::{Architecture, Model};
+use crate::model::{Architecture, Estimator, Model};
 use crate::train::cnn_ed_data::{TripletData, sample};
 use crate::train::cnn_ed_run::fit_estimator;
 
 /// How many of each query's exact nearest the near relative error reads.
 pub const NEAR: usize = 10;
+
+/// Thresholds K of threshold search: fixed edit budgets, as a user gives them to
+/// `query --max-distance`, rather than fractions of a data set's mean distance, so that
+/// runs on different files compare. 40 and 100 are the CNN-ED paper's (40 for DBLP, Trec
+/// and Enron, 100 for UniRef and Gen50ks); 10 and 20 the near copies. A K within which no
+/// query has a base string reports no query (recall null).
+pub const THRESHOLDS: [u32; 4] = [10, 20, 40, 100];
 
 /// The files and sizes of a long-string evaluation.
 #[derive(Debug, Clone)]
@@ -44,7 +54,7 @@ pub struct LongOptions {
     pub train: PathBuf,
     pub queries: PathBuf,
     pub base: PathBuf,
-    /// Directory for report.json and the recall plots; `None`: nothing written.
+    /// Directory for report.json and the recall and threshold plots; `None`: nothing written.
     pub out: Option<PathBuf>,
     /// Evaluate a seeded sample of this many queries (`None`: all).
     pub max_queries: Option<usize>,
@@ -88,6 +98,9 @@ pub struct LongData {
     pub ks: Vec<usize>,
     pub ts: Vec<usize>,
     pub candidates: Vec<usize>,
+    /// Thresholds K and blow-ups mu of threshold search (`models[].threshold`).
+    pub thresholds: Vec<u32>,
+    pub mus: Vec<f64>,
     /// Wall time of the exact (query, base) distances.
     pub exact_seconds: f64,
 }
@@ -111,6 +124,10 @@ pub struct LongRow {
     /// Fraction of queries whose exact top-10 (ties at the 10th distance count) is all
     /// within the first 100 candidates.
     pub top10_within_100: f64,
+    /// Threshold search, one report for each K of `data.thresholds` (its `d`): a base
+    /// string is a candidate when the row's estimate less a positive intercept (the screen
+    /// of `query --max-distance`) is <= mu * K, or when it equals the query.
+    pub threshold: Vec<ThresholdReport>,
     pub seconds: f64,
 }
 
@@ -170,8 +187,22 @@ impl Embedded {
     }
 }
 
+/// What threshold search compares with mu * K for a row's raw distance `raw` under its
+/// line `g`: the estimate less a positive intercept, as `query --max-distance` screens a
+/// CNN-ED model ([`Estimator::screen`], whose Euclidean metric reads a squared distance).
+/// A fitted line's intercept is set by mostly unrelated training pairs and would keep
+/// close strings out of reach of a small K (the CNN-ED code's bias is 0 for CNN too).
+/// Every row's line is a * raw + b, so CGK's and the exact scan's screen the same way.
+/// An equal string (exact distance 0) always passes, as in [`crate::search::passes_screen`].
+fn screen(g: &LinearFit, raw: f64, exact: u32) -> f32 {
+    if exact == 0 {
+        return 0.0;
+    }
+    Estimator::euclidean(g.slope as f32, g.intercept as f32).screen((raw * raw) as f32)
+}
+
 /// Runs the long-string report for the CNN-ED `model`; with `opts.out`, writes
-/// report.json and the recall plots there.
+/// report.json and the recall and threshold plots there.
 pub fn run(gpu: &Gpu, model: &Model, opts: &LongOptions) -> Result<LongReport> {
     let start = Instant::now();
     let Architecture::CnnEd(cnn_ed) = model.architecture() else {
@@ -297,6 +328,8 @@ pub fn run(gpu: &Gpu, model: &Model, opts: &LongOptions) -> Result<LongReport> {
             ks: KS.to_vec(),
             ts,
             candidates: opts.candidates.clone(),
+            thresholds: THRESHOLDS.to_vec(),
+            mus: mus(),
             exact_seconds,
         },
         models,
@@ -432,6 +465,8 @@ struct QueryOut {
     abs_error_sum: f64,
     /// Relative errors summed over the query's exact nearest [`NEAR`] at d > 0, and their count.
     near_error: (f64, usize),
+    /// Threshold search's counts at each K of [`THRESHOLDS`] and mu of [`mus`].
+    thresholds: Vec<Vec<ThresholdCount>>,
 }
 
 fn evaluate(
@@ -443,6 +478,7 @@ fn evaluate(
     row: Row,
 ) -> LongRow {
     let bar = bar(s.queries, &format!("search ({})", row.name), row.progress);
+    let mus = mus();
     let per_query: Vec<QueryOut> = (0..s.queries)
         .into_par_iter()
         .map(|q| {
@@ -469,6 +505,11 @@ fn evaluate(
                     (sum + error(j) / f64::from(exact[j]), n + 1)
                 });
             let ranked: Vec<f32> = raw.iter().map(|&x| x as f32).collect();
+            let screens: Vec<f32> = raw
+                .iter()
+                .zip(exact)
+                .map(|(&x, &d)| screen(&g, x, d))
+                .collect();
             let order = metrics::rank_rows(&ranked);
             let recall_at = |k, ts: &[usize]| {
                 metrics::recall_at(exact, &order, k, ts).expect("the base is not empty")
@@ -481,6 +522,7 @@ fn evaluate(
                 relative_error_sum,
                 abs_error_sum,
                 near_error,
+                thresholds: metrics::threshold_counts(exact, &screens, &THRESHOLDS, &mus),
             }
         })
         .collect();
@@ -490,6 +532,8 @@ fn evaluate(
     let fraction = |f: &dyn Fn(&QueryOut) -> bool| {
         per_query.iter().filter(|q| f(q)).count() as f64 / s.queries as f64
     };
+    let per_query_thresholds: Vec<&[Vec<ThresholdCount>]> =
+        per_query.iter().map(|q| q.thresholds.as_slice()).collect();
     LongRow {
         name: row.name.to_string(),
         source: row.source,
@@ -507,11 +551,12 @@ fn evaluate(
                 .collect::<Vec<_>>(),
         ),
         top10_within_100: fraction(&|q| q.top10_within_100),
+        threshold: ThresholdReport::summarize(&THRESHOLDS, mus.len(), &per_query_thresholds),
         seconds: row.start.elapsed().as_secs_f64(),
     }
 }
 
-/// Writes `dir/report.json` and the recall plots.
+/// Writes `dir/report.json` and the recall and threshold plots.
 pub fn write_outputs(report: &LongReport, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create output directory {}", dir.display()))?;
@@ -526,6 +571,13 @@ pub fn write_outputs(report: &LongReport, dir: &Path) -> Result<()> {
         .map(|m| (m.name.as_str(), &m.search))
         .collect();
     super::plot::write_recall_plots(dir, report.data.queries, report.data.base_rows, &rows)?;
+    let rows: Vec<(&str, &[ThresholdReport])> = report
+        .models
+        .iter()
+        .map(|m| (m.name.as_str(), m.threshold.as_slice()))
+        .collect();
+    let d = &report.data;
+    super::plot::write_threshold_plots(dir, &d.thresholds, d.base_rows, &d.mus, &rows)?;
     Ok(())
 }
 
@@ -574,8 +626,55 @@ pub fn table(report: &LongReport) -> String {
         s,
         "rel.err: mean |g(d_hat) - d| / d over (query, base) pairs at d > 0, g fitted on the training pairs (CNN-ED's Table 2); rel.err@10: the same over each query's exact {NEAR} nearest; Rk@T: recall of the exact top-k in the first T candidates; top10@100: queries whose exact top-10 is all in the first 100."
     );
+    s.push_str(&threshold_table(report));
     for n in &report.notes {
         let _ = writeln!(s, "note: {n}");
     }
     s
+}
+
+/// Recall threshold search's summary asks for.
+const RECALL_TARGET: f64 = 0.99;
+
+/// Threshold search in short: for each row and K, the mean candidates per query at the
+/// first mu of the grid whose recall reaches [`RECALL_TARGET`] (the verification work
+/// that recall costs), with that mu.
+fn threshold_table(report: &LongReport) -> String {
+    use std::fmt::Write;
+    let d = &report.data;
+    let mut s = String::new();
+    let _ = write!(s, "{:<14}", "threshold");
+    for k in &d.thresholds {
+        let _ = write!(s, " {:>16}", format!("K={k}"));
+    }
+    s.push('\n');
+    for m in &report.models {
+        let _ = write!(s, "{:<14}", m.name);
+        for t in &m.threshold {
+            let _ = write!(s, " {:>16}", candidates_at_target(t, &d.mus));
+        }
+        s.push('\n');
+    }
+    let queries: Vec<String> = report
+        .models
+        .first()
+        .map(|m| m.threshold.iter().map(|t| t.queries.to_string()).collect())
+        .unwrap_or_default();
+    let _ = writeln!(
+        s,
+        "threshold: mean candidates per query (screen <= mu * K) at the first mu of the grid with recall >= {RECALL_TARGET} of the base strings within K, mu in parentheses; over the queries with a string within K ({}).",
+        queries.join(", ")
+    );
+    s
+}
+
+/// "candidates (mu)" at the first mu of `mus` where `t` reaches [`RECALL_TARGET`]; "-"
+/// where no query has a string within K or no mu of the grid gets there.
+fn candidates_at_target(t: &ThresholdReport, mus: &[f64]) -> String {
+    t.recall
+        .iter()
+        .position(|&r| r >= RECALL_TARGET)
+        .map_or("-".to_string(), |mi| {
+            format!("{:.1} ({:.3})", t.candidates[mi], mus[mi])
+        })
 }

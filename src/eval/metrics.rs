@@ -87,6 +87,22 @@ pub fn threshold_count(exact: &[u32], estimates: &[f32], d: u32, mu: f64) -> Thr
     c
 }
 
+/// [`threshold_count`] for each threshold of `ds` (outer) and blow-up of `mus` (inner).
+pub fn threshold_counts(
+    exact: &[u32],
+    estimates: &[f32],
+    ds: &[u32],
+    mus: &[f64],
+) -> Vec<Vec<ThresholdCount>> {
+    ds.iter()
+        .map(|&d| {
+            mus.iter()
+                .map(|&mu| threshold_count(exact, estimates, d, mu))
+                .collect()
+        })
+        .collect()
+}
+
 pub use crate::stats::{LinearFit, average_ranks, pearson, spearman};
 
 /// Errors of calibrated estimates g(d_hat) against true distances d (> 0).

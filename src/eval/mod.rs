@@ -205,13 +205,7 @@ impl SearchReport {
     /// the exact nearest distance. NaN where no query was answered.
     fn summarize(ts: &[usize], candidates: &[usize], answered: &[(Vec<Vec<f64>>, usize)]) -> Self {
         let n = answered.len();
-        let mean = |values: &mut dyn Iterator<Item = f64>| {
-            if n == 0 {
-                f64::NAN
-            } else {
-                values.sum::<f64>() / n as f64
-            }
-        };
+        let mean = |values: &mut dyn Iterator<Item = f64>| mean_or_nan(values, n);
         let curves = KS
             .iter()
             .enumerate()
@@ -258,13 +252,55 @@ pub struct ThresholdReport {
     /// Queries with at least one base string within d (the recall averages over these).
     pub queries: usize,
     pub mean_truth: f64,
-    /// Mean recall of the strings within d, for each mu of `mus`. Candidates: a * d_hat <=
-    /// mu * d, with a = `distance.threshold_scale` (a least-squares fit through the origin,
-    /// so that every method is on the edit-distance scale; a shift of g's intercept would
-    /// make small d unreachable).
+    /// Mean recall of the strings within d, for each mu of `mus`. Candidates: an estimate on
+    /// the edit-distance scale <= mu * d. The short-string report's estimate is a * d_hat,
+    /// a = `distance.threshold_scale` (a least-squares fit through the origin, so that every
+    /// method is on the edit-distance scale; a shift of g's intercept would make small d
+    /// unreachable); the long-string report's is the row's line less a positive intercept
+    /// (`long::LongRow::threshold`).
     pub recall: Vec<f64>,
     /// Mean number of candidates, for each mu.
     pub candidates: Vec<f64>,
+}
+
+impl ThresholdReport {
+    /// One report for each threshold of `ds`, from each query's counts
+    /// (`per_query[q][di][mi]`, [`metrics::threshold_counts`]) at `mus` blow-ups: means
+    /// over the queries with a string within the threshold, NaN (null in JSON) where none has.
+    fn summarize(ds: &[u32], mus: usize, per_query: &[&[Vec<ThresholdCount>]]) -> Vec<Self> {
+        ds.iter()
+            .enumerate()
+            .map(|(di, &d)| {
+                let with_truth: Vec<&[ThresholdCount]> = per_query
+                    .iter()
+                    .map(|q| q[di].as_slice())
+                    .filter(|t| t[0].truth > 0)
+                    .collect();
+                let n = with_truth.len();
+                let mean_at = |f: &dyn Fn(&ThresholdCount) -> f64| -> Vec<f64> {
+                    (0..mus)
+                        .map(|mi| mean_or_nan(&mut with_truth.iter().map(|t| f(&t[mi])), n))
+                        .collect()
+                };
+                ThresholdReport {
+                    d,
+                    queries: n,
+                    mean_truth: mean_or_nan(&mut with_truth.iter().map(|t| t[0].truth as f64), n),
+                    recall: mean_at(&|t| t.found as f64 / t.truth as f64),
+                    candidates: mean_at(&|t| t.candidates as f64),
+                }
+            })
+            .collect()
+    }
+}
+
+/// The sum of `values` over `n`; NaN for n = 0 (no query to average over).
+fn mean_or_nan(values: &mut dyn Iterator<Item = f64>, n: usize) -> f64 {
+    if n == 0 {
+        f64::NAN
+    } else {
+        values.sum::<f64>() / n as f64
+    }
 }
 
 /// Distance estimates over one list of strings.
@@ -806,14 +842,7 @@ fn evaluate(
                     .map(|&k| metrics::recall_at(exact, &order, k, ts))
                     .collect(),
                 nearest: metrics::nearest_rank(exact, &order),
-                thresholds: THRESHOLDS
-                    .iter()
-                    .map(|&d| {
-                        mus.iter()
-                            .map(|&mu| metrics::threshold_count(exact, &scaled, d, mu))
-                            .collect()
-                    })
-                    .collect(),
+                thresholds: metrics::threshold_counts(exact, &scaled, &THRESHOLDS, &mus),
             };
             bar.inc(1);
             out
@@ -828,43 +857,9 @@ fn evaluate(
         })
         .collect();
     let search = SearchReport::summarize(ts, cs, &answered);
-    let mean = |v: &mut dyn Iterator<Item = f64>, n: usize| {
-        if n == 0 {
-            f64::NAN
-        } else {
-            v.sum::<f64>() / n as f64
-        }
-    };
-    let threshold = THRESHOLDS
-        .iter()
-        .enumerate()
-        .map(|(di, &d)| {
-            let with_truth: Vec<&[ThresholdCount]> = per_query
-                .iter()
-                .map(|q| q.thresholds[di].as_slice())
-                .filter(|t| t[0].truth > 0)
-                .collect();
-            let n = with_truth.len();
-            ThresholdReport {
-                d,
-                queries: n,
-                mean_truth: mean(&mut with_truth.iter().map(|t| t[0].truth as f64), n),
-                recall: (0..mus.len())
-                    .map(|mi| {
-                        mean(
-                            &mut with_truth
-                                .iter()
-                                .map(|t| t[mi].found as f64 / t[mi].truth as f64),
-                            n,
-                        )
-                    })
-                    .collect(),
-                candidates: (0..mus.len())
-                    .map(|mi| mean(&mut with_truth.iter().map(|t| t[mi].candidates as f64), n))
-                    .collect(),
-            }
-        })
-        .collect();
+    let per_query_thresholds: Vec<&[Vec<ThresholdCount>]> =
+        per_query.iter().map(|q| q.thresholds.as_slice()).collect();
+    let threshold = ThresholdReport::summarize(&THRESHOLDS, mus.len(), &per_query_thresholds);
 
     // Real misspellings.
     let misspellings = ctx.has_misspellings.then(|| {
@@ -911,8 +906,9 @@ fn evaluate(
             })
             .collect();
         let n = outs.len();
-        let frac =
-            |f: &dyn Fn(&MissOut) -> bool| mean(&mut outs.iter().map(|o| f64::from(f(o))), n);
+        let frac = |f: &dyn Fn(&MissOut) -> bool| {
+            mean_or_nan(&mut outs.iter().map(|o| f64::from(f(o))), n)
+        };
         MisspellReport {
             pairs: n,
             candidates: cs.clone(),

@@ -6,7 +6,7 @@ use std::sync::Once;
 use anyhow::{Result, anyhow};
 use plotters::prelude::*;
 
-use super::{KS, Report, SearchReport, THRESHOLDS};
+use super::{KS, Report, SearchReport, THRESHOLDS, ThresholdReport};
 
 /// DejaVu Sans Mono (Bitstream Vera license, free to embed and redistribute).
 const FONT: &[u8] = include_bytes!("DejaVuSansMono.ttf");
@@ -323,19 +323,57 @@ fn relative_error(report: &Report, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Threshold search at one D: recall of the strings within D against the mean number of
-/// candidates, one point per blow-up mu.
 fn threshold(report: &Report, di: usize, path: &Path) -> Result<()> {
-    let d = THRESHOLDS[di];
+    let rows: Vec<(&str, Option<&ThresholdReport>)> = report
+        .models
+        .iter()
+        .map(|m| (m.name.as_str(), m.threshold.get(di)))
+        .collect();
+    let mus = &report.data.mus;
+    threshold_curves(path, THRESHOLDS[di], report.data.base_rows, mus, &rows)
+}
+
+/// The threshold-search plots of `rows` (name, one report per threshold of `ds`),
+/// `threshold_d{d}.png` for each d in `dir`; returns the files written.
+pub fn write_threshold_plots(
+    dir: &Path,
+    ds: &[u32],
+    base_rows: usize,
+    mus: &[f64],
+    rows: &[(&str, &[ThresholdReport])],
+) -> Result<Vec<PathBuf>> {
+    register_font();
+    ds.iter()
+        .enumerate()
+        .map(|(di, &d)| {
+            let path = dir.join(format!("threshold_d{d}.png"));
+            let at_d: Vec<(&str, Option<&ThresholdReport>)> =
+                rows.iter().map(|&(name, t)| (name, t.get(di))).collect();
+            threshold_curves(&path, d, base_rows, mus, &at_d)
+                .map_err(|e| e.context(format!("writing {}", path.display())))?;
+            Ok(path)
+        })
+        .collect()
+}
+
+/// Threshold search at one D: recall of the strings within D against the mean number of
+/// candidates, one point per blow-up mu, for each row (name, its report at D).
+fn threshold_curves(
+    path: &Path,
+    d: u32,
+    base_rows: usize,
+    mus: &[f64],
+    rows: &[(&str, Option<&ThresholdReport>)],
+) -> Result<()> {
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
-    let n = report.data.base_rows.max(2) as f64;
+    let n = base_rows.max(2) as f64;
     let mut chart = ChartBuilder::on(&root)
         .caption(
             format!(
                 "Threshold search, D = {d}: recall of all strings within {d} vs candidates (mu {:.3} to {:.0})",
-                report.data.mus.first().unwrap_or(&0.0),
-                report.data.mus.last().unwrap_or(&0.0)
+                mus.first().unwrap_or(&0.0),
+                mus.last().unwrap_or(&0.0)
             ),
             ("sans-serif", 18),
         )
@@ -352,8 +390,8 @@ fn threshold(report: &Report, di: usize, path: &Path) -> Result<()> {
         .label_style(("sans-serif", 15))
         .draw()
         .map_err(err)?;
-    for (mi, m) in report.models.iter().enumerate() {
-        let Some(t) = m.threshold.get(di) else {
+    for (mi, &(name, t)) in rows.iter().enumerate() {
+        let Some(t) = t else {
             continue;
         };
         let c = color(mi);
@@ -368,7 +406,7 @@ fn threshold(report: &Report, di: usize, path: &Path) -> Result<()> {
         chart
             .draw_series(LineSeries::new(pts.clone(), c.stroke_width(width)))
             .map_err(err)?
-            .label(m.name.clone())
+            .label(name)
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(width))
             });
