@@ -24,6 +24,8 @@ struct Corpus {
     strings: Vec<String>,
     /// Rows of `a.idx`: the first `half` strings; `b.idx` holds the rest.
     half: usize,
+    /// The model's alphabet.
+    alphabet: Vec<char>,
 }
 
 impl Corpus {
@@ -126,10 +128,16 @@ fn corpus() -> &'static Corpus {
         }
         let dir = tempfile::tempdir().unwrap().keep();
         let half = strings.len() / 2;
-        let c = Corpus { dir, strings, half };
         // Centred as `train` leaves a model, so that the embeddings' differences are not
         // lost next to their common part (in the f16 index above all).
         let mut model = random_cnn_ed(4, 37, MAX_LEN, 5, 0);
+        let alphabet = model.alphabet().to_vec();
+        let c = Corpus {
+            dir,
+            strings,
+            half,
+            alphabet,
+        };
         model.center_on(&model.embed_all(&c.strings));
         model.set_estimator(SLOPE, INTERCEPT);
         model.save(Path::new(&c.path("model.safetensors"))).unwrap();
@@ -149,7 +157,12 @@ fn corpus() -> &'static Corpus {
             if let Some(precision) = precision {
                 args.extend(["--precision", precision]);
             }
-            ok(run_bin(&args, b""));
+            let out = run_bin(&args, b"");
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            ok(out);
+            if input.ends_with("all.txt") {
+                assert!(stderr.contains(&unseen_warning(&c)), "{stderr}");
+            }
         }
         c
     })
@@ -467,14 +480,15 @@ fn expected_dedup(c: &Corpus, link: Link, keep: &str, length: Length) -> Vec<(us
 }
 
 /// `dedup --format json` with every row a candidate and no screen: each row's (cluster,
-/// representative row), its line and string checked.
-fn dedup(c: &Corpus, source: &[&str], extra: &[&str]) -> Vec<(usize, usize)> {
+/// representative row), its line and string checked; and its stderr.
+fn dedup(c: &Corpus, source: &[&str], extra: &[&str]) -> (Vec<(usize, usize)>, String) {
     let n = c.strings.len().to_string();
     let args = ["dedup", "-C", &n, "--blowup", "inf", "--format", "json"];
-    let out = bin(&[&args[..], source, extra].concat());
-    let records = json_lines(&out);
-    assert_eq!(records.len(), c.strings.len(), "{out}");
-    records
+    let out = run_bin(&[&args[..], source, extra].concat(), b"");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let records = json_lines(&ok(out));
+    assert_eq!(records.len(), c.strings.len());
+    let rows = records
         .iter()
         .enumerate()
         .map(|(row, r)| {
@@ -482,7 +496,23 @@ fn dedup(c: &Corpus, source: &[&str], extra: &[&str]) -> Vec<(usize, usize)> {
             assert_eq!(r["string"], c.strings[row], "{r}");
             (id(&r["cluster"]), id(&r["representative"]) - 1)
         })
-        .collect()
+        .collect();
+    (rows, stderr)
+}
+
+/// The warning of `embed` (and of `dedup --input`) for the corpus's lines holding
+/// characters outside the model's alphabet.
+fn unseen_warning(c: &Corpus) -> String {
+    let unseen: Vec<usize> = (0..c.strings.len())
+        .filter(|&row| c.strings[row].chars().any(|ch| !c.alphabet.contains(&ch)))
+        .collect();
+    assert!(unseen.len() > 1);
+    format!(
+        "warning: {} lines held characters outside the model's alphabet, read as padding \
+         (first: line {})",
+        unseen.len(),
+        unseen[0] + 1
+    )
 }
 
 /// Groups at D = 2 from the file (embedded into a temporary index) and from the index,
@@ -506,9 +536,13 @@ fn dedup_groups_the_exact_components_with_each_keep() {
         (from_index, "longest"),
         (from_file, "most-central"),
     ] {
-        let got = dedup(c, source, &["--max-distance", "2", "--keep", keep]);
+        let (got, stderr) = dedup(c, source, &["--max-distance", "2", "--keep", keep]);
         let want = expected_dedup(c, link, keep, Length::CodePoints);
         assert_eq!(got, want, "{source:?} --keep {keep}");
+        // Embedding the file, it warns as `embed` does.
+        if source == from_file {
+            assert!(stderr.contains(&unseen_warning(c)), "{stderr}");
+        }
         seen.push(got);
     }
     // The groups are not trivial, and each rule picks differently somewhere.
@@ -533,7 +567,7 @@ fn dedup_groups_the_exact_components_with_each_keep() {
 fn dedup_by_ratio_measures_lengths_in_code_points() {
     let c = corpus();
     let index = c.path("all.idx");
-    let got = dedup(c, &["--index", &index], &["--max-ratio", "0.2"]);
+    let (got, _) = dedup(c, &["--index", &index], &["--max-ratio", "0.2"]);
     let link = |length| Link::Ratio(0.2, length);
     let want = expected_dedup(c, link(Length::CodePoints), "first", Length::CodePoints);
     assert_eq!(got, want);
