@@ -128,8 +128,6 @@ fn corpus() -> &'static Corpus {
         }
         let dir = tempfile::tempdir().unwrap().keep();
         let half = strings.len() / 2;
-        // Centred as `train` leaves a model, so that the embeddings' differences are not
-        // lost next to their common part (in the f16 index above all).
         let mut model = random_cnn_ed(4, 37, MAX_LEN, 5, 0);
         let alphabet = model.alphabet().to_vec();
         let c = Corpus {
@@ -138,6 +136,8 @@ fn corpus() -> &'static Corpus {
             half,
             alphabet,
         };
+        // Centred as `train` leaves a model, so that the embeddings' differences are not
+        // lost next to their common part (in the f16 index above all).
         model.center_on(&model.embed_all(&c.strings));
         model.set_estimator(SLOPE, INTERCEPT);
         model.save(Path::new(&c.path("model.safetensors"))).unwrap();
