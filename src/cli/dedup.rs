@@ -163,7 +163,9 @@ fn open_source(args: &Args, gpu: &Gpu) -> Result<(Index, Option<(Tracked, tempfi
     let mut writer = IndexWriter::for_model(&path, &model, Precision::F32)?;
     let total = std::fs::metadata(input).ok().filter(|m| m.is_file());
     let progress = super::progress_bytes(total.map(|m| m.len()), "embedding");
+    let mut unseen = super::UnseenChars::default();
     Embedder::for_model(gpu, &model)?.embed_stream(&mut reader, |lines, embeddings| {
+        unseen.record(&model, lines);
         progress.inc(lines.iter().map(|l| l.text.len() as u64 + 1).sum());
         writer.push(lines, embeddings)
     })?;
@@ -171,6 +173,9 @@ fn open_source(args: &Args, gpu: &Gpu) -> Result<(Index, Option<(Tracked, tempfi
     writer.finish()?;
     for warning in reader.stats().warnings() {
         eprintln!("warning: {warning}");
+    }
+    if let Some(warning) = unseen.warning("line") {
+        eprintln!("{warning}");
     }
     Ok((Index::open(&path)?, Some((tracked, dir))))
 }
