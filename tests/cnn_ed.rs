@@ -596,6 +596,13 @@ fn commands_read_utf8_with_a_cnn_ed_model() {
         b"",
     ));
     assert!(out.starts_with("straße\tstrasse\t2\t"), "{out}");
+    let distance = run_bin(&["distance", "--model", &model, "naïve", "中文"], b"");
+    let warned = String::from_utf8_lossy(&distance.stderr).into_owned();
+    ok(distance);
+    assert!(
+        warned.contains("2 strings held characters outside the model's alphabet"),
+        "{warned}"
+    );
     // bench query samples non-ASCII queries for this model and scans over code points:
     // with every row a candidate, recall is exact.
     let pairs = dir.path().join("pairs.tsv");

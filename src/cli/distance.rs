@@ -64,6 +64,8 @@ pub fn run(args: &Args) -> Result<()> {
     // Strings longer than the model reads: its estimate sees only their start.
     let reads_up_to = model.reads_up_to();
     let mut cut = 0u64;
+    // Strings holding characters outside a CNN-ED model's alphabet (read as padding).
+    let mut unseen = 0u64;
     let gpu = args.gpu.open()?;
     let mut embedder = Embedder::for_model(&gpu, &model)?;
     args.out.write(COLUMNS, |table| {
@@ -79,6 +81,8 @@ pub fn run(args: &Args) -> Result<()> {
             for ((a, b), estimate) in chunk.iter().zip(estimates) {
                 let longer = |s: &[u8]| as_text(s).chars().nth(reads_up_to).is_some();
                 cut += u64::from(longer(a)) + u64::from(longer(b));
+                unseen +=
+                    u64::from(model.reads_unseen_chars(a)) + u64::from(model.reads_unseen_chars(b));
                 let exact = Exact::new(a).distance(b);
                 table.row(&[
                     json!(as_text(a)),
@@ -99,6 +103,12 @@ pub fn run(args: &Args) -> Result<()> {
             "warning: {} contained non-ASCII characters and {} skipped{first_line}",
             super::count(skipped, "pair"),
             if skipped == 1 { "was" } else { "were" }
+        );
+    }
+    if unseen > 0 {
+        eprintln!(
+            "warning: {} held characters outside the model's alphabet, read as padding",
+            super::count(unseen, "string")
         );
     }
     if cut > 0 {
