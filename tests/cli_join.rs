@@ -701,6 +701,17 @@ fn dedup_by_ratio_counts_the_pairs_within_the_ratio() {
         b"",
     ));
     assert!(e.contains("--max-ratio must be at least 0"), "{e}");
+    // No pair within the ratio: no group, and no "largest".
+    let out = bin(
+        &["dedup", "-i", input.to_str().unwrap(), "--max-ratio", "0"],
+        b"",
+    );
+    let e = String::from_utf8_lossy(&out.stderr).into_owned();
+    ok(out);
+    assert!(
+        e.contains("5 lines in 5 clusters: 0 groups of near-duplicates (0 lines), 5 singletons"),
+        "{e}"
+    );
 }
 
 #[test]

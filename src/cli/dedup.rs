@@ -184,9 +184,12 @@ fn open_source(args: &Args, gpu: &Gpu) -> Result<(Index, Option<(Tracked, tempfi
 fn summarize(clusters: &Clusters) {
     let sizes = clusters.sizes();
     let groups: Vec<usize> = sizes.iter().copied().filter(|&s| s > 1).collect();
-    let largest = groups.iter().max().copied().unwrap_or(1);
+    let largest = groups
+        .iter()
+        .max()
+        .map_or(String::new(), |n| format!(", largest {n}"));
     eprintln!(
-        "{} in {}: {} of near-duplicates ({}, largest {largest}), {}",
+        "{} in {}: {} of near-duplicates ({}{largest}), {}",
         count(clusters.cluster.len(), "line"),
         count(sizes.len(), "cluster"),
         count(groups.len(), "group"),
