@@ -268,7 +268,7 @@ fn a_table_split_into_parts_or_over_the_limit_equals_the_cpu_table() {
         }
     }
     // A table over the limit: the same model layer by layer, the same embeddings.
-    let table_bytes = (shape.alphabet * shape.max_len * shape.dim * 4) as u64;
+    let table_bytes = shape.table_bytes();
     let within = CnnEdEncoder::with_table_limit(&t.gpu, &t.ops, &model, 8, table_bytes).unwrap();
     assert!(within.runs_table());
     let mut layered =

@@ -191,7 +191,8 @@ impl Embedded {
 /// line `g`: the estimate less a positive intercept, as `query --max-distance` screens a
 /// CNN-ED model ([`Estimator::screen`], whose Euclidean metric reads a squared distance).
 /// A fitted line's intercept is set by mostly unrelated training pairs and would keep
-/// close strings out of reach of a small K (the CNN-ED code's bias is 0 for CNN too).
+/// close strings out of reach of a small K (the CNN-ED authors' threshold search,
+/// nns.py, also screens its CNN with a bias of 0).
 /// Every row's line is a * raw + b, so CGK's and the exact scan's screen the same way.
 /// An equal string (exact distance 0) always passes, as in [`crate::search::passes_screen`].
 fn screen(g: &LinearFit, raw: f64, exact: u32) -> f32 {

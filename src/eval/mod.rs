@@ -265,9 +265,9 @@ pub struct ThresholdReport {
 
 impl ThresholdReport {
     /// One report for each threshold of `ds`, from each query's counts
-    /// (`per_query[q][di][mi]`, [`metrics::threshold_counts`]) at `mus` blow-ups: means
+    /// (`per_query[q][di][mi]`, [`metrics::threshold_counts`]) at `mu_count` blow-ups: means
     /// over the queries with a string within the threshold, NaN (null in JSON) where none has.
-    fn summarize(ds: &[u32], mus: usize, per_query: &[&[Vec<ThresholdCount>]]) -> Vec<Self> {
+    fn summarize(ds: &[u32], mu_count: usize, per_query: &[&[Vec<ThresholdCount>]]) -> Vec<Self> {
         ds.iter()
             .enumerate()
             .map(|(di, &d)| {
@@ -278,7 +278,7 @@ impl ThresholdReport {
                     .collect();
                 let n = with_truth.len();
                 let mean_at = |f: &dyn Fn(&ThresholdCount) -> f64| -> Vec<f64> {
-                    (0..mus)
+                    (0..mu_count)
                         .map(|mi| mean_or_nan(&mut with_truth.iter().map(|t| f(&t[mi])), n))
                         .collect()
                 };

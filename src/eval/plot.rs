@@ -384,7 +384,7 @@ fn threshold_curves(
         .map_err(err)?;
     chart
         .configure_mesh()
-        .x_desc("mean candidates per query (estimate <= mu * D), log scale")
+        .x_desc("mean candidates per query (screened estimate <= mu * D), log scale")
         .x_label_formatter(&|x| format!("{}", x.round() as u64))
         .y_desc(format!("recall of strings within {d}"))
         .label_style(("sans-serif", 15))

@@ -53,6 +53,11 @@ const META_RELU_AFTER: &str = "megashtein.cnn_ed.relu_after";
 const META_SLOPE: &str = "megashtein.estimate_slope";
 const META_INTERCEPT: &str = "megashtein.estimate_intercept";
 
+/// The largest folded table the model is used through. Past it (thousands of
+/// characters at M = 1,000 take gigabytes) an affine network runs layer by layer, as one
+/// with ReLUs does, in memory that does not grow with alphabet x M.
+pub const MAX_TABLE_BYTES: u64 = 1 << 30;
+
 /// The sizes that fix a CNN-ED network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CnnEdShape {
@@ -93,6 +98,17 @@ impl CnnEdShape {
     /// No ReLU: the network is affine in its one-hot input and folds into a table.
     pub fn is_affine(&self) -> bool {
         self.relu == 0
+    }
+
+    /// Bytes of the folded table: alphabet x M x dim f32.
+    pub fn table_bytes(&self) -> u64 {
+        self.alphabet as u64 * self.max_len as u64 * self.dim as u64 * 4
+    }
+
+    /// Whether the network is used through its folded table: affine, with a table of at
+    /// most `limit` bytes ([`MAX_TABLE_BYTES`] but in tests).
+    pub fn folds_within(&self, limit: u64) -> bool {
+        self.is_affine() && self.table_bytes() <= limit
     }
 
     /// The leading blocks that are affine in the input: up to and including the first
@@ -354,10 +370,11 @@ impl CnnEd {
     }
 
     /// Every string's embedding, `[strings, dim]`: through the folded table (one fold)
-    /// when the network is affine, else layer by layer.
+    /// when the network is affine and its table within [`MAX_TABLE_BYTES`], else layer by
+    /// layer.
     pub fn embed_all(&self, strings: &[String]) -> Vec<f32> {
         use rayon::prelude::*;
-        if !self.shape.is_affine() {
+        if !self.shape.folds_within(MAX_TABLE_BYTES) {
             return strings
                 .par_iter()
                 .flat_map_iter(|s| self.embed_layered(s))

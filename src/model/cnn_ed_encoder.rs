@@ -2,12 +2,12 @@
 //! ([`super::cnn_ed::Folded`], uploaded once, in parts of consecutive characters when it
 //! is larger than one storage binding) and run by the table pass
 //! ([`crate::ops::cnn_ed`]); a network with ReLUs, or an affine one whose table would
-//! exceed [`MAX_TABLE_BYTES`], layer by layer ([`super::cnn_ed_layers`]) after its blocks
-//! up to the first ReLU, folded ([`crate::ops::cnn_ed_prefix`]). Either fills a `[batch, dim]` f32 buffer, which the kNN
+//! exceed [`MAX_TABLE_BYTES`], layer by layer ([`super::cnn_ed_layers`]) after its
+//! blocks up to the first ReLU, folded ([`crate::ops::cnn_ed_prefix`]). Either fills a `[batch, dim]` f32 buffer, which the kNN
 //! reads in place, for batches of up to `capacity` strings.
 use anyhow::{Result, anyhow, bail};
 
-use super::cnn_ed::{CharIds, CnnEd};
+use super::cnn_ed::{CharIds, CnnEd, MAX_TABLE_BYTES};
 use super::cnn_ed_layers::{self as layers, ForwardBuffers};
 use crate::gpu::{Calls, Gpu, Pending, ReadbackPair, storage_buffer, storage_buffer_init};
 use crate::ops::Ops;
@@ -23,11 +23,6 @@ const MAX_ID_BYTES: usize = 32 << 20;
 /// output, `[batch * C, 8, M >> blocks]`): batches of long strings over large alphabets
 /// get fewer strings.
 const MAX_ACTIVATION_BYTES: u64 = 64 << 20;
-
-/// The largest folded table an encoder uploads. Past it (thousands of characters at
-/// M = 1,000 take gigabytes: alphabet x M x dim floats) an affine network runs layer by
-/// layer, whose memory does not grow with the alphabet times M.
-pub const MAX_TABLE_BYTES: u64 = 1 << 30;
 
 pub struct CnnEdEncoder {
     capacity: usize,
@@ -81,9 +76,7 @@ impl CnnEdEncoder {
         capacity: usize,
         table_bytes: u64,
     ) -> Result<Self> {
-        let shape = model.shape();
-        let table = (shape.alphabet * shape.max_len * shape.dim * 4) as u64;
-        if shape.is_affine() && table <= table_bytes {
+        if model.shape().folds_within(table_bytes) {
             Self::with_part_bytes(gpu, ops, model, capacity, gpu.max_binding_bytes())
         } else {
             Self::layered(gpu, ops, model, capacity)
@@ -259,12 +252,12 @@ impl CnnEdEncoder {
         }
     }
 
-    /// How many strings one batch takes at most.
     /// Whether the network runs as its folded table (else layer by layer).
     pub fn runs_table(&self) -> bool {
         matches!(self.network, Network::Table { .. })
     }
 
+    /// How many strings one batch takes at most.
     pub fn capacity(&self) -> usize {
         self.capacity
     }
