@@ -608,6 +608,8 @@ fn table_embed_and_backward_match_reference() {
         (1usize, 4usize, 7usize, 8usize),
         (9, 37, 50, 128),
         (5, 4, 3, 4),
+        // 16 outputs a thread, three threads a string.
+        (3, 5, 9, 48),
     ] {
         for layout in [TableLayout::CharMajor, TableLayout::PlaceMajor] {
             let what = format!("table {batch}x{alphabet}x{max_len}x{dim} {layout:?}");
