@@ -1,11 +1,11 @@
 // CNN-ED folded into a table (src/model/cnn_ed.rs, `Folded`): a string's embedding is the
 // bias plus, for each of its places l, the table row T[id, l, :].
-//   embed:  one thread per (string, four outputs) sums in place order, as
-//           `Folded::embed` does on the CPU, reading its string's ids four at a time
-//           (25% faster on lavapipe than one at a time; one output a thread, or the ids
-//           broadcast across the subgroup, were not faster). embed16, where the width
-//           is a multiple of 16: the same with 16 outputs a thread, whose four vec4
-//           loads share a place's id, bounds and branch (2.1x faster on lavapipe).
+//   embed:  one thread per (string, 16 outputs) sums in place order, as `Folded::embed`
+//           does on the CPU, reading its string's ids four at a time (25% faster on
+//           lavapipe than one at a time; the ids broadcast across the subgroup were not
+//           faster). Its four vec4 loads a place share the place's id, bounds and
+//           branch: 2.1x faster on lavapipe than one vec4 a thread (and one output a
+//           thread was slower still); eight measured the same as four.
 //   d_table: the backward to the table, dT[c, l, :] = sum of d_out over the strings
 //           holding character c at place l: one thread per (place, four outputs) owns
 //           every character's row there, zeroes them and adds the strings in order (no
@@ -50,42 +50,6 @@ fn places(string: u32) -> u32 {
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<vec4<f32>>; // [batch, dim4]
 
-// Adds row (id, l) at outputs col when id (less the part's first) is in the part and l is
-// a place (a string longer than M ends there).
-fn add_row(acc: vec4<f32>, id: u32, l: u32, col: u32) -> vec4<f32> {
-    let c = id - s.first; // ids below `first` wrap to large values: one comparison
-    if c < s.alphabet && l < s.max_len {
-        return acc + table[row(c, l, col)];
-    }
-    return acc;
-}
-
-@compute @workgroup_size(64)
-fn embed(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let thread = gid.x + gid.y * nwg.x * 64u;
-    let string = thread / s.dim4;
-    let col = thread % s.dim4;
-    if string >= s.batch {
-        return;
-    }
-    let at = s.bias + 4u * col;
-    var acc = vec4(bias[at], bias[at + 1u], bias[at + 2u], bias[at + 3u]);
-    if s.accumulate == 1u {
-        acc = out[string * s.dim4 + col];
-    }
-    let first_quad = starts[string] / 4u;
-    let quads = (places(string) + 3u) / 4u;
-    for (var q = 0u; q < quads; q++) {
-        let four = id_quads[first_quad + q];
-        let l = 4u * q;
-        acc = add_row(acc, four.x, l, col);
-        acc = add_row(acc, four.y, l + 1u, col);
-        acc = add_row(acc, four.z, l + 2u, col);
-        acc = add_row(acc, four.w, l + 3u, col);
-    }
-    out[string * s.dim4 + col] = acc;
-}
-
 // Four vec4s of outputs, `col` .. `col + 3` (16 outputs), in named variables.
 struct Sums {
     a: vec4<f32>,
@@ -94,52 +58,63 @@ struct Sums {
     d: vec4<f32>,
 }
 
-// embed16's step: row (id, l) at outputs col .. col + 3 (vec4s), when in the part.
-fn add_rows(acc: Sums, id: u32, l: u32, col: u32) -> Sums {
-    let c = id - s.first;
+// Adds row (id, l) at vec4s col, col + k.x, col + k.y, col + k.z when id (less the part's
+// first) is in the part and l is a place (a string longer than M ends there).
+fn add_rows(acc: Sums, id: u32, l: u32, col: u32, k: vec3<u32>) -> Sums {
+    let c = id - s.first; // ids below `first` wrap to large values: one comparison
     if c < s.alphabet && l < s.max_len {
         let r = row(c, l, col);
-        return Sums(acc.a + table[r], acc.b + table[r + 1u], acc.c + table[r + 2u], acc.d + table[r + 3u]);
+        return Sums(acc.a + table[r], acc.b + table[r + k.x], acc.c + table[r + k.y], acc.d + table[r + k.z]);
     }
     return acc;
 }
 
 @compute @workgroup_size(64)
-fn embed16(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn embed(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let thread = gid.x + gid.y * nwg.x * 64u;
-    let groups = s.dim4 / 4u;
+    let groups = (s.dim4 + 3u) / 4u;
     let string = thread / groups;
     let col = (thread % groups) * 4u;
     if string >= s.batch {
         return;
     }
+    // The last group of a width that is not a multiple of 16 has fewer than four vec4s:
+    // its others re-read the last one (in bounds) and are not stored.
+    let last = s.dim4 - 1u - col;
+    let k = min(vec3(1u, 2u, 3u), vec3(last));
     let o = string * s.dim4 + col;
     var acc: Sums;
     if s.accumulate == 1u {
-        acc = Sums(out[o], out[o + 1u], out[o + 2u], out[o + 3u]);
+        acc = Sums(out[o], out[o + k.x], out[o + k.y], out[o + k.z]);
     } else {
-        let at = s.bias + 4u * col;
-        acc = Sums(
-            vec4(bias[at], bias[at + 1u], bias[at + 2u], bias[at + 3u]),
-            vec4(bias[at + 4u], bias[at + 5u], bias[at + 6u], bias[at + 7u]),
-            vec4(bias[at + 8u], bias[at + 9u], bias[at + 10u], bias[at + 11u]),
-            vec4(bias[at + 12u], bias[at + 13u], bias[at + 14u], bias[at + 15u]),
-        );
+        acc = Sums(bias4(col), bias4(col + k.x), bias4(col + k.y), bias4(col + k.z));
     }
     let first_quad = starts[string] / 4u;
     let quads = (places(string) + 3u) / 4u;
     for (var q = 0u; q < quads; q++) {
         let four = id_quads[first_quad + q];
         let l = 4u * q;
-        acc = add_rows(acc, four.x, l, col);
-        acc = add_rows(acc, four.y, l + 1u, col);
-        acc = add_rows(acc, four.z, l + 2u, col);
-        acc = add_rows(acc, four.w, l + 3u, col);
+        acc = add_rows(acc, four.x, l, col, k);
+        acc = add_rows(acc, four.y, l + 1u, col, k);
+        acc = add_rows(acc, four.z, l + 2u, col, k);
+        acc = add_rows(acc, four.w, l + 3u, col, k);
     }
     out[o] = acc.a;
-    out[o + 1u] = acc.b;
-    out[o + 2u] = acc.c;
-    out[o + 3u] = acc.d;
+    if last >= 1u {
+        out[o + 1u] = acc.b;
+    }
+    if last >= 2u {
+        out[o + 2u] = acc.c;
+    }
+    if last >= 3u {
+        out[o + 3u] = acc.d;
+    }
+}
+
+// The bias at vec4 `col`.
+fn bias4(col: u32) -> vec4<f32> {
+    let at = s.bias + 4u * col;
+    return vec4(bias[at], bias[at + 1u], bias[at + 2u], bias[at + 3u]);
 }
 
 @group(0) @binding(3) var<storage, read> d_out: array<vec4<f32>>;        // [batch, dim4]

@@ -608,8 +608,9 @@ fn table_embed_and_backward_match_reference() {
         (1usize, 4usize, 7usize, 8usize),
         (9, 37, 50, 128),
         (5, 4, 3, 4),
-        // 16 outputs a thread, three threads a string.
+        // 16 outputs a thread: three threads a string; a last thread of 8 outputs.
         (3, 5, 9, 48),
+        (2, 6, 11, 24),
     ] {
         for layout in [TableLayout::CharMajor, TableLayout::PlaceMajor] {
             let what = format!("table {batch}x{alphabet}x{max_len}x{dim} {layout:?}");

@@ -77,8 +77,6 @@ impl TableShape {
 
 pub struct TableEmbed {
     embed: Kernel,
-    /// `embed` for 16 outputs a thread, where the width allows.
-    embed16: Kernel,
     d_table: Kernel,
     d_bias: Kernel,
 }
@@ -142,7 +140,6 @@ impl TableEmbed {
         let source = include_str!("../../shaders/cnn_ed_table.wgsl");
         TableEmbed {
             embed: Kernel::new(gpu, "cnn_ed.table_embed", source, "embed"),
-            embed16: Kernel::new(gpu, "cnn_ed.table_embed16", source, "embed16"),
             d_table: Kernel::new(gpu, "cnn_ed.d_table", source, "d_table_rows"),
             d_bias: Kernel::new(gpu, "cnn_ed.d_bias", source, "d_bias"),
         }
@@ -170,12 +167,13 @@ impl TableEmbed {
             accumulate: u32::from(part.accumulate),
             ..shape.uniform()
         };
-        let buffers = [b.ids, b.starts, b.table, b.bias, b.out];
-        if uniform.dim4.is_multiple_of(4) {
-            self.embed16.call(gpu, &uniform, &buffers, uniform.dim4 / 4)
-        } else {
-            self.embed.call(gpu, &uniform, &buffers, uniform.dim4)
-        }
+        // One thread per 16 outputs.
+        self.embed.call(
+            gpu,
+            &uniform,
+            &[b.ids, b.starts, b.table, b.bias, b.out],
+            uniform.dim4.div_ceil(4),
+        )
     }
 
     /// dT and db from the gradient at the embeddings (the batch is the strings').
