@@ -3,8 +3,9 @@
 //! is larger than one storage binding) and run by the table pass
 //! ([`crate::ops::cnn_ed`]); a network with ReLUs, or an affine one whose table would
 //! exceed [`MAX_TABLE_BYTES`], layer by layer ([`super::cnn_ed_layers`]) after its
-//! blocks up to the first ReLU, folded ([`crate::ops::cnn_ed_prefix`]). Either fills a `[batch, dim]` f32 buffer, which the kNN
-//! reads in place, for batches of up to `capacity` strings.
+//! blocks up to the first ReLU, folded ([`crate::ops::cnn_ed_prefix`]). Either fills a
+//! `[batch, dim]` f32 buffer, which the kNN reads in place, for batches of up to
+//! `capacity` strings.
 use anyhow::{Result, anyhow, bail};
 
 use super::cnn_ed::{CharIds, CnnEd, MAX_TABLE_BYTES};
