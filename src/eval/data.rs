@@ -27,18 +27,16 @@ pub struct Misspelling {
     pub line: u64,
 }
 
-/// The strings of a base file (the input rules of `embed`).
-pub fn read_base<R: BufRead>(reader: LineReader<R>) -> Result<Vec<Vec<u8>>> {
-    let (lines, _) = reader.read_all()?;
-    Ok(lines.into_iter().map(|l| l.text).collect())
-}
-
-/// The strings of the base file at `path`, with the warnings of reading it (lines
-/// skipped, replaced or cut, as `embed` reports them).
-pub fn read_base_file(path: &Path, mode: NonAscii) -> Result<(Vec<Vec<u8>>, Vec<String>)> {
-    let (lines, stats) = LineReader::open(path, mode)?.read_all()?;
+/// The strings of a base file (the input rules of `embed`), with the warnings of
+/// reading it (lines skipped, replaced or cut, as `embed` reports them).
+pub fn read_base<R: BufRead>(reader: LineReader<R>) -> Result<(Vec<Vec<u8>>, Vec<String>)> {
+    let (lines, stats) = reader.read_all()?;
     let strings = lines.into_iter().map(|l| l.text).collect();
     Ok((strings, stats.warnings()))
+}
+
+pub fn read_base_file(path: &Path, mode: NonAscii) -> Result<(Vec<Vec<u8>>, Vec<String>)> {
+    read_base(LineReader::open(path, mode)?)
 }
 
 pub fn builtin_base() -> Vec<Vec<u8>> {
@@ -48,6 +46,7 @@ pub fn builtin_base() -> Vec<Vec<u8>> {
         NonAscii::Error,
     ))
     .expect("the built-in base is valid")
+    .0
 }
 
 /// Lines `misspelling<TAB>correct` (the first tab splits; the correct word is the rest of
