@@ -533,8 +533,6 @@ fn evaluate(
     let fraction = |f: &dyn Fn(&QueryOut) -> bool| {
         per_query.iter().filter(|q| f(q)).count() as f64 / s.queries as f64
     };
-    let per_query_thresholds: Vec<&[Vec<ThresholdCount>]> =
-        per_query.iter().map(|q| q.thresholds.as_slice()).collect();
     LongRow {
         name: row.name.to_string(),
         source: row.source,
@@ -552,7 +550,11 @@ fn evaluate(
                 .collect::<Vec<_>>(),
         ),
         top10_within_100: fraction(&|q| q.top10_within_100),
-        threshold: ThresholdReport::summarize(&THRESHOLDS, mus.len(), &per_query_thresholds),
+        threshold: ThresholdReport::summarize(
+            &THRESHOLDS,
+            mus.len(),
+            per_query.iter().map(|q| q.thresholds.as_slice()),
+        ),
         seconds: row.start.elapsed().as_secs_f64(),
     }
 }

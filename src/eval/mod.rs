@@ -265,14 +265,18 @@ pub struct ThresholdReport {
 
 impl ThresholdReport {
     /// One report for each threshold of `ds`, from each query's counts
-    /// (`per_query[q][di][mi]`, [`metrics::threshold_counts`]) at `mu_count` blow-ups: means
+    /// (`per_query`, each `[di][mi]`, [`metrics::threshold_counts`]) at `mu_count` blow-ups: means
     /// over the queries with a string within the threshold, NaN (null in JSON) where none has.
-    fn summarize(ds: &[u32], mu_count: usize, per_query: &[&[Vec<ThresholdCount>]]) -> Vec<Self> {
+    fn summarize<'a>(
+        ds: &[u32],
+        mu_count: usize,
+        per_query: impl Iterator<Item = &'a [Vec<ThresholdCount>]> + Clone,
+    ) -> Vec<Self> {
         ds.iter()
             .enumerate()
             .map(|(di, &d)| {
                 let with_truth: Vec<&[ThresholdCount]> = per_query
-                    .iter()
+                    .clone()
                     .map(|q| q[di].as_slice())
                     .filter(|t| t[0].truth > 0)
                     .collect();
@@ -857,9 +861,8 @@ fn evaluate(
         })
         .collect();
     let search = SearchReport::summarize(ts, cs, &answered);
-    let per_query_thresholds: Vec<&[Vec<ThresholdCount>]> =
-        per_query.iter().map(|q| q.thresholds.as_slice()).collect();
-    let threshold = ThresholdReport::summarize(&THRESHOLDS, mus.len(), &per_query_thresholds);
+    let counts = per_query.iter().map(|q| q.thresholds.as_slice());
+    let threshold = ThresholdReport::summarize(&THRESHOLDS, mus.len(), counts);
 
     // Real misspellings.
     let misspellings = ctx.has_misspellings.then(|| {
